@@ -1,0 +1,614 @@
+//! One HTTP/1.1 server connection as a sans-I/O state machine: bytes are
+//! put in (`read_buf`/`filled`, or `feed`), requests are parsed and handed
+//! to the handler in order (`advance`), and what is owed to the peer is
+//! taken out (`output`). Time comes in as an argument; deadlines go out as
+//! an `Instant`. Nothing here touches a socket, so every rule is tested on
+//! byte slices.
+
+use std::io::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use super::chunked::{Chunked, MAX_CHUNK_LINE};
+use super::head::{self, Framing, Head};
+use super::limits::{Limits, Timeouts};
+use super::output::Output;
+use super::pool::BufPool;
+use super::request::Request;
+use super::response::{Body, Response};
+use super::status::{Reject, has_no_body, reason_phrase};
+use crate::sys::Addr;
+
+/// What serves requests. It runs on the event loop: it must not block.
+pub trait Handler {
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>);
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&Request<'_>, &mut Response<'_>),
+{
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        self(req, res)
+    }
+}
+
+/// What the server lends a connection while it advances.
+pub struct Ctx<'a> {
+    pub handler: &'a dyn Handler,
+    pub limits: &'a Limits,
+    pub timeouts: &'a Timeouts,
+    /// The current IMF-fixdate, refreshed by the server once a second.
+    pub date: &'a [u8],
+    pub pool: &'a mut BufPool,
+    /// Scratch for response header fields, shared by every connection since
+    /// handlers run one at a time.
+    pub scratch: &'a mut Vec<u8>,
+    /// The server is shutting down: answer what is in flight, then close.
+    pub draining: bool,
+}
+
+#[derive(Debug)]
+enum Decoder {
+    Length(u64),
+    Chunked(Chunked),
+}
+
+#[derive(Debug)]
+enum Reading {
+    /// Between requests: no byte of the next one yet.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+    /// The head is parsed; its body is arriving.
+    Body(Decoder),
+    /// No more requests on this connection; what is queued goes out, then
+    /// it closes.
+    Done,
+}
+
+/// What the I/O layer should do with the connection next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep serving.
+    Continue,
+    /// Everything is sent: shut down our side and keep reading, discarding,
+    /// until the peer closes or the linger deadline passes.
+    ShutdownWrite,
+    /// Close the socket now.
+    Close,
+}
+
+/// Why a deadline fired, for the log line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// Nothing was in flight: close quietly.
+    Idle,
+    /// A request was in progress: a 408 was queued.
+    Request,
+    /// The peer stopped reading our output: abort.
+    Write,
+    /// The linger after our close ran out.
+    Linger,
+}
+
+pub struct Conn {
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+    reading: Reading,
+    head: Head,
+    scanned: usize,
+    out: Output,
+    served: u64,
+    peer: Addr,
+    accepted: Instant,
+    phase_at: Instant,
+    body_progress: Instant,
+    write_progress: Instant,
+    eof: bool,
+    linger_until: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(peer: Addr, now: Instant) -> Self {
+        Conn {
+            rbuf: Vec::new(),
+            start: 0,
+            end: 0,
+            reading: Reading::Idle,
+            head: Head::default(),
+            scanned: 0,
+            out: Output::default(),
+            served: 0,
+            peer,
+            accepted: now,
+            phase_at: now,
+            body_progress: now,
+            write_progress: now,
+            eof: false,
+            linger_until: None,
+        }
+    }
+
+    pub fn peer(&self) -> &Addr {
+        &self.peer
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    fn backpressured(&self, limits: &Limits) -> bool {
+        self.out.responses() >= limits.max_pipelined || self.out.bytes() > limits.max_output_buffer
+    }
+
+    /// Should the I/O layer read now (if the socket is readable)?
+    pub fn wants_read(&self, limits: &Limits) -> bool {
+        if self.linger_until.is_some() {
+            return !self.eof;
+        }
+        if self.eof {
+            return false;
+        }
+        match self.reading {
+            Reading::Body(_) => true,
+            Reading::Idle | Reading::Head => !self.backpressured(limits),
+            Reading::Done => false,
+        }
+    }
+
+    fn ensure_buf(&mut self, pool: &mut BufPool) {
+        if self.rbuf.is_empty() {
+            self.rbuf = pool.take();
+            let cap = self.rbuf.capacity();
+            self.rbuf.resize(cap, 0);
+        }
+    }
+
+    /// How large the read buffer may grow in the current phase.
+    fn cap_limit(&self, limits: &Limits) -> usize {
+        let head = limits.max_header_bytes + 1;
+        match &self.reading {
+            Reading::Body(Decoder::Length(n)) => self.head.len + *n as usize,
+            Reading::Body(Decoder::Chunked(_)) => {
+                self.head.len + limits.max_body as usize + MAX_CHUNK_LINE + limits.max_header_bytes
+            }
+            _ => head,
+        }
+    }
+
+    /// Room to read into, or `None` when the connection should not read.
+    pub fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
+        if !self.wants_read(limits) {
+            return None;
+        }
+        self.ensure_buf(pool);
+        if self.linger_until.is_some() {
+            self.start = 0;
+            self.end = 0;
+            return Some(&mut self.rbuf[..]);
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.rbuf.len() {
+            if self.start > 0 {
+                self.rbuf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let want = self.cap_limit(limits).max(self.end + 1);
+            if self.end == self.rbuf.len() {
+                let new = (self.rbuf.len() * 2)
+                    .clamp(super::pool::BUF_SIZE, want.max(self.rbuf.len() + 1));
+                self.rbuf.resize(new, 0);
+            }
+        }
+        Some(&mut self.rbuf[self.end..])
+    }
+
+    /// Records that `n` bytes were read into the slice from `read_buf`.
+    pub fn filled(&mut self, n: usize, now: Instant) {
+        if self.linger_until.is_some() {
+            return;
+        }
+        self.end += n;
+        if let Reading::Body(_) = self.reading {
+            self.body_progress = now;
+        }
+    }
+
+    /// Appends bytes that were read elsewhere (pre-read bytes of a handed
+    /// over stream; tests). Limits still apply when they are parsed.
+    pub fn feed(&mut self, bytes: &[u8], pool: &mut BufPool, now: Instant) {
+        if bytes.is_empty() || self.linger_until.is_some() {
+            return;
+        }
+        self.ensure_buf(pool);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.rbuf.len() - self.end < bytes.len() {
+            self.rbuf.resize(self.end + bytes.len(), 0);
+        }
+        self.rbuf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len(), now);
+    }
+
+    /// The peer shut down its side (read returned 0).
+    pub fn on_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Parses and answers every complete request in the buffer, in order,
+    /// until it needs more bytes or the output queue is full.
+    pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        loop {
+            match &mut self.reading {
+                Reading::Done => return,
+                Reading::Idle | Reading::Head => {
+                    if self.backpressured(ctx.limits) {
+                        return;
+                    }
+                    if self.start == self.end {
+                        if self.eof {
+                            self.reading = Reading::Done;
+                        }
+                        return;
+                    }
+                    if let Reading::Idle = self.reading {
+                        self.reading = Reading::Head;
+                        if self.served > 0 {
+                            self.phase_at = now;
+                        }
+                    }
+                    let data = &self.rbuf[self.start..self.end];
+                    match head::parse(data, &mut self.scanned, ctx.limits, &mut self.head) {
+                        Err(rej) => return self.reject(rej, ctx),
+                        Ok(false) => {
+                            if self.eof {
+                                tracing::debug!(peer = %self.peer, "connection closed mid-head");
+                                self.reading = Reading::Done;
+                            }
+                            return;
+                        }
+                        Ok(true) => {
+                            self.scanned = 0;
+                            let framing = self.head.framing.unwrap_or(Framing::None);
+                            let decoder = match framing {
+                                Framing::None => {
+                                    let n = self.head.len;
+                                    self.dispatch(now, ctx, n..n, n..n, n);
+                                    continue;
+                                }
+                                Framing::Length(n) => Decoder::Length(n),
+                                Framing::Chunked => Decoder::Chunked(Chunked::new()),
+                            };
+                            // Ask for the body only if the client is waiting
+                            // to be asked (RFC 9110 §10.1.1).
+                            if self.head.expect_continue && self.end - self.start == self.head.len {
+                                self.out.with_mem(ctx.pool, |b| {
+                                    b.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n")
+                                });
+                            }
+                            self.body_progress = now;
+                            self.reading = Reading::Body(decoder);
+                        }
+                    }
+                }
+                Reading::Body(Decoder::Length(n)) => {
+                    let n = *n as usize;
+                    let h = self.head.len;
+                    if self.end - self.start >= h + n {
+                        self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n);
+                        continue;
+                    }
+                    if self.eof {
+                        tracing::debug!(peer = %self.peer, "connection closed mid-body");
+                        self.reading = Reading::Done;
+                    }
+                    return;
+                }
+                Reading::Body(Decoder::Chunked(c)) => {
+                    let h = self.head.len;
+                    let region = &mut self.rbuf[self.start + h..self.end];
+                    match c.decode(region, ctx.limits) {
+                        Err(rej) => return self.reject(rej, ctx),
+                        Ok(step) => {
+                            self.end -= step.removed;
+                            if step.done {
+                                let b = c.body_len();
+                                let t = c.trailer_len();
+                                self.dispatch(now, ctx, h..h + b, h + b..h + b + t, h + b + t);
+                                continue;
+                            }
+                            if self.eof {
+                                self.reading = Reading::Done;
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the handler on one complete request and queues its response.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        body: std::ops::Range<usize>,
+        trailers: std::ops::Range<usize>,
+        consumed: usize,
+    ) {
+        let buf = &self.rbuf[self.start..self.start + consumed];
+        let req = Request {
+            buf,
+            head: &self.head,
+            body: &buf[body],
+            trailers: &buf[trailers],
+            peer: &self.peer,
+        };
+        let mut res = Response::new(ctx.scratch);
+        let outcome = catch_unwind(AssertUnwindSafe(|| ctx.handler.handle(&req, &mut res)));
+        let mut keep = self.head.keep_alive && !ctx.draining;
+        let (status, body, headers): (u16, Body, &[u8]) = match outcome {
+            Ok(()) if res.misuse.is_none() => {
+                keep &= !res.close;
+                (
+                    res.status,
+                    std::mem::replace(&mut res.body, Body::Empty),
+                    &res.headers[..],
+                )
+            }
+            Ok(()) => {
+                tracing::error!(target: "handoff::access", peer = %self.peer, method = req.method(), target = req.target(),
+                    "handler misused the response: {}", res.misuse.unwrap_or(""));
+                (
+                    500,
+                    Body::Static(b"500 Internal Server Error\n"),
+                    &b"Content-Type: text/plain; charset=utf-8\r\n"[..],
+                )
+            }
+            Err(_) => {
+                tracing::error!(target: "handoff::access", peer = %self.peer, method = req.method(), target = req.target(),
+                    "handler panicked; answered 500");
+                keep = false;
+                (
+                    500,
+                    Body::Static(b"500 Internal Server Error\n"),
+                    &b"Content-Type: text/plain; charset=utf-8\r\n"[..],
+                )
+            }
+        };
+        let (keep, sent) = encode(
+            &mut self.out,
+            ctx.pool,
+            ctx.date,
+            status,
+            headers,
+            body,
+            self.head.is_head,
+            self.head.minor,
+            keep,
+        );
+        tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" {} {}",
+            self.peer, req.method(), req.target(), self.head.minor, status, sent);
+
+        self.start += consumed;
+        self.served += 1;
+        self.phase_at = now;
+        self.reading = if keep { Reading::Idle } else { Reading::Done };
+    }
+
+    /// Answers a request the engine refuses, and stops reading requests.
+    fn reject(&mut self, rej: Reject, ctx: &mut Ctx<'_>) {
+        tracing::info!(target: "handoff::access", "{} \"-\" {} 0 ({})", self.peer, rej.status, rej.reason);
+        let body = format!(
+            "{} {}: {}\n",
+            rej.status,
+            reason_phrase(rej.status),
+            rej.reason
+        );
+        encode(
+            &mut self.out,
+            ctx.pool,
+            ctx.date,
+            rej.status,
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            Body::Bytes(body.into_bytes()),
+            false,
+            1,
+            false,
+        );
+        self.start = 0;
+        self.end = 0;
+        self.reading = Reading::Done;
+    }
+
+    // ---- output ----
+
+    /// The queue of bytes owed to the peer.
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    /// Records write progress (for the write deadline).
+    pub fn wrote(&mut self, now: Instant) {
+        self.write_progress = now;
+    }
+
+    /// Records that output became pending while the socket was blocked, so
+    /// the write deadline runs from now.
+    pub fn write_blocked_since(&mut self, now: Instant) {
+        if self.out.is_empty() {
+            self.write_progress = now;
+        }
+    }
+
+    /// Is the connection between requests with nothing buffered, so its
+    /// buffers can go back to the pool?
+    pub fn is_idle(&self) -> bool {
+        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
+    }
+
+    pub fn release_buffers(&mut self, pool: &mut BufPool) {
+        if self.start == self.end && !self.rbuf.is_empty() {
+            self.start = 0;
+            self.end = 0;
+            pool.give(std::mem::take(&mut self.rbuf));
+        }
+        self.out.release(pool);
+    }
+
+    /// What to do with the socket after this turn.
+    pub fn next(&mut self, now: Instant, timeouts: &Timeouts) -> Next {
+        if self.linger_until.is_some() {
+            return if self.eof {
+                Next::Close
+            } else {
+                Next::Continue
+            };
+        }
+        if let Reading::Done = self.reading
+            && self.out.is_empty()
+        {
+            if self.eof {
+                return Next::Close;
+            }
+            self.linger_until = Some(now + timeouts.linger);
+            self.start = 0;
+            self.end = 0;
+            return Next::ShutdownWrite;
+        }
+        Next::Continue
+    }
+
+    /// Stops taking new requests: an idle connection closes at once, one
+    /// with a request in flight closes after answering it.
+    pub fn drain(&mut self) {
+        if let Reading::Idle = self.reading
+            && self.start == self.end
+        {
+            self.reading = Reading::Done;
+        }
+    }
+
+    fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {
+        (!self.out.is_empty()).then(|| self.write_progress + t.write_progress)
+    }
+
+    fn read_deadline(&self, t: &Timeouts) -> Option<Instant> {
+        match self.reading {
+            Reading::Idle if self.out.is_empty() => Some(if self.served == 0 {
+                self.accepted + t.connection_setup
+            } else {
+                self.phase_at + t.intra_stream
+            }),
+            Reading::Idle => None,
+            Reading::Head => Some(if self.served == 0 {
+                self.accepted + t.connection_setup
+            } else {
+                self.phase_at + t.connection_setup
+            }),
+            Reading::Body(_) => Some(self.body_progress + t.body_progress),
+            Reading::Done => None,
+        }
+    }
+
+    /// When this connection next needs attention if nothing happens.
+    pub fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+        if let Some(l) = self.linger_until {
+            return Some(l);
+        }
+        match (self.write_deadline(t), self.read_deadline(t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles a deadline that may have passed. `None`: it had not (the
+    /// timer was stale).
+    pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
+        if let Some(l) = self.linger_until {
+            return (l <= now).then_some(Expired::Linger);
+        }
+        if self.write_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
+            self.out.clear();
+            return Some(Expired::Write);
+        }
+        if self.read_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
+            return Some(match self.reading {
+                Reading::Idle => {
+                    self.reading = Reading::Done;
+                    Expired::Idle
+                }
+                _ => {
+                    self.reject(Reject::new(408, "request not received in time"), ctx);
+                    Expired::Request
+                }
+            });
+        }
+        None
+    }
+}
+
+/// Writes a response head into `out` and queues its body. Returns whether
+/// the connection stays open and how many body bytes will be sent.
+#[allow(clippy::too_many_arguments)]
+fn encode(
+    out: &mut Output,
+    pool: &mut BufPool,
+    date: &[u8],
+    status: u16,
+    headers: &[u8],
+    body: Body,
+    is_head: bool,
+    minor: u8,
+    keep_alive: bool,
+) -> (bool, u64) {
+    let no_body = has_no_body(status);
+    let len = body.len();
+    let chunked = len.is_none() && !no_body && minor == 1;
+    // An HTTP/1.0 client cannot read chunked: a body of unknown length is
+    // delimited by closing the connection.
+    let keep = keep_alive && !(len.is_none() && !no_body && minor == 0 && !is_head);
+    out.with_mem(pool, |b| {
+        b.extend_from_slice(b"HTTP/1.1 ");
+        let _ = write!(b, "{status} ");
+        b.extend_from_slice(reason_phrase(status).as_bytes());
+        b.extend_from_slice(b"\r\nDate: ");
+        b.extend_from_slice(date);
+        b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(headers);
+        if !no_body {
+            match len {
+                Some(n) => {
+                    let _ = write!(b, "Content-Length: {n}\r\n");
+                }
+                None if chunked => b.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+                None => {}
+            }
+        }
+        if !keep {
+            b.extend_from_slice(b"Connection: close\r\n");
+        } else if minor == 0 {
+            b.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        b.extend_from_slice(b"\r\n");
+    });
+    let sent = if is_head || no_body {
+        0
+    } else {
+        len.unwrap_or(0)
+    };
+    if !is_head && !no_body {
+        out.push_body(pool, body, chunked);
+    }
+    out.end_response();
+    (keep, sent)
+}

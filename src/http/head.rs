@@ -1,0 +1,594 @@
+//! Request heads: finding their end, parsing them with httparse, and the
+//! RFC 9112 rules that httparse leaves to us (framing, Host, target forms).
+//!
+//! The parsed head is kept as offsets into the connection's read buffer, so
+//! a request costs no allocation: the `Vec` of spans is reused.
+
+use super::limits::{HEADERS_CAP, Limits};
+use super::status::Reject;
+
+/// A byte range relative to the start of the request in the read buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
+    fn of(base: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head, as spans into the buffer it was parsed from.
+#[derive(Debug, Default)]
+pub struct Head {
+    pub len: usize,
+    pub method: Span,
+    pub target: Span,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<(Span, Span)>,
+    pub path: Span,
+    pub query: Option<Span>,
+    pub host: Option<Span>,
+    pub framing: Option<Framing>,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub is_head: bool,
+    pub asterisk: bool,
+}
+
+/// Scans for the end of a head from `*scanned` on, so that a client sending
+/// one byte at a time costs linear, not quadratic, work. Returns the length
+/// of the head up to and including its empty line if one is present.
+fn find_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    let from = *scanned;
+    for i in from..buf.len() {
+        if buf[i] == b'\n'
+            && ((i >= 1 && buf[i - 1] == b'\n')
+                || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'))
+        {
+            *scanned = i + 1;
+            return Some(i + 1);
+        }
+    }
+    *scanned = buf.len();
+    None
+}
+
+fn line_too_long(buf: &[u8], limits: &Limits) -> bool {
+    let window = &buf[..buf.len().min(limits.max_request_line + 1)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(p) => p > limits.max_request_line,
+        None => window.len() > limits.max_request_line,
+    }
+}
+
+/// Is `line` of the form `token SP target SP HTTP/d.d`? Then a version error
+/// from httparse is a version we do not speak (505), not garbage (400).
+fn looks_like_other_version(buf: &[u8]) -> bool {
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let Some(v) = line.rsplit(|&b| b == b' ').next() else {
+        return false;
+    };
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
+}
+
+/// Parses a head if the whole of it is in `buf`.
+/// `Ok(false)`: not complete yet (and within limits).
+pub fn parse(
+    buf: &[u8],
+    scanned: &mut usize,
+    limits: &Limits,
+    head: &mut Head,
+) -> Result<bool, Reject> {
+    if line_too_long(buf, limits) {
+        return Err(Reject::new(414, "request line too long"));
+    }
+    let Some(end) = find_end(buf, scanned) else {
+        if buf.len() > limits.max_header_bytes {
+            return Err(Reject::new(431, "request head too large"));
+        }
+        return Ok(false);
+    };
+    if end > limits.max_header_bytes {
+        return Err(Reject::new(431, "request head too large"));
+    }
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_CAP];
+    let n = limits.max_headers.min(HEADERS_CAP);
+    let mut req = httparse::Request::new(&mut storage[..n]);
+    let len = match req.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // Leading empty lines looked like an end; keep reading.
+        Ok(httparse::Status::Partial) => return Ok(false),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Reject::new(431, "too many header fields"));
+        }
+        Err(httparse::Error::Version) if looks_like_other_version(&buf[..end]) => {
+            return Err(Reject::new(505, "HTTP version not supported"));
+        }
+        Err(e) => return Err(Reject::new(400, parse_error_reason(e))),
+    };
+    head.len = len;
+    head.method = Span::of(buf, req.method.unwrap_or("").as_bytes());
+    head.target = Span::of(buf, req.path.unwrap_or("").as_bytes());
+    head.minor = req.version.unwrap_or(1);
+    head.headers.clear();
+    for h in req.headers.iter() {
+        head.headers
+            .push((Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)));
+    }
+    check(buf, head, limits)?;
+    Ok(true)
+}
+
+fn parse_error_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name (whitespace before colon or obs-fold)",
+        httparse::Error::HeaderValue => "invalid header value (bare CR or control character)",
+        httparse::Error::NewLine => "invalid line ending (bare CR)",
+        httparse::Error::Token => "invalid request line",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+/// Splits a comma-separated field value into trimmed, non-empty items.
+pub fn csv(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|s| s.trim_ascii())
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
+    let bad = || Reject::new(400, "invalid Content-Length");
+    let mut value: Option<u64> = None;
+    // A list of identical values ("5, 5") is allowed by RFC 9110 §8.6;
+    // anything else is a smuggling attempt.
+    for item in v.split(|&b| b == b',').map(|s| s.trim_ascii()) {
+        if item.is_empty() || !item.iter().all(u8::is_ascii_digit) || item.len() > 19 {
+            return Err(bad());
+        }
+        let n: u64 = std::str::from_utf8(item)
+            .map_err(|_| bad())?
+            .parse()
+            .map_err(|_| bad())?;
+        match value {
+            Some(prev) if prev != n => {
+                return Err(Reject::new(400, "differing Content-Length values"));
+            }
+            _ => value = Some(n),
+        }
+    }
+    value.ok_or_else(bad)
+}
+
+fn valid_host(h: &[u8]) -> bool {
+    h.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+fn check(buf: &[u8], head: &mut Head, limits: &Limits) -> Result<(), Reject> {
+    let method = head.method.get(buf);
+    head.is_head = method == b"HEAD";
+    let target = head.target.get(buf);
+    if !target.is_ascii() {
+        return Err(Reject::new(400, "non-ASCII request target"));
+    }
+    head.asterisk = false;
+    head.query = None;
+    head.host = None;
+
+    // Target forms (RFC 9112 §3.2).
+    let mut authority: Option<Span> = None;
+    let path_and_query: &[u8] = if target.first() == Some(&b'/') {
+        target
+    } else if target == b"*" {
+        if method != b"OPTIONS" {
+            return Err(Reject::new(400, "asterisk-form is only for OPTIONS"));
+        }
+        head.asterisk = true;
+        &target[..0]
+    } else if let Some(rest) = strip_scheme(target) {
+        let auth_end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let auth = &rest[..auth_end];
+        let host = match auth.iter().rposition(|&b| b == b'@') {
+            Some(_) => return Err(Reject::new(400, "userinfo in request target")),
+            None => auth,
+        };
+        if host.is_empty() || !valid_host(host) {
+            return Err(Reject::new(400, "invalid authority in request target"));
+        }
+        authority = Some(Span::of(buf, host));
+        &rest[auth_end..]
+    } else if method == b"CONNECT" {
+        authority = Some(head.target);
+        &target[..0]
+    } else {
+        return Err(Reject::new(400, "invalid request target"));
+    };
+    if path_and_query.contains(&b'#') {
+        return Err(Reject::new(400, "fragment in request target"));
+    }
+    if target.len() > limits.max_request_line {
+        return Err(Reject::new(414, "request target too long"));
+    }
+    match path_and_query.iter().position(|&b| b == b'?') {
+        Some(q) => {
+            head.path = Span::of(buf, &path_and_query[..q]);
+            head.query = Some(Span::of(buf, &path_and_query[q + 1..]));
+        }
+        None => head.path = Span::of(buf, path_and_query),
+    }
+
+    let mut host_count = 0;
+    let mut content_length: Option<u64> = None;
+    let mut te_seen = false;
+    let mut chunked_last = false;
+    let mut chunked_count = 0;
+    let mut unknown_coding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    head.expect_continue = false;
+
+    for &(name, value) in &head.headers {
+        let name = name.get(buf);
+        let value = value.get(buf);
+        if eq(name, "host") {
+            host_count += 1;
+            if !valid_host(value) {
+                return Err(Reject::new(400, "invalid Host"));
+            }
+            if authority.is_none() {
+                head.host = Some(Span::of(buf, value));
+            }
+        } else if eq(name, "content-length") {
+            let n = parse_content_length(value)?;
+            if let Some(prev) = content_length
+                && prev != n
+            {
+                return Err(Reject::new(400, "differing Content-Length values"));
+            }
+            content_length = Some(n);
+        } else if eq(name, "transfer-encoding") {
+            te_seen = true;
+            let mut any = false;
+            for coding in csv(value) {
+                any = true;
+                chunked_last = false;
+                if eq(coding, "chunked") {
+                    chunked_count += 1;
+                    chunked_last = true;
+                } else {
+                    unknown_coding = true;
+                }
+            }
+            if !any {
+                return Err(Reject::new(400, "empty Transfer-Encoding"));
+            }
+        } else if eq(name, "connection") {
+            for token in csv(value) {
+                if eq(token, "close") {
+                    close = true;
+                } else if eq(token, "keep-alive") {
+                    keep_alive_token = true;
+                }
+            }
+        } else if eq(name, "expect") {
+            if eq(value, "100-continue") {
+                head.expect_continue = true;
+            } else {
+                return Err(Reject::new(417, "unsupported expectation"));
+            }
+        }
+    }
+
+    if authority.is_some() {
+        head.host = authority;
+    }
+    if host_count > 1 {
+        return Err(Reject::new(400, "more than one Host"));
+    }
+    if head.minor == 1 && host_count == 0 {
+        return Err(Reject::new(400, "HTTP/1.1 request without Host"));
+    }
+
+    // Framing (RFC 9112 §6.1, §6.3): every ambiguity is a 400 and a close.
+    head.framing = Some(if te_seen {
+        if content_length.is_some() {
+            return Err(Reject::new(
+                400,
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if head.minor == 0 {
+            return Err(Reject::new(400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if chunked_count > 1 || !chunked_last {
+            return Err(Reject::new(
+                400,
+                "chunked is not the final transfer coding exactly once",
+            ));
+        }
+        if unknown_coding {
+            return Err(Reject::new(501, "unsupported transfer coding"));
+        }
+        Framing::Chunked
+    } else if let Some(n) = content_length {
+        if n > limits.max_body {
+            return Err(Reject::new(413, "request body too large"));
+        }
+        if n == 0 {
+            Framing::None
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::None
+    });
+
+    head.keep_alive = if head.minor == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    // A 100 is never sent to an HTTP/1.0 client (RFC 9110 §10.1.1).
+    head.expect_continue &= head.minor == 1;
+    Ok(())
+}
+
+fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
+    for scheme in ["http://", "https://"] {
+        if target.len() > scheme.len()
+            && target[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        {
+            return Some(&target[scheme.len()..]);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(s: &[u8]) -> Result<Head, Reject> {
+        let mut h = Head::default();
+        let mut scanned = 0;
+        match parse(s, &mut scanned, &Limits::default(), &mut h)? {
+            true => Ok(h),
+            false => panic!("incomplete"),
+        }
+    }
+
+    fn status(s: &[u8]) -> u16 {
+        parse_all(s).map(|_| 200).unwrap_or_else(|r| r.status)
+    }
+
+    #[test]
+    fn accepts_a_plain_get_and_splits_path_and_query() {
+        let buf = b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let h = parse_all(buf).unwrap();
+        assert_eq!(h.path.get(buf), b"/a/b");
+        assert_eq!(h.query.unwrap().get(buf), b"x=1");
+        assert_eq!(h.host.unwrap().get(buf), b"example.com");
+        assert!(h.keep_alive);
+        assert_eq!(h.framing, Some(Framing::None));
+    }
+
+    #[test]
+    fn takes_the_host_from_an_absolute_form_target() {
+        let buf = b"GET http://other.example:8080/p?q HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let h = parse_all(buf).unwrap();
+        assert_eq!(h.host.unwrap().get(buf), b"other.example:8080");
+        assert_eq!(h.path.get(buf), b"/p");
+    }
+
+    #[test]
+    fn rejects_content_length_with_chunked() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn rejects_differing_duplicate_content_lengths_but_not_identical_ones() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+            200
+        );
+    }
+
+    #[test]
+    fn rejects_signed_or_spaced_content_length() {
+        for v in ["+3", "-3", "3 3", "0x3", "", "99999999999999999999"] {
+            let req = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {v}\r\n\r\n");
+            assert_eq!(status(req.as_bytes()), 400, "{v}");
+        }
+    }
+
+    #[test]
+    fn rejects_obs_fold_space_before_colon_and_bare_cr() {
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn answers_unknown_transfer_codings_with_501_and_misplaced_chunked_with_400() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            200
+        );
+    }
+
+    #[test]
+    fn answers_other_versions_with_505_and_garbage_with_400() {
+        assert_eq!(status(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/x\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status(b"GET /\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn checks_host() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn allows_asterisk_form_only_for_options() {
+        assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn maps_sizes_to_414_and_431_and_413() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status(long.as_bytes()), 414);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(40000)
+        );
+        assert_eq!(status(big.as_bytes()), 431);
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..120 {
+            many.push_str(&format!("X{i}: y\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(status(many.as_bytes()), 431);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n"),
+            413
+        );
+    }
+
+    #[test]
+    fn refuses_a_long_request_line_before_its_end_arrives() {
+        let mut h = Head::default();
+        let mut scanned = 0;
+        let part = format!("GET /{}", "a".repeat(9000));
+        assert_eq!(
+            parse(part.as_bytes(), &mut scanned, &Limits::default(), &mut h)
+                .unwrap_err()
+                .status,
+            414
+        );
+    }
+
+    #[test]
+    fn http10_keeps_alive_only_when_asked() {
+        assert!(!parse_all(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse_all(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn answers_an_unknown_expectation_with_417() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n"),
+            417
+        );
+    }
+}

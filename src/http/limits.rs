@@ -1,0 +1,72 @@
+//! Named limits and deadlines. Every one is on by default: a server that is
+//! safe only after tuning is not safe.
+
+use std::time::Duration;
+
+/// Size limits of one request. Each maps to a status when exceeded.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest request line (method, target, version) → 414.
+    pub max_request_line: usize,
+    /// Largest request head, request line included, and largest trailer
+    /// section → 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in a head → 431.
+    pub max_headers: usize,
+    /// Largest request body after chunked decoding → 413.
+    pub max_body: u64,
+    /// Responses queued but not yet written on one connection; past it we
+    /// stop parsing pipelined requests (and so stop reading) until it drains.
+    pub max_pipelined: usize,
+    /// Bytes of response queued on one connection past which we stop
+    /// parsing further pipelined requests.
+    pub max_output_buffer: usize,
+}
+
+/// The hard cap on `max_headers`: httparse parses into an array on the stack.
+pub const HEADERS_CAP: usize = 256;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_body: 1024 * 1024,
+            max_pipelined: 16,
+            max_output_buffer: 256 * 1024,
+        }
+    }
+}
+
+/// Deadlines of each phase of a connection.
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// From accept to the end of the first request head; for later requests,
+    /// from their first byte to the end of their head (lua-http's
+    /// `connection_setup_timeout`). A total, not a per-byte gap, so a client
+    /// dribbling one byte a second is still cut off.
+    pub connection_setup: Duration,
+    /// How long a keep-alive connection may wait idle for its next request
+    /// (lua-http's `intra_stream_timeout`).
+    pub intra_stream: Duration,
+    /// Longest gap without any request-body bytes arriving.
+    pub body_progress: Duration,
+    /// Longest gap without any response bytes leaving while some are queued.
+    pub write_progress: Duration,
+    /// After we close our side, how long we keep reading and discarding what
+    /// the peer still sends, so our last response is not destroyed by a RST.
+    pub linger: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connection_setup: Duration::from_secs(10),
+            intra_stream: Duration::from_secs(60),
+            body_progress: Duration::from_secs(30),
+            write_progress: Duration::from_secs(30),
+            linger: Duration::from_secs(2),
+        }
+    }
+}

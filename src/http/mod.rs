@@ -1,0 +1,20 @@
+//! The HTTP/1.1 engine, sans-I/O: bytes in, bytes out. See `conn.rs`.
+
+pub mod chunked;
+pub mod conn;
+pub mod head;
+pub mod limits;
+pub mod output;
+pub mod pool;
+pub mod request;
+pub mod response;
+pub mod status;
+
+#[cfg(test)]
+mod tests;
+
+pub use conn::{Conn, Ctx, Expired, Handler, Next};
+pub use limits::{Limits, Timeouts};
+pub use pool::BufPool;
+pub use request::{Request, Version};
+pub use response::{Body, BodyStream, Response};

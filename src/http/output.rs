@@ -1,0 +1,412 @@
+//! The queue of bytes a connection owes its peer, in order: response heads
+//! and small bodies copied into one buffer (so a batch of pipelined
+//! responses goes out in one `writev`), large bodies by reference, files as
+//! `sendfile` ranges, and streamed bodies pulled as the socket takes them.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice};
+
+use super::pool::BufPool;
+use super::response::{Body, BodyStream};
+
+/// Bodies up to this size are copied next to their head; larger ones are
+/// queued by reference and gathered by `writev`.
+const COPY_LIMIT: usize = 8 * 1024;
+/// How much a streamed body is asked for at a time.
+const STREAM_PULL: usize = 16 * 1024;
+/// How much of one file one `sendfile` call may send.
+pub const SENDFILE_MAX: usize = 1 << 20;
+
+enum Item {
+    /// This many bytes of `Output::buf`, in order.
+    Mem(usize),
+    Owned(Vec<u8>, usize),
+    Static(&'static [u8], usize),
+    File {
+        file: File,
+        offset: u64,
+        left: u64,
+    },
+    Stream {
+        s: Box<dyn BodyStream>,
+        chunk: Vec<u8>,
+        pos: usize,
+        chunked: bool,
+        ended: bool,
+    },
+    /// The end of one response.
+    End,
+}
+
+#[derive(Default)]
+pub struct Output {
+    buf: Vec<u8>,
+    pos: usize,
+    items: VecDeque<Item>,
+    responses: usize,
+    bytes: usize,
+}
+
+/// A file range at the front of the queue, for the I/O layer to `sendfile`.
+pub struct FileSlice<'a> {
+    pub file: &'a File,
+    pub offset: &'a mut u64,
+    pub left: u64,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Responses queued whose last byte has not been written.
+    pub fn responses(&self) -> usize {
+        self.responses
+    }
+
+    /// Bytes queued in memory (files and streams not counted).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends bytes through `f` to the shared buffer, merged with the
+    /// previous in-memory item when there is one.
+    pub fn with_mem<R>(&mut self, pool: &mut BufPool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take();
+        }
+        let before = self.buf.len();
+        let r = f(&mut self.buf);
+        let added = self.buf.len() - before;
+        if added > 0 {
+            self.bytes += added;
+            match self.items.back_mut() {
+                Some(Item::Mem(n)) => *n += added,
+                _ => self.items.push_back(Item::Mem(added)),
+            }
+        }
+        r
+    }
+
+    pub fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
+        match body {
+            Body::Empty => {}
+            Body::Bytes(v) if v.len() <= COPY_LIMIT => {
+                self.with_mem(pool, |b| b.extend_from_slice(&v))
+            }
+            Body::Static(v) if v.len() <= COPY_LIMIT => {
+                self.with_mem(pool, |b| b.extend_from_slice(v))
+            }
+            Body::Bytes(v) => {
+                self.bytes += v.len();
+                self.items.push_back(Item::Owned(v, 0));
+            }
+            Body::Static(v) => {
+                self.bytes += v.len();
+                self.items.push_back(Item::Static(v, 0));
+            }
+            Body::File { file, offset, len } => {
+                if len > 0 {
+                    self.items.push_back(Item::File {
+                        file,
+                        offset,
+                        left: len,
+                    });
+                }
+            }
+            Body::Stream(s) => self.items.push_back(Item::Stream {
+                s,
+                chunk: Vec::new(),
+                pos: 0,
+                chunked,
+                ended: false,
+            }),
+        }
+    }
+
+    pub fn end_response(&mut self) {
+        self.responses += 1;
+        self.items.push_back(Item::End);
+    }
+
+    /// Drops markers at the front and pulls a streamed body at the front for
+    /// more data. Errors come from the stream and abort the connection.
+    pub fn prepare(&mut self) -> io::Result<()> {
+        loop {
+            match self.items.front_mut() {
+                Some(Item::End) => {
+                    self.items.pop_front();
+                    self.responses -= 1;
+                }
+                Some(Item::Stream {
+                    s,
+                    chunk,
+                    pos,
+                    chunked,
+                    ended,
+                }) if *pos == chunk.len() => {
+                    if *ended {
+                        self.items.pop_front();
+                        continue;
+                    }
+                    chunk.clear();
+                    *pos = 0;
+                    if *chunked {
+                        // A fixed-width size is filled in after the data:
+                        // leading zeros are valid chunk-size digits.
+                        chunk.extend_from_slice(b"00000000\r\n");
+                    }
+                    let more = s.read_into(chunk, STREAM_PULL)?;
+                    let data = chunk.len() - if *chunked { 10 } else { 0 };
+                    if *chunked {
+                        if data > 0 {
+                            let mut v = data;
+                            for d in chunk[..8].iter_mut().rev() {
+                                *d = b"0123456789abcdef"[v & 15];
+                                v >>= 4;
+                            }
+                            chunk.extend_from_slice(b"\r\n");
+                        } else {
+                            chunk.clear();
+                        }
+                        if !more {
+                            chunk.extend_from_slice(b"0\r\n\r\n");
+                        }
+                    }
+                    *ended = !more;
+                    if chunk.is_empty() && more {
+                        // The stream had nothing this time; it will be asked
+                        // again when the connection is next driven.
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Fills `iov` with the in-memory bytes at the front of the queue, up to
+    /// the first file. Returns how many slices it filled.
+    pub fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> usize {
+        let mut n = 0;
+        let mut mem_pos = self.pos;
+        // Start of a run of in-memory items that are adjacent in `buf`
+        // (only end markers between them): they go out as one slice.
+        let mut run: Option<usize> = None;
+        for item in &self.items {
+            let slice: &[u8] = match item {
+                Item::Mem(len) => {
+                    let from = run.unwrap_or(mem_pos);
+                    mem_pos += len;
+                    if run.is_some() {
+                        iov[n - 1] = IoSlice::new(&self.buf[from..mem_pos]);
+                        continue;
+                    }
+                    if n == iov.len() {
+                        break;
+                    }
+                    run = Some(from);
+                    iov[n] = IoSlice::new(&self.buf[from..mem_pos]);
+                    n += 1;
+                    continue;
+                }
+                Item::End => continue,
+                Item::Owned(v, p) => &v[*p..],
+                Item::Static(v, p) => &v[*p..],
+                Item::Stream { chunk, pos, .. } => {
+                    if *pos == chunk.len() {
+                        break;
+                    }
+                    &chunk[*pos..]
+                }
+                Item::File { .. } => break,
+            };
+            run = None;
+            if n == iov.len() {
+                break;
+            }
+            iov[n] = IoSlice::new(slice);
+            n += 1;
+        }
+        n
+    }
+
+    /// The file range at the front, once no memory bytes are ahead of it.
+    pub fn front_file(&mut self) -> Option<FileSlice<'_>> {
+        match self.items.front_mut() {
+            Some(Item::File { file, offset, left }) => Some(FileSlice {
+                file,
+                offset,
+                left: *left,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Records that `sent` bytes of the front file went out.
+    pub fn advance_file(&mut self, sent: u64) {
+        if let Some(Item::File { left, .. }) = self.items.front_mut() {
+            *left -= sent.min(*left);
+            if *left == 0 {
+                self.items.pop_front();
+            }
+        }
+    }
+
+    /// Records that `n` bytes from `gather` went out.
+    pub fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.items.front_mut() else {
+                break;
+            };
+            match front {
+                Item::Mem(len) => {
+                    let k = n.min(*len);
+                    *len -= k;
+                    self.pos += k;
+                    self.bytes -= k;
+                    n -= k;
+                    if *len == 0 {
+                        self.items.pop_front();
+                    }
+                }
+                Item::Owned(v, p) => {
+                    let k = n.min(v.len() - *p);
+                    *p += k;
+                    self.bytes -= k;
+                    n -= k;
+                    if *p == v.len() {
+                        self.items.pop_front();
+                    }
+                }
+                Item::Static(v, p) => {
+                    let k = n.min(v.len() - *p);
+                    *p += k;
+                    self.bytes -= k;
+                    n -= k;
+                    if *p == v.len() {
+                        self.items.pop_front();
+                    }
+                }
+                Item::Stream {
+                    chunk, pos, ended, ..
+                } => {
+                    let k = n.min(chunk.len() - *pos);
+                    *pos += k;
+                    n -= k;
+                    if *pos == chunk.len() && *ended {
+                        self.items.pop_front();
+                    } else if k == 0 {
+                        break;
+                    }
+                }
+                Item::End => {
+                    self.items.pop_front();
+                    self.responses -= 1;
+                }
+                Item::File { .. } => break,
+            }
+        }
+        // Drop end markers now at the front, so `responses` is exact.
+        while let Some(Item::End) = self.items.front() {
+            self.items.pop_front();
+            self.responses -= 1;
+        }
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+        }
+    }
+
+    /// Gives the buffer back to the pool when nothing is queued.
+    pub fn release(&mut self, pool: &mut BufPool) {
+        if self.items.is_empty() && self.buf.capacity() > 0 {
+            self.pos = 0;
+            pool.give(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Drops everything queued (the connection is being aborted).
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.buf.clear();
+        self.pos = 0;
+        self.bytes = 0;
+        self.responses = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(out: &mut Output) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            out.prepare().unwrap();
+            let mut iov = [IoSlice::new(&[]); 8];
+            let n = out.gather(&mut iov);
+            if n == 0 {
+                break;
+            }
+            let mut total = 0;
+            for s in &iov[..n] {
+                all.extend_from_slice(s);
+                total += s.len();
+            }
+            out.advance(total);
+        }
+        all
+    }
+
+    struct Counter(u32);
+    impl BodyStream for Counter {
+        fn read_into(&mut self, buf: &mut Vec<u8>, _max: usize) -> io::Result<bool> {
+            self.0 -= 1;
+            buf.extend_from_slice(b"abc");
+            Ok(self.0 > 0)
+        }
+    }
+
+    #[test]
+    fn merges_pipelined_heads_and_small_bodies_into_one_slice() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        for _ in 0..3 {
+            out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
+            out.push_body(&mut pool, Body::Static(b"body"), false);
+            out.end_response();
+        }
+        let mut iov = [IoSlice::new(&[]); 8];
+        assert_eq!(out.gather(&mut iov), 1);
+        assert_eq!(out.responses(), 3);
+        assert_eq!(drain(&mut out), b"HEADbodyHEADbodyHEADbody");
+        assert_eq!(out.responses(), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn frames_a_streamed_body_in_chunks_and_ends_it() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        out.push_body(&mut pool, Body::Stream(Box::new(Counter(2))), true);
+        out.end_response();
+        assert_eq!(
+            drain(&mut out),
+            b"00000003\r\nabc\r\n00000003\r\nabc\r\n0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn counts_partial_writes_across_items() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        out.with_mem(&mut pool, |b| b.extend_from_slice(b"12345"));
+        out.push_body(&mut pool, Body::Bytes(vec![b'x'; 10_000]), false);
+        out.end_response();
+        out.advance(7);
+        let rest = drain(&mut out);
+        assert_eq!(rest.len(), 10_000 - 2);
+    }
+}

@@ -1,0 +1,38 @@
+//! Buffers are taken when a connection has bytes to move and given back
+//! when it goes idle, so ten thousand idle keep-alive connections hold no
+//! buffers at all, and a busy server reuses the same few.
+
+/// Size of a pooled buffer: one request head or a batch of small ones.
+pub const BUF_SIZE: usize = 16 * 1024;
+/// Buffers kept for reuse; more are freed.
+const MAX_FREE: usize = 256;
+
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    /// An empty buffer with at least `BUF_SIZE` capacity.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    }
+
+    /// Keeps `buf` for reuse unless it grew past the standard size (a large
+    /// body) or the pool is full: then it is freed.
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() >= BUF_SIZE
+            && buf.capacity() <= 2 * BUF_SIZE
+            && self.free.len() < MAX_FREE
+        {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    pub fn free_buffers(&self) -> usize {
+        self.free.len()
+    }
+}

@@ -1,0 +1,142 @@
+//! What a handler sees of a request: borrowed views into the connection's
+//! read buffer, so building one allocates nothing.
+
+use super::head::Head;
+use crate::sys::Addr;
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// One request, valid for the duration of the handler call.
+pub struct Request<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) head: &'a Head,
+    pub(crate) body: &'a [u8],
+    pub(crate) trailers: &'a [u8],
+    pub(crate) peer: &'a Addr,
+}
+
+fn text(b: &[u8]) -> &str {
+    // The head parser only lets ASCII through for these parts.
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+impl<'a> Request<'a> {
+    pub fn method(&self) -> &'a str {
+        text(self.head.method.get(self.buf))
+    }
+
+    /// The request target as sent (origin-form, absolute-form, `*`, or an
+    /// authority for CONNECT).
+    pub fn target(&self) -> &'a str {
+        text(self.head.target.get(self.buf))
+    }
+
+    /// The path, still percent-encoded; `/` for an absolute-form target
+    /// without one. Empty for `OPTIONS *` and CONNECT.
+    pub fn path(&self) -> &'a str {
+        let p = text(self.head.path.get(self.buf));
+        if p.is_empty() && !self.head.asterisk && self.head.method.get(self.buf) != b"CONNECT" {
+            "/"
+        } else {
+            p
+        }
+    }
+
+    /// The query string after `?`, still percent-encoded.
+    pub fn query(&self) -> Option<&'a str> {
+        self.head.query.map(|q| text(q.get(self.buf)))
+    }
+
+    pub fn version(&self) -> Version {
+        if self.head.minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+
+    /// True for `OPTIONS *`.
+    pub fn is_asterisk(&self) -> bool {
+        self.head.asterisk
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.head.is_head
+    }
+
+    /// The authority the request is for: from an absolute-form target, else
+    /// the Host header.
+    pub fn host(&self) -> Option<&'a str> {
+        self.head.host.map(|h| text(h.get(self.buf)))
+    }
+
+    /// Every header field in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let buf = self.buf;
+        self.head
+            .headers
+            .iter()
+            .map(move |(n, v)| (text(n.get(buf)), v.get(buf)))
+    }
+
+    /// The first value of a header, by case-insensitive name, as bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<&'a [u8]> {
+        self.header_all(name).next()
+    }
+
+    /// The first value of a header, if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.header_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of a header, by case-insensitive name.
+    pub fn header_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        let buf = self.buf;
+        self.head
+            .headers
+            .iter()
+            .filter(move |(n, _)| n.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| v.get(buf))
+    }
+
+    /// The whole body (chunked framing removed). Bodies larger than
+    /// `Limits::max_body` never reach a handler.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Trailer fields of a chunked body, parsed on demand.
+    pub fn trailers(&self) -> Vec<(&'a str, &'a [u8])> {
+        let mut storage = [httparse::EMPTY_HEADER; 64];
+        let mut section = Vec::with_capacity(self.trailers.len() + 2);
+        section.extend_from_slice(self.trailers);
+        section.extend_from_slice(b"\r\n");
+        let mut out = Vec::new();
+        if let Ok(httparse::Status::Complete(_)) = httparse::parse_headers(&section, &mut storage) {
+            // Map the parsed copies back onto our own slice so they borrow 'a.
+            for h in storage.iter().take_while(|h| !h.name.is_empty()) {
+                let off = h.name.as_ptr() as usize - section.as_ptr() as usize;
+                let voff = h.value.as_ptr() as usize - section.as_ptr() as usize;
+                out.push((
+                    text(&self.trailers[off..off + h.name.len()]),
+                    &self.trailers[voff..voff + h.value.len()],
+                ));
+            }
+        }
+        out
+    }
+
+    /// Who sent it: the socket peer (a proxy, if there is one).
+    pub fn peer_addr(&self) -> &'a Addr {
+        self.peer
+    }
+}

@@ -1,0 +1,161 @@
+//! What a handler writes: a status, header fields and a body. The engine
+//! owns framing (`Content-Length`, `Transfer-Encoding`, `Connection`,
+//! `Date`), so a handler cannot produce a malformed or ambiguous message:
+//! misuse is recorded and answered with a 500 instead.
+
+use std::fs::File;
+use std::io;
+
+/// A response body.
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Static(&'static [u8]),
+    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    /// A body of unknown length, pulled as the socket can take it, sent
+    /// chunked (or close-delimited to an HTTP/1.0 client).
+    Stream(Box<dyn BodyStream>),
+}
+
+impl Body {
+    /// The length when it is known before sending.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::Static(b) => Some(b.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Stream(_) => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Body::Bytes(v)
+    }
+}
+impl From<String> for Body {
+    fn from(v: String) -> Self {
+        Body::Bytes(v.into_bytes())
+    }
+}
+impl From<&'static str> for Body {
+    fn from(v: &'static str) -> Self {
+        Body::Static(v.as_bytes())
+    }
+}
+impl From<&'static [u8]> for Body {
+    fn from(v: &'static [u8]) -> Self {
+        Body::Static(v)
+    }
+}
+
+/// A streamed body. It runs on the event loop, so it must not block: it is
+/// called when the socket has room, and gives what it has.
+pub trait BodyStream {
+    /// Appends at most `max` bytes to `buf`. Returns `Ok(false)` when the
+    /// body has ended (it may append on that call too). An error aborts the
+    /// connection, so the client sees a truncated body, never a short one
+    /// that looks whole.
+    fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<bool>;
+}
+
+/// The response a handler fills in. Status 200 and an empty body unless set.
+pub struct Response<'a> {
+    pub(crate) status: u16,
+    pub(crate) headers: &'a mut Vec<u8>,
+    pub(crate) body: Body,
+    pub(crate) close: bool,
+    pub(crate) misuse: Option<&'static str>,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl<'a> Response<'a> {
+    pub(crate) fn new(headers: &'a mut Vec<u8>) -> Self {
+        headers.clear();
+        Response {
+            status: 200,
+            headers,
+            body: Body::Empty,
+            close: false,
+            misuse: None,
+        }
+    }
+
+    pub fn status(&mut self, code: u16) -> &mut Self {
+        if !(200..=999).contains(&code) {
+            self.misuse.get_or_insert("status outside 200..=999");
+        } else {
+            self.status = code;
+        }
+        self
+    }
+
+    /// Adds a header field. Framing fields are the engine's: setting one, or
+    /// a name or value that would break the message, is misuse (500).
+    /// `Connection: close` is allowed and closes after this response.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
+        let value = value.as_ref();
+        if !is_token(name) {
+            self.misuse.get_or_insert("invalid header name");
+            return self;
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            self.misuse.get_or_insert("CR, LF or NUL in a header value");
+            return self;
+        }
+        let lower = |s: &str| name.eq_ignore_ascii_case(s);
+        if lower("connection") {
+            if value.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else {
+                self.misuse.get_or_insert("Connection is set by the engine");
+            }
+            return self;
+        }
+        if lower("content-length")
+            || lower("transfer-encoding")
+            || lower("date")
+            || lower("trailer")
+        {
+            self.misuse
+                .get_or_insert("framing headers are set by the engine");
+            return self;
+        }
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn body(&mut self, body: impl Into<Body>) -> &mut Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Closes the connection after this response.
+    pub fn close(&mut self) -> &mut Self {
+        self.close = true;
+        self
+    }
+
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+}

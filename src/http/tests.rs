@@ -1,0 +1,403 @@
+//! The connection state machine driven on byte slices.
+
+use std::io::IoSlice;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::sys::Addr;
+
+struct Env {
+    pool: BufPool,
+    scratch: Vec<u8>,
+    limits: Limits,
+    timeouts: Timeouts,
+    handler: Box<dyn Handler>,
+    now: Instant,
+}
+
+impl Env {
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            handler: &*self.handler,
+            limits: &self.limits,
+            timeouts: &self.timeouts,
+            date: b"Sat, 21 Nov 2026 00:00:00 GMT",
+            pool: &mut self.pool,
+            scratch: &mut self.scratch,
+            draining: false,
+        }
+    }
+}
+
+struct Harness {
+    conn: Conn,
+    env: Env,
+}
+
+fn echo_path(req: &Request<'_>, res: &mut Response<'_>) {
+    let mut body = format!("{} {}", req.method(), req.path());
+    if !req.body().is_empty() {
+        body.push_str(" body=");
+        body.push_str(&String::from_utf8_lossy(req.body()));
+    }
+    for (n, v) in req.trailers() {
+        body.push_str(&format!(" trailer {n}={}", String::from_utf8_lossy(v)));
+    }
+    res.header("Content-Type", "text/plain").body(body);
+}
+
+impl Harness {
+    fn new(handler: impl Handler + 'static) -> Self {
+        Self::with_limits(handler, Limits::default())
+    }
+
+    fn with_limits(handler: impl Handler + 'static, limits: Limits) -> Self {
+        let now = Instant::now();
+        Harness {
+            conn: Conn::new(Addr::Unknown, now),
+            env: Env {
+                pool: BufPool::default(),
+                scratch: Vec::new(),
+                limits,
+                timeouts: Timeouts::default(),
+                handler: Box::new(handler),
+                now,
+            },
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.env.now
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let now = self.now();
+        self.conn.feed(bytes, &mut self.env.pool, now);
+        self.conn.advance(now, &mut self.env.ctx());
+    }
+
+    fn timeout(&mut self, at: Instant) -> Option<Expired> {
+        self.conn.on_timeout(at, &mut self.env.ctx())
+    }
+
+    fn deadline(&self) -> Instant {
+        self.conn.deadline(&self.env.timeouts).unwrap()
+    }
+
+    /// Takes everything queued, files included, as the I/O layer would.
+    fn take(&mut self) -> String {
+        let mut all = Vec::new();
+        loop {
+            let out = self.conn.output();
+            out.prepare().unwrap();
+            let mut iov = [IoSlice::new(&[]); 16];
+            let n = out.gather(&mut iov);
+            if n > 0 {
+                let total: usize = iov[..n].iter().map(|s| s.len()).sum();
+                for s in &iov[..n] {
+                    all.extend_from_slice(s);
+                }
+                out.advance(total);
+                continue;
+            }
+            if let Some(f) = out.front_file() {
+                let mut buf = vec![0; f.left as usize];
+                f.file.read_exact_at(&mut buf, *f.offset).unwrap();
+                all.extend_from_slice(&buf);
+                let left = f.left;
+                out.advance_file(left);
+                continue;
+            }
+            break;
+        }
+        // Draining output may unblock pipelined requests.
+        let now = self.now();
+        self.conn.advance(now, &mut self.env.ctx());
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    fn next(&mut self) -> Next {
+        let now = self.now();
+        self.conn.next(now, &self.env.timeouts)
+    }
+}
+
+fn statuses(s: &str) -> Vec<&str> {
+    s.match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &s[i + 9..i + 12])
+        .collect()
+}
+
+const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[test]
+fn answers_a_get_with_date_length_and_keep_alive() {
+    let mut h = Harness::new(echo_path);
+    h.feed(GET);
+    let out = h.take();
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 00:00:00 GMT\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Content-Length: 6\r\n"));
+    assert!(!out.contains("Connection: close"));
+    assert!(out.ends_with("\r\n\r\nGET /a"));
+    assert_eq!(h.next(), Next::Continue);
+}
+
+#[test]
+fn answers_pipelined_requests_in_order_whole_or_byte_by_byte() {
+    let input = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcPOST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\nT: v\r\n\r\nGET /4 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut whole = Harness::new(echo_path);
+    whole.feed(input);
+    let a = whole.take();
+    let mut bytewise = Harness::new(echo_path);
+    for b in input {
+        bytewise.feed(std::slice::from_ref(b));
+    }
+    let b = bytewise.take();
+    assert_eq!(a, b);
+    let bodies: Vec<&str> = a
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|s| s.split("HTTP/1.1").next().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "GET /1",
+            "POST /2 body=abc",
+            "POST /3 body=de trailer T=v",
+            "GET /4"
+        ]
+    );
+}
+
+#[test]
+fn stops_parsing_while_the_pipeline_queue_is_full() {
+    let limits = Limits {
+        max_pipelined: 2,
+        ..Limits::default()
+    };
+    let mut h = Harness::with_limits(echo_path, limits.clone());
+    h.feed(&GET.repeat(5));
+    assert_eq!(h.conn.output().responses(), 2);
+    assert!(!h.conn.wants_read(&limits));
+    let first = h.take();
+    assert_eq!(statuses(&first).len(), 2);
+    let rest = h.take() + &h.take();
+    assert_eq!(statuses(&rest).len(), 3);
+    assert!(h.conn.wants_read(&limits));
+}
+
+#[test]
+fn closes_after_connection_close_and_after_http10_without_keep_alive() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = h.take();
+    assert_eq!(statuses(&out), ["200"]);
+    assert!(out.contains("Connection: close\r\n"));
+    assert_eq!(h.next(), Next::ShutdownWrite);
+
+    let mut h = Harness::new(echo_path);
+    h.feed(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(h.take().contains("Connection: close\r\n"));
+    assert_eq!(h.next(), Next::ShutdownWrite);
+
+    let mut h = Harness::new(echo_path);
+    h.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert!(h.take().contains("Connection: keep-alive\r\n"));
+    assert_eq!(h.next(), Next::Continue);
+}
+
+#[test]
+fn sends_100_continue_only_when_the_client_waits_for_it() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"POST /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!(h.take(), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.feed(b"hi");
+    let out = h.take();
+    assert!(out.starts_with("HTTP/1.1 200 OK"));
+    assert!(out.ends_with("POST /u body=hi"));
+
+    let mut h = Harness::new(echo_path);
+    h.feed(b"POST /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(statuses(&h.take()), ["200"]);
+}
+
+#[test]
+fn refuses_an_oversized_body_with_413_without_asking_for_it() {
+    let mut h = Harness::new(echo_path);
+    h.feed(
+        b"POST /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+    );
+    let out = h.take();
+    assert_eq!(statuses(&out), ["413"]);
+    assert!(out.contains("Connection: close"));
+}
+
+#[test]
+fn refuses_each_smuggling_attempt_with_400_and_parses_nothing_after_it() {
+    let cases: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+    ];
+    for case in cases {
+        let mut h = Harness::new(echo_path);
+        let mut input = case.to_vec();
+        input.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.feed(&input);
+        let out = h.take();
+        assert_eq!(statuses(&out), ["400"], "{}", String::from_utf8_lossy(case));
+        assert!(out.contains("Connection: close"));
+        assert!(!out.contains("smuggled"));
+        assert_eq!(h.next(), Next::ShutdownWrite);
+    }
+}
+
+#[test]
+fn answers_head_with_the_length_but_no_body() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = h.take();
+    assert!(out.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        out.contains("Content-Length: 7\r\n\r\nHTTP/1.1 200"),
+        "{out}"
+    );
+    assert!(out.ends_with("GET /y"));
+}
+
+#[test]
+fn hands_options_asterisk_to_the_handler() {
+    let mut h = Harness::new(|req: &Request<'_>, res: &mut Response<'_>| {
+        assert!(req.is_asterisk());
+        res.status(204).header("Allow", "GET, HEAD, OPTIONS");
+    });
+    h.feed(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = h.take();
+    assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"));
+    assert!(!out.contains("Content-Length"));
+}
+
+#[test]
+fn gives_500_and_closes_when_the_handler_panics() {
+    let mut h = Harness::new(|_: &Request<'_>, _: &mut Response<'_>| panic!("boom"));
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    h.feed(GET);
+    std::panic::set_hook(hook);
+    let out = h.take();
+    assert_eq!(statuses(&out), ["500"]);
+    assert!(out.contains("Connection: close"));
+}
+
+#[test]
+fn gives_500_when_the_handler_sets_a_framing_header_or_injects_crlf() {
+    for bad in [("Content-Length", "5"), ("X", "a\r\nInjected: 1")] {
+        let mut h = Harness::new(move |_: &Request<'_>, res: &mut Response<'_>| {
+            res.header(bad.0, bad.1).body("hello");
+        });
+        h.feed(GET);
+        let out = h.take();
+        assert_eq!(statuses(&out), ["500"]);
+        assert!(!out.contains("Injected"));
+    }
+}
+
+struct Three(u8);
+impl BodyStream for Three {
+    fn read_into(&mut self, buf: &mut Vec<u8>, _: usize) -> std::io::Result<bool> {
+        self.0 -= 1;
+        buf.extend_from_slice(b"part");
+        Ok(self.0 > 0)
+    }
+}
+
+#[test]
+fn streams_chunked_to_http11_and_close_delimited_to_http10() {
+    let mut h = Harness::new(|_: &Request<'_>, res: &mut Response<'_>| {
+        res.body(Body::Stream(Box::new(Three(3))));
+    });
+    h.feed(GET);
+    let out = h.take();
+    assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+    assert!(out.ends_with("00000004\r\npart\r\n00000004\r\npart\r\n00000004\r\npart\r\n0\r\n\r\n"));
+
+    let mut h = Harness::new(|_: &Request<'_>, res: &mut Response<'_>| {
+        res.body(Body::Stream(Box::new(Three(2))));
+    });
+    h.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let out = h.take();
+    assert!(out.contains("Connection: close\r\n"));
+    assert!(out.ends_with("\r\n\r\npartpart"));
+}
+
+#[test]
+fn sends_408_when_a_head_is_not_finished_before_the_setup_deadline() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"GET / HTTP/1.1\r\nHo");
+    let d = h.deadline();
+    assert_eq!(d, h.now() + h.env.timeouts.connection_setup);
+    assert_eq!(h.timeout(h.now() + Duration::from_secs(1)), None);
+    assert_eq!(h.timeout(d), Some(Expired::Request));
+    assert_eq!(statuses(&h.take()), ["408"]);
+}
+
+#[test]
+fn closes_an_idle_keep_alive_connection_quietly_after_the_intra_stream_timeout() {
+    let mut h = Harness::new(echo_path);
+    h.feed(GET);
+    h.take();
+    let d = h.deadline();
+    assert_eq!(d, h.now() + h.env.timeouts.intra_stream);
+    assert_eq!(h.timeout(d), Some(Expired::Idle));
+    assert_eq!(h.take(), "");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+#[test]
+fn aborts_when_the_peer_stops_reading() {
+    let mut h = Harness::new(echo_path);
+    h.feed(GET);
+    let d = h.deadline();
+    assert_eq!(d, h.now() + h.env.timeouts.write_progress);
+    assert_eq!(h.timeout(d), Some(Expired::Write));
+}
+
+#[test]
+fn discards_an_incomplete_request_at_eof_but_answers_complete_ones() {
+    let mut h = Harness::new(echo_path);
+    let mut input = GET.repeat(2);
+    input.extend_from_slice(b"GET /half HTTP/1.1\r\n");
+    h.conn.on_eof();
+    h.feed(&input);
+    let out = h.take();
+    assert_eq!(statuses(&out), ["200", "200"]);
+    assert_eq!(h.next(), Next::Close);
+}
+
+#[test]
+fn gives_buffers_back_when_idle() {
+    let mut h = Harness::new(echo_path);
+    h.feed(GET);
+    h.take();
+    assert!(h.conn.is_idle());
+    h.conn.release_buffers(&mut h.env.pool);
+    assert_eq!(h.env.pool.free_buffers(), 2);
+}
+
+#[test]
+fn drops_leading_empty_lines_before_a_request() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"\r\n");
+    h.feed(GET);
+    assert_eq!(statuses(&h.take()), ["200"]);
+}

@@ -1,0 +1,296 @@
+//! Every raw file-descriptor syscall handoff makes, behind small functions
+//! that return `io::Result`. This is the only module allowed `unsafe`; each
+//! block says why it is sound.
+//!
+//! Most calls go through `nix`, whose wrappers are already safe; we drop to
+//! `libc` only where nix would cost an extra syscall (accept4 with the peer
+//! address in one call).
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// The address of a socket's peer or local end, as much as the kernel says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    Inet(SocketAddr),
+    /// A Unix socket; `None` for an unnamed one (the usual peer).
+    Unix(Option<std::path::PathBuf>),
+    Unknown,
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Inet(a) => write!(f, "{a}"),
+            Addr::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            Addr::Unix(None) => f.write_str("unix"),
+            Addr::Unknown => f.write_str("-"),
+        }
+    }
+}
+
+fn addr_from_storage(s: &SockaddrStorage) -> Addr {
+    if let Some(a) = s.as_sockaddr_in() {
+        return Addr::Inet(SocketAddr::from(*a));
+    }
+    if let Some(a) = s.as_sockaddr_in6() {
+        return Addr::Inet(SocketAddr::from(*a));
+    }
+    if let Some(u) = s.as_unix_addr() {
+        return Addr::Unix(u.path().map(|p| p.to_path_buf()));
+    }
+    Addr::Unknown
+}
+
+/// What the kernel says a socket fd is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockKind {
+    /// A listening stream socket (`SO_ACCEPTCONN`).
+    Listener { unix: bool },
+    /// A connected (or connecting) stream socket.
+    Stream { unix: bool },
+}
+
+/// Asks the kernel what `fd` is, rather than guessing from where it came.
+/// Anything that is not a stream socket is an error that says what it is.
+pub fn classify(fd: BorrowedFd<'_>) -> io::Result<SockKind> {
+    let ty = socket::getsockopt(&fd, sockopt::SockType).map_err(|e| {
+        if e == Errno::ENOTSOCK {
+            io::Error::new(io::ErrorKind::InvalidInput, "fd is not a socket")
+        } else {
+            errno(e)
+        }
+    })?;
+    if ty != SockType::Stream {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket is {ty:?}, not a stream socket"),
+        ));
+    }
+    let local: SockaddrStorage = socket::getsockname(fd.as_raw_fd()).map_err(errno)?;
+    let unix = match local.family() {
+        Some(AddressFamily::Unix) => true,
+        Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => false,
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("socket family {other:?} is not served"),
+            ));
+        }
+    };
+    let listening = socket::getsockopt(&fd, sockopt::AcceptConn).map_err(errno)?;
+    Ok(if listening {
+        SockKind::Listener { unix }
+    } else {
+        SockKind::Stream { unix }
+    })
+}
+
+/// Makes an adopted fd non-blocking and close-on-exec: sockets inherited from
+/// systemd or inetd, or passed by a proxy, may be neither.
+pub fn prepare_adopted(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(errno)?);
+    if !fl.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).map_err(errno)?;
+    }
+    let fdfl = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).map_err(errno)?);
+    if !fdfl.contains(FdFlag::FD_CLOEXEC) {
+        fcntl(fd, FcntlArg::F_SETFD(fdfl | FdFlag::FD_CLOEXEC)).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// Accepts one connection, non-blocking and close-on-exec, with its peer
+/// address from the same syscall.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Addr)> {
+    let mut storage: libc::sockaddr_storage = unsafe_zeroed_storage();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is a properly sized, writable sockaddr_storage and
+    // `len` holds its size, as accept4(2) requires; the listener fd is
+    // borrowed and so open for the duration of the call.
+    let raw = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&raw mut storage).cast::<libc::sockaddr>(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the kernel wrote a valid address of `len` bytes into storage.
+    let addr = unsafe {
+        SockaddrStorage::from_raw((&raw const storage).cast::<libc::sockaddr>(), Some(len))
+    }
+    .map(|s| addr_from_storage(&s))
+    .unwrap_or(Addr::Unknown);
+    Ok((fd, addr))
+}
+
+fn unsafe_zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data for which all-zero bytes
+    // are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Takes ownership of a raw fd number handed to us from outside the process
+/// (systemd, inetd, a test harness).
+///
+/// # Safety
+/// The caller promises that `raw` is open and that nothing else in this
+/// process owns it or will close it.
+pub unsafe fn adopt_raw(raw: RawFd) -> OwnedFd {
+    // SAFETY: upheld by the caller, as documented above.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+pub fn peer_addr(fd: BorrowedFd<'_>) -> Addr {
+    socket::getpeername::<SockaddrStorage>(fd.as_raw_fd())
+        .map(|s| addr_from_storage(&s))
+        .unwrap_or(Addr::Unknown)
+}
+
+pub fn local_addr(fd: BorrowedFd<'_>) -> Addr {
+    socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .map(|s| addr_from_storage(&s))
+        .unwrap_or(Addr::Unknown)
+}
+
+/// One `read(2)`; `WouldBlock` comes back as an error for the caller to map.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
+
+/// One `writev(2)`, with `MSG_NOSIGNAL` semantics provided by the process
+/// ignoring SIGPIPE (Rust's runtime does this for every binary).
+pub fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        match nix::sys::uio::writev(fd, iov) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
+
+/// One `sendfile(2)` from `file` at `*offset`, advancing it.
+pub fn sendfile(
+    out: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut off = i64::try_from(*offset).map_err(|_| io::Error::other("file offset too large"))?;
+    loop {
+        match nix::sys::sendfile::sendfile(out, file, Some(&mut off), count) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) => {
+                *offset = off as u64;
+                return Ok(n);
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    }
+}
+
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write) {
+        Ok(()) | Err(Errno::ENOTCONN) => Ok(()),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Disables Nagle. Set on listeners: Linux copies it to accepted sockets, so
+/// the accept path pays no extra syscall.
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).map_err(errno)
+}
+
+pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    socket::getsockopt(&fd, sockopt::TcpNoDelay).map_err(errno)
+}
+
+/// Is this accept(2) error about the process or system running out of
+/// something (so retrying at once would spin)?
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// The number of open fds of this process (for leak checks and status).
+pub fn open_fd_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
+}
+
+pub fn as_borrowed(fd: &impl AsFd) -> BorrowedFd<'_> {
+    fd.as_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn classifies_listeners_and_streams_by_asking_the_kernel() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            classify(l.as_fd()).unwrap(),
+            SockKind::Listener { unix: false }
+        );
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert_eq!(
+            classify(c.as_fd()).unwrap(),
+            SockKind::Stream { unix: false }
+        );
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(
+            classify(a.as_fd()).unwrap(),
+            SockKind::Stream { unix: true }
+        );
+    }
+
+    #[test]
+    fn refuses_a_file_and_a_datagram_socket() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(classify(f.as_fd()).is_err());
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(
+            classify(u.as_fd())
+                .unwrap_err()
+                .to_string()
+                .contains("not a stream")
+        );
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_nodelay(l.as_fd()).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (fd, peer) = accept(l.as_fd()).unwrap();
+        assert!(nodelay(fd.as_fd()).unwrap());
+        assert!(matches!(peer, Addr::Inet(a) if a.ip() == std::net::Ipv4Addr::LOCALHOST));
+    }
+}
