@@ -267,7 +267,7 @@ impl Conn {
                     }
                     let data = &self.rbuf[self.start..self.end];
                     match head::parse(data, &mut self.scanned, ctx.limits, &mut self.head) {
-                        Err(rej) => return self.reject(rej, ctx),
+                        Err(rej) => return self.reject(rej, now, ctx),
                         Ok(false) => {
                             if self.eof {
                                 tracing::debug!(peer = %self.peer, "connection closed mid-head");
@@ -290,6 +290,7 @@ impl Conn {
                             // Ask for the body only if the client is waiting
                             // to be asked (RFC 9110 §10.1.1).
                             if self.head.expect_continue && self.end - self.start == self.head.len {
+                                self.output_starts(now);
                                 self.out.with_mem(ctx.pool, |b| {
                                     b.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n")
                                 });
@@ -316,7 +317,7 @@ impl Conn {
                     let h = self.head.len;
                     let region = &mut self.rbuf[self.start + h..self.end];
                     match c.decode(region, ctx.limits) {
-                        Err(rej) => return self.reject(rej, ctx),
+                        Err(rej) => return self.reject(rej, now, ctx),
                         Ok(step) => {
                             self.end -= step.removed;
                             if step.done {
@@ -385,6 +386,11 @@ impl Conn {
                 )
             }
         };
+        // The write deadline runs from now (disjoint fields: `req` still
+        // borrows the read buffer).
+        if self.out.is_empty() {
+            self.write_progress = now;
+        }
         let (keep, sent) = encode(
             &mut self.out,
             ctx.pool,
@@ -406,7 +412,8 @@ impl Conn {
     }
 
     /// Answers a request the engine refuses, and stops reading requests.
-    fn reject(&mut self, rej: Reject, ctx: &mut Ctx<'_>) {
+    fn reject(&mut self, rej: Reject, now: Instant, ctx: &mut Ctx<'_>) {
+        self.output_starts(now);
         tracing::info!(target: "handoff::access", "{} \"-\" {} 0 ({})", self.peer, rej.status, rej.reason);
         let body = format!(
             "{} {}: {}\n",
@@ -442,9 +449,9 @@ impl Conn {
         self.write_progress = now;
     }
 
-    /// Records that output became pending while the socket was blocked, so
-    /// the write deadline runs from now.
-    pub fn write_blocked_since(&mut self, now: Instant) {
+    /// The write deadline counts from when output became pending, not from
+    /// the last write of an earlier response.
+    fn output_starts(&mut self, now: Instant) {
         if self.out.is_empty() {
             self.write_progress = now;
         }
@@ -548,7 +555,7 @@ impl Conn {
                     Expired::Idle
                 }
                 _ => {
-                    self.reject(Reject::new(408, "request not received in time"), ctx);
+                    self.reject(Reject::new(408, "request not received in time"), now, ctx);
                     Expired::Request
                 }
             });

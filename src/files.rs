@@ -1,0 +1,427 @@
+//! Static files as users expect them: Content-Type from the extension,
+//! ETag and Last-Modified with 304, one Range with 206/416, index.html for
+//! folders, HEAD, and no way out of the root.
+//!
+//! Paths are opened with `openat2(RESOLVE_BENEATH)` relative to the root
+//! directory fd: the kernel refuses any resolution that leaves the root,
+//! `..` or a symlink pointing out alike, in one syscall and with no window
+//! between a check and the open. Where the kernel lacks openat2 (before
+//! 5.6) we fall back to canonicalising and comparing prefixes.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+
+use crate::http::{Body, Handler, Request, Response};
+
+pub struct StaticFiles {
+    root: OwnedFd,
+    root_path: PathBuf,
+}
+
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+enum Opened {
+    /// The file, its metadata, and whether it is a folder's index.html
+    /// (whose type is not to be guessed from the URL).
+    File(File, std::fs::Metadata, bool),
+    /// A folder asked for without its trailing slash.
+    Redirect,
+    Status(u16),
+}
+
+impl StaticFiles {
+    pub fn new(root: &Path) -> io::Result<StaticFiles> {
+        let root_path = root.canonicalize()?;
+        let dir = File::open(&root_path)?;
+        if !dir.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a folder", root.display()),
+            ));
+        }
+        Ok(StaticFiles {
+            root: OwnedFd::from(dir),
+            root_path,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root_path
+    }
+
+    fn open_beneath(&self, rel: &str) -> io::Result<File> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match openat2(&self.root, rel, how) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(Errno::ENOSYS) => {
+                let full = self.root_path.join(rel).canonicalize()?;
+                if !full.starts_with(&self.root_path) {
+                    return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                }
+                File::open(full)
+            }
+            Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+
+    fn open(&self, url_path: &str) -> Opened {
+        let Some(rel) = relative_path(url_path) else {
+            return Opened::Status(400);
+        };
+        let Some(rel) = rel else {
+            return Opened::Status(404);
+        };
+        let target = if rel.is_empty() { "." } else { rel.as_str() };
+        let file = match self.open_beneath(target) {
+            Ok(f) => f,
+            Err(e) => return Opened::Status(status_of(&e)),
+        };
+        let Ok(meta) = file.metadata() else {
+            return Opened::Status(500);
+        };
+        if meta.is_dir() {
+            if !url_path.ends_with('/') {
+                return Opened::Redirect;
+            }
+            let index = if rel.is_empty() {
+                "index.html".to_string()
+            } else {
+                format!("{rel}/index.html")
+            };
+            return match self.open_beneath(&index) {
+                Ok(f) => match f.metadata() {
+                    Ok(m) if m.is_file() => Opened::File(f, m, true),
+                    _ => Opened::Status(404),
+                },
+                Err(e) => Opened::Status(status_of(&e)),
+            };
+        }
+        if !meta.is_file() {
+            return Opened::Status(404);
+        }
+        Opened::File(file, meta, false)
+    }
+}
+
+fn status_of(e: &io::Error) -> u16 {
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => 403,
+        // EXDEV: the path would leave the root (a symlink out, `..`).
+        _ => 404,
+    }
+}
+
+/// Percent-decodes a URL path and turns it into a path relative to the
+/// root. `None`: malformed (400). `Some(None)`: it tries to climb out with
+/// `..` (refused as 404, which tells a prober nothing).
+fn relative_path(url_path: &str) -> Option<Option<String>> {
+    let bytes = url_path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            decoded.push(v);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if decoded.contains(&0) {
+        return None;
+    }
+    let decoded = String::from_utf8(decoded).ok()?;
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Some(None),
+            s => parts.push(s),
+        }
+    }
+    Some(Some(parts.join("/")))
+}
+
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!(
+        "\"{:x}-{:x}-{:x}\"",
+        mtime.as_secs(),
+        mtime.subsec_nanos(),
+        meta.len()
+    )
+}
+
+fn mtime_secs(meta: &std::fs::Metadata) -> SystemTime {
+    let t = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Does an If-None-Match / If-Match list contain our tag? `weak`: compare
+/// ignoring `W/` (If-None-Match uses weak comparison, RFC 9110 §13.1.2).
+fn etag_matches(list: &[u8], etag: &str, weak: bool) -> bool {
+    let list = list.trim_ascii();
+    if list == b"*" {
+        return true;
+    }
+    list.split(|&b| b == b',').map(|t| t.trim_ascii()).any(|t| {
+        let t = if weak {
+            t.strip_prefix(b"W/").unwrap_or(t)
+        } else {
+            t
+        };
+        t == etag.as_bytes()
+    })
+}
+
+enum RangeReq {
+    None,
+    One(u64, u64),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range; several ranges, or a malformed header, are answered
+/// with the whole file (RFC 9110 §14.2 lets a server ignore Range).
+fn parse_range(v: &[u8], size: u64) -> RangeReq {
+    let Some(spec) = v.trim_ascii().strip_prefix(b"bytes=") else {
+        return RangeReq::None;
+    };
+    if spec.contains(&b',') {
+        return RangeReq::None;
+    }
+    let Ok(spec) = std::str::from_utf8(spec) else {
+        return RangeReq::None;
+    };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::None;
+    };
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.is_empty(), num(a), num(b)) {
+        (true, _, Some(n)) => {
+            if n == 0 || size == 0 {
+                RangeReq::Unsatisfiable
+            } else {
+                RangeReq::One(size.saturating_sub(n), size - 1)
+            }
+        }
+        (false, Some(start), end) if b.is_empty() || end.is_some() => {
+            if start >= size {
+                return RangeReq::Unsatisfiable;
+            }
+            let end = end.map_or(size - 1, |e| e.min(size - 1));
+            if end < start {
+                RangeReq::None
+            } else {
+                RangeReq::One(start, end)
+            }
+        }
+        _ => RangeReq::None,
+    }
+}
+
+fn content_type(path: &Path) -> String {
+    let mime = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    if mime.starts_with("text/")
+        || mime == "application/javascript"
+        || mime == "application/json"
+        || mime == "image/svg+xml"
+    {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    }
+}
+
+fn plain(res: &mut Response<'_>, status: u16, body: &'static str) {
+    res.status(status)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body(body);
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        match req.method() {
+            "GET" | "HEAD" => {}
+            "OPTIONS" => {
+                res.status(204).header("Allow", ALLOW);
+                return;
+            }
+            _ => {
+                res.header("Allow", ALLOW);
+                return plain(res, 405, "405 Method Not Allowed\n");
+            }
+        }
+        let path = req.path();
+        let (file, meta, index) = match self.open(path) {
+            Opened::File(f, m, index) => (f, m, index),
+            Opened::Redirect => {
+                let mut loc = format!("{path}/");
+                if let Some(q) = req.query() {
+                    loc.push('?');
+                    loc.push_str(q);
+                }
+                res.header("Location", loc);
+                return plain(res, 301, "301 Moved Permanently\n");
+            }
+            Opened::Status(400) => return plain(res, 400, "400 Bad Request\n"),
+            Opened::Status(403) => return plain(res, 403, "403 Forbidden\n"),
+            Opened::Status(500) => return plain(res, 500, "500 Internal Server Error\n"),
+            Opened::Status(_) => return plain(res, 404, "404 Not Found\n"),
+        };
+        let size = meta.len();
+        let etag = etag_of(&meta);
+        let modified = mtime_secs(&meta);
+        let last_modified = httpdate::fmt_http_date(modified);
+        let since = |name: &str| {
+            req.header(name)
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+        };
+
+        // Preconditions in the order of RFC 9110 §13.2.2.
+        if let Some(im) = req.header_bytes("if-match") {
+            if !etag_matches(im, &etag, false) {
+                return plain(res, 412, "412 Precondition Failed\n");
+            }
+        } else if let Some(t) = since("if-unmodified-since")
+            && modified > t
+        {
+            return plain(res, 412, "412 Precondition Failed\n");
+        }
+        let not_modified = match req.header_bytes("if-none-match") {
+            Some(inm) => etag_matches(inm, &etag, true),
+            None => since("if-modified-since").is_some_and(|t| modified <= t),
+        };
+        res.header("ETag", &etag)
+            .header("Last-Modified", &last_modified);
+        if not_modified {
+            res.status(304);
+            return;
+        }
+        let type_from = if index {
+            Path::new("index.html")
+        } else {
+            Path::new(path)
+        };
+        res.header("Content-Type", content_type(type_from))
+            .header("Accept-Ranges", "bytes");
+
+        let mut range = match req.header_bytes("range") {
+            Some(r) if req.method() == "GET" => parse_range(r, size),
+            _ => RangeReq::None,
+        };
+        if let Some(ir) = req.header_bytes("if-range") {
+            // A weak tag or another date means "the whole file".
+            let fresh = if ir.starts_with(b"\"") {
+                ir.trim_ascii() == etag.as_bytes()
+            } else {
+                std::str::from_utf8(ir)
+                    .ok()
+                    .and_then(|s| httpdate::parse_http_date(s).ok())
+                    == Some(modified)
+            };
+            if !fresh {
+                range = RangeReq::None;
+            }
+        }
+        match range {
+            RangeReq::None => {
+                res.body(Body::File {
+                    file,
+                    offset: 0,
+                    len: size,
+                });
+            }
+            RangeReq::One(a, b) => {
+                res.status(206)
+                    .header("Content-Range", format!("bytes {a}-{b}/{size}"));
+                res.body(Body::File {
+                    file,
+                    offset: a,
+                    len: b - a + 1,
+                });
+            }
+            RangeReq::Unsatisfiable => {
+                res.header("Content-Range", format!("bytes */{size}"));
+                plain(res, 416, "416 Range Not Satisfiable\n");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_climb_out_of_the_root_however_it_is_spelled() {
+        assert_eq!(relative_path("/a/../b"), Some(None));
+        assert_eq!(relative_path("/%2e%2e/etc/passwd"), Some(None));
+        assert_eq!(relative_path("/%2E%2E%2fetc"), Some(None));
+        assert_eq!(relative_path("/a%00b"), None);
+        assert_eq!(relative_path("/a%zz"), None);
+        assert_eq!(relative_path("/a/./b//c"), Some(Some("a/b/c".into())));
+        assert_eq!(relative_path("/caf%C3%A9"), Some(Some("café".into())));
+    }
+
+    #[test]
+    fn parses_single_ranges_and_ignores_multiple_ones() {
+        assert!(matches!(
+            parse_range(b"bytes=0-9", 100),
+            RangeReq::One(0, 9)
+        ));
+        assert!(matches!(
+            parse_range(b"bytes=90-", 100),
+            RangeReq::One(90, 99)
+        ));
+        assert!(matches!(
+            parse_range(b"bytes=-10", 100),
+            RangeReq::One(90, 99)
+        ));
+        assert!(matches!(
+            parse_range(b"bytes=50-500", 100),
+            RangeReq::One(50, 99)
+        ));
+        assert!(matches!(
+            parse_range(b"bytes=100-", 100),
+            RangeReq::Unsatisfiable
+        ));
+        assert!(matches!(
+            parse_range(b"bytes=-0", 100),
+            RangeReq::Unsatisfiable
+        ));
+        assert!(matches!(parse_range(b"bytes=0-1,5-6", 100), RangeReq::None));
+        assert!(matches!(parse_range(b"items=0-1", 100), RangeReq::None));
+        assert!(matches!(parse_range(b"bytes=5-1", 100), RangeReq::None));
+    }
+
+    #[test]
+    fn compares_etags_weakly_for_if_none_match() {
+        assert!(etag_matches(b"W/\"x\", \"y\"", "\"x\"", true));
+        assert!(!etag_matches(b"W/\"x\"", "\"x\"", false));
+        assert!(etag_matches(b"*", "\"x\"", false));
+    }
+}

@@ -1,0 +1,142 @@
+//! `--listen`: sockets we bind ourselves (the default when started by hand).
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt,
+    sockopt,
+};
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// What `--listen` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenSpec {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+impl ListenSpec {
+    /// `host:port`, `[v6]:port`, or a Unix socket path (anything with a
+    /// `/`, or `unix:PATH`).
+    pub fn parse(s: &str) -> Result<ListenSpec, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            return Ok(ListenSpec::Unix(p.into()));
+        }
+        if s.contains('/') {
+            return Ok(ListenSpec::Unix(s.into()));
+        }
+        if s.rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "{s:?}: expected host:port, [v6]:port or a socket path"
+            ));
+        }
+        Ok(ListenSpec::Tcp(s.to_string()))
+    }
+}
+
+/// Binds and listens, non-blocking and close-on-exec, with the largest
+/// backlog the kernel allows (std's 128 is small for a burst).
+pub fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
+    match spec {
+        ListenSpec::Tcp(s) => {
+            let addr: SocketAddr = s.to_socket_addrs()?.next().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{s}: no address"))
+            })?;
+            let family = if addr.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let fd = socket::socket(
+                family,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(errno)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(errno)?;
+            socket::bind(fd.as_fd().as_raw_fd_(), &SockaddrStorage::from(addr))
+                .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {addr}: {e}")))?;
+            socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
+            Ok(fd)
+        }
+        ListenSpec::Unix(path) => {
+            remove_stale(path)?;
+            let fd = socket::socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(errno)?;
+            let addr = UnixAddr::new(path.as_path()).map_err(errno)?;
+            socket::bind(fd.as_fd().as_raw_fd_(), &addr).map_err(|e| {
+                io::Error::new(errno(e).kind(), format!("bind {}: {e}", path.display()))
+            })?;
+            socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
+            Ok(fd)
+        }
+    }
+}
+
+/// Removes a socket file left by a process that is gone; never one that
+/// someone still answers on, and never a file that is not a socket.
+fn remove_stale(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another process is listening there", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)
+        }
+        _ => Ok(()),
+    }
+}
+
+trait RawFdExt {
+    fn as_raw_fd_(&self) -> std::os::fd::RawFd;
+}
+impl RawFdExt for std::os::fd::BorrowedFd<'_> {
+    fn as_raw_fd_(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listen_specs() {
+        assert_eq!(
+            ListenSpec::parse("127.0.0.1:0").unwrap(),
+            ListenSpec::Tcp("127.0.0.1:0".into())
+        );
+        assert_eq!(
+            ListenSpec::parse("[::1]:8080").unwrap(),
+            ListenSpec::Tcp("[::1]:8080".into())
+        );
+        assert_eq!(
+            ListenSpec::parse("/run/h.sock").unwrap(),
+            ListenSpec::Unix("/run/h.sock".into())
+        );
+        assert_eq!(
+            ListenSpec::parse("unix:h.sock").unwrap(),
+            ListenSpec::Unix("h.sock".into())
+        );
+        assert!(ListenSpec::parse("8080").is_err());
+        assert!(ListenSpec::parse("host:http").is_err());
+    }
+}

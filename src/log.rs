@@ -1,0 +1,77 @@
+//! Logging through tracing-subscriber, with one twist: while the event loop
+//! runs a turn, log lines are collected and written with one `write` at the
+//! end of the turn, so an access line per request does not cost a syscall
+//! per request. Outside a turn (start-up, other threads) lines go straight
+//! out.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Past this many buffered bytes a turn's log is written early.
+const FLUSH_AT: usize = 64 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static BATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Starts or ends batching on this thread (the server does it per turn).
+pub fn batch(on: bool) {
+    BATCHING.with(|b| b.set(on));
+}
+
+/// Writes what this thread has buffered.
+pub fn flush() {
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if !b.is_empty() {
+            let _ = io::stderr().write_all(&b);
+            b.clear();
+        }
+    });
+}
+
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if BATCHING.with(|b| b.get()) {
+            let full = BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                b.extend_from_slice(data);
+                b.len() >= FLUSH_AT
+            });
+            if full {
+                flush();
+            }
+            Ok(data.len())
+        } else {
+            io::stderr().write_all(data)?;
+            Ok(data.len())
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+/// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
+/// access line per request under the target `handoff::access`).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(LogWriter)
+        .with_ansi(false)
+        .try_init();
+}

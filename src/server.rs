@@ -1,0 +1,805 @@
+//! The event loop: lua-http's `http.server` in Rust.
+//!
+//! Every socket enters through [`Server::add_socket`] (a listener or a
+//! connected socket) or [`Server::add_stream`] (a connection with bytes
+//! already read from it); the accept loop calls `add_socket` too. All I/O
+//! is here; what the bytes mean is the sans-I/O engine's business
+//! ([`crate::http::Conn`]).
+//!
+//! Sockets are registered once, edge-triggered, for both directions, and
+//! readiness is remembered per connection: no `epoll_ctl` per request. A
+//! read shorter than the buffer clears readability (the socket was drained;
+//! the next arrival raises a new edge), as tokio does, so a keep-alive
+//! request costs one `read` and one `writev`, with `epoll_wait` shared by
+//! every connection ready in that turn.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::http::output::SENDFILE_MAX;
+use crate::http::{BufPool, Conn, Ctx, Expired, Handler, Limits, Next, Timeouts};
+use crate::sys::{self, Addr, SockKind};
+
+/// Server options. Every limit and deadline is on by default.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most connections served at once. At the limit the server stops
+    /// accepting (connections wait in the kernel's backlog, they are not
+    /// accepted and closed), and connected sockets given to `add_socket`
+    /// wait in a queue.
+    pub max_concurrent: usize,
+    /// Most connected sockets given to `add_socket`/`add_stream` that may
+    /// wait for a slot; past it they are refused with an error.
+    pub max_queued: usize,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// How long a listener rests after accept failed for lack of fds or
+    /// memory, instead of spinning on a readiness it cannot act on.
+    pub accept_backoff: Duration,
+    /// Connections accepted from one listener per turn, so a flood of new
+    /// connections cannot starve the ones being served.
+    pub accept_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_concurrent: 4096,
+            max_queued: 1024,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            accept_backoff: Duration::from_millis(100),
+            accept_batch: 64,
+        }
+    }
+}
+
+/// A socket handed to the server, with what is already known about it.
+pub struct Socket {
+    fd: OwnedFd,
+    kind: Option<SockKind>,
+    peer: Option<Addr>,
+}
+
+impl Socket {
+    /// A socket to classify by asking the kernel.
+    pub fn new(fd: OwnedFd) -> Self {
+        Socket {
+            fd,
+            kind: None,
+            peer: None,
+        }
+    }
+    fn accepted(fd: OwnedFd, peer: Addr, unix: bool) -> Self {
+        Socket {
+            fd,
+            kind: Some(SockKind::Stream { unix }),
+            peer: Some(peer),
+        }
+    }
+}
+
+impl From<OwnedFd> for Socket {
+    fn from(fd: OwnedFd) -> Self {
+        Socket::new(fd)
+    }
+}
+macro_rules! socket_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Socket {
+            fn from(s: $t) -> Self {
+                Socket::new(OwnedFd::from(s))
+            }
+        }
+    )*};
+}
+socket_from!(
+    std::net::TcpListener,
+    std::net::TcpStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixStream
+);
+
+/// What `add_socket` did with a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A listener, now accepted from; its local address.
+    Listener(Addr),
+    /// A connection, now served.
+    Connection,
+    /// A connection waiting for a slot under `max_concurrent`.
+    Queued,
+}
+
+struct Listener {
+    fd: OwnedFd,
+    local: Addr,
+    unix: bool,
+    /// Readiness not yet acted on (edge-triggered: we must remember it).
+    ready: bool,
+    backoff_until: Option<Instant>,
+}
+
+struct Slot {
+    fd: OwnedFd,
+    conn: Conn,
+    readable: bool,
+    writable: bool,
+    generation: u64,
+    /// The earliest entry this connection has in the timer heap.
+    timer_at: Option<Instant>,
+}
+
+enum Entry {
+    Listener(Listener),
+    Conn(Box<Slot>),
+}
+
+struct Queued {
+    fd: OwnedFd,
+    peer: Addr,
+    pre_read: Vec<u8>,
+}
+
+/// The IMF-fixdate for `Date`, formatted once a second, not per response.
+struct DateCache {
+    secs: u64,
+    text: Vec<u8>,
+}
+
+impl DateCache {
+    fn refresh(&mut self) {
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now).into_bytes();
+        }
+    }
+}
+
+/// An HTTP/1.1 server on a mio event loop.
+pub struct Server {
+    poll: Poll,
+    events: Option<Events>,
+    entries: Slab<Entry>,
+    handler: Box<dyn Handler>,
+    opts: Options,
+    pool: BufPool,
+    scratch: Vec<u8>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    queued: VecDeque<Queued>,
+    live: usize,
+    listeners: usize,
+    next_gen: u64,
+    paused: bool,
+    closed: bool,
+    draining: bool,
+    date: DateCache,
+    now: Instant,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Server {
+    pub fn new(opts: Options, handler: impl Handler + 'static) -> io::Result<Server> {
+        Ok(Server {
+            poll: Poll::new()?,
+            events: Some(Events::with_capacity(1024)),
+            entries: Slab::new(),
+            handler: Box::new(handler),
+            opts,
+            pool: BufPool::default(),
+            scratch: Vec::new(),
+            timers: BinaryHeap::new(),
+            queued: VecDeque::new(),
+            live: 0,
+            listeners: 0,
+            next_gen: 0,
+            paused: false,
+            closed: false,
+            draining: false,
+            date: DateCache {
+                secs: 0,
+                text: Vec::new(),
+            },
+            now: Instant::now(),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Adds a listening socket (accepted from from now on) or a connected
+    /// one (served as one connection). What it is is asked of the kernel;
+    /// anything but a stream socket is refused. Adopted fds are made
+    /// non-blocking and close-on-exec.
+    pub fn add_socket(&mut self, sock: impl Into<Socket>) -> io::Result<Added> {
+        self.adopt(sock.into(), &[])
+    }
+
+    /// Adds a connected socket from which `pre_read` was already read: those
+    /// bytes are served as if they had come from the socket.
+    pub fn add_stream(&mut self, sock: impl Into<Socket>, pre_read: &[u8]) -> io::Result<Added> {
+        let sock = sock.into();
+        if let Some(SockKind::Listener { .. }) = sock.kind {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "add_stream takes a connected socket",
+            ));
+        }
+        let r = self.adopt(sock, pre_read)?;
+        if let Added::Listener(_) = r {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "add_stream takes a connected socket",
+            ));
+        }
+        Ok(r)
+    }
+
+    fn adopt(&mut self, sock: Socket, pre_read: &[u8]) -> io::Result<Added> {
+        if self.closed {
+            return Err(io::Error::other("server is closed"));
+        }
+        let Socket { fd, kind, peer } = sock;
+        let kind = match kind {
+            Some(k) => k,
+            None => {
+                let k = sys::classify(fd.as_fd())?;
+                sys::prepare_adopted(fd.as_fd())?;
+                if let SockKind::Stream { unix: false } | SockKind::Listener { unix: false } = k {
+                    // Listeners pass it on to what they accept.
+                    sys::set_nodelay(fd.as_fd())?;
+                }
+                k
+            }
+        };
+        match kind {
+            SockKind::Listener { unix } => {
+                if !pre_read.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a listener has no pre-read bytes",
+                    ));
+                }
+                let local = sys::local_addr(fd.as_fd());
+                let entry = self.entries.vacant_entry();
+                let token = entry.key();
+                self.poll.registry().register(
+                    &mut SourceFd(&fd.as_raw_fd()),
+                    Token(token),
+                    Interest::READABLE,
+                )?;
+                entry.insert(Entry::Listener(Listener {
+                    fd,
+                    local: local.clone(),
+                    unix,
+                    ready: true,
+                    backoff_until: None,
+                }));
+                self.listeners += 1;
+                tracing::debug!(%local, "listener added");
+                self.accept_from(token);
+                Ok(Added::Listener(local))
+            }
+            SockKind::Stream { .. } => {
+                let peer = peer.unwrap_or_else(|| sys::peer_addr(fd.as_fd()));
+                if self.live >= self.opts.max_concurrent {
+                    if self.queued.len() >= self.opts.max_queued {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            "at max_concurrent and the queue of waiting sockets is full",
+                        ));
+                    }
+                    self.queued.push_back(Queued {
+                        fd,
+                        peer,
+                        pre_read: pre_read.to_vec(),
+                    });
+                    return Ok(Added::Queued);
+                }
+                self.serve(fd, peer, pre_read)?;
+                Ok(Added::Connection)
+            }
+        }
+    }
+
+    fn serve(&mut self, fd: OwnedFd, peer: Addr, pre_read: &[u8]) -> io::Result<()> {
+        let entry = self.entries.vacant_entry();
+        let token = entry.key();
+        self.poll.registry().register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut conn = Conn::new(peer, self.now);
+        conn.feed(pre_read, &mut self.pool, self.now);
+        self.next_gen += 1;
+        entry.insert(Entry::Conn(Box::new(Slot {
+            fd,
+            conn,
+            readable: false,
+            writable: true,
+            generation: self.next_gen,
+            timer_at: None,
+        })));
+        self.live += 1;
+        self.drive(token);
+        Ok(())
+    }
+
+    /// Accepts from a ready listener until it would block, the batch is
+    /// used up, or the server is at `max_concurrent` or paused.
+    fn accept_from(&mut self, token: usize) {
+        let mut budget = self.opts.accept_batch;
+        loop {
+            let Some(Entry::Listener(l)) = self.entries.get_mut(token) else {
+                return;
+            };
+            if !l.ready
+                || self.paused
+                || self.closed
+                || self.draining
+                || self.live >= self.opts.max_concurrent
+            {
+                return;
+            }
+            if l.backoff_until.is_some_and(|t| t > self.now) {
+                return;
+            }
+            if budget == 0 {
+                return; // still ready: `poll_timeout` makes the next turn not wait
+            }
+            budget -= 1;
+            match sys::accept(l.fd.as_fd()) {
+                Ok((fd, peer)) => {
+                    let unix = l.unix;
+                    if let Err(e) = self.add_socket(Socket::accepted(fd, peer, unix)) {
+                        tracing::warn!("dropping accepted connection: {e}");
+                    }
+                }
+                Err(e) if would_block(&e) => l.ready = false,
+                Err(e) if sys::is_resource_exhaustion(&e) => {
+                    tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {:?}", self.opts.accept_backoff);
+                    l.backoff_until = Some(self.now + self.opts.accept_backoff);
+                    return;
+                }
+                Err(e) => match e.raw_os_error() {
+                    // The connection died in the backlog, or a transient
+                    // network error: the next one may be fine.
+                    Some(
+                        libc::ECONNABORTED
+                        | libc::EINTR
+                        | libc::EPROTO
+                        | libc::EPERM
+                        | libc::ENETDOWN
+                        | libc::ENOPROTOOPT
+                        | libc::EHOSTDOWN
+                        | libc::ENONET
+                        | libc::EHOSTUNREACH
+                        | libc::EOPNOTSUPP
+                        | libc::ENETUNREACH,
+                    ) => tracing::debug!("accept: {e}"),
+                    _ => {
+                        tracing::warn!(local = %l.local, "accept: {e}; pausing this listener");
+                        l.backoff_until = Some(self.now + self.opts.accept_backoff);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads, parses, answers and writes on one connection until nothing
+    /// more can be done without waiting.
+    fn drive(&mut self, token: usize) {
+        let now = self.now;
+        let Server {
+            entries,
+            handler,
+            opts,
+            pool,
+            scratch,
+            date,
+            draining,
+            timers,
+            ..
+        } = self;
+        let Some(Entry::Conn(slot)) = entries.get_mut(token) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            handler: &**handler,
+            limits: &opts.limits,
+            timeouts: &opts.timeouts,
+            date: &date.text,
+            pool,
+            scratch,
+            draining: *draining,
+        };
+        let close = loop {
+            let mut progress = false;
+            if slot.readable
+                && let Some(buf) = slot.conn.read_buf(ctx.pool, ctx.limits)
+            {
+                let room = buf.len();
+                match sys::read(slot.fd.as_fd(), buf) {
+                    Ok(0) => {
+                        slot.conn.on_eof();
+                        slot.readable = false;
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        slot.conn.filled(n, now);
+                        // A short read drained the socket; the next arrival
+                        // raises a new edge.
+                        slot.readable = n == room;
+                        progress = true;
+                    }
+                    Err(e) if would_block(&e) => slot.readable = false,
+                    Err(e) => break Some(format!("read: {e}")),
+                }
+            }
+            slot.conn.advance(now, &mut ctx);
+            if slot.writable && !slot.conn.output().is_empty() {
+                match write_out(slot, now) {
+                    Ok(wrote) => progress |= wrote,
+                    Err(e) => break Some(format!("write: {e}")),
+                }
+            }
+            match slot.conn.next(now, ctx.timeouts) {
+                Next::Close => break None,
+                Next::ShutdownWrite => {
+                    if let Err(e) = sys::shutdown_write(slot.fd.as_fd()) {
+                        break Some(format!("shutdown: {e}"));
+                    }
+                    progress = true;
+                }
+                Next::Continue => {}
+            }
+            if !progress {
+                if slot.conn.is_idle() {
+                    slot.conn.release_buffers(ctx.pool);
+                }
+                if let Some(d) = slot.conn.deadline(ctx.timeouts)
+                    && slot.timer_at.is_none_or(|t| t > d)
+                {
+                    timers.push(Reverse((d, token, slot.generation)));
+                    slot.timer_at = Some(d);
+                }
+                return;
+            }
+        };
+        if let Some(why) = close {
+            tracing::debug!(peer = %slot.conn.peer(), "closing: {why}");
+        }
+        self.close_conn(token);
+    }
+
+    fn close_conn(&mut self, token: usize) {
+        if let Some(Entry::Conn(slot)) = self.entries.try_remove(token) {
+            // Deregister explicitly: the same socket may be open elsewhere
+            // (inetd gives it as fds 0, 1 and 2), and epoll forgets an fd
+            // only when every copy is closed.
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&slot.fd.as_raw_fd()));
+            let mut slot = slot;
+            slot.conn.release_buffers(&mut self.pool);
+            drop(slot);
+            self.live -= 1;
+            self.admit_waiting();
+        }
+    }
+
+    /// A slot is free: serve a queued socket, or accept again.
+    fn admit_waiting(&mut self) {
+        while self.live < self.opts.max_concurrent && !self.closed {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read) {
+                tracing::warn!("queued connection dropped: {e}");
+            }
+        }
+        if self.live < self.opts.max_concurrent {
+            let ready: Vec<usize> = self
+                .entries
+                .iter()
+                .filter_map(|(t, e)| matches!(e, Entry::Listener(l) if l.ready).then_some(t))
+                .collect();
+            for t in ready {
+                self.accept_from(t);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        while let Some(&Reverse((at, token, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Server {
+                entries,
+                handler,
+                opts,
+                pool,
+                scratch,
+                date,
+                draining,
+                timers,
+                ..
+            } = self;
+            let Some(Entry::Conn(slot)) = entries.get_mut(token) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue;
+            }
+            slot.timer_at = None;
+            let mut ctx = Ctx {
+                handler: &**handler,
+                limits: &opts.limits,
+                timeouts: &opts.timeouts,
+                date: &date.text,
+                pool,
+                scratch,
+                draining: *draining,
+            };
+            match slot.conn.on_timeout(now, &mut ctx) {
+                Some(Expired::Write) | Some(Expired::Linger) => {
+                    tracing::debug!(peer = %slot.conn.peer(), "deadline passed; closing");
+                    self.close_conn(token);
+                }
+                Some(Expired::Idle) | Some(Expired::Request) => self.drive(token),
+                None => {
+                    if let Some(d) = slot.conn.deadline(ctx.timeouts) {
+                        timers.push(Reverse((d, token, generation)));
+                        slot.timer_at = Some(d);
+                    }
+                }
+            }
+        }
+        // Listeners resting after EMFILE.
+        let rested: Vec<usize> = self
+            .entries
+            .iter_mut()
+            .filter_map(|(t, e)| match e {
+                Entry::Listener(l) if l.backoff_until.is_some_and(|b| b <= now) => {
+                    l.backoff_until = None;
+                    l.ready = true;
+                    Some(t)
+                }
+                _ => None,
+            })
+            .collect();
+        for t in rested {
+            self.accept_from(t);
+        }
+    }
+
+    /// How long the loop may wait before it must be stepped again: the next
+    /// deadline, zero if a listener has work left, `None` for no limit.
+    pub fn timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let can_accept = !self.paused && !self.draining && self.live < self.opts.max_concurrent;
+        for (_, e) in self.entries.iter() {
+            if let Entry::Listener(l) = e {
+                match l.backoff_until {
+                    Some(b) => next = Some(next.map_or(b, |n| n.min(b))),
+                    None if l.ready && can_accept => return Some(Duration::ZERO),
+                    None => {}
+                }
+            }
+        }
+        next.map(|n| n.saturating_duration_since(now))
+    }
+
+    /// Waits up to `timeout` (or the next deadline) for events, and handles
+    /// them: accepts, reads, answers, writes, and fires expired deadlines.
+    pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let wait = match (timeout, self.timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
+        crate::log::batch(true);
+        let r = match self.poll.poll(&mut events, wait) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.now = Instant::now();
+        self.date.refresh();
+        for ev in events.iter() {
+            let token = ev.token().0;
+            match self.entries.get_mut(token) {
+                Some(Entry::Listener(l)) => {
+                    l.ready = true;
+                    self.accept_from(token);
+                }
+                Some(Entry::Conn(slot)) => {
+                    slot.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    slot.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    self.drive(token);
+                }
+                None => {}
+            }
+        }
+        self.events = Some(events);
+        self.fire_timers();
+        crate::log::flush();
+        crate::log::batch(false);
+        r
+    }
+
+    /// Steps until the server is empty: no listener, no connection, nothing
+    /// queued (after `close`, after a drain, or when an adopted single
+    /// connection ends).
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.is_empty() {
+            self.step(None)?;
+        }
+        Ok(())
+    }
+
+    /// True when there is nothing left to serve.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.queued.is_empty()
+    }
+
+    /// Stops accepting; live connections go on.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Accepts again after `pause`.
+    pub fn resume(&mut self) {
+        self.paused = false;
+        self.admit_waiting();
+    }
+
+    /// Stops accepting for good (listeners are closed) and lets every
+    /// connection finish what it is answering; idle ones close at once.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        self.close_listeners();
+        let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            if let Some(Entry::Conn(slot)) = self.entries.get_mut(t) {
+                slot.conn.drain();
+                self.drive(t);
+            }
+        }
+    }
+
+    fn close_listeners(&mut self) {
+        let tokens: Vec<usize> = self
+            .entries
+            .iter()
+            .filter_map(|(t, e)| matches!(e, Entry::Listener(_)).then_some(t))
+            .collect();
+        for t in tokens {
+            if let Some(Entry::Listener(l)) = self.entries.try_remove(t) {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
+                self.listeners -= 1;
+            }
+        }
+    }
+
+    /// Closes every listener and connection now. A closed server cannot be
+    /// reused.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.close_listeners();
+        self.queued.clear();
+        let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            self.close_conn(t);
+        }
+    }
+
+    /// Local addresses of the listeners.
+    pub fn local_addrs(&self) -> Vec<Addr> {
+        self.entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::Listener(l) => Some(l.local.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Connections being served (not counting queued ones).
+    pub fn connections(&self) -> usize {
+        self.live
+    }
+
+    /// Connected sockets waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+}
+
+/// The poll fd, for an outside main loop: wait for it to be readable, then
+/// call `step(Some(Duration::ZERO))`; never wait longer than `timeout()`.
+impl AsRawFd for Server {
+    fn as_raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+}
+
+/// Writes what the connection owes until done or the socket is full.
+/// `Ok(true)` if anything was written.
+fn write_out(slot: &mut Slot, now: Instant) -> io::Result<bool> {
+    let mut wrote = false;
+    loop {
+        let out = slot.conn.output();
+        out.prepare()?;
+        let mut iov = [IoSlice::new(&[]); 32];
+        let n = out.gather(&mut iov);
+        if n > 0 {
+            let total: usize = iov[..n].iter().map(|s| s.len()).sum();
+            let w = match sys::writev(slot.fd.as_fd(), &iov[..n]) {
+                Ok(w) => w,
+                Err(e) if would_block(&e) => {
+                    slot.writable = false;
+                    return Ok(wrote);
+                }
+                Err(e) => return Err(e),
+            };
+            out.advance(w);
+            slot.conn.wrote(now);
+            wrote = true;
+            if w < total {
+                slot.writable = false;
+                return Ok(wrote);
+            }
+            continue;
+        }
+        let Some(f) = out.front_file() else {
+            return Ok(wrote);
+        };
+        let count = (f.left as usize).min(SENDFILE_MAX);
+        let w = match sys::sendfile(slot.fd.as_fd(), f.file.as_fd(), f.offset, count) {
+            Ok(0) => return Err(io::Error::other("file shrank while being sent")),
+            Ok(w) => w,
+            Err(e) if would_block(&e) => {
+                slot.writable = false;
+                return Ok(wrote);
+            }
+            Err(e) => return Err(e),
+        };
+        out.advance_file(w as u64);
+        slot.conn.wrote(now);
+        wrote = true;
+        if w < count {
+            slot.writable = false;
+            return Ok(wrote);
+        }
+    }
+}
