@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every test, on a fresh Debian machine with Rust: installs what the tests
+# need (idempotently), then runs the quality gates, the engine's unit tests
+# and the integration tests that start the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the tests use. A test that needs one fails when it is missing; it
+# never skips, so they are installed here.
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+command -v prlimit >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+echo "== cargo test"
+# Integration tests start servers; two test threads keep a 2-core machine
+# responsive enough that deadline tests measure the server, not the load.
+cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"

@@ -1,0 +1,258 @@
+//! Helpers for integration tests: start the real binary on port 0, read the
+//! address it prints, and speak raw bytes to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Handoff {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Handoff {
+    /// `handoff serve --listen 127.0.0.1:0 ARGS…`
+    pub fn start(args: &[&str]) -> Handoff {
+        Self::start_cmd(Command::new(env!("CARGO_BIN_EXE_handoff")), args)
+    }
+
+    /// Like `start`, with `prefix` run in front (e.g. `prlimit …`).
+    pub fn start_wrapped(prefix: &[&str], args: &[&str]) -> Handoff {
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]).arg(env!("CARGO_BIN_EXE_handoff"));
+        Self::start_cmd(cmd, args)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Handoff {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("start handoff");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            panic!(
+                "handoff did not print its address: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Handoff {
+            addr: addr.parse().unwrap(),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Open fds of the server process.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// User+system CPU time of the server process so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends `req` on a new connection and returns everything until the
+    /// server closes it.
+    pub fn exchange(&self, req: &[u8]) -> String {
+        let mut s = self.connect();
+        s.write_all(req).unwrap();
+        read_to_close(&mut s)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        let mut s = self.connect();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut s).unwrap()
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything until EOF (or an error such as a reset), as text.
+pub fn read_to_close(s: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// True if the server closed the connection (EOF or reset) within `within`.
+pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn read_line(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        line.push(b[0]);
+        if line.ends_with(b"\r\n") {
+            line.truncate(line.len() - 2);
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+}
+
+/// Reads one response (not for HEAD requests: use `read_head`).
+pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
+    let mut r = read_head(s)?;
+    if let Some(len) = r.header("content-length") {
+        let mut body = vec![0; len.parse().unwrap()];
+        s.read_exact(&mut body)?;
+        r.body = body;
+    } else if r.header("transfer-encoding").is_some() {
+        loop {
+            let size =
+                usize::from_str_radix(read_line(s)?.split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                while !read_line(s)?.is_empty() {}
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            s.read_exact(&mut chunk)?;
+            r.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if !(r.status == 204 || r.status == 304 || r.status < 200) {
+        s.read_to_end(&mut r.body)?;
+    }
+    Ok(r)
+}
+
+/// Reads a status line and header fields.
+pub fn read_head(s: &mut TcpStream) -> std::io::Result<Response> {
+    let status_line = read_line(s)?;
+    let status = status_line
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let l = read_line(s)?;
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').unwrap();
+        headers.push((n.to_string(), v.trim().to_string()));
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// A folder of files to serve, removed when dropped.
+pub fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("index.html"), "<h1>home</h1>\n").unwrap();
+    std::fs::write(p.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(p.join("b.txt"), "bravo\n").unwrap();
+    std::fs::write(p.join("c.txt"), "charlie\n").unwrap();
+    std::fs::write(p.join("data.json"), "{}\n").unwrap();
+    std::fs::write(p.join("ten.bin"), b"0123456789").unwrap();
+    std::fs::create_dir(p.join("sub")).unwrap();
+    std::fs::write(p.join("sub/index.html"), "<p>sub</p>\n").unwrap();
+    dir
+}
+
+pub fn root_arg(dir: &Path) -> String {
+    dir.to_str().unwrap().to_string()
+}
+
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

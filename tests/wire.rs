@@ -1,0 +1,207 @@
+//! The real binary, spoken to in raw bytes: keep-alive, pipelining, the
+//! strict parsing rules and the size limits.
+
+mod common;
+use common::*;
+use std::io::Write;
+
+fn server() -> (Handoff, tempfile::TempDir) {
+    let site = site();
+    let h = Handoff::start(&["--root", &root_arg(site.path()), "--max-body", "1000"]);
+    (h, site)
+}
+
+fn status_of(resp: &str) -> &str {
+    resp.get(9..12).unwrap_or("")
+}
+
+#[test]
+fn serves_several_requests_on_one_keep_alive_connection() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    for path in ["/a.txt", "/b.txt", "/c.txt"] {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut s).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.header("date").is_some());
+        assert!(r.header("connection").is_none());
+    }
+}
+
+#[test]
+fn answers_pipelined_requests_in_order() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(
+        b"GET /c.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nHEAD /b.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let all = read_to_close(&mut s);
+    let c = all.find("charlie").unwrap();
+    let a = all.find("alpha").unwrap();
+    let b = all.find("bravo").unwrap();
+    assert!(c < a && a < b, "{all}");
+    assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 4);
+    assert_eq!(
+        all.matches("bravo").count(),
+        1,
+        "HEAD must not carry a body"
+    );
+}
+
+#[test]
+fn answers_many_pipelined_requests_past_the_queue_bound() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    let mut req = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n".repeat(199);
+    req.extend_from_slice(b"GET /c.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(&req).unwrap();
+    let all = read_to_close(&mut s);
+    assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 200);
+    assert!(all.ends_with("charlie\n"));
+}
+
+#[test]
+fn refuses_each_smuggling_attempt_with_400_and_closes() {
+    let (h, _site) = server();
+    let cases: &[&str] = &[
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Space : a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+    ];
+    for case in cases {
+        let resp = h.exchange(format!("{case}GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(status_of(&resp), "400", "{case:?} → {resp}");
+        assert!(resp.contains("Connection: close"), "{case:?}");
+        assert!(
+            !resp.contains("alpha"),
+            "a request after a refused one was served: {case:?}"
+        );
+    }
+}
+
+#[test]
+fn maps_each_size_limit_to_its_status() {
+    let (h, _site) = server();
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "x".repeat(10_000));
+    assert_eq!(status_of(&h.exchange(long_line.as_bytes())), "414");
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "x".repeat(40_000)
+    );
+    assert_eq!(status_of(&h.exchange(big_head.as_bytes())), "431");
+    let many: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
+    assert_eq!(
+        status_of(&h.exchange(format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n").as_bytes())),
+        "431"
+    );
+    assert_eq!(
+        status_of(&h.exchange(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")),
+        "413"
+    );
+    let chunked_over = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n{}\r\n0\r\n\r\n",
+        "x".repeat(1001)
+    );
+    assert_eq!(status_of(&h.exchange(chunked_over.as_bytes())), "413");
+}
+
+#[test]
+fn answers_unknown_codings_with_501_and_other_versions_with_505() {
+    let (h, _site) = server();
+    assert_eq!(
+        status_of(
+            &h.exchange(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+        ),
+        "501"
+    );
+    assert_eq!(
+        status_of(&h.exchange(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")),
+        "505"
+    );
+    assert_eq!(
+        status_of(&h.exchange(b"GET / HTTP/3.0\r\nHost: t\r\n\r\n")),
+        "505"
+    );
+}
+
+#[test]
+fn sends_100_continue_before_reading_the_body() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(
+        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let interim = read_head(&mut s).unwrap();
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 405, "the file handler takes no POST");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    // The body was consumed, so the connection is still in step.
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().text(), "alpha\n");
+}
+
+#[test]
+fn reads_a_chunked_body_with_trailers_and_stays_in_step() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 405);
+    assert_eq!(read_response(&mut s).unwrap().text(), "bravo\n");
+}
+
+#[test]
+fn handles_head_options_asterisk_and_absolute_form() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(b"HEAD /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_head(&mut s).unwrap();
+    assert_eq!(r.header("content-length"), Some("6"));
+    s.write_all(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    s.write_all(b"GET http://t/b.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().text(), "bravo\n");
+}
+
+#[test]
+fn keeps_http10_alive_only_when_asked() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    s.write_all(b"GET /b.txt HTTP/1.0\r\n\r\n").unwrap();
+    let rest = read_to_close(&mut s);
+    assert!(
+        rest.contains("Connection: close") && rest.ends_with("bravo\n"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn serves_a_request_sent_one_byte_at_a_time() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.set_nodelay(true).unwrap();
+    for b in b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n" {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    assert_eq!(read_response(&mut s).unwrap().text(), "alpha\n");
+}
