@@ -114,6 +114,8 @@ impl StaticFiles {
 fn status_of(e: &io::Error) -> u16 {
     match e.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) => 403,
+        // Out of fds or memory: the file may well exist; try again later.
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => 503,
         // EXDEV: the path would leave the root (a symlink out, `..`).
         _ => 404,
     }
@@ -290,6 +292,10 @@ impl Handler for StaticFiles {
             Opened::Status(400) => return plain(res, 400, "400 Bad Request\n"),
             Opened::Status(403) => return plain(res, 403, "403 Forbidden\n"),
             Opened::Status(500) => return plain(res, 500, "500 Internal Server Error\n"),
+            Opened::Status(503) => {
+                res.header("Retry-After", "1");
+                return plain(res, 503, "503 Service Unavailable\n");
+            }
             Opened::Status(_) => return plain(res, 404, "404 Not Found\n"),
         };
         let size = meta.len();

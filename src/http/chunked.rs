@@ -229,8 +229,11 @@ fn parse_size_line(line: &[u8]) -> Result<u64, Reject> {
 mod tests {
     use super::*;
 
-    /// Decodes `input` fed in pieces of `step` bytes; returns (body, trailers, rest).
-    fn run(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), Reject> {
+    /// Body, trailer section, and what followed the message.
+    type Decoded = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// Decodes `input` fed in pieces of `step` bytes.
+    fn run(input: &[u8], step: usize) -> Result<Decoded, Reject> {
         let mut buf: Vec<u8> = Vec::new();
         let mut c = Chunked::new();
         let limits = Limits::default();

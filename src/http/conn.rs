@@ -583,7 +583,8 @@ fn encode(
     let chunked = len.is_none() && !no_body && minor == 1;
     // An HTTP/1.0 client cannot read chunked: a body of unknown length is
     // delimited by closing the connection.
-    let keep = keep_alive && !(len.is_none() && !no_body && minor == 0 && !is_head);
+    let close_delimited = len.is_none() && !no_body && minor == 0 && !is_head;
+    let keep = keep_alive && !close_delimited;
     out.with_mem(pool, |b| {
         b.extend_from_slice(b"HTTP/1.1 ");
         let _ = write!(b, "{status} ");

@@ -1,0 +1,222 @@
+//! The Server API in-process: add_socket / add_stream, max_concurrent on
+//! every path, pause/resume, handler panics.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use handoff::{Added, Options, Request, Response, Server};
+
+fn echo(req: &Request<'_>, res: &mut Response<'_>) {
+    if req.path() == "/panic" {
+        panic!("handler bug");
+    }
+    res.body(format!("path={}", req.path()));
+}
+
+fn server(max_concurrent: usize) -> Server {
+    Server::new(
+        Options {
+            max_concurrent,
+            max_queued: 2,
+            ..Options::default()
+        },
+        echo,
+    )
+    .unwrap()
+}
+
+/// Steps the server for a while.
+fn pump(s: &mut Server, ms: u64) {
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end {
+        s.step(Some(Duration::from_millis(5))).unwrap();
+    }
+}
+
+/// Reads what is there without blocking.
+fn available(c: &mut impl Read) -> String {
+    let mut buf = [0u8; 4096];
+    let mut all = Vec::new();
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+const REQ: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = f();
+    std::panic::set_hook(hook);
+    r
+}
+
+#[test]
+fn max_concurrent_holds_with_twice_as_many_clients_on_a_listener() {
+    let mut s = server(2);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    assert!(matches!(s.add_socket(l).unwrap(), Added::Listener(_)));
+    let mut clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for c in &mut clients {
+        c.set_nonblocking(true).unwrap();
+        c.write_all(REQ).unwrap();
+    }
+    pump(&mut s, 200);
+    assert_eq!(s.connections(), 2);
+    let answered: Vec<bool> = clients
+        .iter_mut()
+        .map(|c| available(c).contains("path=/x"))
+        .collect();
+    assert_eq!(answered.iter().filter(|a| **a).count(), 2, "{answered:?}");
+    // The others wait in the backlog, not accepted-and-closed. Free a slot:
+    let served = answered.iter().position(|a| *a).unwrap();
+    drop(clients.remove(served));
+    pump(&mut s, 200);
+    assert_eq!(s.connections(), 2);
+    let now_answered = clients
+        .iter_mut()
+        .map(available)
+        .filter(|t| t.contains("path=/x"))
+        .count();
+    assert_eq!(
+        now_answered, 1,
+        "exactly one waiting client got the freed slot"
+    );
+}
+
+#[test]
+fn max_concurrent_holds_for_sockets_given_to_add_socket() {
+    let mut s = server(2);
+    let mut clients = Vec::new();
+    let mut added = Vec::new();
+    for _ in 0..4 {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        added.push(s.add_socket(ours).unwrap());
+        clients.push(theirs);
+    }
+    assert_eq!(
+        added,
+        [
+            Added::Connection,
+            Added::Connection,
+            Added::Queued,
+            Added::Queued
+        ]
+    );
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let e = s.add_socket(ours).unwrap_err();
+    assert!(e.to_string().contains("queue"), "{e}");
+    for c in &mut clients {
+        c.write_all(REQ).unwrap();
+    }
+    pump(&mut s, 100);
+    let answered: Vec<bool> = clients
+        .iter_mut()
+        .map(|c| available(c).contains("path=/x"))
+        .collect();
+    assert_eq!(answered, [true, true, false, false]);
+    drop(clients.remove(0));
+    pump(&mut s, 100);
+    assert_eq!((s.connections(), s.queued()), (2, 1));
+    assert!(
+        available(&mut clients[1]).contains("path=/x"),
+        "the first queued socket is served next"
+    );
+}
+
+#[test]
+fn add_stream_serves_pre_read_bytes_as_if_read_from_the_socket() {
+    let mut s = server(8);
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    s.add_stream(ours, b"GET /pre HTTP/1.1\r\nHo").unwrap();
+    theirs
+        .write_all(b"st: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    pump(&mut s, 100);
+    let out = available(&mut theirs);
+    let first = out.find("path=/pre").unwrap();
+    let second = out.find("path=/second").unwrap();
+    assert!(first < second);
+}
+
+#[test]
+fn a_handler_panic_gives_that_client_500_and_nothing_else() {
+    let mut s = server(8);
+    let (a, mut ca) = UnixStream::pair().unwrap();
+    let (b, mut cb) = UnixStream::pair().unwrap();
+    ca.set_nonblocking(true).unwrap();
+    cb.set_nonblocking(true).unwrap();
+    s.add_socket(a).unwrap();
+    s.add_socket(b).unwrap();
+    cb.write_all(REQ).unwrap();
+    pump(&mut s, 20);
+    ca.write_all(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    quiet_panics(|| pump(&mut s, 50));
+    assert!(available(&mut ca).starts_with("HTTP/1.1 500 "));
+    cb.write_all(REQ).unwrap();
+    pump(&mut s, 50);
+    assert_eq!(
+        available(&mut cb).matches("path=/x").count(),
+        2,
+        "the other client lost nothing"
+    );
+}
+
+#[test]
+fn refuses_what_is_not_a_stream_socket_and_closes_it() {
+    let mut s = server(8);
+    let before = handoff::sys::open_fd_count().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let e = s.add_socket(OwnedFd::from(udp)).unwrap_err();
+    assert!(e.to_string().contains("not a stream socket"), "{e}");
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let e = s.add_socket(OwnedFd::from(file)).unwrap_err();
+    assert!(e.to_string().contains("not a socket"), "{e}");
+    assert_eq!(handoff::sys::open_fd_count().unwrap(), before);
+}
+
+#[test]
+fn pause_stops_accepting_and_resume_starts_again() {
+    let mut s = server(8);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    s.add_socket(l).unwrap();
+    s.pause();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_nonblocking(true).unwrap();
+    c.write_all(REQ).unwrap();
+    pump(&mut s, 100);
+    assert_eq!(s.connections(), 0);
+    s.resume();
+    pump(&mut s, 100);
+    assert_eq!(s.connections(), 1);
+    assert!(available(&mut c).contains("path=/x"));
+}
+
+#[test]
+fn close_ends_everything_and_run_returns() {
+    let mut s = server(8);
+    s.add_socket(TcpListener::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    s.add_socket(ours).unwrap();
+    s.close();
+    assert!(s.is_empty());
+    s.run().unwrap();
+    theirs
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(theirs.read(&mut [0u8; 8]).unwrap(), 0);
+}
