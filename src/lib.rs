@@ -1,5 +1,23 @@
 //! handoff: an HTTP/1.1 worker service for sockets handed over by systemd,
 //! inetd or a front proxy. See the README for the architecture.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//! use handoff::{Options, Request, Response, Server};
+//!
+//! let mut server = Server::new(Options::default(), |req: &Request<'_>, res: &mut Response<'_>| {
+//!     res.header("Content-Type", "text/plain").body(format!("you asked for {}", req.path()));
+//! })?;
+//! let (ours, mut client) = std::os::unix::net::UnixStream::pair()?;
+//! server.add_socket(ours)?;
+//! client.write_all(b"GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+//! server.run()?; // returns once the only connection has closed
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer)?;
+//! assert!(answer.ends_with("you asked for /hi"));
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
