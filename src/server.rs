@@ -168,24 +168,44 @@ impl DateCache {
     }
 }
 
+/// What every connection borrows while it advances; kept apart from the
+/// connection table so both can be borrowed at once.
+struct Shared {
+    handler: Box<dyn Handler>,
+    opts: Options,
+    pool: BufPool,
+    scratch: Vec<u8>,
+    date: DateCache,
+    draining: bool,
+}
+
+impl Shared {
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            handler: &*self.handler,
+            limits: &self.opts.limits,
+            timeouts: &self.opts.timeouts,
+            date: &self.date.text,
+            pool: &mut self.pool,
+            scratch: &mut self.scratch,
+            draining: self.draining,
+        }
+    }
+}
+
 /// An HTTP/1.1 server on a mio event loop.
 pub struct Server {
     poll: Poll,
     events: Option<Events>,
     entries: Slab<Entry>,
-    handler: Box<dyn Handler>,
-    opts: Options,
-    pool: BufPool,
-    scratch: Vec<u8>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    shared: Shared,
+    timers: Timers,
     queued: VecDeque<Queued>,
     live: usize,
     listeners: usize,
     next_gen: u64,
     paused: bool,
     closed: bool,
-    draining: bool,
-    date: DateCache,
     now: Instant,
 }
 
@@ -199,10 +219,17 @@ impl Server {
             poll: Poll::new()?,
             events: Some(Events::with_capacity(1024)),
             entries: Slab::new(),
-            handler: Box::new(handler),
-            opts,
-            pool: BufPool::default(),
-            scratch: Vec::new(),
+            shared: Shared {
+                handler: Box::new(handler),
+                opts,
+                pool: BufPool::default(),
+                scratch: Vec::new(),
+                date: DateCache {
+                    secs: 0,
+                    text: Vec::new(),
+                },
+                draining: false,
+            },
             timers: BinaryHeap::new(),
             queued: VecDeque::new(),
             live: 0,
@@ -210,17 +237,12 @@ impl Server {
             next_gen: 0,
             paused: false,
             closed: false,
-            draining: false,
-            date: DateCache {
-                secs: 0,
-                text: Vec::new(),
-            },
             now: Instant::now(),
         })
     }
 
     pub fn options(&self) -> &Options {
-        &self.opts
+        &self.shared.opts
     }
 
     /// Adds a listening socket (accepted from from now on) or a connected
@@ -298,8 +320,8 @@ impl Server {
             }
             SockKind::Stream { .. } => {
                 let peer = peer.unwrap_or_else(|| sys::peer_addr(fd.as_fd()));
-                if self.live >= self.opts.max_concurrent {
-                    if self.queued.len() >= self.opts.max_queued {
+                if self.live >= self.shared.opts.max_concurrent {
+                    if self.queued.len() >= self.shared.opts.max_queued {
                         return Err(io::Error::new(
                             io::ErrorKind::WouldBlock,
                             "at max_concurrent and the queue of waiting sockets is full",
@@ -327,7 +349,7 @@ impl Server {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let mut conn = Conn::new(peer, self.now);
-        conn.feed(pre_read, &mut self.pool, self.now);
+        conn.feed(pre_read, &mut self.shared.pool, self.now);
         self.next_gen += 1;
         entry.insert(Entry::Conn(Box::new(Slot {
             fd,
@@ -345,7 +367,7 @@ impl Server {
     /// Accepts from a ready listener until it would block, the batch is
     /// used up, or the server is at `max_concurrent` or paused.
     fn accept_from(&mut self, token: usize) {
-        let mut budget = self.opts.accept_batch;
+        let mut budget = self.shared.opts.accept_batch;
         loop {
             let Some(Entry::Listener(l)) = self.entries.get_mut(token) else {
                 return;
@@ -353,8 +375,8 @@ impl Server {
             if !l.ready
                 || self.paused
                 || self.closed
-                || self.draining
-                || self.live >= self.opts.max_concurrent
+                || self.shared.draining
+                || self.live >= self.shared.opts.max_concurrent
             {
                 return;
             }
@@ -374,8 +396,8 @@ impl Server {
                 }
                 Err(e) if would_block(&e) => l.ready = false,
                 Err(e) if sys::is_resource_exhaustion(&e) => {
-                    tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {:?}", self.opts.accept_backoff);
-                    l.backoff_until = Some(self.now + self.opts.accept_backoff);
+                    tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {:?}", self.shared.opts.accept_backoff);
+                    l.backoff_until = Some(self.now + self.shared.opts.accept_backoff);
                     return;
                 }
                 Err(e) => match e.raw_os_error() {
@@ -396,7 +418,7 @@ impl Server {
                     ) => tracing::debug!("accept: {e}"),
                     _ => {
                         tracing::warn!(local = %l.local, "accept: {e}; pausing this listener");
-                        l.backoff_until = Some(self.now + self.opts.accept_backoff);
+                        l.backoff_until = Some(self.now + self.shared.opts.accept_backoff);
                         return;
                     }
                 },
@@ -410,27 +432,14 @@ impl Server {
         let now = self.now;
         let Server {
             entries,
-            handler,
-            opts,
-            pool,
-            scratch,
-            date,
-            draining,
+            shared,
             timers,
             ..
         } = self;
         let Some(Entry::Conn(slot)) = entries.get_mut(token) else {
             return;
         };
-        let mut ctx = Ctx {
-            handler: &**handler,
-            limits: &opts.limits,
-            timeouts: &opts.timeouts,
-            date: &date.text,
-            pool,
-            scratch,
-            draining: *draining,
-        };
+        let mut ctx = shared.ctx();
         let close = loop {
             let mut progress = false;
             if slot.readable
@@ -475,12 +484,7 @@ impl Server {
                 if slot.conn.is_idle() {
                     slot.conn.release_buffers(ctx.pool);
                 }
-                if let Some(d) = slot.conn.deadline(ctx.timeouts)
-                    && slot.timer_at.is_none_or(|t| t > d)
-                {
-                    timers.push(Reverse((d, token, slot.generation)));
-                    slot.timer_at = Some(d);
-                }
+                schedule(timers, slot, token, ctx.timeouts);
                 return;
             }
         };
@@ -500,7 +504,7 @@ impl Server {
                 .registry()
                 .deregister(&mut SourceFd(&slot.fd.as_raw_fd()));
             let mut slot = slot;
-            slot.conn.release_buffers(&mut self.pool);
+            slot.conn.release_buffers(&mut self.shared.pool);
             drop(slot);
             self.live -= 1;
             self.admit_waiting();
@@ -509,7 +513,7 @@ impl Server {
 
     /// A slot is free: serve a queued socket, or accept again.
     fn admit_waiting(&mut self) {
-        while self.live < self.opts.max_concurrent && !self.closed {
+        while self.live < self.shared.opts.max_concurrent && !self.closed {
             let Some(q) = self.queued.pop_front() else {
                 break;
             };
@@ -517,7 +521,7 @@ impl Server {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }
-        if self.live < self.opts.max_concurrent {
+        if self.live < self.shared.opts.max_concurrent {
             let ready: Vec<usize> = self
                 .entries
                 .iter()
@@ -538,12 +542,7 @@ impl Server {
             self.timers.pop();
             let Server {
                 entries,
-                handler,
-                opts,
-                pool,
-                scratch,
-                date,
-                draining,
+                shared,
                 timers,
                 ..
             } = self;
@@ -554,27 +553,14 @@ impl Server {
                 continue;
             }
             slot.timer_at = None;
-            let mut ctx = Ctx {
-                handler: &**handler,
-                limits: &opts.limits,
-                timeouts: &opts.timeouts,
-                date: &date.text,
-                pool,
-                scratch,
-                draining: *draining,
-            };
+            let mut ctx = shared.ctx();
             match slot.conn.on_timeout(now, &mut ctx) {
                 Some(Expired::Write) | Some(Expired::Linger) => {
                     tracing::debug!(peer = %slot.conn.peer(), "deadline passed; closing");
                     self.close_conn(token);
                 }
                 Some(Expired::Idle) | Some(Expired::Request) => self.drive(token),
-                None => {
-                    if let Some(d) = slot.conn.deadline(ctx.timeouts) {
-                        timers.push(Reverse((d, token, generation)));
-                        slot.timer_at = Some(d);
-                    }
-                }
+                None => schedule(timers, slot, token, ctx.timeouts),
             }
         }
         // Listeners resting after EMFILE.
@@ -600,7 +586,8 @@ impl Server {
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let mut next: Option<Instant> = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let can_accept = !self.paused && !self.draining && self.live < self.opts.max_concurrent;
+        let can_accept =
+            !self.paused && !self.shared.draining && self.live < self.shared.opts.max_concurrent;
         for (_, e) in self.entries.iter() {
             if let Entry::Listener(l) = e {
                 match l.backoff_until {
@@ -631,7 +618,7 @@ impl Server {
             Err(e) => Err(e),
         };
         self.now = Instant::now();
-        self.date.refresh();
+        self.shared.date.refresh();
         for ev in events.iter() {
             let token = ev.token().0;
             match self.entries.get_mut(token) {
@@ -683,7 +670,7 @@ impl Server {
     /// Stops accepting for good (listeners are closed) and lets every
     /// connection finish what it is answering; idle ones close at once.
     pub fn drain(&mut self) {
-        self.draining = true;
+        self.shared.draining = true;
         self.close_listeners();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
@@ -750,6 +737,20 @@ impl Server {
 impl AsRawFd for Server {
     fn as_raw_fd(&self) -> RawFd {
         self.poll.as_raw_fd()
+    }
+}
+
+type Timers = BinaryHeap<Reverse<(Instant, usize, u64)>>;
+
+/// Puts the connection's next deadline in the heap unless an entry at or
+/// before it is there already. Entries are never removed: a stale one is
+/// recognised when it fires (its generation, or a later deadline).
+fn schedule(timers: &mut Timers, slot: &mut Slot, token: usize, timeouts: &Timeouts) {
+    if let Some(d) = slot.conn.deadline(timeouts)
+        && slot.timer_at.is_none_or(|t| t > d)
+    {
+        timers.push(Reverse((d, token, slot.generation)));
+        slot.timer_at = Some(d);
     }
 }
 

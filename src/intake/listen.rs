@@ -2,12 +2,12 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{
-    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, UnixAddr, setsockopt,
-    sockopt,
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
+    setsockopt, sockopt,
 };
 
 fn errno(e: nix::errno::Errno) -> io::Error {
@@ -55,36 +55,31 @@ pub fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
             } else {
                 AddressFamily::Inet6
             };
-            let fd = socket::socket(
-                family,
-                SockType::Stream,
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(errno)?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(errno)?;
-            socket::bind(fd.as_fd().as_raw_fd_(), &SockaddrStorage::from(addr))
-                .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {addr}: {e}")))?;
-            socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
-            Ok(fd)
+            listen_on(family, &SockaddrStorage::from(addr), &addr.to_string())
         }
         ListenSpec::Unix(path) => {
             remove_stale(path)?;
-            let fd = socket::socket(
-                AddressFamily::Unix,
-                SockType::Stream,
-                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(errno)?;
             let addr = UnixAddr::new(path.as_path()).map_err(errno)?;
-            socket::bind(fd.as_fd().as_raw_fd_(), &addr).map_err(|e| {
-                io::Error::new(errno(e).kind(), format!("bind {}: {e}", path.display()))
-            })?;
-            socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
-            Ok(fd)
+            listen_on(AddressFamily::Unix, &addr, &path.display().to_string())
         }
     }
+}
+
+fn listen_on(family: AddressFamily, addr: &dyn SockaddrLike, name: &str) -> io::Result<OwnedFd> {
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(errno)?;
+    if family != AddressFamily::Unix {
+        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(errno)?;
+    }
+    socket::bind(fd.as_raw_fd(), addr)
+        .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {name}: {e}")))?;
+    socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
+    Ok(fd)
 }
 
 /// Removes a socket file left by a process that is gone; never one that
@@ -102,15 +97,6 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             std::fs::remove_file(path)
         }
         _ => Ok(()),
-    }
-}
-
-trait RawFdExt {
-    fn as_raw_fd_(&self) -> std::os::fd::RawFd;
-}
-impl RawFdExt for std::os::fd::BorrowedFd<'_> {
-    fn as_raw_fd_(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
     }
 }
 
