@@ -1,17 +1,41 @@
-//! `handoff serve`: wires the sources, the handler and the loop together.
-//! `main.rs` only parses the command line into a [`ServeConfig`].
+//! `handoff serve`: takes the sockets from every source, serves them, and
+//! runs the lifecycle (sd_notify, signals, drain). `main.rs` only parses
+//! the command line into a [`ServeConfig`].
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::files::StaticFiles;
+use crate::intake::control::{self, ControlConfig};
+use crate::intake::inetd;
 use crate::intake::listen::{self, ListenSpec};
+use crate::intake::systemd::{self, Role};
+use crate::log::LogTarget;
+use crate::notify::Notifier;
 use crate::server::{Added, Options, Server};
+use crate::sys::{Addr, fdpass};
 
 pub struct ServeConfig {
+    /// Sockets to bind. When empty and no other source gives a socket (no
+    /// systemd fds, no inetd, no control socket), `127.0.0.1:8080`.
     pub listen: Vec<ListenSpec>,
     pub root: PathBuf,
     pub options: Options,
+    /// The socket is on fd 0, as inetd hands it over.
+    pub inetd: bool,
+    /// Exit after this long with no connection (inetd `wait` mode).
+    pub idle_exit: Option<Duration>,
+    /// Create a control socket at this path.
+    pub control: Option<PathBuf>,
+    /// Uids allowed on the control socket besides our own.
+    pub control_allow_uids: Vec<u32>,
+    /// After SIGTERM, how long in-flight requests have before the rest is
+    /// closed by force.
+    pub shutdown_timeout: Duration,
+    /// Log to this file instead of stderr (under inetd: instead of syslog).
+    pub log_file: Option<PathBuf>,
 }
 
 /// The demo site kept in the repository, the default root.
@@ -19,24 +43,205 @@ pub fn default_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("site")
 }
 
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+fn announce(out: &mut Vec<String>, addr: &Addr) {
+    // Tests and scripts read these lines to learn the port.
+    out.push(match addr {
+        Addr::Inet(a) => format!("listening on http://{a}"),
+        other => format!("listening on {other}"),
+    });
+}
+
 pub fn serve(cfg: ServeConfig) -> io::Result<()> {
-    crate::log::init();
+    // Inherited fds are taken before any thread exists: taking them edits
+    // the environment.
+    let activated = systemd::take()?;
+    let inetd_fd = if cfg.inetd {
+        Some(inetd::take()?)
+    } else {
+        None
+    };
+    let log_target = match (&cfg.log_file, cfg.inetd) {
+        (Some(p), _) => LogTarget::File(p.clone()),
+        (None, true) => LogTarget::Syslog,
+        (None, false) => LogTarget::Stderr,
+    };
+    crate::log::init(log_target)?;
+
     let files = StaticFiles::new(&cfg.root)
         .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", cfg.root.display())))?;
     tracing::info!(root = %files.root().display(), "serving files");
-    let mut server = Server::new(cfg.options, files)?;
-    let mut stdout = io::stdout().lock();
-    for spec in &cfg.listen {
-        let fd = listen::bind(spec)?;
-        if let Added::Listener(addr) = server.add_socket(fd)? {
-            // Tests and scripts read this line to learn the port.
-            match addr {
-                crate::sys::Addr::Inet(a) => writeln!(stdout, "listening on http://{a}")?,
-                other => writeln!(stdout, "listening on {other}")?,
+    let mut server = Server::new(cfg.options.clone(), files)?;
+    let inbox = server.inbox()?;
+    let mut control_cfg = ControlConfig::default();
+    control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
+
+    let mut lines = Vec::new();
+    let mut listeners = 0usize;
+    let mut controls = 0usize;
+    let mut had_source = !activated.is_empty() || inetd_fd.is_some();
+    for a in activated {
+        match a.role {
+            Role::Control => {
+                control::spawn(a.fd, control_cfg.clone(), inbox.clone()).map_err(|e| {
+                    io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
+                })?;
+                controls += 1;
             }
+            Role::Https => {
+                tracing::error!(name = %a.name, "systemd fd refused: TLS is not available in this version");
+            }
+            Role::Http => match server.add_socket(a.fd) {
+                Ok(Added::Listener(addr)) => {
+                    listeners += 1;
+                    announce(&mut lines, &addr);
+                }
+                Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
+                Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
+            },
         }
     }
-    stdout.flush()?;
-    drop(stdout);
-    server.run()
+    if let Some(fd) = inetd_fd {
+        match server.add_socket(fd)? {
+            Added::Listener(addr) => {
+                listeners += 1;
+                tracing::info!(%addr, "inetd wait mode: accepting from fd 0");
+            }
+            _ => tracing::info!("inetd nowait mode: serving the connection on fd 0"),
+        }
+    }
+    if let Some(path) = &cfg.control {
+        remove_stale_socket(path)?;
+        let fd = fdpass::seqpacket_listen(path)?;
+        control::spawn(fd, control_cfg.clone(), inbox.clone())?;
+        controls += 1;
+        had_source = true;
+        lines.push(format!("control on {}", path.display()));
+    }
+    let mut listen = cfg.listen.clone();
+    if listen.is_empty() && !had_source {
+        listen.push(ListenSpec::Tcp(DEFAULT_LISTEN.into()));
+    }
+    for spec in &listen {
+        if let Added::Listener(addr) = server.add_socket(listen::bind(spec)?)? {
+            listeners += 1;
+            announce(&mut lines, &addr);
+        }
+    }
+    if server.is_empty() && controls == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no socket to serve",
+        ));
+    }
+    if !cfg.inetd {
+        let mut stdout = io::stdout().lock();
+        for l in &lines {
+            writeln!(stdout, "{l}")?;
+        }
+        stdout.flush()?;
+    }
+
+    // Signals reach the loop through a thread that wakes it.
+    let (sig_tx, sig_rx) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let waker = inbox.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(sig).is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+            }
+        })?;
+
+    let mut notifier = Notifier::from_env();
+    notifier.ready(&status(&server));
+    let mut deadline: Option<Instant> = None;
+    let mut idle_since = Instant::now();
+    loop {
+        let now = Instant::now();
+        let mut wake = notifier.next_due();
+        for t in [deadline, cfg.idle_exit.map(|d| idle_since + d)]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        server.step(wake.map(|w| w.saturating_duration_since(now)))?;
+        let now = Instant::now();
+
+        while let Ok(sig) = sig_rx.try_recv() {
+            if deadline.is_some() {
+                tracing::warn!(sig, "second signal: exiting now");
+                server.close();
+                notifier.stopping();
+                return Ok(());
+            }
+            tracing::info!(
+                sig,
+                connections = server.connections(),
+                "draining: no new connections; answering those in flight"
+            );
+            notifier.stopping();
+            server.drain();
+            deadline = Some(now + cfg.shutdown_timeout);
+        }
+        if let Some(d) = deadline {
+            if server.is_empty() {
+                tracing::info!("drained; exiting");
+                return Ok(());
+            }
+            if now >= d {
+                tracing::warn!(
+                    connections = server.connections(),
+                    "shutdown timeout: closing what is left"
+                );
+                server.close();
+                return Ok(());
+            }
+        }
+        if listeners == 0 && controls == 0 && server.is_empty() {
+            // An Accept=yes or inetd nowait connection has ended.
+            return Ok(());
+        }
+        if server.connections() > 0 || server.queued() > 0 {
+            idle_since = now;
+        } else if cfg.idle_exit.is_some_and(|d| now >= idle_since + d) {
+            tracing::info!("idle; exiting so that inetd takes the port back");
+            return Ok(());
+        }
+        notifier.tick(now);
+        notifier.status(now, &status(&server));
+    }
+}
+
+fn status(server: &Server) -> String {
+    format!(
+        "{} connections, {} queued",
+        server.connections(),
+        server.queued()
+    )
+}
+
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if fdpass::seqpacket_connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another process is listening there", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)
+        }
+        _ => Ok(()),
+    }
 }

@@ -25,9 +25,12 @@ pub mod sys;
 
 pub mod app;
 pub mod files;
+pub mod handoff;
 pub mod http;
 pub mod intake;
 pub mod log;
+pub mod notify;
+pub mod pass;
 pub mod server;
 
 pub use http::{Body, BodyStream, Handler, Limits, Request, Response, Timeouts, Version};

@@ -6,6 +6,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -23,12 +26,52 @@ pub fn batch(on: bool) {
     BATCHING.with(|b| b.set(on));
 }
 
+/// Where log lines go.
+#[derive(Clone, Debug)]
+pub enum LogTarget {
+    Stderr,
+    /// Appended to a file.
+    File(PathBuf),
+    /// To the local syslog (journald provides it too) at /dev/log, one
+    /// datagram a line. Under inetd stderr is the client's socket.
+    Syslog,
+}
+
+enum Sink {
+    Stderr,
+    File(Mutex<std::fs::File>),
+    Syslog(Option<UnixDatagram>),
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+fn emit(data: &[u8]) {
+    match SINK.get().unwrap_or(&Sink::Stderr) {
+        Sink::Stderr => {
+            let _ = io::stderr().write_all(data);
+        }
+        Sink::File(f) => {
+            let _ = f.lock().unwrap_or_else(|e| e.into_inner()).write_all(data);
+        }
+        Sink::Syslog(Some(sock)) => {
+            // <30>: facility daemon, severity info.
+            let pid = std::process::id();
+            for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let mut msg = format!("<30>handoff[{pid}]: ").into_bytes();
+                msg.extend_from_slice(line);
+                let _ = sock.send(&msg);
+            }
+        }
+        Sink::Syslog(None) => {}
+    }
+}
+
 /// Writes what this thread has buffered.
 pub fn flush() {
     BUF.with(|b| {
         let mut b = b.borrow_mut();
         if !b.is_empty() {
-            let _ = io::stderr().write_all(&b);
+            emit(&b);
             b.clear();
         }
     });
@@ -49,7 +92,7 @@ impl Write for LogWriter {
             }
             Ok(data.len())
         } else {
-            io::stderr().write_all(data)?;
+            emit(data);
             Ok(data.len())
         }
     }
@@ -67,11 +110,31 @@ impl<'a> MakeWriter<'a> for LogWriter {
 
 /// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
 /// access line per request under the target `handoff::access`).
-pub fn init() {
+pub fn init(target: LogTarget) -> io::Result<()> {
+    let sink = match target {
+        LogTarget::Stderr => Sink::Stderr,
+        LogTarget::File(p) => Sink::File(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        )),
+        LogTarget::Syslog => Sink::Syslog(
+            UnixDatagram::unbound()
+                .ok()
+                .filter(|s| s.connect("/dev/log").is_ok()),
+        ),
+    };
+    let _ = SINK.set(sink);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LogWriter)
         .with_ansi(false)
-        .try_init();
+        .try_init(); // Panic messages go to the log too: under inetd stderr is not ours.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("panic: {info}");
+        flush();
+    }));
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use handoff::app::{self, ServeConfig};
 use handoff::intake::listen::ListenSpec;
+use handoff::pass::PassConfig;
 use handoff::{Limits, Options, Timeouts};
 
 #[derive(Parser)]
@@ -25,6 +26,21 @@ struct Cli {
 enum Command {
     /// Serve files from a folder (the default command).
     Serve(ServeArgs),
+    /// Accept connections and pass each to one of several control sockets.
+    Pass(PassArgs),
+}
+
+#[derive(Args)]
+struct PassArgs {
+    /// Where to accept connections.
+    #[arg(long, value_parser = ListenSpec::parse)]
+    listen: ListenSpec,
+    /// A control socket to pass connections to; repeatable (round-robin).
+    #[arg(long = "to", required = true)]
+    to: Vec<PathBuf>,
+    /// Seconds a target has to acknowledge a connection.
+    #[arg(long, value_parser = seconds, default_value = "2")]
+    ack_timeout: Duration,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -38,8 +54,27 @@ fn seconds(s: &str) -> Result<Duration, String> {
 #[derive(Args)]
 struct ServeArgs {
     /// Where to listen: host:port, [v6]:port or a Unix socket path. Repeatable.
-    #[arg(long, value_parser = ListenSpec::parse, default_value = "127.0.0.1:8080")]
+    /// Default 127.0.0.1:8080 when no other source (systemd, inetd, control) gives a socket.
+    #[arg(long, value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
+    /// The socket is on fd 0, as inetd gives it (a listener for `wait`, a connection for `nowait`).
+    #[arg(long)]
+    inetd: bool,
+    /// Exit after this many seconds without a connection (for inetd `wait`).
+    #[arg(long, value_parser = seconds)]
+    idle_exit: Option<Duration>,
+    /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// Another uid allowed on the control socket (our own always is). Repeatable.
+    #[arg(long)]
+    control_allow_uid: Vec<u32>,
+    /// Seconds that requests in flight get after SIGTERM before the rest is closed.
+    #[arg(long, value_parser = seconds, default_value = "30")]
+    shutdown_timeout: Duration,
+    /// Log to this file (default: stderr, or syslog under --inetd).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
     /// Folder to serve (default: the demo site in the repository).
     #[arg(long)]
     root: Option<PathBuf>,
@@ -97,21 +132,35 @@ impl ServeArgs {
             listen: self.listen,
             root: self.root.unwrap_or_else(app::default_root),
             options,
+            inetd: self.inetd,
+            idle_exit: self.idle_exit,
+            control: self.control,
+            control_allow_uids: self.control_allow_uid,
+            shutdown_timeout: self.shutdown_timeout,
+            log_file: self.log_file,
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(Command::Serve(args)) = cli
+    let command = cli
         .command
-        .or_else(|| Cli::parse_from(["handoff", "serve"]).command)
-    else {
-        return ExitCode::FAILURE;
+        .or_else(|| Cli::parse_from(["handoff", "serve"]).command);
+    let result = match command {
+        Some(Command::Serve(args)) => app::serve(args.config()),
+        Some(Command::Pass(a)) => handoff::pass::run(PassConfig {
+            listen: a.listen,
+            to: a.to,
+            ack_timeout: a.ack_timeout,
+        }),
+        None => return ExitCode::FAILURE,
     };
-    match app::serve(args.config()) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e}");
+            handoff::log::flush();
             eprintln!("handoff: {e}");
             ExitCode::FAILURE
         }

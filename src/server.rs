@@ -17,10 +17,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::http::output::SENDFILE_MAX;
@@ -77,6 +78,15 @@ impl Socket {
             peer: None,
         }
     }
+    /// A socket whose peer is known better than `getpeername` would say
+    /// (the client behind a proxy).
+    pub fn with_peer(fd: OwnedFd, peer: Addr) -> Self {
+        Socket {
+            fd,
+            kind: None,
+            peer: Some(peer),
+        }
+    }
     fn accepted(fd: OwnedFd, peer: Addr, unix: bool) -> Self {
         Socket {
             fd,
@@ -117,6 +127,38 @@ pub enum Added {
     /// A connection waiting for a slot under `max_concurrent`.
     Queued,
 }
+
+/// A socket submitted from another thread, with where to send the outcome.
+pub struct Submission {
+    pub socket: Socket,
+    pub pre_read: Vec<u8>,
+    pub reply: Option<mpsc::Sender<io::Result<Added>>>,
+}
+
+/// A handle other threads use to give the server sockets (the control
+/// socket's thread) or just to wake its loop (signals). Cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    queue: Arc<Mutex<Vec<Submission>>>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// Queues a socket for `add_stream`; the loop adopts it on its next
+    /// turn and sends the outcome to `reply`.
+    pub fn submit(&self, s: Submission) -> io::Result<()> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        self.waker.wake()
+    }
+
+    /// Makes the loop's current `step` return.
+    pub fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+}
+
+/// The token of the inbox's waker; slab keys never get near it.
+const WAKER: usize = usize::MAX;
 
 struct Listener {
     fd: OwnedFd,
@@ -207,6 +249,7 @@ pub struct Server {
     paused: bool,
     closed: bool,
     now: Instant,
+    inbox: Option<Inbox>,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -238,7 +281,34 @@ impl Server {
             paused: false,
             closed: false,
             now: Instant::now(),
+            inbox: None,
         })
+    }
+
+    /// The handle through which other threads submit sockets or wake the
+    /// loop.
+    pub fn inbox(&mut self) -> io::Result<Inbox> {
+        if let Some(i) = &self.inbox {
+            return Ok(i.clone());
+        }
+        let waker = Arc::new(Waker::new(self.poll.registry(), Token(WAKER))?);
+        let inbox = Inbox {
+            queue: Arc::new(Mutex::new(Vec::new())),
+            waker,
+        };
+        self.inbox = Some(inbox.clone());
+        Ok(inbox)
+    }
+
+    fn take_mail(&mut self) {
+        let Some(inbox) = &self.inbox else { return };
+        let mail = std::mem::take(&mut *inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in mail {
+            let r = self.adopt(m.socket, &m.pre_read);
+            if let Some(reply) = m.reply {
+                let _ = reply.send(r);
+            }
+        }
     }
 
     pub fn options(&self) -> &Options {
@@ -470,7 +540,7 @@ impl Server {
                     Err(e) => break Some(format!("write: {e}")),
                 }
             }
-            match slot.conn.next(now, ctx.timeouts) {
+            match slot.conn.next(now, ctx.timeouts, ctx.draining) {
                 Next::Close => break None,
                 Next::ShutdownWrite => {
                     if let Err(e) = sys::shutdown_write(slot.fd.as_fd()) {
@@ -621,6 +691,10 @@ impl Server {
         self.shared.date.refresh();
         for ev in events.iter() {
             let token = ev.token().0;
+            if token == WAKER {
+                self.take_mail();
+                continue;
+            }
             match self.entries.get_mut(token) {
                 Some(Entry::Listener(l)) => {
                     l.ready = true;
@@ -672,13 +746,22 @@ impl Server {
     pub fn drain(&mut self) {
         self.shared.draining = true;
         self.close_listeners();
+        self.queued.clear();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
             if let Some(Entry::Conn(slot)) = self.entries.get_mut(t) {
-                slot.conn.drain();
-                self.drive(t);
+                if slot.conn.drain() {
+                    self.close_conn(t);
+                } else {
+                    self.drive(t);
+                }
             }
         }
+    }
+
+    /// True once `drain` was called.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining
     }
 
     fn close_listeners(&mut self) {

@@ -472,14 +472,19 @@ impl Conn {
         self.out.release(pool);
     }
 
-    /// What to do with the socket after this turn.
-    pub fn next(&mut self, now: Instant, timeouts: &Timeouts) -> Next {
+    /// What to do with the socket after this turn. `draining`: the server
+    /// is shutting down, so a connection that has become idle closes rather
+    /// than waiting for another request.
+    pub fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
         if self.linger_until.is_some() {
             return if self.eof {
                 Next::Close
             } else {
                 Next::Continue
             };
+        }
+        if draining && self.drain() {
+            return Next::Close;
         }
         if let Reading::Done = self.reading
             && self.out.is_empty()
@@ -495,14 +500,11 @@ impl Conn {
         Next::Continue
     }
 
-    /// Stops taking new requests: an idle connection closes at once, one
-    /// with a request in flight closes after answering it.
-    pub fn drain(&mut self) {
-        if let Reading::Idle = self.reading
-            && self.start == self.end
-        {
-            self.reading = Reading::Done;
-        }
+    /// Stops taking new requests. Returns true if the connection is idle and
+    /// can be closed at once; one with a request in flight answers it (with
+    /// `Connection: close`, as the server is draining) and then closes.
+    pub fn drain(&mut self) -> bool {
+        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
     }
 
     fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {

@@ -119,7 +119,7 @@ impl Harness {
 
     fn next(&mut self) -> Next {
         let now = self.now();
-        self.conn.next(now, &self.env.timeouts)
+        self.conn.next(now, &self.env.timeouts, false)
     }
 }
 

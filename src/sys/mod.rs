@@ -15,6 +15,9 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
 
+pub mod fdpass;
+pub mod process;
+
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
@@ -208,6 +211,18 @@ pub fn sendfile(
             Err(e) => return Err(errno(e)),
         }
     }
+}
+
+/// Writes all of `data` on a blocking fd (a short answer from a tool).
+pub fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(errno(e)),
+            Ok(n) => data = &data[n..],
+        }
+    }
+    Ok(())
 }
 
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {

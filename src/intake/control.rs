@@ -1,0 +1,223 @@
+//! The control socket: a front proxy passes us listeners, or connections
+//! with the bytes it already read, over `SOCK_SEQPACKET` with `SCM_RIGHTS`,
+//! in the wire format of `crate::handoff::wire`. Every message is answered
+//! with an ACK or a REFUSE with a reason.
+//!
+//! The socket is served by blocking threads (one accepts, one per peer):
+//! a handful of local proxies do not need the event loop, and the loop stays
+//! free of anything but HTTP. Sockets reach the loop through its `Inbox`, so
+//! `max_concurrent` and the queue bound apply exactly as for any other
+//! source.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::handoff::wire::{self, Kind, Message};
+use crate::server::{Added, Inbox, Socket, Submission};
+use crate::sys::fdpass;
+use crate::sys::{self, Addr, SockKind};
+
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// Peers whose uid (`SO_PEERCRED`) is not here are refused.
+    pub allowed_uids: Vec<u32>,
+    /// How long to wait for the event loop to adopt a socket.
+    pub adopt_timeout: Duration,
+    /// Most peers served at once.
+    pub max_peers: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            allowed_uids: vec![sys::process::euid()],
+            adopt_timeout: Duration::from_secs(5),
+            max_peers: 64,
+        }
+    }
+}
+
+/// Serves a listening control socket on a thread of its own.
+pub fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::Result<()> {
+    if !fdpass::is_seqpacket(listener.as_fd()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the control socket must be a SOCK_SEQPACKET socket",
+        ));
+    }
+    sys::process::set_blocking(listener.as_fd())?;
+    let peers = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            loop {
+                let conn = match fdpass::accept_blocking(listener.as_fd()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("control socket accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                let (uid, pid) = match fdpass::peer_cred(conn.as_fd()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("control peer credentials: {e}");
+                        continue;
+                    }
+                };
+                if !cfg.allowed_uids.contains(&uid) {
+                    tracing::warn!(uid, pid, "control peer refused: uid not allowed");
+                    reply(
+                        &conn,
+                        &Message::refuse(
+                            0,
+                            format!("uid {uid} is not allowed on this control socket"),
+                        ),
+                    );
+                    continue;
+                }
+                if peers.load(Ordering::Relaxed) >= cfg.max_peers {
+                    tracing::warn!(uid, pid, "control peer refused: too many peers");
+                    reply(&conn, &Message::refuse(0, "too many control peers"));
+                    continue;
+                }
+                peers.fetch_add(1, Ordering::Relaxed);
+                let (cfg, inbox, peers) = (cfg.clone(), inbox.clone(), peers.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("control-peer".into())
+                    .spawn(move || {
+                        tracing::debug!(uid, pid, "control peer connected");
+                        serve_peer(&conn, &cfg, &inbox);
+                        peers.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("control peer thread: {e}");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn reply(conn: &OwnedFd, m: &Message) {
+    if let Err(e) = fdpass::send_with_fds(conn.as_fd(), &[IoSlice::new(&m.encode())], &[]) {
+        tracing::debug!("control reply: {e}");
+    }
+}
+
+fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, inbox: &Inbox) {
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    loop {
+        let rec = match fdpass::recv_with_fds(conn.as_fd(), &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("control peer: {e}");
+                return;
+            }
+        };
+        let answer = match handle(
+            &buf[..rec.len],
+            rec.fds,
+            rec.truncated,
+            rec.ctrunc,
+            rec.other_cmsg,
+            cfg,
+            inbox,
+        ) {
+            Ok(id) => Message::ack(id),
+            Err((id, why)) => {
+                tracing::warn!(id, "handoff refused: {why}");
+                Message::refuse(id, why)
+            }
+        };
+        reply(conn, &answer);
+    }
+}
+
+/// Checks one message and hands its socket to the loop. Every fd that came
+/// with a refused message is closed when `fds` is dropped.
+fn handle(
+    rec: &[u8],
+    mut fds: Vec<OwnedFd>,
+    truncated: bool,
+    ctrunc: bool,
+    other_cmsg: bool,
+    cfg: &ControlConfig,
+    inbox: &Inbox,
+) -> Result<u64, (u64, String)> {
+    if truncated {
+        return Err((
+            0,
+            format!("message larger than {} bytes", wire::MAX_MESSAGE),
+        ));
+    }
+    if ctrunc {
+        return Err((0, "control data truncated (too many fds)".into()));
+    }
+    if other_cmsg {
+        return Err((
+            0,
+            "unexpected control message (only SCM_RIGHTS is accepted)".into(),
+        ));
+    }
+    let msg = Message::decode(rec)?;
+    let id = msg.id;
+    let kind = msg.kind();
+    if !kind.carries_fd() {
+        return Err((id, format!("a {kind:?} message is not a request")));
+    }
+    if fds.len() != 1 {
+        return Err((id, format!("expected exactly one fd, got {}", fds.len())));
+    }
+    let fd = fds.pop().ok_or((id, "no fd".to_string()))?;
+    let actual = sys::classify(fd.as_fd()).map_err(|e| (id, format!("fd refused: {e}")))?;
+    match (kind, actual) {
+        (Kind::PassListener, SockKind::Listener { .. })
+        | (Kind::PassConnection, SockKind::Stream { .. }) => {}
+        (Kind::PassListener, _) => {
+            return Err((
+                id,
+                "PASS_LISTENER with a socket that is not listening".into(),
+            ));
+        }
+        _ => return Err((id, "PASS_CONNECTION with a listening socket".into())),
+    }
+    if kind == Kind::PassListener && !msg.data.is_empty() {
+        return Err((id, "a listener has no pre-read bytes".into()));
+    }
+    if msg.flags & wire::flags::TLS != 0 {
+        return Err((id, "TLS streams are not supported by this server".into()));
+    }
+    if msg.flags & wire::flags::PROXY != 0 {
+        return Err((
+            id,
+            "PROXY protocol headers are not supported by this server".into(),
+        ));
+    }
+    let socket = match msg.peer.as_deref().and_then(|p| p.parse().ok()) {
+        Some(a) => Socket::with_peer(fd, Addr::Inet(a)),
+        None => Socket::new(fd),
+    };
+    let (tx, rx) = mpsc::channel();
+    inbox
+        .submit(Submission {
+            socket,
+            pre_read: msg.data,
+            reply: Some(tx),
+        })
+        .map_err(|e| (id, format!("server unavailable: {e}")))?;
+    match rx.recv_timeout(cfg.adopt_timeout) {
+        Ok(Ok(Added::Listener(a))) => {
+            tracing::info!(id, local = %a, "listener handed over");
+            Ok(id)
+        }
+        Ok(Ok(_)) => Ok(id),
+        Ok(Err(e)) => Err((id, e.to_string())),
+        Err(_) => Err((id, "the server did not adopt the socket in time".into())),
+    }
+}

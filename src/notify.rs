@@ -1,0 +1,98 @@
+//! sd_notify: READY once every source is registered, STATUS with the
+//! connection counts, WATCHDOG from the event loop itself (so a stuck loop
+//! stops the pings and systemd restarts us), STOPPING on shutdown. Without
+//! `NOTIFY_SOCKET` every call does nothing.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+pub struct Notifier {
+    enabled: bool,
+    watchdog: Option<Duration>,
+    next_ping: Option<Instant>,
+    last_status: String,
+    next_status: Instant,
+    /// A changed STATUS held back by the rate limit.
+    pending: bool,
+}
+
+/// STATUS is sent when it changed, at most this often.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+impl Notifier {
+    pub fn from_env() -> Notifier {
+        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let watchdog = if enabled {
+            sd_notify::watchdog_enabled()
+        } else {
+            None
+        };
+        Notifier {
+            enabled,
+            watchdog,
+            next_ping: None,
+            last_status: String::new(),
+            next_status: Instant::now(),
+            pending: false,
+        }
+    }
+
+    fn send(&self, states: &[NotifyState<'_>]) {
+        if self.enabled
+            && let Err(e) = sd_notify::notify(states)
+        {
+            tracing::warn!("sd_notify: {e}");
+        }
+    }
+
+    pub fn ready(&mut self, status: &str) {
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        self.last_status = status.to_string();
+        self.ping(Instant::now());
+    }
+
+    /// Sends STATUS if it changed and a second has passed since the last.
+    pub fn status(&mut self, now: Instant, status: &str) {
+        if status == self.last_status {
+            self.pending = false;
+        } else if now >= self.next_status {
+            self.send(&[NotifyState::Status(status)]);
+            self.last_status = status.to_string();
+            self.next_status = now + STATUS_EVERY;
+            self.pending = false;
+        } else {
+            self.pending = true;
+        }
+    }
+
+    fn ping(&mut self, now: Instant) {
+        if let Some(w) = self.watchdog {
+            self.send(&[NotifyState::Watchdog]);
+            // Twice per interval, as sd_watchdog_enabled(3) advises.
+            self.next_ping = Some(now + w / 2);
+        }
+    }
+
+    /// Pings the watchdog if due. Call it from the loop, every turn.
+    pub fn tick(&mut self, now: Instant) {
+        if self.next_ping.is_some_and(|t| now >= t) {
+            self.ping(now);
+        }
+    }
+
+    /// When the loop must wake up next for the watchdog or a STATUS update.
+    pub fn next_due(&self) -> Option<Instant> {
+        let status = (self.enabled && self.pending).then_some(self.next_status);
+        match (self.next_ping, status) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn stopping(&mut self) {
+        self.send(&[NotifyState::Stopping]);
+        self.watchdog = None;
+        self.next_ping = None;
+    }
+}

@@ -1,0 +1,175 @@
+//! Passing fds between processes: `SCM_RIGHTS` over `SOCK_SEQPACKET`, peer
+//! credentials, and the sockets that carry them.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType, UnixAddr, sockopt,
+};
+
+use super::errno;
+
+/// Most fds one message may carry before we call it malformed. The buffer
+/// has room for this many so that every fd that arrives is received (and so
+/// closed by us) rather than left for the kernel to drop.
+pub const FD_ROOM: usize = 16;
+
+/// One received message.
+pub struct Received {
+    pub len: usize,
+    pub fds: Vec<OwnedFd>,
+    /// The data did not fit the buffer (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// The control data did not fit (`MSG_CTRUNC`): fds were lost.
+    pub ctrunc: bool,
+    /// A control message other than `SCM_RIGHTS` came along.
+    pub other_cmsg: bool,
+}
+
+/// Receives one message and the fds with it, close-on-exec. `Ok(None)` on
+/// an orderly close by the peer.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    let mut cmsg = nix::cmsg_space!([RawFd; FD_ROOM]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(errno)?,
+        }
+    };
+    let mut fds = Vec::new();
+    let mut other_cmsg = false;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::ScmRights(raw) => {
+                    for r in raw {
+                        // SAFETY: the kernel just installed these fds in our
+                        // table for us; nothing else knows of them.
+                        fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+                    }
+                }
+                _ => other_cmsg = true,
+            }
+        }
+    }
+    let len = msg.bytes;
+    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+    let ctrunc = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    if len == 0 && fds.is_empty() && !truncated {
+        return Ok(None);
+    }
+    Ok(Some(Received {
+        len,
+        fds,
+        truncated,
+        ctrunc,
+        other_cmsg,
+    }))
+}
+
+/// Sends one message with `fds` attached.
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs = if raw.is_empty() {
+        vec![]
+    } else {
+        vec![ControlMessage::ScmRights(&raw)]
+    };
+    loop {
+        match socket::sendmsg::<()>(sock.as_raw_fd(), data, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
+
+/// The uid and pid of the process at the other end of a Unix socket.
+pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, i32)> {
+    let c = socket::getsockopt(&sock, sockopt::PeerCredentials).map_err(errno)?;
+    Ok((c.uid(), c.pid()))
+}
+
+/// A listening `SOCK_SEQPACKET` socket at `path`, created mode 0600 (the
+/// umask is tightened around `bind`, so there is no moment when the file
+/// exists with looser permissions). Blocking: its accept loop has a thread.
+pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(errno)?;
+    let addr = UnixAddr::new(path).map_err(errno)?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = socket::bind(fd.as_raw_fd(), &addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(|e| io::Error::new(errno(e).kind(), format!("bind {}: {e}", path.display())))?;
+    socket::listen(&fd, Backlog::new(64).map_err(errno)?).map_err(errno)?;
+    Ok(fd)
+}
+
+pub fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(errno)?;
+    let addr = UnixAddr::new(path).map_err(errno)?;
+    socket::connect(fd.as_raw_fd(), &addr)
+        .map_err(|e| io::Error::new(errno(e).kind(), format!("connect {}: {e}", path.display())))?;
+    Ok(fd)
+}
+
+/// A connected pair of `SOCK_SEQPACKET` sockets (for worker processes).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(errno)
+}
+
+/// Accepts on a blocking listener, close-on-exec.
+pub fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    loop {
+        match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // SAFETY: accept4 returned a new fd that nothing else owns.
+            Ok(raw) => return Ok(unsafe { OwnedFd::from_raw_fd(raw) }),
+            Err(e) => return Err(errno(e)),
+        }
+    }
+}
+
+/// Is this a socket of type `SOCK_SEQPACKET`?
+pub fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
+    socket::getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::SeqPacket)
+}
+
+/// Sets a receive timeout on a blocking socket.
+pub fn set_recv_timeout(fd: BorrowedFd<'_>, d: std::time::Duration) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(d.as_secs() as i64, d.subsec_micros() as i64);
+    socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(errno)
+}
+
+pub fn as_fd<T: AsFd>(t: &T) -> BorrowedFd<'_> {
+    t.as_fd()
+}
