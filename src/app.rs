@@ -78,6 +78,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
 
     let mut lines = Vec::new();
+    let mut control_line = None;
     let mut listeners = 0usize;
     let mut controls = 0usize;
     let mut had_source = !activated.is_empty() || inetd_fd.is_some();
@@ -117,7 +118,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         control::spawn(fd, control_cfg.clone(), inbox.clone())?;
         controls += 1;
         had_source = true;
-        lines.push(format!("control on {}", path.display()));
+        control_line = Some(format!("control on {}", path.display()));
     }
     let mut listen = cfg.listen.clone();
     if listen.is_empty() && !had_source {
@@ -135,12 +136,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             "no socket to serve",
         ));
     }
+    lines.extend(control_line);
     if !cfg.inetd {
+        // Announcing is a courtesy: a closed stdout must not stop a server.
         let mut stdout = io::stdout().lock();
-        for l in &lines {
-            writeln!(stdout, "{l}")?;
+        let announced = lines
+            .iter()
+            .try_for_each(|l| writeln!(stdout, "{l}"))
+            .and_then(|()| stdout.flush());
+        if let Err(e) = announced {
+            tracing::warn!("could not print the addresses on stdout: {e}");
         }
-        stdout.flush()?;
     }
 
     // Signals reach the loop through a thread that wakes it.

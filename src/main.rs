@@ -81,6 +81,10 @@ struct ServeArgs {
     /// Most connections served at once; at the limit, accepting stops.
     #[arg(long, default_value_t = Options::default().max_concurrent)]
     max_concurrent: usize,
+    /// Most connected sockets (from the control socket or systemd) that may
+    /// wait for a slot; past it they are refused.
+    #[arg(long, default_value_t = Options::default().max_queued)]
+    max_queued: usize,
     /// Seconds from accept to the end of the first request head (and from
     /// first byte to end of head for later requests).
     #[arg(long, value_parser = seconds, default_value = "10")]
@@ -112,6 +116,7 @@ impl ServeArgs {
     fn config(self) -> ServeConfig {
         let options = Options {
             max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
             limits: Limits {
                 max_request_line: self.max_request_line,
                 max_header_bytes: self.max_header_bytes,

@@ -7,7 +7,7 @@ pub const MAGIC: [u8; 4] = *b"HOFF";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 12;
 /// The largest message: header, fields and pre-read bytes.
-pub const MAX_MESSAGE: usize = 256 * 1024;
+pub const MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -1,13 +1,12 @@
 //! Passing fds between processes: `SCM_RIGHTS` over `SOCK_SEQPACKET`, peer
 //! credentials, and the sockets that carry them.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::socket::{
-    self, AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
-    SockType, UnixAddr, sockopt,
+    self, AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
 
 use super::errno;
@@ -31,44 +30,75 @@ pub struct Received {
 
 /// Receives one message and the fds with it, close-on-exec. `Ok(None)` on
 /// an orderly close by the peer.
+///
+/// Written against libc rather than nix: when the control data is truncated
+/// (`MSG_CTRUNC`, more fds than we have room for) the kernel has still
+/// installed the fds that fit, and nix then declines to walk the control
+/// messages, which would leak them. Here every installed fd is owned, so it
+/// is closed when the message is refused.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received>> {
-    let mut cmsg = nix::cmsg_space!([RawFd; FD_ROOM]);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = loop {
-        match socket::recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break r.map_err(errno)?,
+    // u64 words keep the control buffer aligned for cmsghdr.
+    const SPACE: usize = 64 + FD_ROOM * std::mem::size_of::<RawFd>();
+    let mut control = [0u64; SPACE / 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // Exactly room for FD_ROOM fds: more is a truncation we can report.
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let room =
+        unsafe { libc::CMSG_SPACE((FD_ROOM * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    msg.msg_controllen = room.min(std::mem::size_of_val(&control)) as _;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (which points at `buf`) and at
+        // `control`, all live and writable for the call, with their lengths.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     };
     let mut fds = Vec::new();
     let mut other_cmsg = false;
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for c in cmsgs {
-            match c {
-                ControlMessageOwned::ScmRights(raw) => {
-                    for r in raw {
-                        // SAFETY: the kernel just installed these fds in our
-                        // table for us; nothing else knows of them.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(r) });
-                    }
-                }
-                _ => other_cmsg = true,
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of
+    // well-formed cmsghdrs; CMSG_FIRSTHDR/CMSG_NXTHDR stay within them.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a cmsghdr inside the control buffer (see above).
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is a pure size computation.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = (h.cmsg_len as usize).saturating_sub(header) / std::mem::size_of::<RawFd>();
+            // SAFETY: CMSG_DATA points at `count` ints the kernel wrote.
+            let data = unsafe { libc::CMSG_DATA(c) }.cast::<RawFd>();
+            for i in 0..count {
+                // SAFETY: within the data just described; the fds were
+                // installed for us by this recvmsg and nothing else owns them.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
+        } else {
+            other_cmsg = true;
         }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
-    let len = msg.bytes;
-    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-    let ctrunc = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    if len == 0 && fds.is_empty() && !truncated {
+    let truncated = msg.msg_flags & libc::MSG_TRUNC != 0;
+    let ctrunc = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    if n == 0 && fds.is_empty() && !truncated {
         return Ok(None);
     }
     Ok(Some(Received {
-        len,
+        len: n.min(buf.len()),
         fds,
         truncated,
         ctrunc,

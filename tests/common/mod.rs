@@ -38,10 +38,15 @@ impl Handoff {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("start handoff");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        // Other lines ("control on …") may come first.
+        while out.read_line(&mut line).unwrap_or(0) > 0 && !line.starts_with("listening on http://")
+        {
+            line.clear();
+        }
+        // Keep reading what follows, so the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let Some(addr) = line.trim().strip_prefix("listening on http://") else {
             let _ = child.kill();
             panic!(
