@@ -11,6 +11,9 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v prlimit >/dev/null || missing+=(util-linux)
+command -v xinetd >/dev/null || missing+=(xinetd)
+# systemd-socket-activate and systemd-analyze come with systemd.
+{ command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

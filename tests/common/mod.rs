@@ -21,6 +21,28 @@ impl Handoff {
         Self::start_cmd(Command::new(env!("CARGO_BIN_EXE_handoff")), args)
     }
 
+    /// Like `start`, with extra environment variables.
+    pub fn start_env(env: &[(&str, &str)], args: &[&str]) -> Handoff {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
+        cmd.envs(env.iter().copied());
+        Self::start_cmd(cmd, args)
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Waits for the server to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(within, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
     /// Like `start`, with `prefix` run in front (e.g. `prlimit …`).
     pub fn start_wrapped(prefix: &[&str], args: &[&str]) -> Handoff {
         let mut cmd = Command::new(prefix[0]);

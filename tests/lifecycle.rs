@@ -1,0 +1,186 @@
+//! sd_notify and signals: READY, STATUS, WATCHDOG and STOPPING seen on a
+//! fake NOTIFY_SOCKET; a graceful drain on SIGTERM, its hard deadline, and
+//! the second signal.
+
+mod common;
+use common::*;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+fn collect(
+    sock: &UnixDatagram,
+    out: &mut Vec<String>,
+    until: impl Fn(&[String]) -> bool,
+    within: Duration,
+) -> bool {
+    let end = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if until(out) {
+            return true;
+        }
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    until(out)
+}
+
+#[test]
+fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut h = Handoff::start_env(
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "300000"),
+        ],
+        &["--root", &root_arg(site.path())],
+    );
+    let mut got = Vec::new();
+    let pings = |m: &[String]| m.iter().filter(|x| x.contains("WATCHDOG=1")).count();
+    assert!(
+        collect(&sock, &mut got, |m| pings(m) >= 4, Duration::from_secs(3)),
+        "{got:?}"
+    );
+    assert!(
+        got[0].contains("READY=1") && got[0].contains("STATUS=0 connections"),
+        "{got:?}"
+    );
+
+    // A live connection shows in STATUS.
+    let mut c = h.connect();
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read_response(&mut c).unwrap();
+    assert!(
+        collect(
+            &sock,
+            &mut got,
+            |m| m.iter().any(|x| x.contains("STATUS=1 connections")),
+            Duration::from_secs(3)
+        ),
+        "{got:?}"
+    );
+    drop(c);
+    h.signal(Signal::SIGTERM);
+    assert!(
+        collect(
+            &sock,
+            &mut got,
+            |m| m.iter().any(|x| x.contains("STOPPING=1")),
+            Duration::from_secs(3)
+        ),
+        "{got:?}"
+    );
+    let last_ready = got.iter().position(|x| x.contains("READY=1")).unwrap();
+    let first_ping = got.iter().position(|x| x.contains("WATCHDOG=1")).unwrap();
+    let stopping = got.iter().position(|x| x.contains("STOPPING=1")).unwrap();
+    assert!(
+        last_ready <= first_ping && first_ping < stopping && stopping == got.len() - 1,
+        "{got:?}"
+    );
+    assert!(
+        h.wait_exit(Duration::from_secs(3))
+            .expect("exits")
+            .success()
+    );
+}
+
+/// A POST whose body is half sent.
+fn in_flight(h: &Handoff) -> TcpStream {
+    let mut s = h.connect();
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        .unwrap();
+    s
+}
+
+#[test]
+fn drains_on_sigterm_answering_requests_in_flight_and_refusing_new_ones() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "10"]);
+    let mut idle = h.connect();
+    idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read_response(&mut idle).unwrap();
+    let mut slow: Vec<TcpStream> = (0..3).map(|_| in_flight(&h)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    h.signal(Signal::SIGTERM);
+
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(1)),
+        "an idle keep-alive connection was not closed at once"
+    );
+    assert!(
+        wait_until(Duration::from_secs(1), || TcpStream::connect(h.addr)
+            .is_err()),
+        "new connections are still accepted"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for s in &mut slow {
+        s.write_all(b"world").unwrap();
+    }
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = read_response(s).unwrap();
+        assert_eq!(r.status, 405, "the file handler answers POST with 405");
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    let status = h
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit after draining");
+    assert!(status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}, the deadline was 10 s",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn closes_what_is_left_at_the_shutdown_deadline() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "1"]);
+    let _stuck = in_flight(&h);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    h.signal(Signal::SIGTERM);
+    assert!(
+        h.wait_exit(Duration::from_secs(4))
+            .expect("did not exit at the deadline")
+            .success()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "exited before the deadline: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "30"]);
+    let _stuck = in_flight(&h);
+    std::thread::sleep(Duration::from_millis(200));
+    h.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    h.signal(Signal::SIGINT);
+    assert!(
+        h.wait_exit(Duration::from_secs(2))
+            .expect("did not exit on the second signal")
+            .success()
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
