@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::files::StaticFiles;
+use crate::handoff::pool::{self, PoolConfig};
+use crate::http::{Handler, Request, Response};
 use crate::intake::control::{self, ControlConfig};
 use crate::intake::inetd;
 use crate::intake::listen::{self, ListenSpec};
@@ -16,6 +18,9 @@ use crate::log::LogTarget;
 use crate::notify::Notifier;
 use crate::server::{Added, Options, Server};
 use crate::sys::{Addr, fdpass};
+use crate::ws::route::Route;
+use crate::ws::upgrade;
+use crate::ws::worker::{Worker, WorkerConfig};
 
 pub struct ServeConfig {
     /// Sockets to bind. When empty and no other source gives a socket (no
@@ -36,6 +41,77 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Log to this file instead of stderr (under inetd: instead of syslog).
     pub log_file: Option<PathBuf>,
+    pub ws: WsConfig,
+}
+
+/// WebSocket paths and the workers that serve them.
+#[derive(Clone, Debug, Default)]
+pub struct WsConfig {
+    pub routes: Vec<Route>,
+    /// Worker processes to start.
+    pub workers: usize,
+    /// Workers running on their own, reached by path.
+    pub external: Vec<PathBuf>,
+    pub worker: WorkerConfig,
+}
+
+impl WsConfig {
+    /// Arguments that give a worker process the same routes and limits.
+    pub fn worker_args(&self, log_file: Option<&PathBuf>) -> Vec<String> {
+        let w = &self.worker;
+        let mut a = Vec::new();
+        for r in &self.routes {
+            a.push("--ws".into());
+            a.push(r.to_string());
+        }
+        a.extend([
+            "--ws-max-connections".into(),
+            w.max_connections.to_string(),
+            "--ws-max-message".into(),
+            w.max_message.to_string(),
+            "--ws-max-frame".into(),
+            w.max_frame.to_string(),
+            "--ws-ping-interval".into(),
+            w.ping_interval.as_secs_f64().to_string(),
+            "--ws-idle-timeout".into(),
+            w.idle_timeout.as_secs_f64().to_string(),
+        ]);
+        if let Some(f) = log_file {
+            a.push("--log-file".into());
+            a.push(f.display().to_string());
+        }
+        a
+    }
+}
+
+/// What `serve` answers: WebSocket paths are handed off to the workers (a
+/// bad upgrade gets 400, a wrong version or a plain request 426), anything
+/// else is a file.
+struct Site {
+    files: StaticFiles,
+    ws_paths: Vec<String>,
+}
+
+impl Handler for Site {
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        if !self.ws_paths.iter().any(|p| p == req.path()) {
+            return self.files.handle(req, res);
+        }
+        match upgrade::check(req) {
+            Ok(()) => {
+                res.hand_off();
+            }
+            Err(r) => {
+                if r.status == 426 {
+                    res.header("Upgrade", "websocket")
+                        .header("Sec-WebSocket-Version", "13");
+                }
+                res.status(r.status)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .body(format!("{} {}\n", r.status, r.reason));
+            }
+        }
+    }
 }
 
 /// The demo site kept in the repository, the default root.
@@ -72,7 +148,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let files = StaticFiles::new(&cfg.root)
         .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", cfg.root.display())))?;
     tracing::info!(root = %files.root().display(), "serving files");
-    let mut server = Server::new(cfg.options.clone(), files)?;
+    let ws_paths: Vec<String> = cfg.ws.routes.iter().map(|r| r.path.clone()).collect();
+    let mut server = Server::new(cfg.options.clone(), Site { files, ws_paths })?;
+    if !cfg.ws.routes.is_empty() {
+        let pool = pool::start(PoolConfig {
+            workers: cfg.ws.workers,
+            worker_args: cfg.ws.worker_args(cfg.log_file.as_ref()),
+            external: cfg.ws.external.clone(),
+            ack_timeout: Duration::from_secs(2),
+        })?;
+        server.on_hand_off(move |h| pool.hand_off(h));
+    }
     let inbox = server.inbox()?;
     let mut control_cfg = ControlConfig::default();
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
@@ -250,4 +336,42 @@ fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+pub struct WorkerArgs {
+    pub config: WorkerConfig,
+    /// Sockets to HTTP processes inherited by number (a socketpair end).
+    pub ctl_fds: Vec<i32>,
+    /// Listen here for HTTP processes (`serve --ws-worker-socket`).
+    pub socket: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+}
+
+/// `handoff ws-worker`: serves WebSocket connections handed over by HTTP
+/// processes, on a socketpair from its parent, on a socket of its own, or on
+/// a systemd socket.
+pub fn ws_worker(args: WorkerArgs) -> io::Result<()> {
+    let activated = systemd::take()?;
+    let mut ctl = Vec::new();
+    for raw in &args.ctl_fds {
+        ctl.push(crate::sys::process::take_inherited_fd(*raw)?);
+    }
+    let target = args
+        .log_file
+        .clone()
+        .map_or(LogTarget::Stderr, LogTarget::File);
+    crate::log::init(target)?;
+    let mut worker = Worker::new(args.config)?;
+    for fd in ctl {
+        worker.add_ctl(fd)?;
+    }
+    for a in activated {
+        worker.add_ctl_listener(a.fd)?;
+    }
+    if let Some(path) = &args.socket {
+        remove_stale_socket(path)?;
+        worker.add_ctl_listener(fdpass::seqpacket_listen(path)?)?;
+        println!("control on {}", path.display());
+    }
+    worker.run()
 }

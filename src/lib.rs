@@ -32,6 +32,7 @@ pub mod log;
 pub mod notify;
 pub mod pass;
 pub mod server;
+pub mod ws;
 
 pub use http::{Body, BodyStream, Handler, Limits, Request, Response, Timeouts, Version};
 pub use server::{Added, Options, Server, Socket};

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use handoff::app::{self, ServeConfig};
+use handoff::app::{self, ServeConfig, WorkerArgs, WsConfig};
 use handoff::intake::listen::ListenSpec;
 use handoff::pass::PassConfig;
+use handoff::ws::route::Route;
+use handoff::ws::worker::WorkerConfig;
 use handoff::{Limits, Options, Timeouts};
 
 #[derive(Parser)]
@@ -28,6 +30,60 @@ enum Command {
     Serve(ServeArgs),
     /// Accept connections and pass each to one of several control sockets.
     Pass(PassArgs),
+    /// Serve WebSocket connections handed over by HTTP processes.
+    WsWorker(WsWorkerArgs),
+}
+
+/// What a WebSocket worker does and how much it takes (shared by `serve`,
+/// which passes them to the workers it starts, and `ws-worker`).
+#[derive(Args, Clone)]
+struct WsLimits {
+    /// Most WebSocket connections per worker.
+    #[arg(long = "ws-max-connections", id = "ws_max_connections", default_value_t = WorkerConfig::default().max_connections)]
+    max_connections: usize,
+    /// Largest WebSocket message in bytes.
+    #[arg(long = "ws-max-message", id = "ws_max_message", default_value_t = WorkerConfig::default().max_message)]
+    max_message: usize,
+    /// Largest WebSocket frame in bytes.
+    #[arg(long = "ws-max-frame", id = "ws_max_frame", default_value_t = WorkerConfig::default().max_frame)]
+    max_frame: usize,
+    /// Seconds between pings to each WebSocket client.
+    #[arg(long = "ws-ping-interval", id = "ws_ping_interval", value_parser = seconds, default_value = "30")]
+    ping_interval: Duration,
+    /// Seconds without anything from a WebSocket client before it is closed.
+    #[arg(long = "ws-idle-timeout", id = "ws_idle_timeout", value_parser = seconds, default_value = "120")]
+    idle_timeout: Duration,
+}
+
+impl WsLimits {
+    fn config(&self, routes: Vec<Route>) -> WorkerConfig {
+        WorkerConfig {
+            routes,
+            max_connections: self.max_connections,
+            max_message: self.max_message,
+            max_frame: self.max_frame,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+#[derive(Args)]
+struct WsWorkerArgs {
+    /// A socket to an HTTP process, inherited as this fd number. Repeatable.
+    #[arg(long)]
+    ctl_fd: Vec<i32>,
+    /// Listen for HTTP processes on a SOCK_SEQPACKET socket at this path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND. Repeatable.
+    #[arg(long = "ws", value_parser = Route::parse)]
+    routes: Vec<Route>,
+    #[command(flatten)]
+    limits: WsLimits,
+    /// Log to this file (default: stderr).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -75,6 +131,18 @@ struct ServeArgs {
     /// Log to this file (default: stderr, or syslog under --inetd).
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND,
+    /// PATH=exec-binary:COMMAND. Repeatable. Upgrades there go to the WebSocket workers.
+    #[arg(long = "ws", value_parser = Route::parse)]
+    ws: Vec<Route>,
+    /// WebSocket worker processes to start (when there are --ws paths).
+    #[arg(long, default_value_t = 2)]
+    ws_workers: usize,
+    /// A WebSocket worker running on its own (`handoff ws-worker --socket PATH`). Repeatable.
+    #[arg(long)]
+    ws_worker_socket: Vec<PathBuf>,
+    #[command(flatten)]
+    ws_limits: WsLimits,
     /// Folder to serve (default: the demo site in the repository).
     #[arg(long)]
     root: Option<PathBuf>,
@@ -142,6 +210,12 @@ impl ServeArgs {
             control: self.control,
             control_allow_uids: self.control_allow_uid,
             shutdown_timeout: self.shutdown_timeout,
+            ws: WsConfig {
+                workers: self.ws_workers,
+                external: self.ws_worker_socket,
+                worker: self.ws_limits.config(self.ws.clone()),
+                routes: self.ws,
+            },
             log_file: self.log_file,
         }
     }
@@ -159,6 +233,12 @@ fn main() -> ExitCode {
             to: a.to,
             ack_timeout: a.ack_timeout,
         }),
+        Some(Command::WsWorker(a)) => app::ws_worker(WorkerArgs {
+            config: a.limits.config(a.routes),
+            ctl_fds: a.ctl_fd,
+            socket: a.socket,
+            log_file: a.log_file,
+        }),
         None => return ExitCode::FAILURE,
     };
     match result {
@@ -169,5 +249,16 @@ fn main() -> ExitCode {
             eprintln!("handoff: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

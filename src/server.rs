@@ -128,6 +128,16 @@ pub enum Added {
     Queued,
 }
 
+/// A connection a handler took away from HTTP (`Response::hand_off`).
+pub struct HandedOff {
+    pub socket: OwnedFd,
+    /// The request head that was handed off.
+    pub head: Vec<u8>,
+    /// Bytes read after the head (a WebSocket client's first frames).
+    pub rest: Vec<u8>,
+    pub peer: Addr,
+}
+
 /// A socket submitted from another thread, with where to send the outcome.
 pub struct Submission {
     pub socket: Socket,
@@ -250,6 +260,7 @@ pub struct Server {
     closed: bool,
     now: Instant,
     inbox: Option<Inbox>,
+    hand_off: Option<Box<dyn FnMut(HandedOff)>>,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -282,6 +293,7 @@ impl Server {
             closed: false,
             now: Instant::now(),
             inbox: None,
+            hand_off: None,
         })
     }
 
@@ -309,6 +321,12 @@ impl Server {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// Where connections handed off by a handler go. Without a hook, a
+    /// handed-off connection is closed.
+    pub fn on_hand_off(&mut self, hook: impl FnMut(HandedOff) + 'static) {
+        self.hand_off = Some(Box::new(hook));
     }
 
     pub fn options(&self) -> &Options {
@@ -542,6 +560,11 @@ impl Server {
             }
             match slot.conn.next(now, ctx.timeouts, ctx.draining) {
                 Next::Close => break None,
+                Next::HandOff => {
+                    let taken = slot.conn.take_hand_off();
+                    let peer = slot.conn.peer().clone();
+                    return self.hand_off_conn(token, taken, peer);
+                }
                 Next::ShutdownWrite => {
                     if let Err(e) = sys::shutdown_write(slot.fd.as_fd()) {
                         break Some(format!("shutdown: {e}"));
@@ -562,6 +585,31 @@ impl Server {
             tracing::debug!(peer = %slot.conn.peer(), "closing: {why}");
         }
         self.close_conn(token);
+    }
+
+    fn hand_off_conn(&mut self, token: usize, taken: Option<(Vec<u8>, Vec<u8>)>, peer: Addr) {
+        let Some(Entry::Conn(slot)) = self.entries.try_remove(token) else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&slot.fd.as_raw_fd()));
+        let Slot { fd, mut conn, .. } = *slot;
+        conn.release_buffers(&mut self.shared.pool);
+        self.live -= 1;
+        match (taken, self.hand_off.as_mut()) {
+            (Some((head, rest)), Some(hook)) => hook(HandedOff {
+                socket: fd,
+                head,
+                rest,
+                peer,
+            }),
+            _ => {
+                tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed")
+            }
+        }
+        self.admit_waiting();
     }
 
     fn close_conn(&mut self, token: usize) {

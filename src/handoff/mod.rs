@@ -2,4 +2,5 @@
 //! control socket (a front proxy passing us sockets) and, later, by the
 //! WebSocket worker handoff. See `docs/handoff-protocol.md`.
 
+pub mod pool;
 pub mod wire;

@@ -16,6 +16,11 @@ pub enum Kind {
     PassConnection = 2,
     Ack = 3,
     Refuse = 4,
+    /// Worker ↔ HTTP process: a message for every connection on the path
+    /// in NAME (DATA, FLAGS `BINARY`), relayed to the other workers.
+    Broadcast = 5,
+    /// Worker → HTTP process: the worker serves ID connections now.
+    Load = 6,
 }
 
 impl Kind {
@@ -25,6 +30,8 @@ impl Kind {
             2 => Kind::PassConnection,
             3 => Kind::Ack,
             4 => Kind::Refuse,
+            5 => Kind::Broadcast,
+            6 => Kind::Load,
             _ => return None,
         })
     }
@@ -54,6 +61,8 @@ pub mod flags {
     pub const TLS: u32 = 1;
     /// A PROXY protocol header precedes the stream's data.
     pub const PROXY: u32 = 2;
+    /// BROADCAST: the message is binary, not text.
+    pub const BINARY: u32 = 4;
 }
 
 /// One message, without its fd.

@@ -65,6 +65,9 @@ enum Reading {
     /// No more requests on this connection; what is queued goes out, then
     /// it closes.
     Done,
+    /// A handler took the connection over; once what is queued is sent, the
+    /// socket leaves HTTP with the head and the bytes read after it.
+    HandedOff { head: Vec<u8> },
 }
 
 /// What the I/O layer should do with the connection next.
@@ -72,6 +75,8 @@ enum Reading {
 pub enum Next {
     /// Keep serving.
     Continue,
+    /// A handler took the connection over: call `take_hand_off`.
+    HandOff,
     /// Everything is sent: shut down our side and keep reading, discarding,
     /// until the peer closes or the linger deadline passes.
     ShutdownWrite,
@@ -154,7 +159,7 @@ impl Conn {
         match self.reading {
             Reading::Body(_) => true,
             Reading::Idle | Reading::Head => !self.backpressured(limits),
-            Reading::Done => false,
+            Reading::Done | Reading::HandedOff { .. } => false,
         }
     }
 
@@ -248,7 +253,7 @@ impl Conn {
     pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         loop {
             match &mut self.reading {
-                Reading::Done => return,
+                Reading::Done | Reading::HandedOff { .. } => return,
                 Reading::Idle | Reading::Head => {
                     if self.backpressured(ctx.limits) {
                         return;
@@ -356,6 +361,15 @@ impl Conn {
         };
         let mut res = Response::new(ctx.scratch);
         let outcome = catch_unwind(AssertUnwindSafe(|| ctx.handler.handle(&req, &mut res)));
+        if matches!(outcome, Ok(())) && res.hand_off {
+            tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" handed off",
+                self.peer, req.method(), req.target(), self.head.minor);
+            let head = buf[..self.head.len].to_vec();
+            self.start += consumed;
+            self.served += 1;
+            self.reading = Reading::HandedOff { head };
+            return;
+        }
         let mut keep = self.head.keep_alive && !ctx.draining;
         let (status, body, headers): (u16, Body, &[u8]) = match outcome {
             Ok(()) if res.misuse.is_none() => {
@@ -486,6 +500,11 @@ impl Conn {
         if draining && self.drain() {
             return Next::Close;
         }
+        if let Reading::HandedOff { .. } = self.reading
+            && self.out.is_empty()
+        {
+            return Next::HandOff;
+        }
         if let Reading::Done = self.reading
             && self.out.is_empty()
         {
@@ -498,6 +517,23 @@ impl Conn {
             return Next::ShutdownWrite;
         }
         Next::Continue
+    }
+
+    /// After `Next::HandOff`: the request head, and the bytes read after it
+    /// (a WebSocket client may send its first frame with the upgrade).
+    pub fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        match std::mem::replace(&mut self.reading, Reading::Done) {
+            Reading::HandedOff { head } => {
+                let rest = self.rbuf[self.start..self.end].to_vec();
+                self.start = 0;
+                self.end = 0;
+                Some((head, rest))
+            }
+            other => {
+                self.reading = other;
+                None
+            }
+        }
     }
 
     /// Stops taking new requests. Returns true if the connection is idle and
@@ -525,7 +561,7 @@ impl Conn {
                 self.phase_at + t.connection_setup
             }),
             Reading::Body(_) => Some(self.body_progress + t.body_progress),
-            Reading::Done => None,
+            Reading::Done | Reading::HandedOff { .. } => None,
         }
     }
 

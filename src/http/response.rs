@@ -77,6 +77,7 @@ pub struct Response<'a> {
     pub(crate) body: Body,
     pub(crate) close: bool,
     pub(crate) misuse: Option<&'static str>,
+    pub(crate) hand_off: bool,
 }
 
 fn is_token(s: &str) -> bool {
@@ -94,6 +95,7 @@ impl<'a> Response<'a> {
             body: Body::Empty,
             close: false,
             misuse: None,
+            hand_off: false,
         }
     }
 
@@ -152,6 +154,17 @@ impl<'a> Response<'a> {
     /// Closes the connection after this response.
     pub fn close(&mut self) -> &mut Self {
         self.close = true;
+        self
+    }
+
+    /// Takes the connection away from HTTP (lua-http's "an onstream handler
+    /// may take ownership of the connection"): no response is written; once
+    /// earlier pipelined responses are sent, the server gives the socket,
+    /// this request's head and every byte read after it to its hand-off
+    /// hook (`Server::on_hand_off`). Anything else set on this response is
+    /// ignored.
+    pub fn hand_off(&mut self) -> &mut Self {
+        self.hand_off = true;
         self
     }
 

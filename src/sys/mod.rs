@@ -213,6 +213,16 @@ pub fn sendfile(
     }
 }
 
+/// One `write(2)`.
+pub fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::write(fd, data) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
+
 /// Writes all of `data` on a blocking fd (a short answer from a tool).
 pub fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {

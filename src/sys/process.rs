@@ -74,3 +74,63 @@ pub fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
+
+/// Starts a worker process with `ctl` as its fd 3. The worker gets its own
+/// process group (a terminal's ^C goes to us, and we decide) and dies with
+/// us: `PR_SET_PDEATHSIG` sends it SIGKILL when the thread that started it
+/// ends, and a parent that died before that was set is caught by checking
+/// `getppid`.
+pub fn spawn_worker(
+    cmd: &mut std::process::Command,
+    ctl: OwnedFd,
+) -> io::Result<std::process::Child> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = ctl.as_raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed; it makes only dup2, fcntl,
+    // prctl, getppid and _exit, and builds errors without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == 3 {
+                let fl = libc::fcntl(3, libc::F_GETFD);
+                if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(ctl); // the child has its copy
+    child
+}
+
+/// Takes ownership of an fd number this process inherited by arrangement
+/// (`handoff ws-worker --ctl-fd 3`), after checking that it is open.
+///
+/// Call it once per fd, at start-up: a second call for the same number
+/// would give two owners.
+pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fds 0 to 2 are not taken this way",
+        ));
+    }
+    // SAFETY: borrowed only to ask the kernel whether it is open.
+    fcntl(unsafe { BorrowedFd::borrow_raw(raw) }, FcntlArg::F_GETFD).map_err(errno)?;
+    // SAFETY: the fd is open, it was given to this process for us, and the
+    // caller takes it once at start-up, so nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}

@@ -1,0 +1,380 @@
+//! The WebSocket worker pool of an HTTP process. A thread of its own, with
+//! its own mio loop: the HTTP loop gives it upgraded connections through a
+//! channel and never waits for a worker.
+//!
+//! Each connection goes to the least-loaded live worker in a
+//! `PASS_CONNECTION` (the request head, the bytes read after it, the fd).
+//! Our copy of the fd is closed only after the worker's ACK; on a refusal,
+//! a worker that dies, or no answer within the deadline, the pool answers
+//! 503 itself. A worker that dies is started again after a back-off that
+//! grows while it keeps dying young, so a crashing worker cannot spin.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::wire::{self, Kind, Message};
+use crate::server::HandedOff;
+use crate::sys::{self, fdpass};
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Worker processes to start (`handoff ws-worker`).
+    pub workers: usize,
+    /// Arguments for each worker after `ws-worker --ctl-fd 3`.
+    pub worker_args: Vec<String>,
+    /// Workers running on their own, reached by path.
+    pub external: Vec<PathBuf>,
+    /// How long a worker has to take a connection.
+    pub ack_timeout: Duration,
+}
+
+/// Hands connections to the pool's thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    tx: mpsc::Sender<HandedOff>,
+    waker: Arc<Waker>,
+}
+
+impl Pool {
+    pub fn hand_off(&self, h: HandedOff) {
+        match self.tx.send(h) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+            }
+            Err(mpsc::SendError(h)) => answer_503(h.socket, "the WebSocket pool is gone"),
+        }
+    }
+}
+
+const WAKER: usize = usize::MAX;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A worker that lived this long is healthy: its next death starts the
+/// back-off over.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+struct Worker {
+    ctl: Option<OwnedFd>,
+    child: Option<Child>,
+    external: Option<PathBuf>,
+    load: usize,
+    inflight: usize,
+    started: Instant,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+}
+
+struct Pending {
+    fd: OwnedFd,
+    worker: usize,
+    deadline: Instant,
+}
+
+/// Writes a 503 on a connection the pool could not place, and closes it.
+fn answer_503(fd: OwnedFd, why: &str) {
+    tracing::warn!(peer = %sys::peer_addr(fd.as_fd()), "WebSocket upgrade answered 503: {why}");
+    let body = format!("503 Service Unavailable: {why}\n");
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A fresh socket's buffer takes this whole; if it does not, the client
+    // sees a closed connection, which is also an answer.
+    let _ = sys::write(fd.as_fd(), resp.as_bytes());
+    let _ = sys::shutdown_write(fd.as_fd());
+}
+
+pub fn start(cfg: PoolConfig) -> io::Result<Pool> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), Token(WAKER))?);
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("ws-pool".into())
+        .spawn(move || {
+            let mut p = PoolLoop {
+                poll,
+                rx,
+                cfg,
+                workers: Vec::new(),
+                pending: HashMap::new(),
+                next_id: 0,
+            };
+            p.run();
+        })?;
+    Ok(Pool { tx, waker })
+}
+
+struct PoolLoop {
+    poll: Poll,
+    rx: mpsc::Receiver<HandedOff>,
+    cfg: PoolConfig,
+    workers: Vec<Worker>,
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+}
+
+impl PoolLoop {
+    fn run(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.cfg.workers + self.cfg.external.len() {
+            let external = i
+                .checked_sub(self.cfg.workers)
+                .map(|j| self.cfg.external[j].clone());
+            self.workers.push(Worker {
+                ctl: None,
+                child: None,
+                external,
+                load: 0,
+                inflight: 0,
+                started: now,
+                backoff: FIRST_BACKOFF,
+                restart_at: None,
+            });
+            self.start_worker(i);
+        }
+        let mut events = Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            let next = self
+                .pending
+                .values()
+                .map(|p| p.deadline)
+                .chain(self.workers.iter().filter_map(|w| w.restart_at))
+                .min();
+            crate::log::batch(true);
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, next.map(|n| n.saturating_duration_since(now)))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!("WebSocket pool: {e}");
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token().0 {
+                    WAKER => {
+                        while let Ok(h) = self.rx.try_recv() {
+                            self.place(h);
+                        }
+                    }
+                    i => self.read_worker(i),
+                }
+            }
+            self.expire(Instant::now());
+            crate::log::flush();
+            crate::log::batch(false);
+        }
+    }
+
+    fn start_worker(&mut self, i: usize) {
+        let now = Instant::now();
+        let w = &mut self.workers[i];
+        w.restart_at = None;
+        w.started = now;
+        let ctl = match &w.external {
+            Some(path) => fdpass::seqpacket_connect(path),
+            None => (|| {
+                let (ours, theirs) = fdpass::seqpacket_pair()?;
+                let exe = std::env::current_exe()?;
+                let mut cmd = Command::new(exe);
+                cmd.args(["ws-worker", "--ctl-fd", "3"])
+                    .args(&self.cfg.worker_args)
+                    .stdin(Stdio::null());
+                w.child = Some(sys::process::spawn_worker(&mut cmd, theirs)?);
+                Ok(ours)
+            })(),
+        };
+        match ctl.and_then(|c| {
+            sys::prepare_adopted(c.as_fd())?;
+            self.poll.registry().register(
+                &mut SourceFd(&c.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
+            Ok(c)
+        }) {
+            Ok(c) => {
+                tracing::info!(
+                    worker = i,
+                    pid = w.child.as_ref().map(|c| c.id()),
+                    "WebSocket worker ready"
+                );
+                w.ctl = Some(c);
+                w.load = 0;
+            }
+            Err(e) => {
+                tracing::error!(
+                    worker = i,
+                    "cannot start WebSocket worker: {e}; retrying in {:?}",
+                    w.backoff
+                );
+                w.restart_at = Some(now + w.backoff);
+                w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Gives a connection to the least-loaded live worker.
+    fn place(&mut self, h: HandedOff) {
+        let mut order: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| self.workers[i].ctl.is_some())
+            .collect();
+        order.sort_by_key(|&i| self.workers[i].load + self.workers[i].inflight);
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = Message::new(Kind::PassConnection, id);
+        msg.peer = Some(h.peer.to_string());
+        msg.head = h.head;
+        msg.data = h.rest;
+        let rec = msg.encode();
+        if rec.len() > wire::MAX_MESSAGE {
+            return answer_503(h.socket, "too many bytes arrived with the upgrade");
+        }
+        for i in order {
+            let Some(ctl) = &self.workers[i].ctl else {
+                continue;
+            };
+            match fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&rec)], &[h.socket.as_fd()]) {
+                Ok(_) => {
+                    self.workers[i].inflight += 1;
+                    let deadline = Instant::now() + self.cfg.ack_timeout;
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            fd: h.socket,
+                            worker: i,
+                            deadline,
+                        },
+                    );
+                    return;
+                }
+                // Its queue is full: try the next one.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    tracing::warn!(worker = i, "WebSocket worker unreachable: {e}");
+                    self.died(i);
+                }
+            }
+        }
+        answer_503(h.socket, "no WebSocket worker is available");
+    }
+
+    fn read_worker(&mut self, i: usize) {
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        loop {
+            let Some(ctl) = self.workers.get(i).and_then(|w| w.ctl.as_ref()) else {
+                return;
+            };
+            let rec = match fdpass::recv_with_fds(ctl.as_fd(), &mut buf) {
+                Ok(Some(r)) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(None) | Err(_) => return self.died(i),
+            };
+            // A worker sends no fds; any that came are closed here.
+            drop(rec.fds);
+            let Ok(msg) = Message::decode(&buf[..rec.len]) else {
+                continue;
+            };
+            match msg.kind() {
+                Kind::Ack => {
+                    if let Some(p) = self.pending.remove(&msg.id) {
+                        self.workers[p.worker].inflight -= 1;
+                        self.workers[p.worker].load += 1; // until its LOAD says otherwise
+                    }
+                }
+                Kind::Refuse => {
+                    if let Some(p) = self.pending.remove(&msg.id) {
+                        self.workers[p.worker].inflight -= 1;
+                        answer_503(
+                            p.fd,
+                            msg.reason.as_deref().unwrap_or("refused by the worker"),
+                        );
+                    }
+                }
+                Kind::Load => self.workers[i].load = msg.id as usize,
+                Kind::Broadcast => {
+                    let rec = msg.encode();
+                    for (j, w) in self.workers.iter().enumerate() {
+                        if j != i
+                            && let Some(c) = &w.ctl
+                            && let Err(e) =
+                                fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&rec)], &[])
+                        {
+                            tracing::warn!(worker = j, "broadcast not relayed: {e}");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A worker is gone: answer what it had not taken, and start another.
+    fn died(&mut self, i: usize) {
+        let now = Instant::now();
+        let w = &mut self.workers[i];
+        if let Some(c) = w.ctl.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&c.as_raw_fd()));
+        }
+        let status = w.child.take().map(|mut c| {
+            let _ = c.kill();
+            c.wait().map(|s| s.to_string()).unwrap_or_default()
+        });
+        if now.duration_since(w.started) >= HEALTHY_AFTER {
+            w.backoff = FIRST_BACKOFF;
+        }
+        w.restart_at = Some(now + w.backoff);
+        tracing::error!(
+            worker = i,
+            status = status.as_deref().unwrap_or("-"),
+            "WebSocket worker died; restarting in {:?}",
+            w.backoff
+        );
+        w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
+        w.inflight = 0;
+        w.load = 0;
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.worker == i)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(p) = self.pending.remove(&id) {
+                answer_503(p.fd, "the WebSocket worker died");
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(p) = self.pending.remove(&id) {
+                self.workers[p.worker].inflight -= 1;
+                answer_503(p.fd, "the WebSocket worker did not answer in time");
+            }
+        }
+        let due: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| self.workers[i].restart_at.is_some_and(|t| t <= now))
+            .collect();
+        for i in due {
+            self.start_worker(i);
+        }
+    }
+}

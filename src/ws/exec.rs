@@ -1,0 +1,205 @@
+//! `exec:COMMAND`, websocketd-style: one process per connection. Each text
+//! message is a line on its stdin, each line of its stdout a message
+//! (`exec-binary:` passes raw bytes both ways). Both pipes are non-blocking
+//! and driven by the worker's loop independently, with bounded buffers, so a
+//! full pipe in one direction never stalls the other or the worker.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Most bytes queued for the child's stdin; past it the worker stops reading
+/// the WebSocket until the child catches up.
+pub const STDIN_LIMIT: usize = 1 << 20;
+/// How much of the child's stdout is read per turn.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub struct Exec {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    stdin_buf: Vec<u8>,
+    line: Vec<u8>,
+    binary: bool,
+}
+
+/// One piece of output for the WebSocket.
+pub enum Output {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Exec {
+    /// Starts `sh -c 'exec COMMAND'` with the CGI-style environment given.
+    pub fn spawn(command: &str, binary: bool, env: &[(String, String)]) -> io::Result<Exec> {
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        for fd in [
+            stdin.as_ref().map(|s| s.as_fd()),
+            stdout.as_ref().map(|s| s.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::sys::prepare_adopted(fd)?;
+        }
+        Ok(Exec {
+            child,
+            stdin,
+            stdout,
+            stdin_buf: Vec::new(),
+            line: Vec::new(),
+            binary,
+        })
+    }
+
+    /// Queues a message for the child's stdin (a line, unless binary).
+    pub fn queue_input(&mut self, data: &[u8]) {
+        if self.stdin.is_none() {
+            return; // the child closed its stdin: nothing to deliver to
+        }
+        self.stdin_buf.extend_from_slice(data);
+        if !self.binary {
+            self.stdin_buf.push(b'\n');
+        }
+    }
+
+    pub fn input_full(&self) -> bool {
+        self.stdin_buf.len() >= STDIN_LIMIT
+    }
+
+    /// Writes what is queued until the pipe is full.
+    pub fn write_input(&mut self) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match stdin.write(&self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // EPIPE: the child is not reading any more.
+                    self.stdin = None;
+                    self.stdin_buf.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what the child wrote, up to one chunk, turning it into
+    /// messages. Returns false once stdout is at its end.
+    pub fn read_output(&mut self, out: &mut Vec<Output>, max_line: usize) -> bool {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return false;
+        };
+        let mut buf = vec![0u8; READ_CHUNK];
+        match stdout.read(&mut buf) {
+            Ok(0) => {
+                if !self.line.is_empty() {
+                    out.push(Output::Text(
+                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned(),
+                    ));
+                }
+                self.stdout = None;
+                false
+            }
+            Ok(n) if self.binary => {
+                out.push(Output::Binary(buf[..n].to_vec()));
+                true
+            }
+            Ok(n) => {
+                self.line.extend_from_slice(&buf[..n]);
+                while let Some(p) = self.line.iter().position(|&b| b == b'\n') {
+                    let rest = self.line.split_off(p + 1);
+                    let mut l = std::mem::replace(&mut self.line, rest);
+                    l.pop();
+                    if l.last() == Some(&b'\r') {
+                        l.pop();
+                    }
+                    out.push(Output::Text(String::from_utf8_lossy(&l).into_owned()));
+                }
+                if self.line.len() > max_line {
+                    // A line longer than a message may be: send what there is.
+                    out.push(Output::Text(
+                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned(),
+                    ));
+                }
+                true
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                true
+            }
+            Err(_) => {
+                self.stdout = None;
+                false
+            }
+        }
+    }
+
+    /// Ends the conversation: stdin is closed, and the child gets a
+    /// schedule of signals until it is gone.
+    pub fn finish(mut self, now: Instant) -> Reaping {
+        self.stdin = None;
+        self.stdout = None;
+        Reaping {
+            child: self.child,
+            since: now,
+            sent: 0,
+        }
+    }
+}
+
+/// A child on its way out: closed stdin, then INT, TERM and KILL.
+pub struct Reaping {
+    child: Child,
+    since: Instant,
+    sent: u8,
+}
+
+/// After closing stdin: INT at 0.5 s, TERM at 1.5 s, KILL at 2.5 s.
+const SCHEDULE: [(Duration, Signal); 3] = [
+    (Duration::from_millis(500), Signal::SIGINT),
+    (Duration::from_millis(1500), Signal::SIGTERM),
+    (Duration::from_millis(2500), Signal::SIGKILL),
+];
+
+impl Reaping {
+    /// True once the child is gone (and reaped).
+    pub fn tick(&mut self, now: Instant) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
+        while let Some((after, sig)) = SCHEDULE.get(self.sent as usize) {
+            if now < self.since + *after {
+                break;
+            }
+            let _ = kill(Pid::from_raw(self.child.id() as i32), *sig);
+            self.sent += 1;
+        }
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
