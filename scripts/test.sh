@@ -19,6 +19,23 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
 fi
+# Autobahn|Testsuite (its wstest) runs on Python 2.7: the image's pyenv
+# has one; a virtualenv made with virtualenv<20.22 can still create a 2.7
+# environment, and ../shared pins the packages that install there.
+if [ ! -x .venv-autobahn/bin/wstest ]; then
+    py27=$(ls -1 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/2.7*/bin/python2.7 2>/dev/null | head -n 1 || true)
+    [ -n "$py27" ] || { echo "Python 2.7 is needed for Autobahn|Testsuite and was not found under pyenv" >&2; exit 1; }
+    reqs=../shared/autobahn-py27-requirements.txt
+    [ -f "$reqs" ] || { echo "$reqs is missing" >&2; exit 1; }
+    rm -rf .venv-tools .venv-autobahn
+    python3 -m venv .venv-tools
+    .venv-tools/bin/pip install -q 'virtualenv<20.22'
+    .venv-tools/bin/virtualenv -q -p "$py27" .venv-autobahn
+    .venv-autobahn/bin/pip install -q -r "$reqs"
+    .venv-autobahn/bin/pip install -q autobahntestsuite==0.8.2
+fi
+export WSTEST="$PWD/.venv-autobahn/bin/wstest"
+
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 echo "== cargo fmt --check"

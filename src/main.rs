@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve files from a folder (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Accept connections and pass each to one of several control sockets.
     Pass(PassArgs),
     /// Serve WebSocket connections handed over by HTTP processes.

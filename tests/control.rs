@@ -135,7 +135,7 @@ fn refuses_every_malformed_handoff_closes_its_fds_and_goes_on() {
     );
     drop((ours, _client));
     std::thread::sleep(Duration::from_millis(200));
-    let before = c.h.fds();
+    let before = c.h.settled_fds();
 
     let refuse = |rec: &[u8], fds: &[BorrowedFd<'_>], why: &str| {
         let a = ask_raw(&conn, rec, fds);

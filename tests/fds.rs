@@ -20,7 +20,7 @@ fn holds_the_same_fds_after_a_mixed_run_of_aborts_errors_and_timeouts() {
         "1",
     ]);
     assert_eq!(h.get("/a.txt").status, 200);
-    let before = h.fds();
+    let before = h.settled_fds();
 
     let mut keep = Vec::new();
     for i in 0..20 {

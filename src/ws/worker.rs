@@ -105,6 +105,17 @@ fn would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
 }
 
+/// Queues a message. `WouldBlock` from tungstenite's `write` means it was
+/// queued but the socket is full: back-pressure, not an error. Returns
+/// whether the connection is now blocked.
+fn queue(ws: &mut WebSocket<FdStream>, m: Message) -> Result<bool, tungstenite::Error> {
+    match ws.write(m) {
+        Ok(()) => Ok(false),
+        Err(e) if would_block(&e) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes all of `data` to a fresh non-blocking socket, waiting (a little)
 /// if it is full. Used for the 101 only, which fits any socket buffer.
 fn write_all_soon(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
@@ -500,10 +511,11 @@ impl Worker {
                         let open = x.exec.read_output(&mut out, max_line);
                         moved |= !out.is_empty();
                         for o in out {
-                            c.ws.write(match o {
+                            let m = match o {
                                 Output::Text(t) => Message::text(t),
                                 Output::Binary(b) => Message::binary(b),
-                            })?;
+                            };
+                            c.blocked |= queue(&mut c.ws, m)?;
                         }
                         if !open {
                             // The command is done: so is the conversation.
@@ -520,7 +532,7 @@ impl Worker {
                             moved = true;
                             match (msg, &mode) {
                                 (m @ (Message::Text(_) | Message::Binary(_)), Mode::Echo) => {
-                                    c.ws.write(m)?
+                                    c.blocked |= queue(&mut c.ws, m)?
                                 }
                                 (Message::Text(t), Mode::Broadcast) => {
                                     broadcasts.push((t.as_bytes().to_vec(), false))
@@ -594,7 +606,7 @@ impl Worker {
             } else {
                 Message::text(String::from_utf8_lossy(data).into_owned())
             };
-            let r = c.ws.write(m).and_then(|()| c.ws.flush());
+            let r = queue(&mut c.ws, m).and_then(|_| c.ws.flush());
             match r {
                 Ok(()) => {}
                 Err(e) if would_block(&e) => c.blocked = true,
@@ -646,9 +658,8 @@ impl Worker {
                 }
                 if now >= c.next_ping {
                     c.next_ping = now + self.cfg.ping_interval;
-                    let r =
-                        c.ws.write(Message::Ping(Vec::new().into()))
-                            .and_then(|()| c.ws.flush());
+                    let r = queue(&mut c.ws, Message::Ping(Vec::new().into()))
+                        .and_then(|_| c.ws.flush());
                     if let Err(e) = r
                         && !would_block(&e)
                     {

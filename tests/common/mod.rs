@@ -99,6 +99,20 @@ impl Handoff {
             .count()
     }
 
+    /// Open fds once the count has stopped changing (connections that were
+    /// just closed by a client take a moment to be closed by the server).
+    pub fn settled_fds(&self) -> usize {
+        let mut last = self.fds();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.fds();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// User+system CPU time of the server process so far.
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
