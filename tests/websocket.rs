@@ -182,3 +182,183 @@ fn keeps_serving_when_a_worker_is_killed_and_starts_another_within_a_second() {
         assert_eq!(next_text(&mut ws), "after");
     }
 }
+
+fn exec_server(route: &str) -> (Handoff, tempfile::TempDir) {
+    let site = site();
+    let root = root_arg(site.path());
+    (
+        Handoff::start(&["--root", &root, "--ws", route, "--ws-workers", "1"]),
+        site,
+    )
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// Pids of the worker's children (the exec commands).
+fn exec_pids(h: &Handoff) -> Vec<i32> {
+    worker_pids(h)
+        .into_iter()
+        .flat_map(|w| {
+            let out = std::process::Command::new("pgrep")
+                .args(["-P", &w.to_string()])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn exec_runs_cat_with_messages_larger_than_a_pipe_buffer_both_ways() {
+    let (h, _site) = exec_server("/cat=exec:cat");
+    let mut ws = connect_ws(&h, "/cat");
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(next_text(&mut ws), "hello");
+    // 1 MiB lines: far past the 64 KiB a pipe holds, in both directions,
+    // several in flight at once.
+    let big: Vec<String> = (0..3)
+        .map(|i| format!("{i}{}", "x".repeat(1 << 20)))
+        .collect();
+    for b in &big {
+        ws.send(Message::text(b.clone())).unwrap();
+    }
+    for b in &big {
+        assert_eq!(&next_text(&mut ws), b);
+    }
+    let pids = exec_pids(&h);
+    assert_eq!(pids.len(), 1, "one process per connection: {pids:?}");
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pids[0])),
+        "cat is still running after the client closed"
+    );
+}
+
+#[test]
+fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("talk.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"path=$PATH_INFO query=$QUERY_STRING addr=$REMOTE_ADDR agent=$HTTP_X_TEST\"\nfor i in 1 2 3; do echo \"tick $i\"; done\nwhile read line; do echo \"got $line\"; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (h, _site) = exec_server(&format!("/talk=exec:{}", script.display()));
+    let s = h.connect();
+    let req = tungstenite::http::Request::builder()
+        .uri(format!("ws://{}/talk?x=1", h.addr))
+        .header("Host", "t")
+        .header("X-Test", "probe")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap();
+    let (mut ws, _) = tungstenite::client(req, s).unwrap();
+    assert_eq!(
+        next_text(&mut ws),
+        "path=/talk query=x=1 addr=127.0.0.1 agent=probe"
+    );
+    for i in 1..=3 {
+        assert_eq!(next_text(&mut ws), format!("tick {i}"));
+    }
+    ws.send(Message::text("ping")).unwrap();
+    assert_eq!(next_text(&mut ws), "got ping");
+    let pids = exec_pids(&h);
+    drop(ws); // an abrupt close, not a close handshake
+    assert!(
+        wait_until(Duration::from_secs(5), || pids
+            .iter()
+            .all(|p| !pid_alive(*p))),
+        "{pids:?} outlived the connection"
+    );
+}
+
+#[test]
+fn exec_ends_a_command_that_ignores_its_closed_stdin() {
+    let (h, _site) = exec_server("/stubborn=exec:trap '' INT; sleep 60");
+    let mut ws = connect_ws(&h, "/stubborn");
+    assert!(wait_until(Duration::from_secs(3), || exec_pids(&h).len() == 1));
+    let pids = exec_pids(&h);
+    ws.close(None).unwrap();
+    let _ = ws.read();
+    // INT is ignored; TERM (1.5 s after the close) ends it.
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pids[0])),
+        "the command was not ended"
+    );
+}
+
+#[test]
+fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
+    let site = site();
+    let root = root_arg(site.path());
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--ws",
+        "/chat=broadcast",
+        "--ws-workers",
+        "2",
+    ]);
+    let mut clients: Vec<Ws> = (0..3).map(|_| connect_ws(&h, "/chat")).collect();
+    // Least-loaded placement spreads three clients over both workers.
+    let logs = || h.log();
+    assert!(wait_until(Duration::from_secs(2), || logs()
+        .matches("101 websocket")
+        .count()
+        == 3));
+    for c in &mut clients {
+        c.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    let mut sent = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        for j in 0..2 {
+            let m = format!("from {i} #{j}");
+            c.send(Message::text(m.clone())).unwrap();
+            sent.push(m);
+        }
+    }
+    for c in &mut clients {
+        let mut got: Vec<String> = (0..sent.len()).map(|_| next_text(c)).collect();
+        got.sort();
+        let mut want = sent.clone();
+        want.sort();
+        assert_eq!(got, want);
+        // And nothing more: no duplicates arrive.
+        c.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match c.read() {
+            Ok(Message::Text(t)) => panic!("a message arrived twice: {t}"),
+            _ => {}
+        }
+    }
+    let workers: std::collections::HashSet<String> = h
+        .log()
+        .lines()
+        .filter(|l| l.contains("101 websocket"))
+        .filter_map(|l| l.split("worker=").nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "the clients were not spread over two workers: {workers:?}"
+    );
+}

@@ -444,7 +444,7 @@ impl Worker {
         if let Some(exec) = exec {
             self.attach_exec(token, exec);
         }
-        tracing::info!(target: "handoff::access", "{peer} \"GET {target}\" 101 websocket {}", self.cfg.routes[route]);
+        tracing::info!(target: "handoff::access", "{peer} \"GET {target}\" 101 websocket {} worker={}", self.cfg.routes[route], std::process::id());
         // The client's first frames may have come with the upgrade.
         self.drive(token);
         Ok(())
