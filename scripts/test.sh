@@ -14,6 +14,9 @@ command -v prlimit >/dev/null || missing+=(util-linux)
 command -v xinetd >/dev/null || missing+=(xinetd)
 # systemd-socket-activate and systemd-analyze come with systemd.
 { command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
+# The demo page is tested in Debian's Chromium, driven by playwright-core.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -35,6 +38,10 @@ if [ ! -x .venv-autobahn/bin/wstest ]; then
     .venv-autobahn/bin/pip install -q autobahntestsuite==0.8.2
 fi
 export WSTEST="$PWD/.venv-autobahn/bin/wstest"
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && npm ci --silent --no-audit --no-fund)
+fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 

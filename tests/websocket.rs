@@ -345,9 +345,8 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
         c.get_mut()
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        match c.read() {
-            Ok(Message::Text(t)) => panic!("a message arrived twice: {t}"),
-            _ => {}
+        if let Ok(Message::Text(t)) = c.read() {
+            panic!("a message arrived twice: {t}");
         }
     }
     let workers: std::collections::HashSet<String> = h
@@ -360,5 +359,126 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
         workers.len(),
         2,
         "the clients were not spread over two workers: {workers:?}"
+    );
+}
+
+#[test]
+fn reaches_a_worker_running_on_its_own_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("worker.sock");
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args([
+            "ws-worker",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--ws",
+            "/echo=echo",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "0",
+        "--ws-worker-socket",
+        sock.to_str().unwrap(),
+    ]);
+    let mut ws = connect_ws(&h, "/echo");
+    ws.send(Message::text("via a socket")).unwrap();
+    assert_eq!(next_text(&mut ws), "via a socket");
+    assert!(
+        worker_pids(&h).is_empty(),
+        "serve started workers of its own"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+}
+
+fn upgrade_status(h: &Handoff, path: &str) -> u16 {
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    read_head(&mut s).unwrap().status
+}
+
+#[test]
+fn answers_503_when_no_worker_is_there_or_the_worker_refuses() {
+    let (h, _site) = ws_server(&["--ws-workers", "0"]);
+    assert_eq!(upgrade_status(&h, "/echo"), 503);
+    assert_eq!(h.get("/a.txt").text(), "alpha\n");
+
+    let (h, _site) = ws_server(&["--ws-workers", "1", "--ws-max-connections", "1"]);
+    let _first = connect_ws(&h, "/echo");
+    assert_eq!(upgrade_status(&h, "/echo"), 503);
+    assert!(wait_until(Duration::from_secs(2), || h
+        .log()
+        .contains("worker at its limit of 1 connections")));
+}
+
+#[test]
+fn enforces_the_message_limit_pings_and_closes_idle_clients() {
+    let (h, _site) = ws_server(&[
+        "--ws-max-message",
+        "1000",
+        "--ws-ping-interval",
+        "0.3",
+        "--ws-idle-timeout",
+        "1.5",
+    ]);
+    // Too large a message: closed with 1009 (message too big).
+    let mut ws = connect_ws(&h, "/echo");
+    ws.send(Message::text("x".repeat(2000))).unwrap();
+    let mut closed_with = None;
+    for _ in 0..5 {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => {
+                closed_with = Some(u16::from(f.code));
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(closed_with, Some(1009));
+
+    // Pings come at the interval; a client that answers them stays.
+    let mut ws = connect_ws(&h, "/echo");
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let t = Instant::now();
+    let mut pings = 0;
+    while t.elapsed() < Duration::from_secs(2) {
+        if let Ok(Message::Ping(_)) = ws.read() {
+            pings += 1; // tungstenite answers with a pong on the next read/flush
+        }
+        let _ = ws.flush();
+    }
+    assert!(pings >= 4, "{pings} pings in 2 s at a 0.3 s interval");
+    ws.send(Message::text("still here")).unwrap();
+    assert_eq!(next_text(&mut ws), "still here");
+
+    // A client that sends nothing at all, not even pongs, is closed.
+    let mut s = h.connect();
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let t = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)),
+        "an idle client was not closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "closed too early: {:?}",
+        t.elapsed()
     );
 }

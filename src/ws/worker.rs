@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -186,11 +188,14 @@ impl Worker {
         let mut next_tick = Instant::now() + Duration::from_secs(1);
         while self.has_ctl() || self.live > 0 {
             let now = Instant::now();
-            let tick_every = if self.reaping.is_empty() {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_millis(100)
-            };
+            // Often enough for the configured ping interval and idle deadline,
+            // and for the signal schedule of exiting exec children.
+            let mut tick_every = Duration::from_secs(1)
+                .min(self.cfg.ping_interval / 2)
+                .min(self.cfg.idle_timeout / 4);
+            if !self.reaping.is_empty() {
+                tick_every = tick_every.min(Duration::from_millis(100));
+            }
             next_tick = next_tick.min(now + tick_every);
             crate::log::batch(true);
             match self
@@ -576,9 +581,23 @@ impl Worker {
             }
         }
         if let Err(e) = outcome {
+            // Say why before dropping the connection (RFC 6455 §7.4.1).
+            let code = match &e {
+                tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
+                tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
+                tungstenite::Error::Protocol(_) => Some(CloseCode::Protocol),
+                _ => None,
+            };
             match e {
                 tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {}
                 e => tracing::debug!(%peer, "WebSocket closed: {e}"),
+            }
+            if let (Some(code), Some(Entry::Ws(c))) = (code, self.entries.get_mut(token)) {
+                let _ = c.ws.close(Some(CloseFrame {
+                    code,
+                    reason: "".into(),
+                }));
+                let _ = c.ws.flush();
             }
             self.close(token);
         }

@@ -1,0 +1,43 @@
+//! The demo page in a real browser: Debian's Chromium, driven headless by
+//! playwright-core, opens a WebSocket to /echo through the handoff path and
+//! shows the echoed text.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+#[test]
+fn the_demo_page_shows_the_echo_in_headless_chromium() {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    assert!(
+        std::path::Path::new(&format!(
+            "{manifest}/tests/browser/node_modules/playwright-core"
+        ))
+        .exists(),
+        "playwright-core is missing: scripts/test.sh installs it"
+    );
+    let h = Handoff::start(&["--root", &format!("{manifest}/site"), "--ws", "/echo=echo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("ws.png");
+    let out = Command::new("node")
+        .arg(format!("{manifest}/tests/browser/echo.mjs"))
+        .arg(format!("http://{}", h.addr))
+        .arg(&shot)
+        .output()
+        .expect("node must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("echoed: echo from chromium"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "no screenshot"
+    );
+    if let Ok(keep) = std::env::var("KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    assert!(h.log().contains("101 websocket /echo=echo"));
+}
