@@ -12,12 +12,14 @@ use crate::handoff::pool::{self, PoolConfig};
 use crate::http::{Handler, Request, Response};
 use crate::intake::control::{self, ControlConfig};
 use crate::intake::inetd;
-use crate::intake::listen::{self, ListenSpec};
+use crate::intake::listen::{self, Listen, ListenSpec};
 use crate::intake::systemd::{self, Role};
 use crate::log::LogTarget;
 use crate::notify::Notifier;
+use crate::server::Socket;
 use crate::server::{Added, Options, Server};
 use crate::sys::{Addr, fdpass};
+use crate::tls::{self, CertFiles, TlsMode};
 use crate::ws::route::Route;
 use crate::ws::upgrade;
 use crate::ws::worker::{Worker, WorkerConfig};
@@ -25,7 +27,10 @@ use crate::ws::worker::{Worker, WorkerConfig};
 pub struct ServeConfig {
     /// Sockets to bind. When empty and no other source gives a socket (no
     /// systemd fds, no inetd, no control socket), `127.0.0.1:8080`.
-    pub listen: Vec<ListenSpec>,
+    pub listen: Vec<Listen>,
+    /// Certificate chains and keys, chosen by SNI (the first is the
+    /// default). None, with TLS asked for: a self-signed certificate.
+    pub tls_certs: Vec<CertFiles>,
     pub root: PathBuf,
     pub options: Options,
     /// The socket is on fd 0, as inetd hands it over.
@@ -121,12 +126,42 @@ pub fn default_root() -> PathBuf {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-fn announce(out: &mut Vec<String>, addr: &Addr) {
+fn announce(out: &mut Vec<String>, addr: &Addr, tls: TlsMode) {
     // Tests and scripts read these lines to learn the port.
+    let scheme = match tls {
+        TlsMode::Off => "http",
+        TlsMode::On => "https",
+        TlsMode::Auto => "http+https",
+    };
     out.push(match addr {
-        Addr::Inet(a) => format!("listening on http://{a}"),
-        other => format!("listening on {other}"),
+        Addr::Inet(a) => format!("listening on {scheme}://{a}"),
+        other if tls == TlsMode::Off => format!("listening on {other}"),
+        other => format!("listening on {other} ({scheme})"),
     });
+}
+
+/// The TLS configuration: the certificates given, or a self-signed one
+/// (logged as such, with its fingerprint) when TLS is asked for without.
+fn tls_config(
+    cfg: &ServeConfig,
+    needed: bool,
+    lines: &mut Vec<String>,
+) -> io::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    if !cfg.tls_certs.is_empty() {
+        return tls::load_all(&cfg.tls_certs).map(Some);
+    }
+    if !needed {
+        return Ok(None);
+    }
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let (key, fingerprint, _) = tls::self_signed(&names)?;
+    tracing::warn!(%fingerprint, "no --tls-cert: serving TLS with a self-signed certificate for localhost");
+    lines.push(format!("tls self-signed sha256 {fingerprint}"));
+    tls::server_config(vec![key]).map(Some)
 }
 
 pub fn serve(cfg: ServeConfig) -> io::Result<()> {
@@ -165,6 +200,16 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
 
     let mut lines = Vec::new();
     let mut control_line = None;
+    let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
+        || activated.iter().any(|a| a.role == Role::Https);
+    let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
+    if let Some(c) = &tls_cfg {
+        server.set_tls(c.clone());
+        tracing::info!(
+            kernel_tls = tls::kernel_tls_available(),
+            "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
+        );
+    }
     let mut listeners = 0usize;
     let mut controls = 0usize;
     let mut had_source = !activated.is_empty() || inetd_fd.is_some();
@@ -176,17 +221,28 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
                 })?;
                 controls += 1;
             }
-            Role::Https => {
-                tracing::error!(name = %a.name, "systemd fd refused: TLS is not available in this version");
-            }
-            Role::Http => match server.add_socket(a.fd) {
-                Ok(Added::Listener(addr)) => {
-                    listeners += 1;
-                    announce(&mut lines, &addr);
+            Role::Http | Role::Https => {
+                match server.add_socket(Socket::new(a.fd).tls(if a.role == Role::Https {
+                    TlsMode::On
+                } else {
+                    TlsMode::Off
+                })) {
+                    Ok(Added::Listener(addr)) => {
+                        listeners += 1;
+                        announce(
+                            &mut lines,
+                            &addr,
+                            if a.role == Role::Https {
+                                TlsMode::On
+                            } else {
+                                TlsMode::Off
+                            },
+                        );
+                    }
+                    Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
+                    Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
                 }
-                Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
-                Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
-            },
+            }
         }
     }
     if let Some(fd) = inetd_fd {
@@ -208,12 +264,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
     let mut listen = cfg.listen.clone();
     if listen.is_empty() && !had_source {
-        listen.push(ListenSpec::Tcp(DEFAULT_LISTEN.into()));
+        listen.push(Listen {
+            spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
+            tls: TlsMode::Off,
+        });
     }
-    for spec in &listen {
-        if let Added::Listener(addr) = server.add_socket(listen::bind(spec)?)? {
+    for l in &listen {
+        if let Added::Listener(addr) =
+            server.add_socket(Socket::new(listen::bind(&l.spec)?).tls(l.tls))?
+        {
             listeners += 1;
-            announce(&mut lines, &addr);
+            announce(&mut lines, &addr, l.tls);
         }
     }
     if server.is_empty() && controls == 0 {
@@ -270,6 +331,10 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         let now = Instant::now();
 
         while let Ok(sig) = sig_rx.try_recv() {
+            if sig == signal_hook::consts::SIGHUP {
+                reload_certificates(&cfg, &mut server);
+                continue;
+            }
             if deadline.is_some() {
                 tracing::warn!(sig, "second signal: exiting now");
                 server.close();
@@ -311,6 +376,25 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
         notifier.tick(now);
         notifier.status(now, &status(&server));
+    }
+}
+
+/// SIGHUP: load the certificate files again. New connections get the new
+/// certificates, live ones keep their session; a broken file keeps the old
+/// certificates and says why.
+fn reload_certificates(cfg: &ServeConfig, server: &mut Server) {
+    if cfg.tls_certs.is_empty() {
+        tracing::info!("SIGHUP: no certificate files to reload");
+        return;
+    }
+    match tls::load_all(&cfg.tls_certs) {
+        Ok(c) => {
+            server.set_tls(c);
+            tracing::info!("SIGHUP: certificates reloaded");
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: certificate reload failed, keeping the old certificates: {e}")
+        }
     }
 }
 

@@ -23,7 +23,10 @@
 #[allow(unsafe_code)]
 pub mod sys;
 
+pub mod tls;
+
 pub mod app;
+pub mod conn_io;
 pub mod files;
 pub mod handoff;
 pub mod http;

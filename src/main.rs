@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use handoff::app::{self, ServeConfig, WorkerArgs, WsConfig};
-use handoff::intake::listen::ListenSpec;
+use handoff::intake::listen::{Listen, ListenSpec};
 use handoff::pass::PassConfig;
+use handoff::tls::CertFiles;
 use handoff::ws::route::Route;
 use handoff::ws::worker::WorkerConfig;
 use handoff::{Limits, Options, Timeouts};
@@ -109,10 +110,18 @@ fn seconds(s: &str) -> Result<Duration, String> {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Where to listen: host:port, [v6]:port or a Unix socket path. Repeatable.
-    /// Default 127.0.0.1:8080 when no other source (systemd, inetd, control) gives a socket.
-    #[arg(long, value_parser = ListenSpec::parse)]
-    listen: Vec<ListenSpec>,
+    /// Where to listen: host:port, [v6]:port or a Unix socket path, optionally with
+    /// ,tls=auto|on|off (default off). Repeatable. Default 127.0.0.1:8080 when no other
+    /// source (systemd, inetd, control) gives a socket.
+    #[arg(long, value_parser = Listen::parse)]
+    listen: Vec<Listen>,
+    /// A PEM certificate chain; repeatable, paired in order with --tls-key. Several are
+    /// chosen by SNI, the first being the default. None with TLS asked for: self-signed.
+    #[arg(long)]
+    tls_cert: Vec<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert at the same position.
+    #[arg(long)]
+    tls_key: Vec<PathBuf>,
     /// The socket is on fd 0, as inetd gives it (a listener for `wait`, a connection for `nowait`).
     #[arg(long)]
     inetd: bool,
@@ -181,7 +190,19 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn config(self) -> ServeConfig {
+    fn config(self) -> Result<ServeConfig, String> {
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err("--tls-cert and --tls-key come in pairs".into());
+        }
+        let tls_certs = self
+            .tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(c, k)| CertFiles {
+                cert: c.clone(),
+                key: k.clone(),
+            })
+            .collect();
         let options = Options {
             max_concurrent: self.max_concurrent,
             max_queued: self.max_queued,
@@ -201,7 +222,8 @@ impl ServeArgs {
             },
             ..Options::default()
         };
-        ServeConfig {
+        Ok(ServeConfig {
+            tls_certs,
             listen: self.listen,
             root: self.root.unwrap_or_else(app::default_root),
             options,
@@ -217,7 +239,7 @@ impl ServeArgs {
                 routes: self.ws,
             },
             log_file: self.log_file,
-        }
+        })
     }
 }
 
@@ -227,7 +249,10 @@ fn main() -> ExitCode {
         .command
         .or_else(|| Cli::parse_from(["handoff", "serve"]).command);
     let result = match command {
-        Some(Command::Serve(args)) => app::serve(args.config()),
+        Some(Command::Serve(args)) => match args.config() {
+            Ok(c) => app::serve(c),
+            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+        },
         Some(Command::Pass(a)) => handoff::pass::run(PassConfig {
             listen: a.listen,
             to: a.to,

@@ -15,7 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,9 +24,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::http::output::SENDFILE_MAX;
+use crate::conn_io::{self, Transport};
 use crate::http::{BufPool, Conn, Ctx, Expired, Handler, Limits, Next, Timeouts};
 use crate::sys::{self, Addr, SockKind};
+use crate::tls::TlsMode;
 
 /// Server options. Every limit and deadline is on by default.
 #[derive(Clone, Debug)]
@@ -67,6 +68,7 @@ pub struct Socket {
     fd: OwnedFd,
     kind: Option<SockKind>,
     peer: Option<Addr>,
+    tls: TlsMode,
 }
 
 impl Socket {
@@ -76,7 +78,15 @@ impl Socket {
             fd,
             kind: None,
             peer: None,
+            tls: TlsMode::Off,
         }
+    }
+
+    /// Serve with TLS: `On` for a listener taking only TLS or a connection
+    /// that is TLS from its first byte, `Auto` to sniff (see `TlsMode`).
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = mode;
+        self
     }
     /// A socket whose peer is known better than `getpeername` would say
     /// (the client behind a proxy).
@@ -85,13 +95,15 @@ impl Socket {
             fd,
             kind: None,
             peer: Some(peer),
+            tls: TlsMode::Off,
         }
     }
-    fn accepted(fd: OwnedFd, peer: Addr, unix: bool) -> Self {
+    fn accepted(fd: OwnedFd, peer: Addr, unix: bool, tls: TlsMode) -> Self {
         Socket {
             fd,
             kind: Some(SockKind::Stream { unix }),
             peer: Some(peer),
+            tls,
         }
     }
 }
@@ -174,6 +186,7 @@ struct Listener {
     fd: OwnedFd,
     local: Addr,
     unix: bool,
+    tls: TlsMode,
     /// Readiness not yet acted on (edge-triggered: we must remember it).
     ready: bool,
     backoff_until: Option<Instant>,
@@ -182,6 +195,7 @@ struct Listener {
 struct Slot {
     fd: OwnedFd,
     conn: Conn,
+    transport: Transport,
     readable: bool,
     writable: bool,
     generation: u64,
@@ -198,6 +212,7 @@ struct Queued {
     fd: OwnedFd,
     peer: Addr,
     pre_read: Vec<u8>,
+    tls: TlsMode,
 }
 
 /// The IMF-fixdate for `Date`, formatted once a second, not per response.
@@ -229,6 +244,7 @@ struct Shared {
     scratch: Vec<u8>,
     date: DateCache,
     draining: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shared {
@@ -283,6 +299,7 @@ impl Server {
                     text: Vec::new(),
                 },
                 draining: false,
+                tls: None,
             },
             timers: BinaryHeap::new(),
             queued: VecDeque::new(),
@@ -329,6 +346,12 @@ impl Server {
         self.hand_off = Some(Box::new(hook));
     }
 
+    /// The TLS configuration for connections accepted from now on (live
+    /// ones keep theirs): certificate reloads swap it.
+    pub fn set_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
+        self.shared.tls = Some(cfg);
+    }
+
     pub fn options(&self) -> &Options {
         &self.shared.opts
     }
@@ -365,7 +388,18 @@ impl Server {
         if self.closed {
             return Err(io::Error::other("server is closed"));
         }
-        let Socket { fd, kind, peer } = sock;
+        let Socket {
+            fd,
+            kind,
+            peer,
+            tls,
+        } = sock;
+        if tls != TlsMode::Off && self.shared.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS asked for but no certificate is configured",
+            ));
+        }
         let kind = match kind {
             Some(k) => k,
             None => {
@@ -398,6 +432,7 @@ impl Server {
                     fd,
                     local: local.clone(),
                     unix,
+                    tls,
                     ready: true,
                     backoff_until: None,
                 }));
@@ -419,16 +454,27 @@ impl Server {
                         fd,
                         peer,
                         pre_read: pre_read.to_vec(),
+                        tls,
                     });
                     return Ok(Added::Queued);
                 }
-                self.serve(fd, peer, pre_read)?;
+                self.serve(fd, peer, pre_read, tls)?;
                 Ok(Added::Connection)
             }
         }
     }
 
-    fn serve(&mut self, fd: OwnedFd, peer: Addr, pre_read: &[u8]) -> io::Result<()> {
+    fn serve(&mut self, fd: OwnedFd, peer: Addr, pre_read: &[u8], tls: TlsMode) -> io::Result<()> {
+        let transport = match (tls, &self.shared.tls) {
+            (TlsMode::Off, _) => Transport::Plain,
+            (_, None) => {
+                return Err(io::Error::other(
+                    "TLS asked for but no certificate is configured",
+                ));
+            }
+            (TlsMode::Auto, Some(c)) => Transport::Sniff(c.clone()),
+            (TlsMode::On, Some(c)) => Transport::tls(c.clone())?,
+        };
         let entry = self.entries.vacant_entry();
         let token = entry.key();
         self.poll.registry().register(
@@ -442,6 +488,7 @@ impl Server {
         entry.insert(Entry::Conn(Box::new(Slot {
             fd,
             conn,
+            transport,
             readable: false,
             writable: true,
             generation: self.next_gen,
@@ -477,8 +524,8 @@ impl Server {
             budget -= 1;
             match sys::accept(l.fd.as_fd()) {
                 Ok((fd, peer)) => {
-                    let unix = l.unix;
-                    if let Err(e) = self.add_socket(Socket::accepted(fd, peer, unix)) {
+                    let (unix, tls) = (l.unix, l.tls);
+                    if let Err(e) = self.add_socket(Socket::accepted(fd, peer, unix, tls)) {
                         tracing::warn!("dropping accepted connection: {e}");
                     }
                 }
@@ -530,30 +577,27 @@ impl Server {
         let mut ctx = shared.ctx();
         let close = loop {
             let mut progress = false;
-            if slot.readable
-                && let Some(buf) = slot.conn.read_buf(ctx.pool, ctx.limits)
-            {
-                let room = buf.len();
-                match sys::read(slot.fd.as_fd(), buf) {
-                    Ok(0) => {
-                        slot.conn.on_eof();
-                        slot.readable = false;
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        slot.conn.filled(n, now);
-                        // A short read drained the socket; the next arrival
-                        // raises a new edge.
-                        slot.readable = n == room;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => slot.readable = false,
-                    Err(e) => break Some(format!("read: {e}")),
-                }
+            match conn_io::read(
+                slot.fd.as_fd(),
+                &mut slot.transport,
+                &mut slot.conn,
+                &mut slot.readable,
+                ctx.pool,
+                ctx.limits,
+                now,
+            ) {
+                Ok(moved) => progress |= moved,
+                Err(e) => break Some(e),
             }
             slot.conn.advance(now, &mut ctx);
-            if slot.writable && !slot.conn.output().is_empty() {
-                match write_out(slot, now) {
+            if slot.writable && slot.transport.wants_write(&mut slot.conn) {
+                match conn_io::write(
+                    slot.fd.as_fd(),
+                    &mut slot.transport,
+                    &mut slot.conn,
+                    &mut slot.writable,
+                    now,
+                ) {
                     Ok(wrote) => progress |= wrote,
                     Err(e) => break Some(format!("write: {e}")),
                 }
@@ -566,7 +610,7 @@ impl Server {
                     return self.hand_off_conn(token, taken, peer);
                 }
                 Next::ShutdownWrite => {
-                    if let Err(e) = sys::shutdown_write(slot.fd.as_fd()) {
+                    if let Err(e) = conn_io::shutdown(slot.fd.as_fd(), &mut slot.transport) {
                         break Some(format!("shutdown: {e}"));
                     }
                     progress = true;
@@ -582,7 +626,11 @@ impl Server {
             }
         };
         if let Some(why) = close {
-            tracing::debug!(peer = %slot.conn.peer(), "closing: {why}");
+            if why.starts_with("TLS") {
+                tracing::info!(peer = %slot.conn.peer(), "closing: {why}");
+            } else {
+                tracing::debug!(peer = %slot.conn.peer(), "closing: {why}");
+            }
         }
         self.close_conn(token);
     }
@@ -635,7 +683,7 @@ impl Server {
             let Some(q) = self.queued.pop_front() else {
                 break;
             };
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read) {
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.tls) {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }
@@ -882,56 +930,5 @@ fn schedule(timers: &mut Timers, slot: &mut Slot, token: usize, timeouts: &Timeo
     {
         timers.push(Reverse((d, token, slot.generation)));
         slot.timer_at = Some(d);
-    }
-}
-
-/// Writes what the connection owes until done or the socket is full.
-/// `Ok(true)` if anything was written.
-fn write_out(slot: &mut Slot, now: Instant) -> io::Result<bool> {
-    let mut wrote = false;
-    loop {
-        let out = slot.conn.output();
-        out.prepare()?;
-        let mut iov = [IoSlice::new(&[]); 32];
-        let n = out.gather(&mut iov);
-        if n > 0 {
-            let total: usize = iov[..n].iter().map(|s| s.len()).sum();
-            let w = match sys::writev(slot.fd.as_fd(), &iov[..n]) {
-                Ok(w) => w,
-                Err(e) if would_block(&e) => {
-                    slot.writable = false;
-                    return Ok(wrote);
-                }
-                Err(e) => return Err(e),
-            };
-            out.advance(w);
-            slot.conn.wrote(now);
-            wrote = true;
-            if w < total {
-                slot.writable = false;
-                return Ok(wrote);
-            }
-            continue;
-        }
-        let Some(f) = out.front_file() else {
-            return Ok(wrote);
-        };
-        let count = (f.left as usize).min(SENDFILE_MAX);
-        let w = match sys::sendfile(slot.fd.as_fd(), f.file.as_fd(), f.offset, count) {
-            Ok(0) => return Err(io::Error::other("file shrank while being sent")),
-            Ok(w) => w,
-            Err(e) if would_block(&e) => {
-                slot.writable = false;
-                return Ok(wrote);
-            }
-            Err(e) => return Err(e),
-        };
-        out.advance_file(w as u64);
-        slot.conn.wrote(now);
-        wrote = true;
-        if w < count {
-            slot.writable = false;
-            return Ok(wrote);
-        }
     }
 }

@@ -243,6 +243,19 @@ impl Conn {
         self.filled(bytes.len(), now);
     }
 
+    /// Bytes read but not yet parsed (a sniffing transport looks at them).
+    pub fn unparsed(&self) -> &[u8] {
+        &self.rbuf[self.start..self.end]
+    }
+
+    /// Takes the bytes read but not yet parsed (they were a TLS ClientHello,
+    /// for the TLS session rather than the parser).
+    pub fn take_unparsed(&mut self) -> Vec<u8> {
+        let v = self.unparsed().to_vec();
+        self.start = self.end;
+        v
+    }
+
     /// The peer shut down its side (read returned 0).
     pub fn on_eof(&mut self) {
         self.eof = true;

@@ -109,6 +109,9 @@ pub fn parse(
     limits: &Limits,
     head: &mut Head,
 ) -> Result<bool, Reject> {
+    if buf.first() == Some(&0x16) {
+        return Err(Reject::new(400, "a TLS handshake on a plain-HTTP listener"));
+    }
     if line_too_long(buf, limits) {
         return Err(Reject::new(414, "request line too long"));
     }
@@ -582,6 +585,16 @@ mod tests {
                 .unwrap()
                 .keep_alive
         );
+    }
+
+    #[test]
+    fn refuses_a_tls_client_hello_on_a_plain_listener_at_once() {
+        let mut h = Head::default();
+        let mut scanned = 0;
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+        let r = parse(&hello, &mut scanned, &Limits::default(), &mut h).unwrap_err();
+        assert_eq!(r.status, 400);
+        assert!(r.reason.contains("TLS"));
     }
 
     #[test]

@@ -190,9 +190,6 @@ fn handle(
     if kind == Kind::PassListener && !msg.data.is_empty() {
         return Err((id, "a listener has no pre-read bytes".into()));
     }
-    if msg.flags & wire::flags::TLS != 0 {
-        return Err((id, "TLS streams are not supported by this server".into()));
-    }
     if msg.flags & wire::flags::PROXY != 0 {
         return Err((
             id,
@@ -202,6 +199,13 @@ fn handle(
     let socket = match msg.peer.as_deref().and_then(|p| p.parse().ok()) {
         Some(a) => Socket::with_peer(fd, Addr::Inet(a)),
         None => Socket::new(fd),
+    };
+    // A stream marked TLS is served with TLS like an accepted one (the
+    // server refuses it if it has no certificate).
+    let socket = if msg.flags & wire::flags::TLS != 0 {
+        socket.tls(crate::tls::TlsMode::On)
+    } else {
+        socket
     };
     let (tx, rx) = mpsc::channel();
     inbox

@@ -21,6 +21,27 @@ pub enum ListenSpec {
     Unix(std::path::PathBuf),
 }
 
+/// A `--listen` value: where, and with which TLS mode (`ADDR,tls=MODE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub spec: ListenSpec,
+    pub tls: crate::tls::TlsMode,
+}
+
+impl Listen {
+    /// `ADDR` or `ADDR,tls=auto|on|off` (default off).
+    pub fn parse(s: &str) -> Result<Listen, String> {
+        let (addr, tls) = match s.rsplit_once(",tls=") {
+            Some((a, m)) => (a, crate::tls::TlsMode::parse(m)?),
+            None => (s, crate::tls::TlsMode::Off),
+        };
+        Ok(Listen {
+            spec: ListenSpec::parse(addr)?,
+            tls,
+        })
+    }
+}
+
 impl ListenSpec {
     /// `host:port`, `[v6]:port`, or a Unix socket path (anything with a
     /// `/`, or `unix:PATH`).
@@ -124,5 +145,18 @@ mod tests {
         );
         assert!(ListenSpec::parse("8080").is_err());
         assert!(ListenSpec::parse("host:http").is_err());
+        let l = Listen::parse("127.0.0.1:8443,tls=on").unwrap();
+        assert_eq!(
+            (l.spec, l.tls),
+            (
+                ListenSpec::Tcp("127.0.0.1:8443".into()),
+                crate::tls::TlsMode::On
+            )
+        );
+        assert_eq!(
+            Listen::parse("[::1]:80").unwrap().tls,
+            crate::tls::TlsMode::Off
+        );
+        assert!(Listen::parse("127.0.0.1:1,tls=maybe").is_err());
     }
 }

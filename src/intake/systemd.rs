@@ -13,7 +13,7 @@ use crate::sys::process::{self, Inherited};
 pub enum Role {
     /// Plain HTTP (names `http`, `unknown` (systemd's default), or any other).
     Http,
-    /// HTTPS (name `https`): TLS is not in this version, so it is refused.
+    /// HTTPS (name `https`): TLS only.
     Https,
     /// The control socket (name `control`).
     Control,
