@@ -34,6 +34,7 @@ pub mod intake;
 pub mod log;
 pub mod notify;
 pub mod pass;
+pub mod relay;
 pub mod server;
 pub mod ws;
 

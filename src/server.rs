@@ -26,6 +26,7 @@ use slab::Slab;
 
 use crate::conn_io::{self, Transport};
 use crate::http::{BufPool, Conn, Ctx, Expired, Handler, Limits, Next, Timeouts};
+use crate::relay::Relay;
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -206,6 +207,11 @@ struct Slot {
 enum Entry {
     Listener(Listener),
     Conn(Box<Slot>),
+    /// A handed-off TLS connection relayed to a worker; the token of its
+    /// socketpair end.
+    Relay(Box<Relay>, usize),
+    /// The socketpair end of the relay at this token.
+    RelayPair(usize),
 }
 
 struct Queued {
@@ -277,6 +283,7 @@ pub struct Server {
     now: Instant,
     inbox: Option<Inbox>,
     hand_off: Option<Box<dyn FnMut(HandedOff)>>,
+    relays: usize,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -311,6 +318,7 @@ impl Server {
             now: Instant::now(),
             inbox: None,
             hand_off: None,
+            relays: 0,
         })
     }
 
@@ -643,21 +651,113 @@ impl Server {
             .poll
             .registry()
             .deregister(&mut SourceFd(&slot.fd.as_raw_fd()));
-        let Slot { fd, mut conn, .. } = *slot;
+        let Slot {
+            fd,
+            mut conn,
+            transport,
+            ..
+        } = *slot;
         conn.release_buffers(&mut self.shared.pool);
         self.live -= 1;
         match (taken, self.hand_off.as_mut()) {
-            (Some((head, rest)), Some(hook)) => hook(HandedOff {
-                socket: fd,
-                head,
-                rest,
-                peer,
-            }),
+            (Some((head, rest)), Some(hook)) => match transport {
+                // A TLS session cannot go with the fd: keep it here and give
+                // the worker a socketpair carrying the plaintext.
+                Transport::Tls(tls) => match sys::fdpass::stream_pair() {
+                    Ok((ours, theirs)) => {
+                        hook(HandedOff {
+                            socket: theirs,
+                            head,
+                            rest,
+                            peer,
+                        });
+                        self.start_relay(fd, tls, ours);
+                    }
+                    Err(e) => {
+                        tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed")
+                    }
+                },
+                _ => hook(HandedOff {
+                    socket: fd,
+                    head,
+                    rest,
+                    peer,
+                }),
+            },
             _ => {
                 tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed")
             }
         }
         self.admit_waiting();
+    }
+
+    fn start_relay(&mut self, client: OwnedFd, tls: Box<rustls::ServerConnection>, pair: OwnedFd) {
+        let k1 = self.entries.vacant_entry().key();
+        let both = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&client.as_raw_fd()), Token(k1), both)
+        {
+            tracing::error!("relay: {e}");
+            return;
+        }
+        let pair_raw = pair.as_raw_fd();
+        self.entries.insert(Entry::Relay(
+            Box::new(Relay::new(client, tls, pair)),
+            usize::MAX,
+        ));
+        let k2 = self.entries.vacant_entry().key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&pair_raw), Token(k2), both)
+        {
+            tracing::error!("relay: {e}");
+            return self.close_relay(k1);
+        }
+        self.entries.insert(Entry::RelayPair(k1));
+        if let Some(Entry::Relay(_, t)) = self.entries.get_mut(k1) {
+            *t = k2;
+        }
+        self.relays += 1;
+        self.drive_relay(k1);
+    }
+
+    fn drive_relay(&mut self, k1: usize) {
+        let Some(Entry::Relay(r, _)) = self.entries.get_mut(k1) else {
+            return;
+        };
+        match r.drive() {
+            Ok(true) => {}
+            Ok(false) => self.close_relay(k1),
+            Err(e) => {
+                tracing::info!("relay closed: {e}");
+                self.close_relay(k1);
+            }
+        }
+    }
+
+    fn close_relay(&mut self, k1: usize) {
+        if let Some(Entry::Relay(r, k2)) = self.entries.try_remove(k1) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&r.client.as_raw_fd()));
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&r.pair.as_raw_fd()));
+            if k2 != usize::MAX {
+                self.entries.try_remove(k2);
+                self.relays -= 1;
+            }
+        }
+    }
+
+    /// TLS WebSocket connections being relayed to workers.
+    pub fn relays(&self) -> usize {
+        self.relays
     }
 
     fn close_conn(&mut self, token: usize) {
@@ -796,6 +896,20 @@ impl Server {
                     l.ready = true;
                     self.accept_from(token);
                 }
+                Some(Entry::Relay(r, _)) => {
+                    r.client_readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    r.client_writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    self.drive_relay(token);
+                }
+                Some(Entry::RelayPair(k1)) => {
+                    let k1 = *k1;
+                    if let Some(Entry::Relay(r, _)) = self.entries.get_mut(k1) {
+                        r.pair_readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        r.pair_writable |=
+                            ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    }
+                    self.drive_relay(k1);
+                }
                 Some(Entry::Conn(slot)) => {
                     slot.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     slot.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
@@ -845,12 +959,18 @@ impl Server {
         self.queued.clear();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
-            if let Some(Entry::Conn(slot)) = self.entries.get_mut(t) {
-                if slot.conn.drain() {
-                    self.close_conn(t);
-                } else {
-                    self.drive(t);
+            match self.entries.get_mut(t) {
+                Some(Entry::Conn(slot)) => {
+                    if slot.conn.drain() {
+                        self.close_conn(t);
+                    } else {
+                        self.drive(t);
+                    }
                 }
+                // WebSocket connections end with the process, as plain ones
+                // do with their workers.
+                Some(Entry::Relay(..)) => self.close_relay(t),
+                _ => {}
             }
         }
     }
@@ -885,7 +1005,11 @@ impl Server {
         self.queued.clear();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
-            self.close_conn(t);
+            match self.entries.get(t) {
+                Some(Entry::Conn(_)) => self.close_conn(t),
+                Some(Entry::Relay(..)) => self.close_relay(t),
+                _ => {}
+            }
         }
     }
 

@@ -177,6 +177,18 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     .map_err(errno)
 }
 
+/// A connected pair of non-blocking `SOCK_STREAM` sockets (the TLS relay's
+/// plaintext side).
+pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(errno)
+}
+
 /// Accepts on a blocking listener, close-on-exec.
 pub fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
