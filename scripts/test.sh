@@ -12,6 +12,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v prlimit >/dev/null || missing+=(util-linux)
 command -v xinetd >/dev/null || missing+=(xinetd)
+command -v openssl >/dev/null || missing+=(openssl)
 # systemd-socket-activate and systemd-analyze come with systemd.
 { command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
 # The demo page is tested in Debian's Chromium, driven by playwright-core.

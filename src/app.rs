@@ -301,6 +301,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])?;
     let waker = inbox.clone();
     std::thread::Builder::new()

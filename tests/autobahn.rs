@@ -11,6 +11,15 @@ use std::process::Command;
 
 #[test]
 fn passes_autobahn_sections_1_to_10_over_the_handoff_path() {
+    run(&[], "http", "ws");
+}
+
+#[test]
+fn passes_autobahn_sections_1_to_10_over_wss_through_the_tls_relay() {
+    run(&["--listen", "127.0.0.1:0,tls=on"], "https", "wss");
+}
+
+fn run(extra: &[&str], scheme: &str, ws_scheme: &str) {
     let wstest = std::env::var("WSTEST")
         .unwrap_or_else(|_| format!("{}/.venv-autobahn/bin/wstest", env!("CARGO_MANIFEST_DIR")));
     assert!(
@@ -18,19 +27,19 @@ fn passes_autobahn_sections_1_to_10_over_the_handoff_path() {
         "{wstest} is missing: scripts/test.sh installs it"
     );
     let site = site();
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "2",
-    ]);
+    let root = root_arg(site.path());
+    let mut args = vec!["--root", &root, "--ws", "/echo=echo", "--ws-workers", "2"];
+    args.extend_from_slice(extra);
+    let h = Handoff::start(&args);
+    let addr = if scheme == "http" {
+        h.addr
+    } else {
+        h.addr_of(scheme)
+    };
     let dir = tempfile::tempdir().unwrap();
     let spec = format!(
-        r#"{{"outdir": "./reports", "servers": [{{"agent": "handoff", "url": "ws://{}/echo"}}],
-            "cases": ["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"], "exclude-cases": [], "exclude-agent-cases": {{}}}}"#,
-        h.addr
+        r#"{{"outdir": "./reports", "servers": [{{"agent": "handoff", "url": "{ws_scheme}://{addr}/echo"}}],
+            "cases": ["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"], "exclude-cases": [], "exclude-agent-cases": {{}}}}"#
     );
     std::fs::write(dir.path().join("spec.json"), spec).unwrap();
     let out = Command::new(&wstest)

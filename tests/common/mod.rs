@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Handoff {
     pub child: Child,
     pub addr: SocketAddr,
+    /// What it printed at start-up (addresses, a self-signed fingerprint).
+    pub lines: Vec<String>,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -61,12 +63,28 @@ impl Handoff {
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("start handoff");
         let mut out = BufReader::new(child.stdout.take().unwrap());
+        // One "listening on" line per --listen (ours comes first); other
+        // lines ("control on …", a fingerprint) may come between.
+        let want = 1 + args.iter().filter(|a| **a == "--listen").count();
+        let mut lines: Vec<String> = Vec::new();
         let mut line = String::new();
-        // Other lines ("control on …") may come first.
-        while out.read_line(&mut line).unwrap_or(0) > 0 && !line.starts_with("listening on http://")
+        while lines
+            .iter()
+            .filter(|l| l.starts_with("listening on"))
+            .count()
+            < want
         {
             line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line.trim().to_string());
         }
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("listening on http://"))
+            .cloned()
+            .unwrap_or_default();
         // Keep reading what follows, so the server never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let Some(addr) = line.trim().strip_prefix("listening on http://") else {
@@ -80,8 +98,21 @@ impl Handoff {
             addr: addr.parse().unwrap(),
             child,
             log,
+            lines,
             _dir: dir,
         }
+    }
+
+    /// The address of the listener announced with this scheme
+    /// (`https`, `http+https`).
+    pub fn addr_of(&self, scheme: &str) -> SocketAddr {
+        let prefix = format!("listening on {scheme}://");
+        let l = self
+            .lines
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {scheme} listener: {:?}", self.lines));
+        l[prefix.len()..].parse().unwrap()
     }
 
     pub fn pid(&self) -> u32 {

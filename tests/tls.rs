@@ -1,0 +1,570 @@
+//! TLS with clients we did not write: curl (--cacert, and -k against a
+//! self-signed certificate), Python's ssl, openssl s_client (ALPN, SNI);
+//! auto mode; wrong protocols; a stalled handshake; reload on SIGHUP; a TLS
+//! connection handed over on the control socket; wss:// through the relay.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A test CA and leaf certificates signed by it, made with the openssl CLI.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=handoff test CA",
+            ],
+        );
+        Pki { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A leaf for `name` (and 127.0.0.1), as (cert, key) paths.
+    fn leaf(&self, name: &str, tag: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let (key, csr, crt, ext) = (
+            format!("{tag}.key"),
+            format!("{tag}.csr"),
+            format!("{tag}.crt"),
+            format!("{tag}.ext"),
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(
+            d.join(&ext),
+            format!("subjectAltName=DNS:{name},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &crt,
+                "-extfile",
+                &ext,
+            ],
+        );
+        (d.join(crt), d.join(key))
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn curl_with_the_ca_and_python_ssl_verify_the_certificate_and_get_http11() {
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("localhost", "leaf");
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+    ]);
+    let a = h.addr_of("https");
+    let resolve = format!("localhost:{}:127.0.0.1", a.port());
+    let url = format!("https://localhost:{}/a.txt", a.port());
+    assert_eq!(
+        curl(&["--cacert", s(&pki.ca()), "--resolve", &resolve, &url]),
+        (true, "alpha\n".to_string())
+    );
+    // Without the CA, curl refuses: the verification is real.
+    assert!(!curl(&["--resolve", &resolve, &url]).0);
+
+    let script = r#"
+import http.client, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+c = http.client.HTTPSConnection("localhost", int(sys.argv[2]), context=ctx, timeout=10)
+c.request("GET", "/b.txt"); r = c.getresponse(); body = r.read()
+assert r.status == 200 and body == b"bravo\n", (r.status, body)
+assert c.sock.selected_alpn_protocol() == "http/1.1", c.sock.selected_alpn_protocol()
+c.request("GET", "/c.txt"); r = c.getresponse(); assert r.read() == b"charlie\n"
+print(c.sock.version())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, s(&pki.ca()), &a.port().to_string()])
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        v.trim(),
+        "TLSv1.3",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serves_a_self_signed_certificate_whose_fingerprint_it_prints() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+    ]);
+    let a = h.addr_of("https");
+    assert_eq!(
+        curl(&["-k", &format!("https://{a}/a.txt")]),
+        (true, "alpha\n".to_string())
+    );
+    let printed = h
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("tls self-signed sha256 "))
+        .expect("a fingerprint line")
+        .to_string();
+    let served = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect {a} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"))
+        .output()
+        .unwrap();
+    let served = String::from_utf8_lossy(&served.stdout);
+    assert!(
+        served.contains(&printed),
+        "printed {printed}, served {served}"
+    );
+    assert!(h.log().contains("self-signed"));
+}
+
+fn s_client(a: std::net::SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &a.to_string(),
+        "-alpn",
+        "h2,http/1.1",
+    ]);
+    match sni {
+        Some(n) => cmd.args(["-servername", n]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn openssl_s_client_sees_alpn_and_the_certificate_for_its_sni() {
+    let pki = Pki::new();
+    let (c1, k1) = pki.leaf("localhost", "one");
+    let (c2, k2) = pki.leaf("other.test", "two");
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&c1),
+        "--tls-key",
+        s(&k1),
+        "--tls-cert",
+        s(&c2),
+        "--tls-key",
+        s(&k2),
+    ]);
+    let a = h.addr_of("https");
+    let other = s_client(a, Some("other.test"));
+    assert!(other.contains("ALPN protocol: http/1.1"), "{other}");
+    assert!(
+        other.contains("subject=CN = other.test") || other.contains("subject=CN=other.test"),
+        "{other}"
+    );
+    let local = s_client(a, Some("localhost"));
+    assert!(
+        local.contains("CN = localhost") || local.contains("CN=localhost"),
+        "{local}"
+    );
+    // No SNI, or a name no certificate covers: the first is the default.
+    for sni in [None, Some("unknown.test")] {
+        let d = s_client(a, sni);
+        assert!(
+            d.contains("subject=CN = localhost") || d.contains("subject=CN=localhost"),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn auto_mode_serves_plain_and_tls_clients_on_one_port() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=auto",
+    ]);
+    let a = h.addr_of("http+https");
+    assert_eq!(
+        curl(&["-k", &format!("https://{a}/a.txt")]),
+        (true, "alpha\n".to_string())
+    );
+    assert_eq!(
+        curl(&[&format!("http://{a}/b.txt")]),
+        (true, "bravo\n".to_string())
+    );
+}
+
+#[test]
+fn each_wrong_protocol_ends_cleanly_with_a_log_line() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+    ]);
+    // Plain HTTP on the TLS port: an alert and a close, at once.
+    let mut s = TcpStream::connect(h.addr_of("https")).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let t = Instant::now();
+    let got = read_to_close(&mut s);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(
+        got.is_empty() || got.as_bytes()[0] == 0x15,
+        "not an alert: {got:?}"
+    );
+    // TLS on the plain port: a 400 and a close.
+    let (ok, _) = curl(&["-k", &format!("https://{}/", h.addr)]);
+    assert!(!ok);
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let log = h.log();
+            log.contains("closing: TLS") && log.contains("a TLS handshake on a plain-HTTP listener")
+        }),
+        "{}",
+        h.log()
+    );
+}
+
+#[test]
+fn cuts_off_a_stalled_handshake_at_the_setup_deadline_while_serving_others() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--setup-timeout",
+        "1.5",
+    ]);
+    let a = h.addr_of("https");
+    let mut stalled = TcpStream::connect(a).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap(); // a ClientHello's first bytes
+    let t = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(
+            curl(&["-k", &format!("https://{a}/a.txt")]),
+            (true, "alpha\n".to_string())
+        );
+    }
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(4)),
+        "the stalled handshake was not cut off"
+    );
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(3),
+        "cut off after {took:?}"
+    );
+}
+
+#[test]
+fn reloads_certificates_on_sighup_keeping_open_connections_and_a_broken_file_keeps_the_old_one() {
+    let pki = Pki::new();
+    let (c1, k1) = pki.leaf("localhost", "first");
+    let (c2, k2) = pki.leaf("localhost", "second");
+    let work = tempfile::tempdir().unwrap();
+    let (crt, key) = (work.path().join("live.crt"), work.path().join("live.key"));
+    std::fs::copy(&c1, &crt).unwrap();
+    std::fs::copy(&k1, &key).unwrap();
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+    ]);
+    let script = r#"
+import http.client, os, signal, ssl, sys, time
+ca, port, pid, crt, key, c2, k2, log = sys.argv[1:9]
+port, pid = int(port), int(pid)
+def served():
+    return ssl.get_server_certificate(("127.0.0.1", port))
+def norm(pem):
+    return ssl.PEM_cert_to_DER_cert(pem)
+def wait_log(text):
+    for _ in range(100):
+        if text in open(log).read(): return
+        time.sleep(0.05)
+    raise SystemExit("log never said " + text)
+first, second = open(sys.argv[6]).read(), open(crt).read()
+ctx = ssl.create_default_context(cafile=ca)
+c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+c.request("GET", "/a.txt"); assert c.getresponse().read() == b"alpha\n"
+assert norm(served()) == norm(open(crt).read())
+open(crt, "w").write(open(c2).read()); open(key, "w").write(open(k2).read())
+os.kill(pid, signal.SIGHUP); wait_log("certificates reloaded")
+assert norm(served()) == norm(open(c2).read()), "new connections do not get the new certificate"
+c.request("GET", "/b.txt"); assert c.getresponse().read() == b"bravo\n"   # the open connection goes on
+open(crt, "w").write("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+os.kill(pid, signal.SIGHUP); wait_log("reload failed")
+assert norm(served()) == norm(open(c2).read()), "a broken file replaced the certificate"
+c2conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+c2conn.request("GET", "/c.txt"); assert c2conn.getresponse().read() == b"charlie\n"
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            s(&pki.ca()),
+            &h.addr_of("https").port().to_string(),
+            &h.pid().to_string(),
+        ])
+        .args([s(&crt), s(&key), s(&c2), s(&k2), s(&h.log)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        h.log()
+    );
+}
+
+#[test]
+fn serves_tls_on_a_connection_handed_over_marked_tls() {
+    use handoff::handoff::wire::{self, Kind, Message};
+    use handoff::sys::fdpass;
+    use std::os::fd::AsFd;
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("c.sock");
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--control",
+        s(&ctl),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+    ]);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let client =
+        std::thread::spawn(move || curl(&["-k", &format!("https://127.0.0.1:{port}/a.txt")]));
+    let (ours, _) = l.accept().unwrap();
+    let conn = fdpass::seqpacket_connect(&ctl).unwrap();
+    fdpass::set_recv_timeout(conn.as_fd(), Duration::from_secs(10)).unwrap();
+    let mut m = Message::new(Kind::PassConnection, 1);
+    m.flags = wire::flags::TLS;
+    fdpass::send_with_fds(
+        conn.as_fd(),
+        &[std::io::IoSlice::new(&m.encode())],
+        &[ours.as_fd()],
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let r = fdpass::recv_with_fds(conn.as_fd(), &mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(Message::decode(&buf[..r.len]).unwrap().kind(), Kind::Ack);
+    drop(ours);
+    assert_eq!(client.join().unwrap(), (true, "alpha\n".to_string()));
+    drop(h);
+}
+
+/// A rustls client stream that trusts `ca`.
+fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads slowly: 64 KiB at a time with a pause between.
+struct Slow<S>(S);
+impl<S: Read> Read for Slow<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(5));
+        let n = buf.len().min(64 * 1024);
+        self.0.read(&mut buf[..n])
+    }
+}
+impl<S: Write> Write for Slow<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
+    use tungstenite::Message;
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("localhost", "leaf");
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+    ]);
+    let a = h.addr_of("https");
+    // Warm up (handshake paths, buffers), then measure the peak from here.
+    let (mut ws, _) = tungstenite::client(
+        format!("wss://localhost:{}/echo", a.port()),
+        Slow(tls_client(a, &pki.ca())),
+    )
+    .unwrap();
+    ws.send(Message::text("warm")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("warm"));
+    let before = vm_hwm_kib(h.pid());
+    let big: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    let t = Instant::now();
+    let back = loop {
+        match ws.read().unwrap() {
+            Message::Binary(b) => break b,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => panic!("unexpected {m:?}"),
+        }
+    };
+    assert!(back[..] == big[..], "the 16 MiB message came back changed");
+    let grew = vm_hwm_kib(h.pid()).saturating_sub(before);
+    eprintln!(
+        "16 MiB each way over wss in {:?}; the HTTP process's peak RSS grew by {grew} KiB",
+        t.elapsed()
+    );
+    assert!(
+        grew < 4 * 1024,
+        "the HTTP process's peak memory grew by {grew} KiB relaying 16 MiB each way"
+    );
+}
