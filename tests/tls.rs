@@ -154,6 +154,28 @@ fn curl_with_the_ca_and_python_ssl_verify_the_certificate_and_get_http11() {
         curl(&["--cacert", s(&pki.ca()), "--resolve", &resolve, &url]),
         (true, "alpha\n".to_string())
     );
+    // TLS 1.2 too.
+    let out = Command::new("curl")
+        .args([
+            "-sSv",
+            "-m",
+            "5",
+            "--tls-max",
+            "1.2",
+            "--cacert",
+            s(&pki.ca()),
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLSv1.2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Without the CA, curl refuses: the verification is real.
     assert!(!curl(&["--resolve", &resolve, &url]).0);
 
