@@ -25,6 +25,7 @@ pub mod sys;
 
 pub mod tls;
 
+pub mod api;
 pub mod app;
 pub mod conn_io;
 pub mod files;

@@ -26,6 +26,9 @@ enum State {
 #[derive(Debug)]
 pub struct Chunked {
     state: State,
+    /// Most body bytes in all (declared chunk sizes): 413 past it.
+    limit: u64,
+    total: u64,
     /// Decoded body bytes so far; they are `region[..decoded]`.
     decoded: usize,
     /// When done: the raw trailer section, `region[decoded..decoded+trailer_len]`.
@@ -45,12 +48,20 @@ pub struct Step {
 }
 
 impl Chunked {
-    pub fn new() -> Self {
+    pub fn new(limit: u64) -> Self {
         Chunked {
             state: State::Size,
+            limit,
+            total: 0,
             decoded: 0,
             trailer_len: 0,
         }
+    }
+
+    /// The caller took the decoded bytes out of the region (a streamed
+    /// body): decoding goes on from the start of the region.
+    pub fn take_decoded(&mut self) {
+        self.decoded = 0;
     }
 
     pub fn body_len(&self) -> usize {
@@ -84,7 +95,8 @@ impl Chunked {
                     if size == 0 {
                         self.state = State::Trailers;
                     } else {
-                        if (w as u64).saturating_add(size) > limits.max_body {
+                        self.total = self.total.saturating_add(size);
+                        if self.total > self.limit {
                             return Err(Reject::new(413, "request body too large"));
                         }
                         self.state = State::Data(size);
@@ -178,12 +190,6 @@ impl Chunked {
     }
 }
 
-impl Default for Chunked {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// `chunk-size [ chunk-ext ] CRLF`, strictly: hex digits, no sign, no
 /// overflow, extensions of visible characters only, and CR only right before
 /// the LF.
@@ -235,8 +241,8 @@ mod tests {
     /// Decodes `input` fed in pieces of `step` bytes.
     fn run(input: &[u8], step: usize) -> Result<Decoded, Reject> {
         let mut buf: Vec<u8> = Vec::new();
-        let mut c = Chunked::new();
         let limits = Limits::default();
+        let mut c = Chunked::new(limits.max_body);
         for piece in input.chunks(step) {
             buf.extend_from_slice(piece);
             let s = c.decode(&mut buf, &limits)?;
@@ -304,11 +310,8 @@ mod tests {
 
     #[test]
     fn answers_413_when_chunks_exceed_the_body_limit() {
-        let mut c = Chunked::new();
-        let limits = Limits {
-            max_body: 4,
-            ..Limits::default()
-        };
+        let mut c = Chunked::new(4);
+        let limits = Limits::default();
         let mut buf = b"5\r\nhello\r\n0\r\n\r\n".to_vec();
         assert_eq!(c.decode(&mut buf, &limits).unwrap_err().status, 413);
     }

@@ -16,12 +16,21 @@ use super::output::Output;
 use super::pool::BufPool;
 use super::request::Request;
 use super::response::{Body, Response};
+use super::sink::{BodyPlan, BodySink};
 use super::status::{Reject, has_no_body, reason_phrase};
 use crate::sys::Addr;
 
 /// What serves requests. It runs on the event loop: it must not block.
 pub trait Handler {
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>);
+
+    /// Called when the head of a request with a body has arrived, before
+    /// any of the body is read (and before `100 Continue` is sent): what to
+    /// do with the body. The default reads it whole.
+    fn on_head(&self, req: &Request<'_>) -> BodyPlan {
+        let _ = req;
+        BodyPlan::Buffer
+    }
 }
 
 impl<F> Handler for F
@@ -48,20 +57,19 @@ pub struct Ctx<'a> {
     pub draining: bool,
 }
 
-#[derive(Debug)]
 enum Decoder {
     Length(u64),
     Chunked(Chunked),
 }
 
-#[derive(Debug)]
 enum Reading {
     /// Between requests: no byte of the next one yet.
     Idle,
     /// Part of a request head has arrived.
     Head,
-    /// The head is parsed; its body is arriving.
-    Body(Decoder),
+    /// The head is parsed; its body is arriving, to be read whole or
+    /// streamed to a sink.
+    Body(Decoder, Option<Box<dyn BodySink>>),
     /// No more requests on this connection; what is queued goes out, then
     /// it closes.
     Done,
@@ -113,6 +121,8 @@ pub struct Conn {
     write_progress: Instant,
     eof: bool,
     linger_until: Option<Instant>,
+    /// The handler answered without the body (`BodyPlan::Skip`).
+    skip_body: bool,
 }
 
 impl Conn {
@@ -133,6 +143,7 @@ impl Conn {
             write_progress: now,
             eof: false,
             linger_until: None,
+            skip_body: false,
         }
     }
 
@@ -157,7 +168,7 @@ impl Conn {
             return false;
         }
         match self.reading {
-            Reading::Body(_) => true,
+            Reading::Body(..) => true,
             Reading::Idle | Reading::Head => !self.backpressured(limits),
             Reading::Done | Reading::HandedOff { .. } => false,
         }
@@ -175,8 +186,9 @@ impl Conn {
     fn cap_limit(&self, limits: &Limits) -> usize {
         let head = limits.max_header_bytes + 1;
         match &self.reading {
-            Reading::Body(Decoder::Length(n)) => self.head.len + *n as usize,
-            Reading::Body(Decoder::Chunked(_)) => {
+            Reading::Body(_, Some(_)) => self.head.len + limits.max_input_chunk,
+            Reading::Body(Decoder::Length(n), None) => self.head.len + *n as usize,
+            Reading::Body(Decoder::Chunked(_), None) => {
                 self.head.len + limits.max_body as usize + MAX_CHUNK_LINE + limits.max_header_bytes
             }
             _ => head,
@@ -220,7 +232,7 @@ impl Conn {
             return;
         }
         self.end += n;
-        if let Reading::Body(_) = self.reading {
+        if let Reading::Body(..) = self.reading {
             self.body_progress = now;
         }
     }
@@ -299,11 +311,58 @@ impl Conn {
                             let decoder = match framing {
                                 Framing::None => {
                                     let n = self.head.len;
-                                    self.dispatch(now, ctx, n..n, n..n, n);
+                                    self.dispatch(now, ctx, n..n, n..n, n, None);
                                     continue;
                                 }
-                                Framing::Length(n) => Decoder::Length(n),
-                                Framing::Chunked => Decoder::Chunked(Chunked::new()),
+                                Framing::Length(n) => Some(n),
+                                Framing::Chunked => None,
+                            };
+                            // Ask the handler what to do with the body.
+                            let plan = {
+                                let buf = &self.rbuf[self.start..self.start + self.head.len];
+                                let req = Request {
+                                    buf,
+                                    head: &self.head,
+                                    body: &[],
+                                    trailers: &[],
+                                    peer: &self.peer,
+                                };
+                                catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
+                            };
+                            let (limit, sink) = match plan {
+                                Err(_) => {
+                                    tracing::error!(peer = %self.peer, "handler panicked in on_head; answered 500");
+                                    return self.reject(
+                                        Reject::new(500, "the handler failed"),
+                                        now,
+                                        ctx,
+                                    );
+                                }
+                                Ok(BodyPlan::Skip) => {
+                                    // Answer now; the body is never read, so
+                                    // nothing after it can be parsed: close.
+                                    self.skip_body = true;
+                                    let n = self.head.len;
+                                    self.dispatch(now, ctx, n..n, n..n, n, None);
+                                    self.start = self.end;
+                                    self.reading = Reading::Done;
+                                    return;
+                                }
+                                Ok(BodyPlan::Buffer) => (ctx.limits.max_body, None),
+                                Ok(BodyPlan::Stream(sink)) => {
+                                    (ctx.limits.max_streamed_body, Some(sink))
+                                }
+                            };
+                            let decoder = match decoder {
+                                Some(n) if n > limit => {
+                                    return self.reject(
+                                        Reject::new(413, "request body too large"),
+                                        now,
+                                        ctx,
+                                    );
+                                }
+                                Some(n) => Decoder::Length(n),
+                                None => Decoder::Chunked(Chunked::new(limit)),
                             };
                             // Ask for the body only if the client is waiting
                             // to be asked (RFC 9110 §10.1.1).
@@ -314,15 +373,15 @@ impl Conn {
                                 });
                             }
                             self.body_progress = now;
-                            self.reading = Reading::Body(decoder);
+                            self.reading = Reading::Body(decoder, sink);
                         }
                     }
                 }
-                Reading::Body(Decoder::Length(n)) => {
+                Reading::Body(Decoder::Length(n), None) => {
                     let n = *n as usize;
                     let h = self.head.len;
                     if self.end - self.start >= h + n {
-                        self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n);
+                        self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n, None);
                         continue;
                     }
                     if self.eof {
@@ -331,7 +390,7 @@ impl Conn {
                     }
                     return;
                 }
-                Reading::Body(Decoder::Chunked(c)) => {
+                Reading::Body(Decoder::Chunked(c), None) => {
                     let h = self.head.len;
                     let region = &mut self.rbuf[self.start + h..self.end];
                     match c.decode(region, ctx.limits) {
@@ -341,7 +400,14 @@ impl Conn {
                             if step.done {
                                 let b = c.body_len();
                                 let t = c.trailer_len();
-                                self.dispatch(now, ctx, h..h + b, h + b..h + b + t, h + b + t);
+                                self.dispatch(
+                                    now,
+                                    ctx,
+                                    h..h + b,
+                                    h + b..h + b + t,
+                                    h + b + t,
+                                    None,
+                                );
                                 continue;
                             }
                             if self.eof {
@@ -350,6 +416,69 @@ impl Conn {
                             return;
                         }
                     }
+                }
+                Reading::Body(decoder, Some(sink)) => {
+                    // Streaming: hand what arrived to the sink and drop it
+                    // from the buffer, which keeps only the head.
+                    let h = self.start + self.head.len;
+                    let (chunk, trailers, done) = match decoder {
+                        Decoder::Length(left) => {
+                            let take = (*left).min((self.end - h) as u64) as usize;
+                            *left -= take as u64;
+                            (take, 0, *left == 0)
+                        }
+                        Decoder::Chunked(c) => {
+                            match c.decode(&mut self.rbuf[h..self.end], ctx.limits) {
+                                Err(rej) => return self.reject(rej, now, ctx),
+                                Ok(step) => {
+                                    self.end -= step.removed;
+                                    let b = c.body_len();
+                                    c.take_decoded();
+                                    (b, if step.done { c.trailer_len() } else { 0 }, step.done)
+                                }
+                            }
+                        }
+                    };
+                    if chunk > 0 {
+                        let pieces =
+                            self.rbuf[h..h + chunk].chunks(ctx.limits.max_input_chunk.max(1));
+                        if let Err(e) = pieces.into_iter().try_for_each(|p| sink.data(p)) {
+                            tracing::info!(peer = %self.peer, status = e.status, "body refused by the handler: {}", e.reason);
+                            return self.reject(
+                                Reject {
+                                    status: e.status,
+                                    reason: e.reason,
+                                },
+                                now,
+                                ctx,
+                            );
+                        }
+                        self.rbuf.copy_within(h + chunk..self.end, h);
+                        self.end -= chunk;
+                        self.body_progress = now;
+                    }
+                    if done {
+                        let Reading::Body(_, Some(mut sink)) =
+                            std::mem::replace(&mut self.reading, Reading::Head)
+                        else {
+                            return;
+                        };
+                        let n = self.head.len;
+                        self.dispatch(
+                            now,
+                            ctx,
+                            n..n,
+                            n..n + trailers,
+                            n + trailers,
+                            Some(&mut *sink),
+                        );
+                        continue;
+                    }
+                    if self.eof {
+                        tracing::debug!(peer = %self.peer, "connection closed mid-body");
+                        self.reading = Reading::Done;
+                    }
+                    return;
                 }
             }
         }
@@ -363,6 +492,7 @@ impl Conn {
         body: std::ops::Range<usize>,
         trailers: std::ops::Range<usize>,
         consumed: usize,
+        sink: Option<&mut dyn BodySink>,
     ) {
         let buf = &self.rbuf[self.start..self.start + consumed];
         let req = Request {
@@ -373,7 +503,10 @@ impl Conn {
             peer: &self.peer,
         };
         let mut res = Response::new(ctx.scratch);
-        let outcome = catch_unwind(AssertUnwindSafe(|| ctx.handler.handle(&req, &mut res)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| match sink {
+            Some(s) => s.finish(&req, &mut res),
+            None => ctx.handler.handle(&req, &mut res),
+        }));
         if matches!(outcome, Ok(())) && res.hand_off {
             tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" handed off",
                 self.peer, req.method(), req.target(), self.head.minor);
@@ -383,7 +516,8 @@ impl Conn {
             self.reading = Reading::HandedOff { head };
             return;
         }
-        let mut keep = self.head.keep_alive && !ctx.draining;
+        let mut keep =
+            self.head.keep_alive && !ctx.draining && !std::mem::take(&mut self.skip_body);
         let (status, body, headers): (u16, Body, &[u8]) = match outcome {
             Ok(()) if res.misuse.is_none() => {
                 keep &= !res.close;
@@ -573,7 +707,7 @@ impl Conn {
             } else {
                 self.phase_at + t.connection_setup
             }),
-            Reading::Body(_) => Some(self.body_progress + t.body_progress),
+            Reading::Body(..) => Some(self.body_progress + t.body_progress),
             Reading::Done | Reading::HandedOff { .. } => None,
         }
     }

@@ -15,6 +15,11 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body after chunked decoding → 413.
     pub max_body: u64,
+    /// Largest body streamed to a `BodySink` → 413.
+    pub max_streamed_body: u64,
+    /// Largest piece given to a `BodySink` at a time (Moonbridge's
+    /// `maximum_input_chunk_size`).
+    pub max_input_chunk: usize,
     /// Responses queued but not yet written on one connection; past it we
     /// stop parsing pipelined requests (and so stop reading) until it drains.
     pub max_pipelined: usize,
@@ -33,6 +38,8 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             max_body: 1024 * 1024,
+            max_streamed_body: 64 << 30,
+            max_input_chunk: 64 * 1024,
             max_pipelined: 16,
             max_output_buffer: 256 * 1024,
         }

@@ -8,6 +8,7 @@ pub mod output;
 pub mod pool;
 pub mod request;
 pub mod response;
+pub mod sink;
 pub mod status;
 
 #[cfg(test)]
@@ -18,3 +19,4 @@ pub use limits::{Limits, Timeouts};
 pub use pool::BufPool;
 pub use request::{Request, Version};
 pub use response::{Body, BodyStream, Response};
+pub use sink::{BodyPlan, BodySink, SinkError};

@@ -2,15 +2,18 @@
 
 /// A request the engine refuses before any handler sees it: a status, and a
 /// reason for the log line. Every rejection closes the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
     pub status: u16,
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 impl Reject {
     pub const fn new(status: u16, reason: &'static str) -> Self {
-        Reject { status, reason }
+        Reject {
+            status,
+            reason: std::borrow::Cow::Borrowed(reason),
+        }
     }
 }
 
