@@ -224,7 +224,6 @@ pub struct StreamForm {
     collected: usize,
     limit: usize,
     finish: Option<Finish>,
-    error: Option<Malformed>,
 }
 
 enum KindState {
@@ -247,7 +246,6 @@ impl StreamForm {
             collected: 0,
             limit: collect_limit,
             finish: None,
-            error: None,
         })
     }
 
@@ -341,7 +339,7 @@ impl BodySink for StreamForm {
             }),
             KindState::Multipart(p) => p.finish(),
         };
-        if let Err(e) = done.or(self.error.take().map_or(Ok(()), Err)) {
+        if let Err(e) = done {
             res.status(400)
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .body(format!("400 Bad Request: {e}\n"));
