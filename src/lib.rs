@@ -27,6 +27,7 @@ pub mod tls;
 
 pub mod api;
 pub mod app;
+pub mod blocking;
 pub mod conn_io;
 pub mod files;
 pub mod handoff;

@@ -25,6 +25,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::conn_io::{self, Transport};
+use crate::http::deferred::{Job, Mailer, ReplyKey};
 use crate::http::{BufPool, Conn, Ctx, Expired, Handler, Limits, Next, Timeouts};
 use crate::relay::Relay;
 use crate::sys::{self, Addr, SockKind};
@@ -49,6 +50,8 @@ pub struct Options {
     /// Connections accepted from one listener per turn, so a flood of new
     /// connections cannot starve the ones being served.
     pub accept_batch: usize,
+    /// Header fields added to every response (Moonbridge's `static_headers`).
+    pub static_headers: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             timeouts: Timeouts::default(),
             accept_backoff: Duration::from_millis(100),
             accept_batch: 64,
+            static_headers: Vec::new(),
         }
     }
 }
@@ -163,7 +167,22 @@ pub struct Submission {
 #[derive(Clone)]
 pub struct Inbox {
     queue: Arc<Mutex<Vec<Submission>>>,
+    replies: Arc<Mutex<Vec<Mail>>>,
     waker: Arc<Waker>,
+}
+
+/// A deferred response's job (`None`: the reply was dropped).
+type Mail = (ReplyKey, Option<Job>);
+
+/// Deferred responses reach the loop through the inbox too.
+impl Mailer for Inbox {
+    fn send(&self, key: ReplyKey, job: Option<Job>) {
+        self.replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, job));
+        let _ = self.waker.wake();
+    }
 }
 
 impl Inbox {
@@ -251,6 +270,8 @@ struct Shared {
     date: DateCache,
     draining: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
+    static_headers: Vec<u8>,
+    mailer: Arc<dyn Mailer>,
 }
 
 impl Shared {
@@ -263,6 +284,8 @@ impl Shared {
             pool: &mut self.pool,
             scratch: &mut self.scratch,
             draining: self.draining,
+            static_headers: &self.static_headers,
+            replies: None,
         }
     }
 }
@@ -292,8 +315,22 @@ fn would_block(e: &io::Error) -> bool {
 
 impl Server {
     pub fn new(opts: Options, handler: impl Handler + 'static) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), Token(WAKER))?);
+        let inbox = Inbox {
+            queue: Arc::new(Mutex::new(Vec::new())),
+            replies: Arc::new(Mutex::new(Vec::new())),
+            waker,
+        };
+        let static_headers = opts
+            .static_headers
+            .iter()
+            .fold(Vec::new(), |mut b, (n, v)| {
+                b.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+                b
+            });
         Ok(Server {
-            poll: Poll::new()?,
+            poll,
             events: Some(Events::with_capacity(1024)),
             entries: Slab::new(),
             shared: Shared {
@@ -307,6 +344,8 @@ impl Server {
                 },
                 draining: false,
                 tls: None,
+                static_headers,
+                mailer: Arc::new(inbox.clone()),
             },
             timers: BinaryHeap::new(),
             queued: VecDeque::new(),
@@ -316,7 +355,7 @@ impl Server {
             paused: false,
             closed: false,
             now: Instant::now(),
-            inbox: None,
+            inbox: Some(inbox),
             hand_off: None,
             relays: 0,
         })
@@ -325,26 +364,40 @@ impl Server {
     /// The handle through which other threads submit sockets or wake the
     /// loop.
     pub fn inbox(&mut self) -> io::Result<Inbox> {
-        if let Some(i) = &self.inbox {
-            return Ok(i.clone());
-        }
-        let waker = Arc::new(Waker::new(self.poll.registry(), Token(WAKER))?);
-        let inbox = Inbox {
-            queue: Arc::new(Mutex::new(Vec::new())),
-            waker,
-        };
-        self.inbox = Some(inbox.clone());
-        Ok(inbox)
+        self.inbox
+            .clone()
+            .ok_or_else(|| io::Error::other("no inbox"))
     }
 
     fn take_mail(&mut self) {
-        let Some(inbox) = &self.inbox else { return };
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
         let mail = std::mem::take(&mut *inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
         for m in mail {
             let r = self.adopt(m.socket, &m.pre_read);
             if let Some(reply) = m.reply {
                 let _ = reply.send(r);
             }
+        }
+        let replies = std::mem::take(&mut *inbox.replies.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, job) in replies {
+            let now = self.now;
+            let Server {
+                entries, shared, ..
+            } = self;
+            let Some(Entry::Conn(slot)) = entries.get_mut(key.token) else {
+                continue;
+            };
+            if slot.generation != key.generation {
+                continue; // that connection is gone and its slot reused
+            }
+            let mut ctx = shared.ctx();
+            match job {
+                Some(job) => slot.conn.write_deferred(key.id, job, now, &mut ctx),
+                None => slot.conn.abandon(key.id, now, &mut ctx),
+            }
+            self.drive(key.token);
         }
     }
 
@@ -582,7 +635,9 @@ impl Server {
         let Some(Entry::Conn(slot)) = entries.get_mut(token) else {
             return;
         };
+        let mailer = shared.mailer.clone();
         let mut ctx = shared.ctx();
+        ctx.replies = Some((&mailer, token, slot.generation));
         let close = loop {
             let mut progress = false;
             match conn_io::read(

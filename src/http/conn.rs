@@ -7,9 +7,11 @@
 
 use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::chunked::{Chunked, MAX_CHUNK_LINE};
+use super::deferred::{Job, Mailer, ReadState, ReplyKey, Stepwise, Writer};
 use super::head::{self, Framing, Head};
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
@@ -55,6 +57,11 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// The server is shutting down: answer what is in flight, then close.
     pub draining: bool,
+    /// Header fields added to every response (`static_headers`), as
+    /// `Name: value\r\n` lines.
+    pub static_headers: &'a [u8],
+    /// How deferred responses reach the loop, and which connection this is.
+    pub replies: Option<(&'a Arc<dyn Mailer>, usize, u64)>,
 }
 
 enum Decoder {
@@ -76,6 +83,13 @@ enum Reading {
     /// A handler took the connection over; once what is queued is sent, the
     /// socket leaves HTTP with the head and the bytes read after it.
     HandedOff { head: Vec<u8> },
+    /// A handler deferred its response (`Response::defer`): it is written in
+    /// steps through a `Reply`; no further request is parsed until it ends.
+    Deferred {
+        id: u64,
+        st: Box<Stepwise>,
+        since: Instant,
+    },
 }
 
 /// What the I/O layer should do with the connection next.
@@ -123,6 +137,9 @@ pub struct Conn {
     linger_until: Option<Instant>,
     /// The handler answered without the body (`BodyPlan::Skip`).
     skip_body: bool,
+    next_reply: u64,
+    /// The response cannot be completed properly: close, do not linger.
+    abort: bool,
 }
 
 impl Conn {
@@ -144,6 +161,8 @@ impl Conn {
             eof: false,
             linger_until: None,
             skip_body: false,
+            next_reply: 0,
+            abort: false,
         }
     }
 
@@ -170,7 +189,7 @@ impl Conn {
         match self.reading {
             Reading::Body(..) => true,
             Reading::Idle | Reading::Head => !self.backpressured(limits),
-            Reading::Done | Reading::HandedOff { .. } => false,
+            Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => false,
         }
     }
 
@@ -278,7 +297,7 @@ impl Conn {
     pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         loop {
             match &mut self.reading {
-                Reading::Done | Reading::HandedOff { .. } => return,
+                Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => return,
                 Reading::Idle | Reading::Head => {
                     if self.backpressured(ctx.limits) {
                         return;
@@ -326,6 +345,7 @@ impl Conn {
                                     body: &[],
                                     trailers: &[],
                                     peer: &self.peer,
+                                    state: ReadState::MessageReady,
                                 };
                                 catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
                             };
@@ -501,8 +521,21 @@ impl Conn {
             body: &buf[body],
             trailers: &buf[trailers],
             peer: &self.peer,
+            state: ReadState::Finished,
         };
         let mut res = Response::new(ctx.scratch);
+        self.next_reply += 1;
+        let reply_id = self.next_reply;
+        res.reply = ctx.replies.map(|(m, token, generation)| {
+            (
+                m.clone(),
+                ReplyKey {
+                    token,
+                    generation,
+                    id: reply_id,
+                },
+            )
+        });
         let outcome = catch_unwind(AssertUnwindSafe(|| match sink {
             Some(s) => s.finish(&req, &mut res),
             None => ctx.handler.handle(&req, &mut res),
@@ -514,6 +547,20 @@ impl Conn {
             self.start += consumed;
             self.served += 1;
             self.reading = Reading::HandedOff { head };
+            return;
+        }
+        if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {
+            let keep =
+                self.head.keep_alive && !ctx.draining && !std::mem::take(&mut self.skip_body);
+            tracing::debug!(peer = %self.peer, "response deferred");
+            self.start += consumed;
+            self.served += 1;
+            let st = Stepwise::new(self.head.is_head, self.head.minor, keep);
+            self.reading = Reading::Deferred {
+                id: reply_id,
+                st: Box::new(st),
+                since: now,
+            };
             return;
         }
         let mut keep =
@@ -562,6 +609,7 @@ impl Conn {
             self.head.is_head,
             self.head.minor,
             keep,
+            ctx.static_headers,
         );
         tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" {} {}",
             self.peer, req.method(), req.target(), self.head.minor, status, sent);
@@ -592,6 +640,7 @@ impl Conn {
             false,
             1,
             false,
+            ctx.static_headers,
         );
         self.start = 0;
         self.end = 0;
@@ -644,6 +693,9 @@ impl Conn {
                 Next::Continue
             };
         }
+        if self.abort {
+            return Next::Close;
+        }
         if draining && self.drain() {
             return Next::Close;
         }
@@ -683,6 +735,63 @@ impl Conn {
         }
     }
 
+    /// Runs a deferred response's job with its writer. A job for another
+    /// request (or a connection that moved on) is dropped.
+    pub fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
+        let Reading::Deferred { id: want, st, .. } = &mut self.reading else {
+            return;
+        };
+        if *want != id {
+            return;
+        }
+        if self.out.is_empty() {
+            self.write_progress = now;
+        }
+        let mut w = Writer {
+            st,
+            out: &mut self.out,
+            pool: ctx.pool,
+            date: ctx.date,
+            static_headers: ctx.static_headers,
+            min_chunk: ctx.limits.min_output_chunk,
+        };
+        if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
+            tracing::error!(peer = %self.peer, "a deferred response's job panicked");
+            return self.abandon(id, now, ctx);
+        }
+        if st.state == super::deferred::WriteState::Finished {
+            tracing::info!(target: "handoff::access", "{} deferred response finished", self.peer);
+            self.out.end_response();
+            self.phase_at = now;
+            self.reading = if st.keep_alive {
+                Reading::Idle
+            } else {
+                Reading::Done
+            };
+        }
+    }
+
+    /// Every handle to a deferred response is gone: if it was finished,
+    /// nothing to do; if nothing was sent, a 500; if it had begun, the
+    /// connection is cut (a truncated body must not look whole).
+    pub fn abandon(&mut self, id: u64, now: Instant, ctx: &mut Ctx<'_>) {
+        let Reading::Deferred { id: want, st, .. } = &self.reading else {
+            return;
+        };
+        if *want != id {
+            return;
+        }
+        if st.state == super::deferred::WriteState::Empty {
+            tracing::error!(peer = %self.peer, "a deferred response was dropped unanswered; 500");
+            self.reading = Reading::Done;
+            self.reject(Reject::new(500, "the response was dropped"), now, ctx);
+        } else {
+            tracing::error!(peer = %self.peer, "a deferred response was dropped half-written; connection cut");
+            self.abort = true;
+            self.reading = Reading::Done;
+        }
+    }
+
     /// Stops taking new requests. Returns true if the connection is idle and
     /// can be closed at once; one with a request in flight answers it (with
     /// `Connection: close`, as the server is draining) and then closes.
@@ -709,6 +818,7 @@ impl Conn {
             }),
             Reading::Body(..) => Some(self.body_progress + t.body_progress),
             Reading::Done | Reading::HandedOff { .. } => None,
+            Reading::Deferred { since, .. } => Some(since + t.response),
         }
     }
 
@@ -734,10 +844,25 @@ impl Conn {
             return Some(Expired::Write);
         }
         if self.read_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
-            return Some(match self.reading {
+            return Some(match &self.reading {
                 Reading::Idle => {
                     self.reading = Reading::Done;
                     Expired::Idle
+                }
+                Reading::Deferred { st, .. } => {
+                    tracing::warn!(peer = %self.peer, "a deferred response was not finished in time");
+                    if st.state == super::deferred::WriteState::Empty {
+                        self.reading = Reading::Done;
+                        self.reject(
+                            Reject::new(504, "the response was not ready in time"),
+                            now,
+                            ctx,
+                        );
+                    } else {
+                        self.abort = true;
+                        self.reading = Reading::Done;
+                    }
+                    Expired::Request
                 }
                 _ => {
                     self.reject(Reject::new(408, "request not received in time"), now, ctx);
@@ -762,6 +887,7 @@ fn encode(
     is_head: bool,
     minor: u8,
     keep_alive: bool,
+    static_headers: &[u8],
 ) -> (bool, u64) {
     let no_body = has_no_body(status);
     let len = body.len();
@@ -777,6 +903,7 @@ fn encode(
         b.extend_from_slice(b"\r\nDate: ");
         b.extend_from_slice(date);
         b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(static_headers);
         b.extend_from_slice(headers);
         if !no_body {
             match len {

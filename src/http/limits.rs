@@ -20,6 +20,9 @@ pub struct Limits {
     /// Largest piece given to a `BodySink` at a time (Moonbridge's
     /// `maximum_input_chunk_size`).
     pub max_input_chunk: usize,
+    /// Deferred responses hold body data back until this much gathers
+    /// (Moonbridge's `minimum_output_chunk_size`; `flush` sends at once).
+    pub min_output_chunk: usize,
     /// Responses queued but not yet written on one connection; past it we
     /// stop parsing pipelined requests (and so stop reading) until it drains.
     pub max_pipelined: usize,
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_body: 1024 * 1024,
             max_streamed_body: 64 << 30,
             max_input_chunk: 64 * 1024,
+            min_output_chunk: 0,
             max_pipelined: 16,
             max_output_buffer: 256 * 1024,
         }
@@ -64,6 +68,9 @@ pub struct Timeouts {
     /// After we close our side, how long we keep reading and discarding what
     /// the peer still sends, so our last response is not destroyed by a RST.
     pub linger: Duration,
+    /// How long a deferred response may take to be finished: past it, 504
+    /// if nothing was sent, else the connection is cut.
+    pub response: Duration,
 }
 
 impl Default for Timeouts {
@@ -74,6 +81,7 @@ impl Default for Timeouts {
             body_progress: Duration::from_secs(30),
             write_progress: Duration::from_secs(30),
             linger: Duration::from_secs(2),
+            response: Duration::from_secs(60),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod chunked;
 pub mod conn;
+pub mod deferred;
 pub mod head;
 pub mod limits;
 pub mod output;
@@ -15,6 +16,7 @@ pub mod status;
 mod tests;
 
 pub use conn::{Conn, Ctx, Expired, Handler, Next};
+pub use deferred::{Misuse, ReadState, WriteState};
 pub use limits::{Limits, Timeouts};
 pub use pool::BufPool;
 pub use request::{Request, Version};

@@ -18,6 +18,7 @@ pub struct Request<'a> {
     pub(crate) body: &'a [u8],
     pub(crate) trailers: &'a [u8],
     pub(crate) peer: &'a Addr,
+    pub(crate) state: super::deferred::ReadState,
 }
 
 fn text(b: &[u8]) -> &str {
@@ -133,6 +134,12 @@ impl<'a> Request<'a> {
             }
         }
         out
+    }
+
+    /// Emilua's `read_state`: `MessageReady` in `on_head` (the body not
+    /// read yet), `Finished` when the handler has the whole request.
+    pub fn read_state(&self) -> super::deferred::ReadState {
+        self.state
     }
 
     /// Who sent it: the socket peer (a proxy, if there is one).

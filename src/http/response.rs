@@ -78,6 +78,12 @@ pub struct Response<'a> {
     pub(crate) close: bool,
     pub(crate) misuse: Option<&'static str>,
     pub(crate) hand_off: bool,
+    /// Set by the engine: how to make a `Reply` for this response.
+    pub(crate) reply: Option<(
+        std::sync::Arc<dyn super::deferred::Mailer>,
+        super::deferred::ReplyKey,
+    )>,
+    pub(crate) deferred: bool,
 }
 
 fn is_token(s: &str) -> bool {
@@ -96,6 +102,8 @@ impl<'a> Response<'a> {
             close: false,
             misuse: None,
             hand_off: false,
+            reply: None,
+            deferred: false,
         }
     }
 
@@ -168,7 +176,34 @@ impl<'a> Response<'a> {
         self
     }
 
+    /// Answers later, from any thread: the handler returns, the connection
+    /// waits (later pipelined requests wait behind it), and the `Reply`
+    /// writes the response in steps when it is ready, for example when work
+    /// on a thread pool is done (see `handoff::blocking`). Anything else set
+    /// on this response is ignored.
+    pub fn defer(&mut self) -> super::deferred::Reply {
+        self.deferred = true;
+        match &self.reply {
+            Some((mailer, key)) => super::deferred::Reply::new(*key, mailer.clone()),
+            None => super::deferred::Reply::new(
+                super::deferred::ReplyKey {
+                    token: usize::MAX,
+                    generation: 0,
+                    id: 0,
+                },
+                std::sync::Arc::new(NoMailer),
+            ),
+        }
+    }
+
     pub fn status_code(&self) -> u16 {
         self.status
     }
+}
+
+/// Where replies go when the engine runs without a server (tests): nowhere.
+struct NoMailer;
+
+impl super::deferred::Mailer for NoMailer {
+    fn send(&self, _: super::deferred::ReplyKey, _: Option<super::deferred::Job>) {}
 }

@@ -1,0 +1,519 @@
+//! Responses written in steps, later than the handler call: Emilua's
+//! `write_response_metadata` / `write` / `write_trailers` /
+//! `write_end_of_message` and Moonbridge's `send_status` / `send_header` /
+//! `finish_headers` / `send_data` / `flush` / `finish`.
+//!
+//! The engine still owns framing: a body of unknown length is chunked (or
+//! close-delimited to HTTP/1.0), a declared length is enforced, and any
+//! misuse (a header after the body began, a second status, data after the
+//! end) is an error returned to the caller, never bytes on the wire.
+
+use std::io::Write as _;
+
+/// Emilua's `write_state` of an outgoing response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteState {
+    /// Nothing sent yet.
+    Empty,
+    /// Status and headers sent; body, trailers or the end may follow.
+    MetadataIssued,
+    /// The response is complete.
+    Finished,
+}
+
+/// Emilua's `read_state` of the incoming request, as a handler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadState {
+    /// The head is here; the body has not been read (`on_head`).
+    MessageReady,
+    /// The whole message, body and trailers, has been read.
+    Finished,
+}
+
+/// What a writer was asked to do out of order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Misuse(pub &'static str);
+
+impl std::fmt::Display for Misuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Misuse {}
+
+/// The state of a response being written in steps.
+pub struct Stepwise {
+    pub state: WriteState,
+    status: u16,
+    headers: Vec<u8>,
+    length: Option<u64>,
+    sent: u64,
+    chunked: bool,
+    /// Data held back until `min_chunk` bytes gather (Moonbridge's
+    /// `minimum_output_chunk_size`) or a flush.
+    pending: Vec<u8>,
+    pub is_head: bool,
+    pub minor: u8,
+    pub keep_alive: bool,
+    trailers_allowed: bool,
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Stepwise {
+    pub fn new(is_head: bool, minor: u8, keep_alive: bool) -> Stepwise {
+        Stepwise {
+            state: WriteState::Empty,
+            status: 0,
+            headers: Vec::new(),
+            length: None,
+            sent: 0,
+            chunked: false,
+            pending: Vec::new(),
+            is_head,
+            minor,
+            keep_alive,
+            trailers_allowed: false,
+        }
+    }
+
+    pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
+        if self.state != WriteState::Empty {
+            return Err(Misuse("the status line was already sent"));
+        }
+        if self.status != 0 {
+            return Err(Misuse("a second status"));
+        }
+        if !(200..=999).contains(&code) {
+            return Err(Misuse("status outside 200..=999"));
+        }
+        self.status = code;
+        Ok(())
+    }
+
+    pub fn header(&mut self, name: &str, value: &[u8]) -> Result<(), Misuse> {
+        if self.state != WriteState::Empty {
+            return Err(Misuse("a header after the header section was sent"));
+        }
+        if self.status == 0 {
+            return Err(Misuse("a header before the status"));
+        }
+        if !valid_name(name) || value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Misuse("an invalid header name or value"));
+        }
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "content-length" => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+                self.length = Some(n.ok_or(Misuse("Content-Length is not a number"))?);
+                return Ok(());
+            }
+            "transfer-encoding" | "connection" | "date" | "trailer" => {
+                return Err(Misuse("framing headers are set by the engine"));
+            }
+            _ => {}
+        }
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// Writes the status line and headers into `out`.
+    pub fn finish_headers(
+        &mut self,
+        out: &mut Vec<u8>,
+        date: &[u8],
+        static_headers: &[u8],
+    ) -> Result<(), Misuse> {
+        match self.state {
+            WriteState::Empty => {}
+            WriteState::MetadataIssued => return Ok(()), // Moonbridge: may be called again
+            WriteState::Finished => return Err(Misuse("the response is finished")),
+        }
+        if self.status == 0 {
+            return Err(Misuse("no status before the header section"));
+        }
+        let no_body = super::status::has_no_body(self.status);
+        self.chunked = self.length.is_none() && !no_body && self.minor == 1;
+        if self.length.is_none() && !no_body && self.minor == 0 {
+            self.keep_alive = false; // close-delimited for HTTP/1.0
+        }
+        self.trailers_allowed = self.chunked;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nDate: ",
+            self.status,
+            super::status::reason_phrase(self.status)
+        );
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(static_headers);
+        out.extend_from_slice(&self.headers);
+        if !no_body {
+            match self.length {
+                Some(n) => {
+                    let _ = write!(out, "Content-Length: {n}\r\n");
+                }
+                None if self.chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+                None => {}
+            }
+        }
+        if !self.keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.minor == 0 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.state = WriteState::MetadataIssued;
+        Ok(())
+    }
+
+    /// Queues body data; emitted into `out` once `min_chunk` bytes gather.
+    pub fn data(&mut self, data: &[u8], out: &mut Vec<u8>, min_chunk: usize) -> Result<(), Misuse> {
+        if self.state != WriteState::MetadataIssued {
+            return Err(Misuse(if self.state == WriteState::Empty {
+                "body data before the header section"
+            } else {
+                "body data after the end"
+            }));
+        }
+        if super::status::has_no_body(self.status) && !data.is_empty() {
+            return Err(Misuse("this status has no body"));
+        }
+        if let Some(n) = self.length
+            && self.sent + (self.pending.len() + data.len()) as u64 > n
+        {
+            return Err(Misuse("more body than Content-Length said"));
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= min_chunk.max(1) {
+            self.flush(out);
+        }
+        Ok(())
+    }
+
+    /// Emits what is held back.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        if self.pending.is_empty() || self.state != WriteState::MetadataIssued {
+            return;
+        }
+        let n = self.pending.len();
+        self.sent += n as u64;
+        if self.is_head {
+            self.pending.clear();
+            return;
+        }
+        if self.chunked {
+            let _ = write!(out, "{n:x}\r\n");
+        }
+        out.append(&mut self.pending);
+        if self.chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Ends the message, with trailers if the body is chunked.
+    pub fn end(&mut self, trailers: &[(&str, &[u8])], out: &mut Vec<u8>) -> Result<(), Misuse> {
+        if self.state == WriteState::Finished {
+            return Err(Misuse("the response is already finished"));
+        }
+        if self.state == WriteState::Empty {
+            return Err(Misuse("finish before the header section"));
+        }
+        if !trailers.is_empty() && !self.trailers_allowed {
+            return Err(Misuse(
+                "trailers need a chunked body (no Content-Length, HTTP/1.1)",
+            ));
+        }
+        for (n, v) in trailers {
+            if !valid_name(n) || v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(Misuse("an invalid trailer name or value"));
+            }
+        }
+        self.flush(out);
+        if let Some(n) = self.length
+            && self.sent != n
+            && !self.is_head
+        {
+            return Err(Misuse("less body than Content-Length said"));
+        }
+        if self.chunked && !self.is_head {
+            out.extend_from_slice(b"0\r\n");
+            for (n, v) in trailers {
+                out.extend_from_slice(n.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        self.state = WriteState::Finished;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        steps: impl FnOnce(&mut Stepwise, &mut Vec<u8>) -> Result<(), Misuse>,
+    ) -> (Result<(), Misuse>, String) {
+        let mut s = Stepwise::new(false, 1, true);
+        let mut out = Vec::new();
+        let r = steps(&mut s, &mut out);
+        (r, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn writes_a_chunked_body_in_steps_with_trailers() {
+        let (r, out) = run(|s, o| {
+            s.status(200)?;
+            s.header("X-A", b"1")?;
+            s.finish_headers(o, b"D", b"Server: t\r\n")?;
+            s.data(b"hel", o, 1)?;
+            s.data(b"lo", o, 1)?;
+            s.end(&[("X-Sum", b"5")], o)
+        });
+        r.unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nDate: D\r\nServer: t\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\nX-Sum: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn holds_small_writes_until_the_minimum_chunk_or_a_flush() {
+        let (r, out) = run(|s, o| {
+            s.status(200)?;
+            s.finish_headers(o, b"D", b"")?;
+            s.data(b"a", o, 4)?;
+            s.data(b"b", o, 4)?;
+            s.flush(o);
+            s.data(b"cdef", o, 4)?;
+            s.end(&[], o)
+        });
+        r.unwrap();
+        assert!(out.ends_with("2\r\nab\r\n4\r\ncdef\r\n0\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn enforces_a_declared_length() {
+        let (r, _) = run(|s, o| {
+            s.status(200)?;
+            s.header("Content-Length", b"3")?;
+            s.finish_headers(o, b"D", b"")?;
+            s.data(b"abcd", o, 1)
+        });
+        assert_eq!(r.unwrap_err().0, "more body than Content-Length said");
+        let (r, _) = run(|s, o| {
+            s.status(200)?;
+            s.header("Content-Length", b"3")?;
+            s.finish_headers(o, b"D", b"")?;
+            s.data(b"ab", o, 1)?;
+            s.end(&[], o)
+        });
+        assert_eq!(r.unwrap_err().0, "less body than Content-Length said");
+    }
+
+    #[test]
+    fn reports_misuse_instead_of_writing_it() {
+        type Steps<'a> = &'a dyn Fn(&mut Stepwise, &mut Vec<u8>) -> Result<(), Misuse>;
+        let misuse = |f: Steps<'_>| {
+            let mut s = Stepwise::new(false, 1, true);
+            let mut out = Vec::new();
+            let e = f(&mut s, &mut out).unwrap_err();
+            (e.0, out.len())
+        };
+        assert_eq!(
+            misuse(&|s, _| s.header("X", b"1")).0,
+            "a header before the status"
+        );
+        assert_eq!(
+            misuse(&|s, _| {
+                s.status(200)?;
+                s.status(404)
+            })
+            .0,
+            "a second status"
+        );
+        let (e, _) = misuse(&|s, o| {
+            s.status(200)?;
+            s.finish_headers(o, b"D", b"")?;
+            s.header("X", b"1")
+        });
+        assert_eq!(e, "a header after the header section was sent");
+        assert_eq!(
+            misuse(&|s, o| s.data(b"x", o, 1)).0,
+            "body data before the header section"
+        );
+        assert_eq!(
+            misuse(&|s, _| {
+                s.status(200)?;
+                s.header("X", b"a\r\nInjected: 1")
+            })
+            .0,
+            "an invalid header name or value"
+        );
+        let (e, _) = misuse(&|s, o| {
+            s.status(200)?;
+            s.finish_headers(o, b"D", b"")?;
+            s.end(&[], o)?;
+            s.data(b"x", o, 1)
+        });
+        assert_eq!(e, "body data after the end");
+        let (e, _) = misuse(&|s, o| {
+            s.status(200)?;
+            s.header("Content-Length", b"0")?;
+            s.finish_headers(o, b"D", b"")?;
+            s.end(&[("T", b"1")], o)
+        });
+        assert!(e.contains("trailers need a chunked body"));
+    }
+
+    #[test]
+    fn drops_the_body_of_a_head_request_but_keeps_its_framing() {
+        let mut s = Stepwise::new(true, 1, true);
+        let mut out = Vec::new();
+        s.status(200).unwrap();
+        s.header("Content-Length", b"5").unwrap();
+        s.finish_headers(&mut out, b"D", b"").unwrap();
+        s.data(b"hello", &mut out, 1).unwrap();
+        s.end(&[], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
+    }
+}
+
+// ---- deferred replies ----
+
+use std::sync::Arc;
+
+use super::output::Output;
+use super::pool::BufPool;
+
+/// Which response a reply completes: the connection (its token and
+/// generation in the server) and the request on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyKey {
+    pub token: usize,
+    pub generation: u64,
+    pub id: u64,
+}
+
+/// Work to run on the event loop with the response's writer.
+pub type Job = Box<dyn FnOnce(&mut Writer<'_>) + Send>;
+
+/// How replies reach the event loop (the server's inbox, which wakes it).
+pub trait Mailer: Send + Sync {
+    /// `None`: every handle to the reply was dropped.
+    fn send(&self, key: ReplyKey, job: Option<Job>);
+}
+
+struct ReplyInner {
+    key: ReplyKey,
+    mailer: Arc<dyn Mailer>,
+}
+
+impl Drop for ReplyInner {
+    fn drop(&mut self) {
+        self.mailer.send(self.key, None);
+    }
+}
+
+/// A response the handler deferred (`Response::defer`): send it from any
+/// thread, in one go or in steps. Cheap to clone. When every clone is
+/// dropped without the response finished, the client gets a 500 (or, if
+/// the response had begun, the connection is cut: a truncated body must
+/// not look whole).
+#[derive(Clone)]
+pub struct Reply(Arc<ReplyInner>);
+
+impl Reply {
+    pub(crate) fn new(key: ReplyKey, mailer: Arc<dyn Mailer>) -> Reply {
+        Reply(Arc::new(ReplyInner { key, mailer }))
+    }
+
+    /// Runs `f` on the event loop with the response's writer.
+    pub fn send(&self, f: impl FnOnce(&mut Writer<'_>) + Send + 'static) {
+        self.0.mailer.send(self.0.key, Some(Box::new(f)));
+    }
+}
+
+/// Writes a deferred response in steps (on the event loop).
+pub struct Writer<'a> {
+    pub(crate) st: &'a mut Stepwise,
+    pub(crate) out: &'a mut Output,
+    pub(crate) pool: &'a mut BufPool,
+    pub(crate) date: &'a [u8],
+    pub(crate) static_headers: &'a [u8],
+    pub(crate) min_chunk: usize,
+}
+
+impl Writer<'_> {
+    pub fn write_state(&self) -> WriteState {
+        self.st.state
+    }
+
+    /// The request was read whole before the handler ran.
+    pub fn read_state(&self) -> ReadState {
+        ReadState::Finished
+    }
+
+    pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
+        self.st.status(code)
+    }
+
+    /// A header field; `Content-Length` declares the body's length (then
+    /// enforced), other framing fields are the engine's.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), Misuse> {
+        self.st.header(name, value.as_ref())
+    }
+
+    /// Sends the status line and header section (done by the first `write`
+    /// or `finish` if not called).
+    pub fn finish_headers(&mut self) -> Result<(), Misuse> {
+        let (st, date, sh) = (&mut *self.st, self.date, self.static_headers);
+        self.out
+            .with_mem(self.pool, |b| st.finish_headers(b, date, sh))
+    }
+
+    /// Body data (dropped for HEAD requests; held until the minimum output
+    /// chunk size gathers or `flush`).
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Misuse> {
+        if self.st.state == WriteState::Empty {
+            self.finish_headers()?;
+        }
+        let (st, min) = (&mut *self.st, self.min_chunk);
+        self.out.with_mem(self.pool, |b| st.data(data, b, min))
+    }
+
+    /// Sends held-back body data now.
+    pub fn flush(&mut self) {
+        let st = &mut *self.st;
+        self.out.with_mem(self.pool, |b| st.flush(b));
+    }
+
+    /// Ends the response.
+    pub fn finish(&mut self) -> Result<(), Misuse> {
+        self.finish_with_trailers(&[])
+    }
+
+    /// Ends the response with trailer fields (a chunked body only).
+    pub fn finish_with_trailers(&mut self, trailers: &[(&str, &[u8])]) -> Result<(), Misuse> {
+        if self.st.state == WriteState::Empty {
+            self.finish_headers()?;
+        }
+        let st = &mut *self.st;
+        self.out.with_mem(self.pool, |b| st.end(trailers, b))
+    }
+}
