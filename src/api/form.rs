@@ -205,9 +205,15 @@ struct Route {
 ///     match StreamForm::new(req, 64 * 1024) {
 ///         Ok(form) => BodyPlan::Stream(Box::new(
 ///             form.stream_post_param("upload", move |ev| match ev {
-///                 Event::Start(_) => Ok(file = Some(std::fs::File::create("/tmp/upload")?)),
+///                 Event::Start(_) => {
+///                     file = Some(std::fs::File::create("/tmp/upload")?);
+///                     Ok(())
+///                 }
 ///                 Event::Data(d) => file.as_mut().map_or(Ok(()), |f| f.write_all(d)),
-///                 Event::End => Ok(file = None),
+///                 Event::End => {
+///                     file = None;
+///                     Ok(())
+///                 }
 ///             })
 ///             .finish(|_req, form, res| {
 ///                 res.body(format!("stored; title={:?}\n", form.get_str("title")));
