@@ -288,6 +288,22 @@ impl Shared {
             replies: None,
         }
     }
+
+    /// The context for one connection: deferred responses know where to
+    /// reply (the mailer is borrowed, not cloned, per turn).
+    fn ctx_for(&mut self, token: usize, generation: u64) -> Ctx<'_> {
+        Ctx {
+            handler: &*self.handler,
+            limits: &self.opts.limits,
+            timeouts: &self.opts.timeouts,
+            date: &self.date.text,
+            pool: &mut self.pool,
+            scratch: &mut self.scratch,
+            draining: self.draining,
+            static_headers: &self.static_headers,
+            replies: Some((&self.mailer, token, generation)),
+        }
+    }
 }
 
 /// An HTTP/1.1 server on a mio event loop.
@@ -635,9 +651,7 @@ impl Server {
         let Some(Entry::Conn(slot)) = entries.get_mut(token) else {
             return;
         };
-        let mailer = shared.mailer.clone();
-        let mut ctx = shared.ctx();
-        ctx.replies = Some((&mailer, token, slot.generation));
+        let mut ctx = shared.ctx_for(token, slot.generation);
         let close = loop {
             let mut progress = false;
             match conn_io::read(

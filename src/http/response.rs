@@ -79,10 +79,7 @@ pub struct Response<'a> {
     pub(crate) misuse: Option<&'static str>,
     pub(crate) hand_off: bool,
     /// Set by the engine: how to make a `Reply` for this response.
-    pub(crate) reply: Option<(
-        std::sync::Arc<dyn super::deferred::Mailer>,
-        super::deferred::ReplyKey,
-    )>,
+        pub(crate) reply: Option<(&'a std::sync::Arc<dyn super::deferred::Mailer>, super::deferred::ReplyKey)>,
     pub(crate) deferred: bool,
 }
 
@@ -184,7 +181,7 @@ impl<'a> Response<'a> {
     pub fn defer(&mut self) -> super::deferred::Reply {
         self.deferred = true;
         match &self.reply {
-            Some((mailer, key)) => super::deferred::Reply::new(*key, mailer.clone()),
+            Some((mailer, key)) => super::deferred::Reply::new(*key, (*mailer).clone()),
             None => super::deferred::Reply::new(
                 super::deferred::ReplyKey {
                     token: usize::MAX,

@@ -151,20 +151,16 @@ impl Worker {
 
     /// A socket to an HTTP process (one end of a socketpair).
     pub fn add_ctl(&mut self, fd: OwnedFd) -> io::Result<()> {
-        sys::prepare_adopted(fd.as_fd())?;
-        let e = self.entries.vacant_entry();
-        self.poll.registry().register(
-            &mut SourceFd(&fd.as_raw_fd()),
-            Token(e.key()),
-            Interest::READABLE,
-        )?;
-        e.insert(Entry::Ctl(fd));
-        Ok(())
+        self.register(fd, Entry::Ctl)
     }
 
     /// A listening `SOCK_SEQPACKET` socket HTTP processes connect to
     /// (`--ws-worker-socket`).
     pub fn add_ctl_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.register(fd, Entry::CtlListener)
+    }
+
+    fn register(&mut self, fd: OwnedFd, entry: fn(OwnedFd) -> Entry) -> io::Result<()> {
         sys::prepare_adopted(fd.as_fd())?;
         let e = self.entries.vacant_entry();
         self.poll.registry().register(
@@ -172,7 +168,7 @@ impl Worker {
             Token(e.key()),
             Interest::READABLE,
         )?;
-        e.insert(Entry::CtlListener(fd));
+        e.insert(entry(fd));
         Ok(())
     }
 
