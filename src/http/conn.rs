@@ -526,7 +526,16 @@ impl Conn {
         let mut res = Response::new(ctx.scratch);
         self.next_reply += 1;
         let reply_id = self.next_reply;
-        res.reply = ctx.replies.map(|(m, token, generation)| (m, ReplyKey { token, generation, id: reply_id }));
+        res.reply = ctx.replies.map(|(m, token, generation)| {
+            (
+                m,
+                ReplyKey {
+                    token,
+                    generation,
+                    id: reply_id,
+                },
+            )
+        });
         let outcome = catch_unwind(AssertUnwindSafe(|| match sink {
             Some(s) => s.finish(&req, &mut res),
             None => ctx.handler.handle(&req, &mut res),

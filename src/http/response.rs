@@ -79,7 +79,10 @@ pub struct Response<'a> {
     pub(crate) misuse: Option<&'static str>,
     pub(crate) hand_off: bool,
     /// Set by the engine: how to make a `Reply` for this response.
-        pub(crate) reply: Option<(&'a std::sync::Arc<dyn super::deferred::Mailer>, super::deferred::ReplyKey)>,
+    pub(crate) reply: Option<(
+        &'a std::sync::Arc<dyn super::deferred::Mailer>,
+        super::deferred::ReplyKey,
+    )>,
     pub(crate) deferred: bool,
 }
 
