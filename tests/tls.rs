@@ -590,3 +590,96 @@ fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
         "the HTTP process's peak memory grew by {grew} KiB relaying 16 MiB each way"
     );
 }
+
+#[test]
+fn holds_the_same_fds_after_tls_and_websocket_abuse() {
+    use tungstenite::Message;
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("localhost", "leaf");
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+        "--setup-timeout",
+        "1",
+    ]);
+    let a = h.addr_of("https");
+    // Warm up every path once, then take the baseline.
+    let (mut ws, _) = tungstenite::client(
+        format!("wss://localhost:{}/echo", a.port()),
+        tls_client(a, &pki.ca()),
+    )
+    .unwrap();
+    ws.send(Message::text("warm")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("warm"));
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    drop(ws);
+    let before = h.settled_fds();
+
+    for i in 0..5 {
+        // A handshake cut after its first bytes, or never begun.
+        let mut c = TcpStream::connect(a).unwrap();
+        if i % 2 == 0 {
+            c.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        }
+        drop(c);
+        // A finished handshake, then gone without close_notify.
+        let mut t = tls_client(a, &pki.ca());
+        t.write_all(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let _ = t.read(&mut buf);
+        drop(t);
+        // wss: a message, then the TCP connection dropped mid-conversation.
+        let (mut ws, _) = tungstenite::client(
+            format!("wss://localhost:{}/echo", a.port()),
+            tls_client(a, &pki.ca()),
+        )
+        .unwrap();
+        ws.send(Message::binary(vec![7u8; 100_000])).unwrap();
+        if i % 2 == 0 {
+            let _ = ws.read();
+        }
+        drop(ws);
+        // Plain ws handed off, then dropped.
+        let mut p = TcpStream::connect(h.addr).unwrap();
+        p.write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+        let _ = p.read(&mut buf);
+        drop(p);
+        // A TLS connection that sends nothing: cut at the setup deadline.
+        let idle = TcpStream::connect(a).unwrap();
+        // Keep the client end open (a copy is leaked on purpose) so that only
+        // the server's deadline can end this connection.
+        std::mem::forget(idle.try_clone().unwrap());
+        drop(idle);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || h.fds() == before),
+        "fds before {before}, after {}\n{}",
+        h.fds(),
+        h.log()
+    );
+    // Still serving.
+    assert_eq!(
+        curl(&[
+            "--cacert",
+            s(&pki.ca()),
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", a.port()),
+            &format!("https://localhost:{}/a.txt", a.port())
+        ])
+        .1,
+        "alpha\n"
+    );
+}
