@@ -185,6 +185,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     tracing::info!(root = %files.root().display(), "serving files");
     let ws_paths: Vec<String> = cfg.ws.routes.iter().map(|r| r.path.clone()).collect();
     let mut server = Server::new(cfg.options.clone(), Site { files, ws_paths })?;
+    let mut ws_pool = None;
     if !cfg.ws.routes.is_empty() {
         let pool = pool::start(PoolConfig {
             workers: cfg.ws.workers,
@@ -192,6 +193,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             external: cfg.ws.external.clone(),
             ack_timeout: Duration::from_secs(2),
         })?;
+        ws_pool = Some(pool.clone());
         server.on_hand_off(move |h| pool.hand_off(h));
     }
     let inbox = server.inbox()?;
@@ -318,13 +320,23 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let mut notifier = Notifier::from_env();
     notifier.ready(&status(&server));
     let mut deadline: Option<Instant> = None;
+    // While draining: the WebSocket workers are saying goodbye (1001).
+    let mut workers_done: Option<std::sync::mpsc::Receiver<()>> = None;
     let mut idle_since = Instant::now();
     loop {
         let now = Instant::now();
         let mut wake = notifier.next_due();
-        for t in [deadline, cfg.idle_exit.map(|d| idle_since + d)]
-            .into_iter()
-            .flatten()
+        // Waiting for workers to exit is not an event of the loop: look often.
+        let poll_workers = workers_done
+            .as_ref()
+            .map(|_| now + Duration::from_millis(50));
+        for t in [
+            deadline,
+            cfg.idle_exit.map(|d| idle_since + d),
+            poll_workers,
+        ]
+        .into_iter()
+        .flatten()
         {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
@@ -349,10 +361,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             );
             notifier.stopping();
             server.drain();
+            workers_done = ws_pool.as_ref().map(|p| p.shutdown());
             deadline = Some(now + cfg.shutdown_timeout);
         }
         if let Some(d) = deadline {
-            if server.is_empty() {
+            let workers_gone = workers_done.as_ref().is_none_or(|rx| {
+                !matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty))
+            });
+            if workers_gone {
+                workers_done = None;
+            }
+            if server.is_empty() && workers_gone {
                 tracing::info!("drained; exiting");
                 return Ok(());
             }

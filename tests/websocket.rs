@@ -482,3 +482,40 @@ fn enforces_the_message_limit_pings_and_closes_idle_clients() {
         t.elapsed()
     );
 }
+
+#[test]
+fn on_sigterm_websocket_clients_get_a_1001_close_and_the_server_exits() {
+    let (mut h, _site) = ws_server(&["--ws-workers", "2", "--shutdown-timeout", "10"]);
+    let mut clients: Vec<Ws> = (0..3).map(|_| connect_ws(&h, "/echo")).collect();
+    for c in &mut clients {
+        c.send(Message::text("hi")).unwrap();
+        assert_eq!(next_text(c), "hi");
+        c.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+    }
+    let t = Instant::now();
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    for c in &mut clients {
+        let code = loop {
+            match c.read() {
+                Ok(Message::Close(Some(f))) => break Some(u16::from(f.code)),
+                Ok(Message::Close(None)) => break None,
+                Ok(_) => continue,
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        };
+        assert_eq!(code, Some(1001));
+        // Answer it, as a well-behaved client does.
+        let _ = c.flush();
+    }
+    let status = h
+        .wait_exit(Duration::from_secs(8))
+        .expect("the server did not exit");
+    assert!(status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        t.elapsed()
+    );
+}

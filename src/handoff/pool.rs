@@ -36,21 +36,41 @@ pub struct PoolConfig {
     pub ack_timeout: Duration,
 }
 
+enum Msg {
+    HandOff(HandedOff),
+    /// Ask every worker to close its connections (1001) and exit; tell
+    /// this sender when all have.
+    Shutdown(mpsc::Sender<()>),
+}
+
 /// Hands connections to the pool's thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
-    tx: mpsc::Sender<HandedOff>,
+    tx: mpsc::Sender<Msg>,
     waker: Arc<Waker>,
 }
 
 impl Pool {
     pub fn hand_off(&self, h: HandedOff) {
-        match self.tx.send(h) {
+        match self.tx.send(Msg::HandOff(h)) {
             Ok(()) => {
                 let _ = self.waker.wake();
             }
-            Err(mpsc::SendError(h)) => answer_503(h.socket, "the WebSocket pool is gone"),
+            Err(mpsc::SendError(Msg::HandOff(h))) => {
+                answer_503(h.socket, "the WebSocket pool is gone")
+            }
+            Err(_) => {}
         }
+    }
+
+    /// Starts a graceful shutdown of the workers; the receiver hears once
+    /// every worker this pool started has exited.
+    pub fn shutdown(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
+            let _ = self.waker.wake();
+        }
+        rx
     }
 }
 
@@ -106,6 +126,7 @@ pub fn start(cfg: PoolConfig) -> io::Result<Pool> {
                 workers: Vec::new(),
                 pending: HashMap::new(),
                 next_id: 0,
+                stopping: None,
             };
             p.run();
         })?;
@@ -114,7 +135,9 @@ pub fn start(cfg: PoolConfig) -> io::Result<Pool> {
 
 struct PoolLoop {
     poll: Poll,
-    rx: mpsc::Receiver<HandedOff>,
+    rx: mpsc::Receiver<Msg>,
+    /// Shutting down: workers are not restarted; tell this when all are gone.
+    stopping: Option<mpsc::Sender<()>>,
     cfg: PoolConfig,
     workers: Vec<Worker>,
     pending: HashMap<u64, Pending>,
@@ -161,8 +184,14 @@ impl PoolLoop {
             for ev in events.iter() {
                 match ev.token().0 {
                     WAKER => {
-                        while let Ok(h) = self.rx.try_recv() {
-                            self.place(h);
+                        while let Ok(m) = self.rx.try_recv() {
+                            match m {
+                                Msg::HandOff(h) if self.stopping.is_some() => {
+                                    answer_503(h.socket, "shutting down")
+                                }
+                                Msg::HandOff(h) => self.place(h),
+                                Msg::Shutdown(done) => self.shut_down(done),
+                            }
                         }
                     }
                     i => self.read_worker(i),
@@ -171,6 +200,41 @@ impl PoolLoop {
             self.expire(Instant::now());
             crate::log::flush();
             crate::log::batch(false);
+        }
+    }
+
+    fn shut_down(&mut self, done: mpsc::Sender<()>) {
+        for w in &mut self.workers {
+            w.restart_at = None;
+            if let Some(c) = &w.child {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        self.stopping = Some(done);
+        self.check_stopped();
+    }
+
+    /// Once shutting down, tells the waiter when no started worker is left.
+    fn check_stopped(&mut self) {
+        if self.stopping.is_none() {
+            return;
+        }
+        for w in &mut self.workers {
+            if let Some(c) = &mut w.child
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                w.child = None;
+            }
+        }
+        if self.workers.iter().all(|w| w.child.is_none())
+            && let Some(done) = self.stopping.take()
+        {
+            let _ = done.send(());
+            // Stay "stopping" for any late handoff.
+            self.stopping = Some(mpsc::channel().0);
         }
     }
 
@@ -327,10 +391,26 @@ impl PoolLoop {
                 .registry()
                 .deregister(&mut SourceFd(&c.as_raw_fd()));
         }
+        let stopping = self.stopping.is_some();
         let status = w.child.take().map(|mut c| {
-            let _ = c.kill();
+            // Shutting down, a worker closes its socket as it exits: wait
+            // for it rather than cutting its goodbyes short.
+            if !stopping {
+                let _ = c.kill();
+            }
             c.wait().map(|s| s.to_string()).unwrap_or_default()
         });
+        if stopping {
+            tracing::info!(
+                worker = i,
+                status = status.as_deref().unwrap_or("-"),
+                "WebSocket worker exited"
+            );
+            w.inflight = 0;
+            w.load = 0;
+            self.check_stopped();
+            return;
+        }
         if now.duration_since(w.started) >= HEALTHY_AFTER {
             w.backoff = FIRST_BACKOFF;
         }

@@ -96,6 +96,9 @@ enum Entry {
 
 pub struct Worker {
     poll: Poll,
+    /// SIGTERM arrived: connections are being closed with 1001.
+    term: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopping_until: Option<Instant>,
     entries: Slab<Entry>,
     cfg: WorkerConfig,
     live: usize,
@@ -139,8 +142,12 @@ impl Worker {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(cfg.max_message))
             .max_frame_size(Some(cfg.max_frame));
+        let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
         Ok(Worker {
             poll: Poll::new()?,
+            term,
+            stopping_until: None,
             entries: Slab::new(),
             cfg,
             live: 0,
@@ -182,8 +189,17 @@ impl Worker {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(512);
         let mut next_tick = Instant::now() + Duration::from_secs(1);
-        while self.has_ctl() || self.live > 0 {
+        loop {
             let now = Instant::now();
+            if self.term.load(std::sync::atomic::Ordering::Relaxed) && self.stopping_until.is_none()
+            {
+                self.going_away(now);
+            }
+            match self.stopping_until {
+                Some(until) if self.live == 0 || now >= until => break,
+                None if !self.has_ctl() && self.live == 0 => break,
+                _ => {}
+            }
             // Often enough for the configured ping interval and idle deadline,
             // and for the signal schedule of exiting exec children.
             let mut tick_every = Duration::from_secs(1)
@@ -659,6 +675,36 @@ impl Worker {
         }
         self.live -= 1;
         self.report_load();
+    }
+
+    /// SIGTERM: every connection gets a Close frame with 1001 (going away)
+    /// and a moment to answer it; new handoffs are refused; the worker
+    /// exits when all are closed or after two seconds.
+    fn going_away(&mut self, now: Instant) {
+        tracing::info!(
+            connections = self.live,
+            "SIGTERM: closing WebSocket connections with 1001"
+        );
+        self.stopping_until = Some(now + Duration::from_secs(2));
+        let tokens: Vec<usize> = self
+            .entries
+            .iter()
+            .filter_map(|(t, e)| matches!(e, Entry::Ws(_)).then_some(t))
+            .collect();
+        for t in tokens {
+            if let Some(Entry::Ws(c)) = self.entries.get_mut(t) {
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                };
+                let r = c.ws.close(Some(frame)).and_then(|()| c.ws.flush());
+                if let Err(e) = r
+                    && !would_block(&e)
+                {
+                    self.close(t);
+                }
+            }
+        }
     }
 
     /// Once a second (ten times while children are being ended): pings,
