@@ -386,14 +386,15 @@ fn serves_under_a_real_xinetd_in_both_wait_modes() {
 #[test]
 fn the_shipped_systemd_units_verify_without_a_word() {
     let dir = tempfile::tempdir().unwrap();
-    let units = [
-        "handoff.socket",
-        "handoff.service",
-        "handoff-control.socket",
-        "handoff-accept.socket",
-        "handoff-accept@.service",
-    ];
-    for u in units {
+    // Every unit shipped, so that a new one cannot be forgotten here.
+    let mut units: Vec<String> =
+        std::fs::read_dir(format!("{}/systemd", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    units.sort();
+    assert!(units.len() >= 7, "{units:?}");
+    for u in &units {
         let text =
             std::fs::read_to_string(format!("{}/systemd/{u}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         // verify checks that ExecStart's program exists: point it at ours.
