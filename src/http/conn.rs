@@ -89,6 +89,8 @@ enum Reading {
         id: u64,
         st: Box<Stepwise>,
         since: Instant,
+        /// The request line, for the access log.
+        line: String,
     },
 }
 
@@ -556,10 +558,17 @@ impl Conn {
             self.start += consumed;
             self.served += 1;
             let st = Stepwise::new(self.head.is_head, self.head.minor, keep);
+            let line = format!(
+                "{} {} HTTP/1.{}",
+                req.method(),
+                req.target(),
+                self.head.minor
+            );
             self.reading = Reading::Deferred {
                 id: reply_id,
                 st: Box::new(st),
                 since: now,
+                line,
             };
             return;
         }
@@ -738,7 +747,10 @@ impl Conn {
     /// Runs a deferred response's job with its writer. A job for another
     /// request (or a connection that moved on) is dropped.
     pub fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
-        let Reading::Deferred { id: want, st, .. } = &mut self.reading else {
+        let Reading::Deferred {
+            id: want, st, line, ..
+        } = &mut self.reading
+        else {
             return;
         };
         if *want != id {
@@ -760,7 +772,7 @@ impl Conn {
             return self.abandon(id, now, ctx);
         }
         if st.state == super::deferred::WriteState::Finished {
-            tracing::info!(target: "handoff::access", "{} deferred response finished", self.peer);
+            tracing::info!(target: "handoff::access", "{} \"{line}\" {} {} (deferred)", self.peer, st.status_code(), st.body_sent());
             self.out.end_response();
             self.phase_at = now;
             self.reading = if st.keep_alive {

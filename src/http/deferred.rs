@@ -82,6 +82,15 @@ impl Stepwise {
         }
     }
 
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+
+    /// Body bytes sent so far.
+    pub fn body_sent(&self) -> u64 {
+        self.sent
+    }
+
     pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
         if self.state != WriteState::Empty {
             return Err(Misuse("the status line was already sent"));
