@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -56,8 +57,11 @@ impl StaticFiles {
     }
 
     fn open_beneath(&self, rel: &str) -> io::Result<File> {
+        // O_NONBLOCK: opening a FIFO (or a device) in the root must not
+        // wait for a writer and freeze the event loop; such a file is then
+        // refused as not regular. Reads of regular files ignore the flag.
         let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         match openat2(&self.root, rel, how) {
             Ok(fd) => Ok(File::from(fd)),
@@ -66,7 +70,10 @@ impl StaticFiles {
                 if !full.starts_with(&self.root_path) {
                     return Err(io::Error::from_raw_os_error(libc::EXDEV));
                 }
-                File::open(full)
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(full)
             }
             Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
         }

@@ -157,3 +157,20 @@ fn answers_head_without_a_body_and_refuses_other_methods() {
     assert_eq!(r.status, 405);
     assert_eq!(h.get("/missing").status, 404);
 }
+
+#[test]
+fn a_fifo_in_the_root_is_refused_without_blocking_the_server() {
+    let (h, site, _o) = server();
+    let fifo = site.path().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let t = std::time::Instant::now();
+    let mut s = h.connect();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    s.write_all(b"GET /pipe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).expect("an answer, not a hang");
+    assert_eq!(r.status, 404);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(h.get("/a.txt").text(), "alpha\n");
+}
