@@ -119,10 +119,12 @@ pub fn init(target: LogTarget) -> io::Result<()> {
                 .append(true)
                 .open(p)?,
         )),
+        // Non-blocking: a stalled syslog must not stall the event loop; a
+        // line it cannot take is dropped.
         LogTarget::Syslog => Sink::Syslog(
             UnixDatagram::unbound()
                 .ok()
-                .filter(|s| s.connect("/dev/log").is_ok()),
+                .filter(|s| s.connect("/dev/log").is_ok() && s.set_nonblocking(true).is_ok()),
         ),
     };
     let _ = SINK.set(sink);
