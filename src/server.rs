@@ -276,22 +276,16 @@ struct Shared {
 
 impl Shared {
     fn ctx(&mut self) -> Ctx<'_> {
-        Ctx {
-            handler: &*self.handler,
-            limits: &self.opts.limits,
-            timeouts: &self.opts.timeouts,
-            date: &self.date.text,
-            pool: &mut self.pool,
-            scratch: &mut self.scratch,
-            draining: self.draining,
-            static_headers: &self.static_headers,
-            replies: None,
-        }
+        self.ctx_with(None)
     }
 
     /// The context for one connection: deferred responses know where to
     /// reply (the mailer is borrowed, not cloned, per turn).
     fn ctx_for(&mut self, token: usize, generation: u64) -> Ctx<'_> {
+        self.ctx_with(Some((token, generation)))
+    }
+
+    fn ctx_with(&mut self, conn: Option<(usize, u64)>) -> Ctx<'_> {
         Ctx {
             handler: &*self.handler,
             limits: &self.opts.limits,
@@ -301,7 +295,7 @@ impl Shared {
             scratch: &mut self.scratch,
             draining: self.draining,
             static_headers: &self.static_headers,
-            replies: Some((&self.mailer, token, generation)),
+            replies: conn.map(|(token, generation)| (&self.mailer, token, generation)),
         }
     }
 }

@@ -475,33 +475,29 @@ impl Worker {
             out_token: None,
             in_token: None,
         };
-        if let Some(fd) = out_fd {
-            let e = self.entries.vacant_entry();
-            if self
-                .poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(e.key()), Interest::READABLE)
-                .is_ok()
-            {
-                slot.out_token = Some(e.key());
-                e.insert(Entry::ExecPipe(token));
-            }
-        }
-        if let Some(fd) = in_fd {
-            let e = self.entries.vacant_entry();
-            if self
-                .poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(e.key()), Interest::WRITABLE)
-                .is_ok()
-            {
-                slot.in_token = Some(e.key());
-                e.insert(Entry::ExecPipe(token));
-            }
-        }
+        slot.out_token = out_fd.and_then(|fd| self.register_pipe(fd, Interest::READABLE, token));
+        slot.in_token = in_fd.and_then(|fd| self.register_pipe(fd, Interest::WRITABLE, token));
         if let Some(Entry::Ws(c)) = self.entries.get_mut(token) {
             c.exec = Some(slot);
         }
+    }
+
+    /// Registers an exec child's pipe as standing for the connection at
+    /// `conn`; its token, or `None` if it could not be registered.
+    fn register_pipe(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        interest: Interest,
+        conn: usize,
+    ) -> Option<usize> {
+        let e = self.entries.vacant_entry();
+        let key = e.key();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(key), interest)
+            .ok()?;
+        e.insert(Entry::ExecPipe(conn));
+        Some(key)
     }
 
     /// Moves everything that can move on one connection.
