@@ -257,7 +257,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
     }
     if let Some(path) = &cfg.control {
-        remove_stale_socket(path)?;
+        listen::remove_stale(path)?;
         let fd = fdpass::seqpacket_listen(path)?;
         control::spawn(fd, control_cfg.clone(), inbox.clone())?;
         controls += 1;
@@ -426,22 +426,6 @@ fn status(server: &Server) -> String {
     )
 }
 
-fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            if fdpass::seqpacket_connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{}: another process is listening there", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)
-        }
-        _ => Ok(()),
-    }
-}
-
 pub struct WorkerArgs {
     pub config: WorkerConfig,
     /// Sockets to HTTP processes inherited by number (a socketpair end).
@@ -473,7 +457,7 @@ pub fn ws_worker(args: WorkerArgs) -> io::Result<()> {
         worker.add_ctl_listener(a.fd)?;
     }
     if let Some(path) = &args.socket {
-        remove_stale_socket(path)?;
+        listen::remove_stale(path)?;
         worker.add_ctl_listener(fdpass::seqpacket_listen(path)?)?;
         println!("control on {}", path.display());
     }

@@ -105,11 +105,15 @@ fn listen_on(family: AddressFamily, addr: &dyn SockaddrLike, name: &str) -> io::
 
 /// Removes a socket file left by a process that is gone; never one that
 /// someone still answers on, and never a file that is not a socket.
-fn remove_stale(path: &Path) -> io::Result<()> {
+/// Used for every socket path we bind (HTTP listeners, control sockets,
+/// worker sockets): a live one answers a connect of its own type.
+pub fn remove_stale(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            let live = std::os::unix::net::UnixStream::connect(path).is_ok()
+                || crate::sys::fdpass::seqpacket_connect(path).is_ok();
+            if live {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("{}: another process is listening there", path.display()),

@@ -135,14 +135,18 @@ pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, i32)> {
 /// A listening `SOCK_SEQPACKET` socket at `path`, created mode 0600 (the
 /// umask is tightened around `bind`, so there is no moment when the file
 /// exists with looser permissions). Blocking: its accept loop has a thread.
-pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
-    let fd = socket::socket(
+fn seqpacket_socket() -> io::Result<OwnedFd> {
+    socket::socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(errno)?;
+    .map_err(errno)
+}
+
+pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
+    let fd = seqpacket_socket()?;
     let addr = UnixAddr::new(path).map_err(errno)?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let bound = socket::bind(fd.as_raw_fd(), &addr);
@@ -153,13 +157,7 @@ pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
 }
 
 pub fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(errno)?;
+    let fd = seqpacket_socket()?;
     let addr = UnixAddr::new(path).map_err(errno)?;
     socket::connect(fd.as_raw_fd(), &addr)
         .map_err(|e| io::Error::new(errno(e).kind(), format!("connect {}: {e}", path.display())))?;

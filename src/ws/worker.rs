@@ -288,24 +288,12 @@ impl Worker {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     tracing::info!("an HTTP process went away");
-                    if let Some(Entry::Ctl(fd)) = self.entries.try_remove(token) {
-                        let _ = self
-                            .poll
-                            .registry()
-                            .deregister(&mut SourceFd(&fd.as_raw_fd()));
-                    }
-                    return;
+                    return self.drop_ctl(token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::warn!("worker control: {e}");
-                    if let Some(Entry::Ctl(fd)) = self.entries.try_remove(token) {
-                        let _ = self
-                            .poll
-                            .registry()
-                            .deregister(&mut SourceFd(&fd.as_raw_fd()));
-                    }
-                    return;
+                    return self.drop_ctl(token);
                 }
             };
             let mut fds = rec.fds;
@@ -347,6 +335,15 @@ impl Worker {
                     );
                 }
             }
+        }
+    }
+
+    fn drop_ctl(&mut self, token: usize) {
+        if let Some(Entry::Ctl(fd)) = self.entries.try_remove(token) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
         }
     }
 
