@@ -68,11 +68,16 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 /// Reads what the socket has into the engine. `Ok(true)` if anything moved.
+/// `peer_closed`: the readiness event said the peer sent its FIN
+/// (`EPOLLRDHUP`), so a short read has not seen everything: the end of
+/// input is still to be read, and no new edge will announce it.
+#[allow(clippy::too_many_arguments)]
 pub fn read(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
     conn: &mut Conn,
     readable: &mut bool,
+    peer_closed: bool,
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
@@ -95,8 +100,9 @@ pub fn read(
                 Ok(n) => {
                     conn.filled(n, now);
                     // A short read drained the socket; the next arrival
-                    // raises a new edge.
-                    *readable = n == room;
+                    // raises a new edge. A FIN that came with the data
+                    // raises none: read once more to see the end.
+                    *readable = n == room || peer_closed;
                     true
                 }
                 Err(e) if would_block(&e) => {

@@ -218,6 +218,9 @@ struct Slot {
     transport: Transport,
     readable: bool,
     writable: bool,
+    /// The peer's FIN was reported (`EPOLLRDHUP`): its end of input must
+    /// be read even after a short read.
+    peer_closed: bool,
     generation: u64,
     /// The earliest entry this connection has in the timer heap.
     timer_at: Option<Instant>,
@@ -562,6 +565,7 @@ impl Server {
             transport,
             readable: false,
             writable: true,
+            peer_closed: false,
             generation: self.next_gen,
             timer_at: None,
         })));
@@ -653,6 +657,7 @@ impl Server {
                 &mut slot.transport,
                 &mut slot.conn,
                 &mut slot.readable,
+                slot.peer_closed,
                 ctx.pool,
                 ctx.limits,
                 now,
@@ -974,6 +979,7 @@ impl Server {
                     self.drive_relay(k1);
                 }
                 Some(Entry::Conn(slot)) => {
+                    slot.peer_closed |= ev.is_read_closed();
                     slot.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     slot.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
                     self.drive(token);

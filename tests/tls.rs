@@ -491,6 +491,36 @@ fn serves_tls_on_a_connection_handed_over_marked_tls() {
     drop(h);
 }
 
+#[test]
+fn a_client_that_sends_close_notify_after_its_request_gets_the_answer_then_a_close() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("localhost", "hc");
+    let h = Handoff::start(&[
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+    ]);
+    let mut c = tls_client(h.addr_of("https"), &pki.ca());
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.flush().unwrap();
+    // close_notify and FIN right behind the request.
+    c.conn.send_close_notify();
+    c.conn.complete_io(&mut c.sock).unwrap();
+    c.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let r = c.read_to_end(&mut got);
+    let took = t.elapsed();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{r:?} {got}");
+    // read_to_end ends cleanly only on the server's close_notify.
+    assert!(r.is_ok(), "{r:?}");
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+}
+
 /// A rustls client stream that trusts `ca`.
 fn tls_client(
     addr: std::net::SocketAddr,

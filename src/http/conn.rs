@@ -407,8 +407,7 @@ impl Conn {
                         continue;
                     }
                     if self.eof {
-                        tracing::debug!(peer = %self.peer, "connection closed mid-body");
-                        self.reading = Reading::Done;
+                        return self.body_cut_short(now, ctx);
                     }
                     return;
                 }
@@ -433,7 +432,7 @@ impl Conn {
                                 continue;
                             }
                             if self.eof {
-                                self.reading = Reading::Done;
+                                return self.body_cut_short(now, ctx);
                             }
                             return;
                         }
@@ -497,13 +496,19 @@ impl Conn {
                         continue;
                     }
                     if self.eof {
-                        tracing::debug!(peer = %self.peer, "connection closed mid-body");
-                        self.reading = Reading::Done;
+                        return self.body_cut_short(now, ctx);
                     }
                     return;
                 }
             }
         }
+    }
+
+    /// The peer ended its input inside a request body: the request cannot
+    /// be served, and a client that only half-closed is still reading.
+    fn body_cut_short(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        tracing::debug!(peer = %self.peer, "input ended mid-body");
+        self.reject(Reject::new(400, "request body cut short"), now, ctx);
     }
 
     /// Runs the handler on one complete request and queues its response.
@@ -716,9 +721,9 @@ impl Conn {
         if let Reading::Done = self.reading
             && self.out.is_empty()
         {
-            if self.eof {
-                return Next::Close;
-            }
+            // Shut our side down even when the peer has ended its input: a
+            // TLS peer gets its close_notify. With `eof` the linger ends at
+            // once (above).
             self.linger_until = Some(now + timeouts.linger);
             self.start = 0;
             self.end = 0;

@@ -384,6 +384,9 @@ fn discards_an_incomplete_request_at_eof_but_answers_complete_ones() {
     h.feed(&input);
     let out = h.take();
     assert_eq!(statuses(&out), ["200", "200"]);
+    // Our side is shut down (a TLS peer gets close_notify), then closed at
+    // once: the peer has nothing more to send.
+    assert_eq!(h.next(), Next::ShutdownWrite);
     assert_eq!(h.next(), Next::Close);
 }
 
