@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::io::Write;
 use std::process::Command;
 
 #[test]
@@ -86,4 +87,18 @@ print("ok")
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_bare_lf_in_the_head_is_refused_with_400_and_a_close() {
+    let h = Handoff::start(&[]);
+    // A proxy splitting on CRLF sees one field "Host: x\nContent-Length: 5".
+    let mut c = h.connect();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let got = read_to_close(&mut c);
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    assert!(got.contains("Connection: close"), "{got}");
+    assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "{got}");
+    assert!(h.log().contains("bare LF"), "{}", h.log());
 }

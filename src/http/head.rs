@@ -60,19 +60,30 @@ pub struct Head {
 /// Scans for the end of a head from `*scanned` on, so that a client sending
 /// one byte at a time costs linear, not quadratic, work. Returns the length
 /// of the head up to and including its empty line if one is present.
-fn find_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+///
+/// Every line must end in CRLF. A bare LF is refused rather than read as a
+/// line end (RFC 9112 §2.2 allows either): a front proxy that splits lines
+/// only on CRLF sees `A: x\nB: y` as one field where a lenient parser sees
+/// two, which is how requests are smuggled past it.
+fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, Reject> {
     let from = *scanned;
     for i in from..buf.len() {
-        if buf[i] == b'\n'
-            && ((i >= 1 && buf[i - 1] == b'\n')
-                || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'))
-        {
+        if buf[i] != b'\n' {
+            continue;
+        }
+        if i == 0 || buf[i - 1] != b'\r' {
+            return Err(Reject::new(
+                400,
+                "bare LF in the request head (lines end in CRLF)",
+            ));
+        }
+        if i >= 3 && &buf[i - 3..i - 1] == b"\r\n" {
             *scanned = i + 1;
-            return Some(i + 1);
+            return Ok(Some(i + 1));
         }
     }
     *scanned = buf.len();
-    None
+    Ok(None)
 }
 
 fn line_too_long(buf: &[u8], limits: &Limits) -> bool {
@@ -115,7 +126,7 @@ pub fn parse(
     if line_too_long(buf, limits) {
         return Err(Reject::new(414, "request line too long"));
     }
-    let Some(end) = find_end(buf, scanned) else {
+    let Some(end) = find_end(buf, scanned)? else {
         if buf.len() > limits.max_header_bytes {
             return Err(Reject::new(431, "request head too large"));
         }
@@ -483,6 +494,29 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn refuses_a_bare_lf_anywhere_in_the_head() {
+        for req in [
+            &b"GET / HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+            b"GET / HTTP/1.1\n\n",
+            b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(status(req), 400, "{:?}", String::from_utf8_lossy(req));
+        }
+        // Refused as soon as the LF arrives, not when the head is complete.
+        let mut scanned = 0;
+        let mut h = Head::default();
+        let r = parse(
+            b"GET / HTTP/1.1\r\nA: b\n",
+            &mut scanned,
+            &Limits::default(),
+            &mut h,
+        );
+        assert_eq!(r.map_err(|e| e.status), Err(400));
     }
 
     #[test]
