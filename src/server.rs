@@ -166,7 +166,8 @@ pub struct Submission {
 /// socket's thread) or just to wake its loop (signals). Cheap to clone.
 #[derive(Clone)]
 pub struct Inbox {
-    queue: Arc<Mutex<Vec<Submission>>>,
+    queue: Arc<Mutex<Vec<(Ticket, Submission)>>>,
+    tickets: Arc<std::sync::atomic::AtomicU64>,
     replies: Arc<Mutex<Vec<Mail>>>,
     waker: Arc<Waker>,
 }
@@ -187,10 +188,34 @@ impl Mailer for Inbox {
 
 impl Inbox {
     /// Queues a socket for `add_stream`; the loop adopts it on its next
-    /// turn and sends the outcome to `reply`.
-    pub fn submit(&self, s: Submission) -> io::Result<()> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-        self.waker.wake()
+    /// turn and sends the outcome to `reply`. The ticket can take the
+    /// submission back while it is still queued (`cancel`).
+    pub fn submit(&self, s: Submission) -> io::Result<Ticket> {
+        let t = Ticket(
+            self.tickets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((t, s));
+        self.waker.wake()?;
+        Ok(t)
+    }
+
+    /// Takes a submission back if the loop has not taken it yet: `true`
+    /// means the socket was dropped here and the loop will never see it;
+    /// `false`, that the loop has it and will send its outcome. The loop
+    /// takes the whole queue under the same lock, so there is no third case.
+    pub fn cancel(&self, t: Ticket) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match q.iter().position(|(k, _)| *k == t) {
+            Some(i) => {
+                q.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Makes the loop's current `step` return.
@@ -198,6 +223,10 @@ impl Inbox {
         self.waker.wake()
     }
 }
+
+/// Names a submission in the inbox until the loop takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
 
 /// The token of the inbox's waker; slab keys never get near it.
 const WAKER: usize = usize::MAX;
@@ -332,6 +361,7 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), Token(WAKER))?);
         let inbox = Inbox {
             queue: Arc::new(Mutex::new(Vec::new())),
+            tickets: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             replies: Arc::new(Mutex::new(Vec::new())),
             waker,
         };
@@ -387,7 +417,7 @@ impl Server {
             return;
         };
         let mail = std::mem::take(&mut *inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        for m in mail {
+        for (_, m) in mail {
             let r = self.adopt(m.socket, &m.pre_read);
             if let Some(reply) = m.reply {
                 let _ = reply.send(r);

@@ -208,20 +208,97 @@ fn handle(
         socket
     };
     let (tx, rx) = mpsc::channel();
-    inbox
+    let ticket = inbox
         .submit(Submission {
             socket,
             pre_read: msg.data,
             reply: Some(tx),
         })
         .map_err(|e| (id, format!("server unavailable: {e}")))?;
-    match rx.recv_timeout(cfg.adopt_timeout) {
-        Ok(Ok(Added::Listener(a))) => {
+    let outcome = match rx.recv_timeout(cfg.adopt_timeout) {
+        Ok(r) => r,
+        // A REFUSE promises the sender that it still owns the socket and
+        // that we do not: take the submission back before saying so. If
+        // the loop has it already, its answer is on the way (adopting does
+        // not block), so wait for that instead of refusing.
+        Err(_) if inbox.cancel(ticket) => {
+            return Err((id, "the server did not adopt the socket in time".into()));
+        }
+        Err(_) => rx
+            .recv()
+            .map_err(|_| (id, "the server stopped while adopting the socket".into()))?,
+    };
+    match outcome {
+        Ok(Added::Listener(a)) => {
             tracing::info!(id, local = %a, "listener handed over");
             Ok(id)
         }
-        Ok(Ok(_)) => Ok(id),
-        Ok(Err(e)) => Err((id, e.to_string())),
-        Err(_) => Err((id, "the server did not adopt the socket in time".into())),
+        Ok(_) => Ok(id),
+        Err(e) => Err((id, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Options, Request, Response, Server};
+    use std::os::unix::net::UnixStream;
+
+    fn pass_connection(
+        inbox: &Inbox,
+        timeout: Duration,
+    ) -> (Result<u64, (u64, String)>, UnixStream) {
+        let (ours, client) = UnixStream::pair().unwrap();
+        let cfg = ControlConfig {
+            adopt_timeout: timeout,
+            ..ControlConfig::default()
+        };
+        let rec = Message::new(Kind::PassConnection, 7).encode();
+        let r = handle(
+            &rec,
+            vec![OwnedFd::from(ours)],
+            false,
+            false,
+            false,
+            &cfg,
+            inbox,
+        );
+        (r, client)
+    }
+
+    fn server() -> Server {
+        Server::new(
+            Options::default(),
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.body("served");
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_refused_handoff_is_never_adopted_later() {
+        let mut s = server();
+        let inbox = s.inbox().unwrap();
+        // The loop is busy (not stepped) past the adoption deadline.
+        let (r, _client) = pass_connection(&inbox, Duration::from_millis(50));
+        assert_eq!(r.map_err(|e| e.0), Err(7));
+        // When it comes round, the submission is gone: one owner, the sender.
+        s.step(Some(Duration::from_millis(50))).unwrap();
+        assert_eq!(s.connections(), 0);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_handoff_adopted_in_time_is_acknowledged() {
+        let mut s = server();
+        let inbox = s.inbox().unwrap();
+        let t = std::thread::spawn(move || pass_connection(&inbox, Duration::from_secs(5)));
+        while !t.is_finished() {
+            s.step(Some(Duration::from_millis(10))).unwrap();
+        }
+        let (r, _client) = t.join().unwrap();
+        assert_eq!(r, Ok(7));
+        assert_eq!(s.connections(), 1);
     }
 }
