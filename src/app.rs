@@ -50,13 +50,16 @@ pub struct ServeConfig {
 }
 
 /// WebSocket paths and the workers that serve them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WsConfig {
     pub routes: Vec<Route>,
     /// Worker processes to start.
     pub workers: usize,
     /// Workers running on their own, reached by path.
     pub external: Vec<PathBuf>,
+    /// How long a worker has to take a connection before it is taken for
+    /// hung.
+    pub ack_timeout: Duration,
     pub worker: WorkerConfig,
 }
 
@@ -191,7 +194,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             workers: cfg.ws.workers,
             worker_args: cfg.ws.worker_args(cfg.log_file.as_ref()),
             external: cfg.ws.external.clone(),
-            ack_timeout: Duration::from_secs(2),
+            ack_timeout: cfg.ws.ack_timeout,
         })?;
         ws_pool = Some(pool.clone());
         server.on_hand_off(move |h| pool.hand_off(h));

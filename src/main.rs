@@ -150,6 +150,10 @@ struct ServeArgs {
     /// A WebSocket worker running on its own (`handoff ws-worker --socket PATH`). Repeatable.
     #[arg(long)]
     ws_worker_socket: Vec<PathBuf>,
+    /// Seconds a WebSocket worker has to take an upgraded connection. One that does not is
+    /// taken for hung: a worker we started is killed and its connections get 503.
+    #[arg(long, value_parser = seconds, default_value = "2")]
+    ws_ack_timeout: Duration,
     #[command(flatten)]
     ws_limits: WsLimits,
     /// Folder to serve (default: the demo site in the repository).
@@ -235,6 +239,7 @@ impl ServeArgs {
             ws: WsConfig {
                 workers: self.ws_workers,
                 external: self.ws_worker_socket,
+                ack_timeout: self.ws_ack_timeout,
                 worker: self.ws_limits.config(self.ws.clone()),
                 routes: self.ws,
             },

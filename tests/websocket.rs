@@ -519,3 +519,106 @@ fn on_sigterm_websocket_clients_get_a_1001_close_and_the_server_exits() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_worker_that_does_not_take_a_connection_in_time_is_killed_and_only_one_answer_goes_out() {
+    let (h, _site) = ws_server(&["--ws-workers", "1", "--ws-ack-timeout", "0.5"]);
+    let before = worker_pids(&h);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let stopped = nix::unistd::Pid::from_raw(before[0]);
+    // Made slow on purpose: the worker cannot read its queue.
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut s).unwrap();
+    assert_eq!(head.status, 503);
+    // Were it alive, the worker would now take the queued socket and
+    // write its 101 after our 503.
+    let _ = nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!pid_alive(before[0]), "the hung worker still runs");
+    let rest = read_to_close(&mut s);
+    assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
+    assert!(!h.log().contains("101 websocket"), "{}", h.log());
+    // A new worker serves the next upgrade.
+    assert!(wait_until(Duration::from_secs(3), || worker_pids(&h).len()
+        == 1
+        && !worker_pids(&h).contains(&before[0])));
+    let mut ws = connect_ws(&h, "/echo");
+    ws.send(Message::text("after")).unwrap();
+    assert_eq!(next_text(&mut ws), "after");
+}
+
+#[test]
+fn a_dead_worker_is_restarted_after_the_binary_on_disk_was_replaced() {
+    // A package upgrade replaces the file; the running process's path then
+    // names a deleted file (or another version).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("handoff");
+    std::fs::copy(env!("CARGO_BIN_EXE_handoff"), &copy).unwrap();
+    let site = site();
+    let root = root_arg(site.path());
+    let mut cmd = std::process::Command::new(&copy);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        &root,
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    let pids = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &child.id().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_until(Duration::from_secs(3), || pids().len() == 1));
+    let first = pids()[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let restarted = wait_until(Duration::from_secs(3), || {
+        let p = pids();
+        p.len() == 1 && p[0] != first
+    });
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let up = tungstenite::client(format!("ws://{addr}/echo"), s).map(|(mut ws, _)| {
+        ws.send(Message::text("still here")).unwrap();
+        next_text(&mut ws)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(restarted, "no worker after the binary was replaced");
+    assert_eq!(up.unwrap(), "still here");
+}

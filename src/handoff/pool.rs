@@ -4,10 +4,19 @@
 //!
 //! Each connection goes to the least-loaded live worker in a
 //! `PASS_CONNECTION` (the request head, the bytes read after it, the fd).
-//! Our copy of the fd is closed only after the worker's ACK; on a refusal,
-//! a worker that dies, or no answer within the deadline, the pool answers
-//! 503 itself. A worker that dies is started again after a back-off that
-//! grows while it keeps dying young, so a crashing worker cannot spin.
+//! Our copy of the fd is closed only after the worker's ACK; on a refusal
+//! or a worker that dies, the pool answers 503 itself. A worker that dies
+//! is started again after a back-off that grows while it keeps dying young,
+//! so a crashing worker cannot spin.
+//!
+//! One owner at a time: once the fd is sent, the worker holds a copy (in its
+//! socket's queue, or taken), so the pool may write on it only when the
+//! worker can no longer do so. A REFUSE says so; so does a dead worker (its
+//! end of the socketpair closed, the kernel frees what was queued to it).
+//! A worker that does not answer within `ack_timeout` is hung: one we
+//! started is killed and reaped before its connections get their 503; one
+//! running on its own cannot be, so its connection is left to it (our copy
+//! is closed without a word) and its control socket is dropped.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -90,6 +99,15 @@ struct Worker {
     started: Instant,
     backoff: Duration,
     restart_at: Option<Instant>,
+}
+
+/// Why a worker is dropped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// Its control socket closed or failed: it can touch nothing more.
+    Gone,
+    /// It did not answer in time: it may still be running.
+    Hung,
 }
 
 struct Pending {
@@ -247,8 +265,11 @@ impl PoolLoop {
             Some(path) => fdpass::seqpacket_connect(path),
             None => (|| {
                 let (ours, theirs) = fdpass::seqpacket_pair()?;
-                let exe = std::env::current_exe()?;
-                let mut cmd = Command::new(exe);
+                // Not `current_exe()`: after a package upgrade replaced the
+                // binary, that path names the new file (or a "(deleted)"
+                // one); /proc/self/exe is the binary this process runs, the
+                // one that speaks its wire format.
+                let mut cmd = Command::new("/proc/self/exe");
                 cmd.args(["ws-worker", "--ctl-fd", "3"])
                     .args(&self.cfg.worker_args)
                     .stdin(Stdio::null());
@@ -324,7 +345,7 @@ impl PoolLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     tracing::warn!(worker = i, "WebSocket worker unreachable: {e}");
-                    self.died(i);
+                    self.died(i, Death::Gone);
                 }
             }
         }
@@ -340,7 +361,7 @@ impl PoolLoop {
             let rec = match fdpass::recv_with_fds(ctl.as_fd(), &mut buf) {
                 Ok(Some(r)) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Ok(None) | Err(_) => return self.died(i),
+                Ok(None) | Err(_) => return self.died(i, Death::Gone),
             };
             // A worker sends no fds; any that came are closed here.
             drop(rec.fds);
@@ -381,8 +402,9 @@ impl PoolLoop {
         }
     }
 
-    /// A worker is gone: answer what it had not taken, and start another.
-    fn died(&mut self, i: usize) {
+    /// A worker is gone (or hung): answer what it had not taken, and start
+    /// another.
+    fn died(&mut self, i: usize, death: Death) {
         let now = Instant::now();
         let w = &mut self.workers[i];
         if let Some(c) = w.ctl.take() {
@@ -394,12 +416,35 @@ impl PoolLoop {
         let stopping = self.stopping.is_some();
         let status = w.child.take().map(|mut c| {
             // Shutting down, a worker closes its socket as it exits: wait
-            // for it rather than cutting its goodbyes short.
-            if !stopping {
+            // for it rather than cutting its goodbyes short. A hung one is
+            // killed even then.
+            if !stopping || death == Death::Hung {
                 let _ = c.kill();
             }
             c.wait().map(|s| s.to_string()).unwrap_or_default()
         });
+        // After `wait` a worker we started cannot touch its connections any
+        // more; a hung worker of its own may still take what is queued to it.
+        let ours_alone = death == Death::Gone || status.is_some();
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.worker == i)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(p) = self.pending.remove(&id) {
+                if ours_alone {
+                    answer_503(p.fd, "the WebSocket worker died");
+                } else {
+                    tracing::warn!(
+                        worker = i,
+                        "left a connection to a WebSocket worker that does not answer"
+                    );
+                }
+            }
+        }
+        let w = &mut self.workers[i];
         if stopping {
             tracing::info!(
                 worker = i,
@@ -424,31 +469,24 @@ impl PoolLoop {
         w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
         w.inflight = 0;
         w.load = 0;
-        let lost: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.worker == i)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some(p) = self.pending.remove(&id) {
-                answer_503(p.fd, "the WebSocket worker died");
-            }
-        }
     }
 
     fn expire(&mut self, now: Instant) {
-        let late: Vec<u64> = self
+        let mut hung: Vec<usize> = self
             .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| *id)
+            .values()
+            .filter(|p| p.deadline <= now)
+            .map(|p| p.worker)
             .collect();
-        for id in late {
-            if let Some(p) = self.pending.remove(&id) {
-                self.workers[p.worker].inflight -= 1;
-                answer_503(p.fd, "the WebSocket worker did not answer in time");
-            }
+        hung.sort_unstable();
+        hung.dedup();
+        for i in hung {
+            tracing::error!(
+                worker = i,
+                "WebSocket worker did not answer within {:?}; treating it as hung",
+                self.cfg.ack_timeout
+            );
+            self.died(i, Death::Hung);
         }
         let due: Vec<usize> = (0..self.workers.len())
             .filter(|&i| self.workers[i].restart_at.is_some_and(|t| t <= now))
