@@ -418,7 +418,13 @@ impl Server {
         };
         let mail = std::mem::take(&mut *inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, m) in mail {
-            let r = self.adopt(m.socket, &m.pre_read);
+            // A sender told "shutting down" still owns its socket and can
+            // give it to a process that is not.
+            let r = if self.shared.draining {
+                Err(io::Error::other("shutting down"))
+            } else {
+                self.adopt(m.socket, &m.pre_read)
+            };
             if let Some(reply) = m.reply {
                 let _ = reply.send(r);
             }
@@ -593,7 +599,10 @@ impl Server {
             fd,
             conn,
             transport,
-            readable: false,
+            // Draining, a connection from the backlog is read at once: its
+            // request is what it is being accepted for, and without bytes
+            // it would be judged idle and closed.
+            readable: self.shared.draining,
             writable: true,
             peer_closed: false,
             generation: self.next_gen,
@@ -1052,23 +1061,27 @@ impl Server {
 
     /// Stops accepting for good (listeners are closed) and lets every
     /// connection finish what it is answering; idle ones close at once.
+    ///
+    /// Every request whose bytes reached us is answered: connections
+    /// waiting in a listener's backlog are accepted before it closes
+    /// (closing it would reset them), and each connection is read once more
+    /// before it is judged idle, since bytes may have arrived after its last
+    /// readiness was handled. Sockets queued for a slot are served as slots
+    /// free up.
     pub fn drain(&mut self) {
         self.shared.draining = true;
+        self.take_backlogs();
         self.close_listeners();
-        self.queued.clear();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
             match self.entries.get_mut(t) {
                 Some(Entry::Conn(slot)) => {
-                    if slot.conn.drain() {
-                        self.close_conn(t);
-                    } else {
-                        self.drive(t);
-                    }
+                    slot.readable = true;
+                    self.drive(t);
                 }
-                // WebSocket connections end with the process, as plain ones
-                // do with their workers.
-                Some(Entry::Relay(..)) => self.close_relay(t),
+                // A TLS WebSocket relay stays: the worker's Close (1001)
+                // still has to go through it. It ends when the worker
+                // closes its end, or at `close`.
                 _ => {}
             }
         }
@@ -1077,6 +1090,43 @@ impl Server {
     /// True once `drain` was called.
     pub fn is_draining(&self) -> bool {
         self.shared.draining
+    }
+
+    /// Accepts everything waiting in the listeners' backlogs (at most what
+    /// `max_concurrent` and `max_queued` allow).
+    fn take_backlogs(&mut self) {
+        let opts = &self.shared.opts;
+        let room =
+            (opts.max_concurrent + opts.max_queued).saturating_sub(self.live + self.queued.len());
+        let listeners: Vec<(usize, bool, TlsMode)> = self
+            .entries
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Entry::Listener(l) => Some((t, l.unix, l.tls)),
+                _ => None,
+            })
+            .collect();
+        let mut taken = 0;
+        for (t, unix, tls) in listeners {
+            while taken < room {
+                let Some(Entry::Listener(l)) = self.entries.get(t) else {
+                    break;
+                };
+                let Ok((fd, peer)) = sys::accept(l.fd.as_fd()) else {
+                    break;
+                };
+                taken += 1;
+                if let Err(e) = self.adopt(Socket::accepted(fd, peer, unix, tls), &[]) {
+                    tracing::warn!("dropping a connection from the backlog: {e}");
+                }
+            }
+        }
+        if taken > 0 {
+            tracing::info!(
+                taken,
+                "draining: took the connections waiting in the backlog"
+            );
+        }
     }
 
     fn close_listeners(&mut self) {

@@ -184,3 +184,54 @@ fn a_second_signal_exits_at_once() {
     );
     assert!(t.elapsed() < Duration::from_secs(1));
 }
+
+/// Counts complete responses (status lines) in what a client got.
+fn answers(got: &str) -> usize {
+    got.matches("HTTP/1.1 200 OK\r\n").count()
+}
+
+#[test]
+fn on_sigterm_every_request_that_reached_the_server_is_answered() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "10"]);
+    const GET: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    // Eight busy keep-alive connections, as under wrk.
+    let mut busy: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = h.connect();
+            s.write_all(GET).unwrap();
+            read_response(&mut s).unwrap();
+            s
+        })
+        .collect();
+    // Frozen, the server cannot look at anything that arrives now: requests
+    // on the busy connections (one a pipelined batch), and new connections
+    // that wait in the backlog with their requests, more than one turn of
+    // the loop accepts.
+    let pid = nix::unistd::Pid::from_raw(h.pid() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    for (i, s) in busy.iter_mut().enumerate() {
+        s.write_all(&GET.repeat(if i == 0 { 4 } else { 1 }))
+            .unwrap();
+    }
+    let mut waiting: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(h.addr).unwrap();
+            s.write_all(GET).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    h.signal(Signal::SIGTERM);
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    let mut got = 0;
+    for s in busy.iter_mut().chain(waiting.iter_mut()) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        got += answers(&read_to_close(s));
+    }
+    assert_eq!(got, 4 + 7 + 100);
+    let status = h
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit after draining");
+    assert!(status.success());
+}

@@ -713,3 +713,49 @@ fn holds_the_same_fds_after_tls_and_websocket_abuse() {
         "alpha\n"
     );
 }
+
+#[test]
+fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
+    use tungstenite::Message;
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("localhost", "leaf");
+    let site = site();
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+        "--shutdown-timeout",
+        "10",
+    ]);
+    let a = h.addr_of("https");
+    let (mut ws, _) = tungstenite::client(
+        format!("wss://localhost:{}/echo", a.port()),
+        tls_client(a, &pki.ca()),
+    )
+    .unwrap();
+    ws.send(Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = loop {
+        match ws.read() {
+            Ok(Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    let _ = ws.flush();
+    let status = h
+        .wait_exit(Duration::from_secs(8))
+        .expect("the server did not exit");
+    assert!(status.success());
+}

@@ -577,8 +577,11 @@ impl Conn {
             };
             return;
         }
+        // Draining, requests already read are still answered: the
+        // connection stays open while more bytes wait behind this one.
+        let more = self.start + consumed < self.end;
         let mut keep =
-            self.head.keep_alive && !ctx.draining && !std::mem::take(&mut self.skip_body);
+            self.head.keep_alive && (!ctx.draining || more) && !std::mem::take(&mut self.skip_body);
         let (status, body, headers): (u16, Body, &[u8]) = match outcome {
             Ok(()) if res.misuse.is_none() => {
                 keep &= !res.close;
