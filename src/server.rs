@@ -1073,16 +1073,13 @@ impl Server {
         self.take_backlogs();
         self.close_listeners();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        // A TLS WebSocket relay is left alone: the worker's Close (1001)
+        // still has to go through it. It ends when the worker closes its
+        // end, or at `close`.
         for t in tokens {
-            match self.entries.get_mut(t) {
-                Some(Entry::Conn(slot)) => {
-                    slot.readable = true;
-                    self.drive(t);
-                }
-                // A TLS WebSocket relay stays: the worker's Close (1001)
-                // still has to go through it. It ends when the worker
-                // closes its end, or at `close`.
-                _ => {}
+            if let Some(Entry::Conn(slot)) = self.entries.get_mut(t) {
+                slot.readable = true;
+                self.drive(t);
             }
         }
     }
