@@ -416,3 +416,35 @@ fn the_shipped_systemd_units_verify_without_a_word() {
         "systemd-analyze verify said:\n{said}"
     );
 }
+
+#[test]
+fn listen_variables_meant_for_another_process_are_ignored_and_not_passed_on() {
+    let site = site();
+    let root = root_arg(site.path());
+    for pid in ["1", "not-a-pid"] {
+        let h = Handoff::start_env(
+            &[
+                ("LISTEN_PID", pid),
+                ("LISTEN_FDS", "2"),
+                ("LISTEN_FDNAMES", "http:control"),
+            ],
+            &[
+                "--root",
+                &root,
+                "--ws",
+                "/env=exec:echo \"${LISTEN_PID-unset} ${LISTEN_FDS-unset} ${LISTEN_FDNAMES-unset}\"",
+                "--ws-workers",
+                "1",
+            ],
+        );
+        assert_eq!(h.get("/a.txt").text(), "alpha\n");
+        let (mut ws, _) = tungstenite::client(format!("ws://{}/env", h.addr), h.connect()).unwrap();
+        let got = loop {
+            match ws.read().unwrap() {
+                tungstenite::Message::Text(t) => break t.to_string(),
+                _ => continue,
+            }
+        };
+        assert_eq!(got, "unset unset unset", "LISTEN_PID={pid}");
+    }
+}

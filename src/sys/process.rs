@@ -20,6 +20,24 @@ pub struct Inherited {
 ///
 /// Call it at start-up, before any thread is started.
 pub fn take_listen_fds() -> io::Result<Vec<Inherited>> {
+    // Variables meant for another process (LISTEN_PID not ours, or not a
+    // pid at all) say nothing to us: start as if they were absent, and do
+    // not pass them on. sd-notify would check the fd names against a count
+    // of zero and fail.
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            if std::env::var_os(v).is_some() {
+                tracing::debug!("ignoring {v}: LISTEN_PID does not name this process");
+            }
+            // SAFETY: as below, no other thread exists yet.
+            unsafe { std::env::remove_var(v) };
+        }
+        return Ok(Vec::new());
+    }
     // SAFETY: `remove_var` is sound while no other thread reads the
     // environment; handoff calls this from `main` before it starts threads.
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() }?;
