@@ -31,7 +31,8 @@ pub struct ServeConfig {
     /// Certificate chains and keys, chosen by SNI (the first is the
     /// default). None, with TLS asked for: a self-signed certificate.
     pub tls_certs: Vec<CertFiles>,
-    pub root: PathBuf,
+    /// The folder served; `None`: [`default_root`].
+    pub root: Option<PathBuf>,
     pub options: Options,
     /// The socket is on fd 0, as inetd hands it over.
     pub inetd: bool,
@@ -122,9 +123,32 @@ impl Handler for Site {
     }
 }
 
-/// The demo site kept in the repository, the default root.
-pub fn default_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("site")
+/// The folder served when `--root` is not given: the demo site installed
+/// beside the binary (`PREFIX/share/handoff/site` for `PREFIX/bin/handoff`),
+/// or, for a binary built in the repository and run from there, the
+/// repository's `site/`. The second item says which, for the start-up log.
+pub fn default_root() -> io::Result<(PathBuf, &'static str)> {
+    let exe = std::env::current_exe()?;
+    if let Some(prefix) = exe.parent().and_then(|bin| bin.parent()) {
+        let installed = prefix.join("share/handoff/site");
+        if installed.is_dir() {
+            return Ok((installed, "the demo site installed beside the binary"));
+        }
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if exe.starts_with(&repo) && repo.join("site").is_dir() {
+        return Ok((
+            repo.join("site"),
+            "the repository's demo site (run from the repository)",
+        ));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no --root given, and no demo site beside the binary ({}/../share/handoff/site)",
+            exe.parent().unwrap_or(&exe).display()
+        ),
+    ))
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -183,9 +207,13 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     };
     crate::log::init(log_target)?;
 
-    let files = StaticFiles::new(&cfg.root)
-        .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", cfg.root.display())))?;
-    tracing::info!(root = %files.root().display(), "serving files");
+    let (root, whence) = match &cfg.root {
+        Some(r) => (r.clone(), "--root"),
+        None => default_root()?,
+    };
+    let files = StaticFiles::new(&root)
+        .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
+    tracing::info!(root = %files.root().display(), from = whence, "serving files");
     let ws_paths: Vec<String> = cfg.ws.routes.iter().map(|r| r.path.clone()).collect();
     let mut server = Server::new(cfg.options.clone(), Site { files, ws_paths })?;
     let mut ws_pool = None;

@@ -18,11 +18,15 @@ use handoff::{Limits, Options, Timeouts};
 #[command(
     name = "handoff",
     version,
-    about = "HTTP/1.1 for sockets handed over by systemd, inetd or a front proxy"
+    about = "HTTP/1.1 for sockets handed over by systemd, inetd or a front proxy",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `serve` is the default command: its options work without it.
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
@@ -156,7 +160,8 @@ struct ServeArgs {
     ws_ack_timeout: Duration,
     #[command(flatten)]
     ws_limits: WsLimits,
-    /// Folder to serve (default: the demo site in the repository).
+    /// Folder to serve (default: the demo site installed beside the binary,
+    /// PREFIX/share/handoff/site, or the repository's when run from it).
     #[arg(long)]
     root: Option<PathBuf>,
     /// Most connections served at once; at the limit, accepting stops.
@@ -229,7 +234,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             tls_certs,
             listen: self.listen,
-            root: self.root.unwrap_or_else(app::default_root),
+            root: self.root,
             options,
             inetd: self.inetd,
             idle_exit: self.idle_exit,
@@ -252,24 +257,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli
         .command
-        .or_else(|| Cli::parse_from(["handoff", "serve"]).command);
+        .unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
     let result = match command {
-        Some(Command::Serve(args)) => match args.config() {
+        Command::Serve(args) => match args.config() {
             Ok(c) => app::serve(c),
             Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
         },
-        Some(Command::Pass(a)) => handoff::pass::run(PassConfig {
+        Command::Pass(a) => handoff::pass::run(PassConfig {
             listen: a.listen,
             to: a.to,
             ack_timeout: a.ack_timeout,
         }),
-        Some(Command::WsWorker(a)) => app::ws_worker(WorkerArgs {
+        Command::WsWorker(a) => app::ws_worker(WorkerArgs {
             config: a.limits.config(a.routes),
             ctl_fds: a.ctl_fd,
             socket: a.socket,
             log_file: a.log_file,
         }),
-        None => return ExitCode::FAILURE,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
