@@ -20,6 +20,7 @@ use crate::server::Socket;
 use crate::server::{Added, Options, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, CertFiles, TlsMode};
+use crate::ws::origin::OriginPolicy;
 use crate::ws::route::Route;
 use crate::ws::upgrade;
 use crate::ws::worker::{Worker, WorkerConfig};
@@ -61,6 +62,8 @@ pub struct WsConfig {
     /// How long a worker has to take a connection before it is taken for
     /// hung.
     pub ack_timeout: Duration,
+    /// Which web pages may open WebSockets.
+    pub origins: OriginPolicy,
     pub worker: WorkerConfig,
 }
 
@@ -98,18 +101,27 @@ impl WsConfig {
 /// else is a file.
 struct Site {
     files: StaticFiles,
-    ws_paths: Vec<String>,
+    ws_routes: Vec<Route>,
+    origins: OriginPolicy,
 }
 
 impl Handler for Site {
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
-        if !self.ws_paths.iter().any(|p| p == req.path()) {
+        let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             return self.files.handle(req, res);
-        }
+        };
         match upgrade::check(req) {
-            Ok(()) => {
-                res.hand_off();
-            }
+            Ok(()) => match self.origins.check(&route.mode, req) {
+                Ok(()) => {
+                    res.hand_off();
+                }
+                Err(why) => {
+                    tracing::warn!(peer = %req.peer_addr(), origin = req.header("origin").unwrap_or("-"), path = req.path(), "{why}");
+                    res.status(403)
+                        .header("Content-Type", "text/plain; charset=utf-8")
+                        .body(format!("403 Forbidden: {why}\n"));
+                }
+            },
             Err(r) => {
                 if r.status == 426 {
                     res.header("Upgrade", "websocket")
@@ -214,8 +226,12 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let files = StaticFiles::new(&root)
         .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
     tracing::info!(root = %files.root().display(), from = whence, "serving files");
-    let ws_paths: Vec<String> = cfg.ws.routes.iter().map(|r| r.path.clone()).collect();
-    let mut server = Server::new(cfg.options.clone(), Site { files, ws_paths })?;
+    let site = Site {
+        files,
+        ws_routes: cfg.ws.routes.clone(),
+        origins: cfg.ws.origins.clone(),
+    };
+    let mut server = Server::new(cfg.options.clone(), site)?;
     let mut ws_pool = None;
     if !cfg.ws.routes.is_empty() {
         let pool = pool::start(PoolConfig {

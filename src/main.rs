@@ -158,6 +158,14 @@ struct ServeArgs {
     /// taken for hung: a worker we started is killed and its connections get 503.
     #[arg(long, value_parser = seconds, default_value = "2")]
     ws_ack_timeout: Duration,
+    /// A web page origin (scheme://host[:port], or host[:port] for any scheme) allowed to
+    /// open WebSockets, on every path. Repeatable. Without it, exec: paths take only
+    /// same-origin pages and echo/broadcast paths any page.
+    #[arg(long)]
+    ws_origin: Vec<String>,
+    /// Only same-origin pages (and --ws-origin ones) may open WebSockets, on every path.
+    #[arg(long)]
+    ws_same_origin: bool,
     #[command(flatten)]
     ws_limits: WsLimits,
     /// Folder to serve (default: the demo site installed beside the binary,
@@ -245,6 +253,10 @@ impl ServeArgs {
                 workers: self.ws_workers,
                 external: self.ws_worker_socket,
                 ack_timeout: self.ws_ack_timeout,
+                origins: handoff::ws::origin::OriginPolicy {
+                    allow: self.ws_origin,
+                    same_origin: self.ws_same_origin,
+                },
                 worker: self.ws_limits.config(self.ws.clone()),
                 routes: self.ws,
             },

@@ -622,3 +622,76 @@ fn a_dead_worker_is_restarted_after_the_binary_on_disk_was_replaced() {
     assert!(restarted, "no worker after the binary was replaced");
     assert_eq!(up.unwrap(), "still here");
 }
+
+/// The status of an upgrade on `path` sent with `origin` (none: no header).
+fn upgrade_from(h: &Handoff, path: &str, origin: Option<&str>) -> u16 {
+    let mut s = h.connect();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        h.addr
+    )
+    .unwrap();
+    read_head(&mut s).unwrap().status
+}
+
+#[test]
+fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
+    let site = site();
+    let root = root_arg(site.path());
+    let same = |h: &Handoff| format!("http://{}", h.addr);
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--ws",
+        "/cmd=exec:cat",
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+    ]);
+    assert_eq!(upgrade_from(&h, "/cmd", Some("https://evil.example")), 403);
+    assert_eq!(upgrade_from(&h, "/cmd", Some("null")), 403);
+    assert_eq!(upgrade_from(&h, "/cmd", Some(&same(&h))), 101);
+    assert_eq!(
+        upgrade_from(&h, "/cmd", None),
+        101,
+        "not a browser: not judged"
+    );
+    assert_eq!(upgrade_from(&h, "/echo", Some("https://evil.example")), 101);
+    assert!(h.log().contains("cross-origin WebSocket upgrade refused"));
+
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--ws",
+        "/cmd=exec:cat",
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+        "--ws-origin",
+        "https://app.example",
+    ]);
+    assert_eq!(upgrade_from(&h, "/cmd", Some("https://app.example")), 101);
+    assert_eq!(upgrade_from(&h, "/cmd", Some("https://evil.example")), 403);
+    assert_eq!(
+        upgrade_from(&h, "/echo", Some("https://evil.example")),
+        403,
+        "a list restricts every path"
+    );
+    assert_eq!(upgrade_from(&h, "/echo", Some(&same(&h))), 101);
+
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+        "--ws-same-origin",
+    ]);
+    assert_eq!(upgrade_from(&h, "/echo", Some("https://evil.example")), 403);
+    assert_eq!(upgrade_from(&h, "/echo", Some(&same(&h))), 101);
+}

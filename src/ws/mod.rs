@@ -4,6 +4,7 @@
 //! broadcast channel or a websocketd-style command (`exec.rs`).
 
 pub mod exec;
+pub mod origin;
 pub mod route;
 pub mod upgrade;
 pub mod worker;
