@@ -69,6 +69,7 @@ impl WsLimits {
             max_frame: self.max_frame,
             ping_interval: self.ping_interval,
             idle_timeout: self.idle_timeout,
+            allowed_uids: Vec::new(),
         }
     }
 }
@@ -81,6 +82,10 @@ struct WsWorkerArgs {
     /// Listen for HTTP processes on a SOCK_SEQPACKET socket at this path.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Another uid allowed to connect to --socket (or a systemd socket); our own always is.
+    /// Repeatable.
+    #[arg(long)]
+    allow_uid: Vec<u32>,
     /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND. Repeatable.
     #[arg(long = "ws", value_parser = Route::parse)]
     routes: Vec<Route>,
@@ -281,7 +286,10 @@ fn main() -> ExitCode {
             ack_timeout: a.ack_timeout,
         }),
         Command::WsWorker(a) => app::ws_worker(WorkerArgs {
-            config: a.limits.config(a.routes),
+            config: handoff::ws::worker::WorkerConfig {
+                allowed_uids: a.allow_uid,
+                ..a.limits.config(a.routes)
+            },
             ctl_fds: a.ctl_fd,
             socket: a.socket,
             log_file: a.log_file,

@@ -695,3 +695,78 @@ fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
     assert_eq!(upgrade_from(&h, "/echo", Some("https://evil.example")), 403);
     assert_eq!(upgrade_from(&h, "/echo", Some(&same(&h))), 101);
 }
+
+/// Connects to a worker socket as uid 65534 and says what happened: the
+/// kind byte of a message it got, or "open" if nothing came and the
+/// connection stayed up.
+fn connect_as_nobody(sock: &std::path::Path) -> String {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ns.settimeout(1)\ns.connect({:?})\ntry:\n    m = s.recv(4096)\n    print(m[5] if m else 'eof')\nexcept socket.timeout:\n    print('open')\n",
+        sock.to_str().unwrap()
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            // Debian's python3: the image's pyenv one is under /root.
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    for (extra, want) in [(None, "4"), (Some("65534"), "open")] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.path().join("worker.sock");
+        let log = dir.path().join("log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"));
+        cmd.args([
+            "ws-worker",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--ws",
+            "/echo=echo",
+            "--log-file",
+            log.to_str().unwrap(),
+        ]);
+        if let Some(uid) = extra {
+            cmd.args(["--allow-uid", uid]);
+        }
+        let worker = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _worker = KillOnDrop(worker);
+        assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+        // As a socket unit with SocketMode=0666 would make it.
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        // 4 is REFUSE in the wire format.
+        assert_eq!(connect_as_nobody(&sock), want, "--allow-uid {extra:?}");
+        if extra.is_none() {
+            let log = std::fs::read_to_string(&log).unwrap();
+            assert!(log.contains("uid not allowed"), "{log}");
+        }
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

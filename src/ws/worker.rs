@@ -34,6 +34,9 @@ pub struct WorkerConfig {
     /// A connection from which nothing (not even a pong) arrives for this
     /// long is closed.
     pub idle_timeout: Duration,
+    /// Uids (besides our own) allowed to connect to a listening control
+    /// socket (`--socket`, a systemd socket); checked with `SO_PEERCRED`.
+    pub allowed_uids: Vec<u32>,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +48,7 @@ impl Default for WorkerConfig {
             max_frame: 16 << 20,
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            allowed_uids: Vec::new(),
         }
     }
 }
@@ -242,7 +246,9 @@ impl Worker {
                     accepted.push(fd);
                 }
                 for fd in accepted {
-                    if let Err(e) = self.add_ctl(fd) {
+                    if self.peer_allowed(&fd)
+                        && let Err(e) = self.add_ctl(fd)
+                    {
                         tracing::warn!("worker control peer: {e}");
                     }
                 }
@@ -254,6 +260,26 @@ impl Worker {
             }
             None => {}
         }
+    }
+
+    /// Only our own uid and the allowed ones may hand us connections: a
+    /// peer that may write PASS_CONNECTION can make us speak on any socket
+    /// it has. Others get a REFUSE and are closed.
+    fn peer_allowed(&self, fd: &OwnedFd) -> bool {
+        let (uid, pid) = match fdpass::peer_cred(fd.as_fd()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("worker control peer credentials: {e}");
+                return false;
+            }
+        };
+        if uid == crate::sys::process::euid() || self.cfg.allowed_uids.contains(&uid) {
+            return true;
+        }
+        tracing::warn!(uid, pid, "worker control peer refused: uid not allowed");
+        let m = wire::Message::refuse(0, format!("uid {uid} is not allowed on this worker socket"));
+        let _ = fdpass::send_with_fds(fd.as_fd(), &[IoSlice::new(&m.encode())], &[]);
+        false
     }
 
     fn send_ctl(&self, token: usize, m: &wire::Message) {
