@@ -132,20 +132,7 @@ fn status_of(e: &io::Error) -> u16 {
 /// root. `None`: malformed (400). `Some(None)`: it tries to climb out with
 /// `..` (refused as 404, which tells a prober nothing).
 fn relative_path(url_path: &str) -> Option<Option<String>> {
-    let bytes = url_path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            decoded.push(v);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
+    let decoded = crate::http::percent::decode(url_path.as_bytes(), false)?;
     if decoded.contains(&0) {
         return None;
     }
@@ -396,6 +383,12 @@ mod tests {
         assert_eq!(relative_path("/%2E%2E%2fetc"), Some(None));
         assert_eq!(relative_path("/a%00b"), None);
         assert_eq!(relative_path("/a%zz"), None);
+        assert_eq!(relative_path("/a%+f"), None, "a sign is no hex digit");
+        assert_eq!(
+            relative_path("/a+b"),
+            Some(Some("a+b".into())),
+            "+ is no space in a path"
+        );
         assert_eq!(relative_path("/a/./b//c"), Some(Some("a/b/c".into())));
         assert_eq!(relative_path("/caf%C3%A9"), Some(Some("café".into())));
     }

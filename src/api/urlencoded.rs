@@ -44,31 +44,9 @@ impl Params {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 /// Decodes one component: `+` → space, `%XX` → byte, then UTF-8.
 pub fn decode(s: &[u8]) -> Result<String, Malformed> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let (Some(h), Some(l)) = (
-                    s.get(i + 1).and_then(|&b| hex(b)),
-                    s.get(i + 2).and_then(|&b| hex(b)),
-                ) else {
-                    return Err(Malformed("bad percent escape"));
-                };
-                out.push(h << 4 | l);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
+    let out = crate::http::percent::decode(s, true).ok_or(Malformed("bad percent escape"))?;
     String::from_utf8(out).map_err(|_| Malformed("not UTF-8 after percent-decoding"))
 }
 
@@ -103,7 +81,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_escapes_and_invalid_utf8() {
-        for bad in [&b"a=%"[..], b"a=%4", b"a=%zz", b"%ff=1", b"a=%C3%28"] {
+        for bad in [
+            &b"a=%"[..],
+            b"a=%4",
+            b"a=%zz",
+            b"%ff=1",
+            b"a=%C3%28",
+            b"a=%+f",
+        ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

@@ -6,6 +6,7 @@ pub mod deferred;
 pub mod head;
 pub mod limits;
 pub mod output;
+pub(crate) mod percent;
 pub mod pool;
 pub mod request;
 pub mod response;
