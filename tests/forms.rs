@@ -126,7 +126,7 @@ fn decodes_query_parameters_cookies_and_header_views() {
 #[test]
 fn answers_bad_escapes_and_invalid_utf8_with_400() {
     let (addr, _dir) = app();
-    for q in ["x=%zz", "x=%C3%28", "%"] {
+    for q in ["x=%zz", "x=%C3%28", "%", "x=%+f"] {
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -227,4 +227,30 @@ fn malformed_multipart_gets_400_and_the_connection_is_not_reused_wrongly() {
         assert!(all.starts_with("HTTP/1.1 400 "), "{ct}: {all}");
         assert!(!all.contains("hidden"), "{ct}: {all}");
     }
+}
+
+#[test]
+fn keeps_a_semicolon_and_an_escaped_quote_in_an_uploaded_file_name() {
+    let (addr, dir) = app();
+    let a = dir.path().join("a;b.txt");
+    let q = dir.path().join("say \"hi\".txt");
+    std::fs::write(&a, "semi\n").unwrap();
+    std::fs::write(&q, "quote\n").unwrap();
+    // --form-escape: a quote in a file name is sent as \" (RFC 7578 §4.2).
+    let out = curl(&[
+        "--form-escape",
+        "-F",
+        &format!("files=@\"{}\"", a.display()),
+        "-F",
+        &format!(
+            "files=@\"{}\"",
+            q.display().to_string().replace('"', "\\\"")
+        ),
+        &format!("http://{addr}/form"),
+    ]);
+    assert!(out.contains("files=semi\n file=Some(\"a;b.txt\")"), "{out}");
+    assert!(
+        out.contains("files=quote\n file=Some(\"say \\\"hi\\\".txt\")"),
+        "{out}"
+    );
 }

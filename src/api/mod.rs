@@ -9,13 +9,14 @@
 pub mod form;
 pub mod headers;
 pub mod multipart;
+pub(crate) mod params;
 pub mod urlencoded;
 
 pub use form::{Field, Form, StreamForm};
 pub use urlencoded::Params;
 
 /// Input that cannot be decoded: answered with 400 and this reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
 impl std::fmt::Display for Malformed {

@@ -48,24 +48,15 @@ pub struct Parser {
 
 /// The boundary parameter of a `multipart/form-data` Content-Type.
 pub fn boundary(content_type: &str) -> Result<String, Malformed> {
-    let mut it = content_type.split(';');
-    let kind = it.next().unwrap_or("").trim();
-    if !kind.eq_ignore_ascii_case("multipart/form-data") {
+    let p = super::params::parse(content_type)?;
+    if p.item != "multipart/form-data" {
         return Err(Malformed("not multipart/form-data"));
     }
-    for p in it {
-        let Some((k, v)) = p.split_once('=') else {
-            continue;
-        };
-        if k.trim().eq_ignore_ascii_case("boundary") {
-            let v = v.trim().trim_matches('"');
-            if v.is_empty() || v.len() > 70 {
-                return Err(Malformed("invalid multipart boundary"));
-            }
-            return Ok(v.to_string());
-        }
+    match p.get("boundary") {
+        Some(v) if !v.is_empty() && v.len() <= 70 => Ok(v.to_string()),
+        Some(_) => Err(Malformed("invalid multipart boundary")),
+        None => Err(Malformed("multipart body without a boundary")),
     }
-    Err(Malformed("multipart body without a boundary"))
 }
 
 /// Finds `needle` in `hay` (the first byte is rare in practice: `\r`).
@@ -85,35 +76,15 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-/// A `Content-Disposition: form-data; name="…"; filename="…"` value.
+/// A `Content-Disposition: form-data; name="…"; filename="…"` value
+/// (quoted strings may hold `;`; `filename*` wins over `filename`).
 fn disposition(v: &str) -> Result<(String, Option<String>), Malformed> {
-    let mut parts = v.split(';');
-    if !parts
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("form-data")
-    {
+    let p = super::params::parse(v)?;
+    if p.item != "form-data" {
         return Err(Malformed("part is not form-data"));
     }
-    let (mut name, mut file) = (None, None);
-    for p in parts {
-        let Some((k, v)) = p.split_once('=') else {
-            continue;
-        };
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(v)
-            .replace("\\\"", "\"");
-        match k.trim().to_ascii_lowercase().as_str() {
-            "name" => name = Some(v),
-            "filename" => file = Some(v),
-            _ => {}
-        }
-    }
-    Ok((name.ok_or(Malformed("part without a name"))?, file))
+    let name = p.get("name").ok_or(Malformed("part without a name"))?;
+    Ok((name.to_string(), p.get("filename").map(str::to_string)))
 }
 
 impl Parser {
