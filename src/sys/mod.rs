@@ -272,6 +272,13 @@ pub fn as_borrowed(fd: &impl AsFd) -> BorrowedFd<'_> {
     fd.as_fd()
 }
 
+/// The device and inode of what an fd refers to (to recognise the journal's
+/// stream in `JOURNAL_STREAM`).
+pub fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd).map_err(errno)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,11 +325,4 @@ mod tests {
         assert!(nodelay(fd.as_fd()).unwrap());
         assert!(matches!(peer, Addr::Inet(a) if a.ip() == std::net::Ipv4Addr::LOCALHOST));
     }
-}
-
-/// The device and inode of what an fd refers to (to recognise the journal's
-/// stream in `JOURNAL_STREAM`).
-pub fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    let st = nix::sys::stat::fstat(fd).map_err(errno)?;
-    Ok((st.st_dev as u64, st.st_ino as u64))
 }
