@@ -10,7 +10,14 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
-command -v prlimit >/dev/null || missing+=(util-linux)
+# python3 -m venv (for the Autobahn tools) needs ensurepip, which Debian
+# ships apart; some tests run Debian's own python3 as another user.
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+# Autobahn's pinned packages build C extensions.
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+{ command -v prlimit && command -v setpriv; } >/dev/null || missing+=(util-linux)
+command -v pgrep >/dev/null || missing+=(procps)
 command -v xinetd >/dev/null || missing+=(xinetd)
 command -v openssl >/dev/null || missing+=(openssl)
 # systemd-socket-activate and systemd-analyze come with systemd.
@@ -25,12 +32,12 @@ if ((${#missing[@]})); then
 fi
 # Autobahn|Testsuite (its wstest) runs on Python 2.7: the image's pyenv
 # has one; a virtualenv made with virtualenv<20.22 can still create a 2.7
-# environment, and ../shared pins the packages that install there.
+# environment, and tests/autobahn-py27-requirements.txt pins the packages
+# that install there.
 if [ ! -x .venv-autobahn/bin/wstest ]; then
     py27=$(ls -1 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/2.7*/bin/python2.7 2>/dev/null | head -n 1 || true)
     [ -n "$py27" ] || { echo "Python 2.7 is needed for Autobahn|Testsuite and was not found under pyenv" >&2; exit 1; }
-    reqs=../shared/autobahn-py27-requirements.txt
-    [ -f "$reqs" ] || { echo "$reqs is missing" >&2; exit 1; }
+    reqs=tests/autobahn-py27-requirements.txt
     rm -rf .venv-tools .venv-autobahn
     python3 -m venv .venv-tools
     .venv-tools/bin/pip install -q 'virtualenv<20.22'
