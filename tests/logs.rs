@@ -139,18 +139,7 @@ fn on_the_journal_stream_lines_carry_their_priority_and_no_timestamp() {
         .stderr(file)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = announced_addr(&mut child);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();

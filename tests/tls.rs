@@ -521,6 +521,32 @@ fn a_client_that_sends_close_notify_after_its_request_gets_the_answer_then_a_clo
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
 }
 
+/// `handoff serve` with a TLS listener (a certificate from a fresh CA) and
+/// one echo worker on `/echo`; `extra` arguments added.
+fn wss_server(extra: &[&str]) -> (Pki, tempfile::TempDir, Handoff) {
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("localhost", "leaf");
+    let site = site();
+    let root = root_arg(site.path());
+    let mut args = vec![
+        "--root",
+        &root,
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        s(&crt),
+        "--tls-key",
+        s(&key),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let h = Handoff::start(&args);
+    (pki, site, h)
+}
+
 /// A rustls client stream that trusts `ca`.
 fn tls_client(
     addr: std::net::SocketAddr,
@@ -572,23 +598,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 #[test]
 fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
     use tungstenite::Message;
-    let pki = Pki::new();
-    let (crt, key) = pki.leaf("localhost", "leaf");
-    let site = site();
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--listen",
-        "127.0.0.1:0,tls=on",
-        "--tls-cert",
-        s(&crt),
-        "--tls-key",
-        s(&key),
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "1",
-    ]);
+    let (pki, _site, h) = wss_server(&[]);
     let a = h.addr_of("https");
     // Warm up (handshake paths, buffers), then measure the peak from here.
     let (mut ws, _) = tungstenite::client(
@@ -624,25 +634,7 @@ fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
 #[test]
 fn holds_the_same_fds_after_tls_and_websocket_abuse() {
     use tungstenite::Message;
-    let pki = Pki::new();
-    let (crt, key) = pki.leaf("localhost", "leaf");
-    let site = site();
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--listen",
-        "127.0.0.1:0,tls=on",
-        "--tls-cert",
-        s(&crt),
-        "--tls-key",
-        s(&key),
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "1",
-        "--setup-timeout",
-        "1",
-    ]);
+    let (pki, _site, h) = wss_server(&["--setup-timeout", "1"]);
     let a = h.addr_of("https");
     // Warm up every path once, then take the baseline.
     let (mut ws, _) = tungstenite::client(
@@ -717,25 +709,7 @@ fn holds_the_same_fds_after_tls_and_websocket_abuse() {
 #[test]
 fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
     use tungstenite::Message;
-    let pki = Pki::new();
-    let (crt, key) = pki.leaf("localhost", "leaf");
-    let site = site();
-    let mut h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--listen",
-        "127.0.0.1:0,tls=on",
-        "--tls-cert",
-        s(&crt),
-        "--tls-key",
-        s(&key),
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "1",
-        "--shutdown-timeout",
-        "10",
-    ]);
+    let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "10"]);
     let a = h.addr_of("https");
     let (mut ws, _) = tungstenite::client(
         format!("wss://localhost:{}/echo", a.port()),

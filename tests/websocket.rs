@@ -402,13 +402,7 @@ fn reaches_a_worker_running_on_its_own_by_path() {
 }
 
 fn upgrade_status(h: &Handoff, path: &str) -> u16 {
-    let mut s = h.connect();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    read_head(&mut s).unwrap().status
+    upgrade_from(h, path, None)
 }
 
 #[test]
@@ -577,18 +571,7 @@ fn a_dead_worker_is_restarted_after_the_binary_on_disk_was_replaced() {
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = announced_addr(&mut child);
     std::fs::remove_file(&copy).unwrap();
     let pids = || {
         let out = std::process::Command::new("pgrep")

@@ -185,6 +185,20 @@ impl Drop for Handoff {
     }
 }
 
+/// Reads the first line a started `handoff` printed on its (piped) stdout,
+/// `listening on http://ADDR`, and returns the address.
+pub fn announced_addr(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("no address announced: {line:?}"))
+        .parse()
+        .unwrap()
+}
+
 /// Everything until EOF (or an error such as a reset), as text.
 pub fn read_to_close(s: &mut TcpStream) -> String {
     let mut all = Vec::new();
