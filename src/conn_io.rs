@@ -63,8 +63,25 @@ impl Write for FdIo<'_> {
     }
 }
 
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
+use crate::sys::would_block;
+
+/// Why a connection has to be closed: the log says it at a level by kind
+/// (a broken TLS session is worth an info line; a peer that vanished is not).
+#[derive(Debug)]
+pub enum Broken {
+    /// The socket failed (a reset, a broken pipe).
+    Io(&'static str, io::Error),
+    /// The TLS session failed (a bad record, a handshake error).
+    Tls(String),
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Broken::Io(what, e) => write!(f, "{what}: {e}"),
+            Broken::Tls(why) => write!(f, "TLS: {why}"),
+        }
+    }
 }
 
 /// Reads what the socket has into the engine. `Ok(true)` if anything moved.
@@ -81,7 +98,7 @@ pub fn read(
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
-) -> Result<bool, String> {
+) -> Result<bool, Broken> {
     match transport {
         Transport::Plain | Transport::Sniff(_) => {
             if !*readable {
@@ -109,17 +126,18 @@ pub fn read(
                     *readable = false;
                     false
                 }
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => return Err(Broken::Io("read", e)),
             };
             if let Transport::Sniff(cfg) = transport
                 && let Some(&first) = conn.unparsed().first()
             {
                 if first == TLS_HANDSHAKE {
                     let hello = conn.take_unparsed();
-                    let mut tls = Transport::tls(cfg.clone()).map_err(|e| e.to_string())?;
+                    let mut tls =
+                        Transport::tls(cfg.clone()).map_err(|e| Broken::Tls(e.to_string()))?;
                     if let Transport::Tls(t) = &mut tls {
                         t.read_tls(&mut &hello[..])
-                            .map_err(|e| format!("TLS: {e}"))?;
+                            .map_err(|e| Broken::Tls(e.to_string()))?;
                         process(t, fd)?;
                     }
                     *transport = tls;
@@ -147,7 +165,7 @@ pub fn read(
                     }
                     Ok(_) => moved = true,
                     Err(e) if would_block(&e) => *readable = false,
-                    Err(e) => return Err(format!("read: {e}")),
+                    Err(e) => return Err(Broken::Io("read", e)),
                 }
                 process(t, fd)?;
                 moved |= plaintext(t, conn, pool, limits, now);
@@ -161,10 +179,10 @@ pub fn read(
 
 /// Processes received records; on a TLS error, sends the alert rustls
 /// queued and reports why.
-fn process(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<(), String> {
+fn process(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<(), Broken> {
     if let Err(e) = t.process_new_packets() {
         let _ = t.write_tls(&mut FdIo(fd));
-        return Err(format!("TLS: {e}"));
+        return Err(Broken::Tls(e.to_string()));
     }
     Ok(())
 }

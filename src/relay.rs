@@ -36,9 +36,7 @@ pub struct Relay {
     client_shut: bool,
 }
 
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
+use crate::sys::would_block;
 
 impl Relay {
     /// `rest`: plaintext the client sent after the upgrade that the HTTP

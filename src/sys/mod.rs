@@ -279,6 +279,11 @@ pub fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
+/// The one test for "try again when the fd is ready" (`EAGAIN`).
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,105 @@
+//! The inbox: how other threads reach the loop. Sockets submitted by the
+//! control socket's threads, deferred responses' jobs, and plain wake-ups
+//! (signals) all arrive here and wake `epoll_wait` through one `Waker`.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use mio::Waker;
+
+use super::options::{Added, Socket};
+use crate::http::deferred::{Job, Mailer, ReplyKey};
+
+/// A socket submitted from another thread, with where to send the outcome.
+pub struct Submission {
+    pub socket: Socket,
+    pub pre_read: Vec<u8>,
+    pub reply: Option<mpsc::Sender<io::Result<Added>>>,
+}
+
+/// Names a submission in the inbox until the loop takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// A deferred response's job (`None`: the reply was dropped).
+pub(super) type Mail = (ReplyKey, Option<Job>);
+
+/// A handle other threads use to give the server sockets (the control
+/// socket's thread) or just to wake its loop (signals). Cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    queue: Arc<Mutex<Vec<(Ticket, Submission)>>>,
+    tickets: Arc<AtomicU64>,
+    replies: Arc<Mutex<Vec<Mail>>>,
+    waker: Arc<Waker>,
+}
+
+fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl Inbox {
+    pub(super) fn new(waker: Waker) -> Inbox {
+        Inbox {
+            queue: Arc::default(),
+            tickets: Arc::default(),
+            replies: Arc::default(),
+            waker: Arc::new(waker),
+        }
+    }
+
+    /// Queues a socket for `add_stream`; the loop adopts it on its next
+    /// turn and sends the outcome to `reply`. The ticket can take the
+    /// submission back while it is still queued (`cancel`).
+    pub fn submit(&self, s: Submission) -> io::Result<Ticket> {
+        let t = Ticket(self.tickets.fetch_add(1, Ordering::Relaxed));
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((t, s));
+        self.waker.wake()?;
+        Ok(t)
+    }
+
+    /// Takes a submission back if the loop has not taken it yet: `true`
+    /// means the socket was dropped here and the loop will never see it;
+    /// `false`, that the loop has it and will send its outcome. The loop
+    /// takes the whole queue under the same lock, so there is no third case.
+    pub fn cancel(&self, t: Ticket) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match q.iter().position(|(k, _)| *k == t) {
+            Some(i) => {
+                q.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes the loop's current `step` return.
+    pub fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+
+    /// Everything submitted since the last call, in order.
+    pub(super) fn take_submissions(&self) -> Vec<(Ticket, Submission)> {
+        take(&self.queue)
+    }
+
+    /// Deferred responses' jobs since the last call.
+    pub(super) fn take_mail(&self) -> Vec<Mail> {
+        take(&self.replies)
+    }
+}
+
+/// Deferred responses reach the loop through the inbox too.
+impl Mailer for Inbox {
+    fn send(&self, key: ReplyKey, job: Option<Job>) {
+        self.replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, job));
+        let _ = self.waker.wake();
+    }
+}

@@ -1,0 +1,132 @@
+//! What the server is told: its options, and the sockets handed to it.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use crate::http::{Limits, Timeouts};
+use crate::sys::{Addr, SockKind};
+use crate::tls::TlsMode;
+
+/// Server options. Every limit and deadline is on by default.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most connections served at once. At the limit the server stops
+    /// accepting (connections wait in the kernel's backlog, they are not
+    /// accepted and closed), and connected sockets given to `add_socket`
+    /// wait in a queue.
+    pub max_concurrent: usize,
+    /// Most connected sockets given to `add_socket`/`add_stream` that may
+    /// wait for a slot; past it they are refused with an error.
+    pub max_queued: usize,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// How long a listener rests after accept failed for lack of fds or
+    /// memory, instead of spinning on a readiness it cannot act on.
+    pub accept_backoff: Duration,
+    /// Connections accepted from one listener per turn, so a flood of new
+    /// connections cannot starve the ones being served.
+    pub accept_batch: usize,
+    /// Header fields added to every response (Moonbridge's `static_headers`).
+    pub static_headers: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_concurrent: 4096,
+            max_queued: 1024,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            accept_backoff: Duration::from_millis(100),
+            accept_batch: 64,
+            static_headers: Vec::new(),
+        }
+    }
+}
+
+/// A socket handed to the server, with what is already known about it.
+pub struct Socket {
+    pub(super) fd: OwnedFd,
+    pub(super) kind: Option<SockKind>,
+    pub(super) peer: Option<Addr>,
+    pub(super) tls: TlsMode,
+}
+
+impl Socket {
+    /// A socket to classify by asking the kernel.
+    pub fn new(fd: OwnedFd) -> Self {
+        Socket {
+            fd,
+            kind: None,
+            peer: None,
+            tls: TlsMode::Off,
+        }
+    }
+
+    /// Serve with TLS: `On` for a listener taking only TLS or a connection
+    /// that is TLS from its first byte, `Auto` to sniff (see `TlsMode`).
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = mode;
+        self
+    }
+    /// A socket whose peer is known better than `getpeername` would say
+    /// (the client behind a proxy).
+    pub fn with_peer(fd: OwnedFd, peer: Addr) -> Self {
+        Socket {
+            fd,
+            kind: None,
+            peer: Some(peer),
+            tls: TlsMode::Off,
+        }
+    }
+    pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, tls: TlsMode) -> Self {
+        Socket {
+            fd,
+            kind: Some(SockKind::Stream { unix }),
+            peer: Some(peer),
+            tls,
+        }
+    }
+}
+
+impl From<OwnedFd> for Socket {
+    fn from(fd: OwnedFd) -> Self {
+        Socket::new(fd)
+    }
+}
+macro_rules! socket_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Socket {
+            fn from(s: $t) -> Self {
+                Socket::new(OwnedFd::from(s))
+            }
+        }
+    )*};
+}
+socket_from!(
+    std::net::TcpListener,
+    std::net::TcpStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixStream
+);
+
+/// What `add_socket` did with a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A listener, now accepted from; its local address.
+    Listener(Addr),
+    /// A connection, now served.
+    Connection,
+    /// A connection waiting for a slot under `max_concurrent`.
+    Queued,
+}
+
+/// A connection a handler took away from HTTP (`Response::hand_off`).
+pub struct HandedOff {
+    pub socket: OwnedFd,
+    /// The request head that was handed off.
+    pub head: Vec<u8>,
+    /// Bytes read after the head (a WebSocket client's first frames).
+    pub rest: Vec<u8>,
+    pub peer: Addr,
+}
