@@ -127,8 +127,11 @@ impl Server {
     }
 
     /// Once a turn, at its end: serve queued sockets while there are free
-    /// slots, then accept from listeners that are ready (or done resting).
+    /// slots, then accept from listeners done resting, and, if slots were
+    /// freed this turn, from those still ready (which stopped at the
+    /// limit). Accepting never re-enters from inside closing.
     pub(super) fn admit_waiting(&mut self) {
+        let freed = std::mem::take(&mut self.freed);
         while self.live < self.shared.opts.max_concurrent && !self.closed {
             let Some(q) = self.queued.pop_front() else {
                 break;
@@ -138,23 +141,23 @@ impl Server {
             }
         }
         let now = self.now;
-        for t in self.listener_tokens() {
+        for i in 0..self.listeners.len() {
+            let t = self.listeners[i];
             if let Some(Entry::Listener(l)) = self.entries.get_mut(t) {
-                if l.backoff_until.is_some_and(|b| b <= now) {
+                let rested = l.backoff_until.is_some_and(|b| b <= now);
+                if rested {
                     l.backoff_until = None;
                     l.ready = true;
                 }
-                if l.ready {
+                if l.ready && (rested || freed) {
                     self.accept_from(t);
                 }
             }
         }
     }
 
+    /// The listeners' tokens (a copy: accepting borrows the server).
     pub(super) fn listener_tokens(&self) -> Vec<usize> {
-        self.entries
-            .iter()
-            .filter_map(|(t, e)| matches!(e, Entry::Listener(_)).then_some(t))
-            .collect()
+        self.listeners.clone()
     }
 }

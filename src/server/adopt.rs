@@ -82,6 +82,7 @@ impl Server {
                 }
                 let local = sys::local_addr(fd.as_fd());
                 let token = self.register(&fd, Interest::READABLE)?;
+                self.listeners.push(token);
                 self.entries.insert(Entry::Listener(Listener {
                     fd,
                     local: local.clone(),

@@ -108,6 +108,11 @@ pub struct Server {
     /// Connections served (slab entries of kind `Conn`): counted, not
     /// derived, because every accept checks it against `max_concurrent`.
     live: usize,
+    /// The listeners' slab keys: a turn looks at listeners without walking
+    /// every connection.
+    listeners: Vec<usize>,
+    /// A slot was freed this turn: `admit_waiting` accepts again.
+    freed: bool,
     next_gen: u64,
     paused: bool,
     closed: bool,
@@ -143,6 +148,8 @@ impl Server {
             timers: Timers::default(),
             queued: WaitQueue::new(),
             live: 0,
+            listeners: Vec::new(),
+            freed: false,
             next_gen: 0,
             paused: false,
             closed: false,
@@ -241,6 +248,7 @@ impl Server {
         let mut c = *c;
         c.conn.release_buffers(&mut self.shared.pool);
         self.live -= 1;
+        self.freed = true;
         Some(c)
     }
 
@@ -313,8 +321,8 @@ impl Server {
         let mut next = self.timers.next();
         let can_accept =
             !self.paused && !self.shared.draining && self.live < self.shared.opts.max_concurrent;
-        for (_, e) in self.entries.iter() {
-            if let Entry::Listener(l) = e {
+        for t in &self.listeners {
+            if let Some(Entry::Listener(l)) = self.entries.get(*t) {
                 match l.backoff_until {
                     Some(b) => next = Some(next.map_or(b, |n| n.min(b))),
                     None if l.ready && can_accept => return Some(Duration::ZERO),
@@ -406,6 +414,7 @@ impl Server {
     /// Accepts again after `pause`.
     pub fn resume(&mut self) {
         self.paused = false;
+        self.freed = true;
         self.admit_waiting();
     }
 
@@ -439,7 +448,7 @@ impl Server {
     }
 
     fn close_listeners(&mut self) {
-        for t in self.listener_tokens() {
+        for t in std::mem::take(&mut self.listeners) {
             if let Some(Entry::Listener(l)) = self.entries.try_remove(t) {
                 let _ = self
                     .poll
