@@ -98,7 +98,7 @@ pub fn run(cfg: PassConfig) -> io::Result<()> {
             tracing::error!(id, "no target took the connection; answering 503");
             let _ = sys::write_all_blocking(
                 client.as_fd(),
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                &crate::http::encode::canned(503, "no server took the connection", ""),
             );
         }
     }

@@ -119,14 +119,10 @@ struct Pending {
 /// Writes a 503 on a connection the pool could not place, and closes it.
 fn answer_503(fd: OwnedFd, why: &str) {
     tracing::warn!(peer = %sys::peer_addr(fd.as_fd()), "WebSocket upgrade answered 503: {why}");
-    let body = format!("503 Service Unavailable: {why}\n");
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let resp = crate::http::encode::canned(503, why, "Retry-After: 1\r\n");
     // A fresh socket's buffer takes this whole; if it does not, the client
     // sees a closed connection, which is also an answer.
-    let _ = sys::write(fd.as_fd(), resp.as_bytes());
+    let _ = sys::write(fd.as_fd(), &resp);
     let _ = sys::shutdown_write(fd.as_fd());
 }
 

@@ -5,13 +5,13 @@
 //! an `Instant`. Nothing here touches a socket, so every rule is tested on
 //! byte slices.
 
-use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::chunked::{Chunked, MAX_CHUNK_LINE};
 use super::deferred::{Job, Mailer, ReadState, ReplyKey, Stepwise, Writer};
+use super::encode::{self, ResponseFraming};
 use super::head::{self, Framing, Head};
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
@@ -19,7 +19,7 @@ use super::pool::BufPool;
 use super::request::Request;
 use super::response::{Body, Response};
 use super::sink::{BodyPlan, BodySink};
-use super::status::{Reject, has_no_body, reason_phrase};
+use super::status::{Reject, reason_phrase};
 use crate::sys::Addr;
 
 /// What serves requests. It runs on the event loop: it must not block.
@@ -909,46 +909,19 @@ fn encode(
     keep_alive: bool,
     static_headers: &[u8],
 ) -> (bool, u64) {
-    let no_body = has_no_body(status);
     let len = body.len();
-    let chunked = len.is_none() && !no_body && minor == 1;
-    // An HTTP/1.0 client cannot read chunked: a body of unknown length is
-    // delimited by closing the connection.
-    let close_delimited = len.is_none() && !no_body && minor == 0 && !is_head;
-    let keep = keep_alive && !close_delimited;
+    let f = ResponseFraming::decide(status, len, is_head, minor, keep_alive);
     out.with_mem(pool, |b| {
-        b.extend_from_slice(b"HTTP/1.1 ");
-        let _ = write!(b, "{status} ");
-        b.extend_from_slice(reason_phrase(status).as_bytes());
-        b.extend_from_slice(b"\r\nDate: ");
-        b.extend_from_slice(date);
-        b.extend_from_slice(b"\r\n");
-        b.extend_from_slice(static_headers);
-        b.extend_from_slice(headers);
-        if !no_body {
-            match len {
-                Some(n) => {
-                    let _ = write!(b, "Content-Length: {n}\r\n");
-                }
-                None if chunked => b.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-                None => {}
-            }
-        }
-        if !keep {
-            b.extend_from_slice(b"Connection: close\r\n");
-        } else if minor == 0 {
-            b.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        b.extend_from_slice(b"\r\n");
+        encode::head(b, status, date, static_headers, headers, len, minor, f)
     });
-    let sent = if is_head || no_body {
+    let sent = if is_head || f.no_body {
         0
     } else {
         len.unwrap_or(0)
     };
-    if !is_head && !no_body {
-        out.push_body(pool, body, chunked);
+    if !is_head && !f.no_body {
+        out.push_body(pool, body, f.chunked);
     }
     out.end_response();
-    (keep, sent)
+    (f.keep_alive, sent)
 }

@@ -151,37 +151,26 @@ impl Stepwise {
         if self.status == 0 {
             return Err(Misuse("no status before the header section"));
         }
-        let no_body = super::status::has_no_body(self.status);
-        self.chunked = self.length.is_none() && !no_body && self.minor == 1;
-        if self.length.is_none() && !no_body && self.minor == 0 {
-            self.keep_alive = false; // close-delimited for HTTP/1.0
-        }
-        self.trailers_allowed = self.chunked;
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nDate: ",
+        let f = super::encode::ResponseFraming::decide(
             self.status,
-            super::status::reason_phrase(self.status)
+            self.length,
+            self.is_head,
+            self.minor,
+            self.keep_alive,
         );
-        out.extend_from_slice(date);
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(static_headers);
-        out.extend_from_slice(&self.headers);
-        if !no_body {
-            match self.length {
-                Some(n) => {
-                    let _ = write!(out, "Content-Length: {n}\r\n");
-                }
-                None if self.chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-                None => {}
-            }
-        }
-        if !self.keep_alive {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if self.minor == 0 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        self.chunked = f.chunked;
+        self.keep_alive = f.keep_alive;
+        self.trailers_allowed = self.chunked;
+        super::encode::head(
+            out,
+            self.status,
+            date,
+            static_headers,
+            &self.headers,
+            self.length,
+            self.minor,
+            f,
+        );
         self.state = WriteState::MetadataIssued;
         Ok(())
     }

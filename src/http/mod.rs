@@ -3,6 +3,7 @@
 pub mod chunked;
 pub mod conn;
 pub mod deferred;
+pub mod encode;
 pub mod head;
 pub mod limits;
 pub mod output;

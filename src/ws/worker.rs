@@ -448,10 +448,8 @@ impl Worker {
         };
 
         let accept = tungstenite::handshake::derive_accept_key(key);
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
-        write_all_soon(&fd, response.as_bytes()).map_err(|e| format!("writing the 101: {e}"))?;
+        let response = crate::http::encode::switching_to_websocket(&accept);
+        write_all_soon(&fd, &response).map_err(|e| format!("writing the 101: {e}"))?;
 
         let raw = fd.as_raw_fd();
         let ws = WebSocket::from_partially_read(

@@ -1,0 +1,170 @@
+//! Response heads, written in one place: how a body is delimited (decided
+//! once for one-shot and step-wise responses alike), the status line and
+//! header section, and the small canned answers other processes write
+//! without the engine (a 503 from the WebSocket pool or `handoff pass`, a
+//! worker's 101).
+
+use std::io::Write as _;
+
+use super::status::{has_no_body, reason_phrase};
+
+/// How a response's body is delimited and whether the connection stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseFraming {
+    /// The status has no body (1xx, 204, 304).
+    pub no_body: bool,
+    /// `Transfer-Encoding: chunked` (a body of unknown length, HTTP/1.1).
+    pub chunked: bool,
+    pub keep_alive: bool,
+}
+
+impl ResponseFraming {
+    /// `len`: the body's length if known. An HTTP/1.0 client cannot read
+    /// chunked, so a body of unknown length is delimited by closing the
+    /// connection.
+    pub fn decide(
+        status: u16,
+        len: Option<u64>,
+        is_head: bool,
+        minor: u8,
+        keep_alive: bool,
+    ) -> ResponseFraming {
+        let no_body = has_no_body(status);
+        let unknown = len.is_none() && !no_body;
+        ResponseFraming {
+            no_body,
+            chunked: unknown && minor == 1,
+            keep_alive: keep_alive && !(unknown && minor == 0 && !is_head),
+        }
+    }
+}
+
+/// Writes the status line and header section. `headers` are the handler's
+/// `Name: value\r\n` lines; the framing fields are ours.
+#[allow(clippy::too_many_arguments)]
+pub fn head(
+    b: &mut Vec<u8>,
+    status: u16,
+    date: &[u8],
+    static_headers: &[u8],
+    headers: &[u8],
+    len: Option<u64>,
+    minor: u8,
+    f: ResponseFraming,
+) {
+    let _ = write!(b, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
+    b.extend_from_slice(date);
+    b.extend_from_slice(b"\r\n");
+    b.extend_from_slice(static_headers);
+    b.extend_from_slice(headers);
+    if !f.no_body {
+        match len {
+            Some(n) => {
+                let _ = write!(b, "Content-Length: {n}\r\n");
+            }
+            None if f.chunked => b.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            None => {}
+        }
+    }
+    if !f.keep_alive {
+        b.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        b.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
+}
+
+/// A whole plain-text answer that closes the connection, for code outside
+/// the engine (the WebSocket pool, `handoff pass`). `extra`: more header
+/// lines, `Name: value\r\n` each.
+pub fn canned(status: u16, why: &str, extra: &str) -> Vec<u8> {
+    let reason = reason_phrase(status);
+    let body = format!("{status} {reason}: {why}\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The 101 that completes a WebSocket opening handshake.
+pub fn switching_to_websocket(accept_key: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_by_length_chunks_or_close_by_version() {
+        let f = |status, len, is_head, minor| {
+            ResponseFraming::decide(status, len, is_head, minor, true)
+        };
+        let ka = |no_body, chunked, keep_alive| ResponseFraming {
+            no_body,
+            chunked,
+            keep_alive,
+        };
+        assert_eq!(f(200, Some(5), false, 1), ka(false, false, true));
+        assert_eq!(f(200, None, false, 1), ka(false, true, true));
+        assert_eq!(
+            f(200, None, false, 0),
+            ka(false, false, false),
+            "1.0: close-delimited"
+        );
+        assert_eq!(
+            f(200, None, true, 0),
+            ka(false, false, true),
+            "HEAD sends no body"
+        );
+        assert_eq!(f(204, None, false, 1), ka(true, false, true));
+        assert_eq!(f(304, None, false, 0), ka(true, false, true));
+        assert!(!ResponseFraming::decide(200, Some(1), false, 1, false).keep_alive);
+    }
+
+    #[test]
+    fn writes_the_framing_fields_itself() {
+        let mut b = Vec::new();
+        let f = ResponseFraming::decide(200, None, false, 1, false);
+        head(&mut b, 200, b"D", b"Server: s\r\n", b"X: 1\r\n", None, 1, f);
+        assert_eq!(
+            b,
+            b"HTTP/1.1 200 OK\r\nDate: D\r\nServer: s\r\nX: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let mut b = Vec::new();
+        head(
+            &mut b,
+            200,
+            b"D",
+            b"",
+            b"",
+            Some(3),
+            0,
+            ResponseFraming::decide(200, Some(3), false, 0, true),
+        );
+        assert!(b.ends_with(b"Content-Length: 3\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn canned_answers_are_complete_and_close() {
+        let a = String::from_utf8(canned(503, "no worker", "Retry-After: 1\r\n")).unwrap();
+        assert!(a.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{a}");
+        assert!(a.contains(
+            "Retry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: no worker\n"
+        ));
+        let n: usize = a
+            .split("Content-Length: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(n, a.split("\r\n\r\n").nth(1).unwrap().len());
+    }
+}
