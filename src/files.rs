@@ -11,12 +11,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use crate::http::{Body, Handler, Request, Response};
 
@@ -57,26 +53,7 @@ impl StaticFiles {
     }
 
     fn open_beneath(&self, rel: &str) -> io::Result<File> {
-        // O_NONBLOCK: opening a FIFO (or a device) in the root must not
-        // wait for a writer and freeze the event loop; such a file is then
-        // refused as not regular. Reads of regular files ignore the flag.
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        match openat2(&self.root, rel, how) {
-            Ok(fd) => Ok(File::from(fd)),
-            Err(Errno::ENOSYS) => {
-                let full = self.root_path.join(rel).canonicalize()?;
-                if !full.starts_with(&self.root_path) {
-                    return Err(io::Error::from_raw_os_error(libc::EXDEV));
-                }
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                    .open(full)
-            }
-            Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
-        }
+        crate::sys::fs::open_beneath(&self.root, &self.root_path, rel)
     }
 
     fn open(&self, url_path: &str) -> Opened {

@@ -221,10 +221,7 @@ impl PoolLoop {
         for w in &mut self.workers {
             w.restart_at = None;
             if let Some(c) = &w.child {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(c.id() as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                sys::signal_child(c, nix::sys::signal::Signal::SIGTERM);
             }
         }
         self.stopping = Some(done);

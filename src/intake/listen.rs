@@ -2,17 +2,10 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use nix::sys::socket::{
-    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
-    setsockopt, sockopt,
-};
-
-fn errno(e: nix::errno::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e as i32)
-}
+use crate::sys;
 
 /// What `--listen` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,36 +64,13 @@ pub fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
             let addr: SocketAddr = s.to_socket_addrs()?.next().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, format!("{s}: no address"))
             })?;
-            let family = if addr.is_ipv4() {
-                AddressFamily::Inet
-            } else {
-                AddressFamily::Inet6
-            };
-            listen_on(family, &SockaddrStorage::from(addr), &addr.to_string())
+            sys::listen_tcp(addr)
         }
         ListenSpec::Unix(path) => {
             remove_stale(path)?;
-            let addr = UnixAddr::new(path.as_path()).map_err(errno)?;
-            listen_on(AddressFamily::Unix, &addr, &path.display().to_string())
+            sys::listen_unix(path)
         }
     }
-}
-
-fn listen_on(family: AddressFamily, addr: &dyn SockaddrLike, name: &str) -> io::Result<OwnedFd> {
-    let fd = socket::socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(errno)?;
-    if family != AddressFamily::Unix {
-        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(errno)?;
-    }
-    socket::bind(fd.as_raw_fd(), addr)
-        .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {name}: {e}")))?;
-    socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
-    Ok(fd)
 }
 
 /// Removes a socket file left by a process that is gone; never one that

@@ -32,27 +32,6 @@ pub(super) struct Queued {
 
 pub(super) type WaitQueue = VecDeque<Queued>;
 
-/// Is an accept error about one connection (it died in the backlog, or a
-/// transient network error), so that the next accept may well succeed?
-fn belongs_to_one_connection(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EINTR
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-        )
-    )
-}
-
 impl Server {
     /// May the server take another connection now?
     fn can_accept(&self) -> bool {
@@ -83,7 +62,7 @@ impl Server {
                     }
                 }
                 Err(e) if would_block(&e) => l.ready = false,
-                Err(e) if belongs_to_one_connection(&e) => tracing::debug!("accept: {e}"),
+                Err(e) if sys::belongs_to_one_connection(&e) => tracing::debug!("accept: {e}"),
                 Err(e) => {
                     tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {backoff:?}");
                     l.backoff_until = Some(now + backoff);

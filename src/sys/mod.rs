@@ -16,6 +16,7 @@ use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
 
 pub mod fdpass;
+pub mod fs;
 pub mod process;
 
 fn errno(e: Errno) -> io::Error {
@@ -282,6 +283,82 @@ pub fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
 /// The one test for "try again when the fd is ready" (`EAGAIN`).
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A TCP listener on `addr`: non-blocking, close-on-exec, `SO_REUSEADDR`,
+/// with the largest backlog the kernel allows (std's 128 is small for a
+/// burst).
+pub fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        socket::AddressFamily::Inet
+    } else {
+        socket::AddressFamily::Inet6
+    };
+    listen_on(
+        family,
+        &socket::SockaddrStorage::from(addr),
+        &addr.to_string(),
+    )
+}
+
+/// A Unix stream listener at `path` (which must not exist).
+pub fn listen_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let addr = socket::UnixAddr::new(path).map_err(errno)?;
+    listen_on(
+        socket::AddressFamily::Unix,
+        &addr,
+        &path.display().to_string(),
+    )
+}
+
+fn listen_on(
+    family: socket::AddressFamily,
+    addr: &dyn socket::SockaddrLike,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    use socket::{Backlog, SockFlag, SockType};
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(errno)?;
+    if family != socket::AddressFamily::Unix {
+        socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true).map_err(errno)?;
+    }
+    socket::bind(fd.as_raw_fd(), addr)
+        .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {name}: {e}")))?;
+    socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
+    Ok(fd)
+}
+
+/// Sends a signal to a child process (`SIGTERM` to a worker on shutdown,
+/// the escalation to an `exec:` command that does not end). A process that
+/// is already gone is not an error worth reporting.
+pub fn signal_child(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
+/// Is an accept error about one connection (it died in the backlog, or a
+/// transient network error), so that the next accept may well succeed?
+pub fn belongs_to_one_connection(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use std::os::fd::AsFd;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 /// Most bytes queued for the child's stdin; past it the worker stops reading
 /// the WebSocket until the child catches up.
@@ -193,7 +192,7 @@ impl Reaping {
             if now < self.since + *after {
                 break;
             }
-            let _ = kill(Pid::from_raw(self.child.id() as i32), *sig);
+            crate::sys::signal_child(&self.child, *sig);
             self.sent += 1;
         }
         matches!(self.child.try_wait(), Ok(Some(_)))
