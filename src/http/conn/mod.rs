@@ -1,0 +1,502 @@
+//! One HTTP/1.1 server connection as a sans-I/O state machine: bytes are
+//! put in (`read_buf`/`filled`, or `feed`), requests are parsed and handed
+//! to the handler in order (`advance`), and what is owed to the peer is
+//! taken out (`output`). Time comes in as an argument; deadlines go out as
+//! an `Instant`. Nothing here touches a socket, so every rule is tested on
+//! byte slices.
+
+mod dispatch;
+mod read;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::chunked::{Chunked, MAX_CHUNK_LINE};
+use super::deferred::{Mailer, Stepwise};
+use super::head::Head;
+use super::limits::{Limits, Timeouts};
+use super::output::Output;
+use super::pool::BufPool;
+use super::request::Request;
+use super::response::Response;
+use super::sink::{BodyPlan, BodySink};
+use super::status::Reject;
+use crate::sys::Addr;
+
+/// What serves requests. It runs on the event loop: it must not block.
+pub trait Handler {
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>);
+
+    /// Called when the head of a request with a body has arrived, before
+    /// any of the body is read (and before `100 Continue` is sent): what to
+    /// do with the body. The default reads it whole.
+    fn on_head(&self, req: &Request<'_>) -> BodyPlan {
+        let _ = req;
+        BodyPlan::Buffer
+    }
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&Request<'_>, &mut Response<'_>),
+{
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        self(req, res)
+    }
+}
+
+/// What the server lends a connection while it advances.
+pub struct Ctx<'a> {
+    pub handler: &'a dyn Handler,
+    pub limits: &'a Limits,
+    pub timeouts: &'a Timeouts,
+    /// The current IMF-fixdate, refreshed by the server once a second.
+    pub date: &'a [u8],
+    pub pool: &'a mut BufPool,
+    /// Scratch for response header fields, shared by every connection since
+    /// handlers run one at a time.
+    pub scratch: &'a mut Vec<u8>,
+    /// The server is shutting down: answer what is in flight, then close.
+    pub draining: bool,
+    /// Header fields added to every response (`static_headers`), as
+    /// `Name: value\r\n` lines.
+    pub static_headers: &'a [u8],
+    /// How deferred responses reach the loop, and which connection this is.
+    pub replies: Option<(&'a Arc<dyn Mailer>, usize, u64)>,
+}
+
+/// Whether `advance` can go on at once or must wait for bytes, room or
+/// an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Again,
+    Wait,
+}
+
+enum Decoder {
+    Length(u64),
+    Chunked(Chunked),
+}
+
+enum Reading {
+    /// Between requests: no byte of the next one yet.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+    /// The head is parsed; its body is arriving, to be read whole or
+    /// streamed to a sink.
+    Body(Decoder, Option<Box<dyn BodySink>>),
+    /// No more requests on this connection; what is queued goes out, then
+    /// it closes.
+    Done,
+    /// A handler took the connection over; once what is queued is sent, the
+    /// socket leaves HTTP with the head and the bytes read after it.
+    HandedOff { head: Vec<u8> },
+    /// A handler deferred its response (`Response::defer`): it is written in
+    /// steps through a `Reply`; no further request is parsed until it ends.
+    Deferred {
+        id: u64,
+        st: Box<Stepwise>,
+        since: Instant,
+        /// The request line, for the access log.
+        line: String,
+    },
+}
+
+/// What the I/O layer should do with the connection next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep serving.
+    Continue,
+    /// A handler took the connection over: call `take_hand_off`.
+    HandOff,
+    /// Everything is sent: shut down our side and keep reading, discarding,
+    /// until the peer closes or the linger deadline passes.
+    ShutdownWrite,
+    /// Close the socket now.
+    Close,
+}
+
+/// Why a deadline fired, for the log line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// Nothing was in flight: close quietly.
+    Idle,
+    /// A request was in progress: a 408 was queued.
+    Request,
+    /// The peer stopped reading our output: abort.
+    Write,
+    /// The linger after our close ran out.
+    Linger,
+}
+
+pub struct Conn {
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+    reading: Reading,
+    head: Head,
+    scanned: usize,
+    out: Output,
+    served: u64,
+    peer: Addr,
+    accepted: Instant,
+    phase_at: Instant,
+    body_progress: Instant,
+    write_progress: Instant,
+    eof: bool,
+    linger_until: Option<Instant>,
+    /// The handler answered without the body (`BodyPlan::Skip`).
+    skip_body: bool,
+    next_reply: u64,
+    /// The response cannot be completed properly: close, do not linger.
+    abort: bool,
+}
+
+impl Conn {
+    pub fn new(peer: Addr, now: Instant) -> Self {
+        Conn {
+            rbuf: Vec::new(),
+            start: 0,
+            end: 0,
+            reading: Reading::Idle,
+            head: Head::default(),
+            scanned: 0,
+            out: Output::default(),
+            served: 0,
+            peer,
+            accepted: now,
+            phase_at: now,
+            body_progress: now,
+            write_progress: now,
+            eof: false,
+            linger_until: None,
+            skip_body: false,
+            next_reply: 0,
+            abort: false,
+        }
+    }
+
+    pub fn peer(&self) -> &Addr {
+        &self.peer
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    fn backpressured(&self, limits: &Limits) -> bool {
+        self.out.responses() >= limits.max_pipelined || self.out.bytes() > limits.max_output_buffer
+    }
+
+    /// Should the I/O layer read now (if the socket is readable)?
+    pub fn wants_read(&self, limits: &Limits) -> bool {
+        if self.linger_until.is_some() {
+            return !self.eof;
+        }
+        if self.eof {
+            return false;
+        }
+        match self.reading {
+            Reading::Body(..) => true,
+            Reading::Idle | Reading::Head => !self.backpressured(limits),
+            Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => false,
+        }
+    }
+
+    fn ensure_buf(&mut self, pool: &mut BufPool) {
+        if self.rbuf.is_empty() {
+            self.rbuf = pool.take();
+            let cap = self.rbuf.capacity();
+            self.rbuf.resize(cap, 0);
+        }
+    }
+
+    /// How large the read buffer may grow in the current phase.
+    fn cap_limit(&self, limits: &Limits) -> usize {
+        let head = limits.max_header_bytes + 1;
+        match &self.reading {
+            Reading::Body(_, Some(_)) => self.head.len + limits.max_input_chunk,
+            Reading::Body(Decoder::Length(n), None) => self.head.len + *n as usize,
+            Reading::Body(Decoder::Chunked(_), None) => {
+                self.head.len + limits.max_body as usize + MAX_CHUNK_LINE + limits.max_header_bytes
+            }
+            _ => head,
+        }
+    }
+
+    /// Room to read into, or `None` when the connection should not read.
+    pub fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
+        if !self.wants_read(limits) {
+            return None;
+        }
+        self.ensure_buf(pool);
+        if self.linger_until.is_some() {
+            self.start = 0;
+            self.end = 0;
+            return Some(&mut self.rbuf[..]);
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.rbuf.len() {
+            if self.start > 0 {
+                self.rbuf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let want = self.cap_limit(limits).max(self.end + 1);
+            if self.end == self.rbuf.len() {
+                let new = (self.rbuf.len() * 2)
+                    .clamp(super::pool::BUF_SIZE, want.max(self.rbuf.len() + 1));
+                self.rbuf.resize(new, 0);
+            }
+        }
+        Some(&mut self.rbuf[self.end..])
+    }
+
+    /// Records that `n` bytes were read into the slice from `read_buf`.
+    pub fn filled(&mut self, n: usize, now: Instant) {
+        if self.linger_until.is_some() {
+            return;
+        }
+        self.end += n;
+        if let Reading::Body(..) = self.reading {
+            self.body_progress = now;
+        }
+    }
+
+    /// Appends bytes that were read elsewhere (pre-read bytes of a handed
+    /// over stream; tests). Limits still apply when they are parsed.
+    pub fn feed(&mut self, bytes: &[u8], pool: &mut BufPool, now: Instant) {
+        if bytes.is_empty() || self.linger_until.is_some() {
+            return;
+        }
+        self.ensure_buf(pool);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.rbuf.len() - self.end < bytes.len() {
+            self.rbuf.resize(self.end + bytes.len(), 0);
+        }
+        self.rbuf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len(), now);
+    }
+
+    /// Bytes read but not yet parsed (a sniffing transport looks at them).
+    pub fn unparsed(&self) -> &[u8] {
+        &self.rbuf[self.start..self.end]
+    }
+
+    /// Takes the bytes read but not yet parsed (they were a TLS ClientHello,
+    /// for the TLS session rather than the parser).
+    pub fn take_unparsed(&mut self) -> Vec<u8> {
+        let v = self.unparsed().to_vec();
+        self.start = self.end;
+        v
+    }
+
+    /// The peer shut down its side (read returned 0).
+    pub fn on_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Parses and answers every complete request in the buffer, in order,
+    /// until it needs more bytes or the output queue is full.
+    pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        loop {
+            let flow = match &self.reading {
+                Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => Flow::Wait,
+                Reading::Idle | Reading::Head => self.read_head(now, ctx),
+                Reading::Body(..) => self.read_body(now, ctx),
+            };
+            if flow == Flow::Wait {
+                return;
+            }
+        }
+    }
+
+    /// The peer ended its input inside a request body: the request cannot
+    /// be served, and a client that only half-closed is still reading.
+    fn body_cut_short(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+        tracing::debug!(peer = %self.peer, "input ended mid-body");
+        self.stop_with(Reject::new(400, "request body cut short"), now, ctx)
+    }
+
+    /// Refuses the request (`reject`); nothing more is read.
+    fn stop_with(&mut self, rej: Reject, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+        self.reject(rej, now, ctx);
+        Flow::Wait
+    }
+
+    // ---- output ----
+
+    /// The queue of bytes owed to the peer.
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    /// Records write progress (for the write deadline).
+    pub fn wrote(&mut self, now: Instant) {
+        self.write_progress = now;
+    }
+
+    /// The write deadline counts from when output became pending, not from
+    /// the last write of an earlier response.
+    fn output_starts(&mut self, now: Instant) {
+        if self.out.is_empty() {
+            self.write_progress = now;
+        }
+    }
+
+    /// Is the connection between requests with nothing buffered, so its
+    /// buffers can go back to the pool?
+    pub fn is_idle(&self) -> bool {
+        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
+    }
+
+    pub fn release_buffers(&mut self, pool: &mut BufPool) {
+        if self.start == self.end && !self.rbuf.is_empty() {
+            self.start = 0;
+            self.end = 0;
+            pool.give(std::mem::take(&mut self.rbuf));
+        }
+        self.out.release(pool);
+    }
+
+    /// What to do with the socket after this turn. `draining`: the server
+    /// is shutting down, so a connection that has become idle closes rather
+    /// than waiting for another request.
+    pub fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
+        if self.linger_until.is_some() {
+            return if self.eof {
+                Next::Close
+            } else {
+                Next::Continue
+            };
+        }
+        if self.abort {
+            return Next::Close;
+        }
+        if draining && self.drain() {
+            return Next::Close;
+        }
+        if let Reading::HandedOff { .. } = self.reading
+            && self.out.is_empty()
+        {
+            return Next::HandOff;
+        }
+        if let Reading::Done = self.reading
+            && self.out.is_empty()
+        {
+            // Shut our side down even when the peer has ended its input: a
+            // TLS peer gets its close_notify. With `eof` the linger ends at
+            // once (above).
+            self.linger_until = Some(now + timeouts.linger);
+            self.start = 0;
+            self.end = 0;
+            return Next::ShutdownWrite;
+        }
+        Next::Continue
+    }
+
+    /// After `Next::HandOff`: the request head, and the bytes read after it
+    /// (a WebSocket client may send its first frame with the upgrade).
+    pub fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        match std::mem::replace(&mut self.reading, Reading::Done) {
+            Reading::HandedOff { head } => {
+                let rest = self.rbuf[self.start..self.end].to_vec();
+                self.start = 0;
+                self.end = 0;
+                Some((head, rest))
+            }
+            other => {
+                self.reading = other;
+                None
+            }
+        }
+    }
+
+    /// Stops taking new requests. Returns true if the connection is idle and
+    /// can be closed at once; one with a request in flight answers it (with
+    /// `Connection: close`, as the server is draining) and then closes.
+    pub fn drain(&mut self) -> bool {
+        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
+    }
+
+    fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {
+        (!self.out.is_empty()).then(|| self.write_progress + t.write_progress)
+    }
+
+    fn read_deadline(&self, t: &Timeouts) -> Option<Instant> {
+        match self.reading {
+            Reading::Idle if self.out.is_empty() => Some(if self.served == 0 {
+                self.accepted + t.connection_setup
+            } else {
+                self.phase_at + t.intra_stream
+            }),
+            Reading::Idle => None,
+            Reading::Head => Some(if self.served == 0 {
+                self.accepted + t.connection_setup
+            } else {
+                self.phase_at + t.connection_setup
+            }),
+            Reading::Body(..) => Some(self.body_progress + t.body_progress),
+            Reading::Done | Reading::HandedOff { .. } => None,
+            Reading::Deferred { since, .. } => Some(since + t.response),
+        }
+    }
+
+    /// When this connection next needs attention if nothing happens.
+    pub fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+        if let Some(l) = self.linger_until {
+            return Some(l);
+        }
+        match (self.write_deadline(t), self.read_deadline(t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles a deadline that may have passed. `None`: it had not (the
+    /// timer was stale).
+    pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
+        if let Some(l) = self.linger_until {
+            return (l <= now).then_some(Expired::Linger);
+        }
+        if self.write_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
+            self.out.clear();
+            return Some(Expired::Write);
+        }
+        if self.read_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
+            return Some(match &self.reading {
+                Reading::Idle => {
+                    self.reading = Reading::Done;
+                    Expired::Idle
+                }
+                Reading::Deferred { st, .. } => {
+                    tracing::warn!(peer = %self.peer, "a deferred response was not finished in time");
+                    if st.state == crate::http::deferred::WriteState::Empty {
+                        self.reading = Reading::Done;
+                        self.reject(
+                            Reject::new(504, "the response was not ready in time"),
+                            now,
+                            ctx,
+                        );
+                    } else {
+                        self.abort = true;
+                        self.reading = Reading::Done;
+                    }
+                    Expired::Request
+                }
+                _ => {
+                    self.reject(Reject::new(408, "request not received in time"), now, ctx);
+                    Expired::Request
+                }
+            });
+        }
+        None
+    }
+}

@@ -1,0 +1,213 @@
+//! Reading requests: a head, then its body (whole, by length or chunked,
+//! or streamed to the handler's sink). Each step says whether the
+//! connection can go on at once (`Flow::Again`) or must wait.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use super::{Conn, Ctx, Decoder, Flow, Reading};
+use crate::http::chunked::Chunked;
+use crate::http::deferred::ReadState;
+use crate::http::head::{self, Framing};
+use crate::http::request::Request;
+use crate::http::sink::BodyPlan;
+use crate::http::status::Reject;
+
+impl Conn {
+    /// Between requests or inside a head: parse it if it is complete, and
+    /// dispatch it (no body) or get ready for its body.
+    pub(super) fn read_head(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+        if self.backpressured(ctx.limits) {
+            return Flow::Wait;
+        }
+        if self.start == self.end {
+            if self.eof {
+                self.reading = Reading::Done;
+            }
+            return Flow::Wait;
+        }
+        if let Reading::Idle = self.reading {
+            self.reading = Reading::Head;
+            if self.served > 0 {
+                self.phase_at = now;
+            }
+        }
+        let data = &self.rbuf[self.start..self.end];
+        match head::parse(data, &mut self.scanned, ctx.limits, &mut self.head) {
+            Err(rej) => return self.stop_with(rej, now, ctx),
+            Ok(false) => {
+                if self.eof {
+                    tracing::debug!(peer = %self.peer, "connection closed mid-head");
+                    self.reading = Reading::Done;
+                }
+                return Flow::Wait;
+            }
+            Ok(true) => {
+                self.scanned = 0;
+                let framing = self.head.framing.unwrap_or(Framing::None);
+                let decoder = match framing {
+                    Framing::None => {
+                        let n = self.head.len;
+                        self.dispatch(now, ctx, n..n, n..n, n, None);
+                        return Flow::Again;
+                    }
+                    Framing::Length(n) => Some(n),
+                    Framing::Chunked => None,
+                };
+                // Ask the handler what to do with the body.
+                let plan = {
+                    let buf = &self.rbuf[self.start..self.start + self.head.len];
+                    let req = Request {
+                        buf,
+                        head: &self.head,
+                        body: &[],
+                        trailers: &[],
+                        peer: &self.peer,
+                        state: ReadState::MessageReady,
+                    };
+                    catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
+                };
+                let (limit, sink) = match plan {
+                    Err(_) => {
+                        tracing::error!(peer = %self.peer, "handler panicked in on_head; answered 500");
+                        return self.stop_with(Reject::new(500, "the handler failed"), now, ctx);
+                    }
+                    Ok(BodyPlan::Skip) => {
+                        // Answer now; the body is never read, so
+                        // nothing after it can be parsed: close.
+                        self.skip_body = true;
+                        let n = self.head.len;
+                        self.dispatch(now, ctx, n..n, n..n, n, None);
+                        self.start = self.end;
+                        self.reading = Reading::Done;
+                        return Flow::Wait;
+                    }
+                    Ok(BodyPlan::Buffer) => (ctx.limits.max_body, None),
+                    Ok(BodyPlan::Stream(sink)) => (ctx.limits.max_streamed_body, Some(sink)),
+                };
+                let decoder = match decoder {
+                    Some(n) if n > limit => {
+                        return self.stop_with(
+                            Reject::new(413, "request body too large"),
+                            now,
+                            ctx,
+                        );
+                    }
+                    Some(n) => Decoder::Length(n),
+                    None => Decoder::Chunked(Chunked::new(limit)),
+                };
+                // Ask for the body only if the client is waiting
+                // to be asked (RFC 9110 §10.1.1).
+                if self.head.expect_continue && self.end - self.start == self.head.len {
+                    self.output_starts(now);
+                    self.out.with_mem(ctx.pool, |b| {
+                        b.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    });
+                }
+                self.body_progress = now;
+                self.reading = Reading::Body(decoder, sink);
+            }
+        }
+        Flow::Again
+    }
+
+    /// Inside a body: take what arrived, and dispatch once it is whole.
+    pub(super) fn read_body(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+        match &mut self.reading {
+            Reading::Body(Decoder::Length(n), None) => {
+                let n = *n as usize;
+                let h = self.head.len;
+                if self.end - self.start >= h + n {
+                    self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n, None);
+                    return Flow::Again;
+                }
+                if self.eof {
+                    return self.body_cut_short(now, ctx);
+                }
+                Flow::Wait
+            }
+            Reading::Body(Decoder::Chunked(c), None) => {
+                let h = self.head.len;
+                let region = &mut self.rbuf[self.start + h..self.end];
+                match c.decode(region, ctx.limits) {
+                    Err(rej) => self.stop_with(rej, now, ctx),
+                    Ok(step) => {
+                        self.end -= step.removed;
+                        if step.done {
+                            let b = c.body_len();
+                            let t = c.trailer_len();
+                            self.dispatch(now, ctx, h..h + b, h + b..h + b + t, h + b + t, None);
+                            return Flow::Again;
+                        }
+                        if self.eof {
+                            return self.body_cut_short(now, ctx);
+                        }
+                        Flow::Wait
+                    }
+                }
+            }
+            Reading::Body(decoder, Some(sink)) => {
+                // Streaming: hand what arrived to the sink and drop it
+                // from the buffer, which keeps only the head.
+                let h = self.start + self.head.len;
+                let (chunk, trailers, done) = match decoder {
+                    Decoder::Length(left) => {
+                        let take = (*left).min((self.end - h) as u64) as usize;
+                        *left -= take as u64;
+                        (take, 0, *left == 0)
+                    }
+                    Decoder::Chunked(c) => {
+                        match c.decode(&mut self.rbuf[h..self.end], ctx.limits) {
+                            Err(rej) => return self.stop_with(rej, now, ctx),
+                            Ok(step) => {
+                                self.end -= step.removed;
+                                let b = c.body_len();
+                                c.take_decoded();
+                                (b, if step.done { c.trailer_len() } else { 0 }, step.done)
+                            }
+                        }
+                    }
+                };
+                if chunk > 0 {
+                    let pieces = self.rbuf[h..h + chunk].chunks(ctx.limits.max_input_chunk.max(1));
+                    if let Err(e) = pieces.into_iter().try_for_each(|p| sink.data(p)) {
+                        tracing::info!(peer = %self.peer, status = e.status, "body refused by the handler: {}", e.reason);
+                        return self.stop_with(
+                            Reject {
+                                status: e.status,
+                                reason: e.reason,
+                            },
+                            now,
+                            ctx,
+                        );
+                    }
+                    self.rbuf.copy_within(h + chunk..self.end, h);
+                    self.end -= chunk;
+                    self.body_progress = now;
+                }
+                if done {
+                    let Reading::Body(_, Some(mut sink)) =
+                        std::mem::replace(&mut self.reading, Reading::Head)
+                    else {
+                        return Flow::Wait;
+                    };
+                    let n = self.head.len;
+                    self.dispatch(
+                        now,
+                        ctx,
+                        n..n,
+                        n..n + trailers,
+                        n + trailers,
+                        Some(&mut *sink),
+                    );
+                    return Flow::Again;
+                }
+                if self.eof {
+                    return self.body_cut_short(now, ctx);
+                }
+                Flow::Wait
+            }
+            _ => Flow::Wait,
+        }
+    }
+}
