@@ -1,0 +1,233 @@
+//! The worker's side of the handoff: control sockets to HTTP processes
+//! (their peers checked), `PASS_CONNECTION` adopted (the 101 written here),
+//! `LOAD` and `BROADCAST` messages.
+
+use super::*;
+
+impl Worker {
+    /// Only our own uid and the allowed ones may hand us connections: a
+    /// peer that may write PASS_CONNECTION can make us speak on any socket
+    /// it has. Others get a REFUSE and are closed.
+    pub(super) fn peer_allowed(&self, fd: &OwnedFd) -> bool {
+        let (uid, pid) = match fdpass::peer_cred(fd.as_fd()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("worker control peer credentials: {e}");
+                return false;
+            }
+        };
+        if uid == crate::sys::process::euid() || self.cfg.allowed_uids.contains(&uid) {
+            return true;
+        }
+        tracing::warn!(uid, pid, "worker control peer refused: uid not allowed");
+        let m = wire::Message::refuse(0, format!("uid {uid} is not allowed on this worker socket"));
+        let _ = fdpass::send_with_fds(fd.as_fd(), &[IoSlice::new(&m.encode())], &[]);
+        false
+    }
+
+    pub(super) fn send_ctl(&self, token: usize, m: &wire::Message) {
+        if let Some(Entry::Ctl(fd)) = self.entries.get(token)
+            && let Err(e) = fdpass::send_with_fds(fd.as_fd(), &[IoSlice::new(&m.encode())], &[])
+        {
+            tracing::debug!("worker control send: {e}");
+        }
+    }
+
+    pub(super) fn ctl_tokens(&self) -> Vec<usize> {
+        self.entries
+            .iter()
+            .filter_map(|(t, e)| matches!(e, Entry::Ctl(_)).then_some(t))
+            .collect()
+    }
+
+    pub(super) fn report_load(&self) {
+        let m = wire::Message::new(Kind::Load, self.live as u64);
+        for t in self.ctl_tokens() {
+            self.send_ctl(t, &m);
+        }
+    }
+
+    pub(super) fn read_ctl(&mut self, token: usize) {
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        loop {
+            let Some(Entry::Ctl(fd)) = self.entries.get(token) else {
+                return;
+            };
+            let rec = match fdpass::recv_with_fds(fd.as_fd(), &mut buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    tracing::info!("an HTTP process went away");
+                    return self.drop_ctl(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("worker control: {e}");
+                    return self.drop_ctl(token);
+                }
+            };
+            let mut fds = rec.fds;
+            let msg = match wire::Message::decode(&buf[..rec.len]) {
+                Ok(m) => m,
+                Err((id, why)) => {
+                    self.send_ctl(token, &wire::Message::refuse(id, why));
+                    continue;
+                }
+            };
+            match msg.kind() {
+                Kind::PassConnection if fds.len() == 1 && !rec.truncated && !rec.ctrunc => {
+                    let fd = fds.remove(0);
+                    let answer = match self.adopt(fd, &msg) {
+                        Ok(()) => wire::Message::ack(msg.id),
+                        Err(why) => {
+                            tracing::warn!(id = msg.id, "WebSocket handoff refused: {why}");
+                            wire::Message::refuse(msg.id, why)
+                        }
+                    };
+                    self.send_ctl(token, &answer);
+                    self.report_load();
+                }
+                Kind::PassConnection => {
+                    self.send_ctl(
+                        token,
+                        &wire::Message::refuse(msg.id, "expected exactly one fd"),
+                    );
+                }
+                Kind::Broadcast => {
+                    let binary = msg.flags & wire::flags::BINARY != 0;
+                    let path = msg.name.clone().unwrap_or_default();
+                    self.deliver(&path, &msg.data, binary, None);
+                }
+                other => {
+                    self.send_ctl(
+                        token,
+                        &wire::Message::refuse(msg.id, format!("a worker does not take {other:?}")),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn drop_ctl(&mut self, token: usize) {
+        if let Some(Entry::Ctl(fd)) = self.entries.try_remove(token) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+    }
+
+    /// Takes a handed-over connection: checks it, writes the 101, and
+    /// starts the protocol from the bytes already read.
+    pub(super) fn adopt(&mut self, fd: OwnedFd, msg: &wire::Message) -> Result<(), String> {
+        if self.live >= self.cfg.max_connections {
+            return Err(format!(
+                "worker at its limit of {} connections",
+                self.cfg.max_connections
+            ));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&msg.head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return Err("the HEAD field is not a complete request head".into()),
+        }
+        let target = req.path.unwrap_or("/");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let route = self
+            .cfg
+            .routes
+            .iter()
+            .position(|r| r.path == path)
+            .ok_or_else(|| format!("no WebSocket route for {path}"))?;
+        let key = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
+            .map(|h| h.value.trim_ascii())
+            .ok_or("no Sec-WebSocket-Key")?;
+        sys::prepare_adopted(fd.as_fd()).map_err(|e| e.to_string())?;
+        let peer = msg
+            .peer
+            .clone()
+            .unwrap_or_else(|| sys::peer_addr(fd.as_fd()).to_string());
+
+        let exec = match &self.cfg.routes[route].mode {
+            Mode::Exec { command, binary } => {
+                let mut env: Vec<(String, String)> = vec![
+                    ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
+                    ("SERVER_PROTOCOL".into(), "HTTP/1.1".into()),
+                    ("REQUEST_METHOD".into(), "GET".into()),
+                    ("PATH_INFO".into(), path.into()),
+                    ("QUERY_STRING".into(), query.into()),
+                    ("REQUEST_URI".into(), target.into()),
+                ];
+                if let Ok(a) = peer.parse::<std::net::SocketAddr>() {
+                    env.push(("REMOTE_ADDR".into(), a.ip().to_string()));
+                    env.push(("REMOTE_PORT".into(), a.port().to_string()));
+                }
+                for h in req.headers.iter() {
+                    let name: String = h
+                        .name
+                        .chars()
+                        .map(|c| {
+                            if c == '-' {
+                                '_'
+                            } else {
+                                c.to_ascii_uppercase()
+                            }
+                        })
+                        .collect();
+                    env.push((
+                        format!("HTTP_{name}"),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    ));
+                }
+                Some(
+                    Exec::spawn(command, *binary, &env)
+                        .map_err(|e| format!("cannot start {command:?}: {e}"))?,
+                )
+            }
+            _ => None,
+        };
+
+        let accept = tungstenite::handshake::derive_accept_key(key);
+        let response = crate::http::encode::switching_to_websocket(&accept);
+        write_all_soon(&fd, &response).map_err(|e| format!("writing the 101: {e}"))?;
+
+        let raw = fd.as_raw_fd();
+        let ws = WebSocket::from_partially_read(
+            FdStream(fd),
+            msg.data.clone(),
+            Role::Server,
+            Some(self.ws_config),
+        );
+        let now = Instant::now();
+        let entry = self.entries.vacant_entry();
+        let token = entry.key();
+        self.poll
+            .registry()
+            .register(
+                &mut SourceFd(&raw),
+                Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+        entry.insert(Entry::Ws(Box::new(WsConn {
+            ws,
+            route,
+            blocked: false,
+            last_seen: now,
+            next_ping: now + self.cfg.ping_interval,
+            exec: None,
+            peer: peer.clone(),
+        })));
+        self.live += 1;
+        if let Some(exec) = exec {
+            self.attach_exec(token, exec);
+        }
+        tracing::info!(target: "handoff::access", "{peer} \"GET {target}\" 101 websocket {} worker={}", self.cfg.routes[route], std::process::id());
+        // The client's first frames may have come with the upgrade.
+        self.drive(token);
+        Ok(())
+    }
+}

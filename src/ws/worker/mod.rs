@@ -1,0 +1,269 @@
+//! `handoff ws-worker`: a mio loop that adopts WebSocket connections handed
+//! over by HTTP processes (the handoff wire format on a `SOCK_SEQPACKET`
+//! socket), writes the 101 itself, and runs the protocol with tungstenite
+//! on the non-blocking socket, starting from the bytes the HTTP process had
+//! already read (`WebSocket::from_partially_read`).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+mod ctl;
+mod session;
+
+use session::FdStream;
+use session::{WsConn, queue, would_block, write_all_soon};
+
+use super::exec::{Exec, Output, Reaping};
+use super::route::{Mode, Route};
+use crate::handoff::wire::{self, Kind};
+use crate::sys::{self, fdpass};
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub routes: Vec<Route>,
+    /// Most connections this worker serves; more are refused (the HTTP
+    /// process answers those with 503).
+    pub max_connections: usize,
+    pub max_message: usize,
+    pub max_frame: usize,
+    /// A ping goes to each connection this often.
+    pub ping_interval: Duration,
+    /// A connection from which nothing (not even a pong) arrives for this
+    /// long is closed.
+    pub idle_timeout: Duration,
+    /// Uids (besides our own) allowed to connect to a listening control
+    /// socket (`--socket`, a systemd socket); checked with `SO_PEERCRED`.
+    pub allowed_uids: Vec<u32>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            routes: Vec::new(),
+            max_connections: 10_000,
+            max_message: 64 << 20,
+            max_frame: 16 << 20,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            allowed_uids: Vec::new(),
+        }
+    }
+}
+
+/// A socket fd as a blocking-API stream for tungstenite; `WouldBlock`
+/// comes through as an error, which tungstenite passes up.
+enum Entry {
+    Ctl(OwnedFd),
+    CtlListener(OwnedFd),
+    Ws(Box<WsConn>),
+    /// A child's stdout or stdin, standing for the connection it serves.
+    ExecPipe(usize),
+}
+
+pub struct Worker {
+    poll: Poll,
+    /// SIGTERM arrived: connections are being closed with 1001.
+    term: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopping_until: Option<Instant>,
+    entries: Slab<Entry>,
+    cfg: WorkerConfig,
+    live: usize,
+    reaping: Vec<Reaping>,
+    ws_config: WebSocketConfig,
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> io::Result<Worker> {
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(cfg.max_message))
+            .max_frame_size(Some(cfg.max_frame));
+        let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+        Ok(Worker {
+            poll: Poll::new()?,
+            term,
+            stopping_until: None,
+            entries: Slab::new(),
+            cfg,
+            live: 0,
+            reaping: Vec::new(),
+            ws_config,
+        })
+    }
+
+    /// A socket to an HTTP process (one end of a socketpair).
+    pub fn add_ctl(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.register(fd, Entry::Ctl)
+    }
+
+    /// A listening `SOCK_SEQPACKET` socket HTTP processes connect to
+    /// (`--ws-worker-socket`).
+    pub fn add_ctl_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.register(fd, Entry::CtlListener)
+    }
+
+    fn register(&mut self, fd: OwnedFd, entry: fn(OwnedFd) -> Entry) -> io::Result<()> {
+        sys::prepare_adopted(fd.as_fd())?;
+        let e = self.entries.vacant_entry();
+        self.poll.registry().register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(e.key()),
+            Interest::READABLE,
+        )?;
+        e.insert(entry(fd));
+        Ok(())
+    }
+
+    fn has_ctl(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(_, e)| matches!(e, Entry::Ctl(_) | Entry::CtlListener(_)))
+    }
+
+    /// Runs until every HTTP process is gone.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(512);
+        let mut next_tick = Instant::now() + Duration::from_secs(1);
+        loop {
+            let now = Instant::now();
+            if self.term.load(std::sync::atomic::Ordering::Relaxed) && self.stopping_until.is_none()
+            {
+                self.going_away(now);
+            }
+            match self.stopping_until {
+                Some(until) if self.live == 0 || now >= until => break,
+                None if !self.has_ctl() && self.live == 0 => break,
+                _ => {}
+            }
+            // Often enough for the configured ping interval and idle deadline,
+            // and for the signal schedule of exiting exec children.
+            let mut tick_every = Duration::from_secs(1)
+                .min(self.cfg.ping_interval / 2)
+                .min(self.cfg.idle_timeout / 4);
+            if !self.reaping.is_empty() {
+                tick_every = tick_every.min(Duration::from_millis(100));
+            }
+            next_tick = next_tick.min(now + tick_every);
+            crate::log::batch(true);
+            match self
+                .poll
+                .poll(&mut events, Some(next_tick.saturating_duration_since(now)))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+            for t in tokens {
+                self.on_event(t);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick(now);
+                next_tick = now + tick_every;
+            }
+            crate::log::flush();
+            crate::log::batch(false);
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, token: usize) {
+        match self.entries.get(token) {
+            Some(Entry::Ctl(_)) => self.read_ctl(token),
+            Some(Entry::CtlListener(l)) => {
+                let mut accepted = Vec::new();
+                while let Ok((fd, _)) = sys::accept(l.as_fd()) {
+                    accepted.push(fd);
+                }
+                for fd in accepted {
+                    if self.peer_allowed(&fd)
+                        && let Err(e) = self.add_ctl(fd)
+                    {
+                        tracing::warn!("worker control peer: {e}");
+                    }
+                }
+            }
+            Some(Entry::Ws(_)) => self.drive(token),
+            Some(Entry::ExecPipe(conn)) => {
+                let conn = *conn;
+                self.drive(conn)
+            }
+            None => {}
+        }
+    }
+
+    /// SIGTERM: every connection gets a Close frame with 1001 (going away)
+    /// and a moment to answer it; new handoffs are refused; the worker
+    /// exits when all are closed or after two seconds.
+    fn going_away(&mut self, now: Instant) {
+        tracing::info!(
+            connections = self.live,
+            "SIGTERM: closing WebSocket connections with 1001"
+        );
+        self.stopping_until = Some(now + Duration::from_secs(2));
+        let tokens: Vec<usize> = self
+            .entries
+            .iter()
+            .filter_map(|(t, e)| matches!(e, Entry::Ws(_)).then_some(t))
+            .collect();
+        for t in tokens {
+            if let Some(Entry::Ws(c)) = self.entries.get_mut(t) {
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                };
+                let r = c.ws.close(Some(frame)).and_then(|()| c.ws.flush());
+                if let Err(e) = r
+                    && !would_block(&e)
+                {
+                    self.close(t);
+                }
+            }
+        }
+    }
+
+    /// Once a second (ten times while children are being ended): pings,
+    /// idle deadlines, and the signal schedule of exec children.
+    fn tick(&mut self, now: Instant) {
+        let mut idle = Vec::new();
+        for (t, e) in self.entries.iter_mut() {
+            if let Entry::Ws(c) = e {
+                if now >= c.last_seen + self.cfg.idle_timeout {
+                    idle.push(t);
+                    continue;
+                }
+                if now >= c.next_ping {
+                    c.next_ping = now + self.cfg.ping_interval;
+                    let r = queue(&mut c.ws, Message::Ping(Vec::new().into()))
+                        .and_then(|_| c.ws.flush());
+                    if let Err(e) = r
+                        && !would_block(&e)
+                    {
+                        idle.push(t);
+                    }
+                }
+            }
+        }
+        for t in idle {
+            tracing::debug!("WebSocket idle past its deadline; closed");
+            self.close(t);
+        }
+        self.reaping.retain_mut(|r| {
+            let gone = r.tick(now);
+            if gone {
+                tracing::debug!(pid = r.pid(), "exec child ended");
+            }
+            !gone
+        });
+    }
+}

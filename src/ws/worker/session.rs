@@ -1,0 +1,279 @@
+//! One WebSocket session: tungstenite on the non-blocking socket, with
+//! back-pressure both ways, messages delivered to a route (echo,
+//! broadcast, an exec child's pipes), and the close.
+
+use super::*;
+
+pub struct FdStream(pub OwnedFd);
+
+impl Read for FdStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::read(self.0.as_fd(), buf)
+    }
+}
+
+impl Write for FdStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::write(self.0.as_fd(), buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(super) struct WsConn {
+    pub(super) ws: WebSocket<FdStream>,
+    pub(super) route: usize,
+    /// Output is queued in tungstenite that the socket has not taken: stop
+    /// reading (from the client and from an exec child) until it has.
+    pub(super) blocked: bool,
+    pub(super) last_seen: Instant,
+    pub(super) next_ping: Instant,
+    pub(super) exec: Option<ExecSlot>,
+    pub(super) peer: String,
+}
+
+pub(super) struct ExecSlot {
+    pub(super) exec: Exec,
+    pub(super) out_token: Option<usize>,
+    pub(super) in_token: Option<usize>,
+}
+
+pub(super) fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Queues a message. `WouldBlock` from tungstenite's `write` means it was
+/// queued but the socket is full: back-pressure, not an error. Returns
+/// whether the connection is now blocked.
+pub(super) fn queue(ws: &mut WebSocket<FdStream>, m: Message) -> Result<bool, tungstenite::Error> {
+    match ws.write(m) {
+        Ok(()) => Ok(false),
+        Err(e) if would_block(&e) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes all of `data` to a fresh non-blocking socket, waiting (a little)
+/// if it is full. Used for the 101 only, which fits any socket buffer.
+pub(super) fn write_all_soon(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !data.is_empty() {
+        match sys::write(fd.as_fd(), data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Worker {
+    pub(super) fn attach_exec(&mut self, token: usize, exec: Exec) {
+        let out_fd = exec.stdout.as_ref().map(|s| s.as_raw_fd());
+        let in_fd = exec.stdin.as_ref().map(|s| s.as_raw_fd());
+        let mut slot = ExecSlot {
+            exec,
+            out_token: None,
+            in_token: None,
+        };
+        slot.out_token = out_fd.and_then(|fd| self.register_pipe(fd, Interest::READABLE, token));
+        slot.in_token = in_fd.and_then(|fd| self.register_pipe(fd, Interest::WRITABLE, token));
+        if let Some(Entry::Ws(c)) = self.entries.get_mut(token) {
+            c.exec = Some(slot);
+        }
+    }
+
+    /// Registers an exec child's pipe as standing for the connection at
+    /// `conn`; its token, or `None` if it could not be registered.
+    pub(super) fn register_pipe(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        interest: Interest,
+        conn: usize,
+    ) -> Option<usize> {
+        let e = self.entries.vacant_entry();
+        let key = e.key();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(key), interest)
+            .ok()?;
+        e.insert(Entry::ExecPipe(conn));
+        Some(key)
+    }
+
+    /// Moves everything that can move on one connection.
+    pub(super) fn drive(&mut self, token: usize) {
+        let now = Instant::now();
+        let max_line = self.cfg.max_message;
+        let mut broadcasts: Vec<(Vec<u8>, bool)> = Vec::new();
+        let Some(Entry::Ws(c)) = self.entries.get_mut(token) else {
+            return;
+        };
+        let mode = self.cfg.routes[c.route].mode.clone();
+        let outcome = (|| -> Result<(), tungstenite::Error> {
+            loop {
+                let mut moved = false;
+                match c.ws.flush() {
+                    Ok(()) => c.blocked = false,
+                    Err(e) if would_block(&e) => c.blocked = true,
+                    Err(e) => return Err(e),
+                }
+                if let Some(x) = c.exec.as_mut() {
+                    x.exec.write_input();
+                    if !c.blocked && x.exec.stdout.is_some() {
+                        let mut out = Vec::new();
+                        let open = x.exec.read_output(&mut out, max_line);
+                        moved |= !out.is_empty();
+                        for o in out {
+                            let m = match o {
+                                Output::Text(t) => Message::text(t),
+                                Output::Binary(b) => Message::binary(b),
+                            };
+                            c.blocked |= queue(&mut c.ws, m)?;
+                        }
+                        if !open {
+                            // The command is done: so is the conversation.
+                            c.ws.close(None)?;
+                            moved = true;
+                        }
+                    }
+                }
+                let input_full = c.exec.as_ref().is_some_and(|x| x.exec.input_full());
+                if !c.blocked && !input_full {
+                    match c.ws.read() {
+                        Ok(msg) => {
+                            c.last_seen = now;
+                            moved = true;
+                            match (msg, &mode) {
+                                (m @ (Message::Text(_) | Message::Binary(_)), Mode::Echo) => {
+                                    c.blocked |= queue(&mut c.ws, m)?
+                                }
+                                (Message::Text(t), Mode::Broadcast) => {
+                                    broadcasts.push((t.as_bytes().to_vec(), false))
+                                }
+                                (Message::Binary(b), Mode::Broadcast) => {
+                                    broadcasts.push((b.to_vec(), true))
+                                }
+                                (Message::Text(t), Mode::Exec { .. }) => {
+                                    if let Some(x) = c.exec.as_mut() {
+                                        x.exec.queue_input(t.as_bytes())
+                                    }
+                                }
+                                (Message::Binary(b), Mode::Exec { .. }) => {
+                                    if let Some(x) = c.exec.as_mut() {
+                                        x.exec.queue_input(&b)
+                                    }
+                                }
+                                _ => {} // ping, pong, close: tungstenite answers
+                            }
+                        }
+                        Err(e) if would_block(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !moved {
+                    return Ok(());
+                }
+            }
+        })();
+        let peer = c.peer.clone();
+        let route = c.route;
+        for (data, binary) in broadcasts {
+            let path = self.cfg.routes[route].path.clone();
+            self.deliver(&path, &data, binary, None);
+            let mut m = wire::Message::new(Kind::Broadcast, 0);
+            m.name = Some(path);
+            m.data = data;
+            m.flags = if binary { wire::flags::BINARY } else { 0 };
+            for t in self.ctl_tokens() {
+                self.send_ctl(t, &m);
+            }
+        }
+        if let Err(e) = outcome {
+            // Say why before dropping the connection (RFC 6455 §7.4.1).
+            let code = match &e {
+                tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
+                tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
+                tungstenite::Error::Protocol(_) => Some(CloseCode::Protocol),
+                _ => None,
+            };
+            match e {
+                tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {}
+                e => tracing::debug!(%peer, "WebSocket closed: {e}"),
+            }
+            if let (Some(code), Some(Entry::Ws(c))) = (code, self.entries.get_mut(token)) {
+                let _ = c.ws.close(Some(CloseFrame {
+                    code,
+                    reason: "".into(),
+                }));
+                let _ = c.ws.flush();
+            }
+            self.close(token);
+        }
+    }
+
+    /// Sends a message to every connection on `path` in this worker.
+    pub(super) fn deliver(&mut self, path: &str, data: &[u8], binary: bool, except: Option<usize>) {
+        let Some(route) = self.cfg.routes.iter().position(|r| r.path == path) else {
+            return;
+        };
+        let targets: Vec<usize> = self
+            .entries
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Entry::Ws(c) if c.route == route && Some(t) != except => Some(t),
+                _ => None,
+            })
+            .collect();
+        for t in targets {
+            let Some(Entry::Ws(c)) = self.entries.get_mut(t) else {
+                continue;
+            };
+            let m = if binary {
+                Message::binary(data.to_vec())
+            } else {
+                Message::text(String::from_utf8_lossy(data).into_owned())
+            };
+            let r = queue(&mut c.ws, m).and_then(|_| c.ws.flush());
+            match r {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => c.blocked = true,
+                Err(_) => self.close(t),
+            }
+        }
+    }
+
+    pub(super) fn close(&mut self, token: usize) {
+        let Some(Entry::Ws(c)) = self.entries.try_remove(token) else {
+            return;
+        };
+        let mut c = c;
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&c.ws.get_ref().0.as_raw_fd()));
+        if let Some(x) = c.exec.take() {
+            for t in [x.out_token, x.in_token].into_iter().flatten() {
+                self.entries.try_remove(t);
+            }
+            if let Some(s) = x.exec.stdout.as_ref() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+            if let Some(s) = x.exec.stdin.as_ref() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+            self.reaping.push(x.exec.finish(Instant::now()));
+        }
+        self.live -= 1;
+        self.report_load();
+    }
+}
