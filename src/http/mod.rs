@@ -1,5 +1,6 @@
 //! The HTTP/1.1 engine, sans-I/O: bytes in, bytes out. See `conn.rs`.
 
+pub mod body;
 pub mod chunked;
 pub mod conn;
 pub mod deferred;

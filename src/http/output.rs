@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 
+use super::body::{Body, BodyStream};
 use super::pool::BufPool;
-use super::response::{Body, BodyStream};
 
 /// Bodies up to this size are copied next to their head; larger ones are
 /// queued by reference and gathered by `writev`.

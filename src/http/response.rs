@@ -3,72 +3,7 @@
 //! `Date`), so a handler cannot produce a malformed or ambiguous message:
 //! misuse is recorded and answered with a 500 instead.
 
-use std::fs::File;
-use std::io;
-
-/// A response body.
-pub enum Body {
-    Empty,
-    Bytes(Vec<u8>),
-    Static(&'static [u8]),
-    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
-    File {
-        file: File,
-        offset: u64,
-        len: u64,
-    },
-    /// A body of unknown length, pulled as the socket can take it, sent
-    /// chunked (or close-delimited to an HTTP/1.0 client).
-    Stream(Box<dyn BodyStream>),
-}
-
-impl Body {
-    /// The length when it is known before sending.
-    pub fn len(&self) -> Option<u64> {
-        match self {
-            Body::Empty => Some(0),
-            Body::Bytes(b) => Some(b.len() as u64),
-            Body::Static(b) => Some(b.len() as u64),
-            Body::File { len, .. } => Some(*len),
-            Body::Stream(_) => None,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == Some(0)
-    }
-}
-
-impl From<Vec<u8>> for Body {
-    fn from(v: Vec<u8>) -> Self {
-        Body::Bytes(v)
-    }
-}
-impl From<String> for Body {
-    fn from(v: String) -> Self {
-        Body::Bytes(v.into_bytes())
-    }
-}
-impl From<&'static str> for Body {
-    fn from(v: &'static str) -> Self {
-        Body::Static(v.as_bytes())
-    }
-}
-impl From<&'static [u8]> for Body {
-    fn from(v: &'static [u8]) -> Self {
-        Body::Static(v)
-    }
-}
-
-/// A streamed body. It runs on the event loop, so it must not block: it is
-/// called when the socket has room, and gives what it has.
-pub trait BodyStream {
-    /// Appends at most `max` bytes to `buf`. Returns `Ok(false)` when the
-    /// body has ended (it may append on that call too). An error aborts the
-    /// connection, so the client sees a truncated body, never a short one
-    /// that looks whole.
-    fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<bool>;
-}
+pub use super::body::{Body, BodyStream};
 
 /// The response a handler fills in. Status 200 and an empty body unless set.
 pub struct Response<'a> {
