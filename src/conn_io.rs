@@ -14,6 +14,7 @@ use rustls::{ServerConfig, ServerConnection};
 use crate::http::output::SENDFILE_MAX;
 use crate::http::{BufPool, Conn, Limits};
 use crate::sys;
+use crate::tls::pump::{self, Failed, Records};
 
 /// How much plaintext rustls may hold before `write` stops taking more:
 /// back-pressure towards the engine.
@@ -45,24 +46,6 @@ impl Transport {
     }
 }
 
-/// A socket as `Read + Write` for rustls.
-pub struct FdIo<'a>(pub BorrowedFd<'a>);
-
-impl Read for FdIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(self.0, buf)
-    }
-}
-
-impl Write for FdIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(self.0, buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 use crate::sys::would_block;
 
 /// Why a connection has to be closed: the log says it at a level by kind
@@ -73,6 +56,15 @@ pub enum Broken {
     Io(&'static str, io::Error),
     /// The TLS session failed (a bad record, a handshake error).
     Tls(String),
+}
+
+impl From<Failed> for Broken {
+    fn from(f: Failed) -> Broken {
+        match f {
+            Failed::Io(e) => Broken::Io("read", e),
+            Failed::Tls(e) => Broken::Tls(e.to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for Broken {
@@ -136,14 +128,10 @@ pub fn read(
                     let mut tls =
                         Transport::tls(cfg.clone()).map_err(|e| Broken::Tls(e.to_string()))?;
                     if let Transport::Tls(t) = &mut tls {
-                        t.read_tls(&mut &hello[..])
-                            .map_err(|e| Broken::Tls(e.to_string()))?;
-                        process(t, fd)?;
-                    }
-                    *transport = tls;
-                    if let Transport::Tls(t) = transport {
+                        pump::feed_records(t, fd, &hello)?;
                         plaintext(t, conn, pool, limits, now);
                     }
+                    *transport = tls;
                 } else {
                     *transport = Transport::Plain;
                 }
@@ -153,21 +141,20 @@ pub fn read(
         Transport::Tls(t) => {
             let mut moved = false;
             while *readable && conn.wants_read(limits) {
-                match t.read_tls(&mut FdIo(fd)) {
-                    Ok(0) => {
+                match pump::read_records(t, fd)? {
+                    Records::Read => moved = true,
+                    Records::WouldBlock => *readable = false,
+                    // Take the plaintext below, then read again.
+                    Records::Full => {}
+                    Records::Eof => {
                         *readable = false;
                         // The peer closed; what it sent before is read
                         // first, then the engine sees the end.
-                        process(t, fd)?;
                         plaintext(t, conn, pool, limits, now);
                         conn.on_eof();
                         return Ok(true);
                     }
-                    Ok(_) => moved = true,
-                    Err(e) if would_block(&e) => *readable = false,
-                    Err(e) => return Err(Broken::Io("read", e)),
                 }
-                process(t, fd)?;
                 moved |= plaintext(t, conn, pool, limits, now);
             }
             // Records decrypted earlier may still hold plaintext.
@@ -175,16 +162,6 @@ pub fn read(
             Ok(moved)
         }
     }
-}
-
-/// Processes received records; on a TLS error, sends the alert rustls
-/// queued and reports why.
-fn process(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<(), Broken> {
-    if let Err(e) = t.process_new_packets() {
-        let _ = t.write_tls(&mut FdIo(fd));
-        return Err(Broken::Tls(e.to_string()));
-    }
-    Ok(())
 }
 
 /// Moves decrypted bytes into the engine as far as it takes them. Returns
@@ -300,21 +277,15 @@ fn write_tls(
     loop {
         let took = feed_tls(t, conn)?;
         // Records out to the socket.
-        let mut sent = false;
-        while t.wants_write() {
-            match t.write_tls(&mut FdIo(fd)) {
-                Ok(_) => {
-                    conn.wrote(now);
-                    sent = true;
-                }
-                Err(e) if would_block(&e) => {
-                    *writable = false;
-                    return Ok(wrote || sent);
-                }
-                Err(e) => return Err(e),
-            }
+        let w = pump::write_records(t, fd)?;
+        if w.any {
+            conn.wrote(now);
         }
-        wrote |= sent;
+        if w.blocked {
+            *writable = false;
+            return Ok(wrote || w.any);
+        }
+        wrote |= w.any;
         // The socket took everything: loop while there is more plaintext
         // and rustls took some last time.
         if conn.output().is_empty() || !took {
@@ -366,11 +337,8 @@ fn feed_tls(t: &mut ServerConnection, conn: &mut Conn) -> io::Result<bool> {
 pub fn shutdown(fd: BorrowedFd<'_>, transport: &mut Transport) -> io::Result<()> {
     if let Transport::Tls(t) = transport {
         t.send_close_notify();
-        while t.wants_write() {
-            if t.write_tls(&mut FdIo(fd)).is_err() {
-                break;
-            }
-        }
+        // Best effort: a peer that does not read gets a FIN without it.
+        let _ = pump::write_records(t, fd);
     }
     sys::shutdown_write(fd)
 }

@@ -7,13 +7,13 @@
 //! read, the relay stops reading the other, so memory stays bounded however
 //! large the messages.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustls::ServerConnection;
 
-use crate::conn_io::FdIo;
 use crate::sys;
+use crate::tls::pump::{self, Records};
 
 /// Plaintext from the client waiting for the worker.
 const TO_WORKER_LIMIT: usize = 256 * 1024;
@@ -82,21 +82,18 @@ impl Relay {
             }
             if self.to_worker.len() < TO_WORKER_LIMIT && !self.client_eof {
                 if self.client_readable {
-                    match self.tls.read_tls(&mut FdIo(self.client.as_fd())) {
-                        Ok(0) => {
+                    match pump::read_records(&mut self.tls, self.client.as_fd())
+                        .map_err(|e| e.to_string())?
+                    {
+                        Records::Eof => {
                             self.client_readable = false;
                             self.client_eof = true;
                             moved = true;
                         }
-                        Ok(_) => moved = true,
-                        Err(e) if would_block(&e) => self.client_readable = false,
+                        Records::Read => moved = true,
+                        Records::WouldBlock => self.client_readable = false,
                         // rustls' plaintext buffer is full: drain it first.
-                        Err(e) if e.kind() == io::ErrorKind::Other => {}
-                        Err(e) => return Err(format!("relay read: {e}")),
-                    }
-                    if let Err(e) = self.tls.process_new_packets() {
-                        let _ = self.tls.write_tls(&mut FdIo(self.client.as_fd()));
-                        return Err(format!("TLS: {e}"));
+                        Records::Full => {}
                     }
                 }
                 let mut buf = [0u8; CHUNK];
@@ -147,10 +144,12 @@ impl Relay {
                 self.client_shut = true;
                 moved = true;
             }
-            while self.client_writable && self.tls.wants_write() {
-                match self.tls.write_tls(&mut FdIo(self.client.as_fd())) {
-                    Ok(_) => moved = true,
-                    Err(e) if would_block(&e) => self.client_writable = false,
+            if self.client_writable {
+                match pump::write_records(&mut self.tls, self.client.as_fd()) {
+                    Ok(w) => {
+                        moved |= w.any;
+                        self.client_writable = !w.blocked;
+                    }
                     Err(_) => return Ok(false), // the client is gone
                 }
             }
@@ -168,5 +167,80 @@ impl Relay {
                 return Ok(true);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::pump::tests::{handshake, pair_of_sessions, sockets};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn relays_plaintext_both_ways_and_ends_with_close_notify_when_the_worker_closes() {
+        let (mut server, mut client) = pair_of_sessions();
+        let (fd, mut sock) = sockets();
+        handshake(&mut server, &fd, &mut client, &mut sock);
+        let (pair, mut worker) = UnixStream::pair().unwrap();
+        pair.set_nonblocking(true).unwrap();
+        let mut relay = Relay::new(fd, Box::new(server), OwnedFd::from(pair));
+
+        // Client -> worker.
+        client.writer().write_all(b"to the worker").unwrap();
+        client.write_tls(&mut sock).unwrap();
+        assert!(relay.drive().unwrap());
+        let mut got = [0u8; 64];
+        let n = worker.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"to the worker");
+
+        // Worker -> client, then the worker closes: the client gets the
+        // data and a close_notify, and the relay ends.
+        worker.write_all(b"to the client").unwrap();
+        drop(worker);
+        relay.pair_readable = true;
+        assert!(!relay.drive().unwrap(), "the relay ends with the worker");
+        let mut plain = Vec::new();
+        loop {
+            if client.read_tls(&mut sock).unwrap() == 0 {
+                break;
+            }
+            let st = client.process_new_packets().unwrap();
+            let mut buf = vec![0u8; st.plaintext_bytes_to_read()];
+            client.reader().read_exact(&mut buf).unwrap();
+            plain.extend_from_slice(&buf);
+            if st.peer_has_closed() {
+                break;
+            }
+        }
+        assert_eq!(plain, b"to the client");
+    }
+
+    #[test]
+    fn stops_reading_the_client_while_the_worker_does_not_read() {
+        let (mut server, mut client) = pair_of_sessions();
+        let (fd, mut sock) = sockets();
+        handshake(&mut server, &fd, &mut client, &mut sock);
+        let (pair, _worker) = UnixStream::pair().unwrap();
+        pair.set_nonblocking(true).unwrap();
+        let mut relay = Relay::new(fd, Box::new(server), OwnedFd::from(pair));
+        sock.set_nonblocking(true).unwrap();
+        // The client sends far more than the worker's socket and the
+        // relay's bound hold; nobody reads the worker's end.
+        let chunk = vec![1u8; 16 * 1024];
+        let mut sent = 0;
+        for _ in 0..256 {
+            if client.writer().write(&chunk).unwrap_or(0) > 0 {
+                while client.wants_write() {
+                    if client.write_tls(&mut sock).is_err() {
+                        break;
+                    }
+                }
+            }
+            sent += chunk.len();
+            relay.client_readable = true;
+            relay.drive().unwrap();
+        }
+        assert!(relay.to_worker.len() <= TO_WORKER_LIMIT);
+        assert!(sent > TO_WORKER_LIMIT * 4);
     }
 }

@@ -100,5 +100,12 @@ fn a_bare_lf_in_the_head_is_refused_with_400_and_a_close() {
     assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
     assert!(got.contains("Connection: close"), "{got}");
     assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "{got}");
-    assert!(h.log().contains("bare LF"), "{}", h.log());
+    // The log is written at the end of the loop's turn, after the answer.
+    assert!(
+        wait_until(std::time::Duration::from_secs(2), || h
+            .log()
+            .contains("bare LF")),
+        "{}",
+        h.log()
+    );
 }

@@ -643,7 +643,9 @@ fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
         "not a browser: not judged"
     );
     assert_eq!(upgrade_from(&h, "/echo", Some("https://evil.example")), 101);
-    assert!(h.log().contains("cross-origin WebSocket upgrade refused"));
+    assert!(wait_until(Duration::from_secs(2), || h
+        .log()
+        .contains("cross-origin WebSocket upgrade refused")));
 
     let h = Handoff::start(&[
         "--root",

@@ -5,6 +5,7 @@
 //! The TLS session itself runs inside the event loop as a non-blocking
 //! state of the connection (`server.rs`); nothing here blocks.
 
+pub mod pump;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
