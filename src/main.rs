@@ -53,11 +53,11 @@ struct WsLimits {
     #[arg(long = "ws-max-frame", id = "ws_max_frame", default_value_t = WorkerConfig::default().max_frame)]
     max_frame: usize,
     /// Seconds between pings to each WebSocket client.
-    #[arg(long = "ws-ping-interval", id = "ws_ping_interval", value_parser = seconds, default_value = "30")]
-    ping_interval: Duration,
+    #[arg(long = "ws-ping-interval", id = "ws_ping_interval", default_value_t = Seconds(WorkerConfig::default().ping_interval))]
+    ping_interval: Seconds,
     /// Seconds without anything from a WebSocket client before it is closed.
-    #[arg(long = "ws-idle-timeout", id = "ws_idle_timeout", value_parser = seconds, default_value = "120")]
-    idle_timeout: Duration,
+    #[arg(long = "ws-idle-timeout", id = "ws_idle_timeout", default_value_t = Seconds(WorkerConfig::default().idle_timeout))]
+    idle_timeout: Seconds,
 }
 
 impl WsLimits {
@@ -67,8 +67,8 @@ impl WsLimits {
             max_connections: self.max_connections,
             max_message: self.max_message,
             max_frame: self.max_frame,
-            ping_interval: self.ping_interval,
-            idle_timeout: self.idle_timeout,
+            ping_interval: self.ping_interval.0,
+            idle_timeout: self.idle_timeout.0,
             allowed_uids: Vec::new(),
         }
     }
@@ -107,6 +107,25 @@ struct PassArgs {
     /// Seconds a target has to acknowledge a connection.
     #[arg(long, value_parser = seconds, default_value = "2")]
     ack_timeout: Duration,
+}
+
+/// A number of seconds on the command line (fractions allowed), shown in
+/// `--help` from the same `Duration` the library defaults to, so a default
+/// is written once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        seconds(s).map(Seconds)
+    }
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -186,17 +205,17 @@ struct ServeArgs {
     max_queued: usize,
     /// Seconds from accept to the end of the first request head (and from
     /// first byte to end of head for later requests).
-    #[arg(long, value_parser = seconds, default_value = "10")]
-    setup_timeout: Duration,
+    #[arg(long, default_value_t = Seconds(Timeouts::default().connection_setup))]
+    setup_timeout: Seconds,
     /// Seconds an idle keep-alive connection may wait for its next request.
-    #[arg(long, value_parser = seconds, default_value = "60")]
-    idle_timeout: Duration,
+    #[arg(long, default_value_t = Seconds(Timeouts::default().intra_stream))]
+    idle_timeout: Seconds,
     /// Longest gap, in seconds, between request-body bytes.
-    #[arg(long, value_parser = seconds, default_value = "30")]
-    body_timeout: Duration,
+    #[arg(long, default_value_t = Seconds(Timeouts::default().body_progress))]
+    body_timeout: Seconds,
     /// Longest gap, in seconds, in writing a response to a client that does not read.
-    #[arg(long, value_parser = seconds, default_value = "30")]
-    write_timeout: Duration,
+    #[arg(long, default_value_t = Seconds(Timeouts::default().write_progress))]
+    write_timeout: Seconds,
     /// Largest request body in bytes (413 past it).
     #[arg(long, default_value_t = Limits::default().max_body)]
     max_body: u64,
@@ -236,10 +255,10 @@ impl ServeArgs {
                 ..Limits::default()
             },
             timeouts: Timeouts {
-                connection_setup: self.setup_timeout,
-                intra_stream: self.idle_timeout,
-                body_progress: self.body_timeout,
-                write_progress: self.write_timeout,
+                connection_setup: self.setup_timeout.0,
+                intra_stream: self.idle_timeout.0,
+                body_progress: self.body_timeout.0,
+                write_progress: self.write_timeout.0,
                 ..Timeouts::default()
             },
             ..Options::default()
@@ -314,5 +333,39 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `serve` starts its workers with flags made by `WsConfig::worker_args`;
+    /// parsed by `ws-worker`, they must give the same configuration.
+    #[test]
+    fn a_workers_flags_give_back_the_configuration_serve_has() {
+        let args = [
+            "handoff",
+            "serve",
+            "--ws",
+            "/e=echo",
+            "--ws",
+            "/x=exec:cat -n",
+            "--ws-max-connections",
+            "7",
+            "--ws-max-message",
+            "1000",
+            "--ws-max-frame",
+            "500",
+            "--ws-ping-interval",
+            "2.5",
+            "--ws-idle-timeout",
+            "9",
+        ];
+        let Some(Command::Serve(serve)) = Cli::parse_from(args).command else {
+            panic!("not serve");
+        };
+        let cfg = serve.config().unwrap();
+        let mut worker = vec!["handoff".to_string(), "ws-worker".into()];
+        worker.extend(cfg.ws.worker_args(None));
+        let Some(Command::WsWorker(w)) = Cli::parse_from(worker).command else {
+            panic!("not ws-worker");
+        };
+        assert_eq!(w.limits.config(w.routes), cfg.ws.worker);
     }
 }

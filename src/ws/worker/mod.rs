@@ -27,7 +27,7 @@ use super::route::{Mode, Route};
 use crate::handoff::wire::{self, Kind};
 use crate::sys::{self, fdpass};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerConfig {
     pub routes: Vec<Route>,
     /// Most connections this worker serves; more are refused (the HTTP
