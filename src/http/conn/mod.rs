@@ -380,7 +380,9 @@ impl Conn {
         if self.abort {
             return Next::Close;
         }
-        if draining && self.drain() {
+        // Draining, an idle connection closes at once; one with a request
+        // in flight answers it (with `Connection: close`) and then closes.
+        if draining && self.is_idle() {
             return Next::Close;
         }
         if let Reading::HandedOff { .. } = self.reading
@@ -417,13 +419,6 @@ impl Conn {
                 None
             }
         }
-    }
-
-    /// Stops taking new requests. Returns true if the connection is idle and
-    /// can be closed at once; one with a request in flight answers it (with
-    /// `Connection: close`, as the server is draining) and then closes.
-    pub fn drain(&mut self) -> bool {
-        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
     }
 
     fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {
