@@ -137,18 +137,44 @@ pub fn spawn_worker(
 /// Takes ownership of an fd number this process inherited by arrangement
 /// (`handoff ws-worker --ctl-fd 3`), after checking that it is open.
 ///
-/// Call it once per fd, at start-up: a second call for the same number
-/// would give two owners.
+/// Each number is taken at most once per process: a second call for the
+/// same number is an error, never a second owner. (Nothing else in handoff
+/// makes an `OwnedFd` from a raw number it did not create, apart from the
+/// activation fds, which have numbers of their own.)
 pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    static TAKEN: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
     if raw < 3 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "fds 0 to 2 are not taken this way",
         ));
     }
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if taken.contains(&raw) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {raw} was taken already"),
+        ));
+    }
     // SAFETY: borrowed only to ask the kernel whether it is open.
     fcntl(unsafe { BorrowedFd::borrow_raw(raw) }, FcntlArg::F_GETFD).map_err(errno)?;
+    taken.push(raw);
     // SAFETY: the fd is open, it was given to this process for us, and the
-    // caller takes it once at start-up, so nothing else owns it.
+    // list above lets each number be taken once, so nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inherited_fd_is_taken_once() {
+        use std::os::fd::IntoRawFd;
+        let raw = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+        let fd = take_inherited_fd(raw).unwrap();
+        let again = take_inherited_fd(raw).map(|_| ()).unwrap_err();
+        assert!(again.to_string().contains("taken already"), "{again}");
+        drop(fd);
+    }
 }
