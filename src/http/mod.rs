@@ -1,4 +1,4 @@
-//! The HTTP/1.1 engine, sans-I/O: bytes in, bytes out. See `conn.rs`.
+//! The HTTP/1.1 engine, sans-I/O: bytes in, bytes out. See `conn/`.
 
 pub mod body;
 pub mod chunked;

@@ -1,6 +1,6 @@
 //! WebSockets: the HTTP process only checks an upgrade and hands the
 //! connection off (`upgrade.rs`, `crate::handoff::pool`); worker processes
-//! run the protocol with tungstenite (`worker.rs`), per path as an echo, a
+//! run the protocol with tungstenite (`worker/`), per path as an echo, a
 //! broadcast channel or a websocketd-style command (`exec.rs`).
 
 pub mod exec;
