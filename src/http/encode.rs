@@ -52,7 +52,11 @@ pub fn head(
     minor: u8,
     f: ResponseFraming,
 ) {
-    let _ = write!(b, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
+    // Pieces, not one `write!`: this runs for every response.
+    b.extend_from_slice(b"HTTP/1.1 ");
+    let _ = write!(b, "{status} ");
+    b.extend_from_slice(reason_phrase(status).as_bytes());
+    b.extend_from_slice(b"\r\nDate: ");
     b.extend_from_slice(date);
     b.extend_from_slice(b"\r\n");
     b.extend_from_slice(static_headers);
