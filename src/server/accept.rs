@@ -1,25 +1,186 @@
-//! Accepting: listeners, the accept policy (batches, back-off on
+//! Accepting: the listeners and their accept policy (batches, back-off on
 //! `EMFILE`), and the queue of connected sockets waiting for a slot under
-//! `max_concurrent`. Accepted sockets take the same `adopt` path as every
-//! other source.
+//! `max_concurrent`. Listeners hand back what they accepted; the server
+//! adopts it through the same path as every other source.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-use super::{Entry, Server, Socket};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::Socket;
 use crate::sys::{self, Addr, would_block};
 use crate::tls::TlsMode;
 
-pub(super) struct Listener {
-    pub(super) fd: OwnedFd,
-    pub(super) local: Addr,
-    pub(super) unix: bool,
-    pub(super) tls: TlsMode,
+/// Listener tokens are this plus the listener's index, apart from the
+/// connections' slab keys (which never get near it) and the waker's.
+pub(super) const LISTENER_TOKENS: usize = usize::MAX / 2;
+
+struct Listener {
+    fd: OwnedFd,
+    local: Addr,
+    unix: bool,
+    tls: TlsMode,
     /// Readiness not yet acted on (edge-triggered: we must remember it).
-    pub(super) ready: bool,
+    ready: bool,
     /// Resting after accept failed for lack of fds or memory.
-    pub(super) backoff_until: Option<Instant>,
+    backoff_until: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(super) struct Listeners {
+    /// By index; a closed listener leaves `None`, so tokens stay valid.
+    list: Vec<Option<Listener>>,
+}
+
+impl Listeners {
+    /// Registers a listening socket; returns its token.
+    pub(super) fn add(
+        &mut self,
+        registry: &Registry,
+        fd: OwnedFd,
+        unix: bool,
+        tls: TlsMode,
+    ) -> io::Result<(usize, Addr)> {
+        let token = LISTENER_TOKENS + self.list.len();
+        registry.register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(token),
+            Interest::READABLE,
+        )?;
+        let local = sys::local_addr(fd.as_fd());
+        self.list.push(Some(Listener {
+            fd,
+            local: local.clone(),
+            unix,
+            tls,
+            ready: true,
+            backoff_until: None,
+        }));
+        Ok((token, local))
+    }
+
+    fn get(&mut self, token: usize) -> Option<&mut Listener> {
+        self.list
+            .get_mut(token.checked_sub(LISTENER_TOKENS)?)?
+            .as_mut()
+    }
+
+    fn tokens(&self) -> impl Iterator<Item = usize> + use<> {
+        let n = self.list.len();
+        (LISTENER_TOKENS..LISTENER_TOKENS + n)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The kernel says this listener is readable.
+    pub(super) fn set_ready(&mut self, token: usize) {
+        if let Some(l) = self.get(token) {
+            l.ready = true;
+        }
+    }
+
+    /// Accepts from one listener up to `limit` connections, into `out`,
+    /// until it would block; on `EMFILE` and the like it rests for
+    /// `backoff` instead of spinning on a readiness it cannot act on.
+    pub(super) fn accept(
+        &mut self,
+        token: usize,
+        limit: usize,
+        now: Instant,
+        backoff: Duration,
+        out: &mut Vec<Socket>,
+    ) {
+        let Some(l) = self.get(token) else {
+            return;
+        };
+        if !l.ready || l.backoff_until.is_some_and(|t| t > now) {
+            return;
+        }
+        for _ in 0..limit {
+            match sys::accept(l.fd.as_fd()) {
+                Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.tls)),
+                Err(e) if would_block(&e) => {
+                    l.ready = false;
+                    return;
+                }
+                Err(e) if sys::belongs_to_one_connection(&e) => tracing::debug!("accept: {e}"),
+                Err(e) => {
+                    tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {backoff:?}");
+                    l.backoff_until = Some(now + backoff);
+                    return;
+                }
+            }
+        }
+        // The limit is reached and the listener is still ready:
+        // `next_wake` makes the next turn not wait.
+    }
+
+    /// Everything in every backlog, up to `room` connections (draining:
+    /// the listeners are about to close, which would reset them).
+    pub(super) fn take_backlogs(&mut self, room: usize, out: &mut Vec<Socket>) {
+        for l in self.list.iter().flatten() {
+            while out.len() < room {
+                match sys::accept(l.fd.as_fd()) {
+                    Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.tls)),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Tokens of the listeners to accept from at the end of a turn: those
+    /// done resting, and, when slots were freed, those still ready.
+    pub(super) fn due(&mut self, now: Instant, freed: bool) -> Vec<usize> {
+        let mut due = Vec::new();
+        for t in self.tokens() {
+            let Some(l) = self.get(t) else { continue };
+            let rested = l.backoff_until.is_some_and(|b| b <= now);
+            if rested {
+                l.backoff_until = None;
+                l.ready = true;
+            }
+            if l.ready && (rested || freed) {
+                due.push(t);
+            }
+        }
+        due
+    }
+
+    /// When a listener next needs the loop: now if one is ready and the
+    /// server can accept, else when the first one stops resting.
+    pub(super) fn next_wake(&self, can_accept: bool, now: Instant) -> Option<Instant> {
+        let mut next = None;
+        for l in self.list.iter().flatten() {
+            match l.backoff_until {
+                Some(b) => next = Some(next.map_or(b, |n: Instant| n.min(b))),
+                None if l.ready && can_accept => return Some(now),
+                None => {}
+            }
+        }
+        next
+    }
+
+    pub(super) fn close_all(&mut self, registry: &Registry) {
+        for l in self.list.iter_mut().filter_map(Option::take) {
+            let _ = registry.deregister(&mut SourceFd(&l.fd.as_raw_fd()));
+        }
+    }
+
+    pub(super) fn addrs(&self) -> Vec<Addr> {
+        self.list
+            .iter()
+            .flatten()
+            .map(|l| l.local.clone())
+            .collect()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.iter().all(Option::is_none)
+    }
 }
 
 /// A connected socket waiting for a slot.
@@ -31,112 +192,3 @@ pub(super) struct Queued {
 }
 
 pub(super) type WaitQueue = VecDeque<Queued>;
-
-impl Server {
-    /// May the server take another connection now?
-    fn can_accept(&self) -> bool {
-        !self.paused
-            && !self.closed
-            && !self.shared.draining
-            && self.live < self.shared.opts.max_concurrent
-    }
-
-    /// Accepts from a ready listener until it would block, the batch is
-    /// used up, or the server is at `max_concurrent` or paused.
-    pub(super) fn accept_from(&mut self, token: usize) {
-        for _ in 0..self.shared.opts.accept_batch {
-            let can = self.can_accept();
-            let backoff = self.shared.opts.accept_backoff;
-            let now = self.now;
-            let Some(Entry::Listener(l)) = self.entries.get_mut(token) else {
-                return;
-            };
-            if !l.ready || !can || l.backoff_until.is_some_and(|t| t > now) {
-                return;
-            }
-            match sys::accept(l.fd.as_fd()) {
-                Ok((fd, peer)) => {
-                    let sock = Socket::accepted(fd, peer, l.unix, l.tls);
-                    if let Err(e) = self.adopt(sock, &[]) {
-                        tracing::warn!("dropping accepted connection: {e}");
-                    }
-                }
-                Err(e) if would_block(&e) => l.ready = false,
-                Err(e) if sys::belongs_to_one_connection(&e) => tracing::debug!("accept: {e}"),
-                Err(e) => {
-                    tracing::warn!(local = %l.local, "accept: {e}; pausing this listener for {backoff:?}");
-                    l.backoff_until = Some(now + backoff);
-                    return;
-                }
-            }
-        }
-        // The batch is used up and the listener is still ready:
-        // `timeout()` makes the next turn not wait.
-    }
-
-    /// Accepts everything waiting in the listeners' backlogs (at most what
-    /// `max_concurrent` and `max_queued` allow): draining, they are about
-    /// to close, which would reset those connections.
-    pub(super) fn take_backlogs(&mut self) {
-        let opts = &self.shared.opts;
-        let room =
-            (opts.max_concurrent + opts.max_queued).saturating_sub(self.live + self.queued.len());
-        let mut taken = 0;
-        for t in self.listener_tokens() {
-            while taken < room {
-                let Some(Entry::Listener(l)) = self.entries.get(t) else {
-                    break;
-                };
-                let Ok((fd, peer)) = sys::accept(l.fd.as_fd()) else {
-                    break;
-                };
-                taken += 1;
-                let sock = Socket::accepted(fd, peer, l.unix, l.tls);
-                if let Err(e) = self.adopt(sock, &[]) {
-                    tracing::warn!("dropping a connection from the backlog: {e}");
-                }
-            }
-        }
-        if taken > 0 {
-            tracing::info!(
-                taken,
-                "draining: took the connections waiting in the backlog"
-            );
-        }
-    }
-
-    /// Once a turn, at its end: serve queued sockets while there are free
-    /// slots, then accept from listeners done resting, and, if slots were
-    /// freed this turn, from those still ready (which stopped at the
-    /// limit). Accepting never re-enters from inside closing.
-    pub(super) fn admit_waiting(&mut self) {
-        let freed = std::mem::take(&mut self.freed);
-        while self.live < self.shared.opts.max_concurrent && !self.closed {
-            let Some(q) = self.queued.pop_front() else {
-                break;
-            };
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.tls) {
-                tracing::warn!("queued connection dropped: {e}");
-            }
-        }
-        let now = self.now;
-        for i in 0..self.listeners.len() {
-            let t = self.listeners[i];
-            if let Some(Entry::Listener(l)) = self.entries.get_mut(t) {
-                let rested = l.backoff_until.is_some_and(|b| b <= now);
-                if rested {
-                    l.backoff_until = None;
-                    l.ready = true;
-                }
-                if l.ready && (rested || freed) {
-                    self.accept_from(t);
-                }
-            }
-        }
-    }
-
-    /// The listeners' tokens (a copy: accepting borrows the server).
-    pub(super) fn listener_tokens(&self) -> Vec<usize> {
-        self.listeners.clone()
-    }
-}

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::accept::{Listener, Queued};
+use super::accept::Queued;
 use super::connection::{Connection, Readiness};
 use super::{Added, Entry, Server, Socket};
 use crate::conn_io::Transport;
@@ -80,17 +80,7 @@ impl Server {
                         "a listener has no pre-read bytes",
                     ));
                 }
-                let local = sys::local_addr(fd.as_fd());
-                let token = self.register(&fd, Interest::READABLE)?;
-                self.listeners.push(token);
-                self.entries.insert(Entry::Listener(Listener {
-                    fd,
-                    local: local.clone(),
-                    unix,
-                    tls,
-                    ready: true,
-                    backoff_until: None,
-                }));
+                let (token, local) = self.listeners.add(self.poll.registry(), fd, unix, tls)?;
                 tracing::debug!(%local, "listener added");
                 self.accept_from(token);
                 Ok(Added::Listener(local))
@@ -167,5 +157,73 @@ impl Server {
         self.live += 1;
         self.drive(token);
         Ok(())
+    }
+
+    /// May the server take another connection now?
+    fn can_accept(&self) -> bool {
+        !self.paused
+            && !self.closed
+            && !self.shared.draining
+            && self.live < self.shared.opts.max_concurrent
+    }
+
+    /// Accepts from a ready listener up to the batch and `max_concurrent`,
+    /// and adopts what it gave.
+    pub(super) fn accept_from(&mut self, token: usize) {
+        if !self.can_accept() {
+            return;
+        }
+        let opts = &self.shared.opts;
+        let limit = opts.accept_batch.min(opts.max_concurrent - self.live);
+        let mut got = std::mem::take(&mut self.accepted);
+        self.listeners
+            .accept(token, limit, self.now, opts.accept_backoff, &mut got);
+        for sock in got.drain(..) {
+            if let Err(e) = self.adopt(sock, &[]) {
+                tracing::warn!("dropping accepted connection: {e}");
+            }
+        }
+        self.accepted = got;
+    }
+
+    /// Accepts everything waiting in the listeners' backlogs (at most what
+    /// `max_concurrent` and `max_queued` allow): draining, they are about
+    /// to close, which would reset those connections.
+    pub(super) fn take_backlogs(&mut self) {
+        let opts = &self.shared.opts;
+        let room =
+            (opts.max_concurrent + opts.max_queued).saturating_sub(self.live + self.queued.len());
+        let mut got = Vec::new();
+        self.listeners.take_backlogs(room, &mut got);
+        if !got.is_empty() {
+            tracing::info!(
+                taken = got.len(),
+                "draining: took the connections waiting in the backlog"
+            );
+        }
+        for sock in got {
+            if let Err(e) = self.adopt(sock, &[]) {
+                tracing::warn!("dropping a connection from the backlog: {e}");
+            }
+        }
+    }
+
+    /// Once a turn, at its end: serve queued sockets while there are free
+    /// slots, then accept from listeners done resting, and, if slots were
+    /// freed this turn, from those still ready (which stopped at the
+    /// limit). Accepting never re-enters from inside closing.
+    pub(super) fn admit_waiting(&mut self) {
+        let freed = std::mem::take(&mut self.freed);
+        while self.live < self.shared.opts.max_concurrent && !self.closed {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.tls) {
+                tracing::warn!("queued connection dropped: {e}");
+            }
+        }
+        for t in self.listeners.due(self.now, freed) {
+            self.accept_from(t);
+        }
     }
 }

@@ -44,7 +44,7 @@ use crate::http::deferred::Mailer;
 use crate::http::{BufPool, Ctx, Expired, Handler};
 use crate::relay::Relay;
 use crate::sys::{self, Addr};
-use accept::{Listener, WaitQueue};
+use accept::{LISTENER_TOKENS, Listeners, WaitQueue};
 use connection::{Connection, Outcome, Readiness};
 use date::DateCache;
 use timers::Timers;
@@ -56,7 +56,6 @@ pub use options::{Added, HandedOff, Options, Socket};
 const WAKER: usize = usize::MAX;
 
 enum Entry {
-    Listener(Listener),
     Conn(Box<Connection>),
     /// A handed-off TLS connection relayed to a worker, and the token of
     /// its socketpair end once registered.
@@ -108,9 +107,10 @@ pub struct Server {
     /// Connections served (slab entries of kind `Conn`): counted, not
     /// derived, because every accept checks it against `max_concurrent`.
     live: usize,
-    /// The listeners' slab keys: a turn looks at listeners without walking
-    /// every connection.
-    listeners: Vec<usize>,
+    /// Listeners, in a token space of their own.
+    listeners: Listeners,
+    /// Reused for what a listener accepted in one go.
+    accepted: Vec<Socket>,
     /// A slot was freed this turn: `admit_waiting` accepts again.
     freed: bool,
     next_gen: u64,
@@ -148,7 +148,8 @@ impl Server {
             timers: Timers::default(),
             queued: WaitQueue::new(),
             live: 0,
-            listeners: Vec::new(),
+            listeners: Listeners::default(),
+            accepted: Vec::new(),
             freed: false,
             next_gen: 0,
             paused: false,
@@ -318,18 +319,15 @@ impl Server {
     /// deadline, zero if a listener has work left, `None` for no limit.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let mut next = self.timers.next();
         let can_accept =
             !self.paused && !self.shared.draining && self.live < self.shared.opts.max_concurrent;
-        for t in &self.listeners {
-            if let Some(Entry::Listener(l)) = self.entries.get(*t) {
-                match l.backoff_until {
-                    Some(b) => next = Some(next.map_or(b, |n| n.min(b))),
-                    None if l.ready && can_accept => return Some(Duration::ZERO),
-                    None => {}
-                }
-            }
-        }
+        let next = match (
+            self.timers.next(),
+            self.listeners.next_wake(can_accept, now),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         next.map(|n| n.saturating_duration_since(now))
     }
 
@@ -355,8 +353,8 @@ impl Server {
             let token = ev.token().0;
             match self.entries.get_mut(token) {
                 _ if token == WAKER => self.take_mail(),
-                Some(Entry::Listener(l)) => {
-                    l.ready = true;
+                _ if token >= LISTENER_TOKENS => {
+                    self.listeners.set_ready(token);
                     self.accept_from(token);
                 }
                 Some(Entry::Conn(c)) => {
@@ -403,7 +401,7 @@ impl Server {
 
     /// True when there is nothing left to serve.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.queued.is_empty()
+        self.entries.is_empty() && self.queued.is_empty() && self.listeners.is_empty()
     }
 
     /// Stops accepting; live connections go on.
@@ -448,14 +446,7 @@ impl Server {
     }
 
     fn close_listeners(&mut self) {
-        for t in std::mem::take(&mut self.listeners) {
-            if let Some(Entry::Listener(l)) = self.entries.try_remove(t) {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
-            }
-        }
+        self.listeners.close_all(self.poll.registry());
     }
 
     /// Closes every listener and connection now. A closed server cannot be
@@ -476,13 +467,7 @@ impl Server {
 
     /// Local addresses of the listeners.
     pub fn local_addrs(&self) -> Vec<Addr> {
-        self.entries
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Entry::Listener(l) => Some(l.local.clone()),
-                _ => None,
-            })
-            .collect()
+        self.listeners.addrs()
     }
 
     /// Connections being served (not counting queued ones).
