@@ -10,7 +10,7 @@ use mio::{Interest, Token};
 
 use super::accept::Queued;
 use super::connection::{Connection, Readiness};
-use super::{Added, Entry, Server, Socket};
+use super::{Added, Server, Socket};
 use crate::conn_io::Transport;
 use crate::http::Conn;
 use crate::sys::{self, Addr, SockKind};
@@ -139,7 +139,7 @@ impl Server {
         let mut conn = Conn::new(peer, self.now);
         conn.feed(pre_read, &mut self.shared.pool, self.now);
         self.next_gen += 1;
-        self.entries.insert(Entry::Conn(Box::new(Connection {
+        self.entries.insert(Box::new(Connection {
             fd,
             conn,
             transport,
@@ -153,7 +153,7 @@ impl Server {
             },
             generation: self.next_gen,
             timer_at: None,
-        })));
+        }));
         self.live += 1;
         self.drive(token);
         Ok(())

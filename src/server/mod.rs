@@ -42,11 +42,11 @@ use slab::Slab;
 use crate::conn_io::Transport;
 use crate::http::deferred::Mailer;
 use crate::http::{BufPool, Ctx, Expired, Handler};
-use crate::relay::Relay;
 use crate::sys::{self, Addr};
 use accept::{LISTENER_TOKENS, Listeners, WaitQueue};
-use connection::{Connection, Outcome, Readiness};
+use connection::{Connection, Outcome};
 use date::DateCache;
+use relays::{RELAY_TOKENS, Relays};
 use timers::Timers;
 
 pub use inbox::{Inbox, Submission, Ticket};
@@ -54,15 +54,6 @@ pub use options::{Added, HandedOff, Options, Socket};
 
 /// The token of the inbox's waker; slab keys never get near it.
 const WAKER: usize = usize::MAX;
-
-enum Entry {
-    Conn(Box<Connection>),
-    /// A handed-off TLS connection relayed to a worker, and the token of
-    /// its socketpair end once registered.
-    Relay(Box<Relay>, Option<usize>),
-    /// The socketpair end of the relay at this token.
-    RelayPair(usize),
-}
 
 /// What every connection borrows while it advances; kept apart from the
 /// connection table so both can be borrowed at once.
@@ -100,7 +91,8 @@ impl Shared {
 pub struct Server {
     poll: Poll,
     events: Option<Events>,
-    entries: Slab<Entry>,
+    /// The connections served, by token.
+    entries: Slab<Box<Connection>>,
     shared: Shared,
     timers: Timers,
     queued: WaitQueue,
@@ -109,6 +101,8 @@ pub struct Server {
     live: usize,
     /// Listeners, in a token space of their own.
     listeners: Listeners,
+    /// TLS WebSockets relayed to workers, in a token space of their own.
+    relays: Relays,
     /// Reused for what a listener accepted in one go.
     accepted: Vec<Socket>,
     /// A slot was freed this turn: `admit_waiting` accepts again.
@@ -149,6 +143,7 @@ impl Server {
             queued: WaitQueue::new(),
             live: 0,
             listeners: Listeners::default(),
+            relays: Relays::default(),
             accepted: Vec::new(),
             freed: false,
             next_gen: 0,
@@ -182,7 +177,7 @@ impl Server {
         }
         for (key, job) in self.inbox.take_mail() {
             let now = self.now;
-            let Some(Entry::Conn(c)) = self.entries.get_mut(key.token) else {
+            let Some(c) = self.entries.get_mut(key.token) else {
                 continue;
             };
             if c.generation != key.generation {
@@ -215,7 +210,7 @@ impl Server {
 
     /// Lets one connection do what it can, then acts on the outcome.
     fn drive(&mut self, token: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(token) else {
+        let Some(c) = self.entries.get_mut(token) else {
             return;
         };
         let mut ctx = self.shared.ctx(Some((token, c.generation)));
@@ -239,9 +234,7 @@ impl Server {
     /// may be open elsewhere, as inetd's fds 0, 1 and 2 are, and epoll
     /// forgets an fd only when every copy is closed), buffers returned.
     fn remove_conn(&mut self, token: usize) -> Option<Connection> {
-        let Some(Entry::Conn(c)) = self.entries.try_remove(token) else {
-            return None;
-        };
+        let c = self.entries.try_remove(token)?;
         let _ = self
             .poll
             .registry()
@@ -276,7 +269,7 @@ impl Server {
                         rest,
                         peer,
                     });
-                    self.start_relay(c.fd, tls, ours);
+                    self.relays.start(self.poll.registry(), c.fd, tls, ours);
                 }
                 Err(e) => tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed"),
             },
@@ -292,7 +285,7 @@ impl Server {
     fn fire_timers(&mut self) {
         let now = self.now;
         while let Some((token, generation)) = self.timers.pop_due(now) {
-            let Some(Entry::Conn(c)) = self.entries.get_mut(token) else {
+            let Some(c) = self.entries.get_mut(token) else {
                 continue;
             };
             if c.generation != generation {
@@ -357,26 +350,12 @@ impl Server {
                     self.listeners.set_ready(token);
                     self.accept_from(token);
                 }
-                Some(Entry::Conn(c)) => {
+                _ if token >= RELAY_TOKENS => {
+                    self.relays.ready(self.poll.registry(), token, ev);
+                }
+                Some(c) => {
                     c.ready.update(ev);
                     self.drive(token);
-                }
-                Some(Entry::Relay(r, _)) => {
-                    let mut ready = Readiness::default();
-                    ready.update(ev);
-                    r.client_readable |= ready.readable;
-                    r.client_writable |= ready.writable;
-                    self.drive_relay(token);
-                }
-                Some(Entry::RelayPair(k1)) => {
-                    let k1 = *k1;
-                    if let Some(Entry::Relay(r, _)) = self.entries.get_mut(k1) {
-                        let mut ready = Readiness::default();
-                        ready.update(ev);
-                        r.pair_readable |= ready.readable;
-                        r.pair_writable |= ready.writable;
-                    }
-                    self.drive_relay(k1);
                 }
                 None => {}
             }
@@ -401,7 +380,15 @@ impl Server {
 
     /// True when there is nothing left to serve.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.queued.is_empty() && self.listeners.is_empty()
+        self.entries.is_empty()
+            && self.queued.is_empty()
+            && self.listeners.is_empty()
+            && self.relays.len() == 0
+    }
+
+    /// TLS WebSocket connections being relayed to workers.
+    pub fn relays(&self) -> usize {
+        self.relays.len()
     }
 
     /// Stops accepting; live connections go on.
@@ -433,7 +420,7 @@ impl Server {
         self.close_listeners();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
-            if let Some(Entry::Conn(c)) = self.entries.get_mut(t) {
+            if let Some(c) = self.entries.get_mut(t) {
                 c.ready.readable = true;
                 self.drive(t);
             }
@@ -457,12 +444,9 @@ impl Server {
         self.queued.clear();
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
-            match self.entries.get(t) {
-                Some(Entry::Conn(_)) => self.close_conn(t),
-                Some(Entry::Relay(..)) => self.close_relay(t),
-                _ => {}
-            }
+            self.close_conn(t);
         }
+        self.relays.close_all(self.poll.registry());
     }
 
     /// Local addresses of the listeners.

@@ -1,78 +1,96 @@
 //! TLS WebSocket connections relayed to workers: the TLS session stays in
 //! this process and the worker gets a socketpair of plaintext (see
-//! `crate::relay`). Each relay has two slab entries, one per socket, so
-//! that either socket's readiness finds it.
+//! `crate::relay`). Relays have a token space of their own: a relay's
+//! client socket is `RELAY_TOKENS + 2 × key`, its pair end the next token,
+//! so either socket's readiness finds it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use mio::Interest;
-use mio::Token;
 use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
 
-use super::{Entry, Server};
+use super::connection::Readiness;
 use crate::relay::Relay;
 
-impl Server {
-    pub(super) fn start_relay(
+pub(super) const RELAY_TOKENS: usize = usize::MAX / 4;
+
+#[derive(Default)]
+pub(super) struct Relays(Slab<Relay>);
+
+impl Relays {
+    /// Starts relaying between a TLS client and a worker's socketpair end.
+    pub(super) fn start(
         &mut self,
+        registry: &Registry,
         client: OwnedFd,
         tls: Box<rustls::ServerConnection>,
         pair: OwnedFd,
     ) {
+        let key = self.0.vacant_key();
         let both = Interest::READABLE | Interest::WRITABLE;
-        let registry = self.poll.registry();
-        let k1 = self.entries.vacant_entry().key();
-        if let Err(e) = registry.register(&mut SourceFd(&client.as_raw_fd()), Token(k1), both) {
+        let token = RELAY_TOKENS + 2 * key;
+        if let Err(e) = registry.register(&mut SourceFd(&client.as_raw_fd()), Token(token), both) {
             return tracing::error!("relay: {e}");
         }
-        let pair_raw = pair.as_raw_fd();
-        self.entries
-            .insert(Entry::Relay(Box::new(Relay::new(client, tls, pair)), None));
-        let k2 = self.entries.vacant_entry().key();
-        if let Err(e) = registry.register(&mut SourceFd(&pair_raw), Token(k2), both) {
-            tracing::error!("relay: {e}");
-            return self.close_relay(k1);
+        if let Err(e) = registry.register(&mut SourceFd(&pair.as_raw_fd()), Token(token + 1), both)
+        {
+            let _ = registry.deregister(&mut SourceFd(&client.as_raw_fd()));
+            return tracing::error!("relay: {e}");
         }
-        self.entries.insert(Entry::RelayPair(k1));
-        if let Some(Entry::Relay(_, t)) = self.entries.get_mut(k1) {
-            *t = Some(k2);
-        }
-        self.drive_relay(k1);
+        self.0.insert(Relay::new(client, tls, pair));
+        self.drive(registry, key);
     }
 
-    pub(super) fn drive_relay(&mut self, k1: usize) {
-        let Some(Entry::Relay(r, _)) = self.entries.get_mut(k1) else {
+    /// A readiness event for one of a relay's sockets.
+    pub(super) fn ready(&mut self, registry: &Registry, token: usize, ev: &mio::event::Event) {
+        let n = token - RELAY_TOKENS;
+        let key = n / 2;
+        let Some(r) = self.0.get_mut(key) else {
+            return;
+        };
+        let mut ready = Readiness::default();
+        ready.update(ev);
+        if n.is_multiple_of(2) {
+            r.client_readable |= ready.readable;
+            r.client_writable |= ready.writable;
+        } else {
+            r.pair_readable |= ready.readable;
+            r.pair_writable |= ready.writable;
+        }
+        self.drive(registry, key);
+    }
+
+    fn drive(&mut self, registry: &Registry, key: usize) {
+        let Some(r) = self.0.get_mut(key) else {
             return;
         };
         match r.drive() {
             Ok(true) => {}
-            Ok(false) => self.close_relay(k1),
+            Ok(false) => self.close(registry, key),
             Err(e) => {
                 tracing::info!("relay closed: {e}");
-                self.close_relay(k1);
+                self.close(registry, key);
             }
         }
     }
 
-    pub(super) fn close_relay(&mut self, k1: usize) {
-        if let Some(Entry::Relay(r, k2)) = self.entries.try_remove(k1) {
+    fn close(&mut self, registry: &Registry, key: usize) {
+        if let Some(r) = self.0.try_remove(key) {
             for fd in [&r.client, &r.pair] {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&fd.as_raw_fd()));
-            }
-            if let Some(k2) = k2 {
-                self.entries.try_remove(k2);
+                let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
         }
     }
 
-    /// TLS WebSocket connections being relayed to workers.
-    pub fn relays(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Relay(..)))
-            .count()
+    pub(super) fn close_all(&mut self, registry: &Registry) {
+        let keys: Vec<usize> = self.0.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.close(registry, k);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 }
