@@ -49,7 +49,7 @@ enum Msg {
     HandOff(HandedOff),
     /// Ask every worker to close its connections (1001) and exit; tell
     /// this sender when all have.
-    Shutdown(mpsc::Sender<()>),
+    Shutdown(mpsc::Sender<()>, Box<dyn FnOnce() + Send>),
 }
 
 /// Hands connections to the pool's thread. Cheap to clone.
@@ -73,10 +73,11 @@ impl Pool {
     }
 
     /// Starts a graceful shutdown of the workers; the receiver hears once
-    /// every worker this pool started has exited.
-    pub fn shutdown(&self) -> mpsc::Receiver<()> {
+    /// every worker this pool started has exited, and `then` runs (to wake
+    /// the HTTP loop, so that it need not look every few milliseconds).
+    pub fn shutdown(&self, then: impl FnOnce() + Send + 'static) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
+        if self.tx.send(Msg::Shutdown(tx, Box::new(then))).is_ok() {
             let _ = self.waker.wake();
         }
         rx
@@ -141,6 +142,7 @@ pub fn start(cfg: PoolConfig) -> io::Result<Pool> {
                 pending: HashMap::new(),
                 next_id: 0,
                 stopping: None,
+                on_stopped: None,
             };
             p.run();
         })?;
@@ -152,6 +154,8 @@ struct PoolLoop {
     rx: mpsc::Receiver<Msg>,
     /// Shutting down: workers are not restarted; tell this when all are gone.
     stopping: Option<mpsc::Sender<()>>,
+    /// Runs once every worker is gone.
+    on_stopped: Option<Box<dyn FnOnce() + Send>>,
     cfg: PoolConfig,
     workers: Vec<Worker>,
     pending: HashMap<u64, Pending>,
@@ -204,7 +208,7 @@ impl PoolLoop {
                                     answer_503(h.socket, "shutting down")
                                 }
                                 Msg::HandOff(h) => self.place(h),
-                                Msg::Shutdown(done) => self.shut_down(done),
+                                Msg::Shutdown(done, then) => self.shut_down(done, then),
                             }
                         }
                     }
@@ -217,7 +221,8 @@ impl PoolLoop {
         }
     }
 
-    fn shut_down(&mut self, done: mpsc::Sender<()>) {
+    fn shut_down(&mut self, done: mpsc::Sender<()>, then: Box<dyn FnOnce() + Send>) {
+        self.on_stopped = Some(then);
         for w in &mut self.workers {
             w.restart_at = None;
             if let Some(c) = &w.child {
@@ -244,6 +249,9 @@ impl PoolLoop {
             && let Some(done) = self.stopping.take()
         {
             let _ = done.send(());
+            if let Some(then) = self.on_stopped.take() {
+                then();
+            }
             // Stay "stopping" for any late handoff.
             self.stopping = Some(mpsc::channel().0);
         }

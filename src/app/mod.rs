@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod lifecycle;
+
+use lifecycle::{Go, Lifecycle};
+
 use crate::files::StaticFiles;
 use crate::handoff::pool::{self, PoolConfig};
 use crate::http::{Handler, Request, Response};
@@ -366,83 +370,23 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
 
     let mut notifier = Notifier::from_env();
     notifier.ready(&status(&server));
-    let mut deadline: Option<Instant> = None;
-    // While draining: the WebSocket workers are saying goodbye (1001).
-    let mut workers_done: Option<std::sync::mpsc::Receiver<()>> = None;
-    let mut idle_since = Instant::now();
+    let mut life = Lifecycle {
+        cfg: &cfg,
+        notifier,
+        signals: sig_rx,
+        ws_pool,
+        inbox,
+        single_connection: listeners == 0 && controls == 0,
+        deadline: None,
+        workers_done: None,
+        idle_since: Instant::now(),
+    };
     loop {
         let now = Instant::now();
-        let mut wake = notifier.next_due();
-        // Waiting for workers to exit is not an event of the loop: look often.
-        let poll_workers = workers_done
-            .as_ref()
-            .map(|_| now + Duration::from_millis(50));
-        for t in [
-            deadline,
-            cfg.idle_exit.map(|d| idle_since + d),
-            poll_workers,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        server.step(wake.map(|w| w.saturating_duration_since(now)))?;
-        let now = Instant::now();
-
-        while let Ok(sig) = sig_rx.try_recv() {
-            if sig == signal_hook::consts::SIGHUP {
-                reload_certificates(&cfg, &mut server);
-                continue;
-            }
-            if deadline.is_some() {
-                tracing::warn!(sig, "second signal: exiting now");
-                server.close();
-                notifier.stopping();
-                return Ok(());
-            }
-            tracing::info!(
-                sig,
-                connections = server.connections(),
-                "draining: no new connections; answering those in flight"
-            );
-            notifier.stopping();
-            server.drain();
-            workers_done = ws_pool.as_ref().map(|p| p.shutdown());
-            deadline = Some(now + cfg.shutdown_timeout);
-        }
-        if let Some(d) = deadline {
-            let workers_gone = workers_done.as_ref().is_none_or(|rx| {
-                !matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty))
-            });
-            if workers_gone {
-                workers_done = None;
-            }
-            if server.is_empty() && workers_gone {
-                tracing::info!("drained; exiting");
-                return Ok(());
-            }
-            if now >= d {
-                tracing::warn!(
-                    connections = server.connections(),
-                    "shutdown timeout: closing what is left"
-                );
-                server.close();
-                return Ok(());
-            }
-        }
-        if listeners == 0 && controls == 0 && server.is_empty() {
-            // An Accept=yes or inetd nowait connection has ended.
+        server.step(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
+        if life.after_step(&mut server, Instant::now()) == Go::Exit {
             return Ok(());
         }
-        if server.connections() > 0 || server.queued() > 0 {
-            idle_since = now;
-        } else if cfg.idle_exit.is_some_and(|d| now >= idle_since + d) {
-            tracing::info!("idle; exiting so that inetd takes the port back");
-            return Ok(());
-        }
-        notifier.tick(now);
-        notifier.status(now, &status(&server));
     }
 }
 

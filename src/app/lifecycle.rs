@@ -1,0 +1,119 @@
+//! What `serve` does between turns of the loop: signals (drain, a second
+//! signal, certificate reloads), the shutdown deadline, the WebSocket
+//! workers' goodbyes, inetd's idle exit, the end of a single `Accept=yes`
+//! connection, and sd_notify. One type with `next_wake()` (when the loop
+//! must come back) and `after_step()` (what to do now), instead of a loop
+//! that polls.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use super::{ServeConfig, reload_certificates, status};
+use crate::handoff::pool::Pool;
+use crate::notify::Notifier;
+use crate::server::{Inbox, Server};
+
+/// Whether the process goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Go {
+    On,
+    Exit,
+}
+
+pub(super) struct Lifecycle<'a> {
+    pub(super) cfg: &'a ServeConfig,
+    pub(super) notifier: Notifier,
+    pub(super) signals: mpsc::Receiver<i32>,
+    pub(super) ws_pool: Option<Pool>,
+    pub(super) inbox: Inbox,
+    /// Only a connection was given (inetd `nowait`, `Accept=yes`): the
+    /// process ends with it.
+    pub(super) single_connection: bool,
+    /// Draining: everything left is closed then.
+    pub(super) deadline: Option<Instant>,
+    /// Draining: hears when the WebSocket workers have said goodbye.
+    pub(super) workers_done: Option<mpsc::Receiver<()>>,
+    pub(super) idle_since: Instant,
+}
+
+impl Lifecycle<'_> {
+    /// When the loop must come back even if nothing happens.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        [
+            self.notifier.next_due(),
+            self.deadline,
+            self.cfg.idle_exit.map(|d| self.idle_since + d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// After a turn of the loop: act on signals and deadlines.
+    pub(super) fn after_step(&mut self, server: &mut Server, now: Instant) -> Go {
+        while let Ok(sig) = self.signals.try_recv() {
+            if sig == signal_hook::consts::SIGHUP {
+                reload_certificates(self.cfg, server);
+                continue;
+            }
+            if self.deadline.is_some() {
+                tracing::warn!(sig, "second signal: exiting now");
+                server.close();
+                self.notifier.stopping();
+                return Go::Exit;
+            }
+            tracing::info!(
+                sig,
+                connections = server.connections(),
+                "draining: no new connections; answering those in flight"
+            );
+            self.notifier.stopping();
+            server.drain();
+            let inbox = self.inbox.clone();
+            self.workers_done = self.ws_pool.as_ref().map(|p| {
+                p.shutdown(move || {
+                    let _ = inbox.wake();
+                })
+            });
+            self.deadline = Some(now + self.cfg.shutdown_timeout);
+        }
+        if let Some(d) = self.deadline {
+            let workers_gone = self
+                .workers_done
+                .as_ref()
+                .is_none_or(|rx| !matches!(rx.try_recv(), Err(mpsc::TryRecvError::Empty)));
+            if workers_gone {
+                self.workers_done = None;
+            }
+            if server.is_empty() && workers_gone {
+                tracing::info!("drained; exiting");
+                return Go::Exit;
+            }
+            if now >= d {
+                tracing::warn!(
+                    connections = server.connections(),
+                    "shutdown timeout: closing what is left"
+                );
+                server.close();
+                return Go::Exit;
+            }
+        }
+        if self.single_connection && server.is_empty() {
+            // An Accept=yes or inetd nowait connection has ended.
+            return Go::Exit;
+        }
+        if server.connections() > 0 || server.queued() > 0 {
+            self.idle_since = now;
+        } else if self
+            .cfg
+            .idle_exit
+            .is_some_and(|d| now >= self.idle_since + d)
+        {
+            tracing::info!("idle; exiting so that inetd takes the port back");
+            return Go::Exit;
+        }
+        self.notifier.tick(now);
+        self.notifier.status(now, &status(server));
+        Go::On
+    }
+}
