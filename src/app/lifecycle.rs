@@ -13,6 +13,27 @@ use crate::handoff::pool::Pool;
 use crate::notify::Notifier;
 use crate::server::{Inbox, Server};
 
+/// Signals reach the loop through a thread that wakes it.
+pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
+    let (sig_tx, sig_rx) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(sig).is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+            }
+        })?;
+    Ok(sig_rx)
+}
+
 /// Whether the process goes on.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Go {

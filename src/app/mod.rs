@@ -4,24 +4,24 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod lifecycle;
+mod sources;
 
 use lifecycle::{Go, Lifecycle};
+use sources::add_sources;
 
 use crate::files::StaticFiles;
 use crate::handoff::pool::{self, PoolConfig};
 use crate::http::{Handler, Request, Response};
-use crate::intake::control::{self, ControlConfig};
+use crate::intake::control::ControlConfig;
 use crate::intake::inetd;
-use crate::intake::listen::{self, Listen, ListenSpec};
+use crate::intake::listen::{self, Listen};
 use crate::intake::systemd::{self, Role};
 use crate::log::LogTarget;
 use crate::notify::Notifier;
-use crate::server::Socket;
-use crate::server::{Added, Options, Server};
+use crate::server::{Options, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, CertFiles, TlsMode};
 use crate::ws::origin::OriginPolicy;
@@ -252,7 +252,6 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
 
     let mut lines = Vec::new();
-    let mut control_line = None;
     let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
         || activated.iter().any(|a| a.role == Role::Https);
     let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
@@ -263,73 +262,15 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
         );
     }
-    let mut listeners = 0usize;
-    let mut controls = 0usize;
-    let mut had_source = !activated.is_empty() || inetd_fd.is_some();
-    for a in activated {
-        match a.role {
-            Role::Control => {
-                control::spawn(a.fd, control_cfg.clone(), inbox.clone()).map_err(|e| {
-                    io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
-                })?;
-                controls += 1;
-            }
-            Role::Http | Role::Https => {
-                match server.add_socket(Socket::new(a.fd).tls(if a.role == Role::Https {
-                    TlsMode::On
-                } else {
-                    TlsMode::Off
-                })) {
-                    Ok(Added::Listener(addr)) => {
-                        listeners += 1;
-                        announce(
-                            &mut lines,
-                            &addr,
-                            if a.role == Role::Https {
-                                TlsMode::On
-                            } else {
-                                TlsMode::Off
-                            },
-                        );
-                    }
-                    Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
-                    Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
-                }
-            }
-        }
-    }
-    if let Some(fd) = inetd_fd {
-        match server.add_socket(fd)? {
-            Added::Listener(addr) => {
-                listeners += 1;
-                tracing::info!(%addr, "inetd wait mode: accepting from fd 0");
-            }
-            _ => tracing::info!("inetd nowait mode: serving the connection on fd 0"),
-        }
-    }
-    if let Some(path) = &cfg.control {
-        listen::remove_stale(path)?;
-        let fd = fdpass::seqpacket_listen(path)?;
-        control::spawn(fd, control_cfg.clone(), inbox.clone())?;
-        controls += 1;
-        had_source = true;
-        control_line = Some(format!("control on {}", path.display()));
-    }
-    let mut listen = cfg.listen.clone();
-    if listen.is_empty() && !had_source {
-        listen.push(Listen {
-            spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
-            tls: TlsMode::Off,
-        });
-    }
-    for l in &listen {
-        if let Added::Listener(addr) =
-            server.add_socket(Socket::new(listen::bind(&l.spec)?).tls(l.tls))?
-        {
-            listeners += 1;
-            announce(&mut lines, &addr, l.tls);
-        }
-    }
+    let (listeners, controls, control_line) = add_sources(
+        &cfg,
+        &mut server,
+        activated,
+        inetd_fd,
+        &inbox,
+        control_cfg,
+        &mut lines,
+    )?;
     if server.is_empty() && controls == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -349,24 +290,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
     }
 
-    // Signals reach the loop through a thread that wakes it.
-    let (sig_tx, sig_rx) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ])?;
-    let waker = inbox.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig_tx.send(sig).is_err() {
-                    break;
-                }
-                let _ = waker.wake();
-            }
-        })?;
+    let sig_rx = lifecycle::signals(inbox.clone())?;
 
     let mut notifier = Notifier::from_env();
     notifier.ready(&status(&server));

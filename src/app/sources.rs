@@ -1,0 +1,97 @@
+//! Where `serve`'s sockets come from, in order: systemd's (by name), the
+//! inetd socket, the control socket, and the listeners we bind (the default
+//! one only when no other source gave a socket). Each ends in
+//! `Server::add_socket`.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use super::{DEFAULT_LISTEN, ServeConfig, announce};
+use crate::intake::control::{self, ControlConfig};
+use crate::intake::listen::{self, Listen, ListenSpec};
+use crate::intake::systemd::{Activated, Role};
+use crate::server::{Added, Inbox, Server, Socket};
+use crate::sys::fdpass;
+use crate::tls::TlsMode;
+
+/// Adds every source's sockets; returns how many listeners and control
+/// sockets there are, and the control socket's announcement.
+pub(super) fn add_sources(
+    cfg: &ServeConfig,
+    server: &mut Server,
+    activated: Vec<Activated>,
+    inetd_fd: Option<OwnedFd>,
+    inbox: &Inbox,
+    control_cfg: ControlConfig,
+    lines: &mut Vec<String>,
+) -> io::Result<(usize, usize, Option<String>)> {
+    let mut control_line = None;
+    let mut listeners = 0usize;
+    let mut controls = 0usize;
+    let mut had_source = !activated.is_empty() || inetd_fd.is_some();
+    for a in activated {
+        match a.role {
+            Role::Control => {
+                control::spawn(a.fd, control_cfg.clone(), inbox.clone()).map_err(|e| {
+                    io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
+                })?;
+                controls += 1;
+            }
+            Role::Http | Role::Https => {
+                match server.add_socket(Socket::new(a.fd).tls(if a.role == Role::Https {
+                    TlsMode::On
+                } else {
+                    TlsMode::Off
+                })) {
+                    Ok(Added::Listener(addr)) => {
+                        listeners += 1;
+                        announce(
+                            lines,
+                            &addr,
+                            if a.role == Role::Https {
+                                TlsMode::On
+                            } else {
+                                TlsMode::Off
+                            },
+                        );
+                    }
+                    Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
+                    Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
+                }
+            }
+        }
+    }
+    if let Some(fd) = inetd_fd {
+        match server.add_socket(fd)? {
+            Added::Listener(addr) => {
+                listeners += 1;
+                tracing::info!(%addr, "inetd wait mode: accepting from fd 0");
+            }
+            _ => tracing::info!("inetd nowait mode: serving the connection on fd 0"),
+        }
+    }
+    if let Some(path) = &cfg.control {
+        listen::remove_stale(path)?;
+        let fd = fdpass::seqpacket_listen(path)?;
+        control::spawn(fd, control_cfg.clone(), inbox.clone())?;
+        controls += 1;
+        had_source = true;
+        control_line = Some(format!("control on {}", path.display()));
+    }
+    let mut listen = cfg.listen.clone();
+    if listen.is_empty() && !had_source {
+        listen.push(Listen {
+            spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
+            tls: TlsMode::Off,
+        });
+    }
+    for l in &listen {
+        if let Added::Listener(addr) =
+            server.add_socket(Socket::new(listen::bind(&l.spec)?).tls(l.tls))?
+        {
+            listeners += 1;
+            announce(lines, &addr, l.tls);
+        }
+    }
+    Ok((listeners, controls, control_line))
+}
