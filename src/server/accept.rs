@@ -69,13 +69,6 @@ impl Listeners {
             .as_mut()
     }
 
-    fn tokens(&self) -> impl Iterator<Item = usize> + use<> {
-        let n = self.list.len();
-        (LISTENER_TOKENS..LISTENER_TOKENS + n)
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
     /// The kernel says this listener is readable.
     pub(super) fn set_ready(&mut self, token: usize) {
         if let Some(l) = self.get(token) {
@@ -132,22 +125,23 @@ impl Listeners {
         }
     }
 
-    /// Tokens of the listeners to accept from at the end of a turn: those
-    /// done resting, and, when slots were freed, those still ready.
-    pub(super) fn due(&mut self, now: Instant, freed: bool) -> Vec<usize> {
-        let mut due = Vec::new();
-        for t in self.tokens() {
-            let Some(l) = self.get(t) else { continue };
-            let rested = l.backoff_until.is_some_and(|b| b <= now);
-            if rested {
-                l.backoff_until = None;
-                l.ready = true;
-            }
-            if l.ready && (rested || freed) {
-                due.push(t);
-            }
+    /// How many listener tokens there are (closed ones included).
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Should the end of a turn accept from this listener? Yes if it is done
+    /// resting, or if slots were freed and it is still ready.
+    pub(super) fn is_due(&mut self, token: usize, now: Instant, freed: bool) -> bool {
+        let Some(l) = self.get(token) else {
+            return false;
+        };
+        let rested = l.backoff_until.is_some_and(|b| b <= now);
+        if rested {
+            l.backoff_until = None;
+            l.ready = true;
         }
-        due
+        l.ready && (rested || freed)
     }
 
     /// When a listener next needs the loop: now if one is ready and the

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::accept::Queued;
+use super::accept::{self, Queued};
 use super::connection::{Connection, Readiness};
 use super::{Added, Server, Socket};
 use crate::conn_io::Transport;
@@ -222,8 +222,12 @@ impl Server {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }
-        for t in self.listeners.due(self.now, freed) {
-            self.accept_from(t);
+        // By index: no allocation on a turn that accepts nothing.
+        for i in 0..self.listeners.len() {
+            let t = accept::LISTENER_TOKENS + i;
+            if self.listeners.is_due(t, self.now, freed) {
+                self.accept_from(t);
+            }
         }
     }
 }
