@@ -209,7 +209,9 @@ pub(crate) mod tests {
         client.process_new_packets().unwrap();
         let n = client.reader().read(&mut got).unwrap();
         assert_eq!(&got[..n], b"world");
-        drop(sock);
+        // shutdown, not only drop: a child forked meanwhile by another
+        // test holds a copy of the fd until it execs.
+        sock.shutdown(std::net::Shutdown::Both).unwrap();
         assert_eq!(read_records(&mut server, fd.as_fd()).unwrap(), Records::Eof);
     }
 
