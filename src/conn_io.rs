@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::http::output::SENDFILE_MAX;
+use crate::http::output::{FileSlice, Output, SENDFILE_MAX};
 use crate::http::{BufPool, Conn, Limits};
 use crate::sys;
 use crate::tls::pump::{self, Failed, Records};
@@ -218,50 +218,102 @@ fn write_plain(
     writable: &mut bool,
     now: Instant,
 ) -> io::Result<bool> {
-    let mut wrote = false;
+    let (moved, full) = drain(conn.output(), &mut ToSocket(fd))?;
+    if moved {
+        conn.wrote(now);
+    }
+    if full {
+        *writable = false;
+    }
+    Ok(moved)
+}
+
+/// Where queued output goes: straight to the socket (`writev`, `sendfile`)
+/// or into a TLS session as plaintext. Each takes what it can; 0 means it
+/// is full for now.
+trait Sink {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// How much of a file it is offered at once.
+    fn file_step(&self, left: u64) -> usize;
+    /// Takes up to `file_step` bytes of the file from `*f.offset`,
+    /// advancing the offset.
+    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize>;
+}
+
+/// Plaintext read from a file for TLS at once: one record's worth.
+const TLS_FILE_STEP: usize = 16 * 1024;
+
+struct ToSocket<'a>(BorrowedFd<'a>);
+
+impl Sink for ToSocket<'_> {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        match sys::writev(self.0, iov) {
+            Err(e) if would_block(&e) => Ok(0),
+            r => r,
+        }
+    }
+    fn file_step(&self, left: u64) -> usize {
+        (left as usize).min(SENDFILE_MAX)
+    }
+    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize> {
+        let count = self.file_step(f.left);
+        match sys::sendfile(self.0, f.file.as_fd(), f.offset, count) {
+            Ok(0) => Err(io::Error::other("file shrank while being sent")),
+            Err(e) if would_block(&e) => Ok(0),
+            r => r,
+        }
+    }
+}
+
+struct ToTls<'a>(&'a mut ServerConnection);
+
+impl Sink for ToTls<'_> {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.writer().write_vectored(iov)
+    }
+    fn file_step(&self, left: u64) -> usize {
+        (left as usize).min(TLS_FILE_STEP)
+    }
+    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize> {
+        // No sendfile through userspace TLS: read a record's worth.
+        let mut chunk = [0u8; TLS_FILE_STEP];
+        let want = self.file_step(f.left);
+        let r = f.file.read_at(&mut chunk[..want], *f.offset)?;
+        if r == 0 {
+            return Err(io::Error::other("file shrank while being sent"));
+        }
+        let w = self.0.writer().write(&chunk[..r])?;
+        *f.offset += w as u64;
+        Ok(w)
+    }
+}
+
+/// Moves what the output queue holds into `sink` until the queue is empty
+/// or the sink takes less than it was offered. Returns whether anything
+/// moved and whether the sink is full.
+fn drain(out: &mut Output, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
+    let mut moved = false;
     loop {
-        let out = conn.output();
         out.prepare()?;
         let mut iov = [IoSlice::new(&[]); 32];
         let n = out.gather(&mut iov);
-        if n > 0 {
-            let total: usize = iov[..n].iter().map(|s| s.len()).sum();
-            let w = match sys::writev(fd, &iov[..n]) {
-                Ok(w) => w,
-                Err(e) if would_block(&e) => {
-                    *writable = false;
-                    return Ok(wrote);
-                }
-                Err(e) => return Err(e),
-            };
+        let (offered, took) = if n > 0 {
+            let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
+            let w = sink.vectored(&iov[..n])?;
             out.advance(w);
-            conn.wrote(now);
-            wrote = true;
-            if w < total {
-                *writable = false;
-                return Ok(wrote);
-            }
-            continue;
-        }
-        let Some(f) = out.front_file() else {
-            return Ok(wrote);
+            (offered, w)
+        } else {
+            let Some(f) = out.front_file() else {
+                return Ok((moved, false));
+            };
+            let offered = sink.file_step(f.left);
+            let w = sink.file(f)?;
+            out.advance_file(w as u64);
+            (offered, w)
         };
-        let count = (f.left as usize).min(SENDFILE_MAX);
-        let w = match sys::sendfile(fd, f.file.as_fd(), f.offset, count) {
-            Ok(0) => return Err(io::Error::other("file shrank while being sent")),
-            Ok(w) => w,
-            Err(e) if would_block(&e) => {
-                *writable = false;
-                return Ok(wrote);
-            }
-            Err(e) => return Err(e),
-        };
-        out.advance_file(w as u64);
-        conn.wrote(now);
-        wrote = true;
-        if w < count {
-            *writable = false;
-            return Ok(wrote);
+        moved |= took > 0;
+        if took < offered {
+            return Ok((moved, true));
         }
     }
 }
@@ -297,39 +349,7 @@ fn write_tls(
 /// Plaintext into rustls, as far as its buffer takes it. `Ok(true)` if it
 /// took anything.
 fn feed_tls(t: &mut ServerConnection, conn: &mut Conn) -> io::Result<bool> {
-    let mut took = false;
-    loop {
-        let out = conn.output();
-        out.prepare()?;
-        let mut iov = [IoSlice::new(&[]); 32];
-        let n = out.gather(&mut iov);
-        if n > 0 {
-            let w = t.writer().write_vectored(&iov[..n])?;
-            out.advance(w);
-            if w == 0 {
-                return Ok(took);
-            }
-            took = true;
-            continue;
-        }
-        let Some(f) = out.front_file() else {
-            return Ok(took);
-        };
-        // No sendfile through userspace TLS: read a record's worth.
-        let mut chunk = [0u8; 16 * 1024];
-        let want = (f.left as usize).min(chunk.len());
-        let r = f.file.read_at(&mut chunk[..want], *f.offset)?;
-        if r == 0 {
-            return Err(io::Error::other("file shrank while being sent"));
-        }
-        let w = t.writer().write(&chunk[..r])?;
-        *f.offset += w as u64;
-        out.advance_file(w as u64);
-        if w == 0 {
-            return Ok(took);
-        }
-        took = true;
-    }
+    drain(conn.output(), &mut ToTls(t)).map(|(took, _)| took)
 }
 
 /// Our side is done: a TLS session says so (close_notify) before the
