@@ -621,19 +621,8 @@ fn upgrade_from(h: &Handoff, path: &str, origin: Option<&str>) -> u16 {
 
 #[test]
 fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
-    let site = site();
-    let root = root_arg(site.path());
     let same = |h: &Handoff| format!("http://{}", h.addr);
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--ws",
-        "/cmd=exec:cat",
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "1",
-    ]);
+    let (h, _site) = ws_server(&["--ws", "/cmd=exec:cat", "--ws-workers", "1"]);
     assert_eq!(upgrade_from(&h, "/cmd", Some("https://evil.example")), 403);
     assert_eq!(upgrade_from(&h, "/cmd", Some("null")), 403);
     assert_eq!(upgrade_from(&h, "/cmd", Some(&same(&h))), 101);
@@ -647,13 +636,9 @@ fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
         .log()
         .contains("cross-origin WebSocket upgrade refused")));
 
-    let h = Handoff::start(&[
-        "--root",
-        &root,
+    let (h, _site) = ws_server(&[
         "--ws",
         "/cmd=exec:cat",
-        "--ws",
-        "/echo=echo",
         "--ws-workers",
         "1",
         "--ws-origin",
@@ -668,15 +653,7 @@ fn exec_paths_refuse_pages_of_other_origins_unless_listed() {
     );
     assert_eq!(upgrade_from(&h, "/echo", Some(&same(&h))), 101);
 
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--ws",
-        "/echo=echo",
-        "--ws-workers",
-        "1",
-        "--ws-same-origin",
-    ]);
+    let (h, _site) = ws_server(&["--ws-workers", "1", "--ws-same-origin"]);
     assert_eq!(upgrade_from(&h, "/echo", Some("https://evil.example")), 403);
     assert_eq!(upgrade_from(&h, "/echo", Some(&same(&h))), 101);
 }
