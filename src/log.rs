@@ -233,6 +233,34 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(d) && ino.parse() == Ok(i)
 }
 
+/// The one access-line format, for every outcome:
+/// `PEER "REQUEST LINE" STATUS BYTES` and, where there is more to say,
+/// ` (NOTE)`. `-` stands for a request line not parsed (a refusal) or a
+/// status not ours to give (a hand-off: the worker answers).
+pub(crate) fn access(
+    peer: &dyn std::fmt::Display,
+    line: &dyn std::fmt::Display,
+    status: Option<u16>,
+    sent: u64,
+    note: &str,
+) {
+    struct Status(Option<u16>);
+    impl std::fmt::Display for Status {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Some(s) => write!(f, "{s}"),
+                None => f.write_str("-"),
+            }
+        }
+    }
+    let status = Status(status);
+    if note.is_empty() {
+        tracing::info!(target: "handoff::access", "{peer} \"{line}\" {status} {sent}");
+    } else {
+        tracing::info!(target: "handoff::access", "{peer} \"{line}\" {status} {sent} ({note})");
+    }
+}
+
 /// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
 /// access line per request under the target `handoff::access`).
 pub fn init(target: LogTarget) -> io::Result<()> {

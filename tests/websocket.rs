@@ -319,7 +319,7 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
     // Least-loaded placement spreads three clients over both workers.
     let logs = || h.log();
     assert!(wait_until(Duration::from_secs(2), || logs()
-        .matches("101 websocket")
+        .matches("101 0 (websocket")
         .count()
         == 3));
     for c in &mut clients {
@@ -352,7 +352,7 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
     let workers: std::collections::HashSet<String> = h
         .log()
         .lines()
-        .filter(|l| l.contains("101 websocket"))
+        .filter(|l| l.contains("101 0 (websocket"))
         .filter_map(|l| l.split("worker=").nth(1).map(str::to_string))
         .collect();
     assert_eq!(
@@ -537,7 +537,7 @@ fn a_worker_that_does_not_take_a_connection_in_time_is_killed_and_only_one_answe
     assert!(!pid_alive(before[0]), "the hung worker still runs");
     let rest = read_to_close(&mut s);
     assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
-    assert!(!h.log().contains("101 websocket"), "{}", h.log());
+    assert!(!h.log().contains("101 0 (websocket"), "{}", h.log());
     // A new worker serves the next upgrade.
     assert!(wait_until(Duration::from_secs(3), || worker_pids(&h).len()
         == 1

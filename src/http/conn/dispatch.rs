@@ -5,8 +5,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use super::{Conn, Ctx, Reading};
-use crate::http::deferred::{Job, ReadState, ReplyKey, Stepwise, Writer};
+use super::state::{Deferred, KeepAlive};
+use super::{Conn, Ctx};
+use crate::http::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
@@ -14,6 +15,21 @@ use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::sink::BodySink;
 use crate::http::status::{Reject, reason_phrase};
+
+/// `METHOD TARGET HTTP/1.x`, formatted only if the access line is logged.
+pub(super) struct Line<'a>(pub(super) &'a Request<'a>, pub(super) u8);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} HTTP/1.{}",
+            self.0.method(),
+            self.0.target(),
+            self.1
+        )
+    }
+}
 
 impl Conn {
     /// Runs the handler on one complete request and queues its response.
@@ -52,68 +68,56 @@ impl Conn {
             Some(s) => s.finish(&req, &mut res),
             None => ctx.handler.handle(&req, &mut res),
         }));
+        let line = Line(&req, self.head.minor);
+        let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {
-            tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" handed off",
-                self.peer, req.method(), req.target(), self.head.minor);
+            crate::log::access(&self.peer, &line, None, 0, "handed off");
             let head = buf[..self.head.len].to_vec();
             self.start += consumed;
             self.served += 1;
-            self.reading = Reading::HandedOff { head };
+            self.state.hand_off(head);
             return;
         }
         if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {
-            let keep =
-                self.head.keep_alive && !ctx.draining && !std::mem::take(&mut self.skip_body);
+            let keep = self.head.keep_alive && !ctx.draining && !last;
             tracing::debug!(peer = %self.peer, "response deferred");
+            let line = line.to_string();
             self.start += consumed;
             self.served += 1;
-            let st = Stepwise::new(self.head.is_head, self.head.minor, keep);
-            let line = format!(
-                "{} {} HTTP/1.{}",
-                req.method(),
-                req.target(),
-                self.head.minor
-            );
-            self.reading = Reading::Deferred {
+            self.state.deferred(Deferred {
                 id: reply_id,
-                st: Box::new(st),
+                st: Stepwise::new(self.head.is_head, self.head.minor, keep),
                 since: now,
                 line,
-            };
+            });
             return;
         }
         // Draining, requests already read are still answered: the
         // connection stays open while more bytes wait behind this one.
         let more = self.start + consumed < self.end;
-        let mut keep =
-            self.head.keep_alive && (!ctx.draining || more) && !std::mem::take(&mut self.skip_body);
-        let (status, body, headers): (u16, Body, &[u8]) = match outcome {
+        let mut keep = self.head.keep_alive && (!ctx.draining || more) && !last;
+        let failed: &[u8] = b"500 Internal Server Error\n";
+        let text: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n";
+        let (status, body, headers, note): (u16, Body, &[u8], _) = match outcome {
             Ok(()) if res.misuse.is_none() => {
                 keep &= !res.close;
-                (
-                    res.status,
-                    std::mem::replace(&mut res.body, Body::Empty),
-                    &res.headers[..],
-                )
+                let body = std::mem::replace(&mut res.body, Body::Empty);
+                (res.status, body, &res.headers[..], "")
             }
             Ok(()) => {
-                tracing::error!(target: "handoff::access", peer = %self.peer, method = req.method(), target = req.target(),
-                    "handler misused the response: {}", res.misuse.unwrap_or(""));
+                let why = res.misuse.unwrap_or("");
+                tracing::error!(peer = %self.peer, "handler misused the response: {why}");
                 (
                     500,
-                    Body::Static(b"500 Internal Server Error\n"),
-                    &b"Content-Type: text/plain; charset=utf-8\r\n"[..],
+                    Body::Static(failed),
+                    text,
+                    "handler misused the response",
                 )
             }
             Err(_) => {
-                tracing::error!(target: "handoff::access", peer = %self.peer, method = req.method(), target = req.target(),
-                    "handler panicked; answered 500");
+                tracing::error!(peer = %self.peer, "handler panicked; answered 500");
                 keep = false;
-                (
-                    500,
-                    Body::Static(b"500 Internal Server Error\n"),
-                    &b"Content-Type: text/plain; charset=utf-8\r\n"[..],
-                )
+                (500, Body::Static(failed), text, "handler panicked")
             }
         };
         // The write deadline runs from now (disjoint fields: `req` still
@@ -133,19 +137,17 @@ impl Conn {
             keep,
             ctx.static_headers,
         );
-        tracing::info!(target: "handoff::access", "{} \"{} {} HTTP/1.{}\" {} {}",
-            self.peer, req.method(), req.target(), self.head.minor, status, sent);
-
+        crate::log::access(&self.peer, &line, Some(status), sent, note);
         self.start += consumed;
         self.served += 1;
         self.phase_at = now;
-        self.reading = if keep { Reading::Idle } else { Reading::Done };
+        self.state.answered(keep);
     }
 
     /// Answers a request the engine refuses, and stops reading requests.
     pub(super) fn reject(&mut self, rej: Reject, now: Instant, ctx: &mut Ctx<'_>) {
         self.output_starts(now);
-        tracing::info!(target: "handoff::access", "{} \"-\" {} 0 ({})", self.peer, rej.status, rej.reason);
+        crate::log::access(&self.peer, &"-", Some(rej.status), 0, &rej.reason);
         let body = format!(
             "{} {}: {}\n",
             rej.status,
@@ -166,26 +168,20 @@ impl Conn {
         );
         self.start = 0;
         self.end = 0;
-        self.reading = Reading::Done;
+        self.state.refuse();
     }
 
     /// Runs a deferred response's job with its writer. A job for another
     /// request (or a connection that moved on) is dropped.
     pub fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
-        let Reading::Deferred {
-            id: want, st, line, ..
-        } = &mut self.reading
-        else {
+        let Some(d) = self.state.deferred_mut(id) else {
             return;
         };
-        if *want != id {
-            return;
-        }
         if self.out.is_empty() {
             self.write_progress = now;
         }
         let mut w = Writer {
-            st,
+            st: &mut d.st,
             out: &mut self.out,
             pool: ctx.pool,
             date: ctx.date,
@@ -196,15 +192,13 @@ impl Conn {
             tracing::error!(peer = %self.peer, "a deferred response's job panicked");
             return self.abandon(id, now, ctx);
         }
-        if st.state == crate::http::deferred::WriteState::Finished {
-            tracing::info!(target: "handoff::access", "{} \"{line}\" {} {} (deferred)", self.peer, st.status_code(), st.body_sent());
+        if d.st.state == WriteState::Finished {
+            let (status, sent) = (d.st.status_code(), d.st.body_sent());
+            crate::log::access(&self.peer, &d.line, Some(status), sent, "deferred");
+            let keep = d.st.keep_alive;
             self.out.end_response();
             self.phase_at = now;
-            self.reading = if st.keep_alive {
-                Reading::Idle
-            } else {
-                Reading::Done
-            };
+            self.state.deferred_finished(keep);
         }
     }
 
@@ -212,20 +206,15 @@ impl Conn {
     /// nothing to do; if nothing was sent, a 500; if it had begun, the
     /// connection is cut (a truncated body must not look whole).
     pub fn abandon(&mut self, id: u64, now: Instant, ctx: &mut Ctx<'_>) {
-        let Reading::Deferred { id: want, st, .. } = &self.reading else {
-            return;
-        };
-        if *want != id {
+        if self.state.deferred_mut(id).is_none() {
             return;
         }
-        if st.state == crate::http::deferred::WriteState::Empty {
+        if self.state.deferred_unsent() {
             tracing::error!(peer = %self.peer, "a deferred response was dropped unanswered; 500");
-            self.reading = Reading::Done;
             self.reject(Reject::new(500, "the response was dropped"), now, ctx);
         } else {
             tracing::error!(peer = %self.peer, "a deferred response was dropped half-written; connection cut");
-            self.abort = true;
-            self.reading = Reading::Done;
+            self.state.abort();
         }
     }
 }

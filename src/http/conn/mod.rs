@@ -7,21 +7,24 @@
 
 mod dispatch;
 mod read;
+mod state;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::chunked::{Chunked, MAX_CHUNK_LINE};
-use super::deferred::{Mailer, Stepwise};
+use super::chunked::MAX_CHUNK_LINE;
+use super::deferred::Mailer;
 use super::head::Head;
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
 use super::request::Request;
 use super::response::Response;
-use super::sink::{BodyPlan, BodySink};
+use super::sink::BodyPlan;
 use super::status::Reject;
 use crate::sys::Addr;
+pub use state::Next;
+use state::{Decoder, Reading, State, Writing};
 
 /// What serves requests. It runs on the event loop: it must not block.
 pub trait Handler {
@@ -73,50 +76,6 @@ enum Flow {
     Wait,
 }
 
-enum Decoder {
-    Length(u64),
-    Chunked(Chunked),
-}
-
-enum Reading {
-    /// Between requests: no byte of the next one yet.
-    Idle,
-    /// Part of a request head has arrived.
-    Head,
-    /// The head is parsed; its body is arriving, to be read whole or
-    /// streamed to a sink.
-    Body(Decoder, Option<Box<dyn BodySink>>),
-    /// No more requests on this connection; what is queued goes out, then
-    /// it closes.
-    Done,
-    /// A handler took the connection over; once what is queued is sent, the
-    /// socket leaves HTTP with the head and the bytes read after it.
-    HandedOff { head: Vec<u8> },
-    /// A handler deferred its response (`Response::defer`): it is written in
-    /// steps through a `Reply`; no further request is parsed until it ends.
-    Deferred {
-        id: u64,
-        st: Box<Stepwise>,
-        since: Instant,
-        /// The request line, for the access log.
-        line: String,
-    },
-}
-
-/// What the I/O layer should do with the connection next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Keep serving.
-    Continue,
-    /// A handler took the connection over: call `take_hand_off`.
-    HandOff,
-    /// Everything is sent: shut down our side and keep reading, discarding,
-    /// until the peer closes or the linger deadline passes.
-    ShutdownWrite,
-    /// Close the socket now.
-    Close,
-}
-
 /// Why a deadline fired, for the log line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Expired {
@@ -134,7 +93,7 @@ pub struct Conn {
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
-    reading: Reading,
+    state: State,
     head: Head,
     scanned: usize,
     out: Output,
@@ -144,13 +103,7 @@ pub struct Conn {
     phase_at: Instant,
     body_progress: Instant,
     write_progress: Instant,
-    eof: bool,
-    linger_until: Option<Instant>,
-    /// The handler answered without the body (`BodyPlan::Skip`).
-    skip_body: bool,
     next_reply: u64,
-    /// The response cannot be completed properly: close, do not linger.
-    abort: bool,
 }
 
 impl Conn {
@@ -159,7 +112,7 @@ impl Conn {
             rbuf: Vec::new(),
             start: 0,
             end: 0,
-            reading: Reading::Idle,
+            state: State::new(),
             head: Head::default(),
             scanned: 0,
             out: Output::default(),
@@ -169,11 +122,7 @@ impl Conn {
             phase_at: now,
             body_progress: now,
             write_progress: now,
-            eof: false,
-            linger_until: None,
-            skip_body: false,
             next_reply: 0,
-            abort: false,
         }
     }
 
@@ -191,16 +140,18 @@ impl Conn {
 
     /// Should the I/O layer read now (if the socket is readable)?
     pub fn wants_read(&self, limits: &Limits) -> bool {
-        if self.linger_until.is_some() {
-            return !self.eof;
+        if self.state.linger_until().is_some() {
+            return !self.state.eof;
         }
-        if self.eof {
+        if self.state.eof {
             return false;
         }
-        match self.reading {
+        match self.state.reading {
             Reading::Body(..) => true,
-            Reading::Idle | Reading::Head => !self.backpressured(limits),
-            Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => false,
+            Reading::Idle | Reading::Head => {
+                self.state.dispatching() && !self.backpressured(limits)
+            }
+            Reading::KeepAlive | Reading::Closed => false,
         }
     }
 
@@ -215,7 +166,7 @@ impl Conn {
     /// How large the read buffer may grow in the current phase.
     fn cap_limit(&self, limits: &Limits) -> usize {
         let head = limits.max_header_bytes + 1;
-        match &self.reading {
+        match &self.state.reading {
             Reading::Body(_, Some(_)) => self.head.len + limits.max_input_chunk,
             Reading::Body(Decoder::Length(n), None) => self.head.len + *n as usize,
             Reading::Body(Decoder::Chunked(_), None) => {
@@ -231,7 +182,7 @@ impl Conn {
             return None;
         }
         self.ensure_buf(pool);
-        if self.linger_until.is_some() {
+        if self.state.linger_until().is_some() {
             self.start = 0;
             self.end = 0;
             return Some(&mut self.rbuf[..]);
@@ -258,11 +209,11 @@ impl Conn {
 
     /// Records that `n` bytes were read into the slice from `read_buf`.
     pub fn filled(&mut self, n: usize, now: Instant) {
-        if self.linger_until.is_some() {
+        if self.state.linger_until().is_some() {
             return;
         }
         self.end += n;
-        if let Reading::Body(..) = self.reading {
+        if let Reading::Body(..) = self.state.reading {
             self.body_progress = now;
         }
     }
@@ -270,7 +221,7 @@ impl Conn {
     /// Appends bytes that were read elsewhere (pre-read bytes of a handed
     /// over stream; tests). Limits still apply when they are parsed.
     pub fn feed(&mut self, bytes: &[u8], pool: &mut BufPool, now: Instant) {
-        if bytes.is_empty() || self.linger_until.is_some() {
+        if bytes.is_empty() || self.state.linger_until().is_some() {
             return;
         }
         self.ensure_buf(pool);
@@ -300,17 +251,18 @@ impl Conn {
 
     /// The peer shut down its side (read returned 0).
     pub fn on_eof(&mut self) {
-        self.eof = true;
+        self.state.eof = true;
     }
 
     /// Parses and answers every complete request in the buffer, in order,
     /// until it needs more bytes or the output queue is full.
     pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         loop {
-            let flow = match &self.reading {
-                Reading::Done | Reading::HandedOff { .. } | Reading::Deferred { .. } => Flow::Wait,
+            let flow = match &self.state.reading {
+                _ if !self.state.dispatching() => Flow::Wait,
                 Reading::Idle | Reading::Head => self.read_head(now, ctx),
                 Reading::Body(..) => self.read_body(now, ctx),
+                Reading::KeepAlive | Reading::Closed => Flow::Wait,
             };
             if flow == Flow::Wait {
                 return;
@@ -354,7 +306,7 @@ impl Conn {
     /// Is the connection between requests with nothing buffered, so its
     /// buffers can go back to the pool?
     pub fn is_idle(&self) -> bool {
-        matches!(self.reading, Reading::Idle) && self.start == self.end && self.out.is_empty()
+        self.state.is_between_requests() && self.start == self.end && self.out.is_empty()
     }
 
     pub fn release_buffers(&mut self, pool: &mut BufPool) {
@@ -370,55 +322,30 @@ impl Conn {
     /// is shutting down, so a connection that has become idle closes rather
     /// than waiting for another request.
     pub fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
-        if self.linger_until.is_some() {
-            return if self.eof {
-                Next::Close
-            } else {
-                Next::Continue
-            };
-        }
-        if self.abort {
-            return Next::Close;
-        }
         // Draining, an idle connection closes at once; one with a request
         // in flight answers it (with `Connection: close`) and then closes.
-        if draining && self.is_idle() {
-            return Next::Close;
-        }
-        if let Reading::HandedOff { .. } = self.reading
-            && self.out.is_empty()
-        {
-            return Next::HandOff;
-        }
-        if let Reading::Done = self.reading
-            && self.out.is_empty()
-        {
-            // Shut our side down even when the peer has ended its input: a
-            // TLS peer gets its close_notify. With `eof` the linger ends at
-            // once (above).
-            self.linger_until = Some(now + timeouts.linger);
+        let idle_and_draining = draining && self.is_idle();
+        let next = self.state.next(
+            self.out.is_empty(),
+            idle_and_draining,
+            now + timeouts.linger,
+        );
+        if next == Next::ShutdownWrite {
+            // From here on reads are discarded.
             self.start = 0;
             self.end = 0;
-            return Next::ShutdownWrite;
         }
-        Next::Continue
+        next
     }
 
     /// After `Next::HandOff`: the request head, and the bytes read after it
     /// (a WebSocket client may send its first frame with the upgrade).
     pub fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
-        match std::mem::replace(&mut self.reading, Reading::Done) {
-            Reading::HandedOff { head } => {
-                let rest = self.rbuf[self.start..self.end].to_vec();
-                self.start = 0;
-                self.end = 0;
-                Some((head, rest))
-            }
-            other => {
-                self.reading = other;
-                None
-            }
-        }
+        let head = self.state.take_hand_off()?;
+        let rest = self.rbuf[self.start..self.end].to_vec();
+        self.start = 0;
+        self.end = 0;
+        Some((head, rest))
     }
 
     fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {
@@ -426,7 +353,10 @@ impl Conn {
     }
 
     fn read_deadline(&self, t: &Timeouts) -> Option<Instant> {
-        match self.reading {
+        if let Writing::Deferred(d) = &self.state.writing {
+            return Some(d.since + t.response);
+        }
+        match self.state.reading {
             Reading::Idle if self.out.is_empty() => Some(if self.served == 0 {
                 self.accepted + t.connection_setup
             } else {
@@ -439,14 +369,13 @@ impl Conn {
                 self.phase_at + t.connection_setup
             }),
             Reading::Body(..) => Some(self.body_progress + t.body_progress),
-            Reading::Done | Reading::HandedOff { .. } => None,
-            Reading::Deferred { since, .. } => Some(since + t.response),
+            Reading::KeepAlive | Reading::Closed => None,
         }
     }
 
     /// When this connection next needs attention if nothing happens.
     pub fn deadline(&self, t: &Timeouts) -> Option<Instant> {
-        if let Some(l) = self.linger_until {
+        if let Some(l) = self.state.linger_until() {
             return Some(l);
         }
         match (self.write_deadline(t), self.read_deadline(t)) {
@@ -458,7 +387,7 @@ impl Conn {
     /// Handles a deadline that may have passed. `None`: it had not (the
     /// timer was stale).
     pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
-        if let Some(l) = self.linger_until {
+        if let Some(l) = self.state.linger_until() {
             return (l <= now).then_some(Expired::Linger);
         }
         if self.write_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
@@ -466,31 +395,22 @@ impl Conn {
             return Some(Expired::Write);
         }
         if self.read_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
-            return Some(match &self.reading {
-                Reading::Idle => {
-                    self.reading = Reading::Done;
-                    Expired::Idle
+            if let Writing::Deferred(_) = self.state.writing {
+                tracing::warn!(peer = %self.peer, "a deferred response was not finished in time");
+                if self.state.deferred_unsent() {
+                    let rej = Reject::new(504, "the response was not ready in time");
+                    self.reject(rej, now, ctx);
+                } else {
+                    self.state.abort();
                 }
-                Reading::Deferred { st, .. } => {
-                    tracing::warn!(peer = %self.peer, "a deferred response was not finished in time");
-                    if st.state == crate::http::deferred::WriteState::Empty {
-                        self.reading = Reading::Done;
-                        self.reject(
-                            Reject::new(504, "the response was not ready in time"),
-                            now,
-                            ctx,
-                        );
-                    } else {
-                        self.abort = true;
-                        self.reading = Reading::Done;
-                    }
-                    Expired::Request
-                }
-                _ => {
-                    self.reject(Reject::new(408, "request not received in time"), now, ctx);
-                    Expired::Request
-                }
-            });
+                return Some(Expired::Request);
+            }
+            if let Reading::Idle = self.state.reading {
+                self.state.close_read();
+                return Some(Expired::Idle);
+            }
+            self.reject(Reject::new(408, "request not received in time"), now, ctx);
+            return Some(Expired::Request);
         }
         None
     }

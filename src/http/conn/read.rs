@@ -21,13 +21,13 @@ impl Conn {
             return Flow::Wait;
         }
         if self.start == self.end {
-            if self.eof {
-                self.reading = Reading::Done;
+            if self.state.eof {
+                self.state.close_read();
             }
             return Flow::Wait;
         }
-        if let Reading::Idle = self.reading {
-            self.reading = Reading::Head;
+        if let Reading::Idle = self.state.reading {
+            self.state.busy();
             if self.served > 0 {
                 self.phase_at = now;
             }
@@ -36,9 +36,9 @@ impl Conn {
         match head::parse(data, &mut self.scanned, ctx.limits, &mut self.head) {
             Err(rej) => return self.stop_with(rej, now, ctx),
             Ok(false) => {
-                if self.eof {
+                if self.state.eof {
                     tracing::debug!(peer = %self.peer, "connection closed mid-head");
-                    self.reading = Reading::Done;
+                    self.state.close_read();
                 }
                 return Flow::Wait;
             }
@@ -74,12 +74,13 @@ impl Conn {
                     }
                     Ok(BodyPlan::Skip) => {
                         // Answer now; the body is never read, so
-                        // nothing after it can be parsed: close.
-                        self.skip_body = true;
+                        // nothing after it can be parsed: this request is
+                        // the last (its response may still be deferred or
+                        // a hand-off).
+                        self.state.disable_keep_alive();
                         let n = self.head.len;
                         self.dispatch(now, ctx, n..n, n..n, n, None);
                         self.start = self.end;
-                        self.reading = Reading::Done;
                         return Flow::Wait;
                     }
                     Ok(BodyPlan::Buffer) => (ctx.limits.max_body, None),
@@ -105,7 +106,7 @@ impl Conn {
                     });
                 }
                 self.body_progress = now;
-                self.reading = Reading::Body(decoder, sink);
+                self.state.reading = Reading::Body(decoder, sink);
             }
         }
         Flow::Again
@@ -113,7 +114,7 @@ impl Conn {
 
     /// Inside a body: take what arrived, and dispatch once it is whole.
     pub(super) fn read_body(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
-        match &mut self.reading {
+        match &mut self.state.reading {
             Reading::Body(Decoder::Length(n), None) => {
                 let n = *n as usize;
                 let h = self.head.len;
@@ -121,7 +122,7 @@ impl Conn {
                     self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n, None);
                     return Flow::Again;
                 }
-                if self.eof {
+                if self.state.eof {
                     return self.body_cut_short(now, ctx);
                 }
                 Flow::Wait
@@ -139,7 +140,7 @@ impl Conn {
                             self.dispatch(now, ctx, h..h + b, h + b..h + b + t, h + b + t, None);
                             return Flow::Again;
                         }
-                        if self.eof {
+                        if self.state.eof {
                             return self.body_cut_short(now, ctx);
                         }
                         Flow::Wait
@@ -187,7 +188,7 @@ impl Conn {
                 }
                 if done {
                     let Reading::Body(_, Some(mut sink)) =
-                        std::mem::replace(&mut self.reading, Reading::Head)
+                        std::mem::replace(&mut self.state.reading, Reading::Head)
                     else {
                         return Flow::Wait;
                     };
@@ -202,7 +203,7 @@ impl Conn {
                     );
                     return Flow::Again;
                 }
-                if self.eof {
+                if self.state.eof {
                     return self.body_cut_short(now, ctx);
                 }
                 Flow::Wait

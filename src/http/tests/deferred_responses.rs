@@ -129,3 +129,39 @@ fn a_handler_sees_the_read_state() {
         [ReadState::MessageReady, ReadState::Finished]
     );
 }
+
+/// Skips the body and answers later.
+struct SkipThenDefer;
+
+impl Handler for SkipThenDefer {
+    fn on_head(&self, _: &Request<'_>) -> BodyPlan {
+        BodyPlan::Skip
+    }
+    fn handle(&self, _: &Request<'_>, res: &mut Response<'_>) {
+        let _reply = res.defer();
+    }
+}
+
+#[test]
+fn a_deferred_answer_to_a_request_whose_body_is_skipped_is_written_and_then_the_connection_closes()
+{
+    let mut h = Harness::new(SkipThenDefer);
+    h.feed(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(h.take(), "");
+    assert_eq!(h.next(), Next::Continue, "the deferred answer is awaited");
+    let now = h.now();
+    h.conn.write_deferred(
+        1,
+        job(|w| {
+            w.status(413).unwrap();
+            w.write(b"too big").unwrap();
+            w.finish().unwrap();
+        }),
+        now,
+        &mut h.env.ctx(),
+    );
+    let out = h.take();
+    assert_eq!(statuses(&out), ["413"], "{out}");
+    assert!(out.contains("Connection: close"), "{out}");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}

@@ -225,7 +225,12 @@ impl Worker {
         if let Some(exec) = exec {
             self.attach_exec(token, exec);
         }
-        tracing::info!(target: "handoff::access", "{peer} \"GET {target}\" 101 websocket {} worker={}", self.cfg.routes[route], std::process::id());
+        let note = format!(
+            "websocket {} worker={}",
+            self.cfg.routes[route],
+            std::process::id()
+        );
+        crate::log::access(&peer, &format_args!("GET {target}"), Some(101), 0, &note);
         // The client's first frames may have come with the upgrade.
         self.drive(token);
         Ok(())
