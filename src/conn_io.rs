@@ -14,6 +14,7 @@ use rustls::{ServerConfig, ServerConnection};
 use crate::http::output::{FileSlice, Output, SENDFILE_MAX};
 use crate::http::{BufPool, Conn, Limits};
 use crate::sys;
+use crate::tls::TlsMode;
 use crate::tls::pump::{self, Failed, Records};
 
 /// How much plaintext rustls may hold before `write` stops taking more:
@@ -34,6 +35,18 @@ impl Transport {
         let mut c = ServerConnection::new(cfg).map_err(io::Error::other)?;
         c.set_buffer_limit(Some(TLS_BUFFER));
         Ok(Transport::Tls(Box::new(c)))
+    }
+
+    /// The transport a socket served in `mode` starts with.
+    pub fn for_mode(mode: TlsMode, cfg: Option<&Arc<ServerConfig>>) -> io::Result<Transport> {
+        match (mode, cfg) {
+            (TlsMode::Off, _) => Ok(Transport::Plain),
+            (_, None) => Err(io::Error::other(
+                "TLS asked for but no certificate is configured",
+            )),
+            (TlsMode::Auto, Some(c)) => Ok(Transport::Sniff(c.clone())),
+            (TlsMode::On, Some(c)) => Transport::tls(c.clone()),
+        }
     }
 
     pub fn is_tls(&self) -> bool {

@@ -185,4 +185,36 @@ pub(super) struct Queued {
     pub(super) tls: TlsMode,
 }
 
-pub(super) type WaitQueue = VecDeque<Queued>;
+/// Connected sockets waiting for a slot under `max_concurrent`.
+#[derive(Default)]
+pub(super) struct WaitQueue(VecDeque<Queued>);
+
+impl WaitQueue {
+    /// Queues a socket, or refuses it when `max` are waiting already.
+    pub(super) fn offer(&mut self, q: Queued, max: usize) -> io::Result<()> {
+        if self.0.len() >= max {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "at max_concurrent and the queue of waiting sockets is full",
+            ));
+        }
+        self.0.push_back(q);
+        Ok(())
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Queued> {
+        self.0.pop_front()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear()
+    }
+}

@@ -1,10 +1,11 @@
 //! What the server is told: its options, and the sockets handed to it.
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use crate::http::{Limits, Timeouts};
-use crate::sys::{Addr, SockKind};
+use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
 /// Server options. Every limit and deadline is on by default.
@@ -79,6 +80,22 @@ impl Socket {
             tls: TlsMode::Off,
         }
     }
+    /// What the socket is: as told, or asked of the kernel, in which case
+    /// the fd is adopted (non-blocking, close-on-exec, and `TCP_NODELAY`,
+    /// which listeners pass on to what they accept).
+    pub(super) fn kind(&mut self) -> io::Result<SockKind> {
+        if let Some(k) = self.kind {
+            return Ok(k);
+        }
+        let k = sys::classify(self.fd.as_fd())?;
+        sys::prepare_adopted(self.fd.as_fd())?;
+        if let SockKind::Stream { unix: false } | SockKind::Listener { unix: false } = k {
+            sys::set_nodelay(self.fd.as_fd())?;
+        }
+        self.kind = Some(k);
+        Ok(k)
+    }
+
     pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, tls: TlsMode) -> Self {
         Socket {
             fd,

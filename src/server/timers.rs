@@ -43,3 +43,11 @@ impl Timers {
         self.0.peek().map(|Reverse((at, _, _))| *at)
     }
 }
+
+/// The earlier of two optional instants (or durations); `None` is "never".
+pub(super) fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

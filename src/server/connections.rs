@@ -1,0 +1,237 @@
+//! The table of served connections, by token, and their deadlines: a
+//! connection enters (`insert`), is driven (`drive`, `fire_timers`,
+//! `reply`) and leaves (`remove`) here. What leaves by a hand-off is given
+//! back to the server, which knows where it goes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use super::Shared;
+use super::connection::{Connection, Outcome, Readiness};
+use super::timers::Timers;
+use crate::conn_io::Transport;
+use crate::http::deferred::{Job, ReplyKey};
+use crate::http::{Conn, Expired};
+use crate::sys::Addr;
+
+/// A connection a handler handed off, out of the table: the request head
+/// and the bytes read after it go with it.
+pub(super) type HandOff = (Connection, Option<(Vec<u8>, Vec<u8>)>);
+
+#[derive(Default)]
+pub(super) struct Connections {
+    entries: Slab<Box<Connection>>,
+    timers: Timers,
+    next_gen: u64,
+    /// A slot was freed since the last `take_freed`.
+    freed: bool,
+    /// Connections handed off, out of the table, for the server to give
+    /// to its hook (`next_handed`).
+    handed: VecDeque<HandOff>,
+}
+
+impl Connections {
+    /// Connections served; counted by the slab.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A connection a handler handed off, out of the table.
+    pub(super) fn next_handed(&mut self) -> Option<HandOff> {
+        self.handed.pop_front()
+    }
+
+    /// Was a slot freed since the last call?
+    pub(super) fn take_freed(&mut self) -> bool {
+        std::mem::take(&mut self.freed)
+    }
+
+    /// The earliest deadline of any connection.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Registers the socket for both directions, edge-triggered, once, and
+    /// puts the connection in the table, with the bytes already read from
+    /// it.
+    pub(super) fn insert(
+        &mut self,
+        registry: &Registry,
+        (fd, peer, pre_read, transport): (OwnedFd, Addr, &[u8], Transport),
+        now: Instant,
+        shared: &mut Shared,
+    ) -> io::Result<usize> {
+        let mut conn = Conn::new(peer, now);
+        conn.feed(pre_read, &mut shared.pool, now);
+        let token = self.entries.vacant_key();
+        registry.register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.next_gen += 1;
+        self.entries.insert(Box::new(Connection {
+            fd,
+            conn,
+            transport,
+            ready: Readiness {
+                // Draining, a connection from the backlog is read at once:
+                // its request is what it is being accepted for, and without
+                // bytes it would be judged idle and closed.
+                readable: shared.draining,
+                writable: true,
+                peer_closed: false,
+            },
+            generation: self.next_gen,
+            timer_at: None,
+        }));
+        Ok(token)
+    }
+
+    /// Takes a connection out of the table: deregistered (the same socket
+    /// may be open elsewhere, as inetd's fds 0, 1 and 2 are, and epoll
+    /// forgets an fd only when every copy is closed), buffers returned.
+    pub(super) fn remove(
+        &mut self,
+        registry: &Registry,
+        token: usize,
+        shared: &mut Shared,
+    ) -> Option<Connection> {
+        let c = self.entries.try_remove(token)?;
+        let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
+        let mut c = *c;
+        c.conn.release_buffers(&mut shared.pool);
+        self.freed = true;
+        Some(c)
+    }
+
+    /// Adds what an event reports, then drives the connection.
+    pub(super) fn ready(
+        &mut self,
+        token: usize,
+        ev: &mio::event::Event,
+        now: Instant,
+        shared: &mut Shared,
+        registry: &Registry,
+    ) {
+        if let Some(c) = self.entries.get_mut(token) {
+            c.ready.update(ev);
+            self.drive(token, now, shared, registry);
+        }
+    }
+
+    /// Lets one connection do what it can, then acts on the outcome: a
+    /// deadline to wait for, a close, or a hand-off (`next_handed`).
+    pub(super) fn drive(
+        &mut self,
+        token: usize,
+        now: Instant,
+        shared: &mut Shared,
+        registry: &Registry,
+    ) {
+        let Some(c) = self.entries.get_mut(token) else {
+            return;
+        };
+        let mut ctx = shared.ctx(Some((token, c.generation)));
+        match c.ready(now, &mut ctx) {
+            Outcome::Wait => {
+                let deadline = c.conn.deadline(ctx.timeouts);
+                self.timers
+                    .schedule(deadline, token, c.generation, &mut c.timer_at);
+            }
+            Outcome::Close(why) => {
+                if let Some(why) = why {
+                    c.log_close(&why);
+                }
+                drop(self.remove(registry, token, shared));
+            }
+            Outcome::HandOff(taken) => {
+                if let Some(c) = self.remove(registry, token, shared) {
+                    self.handed.push_back((c, taken));
+                }
+            }
+        }
+    }
+
+    /// Runs a deferred response's job (`None`: every handle to it is gone)
+    /// on the connection it was meant for, if it is still there.
+    pub(super) fn reply(
+        &mut self,
+        key: ReplyKey,
+        job: Option<Job>,
+        now: Instant,
+        shared: &mut Shared,
+        registry: &Registry,
+    ) {
+        let Some(c) = self.entries.get_mut(key.token) else {
+            return;
+        };
+        if c.generation != key.generation {
+            return; // that connection is gone and its slot reused
+        }
+        let mut ctx = shared.ctx(None);
+        match job {
+            Some(job) => c.conn.write_deferred(key.id, job, now, &mut ctx),
+            None => c.conn.abandon(key.id, now, &mut ctx),
+        }
+        self.drive(key.token, now, shared, registry)
+    }
+
+    /// Acts on every deadline that has passed.
+    pub(super) fn fire_timers(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
+        while let Some((token, generation)) = self.timers.pop_due(now) {
+            let Some(c) = self.entries.get_mut(token) else {
+                continue;
+            };
+            if c.generation != generation {
+                continue;
+            }
+            c.timer_at = None;
+            let mut ctx = shared.ctx(None);
+            match c.conn.on_timeout(now, &mut ctx) {
+                Some(Expired::Write | Expired::Linger) => {
+                    tracing::debug!(peer = %c.conn.peer(), "deadline passed; closing");
+                    drop(self.remove(registry, token, shared));
+                }
+                Some(Expired::Idle | Expired::Request) => {
+                    self.drive(token, now, shared, registry);
+                }
+                None => {
+                    let deadline = c.conn.deadline(ctx.timeouts);
+                    self.timers
+                        .schedule(deadline, token, generation, &mut c.timer_at);
+                }
+            }
+        }
+    }
+
+    /// Draining: every connection is read once more (bytes may have arrived
+    /// after its last readiness was handled) and judged.
+    pub(super) fn reread_all(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
+        let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            if let Some(c) = self.entries.get_mut(t) {
+                c.ready.readable = true;
+                self.drive(t, now, shared, registry);
+            }
+        }
+    }
+
+    /// Closes every connection now.
+    pub(super) fn close_all(&mut self, registry: &Registry, shared: &mut Shared) {
+        let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            drop(self.remove(registry, t, shared));
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Where a connection a handler handed off goes: to the hook the
+//! application set (the WebSocket pool). A plain socket goes as it is; a
+//! TLS session cannot go with its fd, so it stays here and the hook gets
+//! one end of a socketpair carrying the plaintext, relayed by `Relays`.
+
+use mio::Registry;
+
+use super::HandedOff;
+use super::connections::HandOff;
+use super::relays::Relays;
+use crate::conn_io::Transport;
+use crate::sys;
+
+/// What the application does with a handed-off connection.
+pub(super) type Hook = Box<dyn FnMut(HandedOff)>;
+
+/// Gives the connection to the hook; without a hook (or without the head)
+/// it is closed, with a log line.
+pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: HandOff) {
+    let (c, taken) = h;
+    let peer = c.conn.peer().clone();
+    let (Some((head, rest)), Some(hook)) = (taken, hook) else {
+        return tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
+    };
+    match c.transport {
+        Transport::Tls(tls) => match sys::fdpass::stream_pair() {
+            Ok((ours, theirs)) => {
+                hook(HandedOff {
+                    socket: theirs,
+                    head,
+                    rest,
+                    peer,
+                });
+                relays.start(registry, c.fd, tls, ours);
+            }
+            Err(e) => tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed"),
+        },
+        _ => hook(HandedOff {
+            socket: c.fd,
+            head,
+            rest,
+            peer,
+        }),
+    }
+}
