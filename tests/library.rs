@@ -151,6 +151,16 @@ fn add_stream_serves_pre_read_bytes_as_if_read_from_the_socket() {
 }
 
 #[test]
+fn add_stream_refuses_a_listener_without_adding_it() {
+    let mut s = server(4);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let e = s.add_stream(OwnedFd::from(l), b"").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(s.local_addrs().is_empty(), "the refused listener was added");
+    assert!(s.is_empty());
+}
+
+#[test]
 fn a_handler_panic_gives_that_client_500_and_nothing_else() {
     let mut s = server(8);
     let (a, mut ca) = UnixStream::pair().unwrap();
