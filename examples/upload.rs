@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use handoff::api::StreamForm;
 use handoff::api::form::Event;
-use handoff::http::{BodyPlan, Handler, Request, Response};
+use handoff::{BodyPlan, Handler, Request, Response};
 use handoff::{Options, Server};
 
 struct Uploads {

@@ -23,7 +23,7 @@ const TLS_BUFFER: usize = 64 * 1024;
 /// A TLS handshake record starts with content type 22.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-pub enum Transport {
+pub(crate) enum Transport {
     Plain,
     /// `auto`: the first byte decides between plain HTTP and TLS.
     Sniff(Arc<ServerConfig>),
@@ -31,14 +31,17 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn tls(cfg: Arc<ServerConfig>) -> io::Result<Transport> {
+    pub(crate) fn tls(cfg: Arc<ServerConfig>) -> io::Result<Transport> {
         let mut c = ServerConnection::new(cfg).map_err(io::Error::other)?;
         c.set_buffer_limit(Some(TLS_BUFFER));
         Ok(Transport::Tls(Box::new(c)))
     }
 
     /// The transport a socket served in `mode` starts with.
-    pub fn for_mode(mode: TlsMode, cfg: Option<&Arc<ServerConfig>>) -> io::Result<Transport> {
+    pub(crate) fn for_mode(
+        mode: TlsMode,
+        cfg: Option<&Arc<ServerConfig>>,
+    ) -> io::Result<Transport> {
         match (mode, cfg) {
             (TlsMode::Off, _) => Ok(Transport::Plain),
             (_, None) => Err(io::Error::other(
@@ -49,12 +52,8 @@ impl Transport {
         }
     }
 
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
-    }
-
     /// Is there anything to write (plaintext queued, or TLS records)?
-    pub fn wants_write(&self, conn: &mut Conn) -> bool {
+    pub(crate) fn wants_write(&self, conn: &mut Conn) -> bool {
         !conn.output().is_empty() || matches!(self, Transport::Tls(t) if t.wants_write())
     }
 }
@@ -64,7 +63,7 @@ use crate::sys::would_block;
 /// Why a connection has to be closed: the log says it at a level by kind
 /// (a broken TLS session is worth an info line; a peer that vanished is not).
 #[derive(Debug)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// The socket failed (a reset, a broken pipe).
     Io(&'static str, io::Error),
     /// The TLS session failed (a bad record, a handshake error).
@@ -94,7 +93,7 @@ impl std::fmt::Display for Broken {
 /// (`EPOLLRDHUP`), so a short read has not seen everything: the end of
 /// input is still to be read, and no new edge will announce it.
 #[allow(clippy::too_many_arguments)]
-pub fn read(
+pub(crate) fn read(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
     conn: &mut Conn,
@@ -212,7 +211,7 @@ fn plaintext(
 
 /// Writes what the connection owes until done or the socket is full.
 /// `Ok(true)` if anything was written.
-pub fn write(
+pub(crate) fn write(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
     conn: &mut Conn,
@@ -367,7 +366,7 @@ fn feed_tls(t: &mut ServerConnection, conn: &mut Conn) -> io::Result<bool> {
 
 /// Our side is done: a TLS session says so (close_notify) before the
 /// socket's write side is shut.
-pub fn shutdown(fd: BorrowedFd<'_>, transport: &mut Transport) -> io::Result<()> {
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, transport: &mut Transport) -> io::Result<()> {
     if let Transport::Tls(t) = transport {
         t.send_close_notify();
         // Best effort: a peer that does not read gets a FIN without it.

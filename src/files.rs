@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::http::{Body, Handler, Request, Response};
 
-pub struct StaticFiles {
+pub(crate) struct StaticFiles {
     root: OwnedFd,
     root_path: PathBuf,
 }
@@ -33,7 +33,7 @@ enum Opened {
 }
 
 impl StaticFiles {
-    pub fn new(root: &Path) -> io::Result<StaticFiles> {
+    pub(crate) fn new(root: &Path) -> io::Result<StaticFiles> {
         let root_path = root.canonicalize()?;
         let dir = File::open(&root_path)?;
         if !dir.metadata()?.is_dir() {
@@ -48,7 +48,7 @@ impl StaticFiles {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root_path
     }
 

@@ -19,27 +19,38 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
+
+// The public API is what the README's library section documents: the
+// server and its options, the handler and request/response types, `api`,
+// `blocking`, the hand-off wire format, and `app` (the service the binary
+// runs, configured as `main.rs` parses it). Everything else is the
+// crate's own.
 
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 
-pub mod tls;
+pub(crate) mod tls;
 
 pub mod api;
 pub mod app;
 pub mod blocking;
-pub mod conn_io;
-pub mod files;
+pub(crate) mod conn_io;
+pub(crate) mod files;
 pub mod handoff;
 pub mod http;
-pub mod intake;
-pub mod log;
-pub mod notify;
-pub mod pass;
-pub mod relay;
-pub mod server;
-pub mod ws;
+pub(crate) mod intake;
+pub(crate) mod log;
+pub(crate) mod notify;
+pub(crate) mod pass;
+pub(crate) mod relay;
+pub(crate) mod server;
+pub(crate) mod ws;
 
-pub use http::{Body, BodyStream, Handler, Limits, Request, Response, Timeouts, Version};
-pub use server::{Added, Options, Server, Socket};
+pub use http::{
+    Body, BodyPlan, BodySink, BodyStream, Handler, Limits, Misuse, ReadState, Request, Response,
+    SinkError, Timeouts, Version, WriteState,
+};
+pub use server::{Added, HandedOff, Inbox, Options, Server, Socket, Submission, Ticket};
 pub use sys::Addr;
+pub use tls::TlsMode;

@@ -25,13 +25,13 @@ thread_local! {
 }
 
 /// Starts or ends batching on this thread (the server does it per turn).
-pub fn batch(on: bool) {
+pub(crate) fn batch(on: bool) {
     BATCHING.with(|b| b.set(on));
 }
 
 /// Where log lines go.
 #[derive(Clone, Debug)]
-pub enum LogTarget {
+pub(crate) enum LogTarget {
     /// Stderr; when stderr is the journal (`JOURNAL_STREAM` names it),
     /// each line carries its priority as `<N>` and no timestamp of ours.
     Stderr,
@@ -154,7 +154,7 @@ fn severity(level: Level) -> u8 {
 
 /// One event's writer; it knows the event's level, which the journal and
 /// syslog are told line by line.
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     level: Level,
 }
 
@@ -203,7 +203,7 @@ impl Write for LogWriter {
 }
 
 /// Makes a writer per event, with its level.
-pub struct MakeLogWriter;
+pub(crate) struct MakeLogWriter;
 
 impl<'a> MakeWriter<'a> for MakeLogWriter {
     type Writer = LogWriter;
@@ -263,7 +263,7 @@ pub(crate) fn access(
 
 /// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
 /// access line per request under the target `handoff::access`).
-pub fn init(target: LogTarget) -> io::Result<()> {
+pub(crate) fn init(target: LogTarget) -> io::Result<()> {
     let sink = match target {
         LogTarget::Stderr if stderr_is_journal() => Sink::Journal,
         LogTarget::Stderr => Sink::Stderr,

@@ -6,12 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use handoff::app::{self, ServeConfig, WorkerArgs, WsConfig};
-use handoff::intake::listen::{Listen, ListenSpec};
-use handoff::pass::PassConfig;
-use handoff::tls::CertFiles;
-use handoff::ws::route::Route;
-use handoff::ws::worker::WorkerConfig;
+use handoff::app::{
+    self, CertFiles, Listen, ListenSpec, OriginPolicy, PassConfig, Route, ServeConfig, WorkerArgs,
+    WorkerConfig, WsConfig,
+};
 use handoff::{Limits, Options, Timeouts};
 
 #[derive(Parser)]
@@ -277,7 +275,7 @@ impl ServeArgs {
                 workers: self.ws_workers,
                 external: self.ws_worker_socket,
                 ack_timeout: self.ws_ack_timeout,
-                origins: handoff::ws::origin::OriginPolicy {
+                origins: OriginPolicy {
                     allow: self.ws_origin,
                     same_origin: self.ws_same_origin,
                 },
@@ -299,13 +297,13 @@ fn main() -> ExitCode {
             Ok(c) => app::serve(c),
             Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
         },
-        Command::Pass(a) => handoff::pass::run(PassConfig {
+        Command::Pass(a) => app::pass(PassConfig {
             listen: a.listen,
             to: a.to,
             ack_timeout: a.ack_timeout,
         }),
         Command::WsWorker(a) => app::ws_worker(WorkerArgs {
-            config: handoff::ws::worker::WorkerConfig {
+            config: WorkerConfig {
                 allowed_uids: a.allow_uid,
                 ..a.limits.config(a.routes)
             },
@@ -318,7 +316,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            handoff::log::flush();
+            app::flush_logs();
             eprintln!("handoff: {e}");
             ExitCode::FAILURE
         }

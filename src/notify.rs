@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-pub struct Notifier {
+pub(crate) struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
     next_ping: Option<Instant>,
@@ -21,7 +21,7 @@ pub struct Notifier {
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 impl Notifier {
-    pub fn from_env() -> Notifier {
+    pub(crate) fn from_env() -> Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
         let watchdog = if enabled {
             sd_notify::watchdog_enabled()
@@ -46,14 +46,14 @@ impl Notifier {
         }
     }
 
-    pub fn ready(&mut self, status: &str) {
+    pub(crate) fn ready(&mut self, status: &str) {
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
         self.last_status = status.to_string();
         self.ping(Instant::now());
     }
 
     /// Sends STATUS if it changed and a second has passed since the last.
-    pub fn status(&mut self, now: Instant, status: &str) {
+    pub(crate) fn status(&mut self, now: Instant, status: &str) {
         if status == self.last_status {
             self.pending = false;
         } else if now >= self.next_status {
@@ -75,14 +75,14 @@ impl Notifier {
     }
 
     /// Pings the watchdog if due. Call it from the loop, every turn.
-    pub fn tick(&mut self, now: Instant) {
+    pub(crate) fn tick(&mut self, now: Instant) {
         if self.next_ping.is_some_and(|t| now >= t) {
             self.ping(now);
         }
     }
 
     /// When the loop must wake up next for the watchdog or a STATUS update.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         let status = (self.enabled && self.pending).then_some(self.next_status);
         match (self.next_ping, status) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -90,7 +90,7 @@ impl Notifier {
         }
     }
 
-    pub fn stopping(&mut self) {
+    pub(crate) fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping]);
         self.watchdog = None;
         self.next_ping = None;

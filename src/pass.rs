@@ -17,8 +17,11 @@ use crate::handoff::wire::{Kind, MAX_MESSAGE, Message};
 use crate::intake::listen::{self, ListenSpec};
 use crate::sys::{self, fdpass};
 
+/// What `handoff pass` is told on its command line.
 pub struct PassConfig {
+    /// Where to accept.
     pub listen: ListenSpec,
+    /// Control sockets to pass connections to, in turn.
     pub to: Vec<PathBuf>,
     /// How long a target has to answer.
     pub ack_timeout: Duration,
@@ -36,6 +39,7 @@ enum Failed {
     Gone(io::Error),
 }
 
+/// Runs `handoff pass`: accepts and passes each connection over the wire format.
 pub fn run(cfg: PassConfig) -> io::Result<()> {
     crate::log::init(crate::log::LogTarget::Stderr)?;
     if cfg.to.is_empty() {

@@ -20,7 +20,7 @@ const TO_WORKER_LIMIT: usize = 256 * 1024;
 /// Plaintext from the worker read per step.
 const CHUNK: usize = 16 * 1024;
 
-pub struct Relay {
+pub(crate) struct Relay {
     pub client: OwnedFd,
     pub pair: OwnedFd,
     tls: Box<ServerConnection>,
@@ -41,7 +41,7 @@ use crate::sys::would_block;
 impl Relay {
     /// `rest`: plaintext the client sent after the upgrade that the HTTP
     /// engine had already taken out of the session.
-    pub fn new(client: OwnedFd, tls: Box<ServerConnection>, pair: OwnedFd) -> Relay {
+    pub(crate) fn new(client: OwnedFd, tls: Box<ServerConnection>, pair: OwnedFd) -> Relay {
         Relay {
             client,
             pair,
@@ -60,7 +60,7 @@ impl Relay {
     }
 
     /// Moves what can move. `Ok(true)` while the relay lives.
-    pub fn drive(&mut self) -> Result<bool, String> {
+    pub(crate) fn drive(&mut self) -> Result<bool, String> {
         loop {
             let mut moved = false;
 

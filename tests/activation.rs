@@ -140,8 +140,8 @@ fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
         &dir.path().join("log2"),
     );
     assert!(wait_until(Duration::from_secs(5), || ctl.exists()));
-    let conn = handoff::sys::fdpass::seqpacket_connect(&ctl).unwrap();
-    handoff::sys::fdpass::set_recv_timeout(
+    let conn = handoff::handoff::fdpass::seqpacket_connect(&ctl).unwrap();
+    handoff::handoff::fdpass::set_recv_timeout(
         std::os::fd::AsFd::as_fd(&conn),
         Duration::from_secs(10),
     )
@@ -149,14 +149,14 @@ fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = l.local_addr().unwrap();
     let msg = handoff::handoff::wire::Message::new(handoff::handoff::wire::Kind::PassListener, 1);
-    handoff::sys::fdpass::send_with_fds(
+    handoff::handoff::fdpass::send_with_fds(
         std::os::fd::AsFd::as_fd(&conn),
         &[std::io::IoSlice::new(&msg.encode())],
         &[std::os::fd::AsFd::as_fd(&l)],
     )
     .unwrap();
     let mut buf = vec![0u8; 4096];
-    let r = handoff::sys::fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&conn), &mut buf)
+    let r = handoff::handoff::fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&conn), &mut buf)
         .unwrap()
         .unwrap();
     let answer = handoff::handoff::wire::Message::decode(&buf[..r.len]).unwrap();

@@ -452,8 +452,8 @@ print("ok")
 
 #[test]
 fn serves_tls_on_a_connection_handed_over_marked_tls() {
+    use handoff::handoff::fdpass;
     use handoff::handoff::wire::{self, Kind, Message};
-    use handoff::sys::fdpass;
     use std::os::fd::AsFd;
     let site = site();
     let dir = tempfile::tempdir().unwrap();

@@ -14,15 +14,20 @@ use crate::http::{BodySink, Request, Response, SinkError};
 /// One form field: its value, and for a file its name and type.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Field {
+    /// The field's name.
     pub name: String,
+    /// Its value, as sent (a file's bytes for an upload).
     pub value: Vec<u8>,
+    /// The `filename` of an uploaded file.
     pub file_name: Option<String>,
+    /// The part's `Content-Type`, if it gave one.
     pub content_type: Option<String>,
 }
 
 /// A form's fields in order; names may repeat.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Form {
+    /// The fields, in the order they came.
     pub fields: Vec<Field>,
 }
 
@@ -178,8 +183,11 @@ impl<'a> Request<'a> {
 /// `End`, as in Moonbridge's `stream_post_param` (an empty file is `Start`
 /// then `End`).
 pub enum Event<'a> {
+    /// A part begins: its name, file name and type.
     Start(&'a PartMeta),
+    /// Some of the part's bytes.
     Data(&'a [u8]),
+    /// The part is complete.
     End,
 }
 

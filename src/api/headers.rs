@@ -6,13 +6,16 @@ use crate::http::head::csv;
 /// `headers_value`: the value when the field came once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderValue<'a> {
+    /// No such field.
     Absent,
+    /// One field line with this name.
     One(&'a [u8]),
     /// More than one line with this name (Moonbridge's `false`).
     Several,
 }
 
 impl<'a> Request<'a> {
+    /// The field `name` (case-insensitive): absent, one, or several lines.
     pub fn headers_value(&self, name: &str) -> HeaderValue<'a> {
         let mut it = self.header_all(name);
         match (it.next(), it.next()) {

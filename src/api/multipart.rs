@@ -15,15 +15,21 @@ pub const MAX_PARTS: usize = 1000;
 /// What a part says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartMeta {
+    /// The part's `name` (from `Content-Disposition`).
     pub name: String,
+    /// The part's `filename`, for an uploaded file.
     pub file_name: Option<String>,
+    /// The part's `Content-Type`.
     pub content_type: Option<String>,
 }
 
 /// Where a parser's parts go.
 pub trait PartSink {
+    /// A part begins.
     fn start(&mut self, meta: &PartMeta) -> Result<(), Malformed>;
+    /// Bytes of the current part.
     fn data(&mut self, chunk: &[u8]) -> Result<(), Malformed>;
+    /// The current part ends.
     fn end(&mut self) -> Result<(), Malformed>;
 }
 
@@ -36,6 +42,7 @@ enum State {
     Epilogue,
 }
 
+/// A `multipart/form-data` parser fed a body in pieces of any size.
 pub struct Parser {
     /// `\r\n--BOUNDARY`.
     delim: Vec<u8>,
@@ -88,6 +95,7 @@ fn disposition(v: &str) -> Result<(String, Option<String>), Malformed> {
 }
 
 impl Parser {
+    /// A parser for parts separated by `boundary` (from the `Content-Type`).
     pub fn new(boundary: &str) -> Parser {
         let mut delim = b"\r\n--".to_vec();
         delim.extend_from_slice(boundary.as_bytes());

@@ -9,7 +9,7 @@ use super::Malformed;
 /// A field value split into its leading item (lower-cased) and its
 /// parameters (names lower-cased, values unquoted), in order.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Parameters {
+pub(crate) struct Parameters {
     pub item: String,
     pub params: Vec<(String, String)>,
 }
@@ -17,7 +17,7 @@ pub struct Parameters {
 impl Parameters {
     /// The value of `name`, preferring the extended `name*` form when both
     /// came (RFC 6266 §4.3).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         let ext = format!("{name}*");
         let find = |n: &str| {
             self.params
@@ -34,7 +34,7 @@ fn is_tchar(c: char) -> bool {
 }
 
 /// Parses `item *( OWS ";" OWS name "=" ( token / quoted-string ) )`.
-pub fn parse(v: &str) -> Result<Parameters, Malformed> {
+pub(crate) fn parse(v: &str) -> Result<Parameters, Malformed> {
     let bad = Malformed("malformed header parameters");
     let (item, mut rest) = match v.find(';') {
         Some(i) => (&v[..i], &v[i..]),

@@ -27,14 +27,17 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The name/value pairs, in order, decoded.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// How many pairs.
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
 
+    /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

@@ -10,6 +10,14 @@ mod lifecycle;
 mod sources;
 
 use lifecycle::{Go, Lifecycle};
+
+pub use crate::intake::listen::{Listen, ListenSpec};
+pub use crate::log::flush as flush_logs;
+pub use crate::pass::{PassConfig, run as pass};
+pub use crate::tls::CertFiles;
+pub use crate::ws::origin::OriginPolicy;
+pub use crate::ws::route::Route;
+pub use crate::ws::worker::WorkerConfig;
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -17,18 +25,17 @@ use crate::handoff::pool::{self, PoolConfig};
 use crate::http::{Handler, Request, Response};
 use crate::intake::control::ControlConfig;
 use crate::intake::inetd;
-use crate::intake::listen::{self, Listen};
+use crate::intake::listen;
 use crate::intake::systemd::{self, Role};
 use crate::log::LogTarget;
 use crate::notify::Notifier;
 use crate::server::{Options, Server};
 use crate::sys::{Addr, fdpass};
-use crate::tls::{self, CertFiles, TlsMode};
-use crate::ws::origin::OriginPolicy;
-use crate::ws::route::Route;
+use crate::tls::{self, TlsMode};
 use crate::ws::upgrade;
-use crate::ws::worker::{Worker, WorkerConfig};
+use crate::ws::worker::Worker;
 
+/// Everything `handoff serve` is told on its command line.
 pub struct ServeConfig {
     /// Sockets to bind. When empty and no other source gives a socket (no
     /// systemd fds, no inetd, no control socket), `127.0.0.1:8080`.
@@ -38,6 +45,7 @@ pub struct ServeConfig {
     pub tls_certs: Vec<CertFiles>,
     /// The folder served; `None`: [`default_root`].
     pub root: Option<PathBuf>,
+    /// The server's options: limits, deadlines, concurrency.
     pub options: Options,
     /// The socket is on fd 0, as inetd hands it over.
     pub inetd: bool,
@@ -52,12 +60,14 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Log to this file instead of stderr (under inetd: instead of syslog).
     pub log_file: Option<PathBuf>,
+    /// WebSocket routes and their workers.
     pub ws: WsConfig,
 }
 
 /// WebSocket paths and the workers that serve them.
 #[derive(Clone, Debug)]
 pub struct WsConfig {
+    /// The routes handed off to workers (`--ws PATH=KIND`).
     pub routes: Vec<Route>,
     /// Worker processes to start.
     pub workers: usize,
@@ -68,6 +78,7 @@ pub struct WsConfig {
     pub ack_timeout: Duration,
     /// Which web pages may open WebSockets.
     pub origins: OriginPolicy,
+    /// Limits each worker applies.
     pub worker: WorkerConfig,
 }
 
@@ -167,6 +178,7 @@ pub fn default_root() -> io::Result<(PathBuf, &'static str)> {
     ))
 }
 
+/// Where `serve` listens when no source gives it a socket.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 fn announce(out: &mut Vec<String>, addr: &Addr, tls: TlsMode) {
@@ -207,6 +219,7 @@ fn tls_config(
     tls::server_config(vec![key]).map(Some)
 }
 
+/// Runs `handoff serve` until it is stopped (or idle, with `idle_exit`).
 pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     // Inherited fds are taken before any thread exists: taking them edits
     // the environment.
@@ -341,12 +354,15 @@ fn status(server: &Server) -> String {
     )
 }
 
+/// What `handoff ws-worker` is told on its command line.
 pub struct WorkerArgs {
+    /// Routes and limits.
     pub config: WorkerConfig,
     /// Sockets to HTTP processes inherited by number (a socketpair end).
     pub ctl_fds: Vec<i32>,
     /// Listen here for HTTP processes (`serve --ws-worker-socket`).
     pub socket: Option<PathBuf>,
+    /// Where to log; stderr when `None`.
     pub log_file: Option<PathBuf>,
 }
 

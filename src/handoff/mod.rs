@@ -2,5 +2,13 @@
 //! control socket (a front proxy passing us sockets) and, later, by the
 //! WebSocket worker handoff. See `docs/handoff-protocol.md`.
 
-pub mod pool;
+pub(crate) mod pool;
 pub mod wire;
+
+/// The sending side, for a program that hands sockets to `handoff`'s
+/// control socket: `SOCK_SEQPACKET` messages carrying fds (`SCM_RIGHTS`).
+pub mod fdpass {
+    pub use crate::sys::fdpass::{
+        recv_with_fds, send_with_fds, seqpacket_connect, set_recv_timeout,
+    };
+}

@@ -34,7 +34,7 @@ use crate::server::HandedOff;
 use crate::sys::{self, fdpass};
 
 #[derive(Clone, Debug)]
-pub struct PoolConfig {
+pub(crate) struct PoolConfig {
     /// Worker processes to start (`handoff ws-worker`).
     pub workers: usize,
     /// Arguments for each worker after `ws-worker --ctl-fd 3`.
@@ -54,13 +54,13 @@ enum Msg {
 
 /// Hands connections to the pool's thread. Cheap to clone.
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     tx: mpsc::Sender<Msg>,
     waker: Arc<Waker>,
 }
 
 impl Pool {
-    pub fn hand_off(&self, h: HandedOff) {
+    pub(crate) fn hand_off(&self, h: HandedOff) {
         match self.tx.send(Msg::HandOff(h)) {
             Ok(()) => {
                 let _ = self.waker.wake();
@@ -75,7 +75,7 @@ impl Pool {
     /// Starts a graceful shutdown of the workers; the receiver hears once
     /// every worker this pool started has exited, and `then` runs (to wake
     /// the HTTP loop, so that it need not look every few milliseconds).
-    pub fn shutdown(&self, then: impl FnOnce() + Send + 'static) -> mpsc::Receiver<()> {
+    pub(crate) fn shutdown(&self, then: impl FnOnce() + Send + 'static) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Shutdown(tx, Box::new(then))).is_ok() {
             let _ = self.waker.wake();
@@ -127,7 +127,7 @@ fn answer_503(fd: OwnedFd, why: &str) {
     let _ = sys::shutdown_write(fd.as_fd());
 }
 
-pub fn start(cfg: PoolConfig) -> io::Result<Pool> {
+pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), Token(WAKER))?);
     let (tx, rx) = mpsc::channel();

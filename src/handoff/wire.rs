@@ -4,17 +4,24 @@
 
 /// "HOFF".
 pub const MAGIC: [u8; 4] = *b"HOFF";
+/// The wire format's version, the first byte of every message.
 pub const VERSION: u8 = 1;
+/// Bytes before the first TLV: version, kind, reserved, id, TLV length.
 pub const HEADER_LEN: usize = 12;
 /// The largest message: header, fields and pre-read bytes.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// One listening socket (fd attached).
     PassListener = 1,
+    /// One connected socket (fd attached), maybe with bytes already read.
     PassConnection = 2,
+    /// The receiver took the socket.
     Ack = 3,
+    /// The receiver did not take it (`REASON` says why); the sender still owns it.
     Refuse = 4,
     /// Worker ↔ HTTP process: a message for every connection on the path
     /// in NAME (DATA, FLAGS `BINARY`), relayed to the other workers.
@@ -41,14 +48,23 @@ impl Kind {
     }
 }
 
+/// TLV tags (`docs/handoff-protocol.md`).
 pub mod tag {
+    /// The sender's id for the socket (echoed in the answer).
     pub const ID: u16 = 1;
+    /// The peer's address, as text.
     pub const PEER: u16 = 2;
+    /// The local address, as text.
     pub const LOCAL: u16 = 3;
+    /// Flags (TLS on the socket).
     pub const FLAGS: u16 = 4;
+    /// Bytes already read from the connection.
     pub const DATA: u16 = 5;
+    /// A request head already parsed (a WebSocket upgrade).
     pub const HEAD: u16 = 6;
+    /// Why a socket was refused.
     pub const REASON: u16 = 7;
+    /// A listener's name (systemd's `FileDescriptorName`).
     pub const NAME: u16 = 8;
     /// Tags at or above this are critical: a receiver that does not know one
     /// must refuse the message rather than skip it.
@@ -68,18 +84,28 @@ pub mod flags {
 /// One message, without its fd.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
+    /// What the message is; `None` for a kind this version does not know.
     pub kind: Option<Kind>,
+    /// The sender's id for the socket.
     pub id: u64,
+    /// The peer's address.
     pub peer: Option<String>,
+    /// The local address.
     pub local: Option<String>,
+    /// Flags.
     pub flags: u32,
+    /// Bytes already read from the connection.
     pub data: Vec<u8>,
+    /// A request head already parsed.
     pub head: Vec<u8>,
+    /// Why a socket was refused.
     pub reason: Option<String>,
+    /// A listener's name.
     pub name: Option<String>,
 }
 
 impl Message {
+    /// A message of `kind` about socket `id`, with no TLVs yet.
     pub fn new(kind: Kind, id: u64) -> Message {
         Message {
             kind: Some(kind),
@@ -88,10 +114,12 @@ impl Message {
         }
     }
 
+    /// The answer taking socket `id`.
     pub fn ack(id: u64) -> Message {
         Message::new(Kind::Ack, id)
     }
 
+    /// The answer refusing socket `id`, saying why.
     pub fn refuse(id: u64, reason: impl Into<String>) -> Message {
         Message {
             reason: Some(reason.into()),
@@ -99,6 +127,7 @@ impl Message {
         }
     }
 
+    /// The kind (a message of unknown kind reads as `Refuse`).
     pub fn kind(&self) -> Kind {
         self.kind.unwrap_or(Kind::Refuse)
     }

@@ -7,13 +7,19 @@ use std::io;
 
 /// A response body.
 pub enum Body {
+    /// No body.
     Empty,
+    /// Bytes owned by the response.
     Bytes(Vec<u8>),
+    /// Bytes that live for the whole program.
     Static(&'static [u8]),
     /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
     File {
+        /// The open file.
         file: File,
+        /// Where the part sent begins.
         offset: u64,
+        /// How many bytes are sent.
         len: u64,
     },
     /// A body of unknown length, pulled as the socket can take it, sent
@@ -33,6 +39,7 @@ impl Body {
         }
     }
 
+    /// True when no body byte would be sent.
     pub fn is_empty(&self) -> bool {
         self.len() == Some(0)
     }

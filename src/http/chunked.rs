@@ -12,7 +12,7 @@ use super::status::Reject;
 
 /// Longest chunk-size line, extensions included. Extensions carry nothing we
 /// use; the limit stops them from being a way to send unbounded framing.
-pub const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -24,7 +24,7 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct Chunked {
+pub(crate) struct Chunked {
     state: State,
     /// Most body bytes in all (declared chunk sizes): 413 past it.
     limit: u64,
@@ -37,7 +37,7 @@ pub struct Chunked {
 
 /// What one decoding step did to the region.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Bytes of framing removed: the caller shortens its buffer by this much
     /// (everything after has been moved down already).
     pub removed: usize,
@@ -48,7 +48,7 @@ pub struct Step {
 }
 
 impl Chunked {
-    pub fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64) -> Self {
         Chunked {
             state: State::Size,
             limit,
@@ -60,21 +60,21 @@ impl Chunked {
 
     /// The caller took the decoded bytes out of the region (a streamed
     /// body): decoding goes on from the start of the region.
-    pub fn take_decoded(&mut self) {
+    pub(crate) fn take_decoded(&mut self) {
         self.decoded = 0;
     }
 
-    pub fn body_len(&self) -> usize {
+    pub(crate) fn body_len(&self) -> usize {
         self.decoded
     }
 
-    pub fn trailer_len(&self) -> usize {
+    pub(crate) fn trailer_len(&self) -> usize {
         self.trailer_len
     }
 
     /// Decodes as much of `region` as possible. `region` starts right after
     /// the head and runs to the end of the bytes read.
-    pub fn decode(&mut self, region: &mut [u8], limits: &Limits) -> Result<Step, Reject> {
+    pub(crate) fn decode(&mut self, region: &mut [u8], limits: &Limits) -> Result<Step, Reject> {
         let bad = |why| Reject::new(400, why);
         let mut w = self.decoded; // write position: end of decoded body
         let mut r = w; // read position: start of raw bytes

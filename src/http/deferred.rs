@@ -43,7 +43,7 @@ impl std::fmt::Display for Misuse {
 impl std::error::Error for Misuse {}
 
 /// The state of a response being written in steps.
-pub struct Stepwise {
+pub(crate) struct Stepwise {
     pub state: WriteState,
     status: u16,
     headers: Vec<u8>,
@@ -66,7 +66,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 impl Stepwise {
-    pub fn new(is_head: bool, minor: u8, keep_alive: bool) -> Stepwise {
+    pub(crate) fn new(is_head: bool, minor: u8, keep_alive: bool) -> Stepwise {
         Stepwise {
             state: WriteState::Empty,
             status: 0,
@@ -82,16 +82,16 @@ impl Stepwise {
         }
     }
 
-    pub fn status_code(&self) -> u16 {
+    pub(crate) fn status_code(&self) -> u16 {
         self.status
     }
 
     /// Body bytes sent so far.
-    pub fn body_sent(&self) -> u64 {
+    pub(crate) fn body_sent(&self) -> u64 {
         self.sent
     }
 
-    pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
+    pub(crate) fn status(&mut self, code: u16) -> Result<(), Misuse> {
         if self.state != WriteState::Empty {
             return Err(Misuse("the status line was already sent"));
         }
@@ -105,7 +105,7 @@ impl Stepwise {
         Ok(())
     }
 
-    pub fn header(&mut self, name: &str, value: &[u8]) -> Result<(), Misuse> {
+    pub(crate) fn header(&mut self, name: &str, value: &[u8]) -> Result<(), Misuse> {
         if self.state != WriteState::Empty {
             return Err(Misuse("a header after the header section was sent"));
         }
@@ -137,7 +137,7 @@ impl Stepwise {
     }
 
     /// Writes the status line and headers into `out`.
-    pub fn finish_headers(
+    pub(crate) fn finish_headers(
         &mut self,
         out: &mut Vec<u8>,
         date: &[u8],
@@ -176,7 +176,12 @@ impl Stepwise {
     }
 
     /// Queues body data; emitted into `out` once `min_chunk` bytes gather.
-    pub fn data(&mut self, data: &[u8], out: &mut Vec<u8>, min_chunk: usize) -> Result<(), Misuse> {
+    pub(crate) fn data(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        min_chunk: usize,
+    ) -> Result<(), Misuse> {
         if self.state != WriteState::MetadataIssued {
             return Err(Misuse(if self.state == WriteState::Empty {
                 "body data before the header section"
@@ -200,7 +205,7 @@ impl Stepwise {
     }
 
     /// Emits what is held back.
-    pub fn flush(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<u8>) {
         if self.pending.is_empty() || self.state != WriteState::MetadataIssued {
             return;
         }
@@ -220,7 +225,11 @@ impl Stepwise {
     }
 
     /// Ends the message, with trailers if the body is chunked.
-    pub fn end(&mut self, trailers: &[(&str, &[u8])], out: &mut Vec<u8>) -> Result<(), Misuse> {
+    pub(crate) fn end(
+        &mut self,
+        trailers: &[(&str, &[u8])],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Misuse> {
         if self.state == WriteState::Finished {
             return Err(Misuse("the response is already finished"));
         }
@@ -402,17 +411,17 @@ use super::pool::BufPool;
 /// Which response a reply completes: the connection (its token and
 /// generation in the server) and the request on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplyKey {
+pub(crate) struct ReplyKey {
     pub token: usize,
     pub generation: u64,
     pub id: u64,
 }
 
 /// Work to run on the event loop with the response's writer.
-pub type Job = Box<dyn FnOnce(&mut Writer<'_>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut Writer<'_>) + Send>;
 
 /// How replies reach the event loop (the server's inbox, which wakes it).
-pub trait Mailer: Send + Sync {
+pub(crate) trait Mailer: Send + Sync {
     /// `None`: every handle to the reply was dropped.
     fn send(&self, key: ReplyKey, job: Option<Job>);
 }
@@ -458,6 +467,7 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// How far the response has been written.
     pub fn write_state(&self) -> WriteState {
         self.st.state
     }
@@ -467,6 +477,7 @@ impl Writer<'_> {
         ReadState::Finished
     }
 
+    /// Sets the status; only before anything was sent.
     pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
         self.st.status(code)
     }

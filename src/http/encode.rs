@@ -10,7 +10,7 @@ use super::status::{has_no_body, reason_phrase};
 
 /// How a response's body is delimited and whether the connection stays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResponseFraming {
+pub(crate) struct ResponseFraming {
     /// The status has no body (1xx, 204, 304).
     pub no_body: bool,
     /// `Transfer-Encoding: chunked` (a body of unknown length, HTTP/1.1).
@@ -22,7 +22,7 @@ impl ResponseFraming {
     /// `len`: the body's length if known. An HTTP/1.0 client cannot read
     /// chunked, so a body of unknown length is delimited by closing the
     /// connection.
-    pub fn decide(
+    pub(crate) fn decide(
         status: u16,
         len: Option<u64>,
         is_head: bool,
@@ -42,7 +42,7 @@ impl ResponseFraming {
 /// Writes the status line and header section. `headers` are the handler's
 /// `Name: value\r\n` lines; the framing fields are ours.
 #[allow(clippy::too_many_arguments)]
-pub fn head(
+pub(crate) fn head(
     b: &mut Vec<u8>,
     status: u16,
     date: &[u8],
@@ -81,7 +81,7 @@ pub fn head(
 /// A whole plain-text answer that closes the connection, for code outside
 /// the engine (the WebSocket pool, `handoff pass`). `extra`: more header
 /// lines, `Name: value\r\n` each.
-pub fn canned(status: u16, why: &str, extra: &str) -> Vec<u8> {
+pub(crate) fn canned(status: u16, why: &str, extra: &str) -> Vec<u8> {
     let reason = reason_phrase(status);
     let body = format!("{status} {reason}: {why}\n");
     format!(
@@ -92,7 +92,7 @@ pub fn canned(status: u16, why: &str, extra: &str) -> Vec<u8> {
 }
 
 /// The 101 that completes a WebSocket opening handshake.
-pub fn switching_to_websocket(accept_key: &str) -> Vec<u8> {
+pub(crate) fn switching_to_websocket(accept_key: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n"
     )

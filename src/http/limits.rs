@@ -32,7 +32,7 @@ pub struct Limits {
 }
 
 /// The hard cap on `max_headers`: httparse parses into an array on the stack.
-pub const HEADERS_CAP: usize = 256;
+pub(crate) const HEADERS_CAP: usize = 256;
 
 impl Default for Limits {
     fn default() -> Self {

@@ -16,7 +16,7 @@ const COPY_LIMIT: usize = 8 * 1024;
 /// How much a streamed body is asked for at a time.
 const STREAM_PULL: usize = 16 * 1024;
 /// How much of one file one `sendfile` call may send.
-pub const SENDFILE_MAX: usize = 1 << 20;
+pub(crate) const SENDFILE_MAX: usize = 1 << 20;
 
 enum Item {
     /// This many bytes of `Output::buf`, in order.
@@ -40,7 +40,7 @@ enum Item {
 }
 
 #[derive(Default)]
-pub struct Output {
+pub(crate) struct Output {
     buf: Vec<u8>,
     pos: usize,
     items: VecDeque<Item>,
@@ -49,30 +49,34 @@ pub struct Output {
 }
 
 /// A file range at the front of the queue, for the I/O layer to `sendfile`.
-pub struct FileSlice<'a> {
+pub(crate) struct FileSlice<'a> {
     pub file: &'a File,
     pub offset: &'a mut u64,
     pub left: u64,
 }
 
 impl Output {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Responses queued whose last byte has not been written.
-    pub fn responses(&self) -> usize {
+    pub(crate) fn responses(&self) -> usize {
         self.responses
     }
 
     /// Bytes queued in memory (files and streams not counted).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Appends bytes through `f` to the shared buffer, merged with the
     /// previous in-memory item when there is one.
-    pub fn with_mem<R>(&mut self, pool: &mut BufPool, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    pub(crate) fn with_mem<R>(
+        &mut self,
+        pool: &mut BufPool,
+        f: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> R {
         if self.buf.capacity() == 0 {
             self.buf = pool.take();
         }
@@ -89,7 +93,7 @@ impl Output {
         r
     }
 
-    pub fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
+    pub(crate) fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
         match body {
             Body::Empty => {}
             Body::Bytes(v) if v.len() <= COPY_LIMIT => {
@@ -125,14 +129,14 @@ impl Output {
         }
     }
 
-    pub fn end_response(&mut self) {
+    pub(crate) fn end_response(&mut self) {
         self.responses += 1;
         self.items.push_back(Item::End);
     }
 
     /// Drops markers at the front and pulls a streamed body at the front for
     /// more data. Errors come from the stream and abort the connection.
-    pub fn prepare(&mut self) -> io::Result<()> {
+    pub(crate) fn prepare(&mut self) -> io::Result<()> {
         loop {
             match self.items.front_mut() {
                 Some(Item::End) => {
@@ -188,7 +192,7 @@ impl Output {
 
     /// Fills `iov` with the in-memory bytes at the front of the queue, up to
     /// the first file. Returns how many slices it filled.
-    pub fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> usize {
+    pub(crate) fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> usize {
         let mut n = 0;
         let mut mem_pos = self.pos;
         // Start of a run of in-memory items that are adjacent in `buf`
@@ -233,7 +237,7 @@ impl Output {
     }
 
     /// The file range at the front, once no memory bytes are ahead of it.
-    pub fn front_file(&mut self) -> Option<FileSlice<'_>> {
+    pub(crate) fn front_file(&mut self) -> Option<FileSlice<'_>> {
         match self.items.front_mut() {
             Some(Item::File { file, offset, left }) => Some(FileSlice {
                 file,
@@ -245,7 +249,7 @@ impl Output {
     }
 
     /// Records that `sent` bytes of the front file went out.
-    pub fn advance_file(&mut self, sent: u64) {
+    pub(crate) fn advance_file(&mut self, sent: u64) {
         if let Some(Item::File { left, .. }) = self.items.front_mut() {
             *left -= sent.min(*left);
             if *left == 0 {
@@ -255,7 +259,7 @@ impl Output {
     }
 
     /// Records that `n` bytes from `gather` went out.
-    pub fn advance(&mut self, mut n: usize) {
+    pub(crate) fn advance(&mut self, mut n: usize) {
         while n > 0 {
             let Some(front) = self.items.front_mut() else {
                 break;
@@ -320,7 +324,7 @@ impl Output {
     }
 
     /// Gives the buffer back to the pool when nothing is queued.
-    pub fn release(&mut self, pool: &mut BufPool) {
+    pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if self.items.is_empty() && self.buf.capacity() > 0 {
             self.pos = 0;
             pool.give(std::mem::take(&mut self.buf));
@@ -328,7 +332,7 @@ impl Output {
     }
 
     /// Drops everything queued (the connection is being aborted).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.buf.clear();
         self.pos = 0;

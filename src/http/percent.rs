@@ -14,7 +14,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Decodes `%XX` escapes; with `plus_is_space` (form data, not paths) `+`
 /// is a space. `None` for a malformed escape.
-pub fn decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+pub(crate) fn decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {

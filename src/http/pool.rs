@@ -3,18 +3,18 @@
 //! buffers at all, and a busy server reuses the same few.
 
 /// Size of a pooled buffer: one request head or a batch of small ones.
-pub const BUF_SIZE: usize = 16 * 1024;
+pub(crate) const BUF_SIZE: usize = 16 * 1024;
 /// Buffers kept for reuse; more are freed.
 const MAX_FREE: usize = 256;
 
 #[derive(Default)]
-pub struct BufPool {
+pub(crate) struct BufPool {
     free: Vec<Vec<u8>>,
 }
 
 impl BufPool {
     /// An empty buffer with at least `BUF_SIZE` capacity.
-    pub fn take(&mut self) -> Vec<u8> {
+    pub(crate) fn take(&mut self) -> Vec<u8> {
         self.free
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
@@ -22,7 +22,7 @@ impl BufPool {
 
     /// Keeps `buf` for reuse unless it grew past the standard size (a large
     /// body) or the pool is full: then it is freed.
-    pub fn give(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
         if buf.capacity() >= BUF_SIZE
             && buf.capacity() <= 2 * BUF_SIZE
             && self.free.len() < MAX_FREE
@@ -32,7 +32,8 @@ impl BufPool {
         }
     }
 
-    pub fn free_buffers(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn free_buffers(&self) -> usize {
         self.free.len()
     }
 }

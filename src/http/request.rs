@@ -7,7 +7,9 @@ use crate::sys::Addr;
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
+    /// HTTP/1.0.
     Http10,
+    /// HTTP/1.1.
     Http11,
 }
 
@@ -27,6 +29,7 @@ fn text(b: &[u8]) -> &str {
 }
 
 impl<'a> Request<'a> {
+    /// The request method, as sent (case-sensitive).
     pub fn method(&self) -> &'a str {
         text(self.head.method.get(self.buf))
     }
@@ -53,6 +56,7 @@ impl<'a> Request<'a> {
         self.head.query.map(|q| text(q.get(self.buf)))
     }
 
+    /// The request's HTTP version.
     pub fn version(&self) -> Version {
         if self.head.minor == 0 {
             Version::Http10
@@ -66,6 +70,7 @@ impl<'a> Request<'a> {
         self.head.asterisk
     }
 
+    /// True for `HEAD` (the body is not sent).
     pub fn is_head(&self) -> bool {
         self.head.is_head
     }

@@ -42,6 +42,7 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// Sets the status code (200 by default).
     pub fn status(&mut self, code: u16) -> &mut Self {
         if !(200..=999).contains(&code) {
             self.misuse.get_or_insert("status outside 200..=999");
@@ -89,6 +90,7 @@ impl<'a> Response<'a> {
         self
     }
 
+    /// Sets the body (bytes, a string, a file).
     pub fn body(&mut self, body: impl Into<Body>) -> &mut Self {
         self.body = body.into();
         self
@@ -131,6 +133,7 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// The status code set so far.
     pub fn status_code(&self) -> u16 {
         self.status
     }

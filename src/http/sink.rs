@@ -13,11 +13,14 @@ use super::{Request, Response};
 /// connection closes (the rest of the body is not read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkError {
+    /// The status answered.
     pub status: u16,
+    /// Why, in the answer's body and the log.
     pub reason: Cow<'static, str>,
 }
 
 impl SinkError {
+    /// Refuses the body with `status`, saying why.
     pub fn new(status: u16, reason: impl Into<Cow<'static, str>>) -> Self {
         SinkError {
             status,

@@ -3,13 +3,13 @@
 /// A request the engine refuses before any handler sees it: a status, and a
 /// reason for the log line. Every rejection closes the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
+pub(crate) struct Reject {
     pub status: u16,
     pub reason: std::borrow::Cow<'static, str>,
 }
 
 impl Reject {
-    pub const fn new(status: u16, reason: &'static str) -> Self {
+    pub(crate) const fn new(status: u16, reason: &'static str) -> Self {
         Reject {
             status,
             reason: std::borrow::Cow::Borrowed(reason),
@@ -17,7 +17,7 @@ impl Reject {
     }
 }
 
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -58,6 +58,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Responses that never carry a body (RFC 9110 §6.4.1).
-pub fn has_no_body(status: u16) -> bool {
+pub(crate) fn has_no_body(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
 }

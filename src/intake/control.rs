@@ -22,7 +22,7 @@ use crate::sys::fdpass;
 use crate::sys::{self, Addr, SockKind};
 
 #[derive(Clone, Debug)]
-pub struct ControlConfig {
+pub(crate) struct ControlConfig {
     /// Peers whose uid (`SO_PEERCRED`) is not here are refused.
     pub allowed_uids: Vec<u32>,
     /// How long to wait for the event loop to adopt a socket.
@@ -42,7 +42,7 @@ impl Default for ControlConfig {
 }
 
 /// Serves a listening control socket on a thread of its own.
-pub fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::Result<()> {
+pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::Result<()> {
     if !fdpass::is_seqpacket(listener.as_fd()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -11,6 +11,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 /// Takes fd 0 and silences fds 1 and 2. Must run before any thread starts.
-pub fn take() -> io::Result<OwnedFd> {
+pub(crate) fn take() -> io::Result<OwnedFd> {
     crate::sys::process::take_inetd_socket()
 }

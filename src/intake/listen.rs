@@ -10,14 +10,18 @@ use crate::sys;
 /// What `--listen` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenSpec {
+    /// `HOST:PORT`, IPv4 or `[IPv6]`.
     Tcp(String),
+    /// A Unix socket path.
     Unix(std::path::PathBuf),
 }
 
 /// A `--listen` value: where, and with which TLS mode (`ADDR,tls=MODE`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
+    /// Where.
     pub spec: ListenSpec,
+    /// Whether connections there speak TLS.
     pub tls: crate::tls::TlsMode,
 }
 
@@ -58,7 +62,7 @@ impl ListenSpec {
 
 /// Binds and listens, non-blocking and close-on-exec, with the largest
 /// backlog the kernel allows (std's 128 is small for a burst).
-pub fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
+pub(crate) fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
     match spec {
         ListenSpec::Tcp(s) => {
             let addr: SocketAddr = s.to_socket_addrs()?.next().ok_or_else(|| {
@@ -77,7 +81,7 @@ pub fn bind(spec: &ListenSpec) -> io::Result<OwnedFd> {
 /// someone still answers on, and never a file that is not a socket.
 /// Used for every socket path we bind (HTTP listeners, control sockets,
 /// worker sockets): a live one answers a connect of its own type.
-pub fn remove_stale(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_stale(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {

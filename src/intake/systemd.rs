@@ -10,7 +10,7 @@ use crate::sys::process::{self, Inherited};
 
 /// The role an fd name gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Plain HTTP (names `http`, `unknown` (systemd's default), or any other).
     Http,
     /// HTTPS (name `https`): TLS only.
@@ -19,7 +19,7 @@ pub enum Role {
     Control,
 }
 
-pub fn role(name: &str) -> Role {
+pub(crate) fn role(name: &str) -> Role {
     match name {
         "control" => Role::Control,
         "https" => Role::Https,
@@ -27,7 +27,7 @@ pub fn role(name: &str) -> Role {
     }
 }
 
-pub struct Activated {
+pub(crate) struct Activated {
     pub fd: OwnedFd,
     pub name: String,
     pub role: Role,
@@ -35,7 +35,7 @@ pub struct Activated {
 
 /// Takes the activation fds and clears the `LISTEN_*` variables. Must run
 /// before any thread starts. Empty when the process was not activated.
-pub fn take() -> io::Result<Vec<Activated>> {
+pub(crate) fn take() -> io::Result<Vec<Activated>> {
     Ok(process::take_listen_fds()?
         .into_iter()
         .map(|Inherited { fd, name }| Activated {

@@ -13,8 +13,11 @@ use crate::http::deferred::{Job, Mailer, ReplyKey};
 
 /// A socket submitted from another thread, with where to send the outcome.
 pub struct Submission {
+    /// The socket to serve.
     pub socket: Socket,
+    /// Bytes already read from it.
     pub pre_read: Vec<u8>,
+    /// Where the outcome is sent, if anyone waits for it.
     pub reply: Option<mpsc::Sender<io::Result<Added>>>,
 }
 

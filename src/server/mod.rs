@@ -136,6 +136,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server answering with `handler`; it has no socket until one is added.
     pub fn new(opts: Options, handler: impl Handler + 'static) -> io::Result<Server> {
         let poll = Poll::new()?;
         let inbox = Inbox::new(Waker::new(poll.registry(), Token(WAKER))?);
@@ -197,6 +198,7 @@ impl Server {
         self.shared.tls = Some(cfg);
     }
 
+    /// The options it was made with.
     pub fn options(&self) -> &Options {
         &self.shared.opts
     }

@@ -19,7 +19,9 @@ pub struct Options {
     /// Most connected sockets given to `add_socket`/`add_stream` that may
     /// wait for a slot; past it they are refused with an error.
     pub max_queued: usize,
+    /// Sizes and counts, each with the status that refuses past it.
     pub limits: Limits,
+    /// Deadlines.
     pub timeouts: Timeouts,
     /// How long a listener rests after accept failed for lack of fds or
     /// memory, instead of spinning on a readiness it cannot act on.
@@ -140,10 +142,12 @@ pub enum Added {
 
 /// A connection a handler took away from HTTP (`Response::hand_off`).
 pub struct HandedOff {
+    /// The connection's socket (for a TLS connection, our end of a socketpair carrying the plaintext).
     pub socket: OwnedFd,
     /// The request head that was handed off.
     pub head: Vec<u8>,
     /// Bytes read after the head (a WebSocket client's first frames).
     pub rest: Vec<u8>,
+    /// Who is at the other end.
     pub peer: Addr,
 }

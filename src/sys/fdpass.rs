@@ -2,7 +2,7 @@
 //! credentials, and the sockets that carry them.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::socket::{
@@ -14,7 +14,7 @@ use super::errno;
 /// Most fds one message may carry before we call it malformed. The buffer
 /// has room for this many so that every fd that arrives is received (and so
 /// closed by us) rather than left for the kernel to drop.
-pub const FD_ROOM: usize = 16;
+pub(crate) const FD_ROOM: usize = 16;
 
 /// One received message.
 pub struct Received {
@@ -84,6 +84,8 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<
                 // SAFETY: within the data just described; the fds were
                 // installed for us by this recvmsg and nothing else owns them.
                 let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: `raw` was installed in this process by this very
+                // recvmsg: open, and owned by nothing else until now.
                 fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
         } else {
@@ -127,7 +129,7 @@ pub fn send_with_fds(
 }
 
 /// The uid and pid of the process at the other end of a Unix socket.
-pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, i32)> {
+pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, i32)> {
     let c = socket::getsockopt(&sock, sockopt::PeerCredentials).map_err(errno)?;
     Ok((c.uid(), c.pid()))
 }
@@ -145,7 +147,7 @@ fn seqpacket_socket() -> io::Result<OwnedFd> {
     .map_err(errno)
 }
 
-pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
     let fd = seqpacket_socket()?;
     let addr = UnixAddr::new(path).map_err(errno)?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
@@ -156,6 +158,7 @@ pub fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Connects a blocking `SOCK_SEQPACKET` socket to the control socket at `path`.
 pub fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
     let fd = seqpacket_socket()?;
     let addr = UnixAddr::new(path).map_err(errno)?;
@@ -165,7 +168,7 @@ pub fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// A connected pair of `SOCK_SEQPACKET` sockets (for worker processes).
-pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -177,7 +180,7 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// A connected pair of non-blocking `SOCK_STREAM` sockets (the TLS relay's
 /// plaintext side).
-pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     socket::socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -188,7 +191,7 @@ pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Accepts on a blocking listener, close-on-exec.
-pub fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+pub(crate) fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
         match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -200,7 +203,7 @@ pub fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// Is this a socket of type `SOCK_SEQPACKET`?
-pub fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
     socket::getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::SeqPacket)
 }
 
@@ -208,8 +211,4 @@ pub fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
 pub fn set_recv_timeout(fd: BorrowedFd<'_>, d: std::time::Duration) -> io::Result<()> {
     let tv = nix::sys::time::TimeVal::new(d.as_secs() as i64, d.subsec_micros() as i64);
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(errno)
-}
-
-pub fn as_fd<T: AsFd>(t: &T) -> BorrowedFd<'_> {
-    t.as_fd()
 }

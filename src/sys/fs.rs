@@ -17,7 +17,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 /// ignore the flag. Kernels before 5.6 have no `openat2`: there the path is
 /// canonicalised and checked instead (racy against a concurrent rename,
 /// which is why it is only the fallback).
-pub fn open_beneath(root: &OwnedFd, root_path: &Path, rel: &str) -> io::Result<File> {
+pub(crate) fn open_beneath(root: &OwnedFd, root_path: &Path, rel: &str) -> io::Result<File> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);

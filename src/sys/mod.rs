@@ -9,15 +9,15 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
 
-pub mod fdpass;
-pub mod fs;
-pub mod process;
+pub(crate) mod fdpass;
+pub(crate) mod fs;
+pub(crate) mod process;
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -26,9 +26,11 @@ fn errno(e: Errno) -> io::Error {
 /// The address of a socket's peer or local end, as much as the kernel says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Addr {
+    /// An IP address and port.
     Inet(SocketAddr),
     /// A Unix socket; `None` for an unnamed one (the usual peer).
     Unix(Option<std::path::PathBuf>),
+    /// Not known (`getpeername` failed).
     Unknown,
 }
 
@@ -58,7 +60,7 @@ fn addr_from_storage(s: &SockaddrStorage) -> Addr {
 
 /// What the kernel says a socket fd is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SockKind {
+pub(crate) enum SockKind {
     /// A listening stream socket (`SO_ACCEPTCONN`).
     Listener { unix: bool },
     /// A connected (or connecting) stream socket.
@@ -67,7 +69,7 @@ pub enum SockKind {
 
 /// Asks the kernel what `fd` is, rather than guessing from where it came.
 /// Anything that is not a stream socket is an error that says what it is.
-pub fn classify(fd: BorrowedFd<'_>) -> io::Result<SockKind> {
+pub(crate) fn classify(fd: BorrowedFd<'_>) -> io::Result<SockKind> {
     let ty = socket::getsockopt(&fd, sockopt::SockType).map_err(|e| {
         if e == Errno::ENOTSOCK {
             io::Error::new(io::ErrorKind::InvalidInput, "fd is not a socket")
@@ -102,7 +104,7 @@ pub fn classify(fd: BorrowedFd<'_>) -> io::Result<SockKind> {
 
 /// Makes an adopted fd non-blocking and close-on-exec: sockets inherited from
 /// systemd or inetd, or passed by a proxy, may be neither.
-pub fn prepare_adopted(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn prepare_adopted(fd: BorrowedFd<'_>) -> io::Result<()> {
     let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(errno)?);
     if !fl.contains(OFlag::O_NONBLOCK) {
         fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).map_err(errno)?;
@@ -116,7 +118,7 @@ pub fn prepare_adopted(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Accepts one connection, non-blocking and close-on-exec, with its peer
 /// address from the same syscall.
-pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Addr)> {
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Addr)> {
     let mut storage: libc::sockaddr_storage = unsafe_zeroed_storage();
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `storage` is a properly sized, writable sockaddr_storage and
@@ -150,31 +152,20 @@ fn unsafe_zeroed_storage() -> libc::sockaddr_storage {
     unsafe { std::mem::zeroed() }
 }
 
-/// Takes ownership of a raw fd number handed to us from outside the process
-/// (systemd, inetd, a test harness).
-///
-/// # Safety
-/// The caller promises that `raw` is open and that nothing else in this
-/// process owns it or will close it.
-pub unsafe fn adopt_raw(raw: RawFd) -> OwnedFd {
-    // SAFETY: upheld by the caller, as documented above.
-    unsafe { OwnedFd::from_raw_fd(raw) }
-}
-
-pub fn peer_addr(fd: BorrowedFd<'_>) -> Addr {
+pub(crate) fn peer_addr(fd: BorrowedFd<'_>) -> Addr {
     socket::getpeername::<SockaddrStorage>(fd.as_raw_fd())
         .map(|s| addr_from_storage(&s))
         .unwrap_or(Addr::Unknown)
 }
 
-pub fn local_addr(fd: BorrowedFd<'_>) -> Addr {
+pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> Addr {
     socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())
         .map(|s| addr_from_storage(&s))
         .unwrap_or(Addr::Unknown)
 }
 
 /// One `read(2)`; `WouldBlock` comes back as an error for the caller to map.
-pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match nix::unistd::read(fd, buf) {
             Err(Errno::EINTR) => continue,
@@ -185,7 +176,7 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// One `writev(2)`, with `MSG_NOSIGNAL` semantics provided by the process
 /// ignoring SIGPIPE (Rust's runtime does this for every binary).
-pub fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(crate) fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
     loop {
         match nix::sys::uio::writev(fd, iov) {
             Err(Errno::EINTR) => continue,
@@ -195,7 +186,7 @@ pub fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
 }
 
 /// One `sendfile(2)` from `file` at `*offset`, advancing it.
-pub fn sendfile(
+pub(crate) fn sendfile(
     out: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
     offset: &mut u64,
@@ -215,7 +206,7 @@ pub fn sendfile(
 }
 
 /// One `write(2)`.
-pub fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+pub(crate) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     loop {
         match nix::unistd::write(fd, data) {
             Err(Errno::EINTR) => continue,
@@ -225,7 +216,7 @@ pub fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
 }
 
 /// Writes all of `data` on a blocking fd (a short answer from a tool).
-pub fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Err(Errno::EINTR) => continue,
@@ -236,7 +227,7 @@ pub fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()>
     Ok(())
 }
 
-pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     match socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write) {
         Ok(()) | Err(Errno::ENOTCONN) => Ok(()),
         Err(e) => Err(errno(e)),
@@ -245,50 +236,31 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Disables Nagle. Set on listeners: Linux copies it to accepted sockets, so
 /// the accept path pays no extra syscall.
-pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).map_err(errno)
 }
 
-pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+#[cfg(test)]
+fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
     socket::getsockopt(&fd, sockopt::TcpNoDelay).map_err(errno)
-}
-
-/// Is this accept(2) error about the process or system running out of
-/// something (so retrying at once would spin)?
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
-}
-
-/// The number of open fds of this process (for leak checks and status).
-pub fn open_fd_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?
-        .count()
-        .saturating_sub(1))
-}
-
-pub fn as_borrowed(fd: &impl AsFd) -> BorrowedFd<'_> {
-    fd.as_fd()
 }
 
 /// The device and inode of what an fd refers to (to recognise the journal's
 /// stream in `JOURNAL_STREAM`).
-pub fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+pub(crate) fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let st = nix::sys::stat::fstat(fd).map_err(errno)?;
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// The one test for "try again when the fd is ready" (`EAGAIN`).
-pub fn would_block(e: &io::Error) -> bool {
+pub(crate) fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
 /// A TCP listener on `addr`: non-blocking, close-on-exec, `SO_REUSEADDR`,
 /// with the largest backlog the kernel allows (std's 128 is small for a
 /// burst).
-pub fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
+pub(crate) fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         socket::AddressFamily::Inet
     } else {
@@ -302,7 +274,7 @@ pub fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
 }
 
 /// A Unix stream listener at `path` (which must not exist).
-pub fn listen_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
+pub(crate) fn listen_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
     let addr = socket::UnixAddr::new(path).map_err(errno)?;
     listen_on(
         socket::AddressFamily::Unix,
@@ -336,13 +308,13 @@ fn listen_on(
 /// Sends a signal to a child process (`SIGTERM` to a worker on shutdown,
 /// the escalation to an `exec:` command that does not end). A process that
 /// is already gone is not an error worth reporting.
-pub fn signal_child(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+pub(crate) fn signal_child(child: &std::process::Child, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
 }
 
 /// Is an accept error about one connection (it died in the backlog, or a
 /// transient network error), so that the next accept may well succeed?
-pub fn belongs_to_one_connection(e: &std::io::Error) -> bool {
+pub(crate) fn belongs_to_one_connection(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(
@@ -365,6 +337,7 @@ pub fn belongs_to_one_connection(e: &std::io::Error) -> bool {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     #[test]
     fn classifies_listeners_and_streams_by_asking_the_kernel() {

@@ -9,7 +9,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use super::errno;
 
 /// An fd handed over by the service manager, with its `LISTEN_FDNAMES` name.
-pub struct Inherited {
+pub(crate) struct Inherited {
     pub fd: OwnedFd,
     pub name: String,
 }
@@ -19,7 +19,7 @@ pub struct Inherited {
 /// environment so that children do not inherit them.
 ///
 /// Call it at start-up, before any thread is started.
-pub fn take_listen_fds() -> io::Result<Vec<Inherited>> {
+pub(crate) fn take_listen_fds() -> io::Result<Vec<Inherited>> {
     // Variables meant for another process (LISTEN_PID not ours, or not a
     // pid at all) say nothing to us: start as if they were absent, and do
     // not pass them on. sd-notify would check the fd names against a count
@@ -57,7 +57,7 @@ pub fn take_listen_fds() -> io::Result<Vec<Inherited>> {
 /// and nothing stray (a log line, a panic message) may ever reach the client.
 ///
 /// Call it at start-up, before any thread is started.
-pub fn take_inetd_socket() -> io::Result<OwnedFd> {
+pub(crate) fn take_inetd_socket() -> io::Result<OwnedFd> {
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
     // Move the socket off fd 0 first, so that fd 0 can be /dev/null too.
     // SAFETY: inetd passed fd 0 to this process and nothing in it owns fd 0.
@@ -69,18 +69,9 @@ pub fn take_inetd_socket() -> io::Result<OwnedFd> {
     Ok(sock)
 }
 
-/// Borrows a raw fd number for a moment (to classify it).
-///
-/// # Safety
-/// `raw` must be open for the duration of the borrow.
-pub unsafe fn borrow(raw: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: upheld by the caller.
-    unsafe { BorrowedFd::borrow_raw(raw) }
-}
-
 /// Makes a blocking fd out of a possibly non-blocking one (a control socket
 /// inherited from systemd is served by a thread with blocking calls).
-pub fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).map_err(errno)?);
     if fl.contains(OFlag::O_NONBLOCK) {
         fcntl(fd, FcntlArg::F_SETFL(fl - OFlag::O_NONBLOCK)).map_err(errno)?;
@@ -89,7 +80,7 @@ pub fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// The effective uid of this process.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
@@ -98,7 +89,7 @@ pub fn euid() -> u32 {
 /// us: `PR_SET_PDEATHSIG` sends it SIGKILL when the thread that started it
 /// ends, and a parent that died before that was set is caught by checking
 /// `getppid`.
-pub fn spawn_worker(
+pub(crate) fn spawn_worker(
     cmd: &mut std::process::Command,
     ctl: OwnedFd,
 ) -> io::Result<std::process::Child> {
@@ -141,7 +132,7 @@ pub fn spawn_worker(
 /// same number is an error, never a second owner. (Nothing else in handoff
 /// makes an `OwnedFd` from a raw number it did not create, apart from the
 /// activation fds, which have numbers of their own.)
-pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
     static TAKEN: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
     if raw < 3 {
         return Err(io::Error::new(

@@ -5,7 +5,7 @@
 //! The TLS session itself runs inside the event loop as a non-blocking
 //! state of the connection (`server/connection.rs`); nothing here blocks.
 
-pub mod pump;
+pub(crate) mod pump;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
+    /// Parses `auto`, `on` or `off`.
     pub fn parse(s: &str) -> Result<TlsMode, String> {
         match s {
             "auto" => Ok(TlsMode::Auto),
@@ -41,7 +42,9 @@ impl TlsMode {
 /// A certificate chain and its key, as files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertFiles {
+    /// The certificate chain, PEM.
     pub cert: PathBuf,
+    /// Its private key, PEM.
     pub key: PathBuf,
 }
 
@@ -54,7 +57,7 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
 }
 
 /// Loads a PEM chain and key (PKCS#8, PKCS#1 or SEC1) and checks they match.
-pub fn load(files: &CertFiles) -> io::Result<CertifiedKey> {
+pub(crate) fn load(files: &CertFiles) -> io::Result<CertifiedKey> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| invalid(format!("{}: {e}", files.cert.display())))?
         .collect::<Result<_, _>>()
@@ -84,12 +87,12 @@ pub fn load(files: &CertFiles) -> io::Result<CertifiedKey> {
 /// one, else the first (clients without SNI, or asking for an unknown name,
 /// get the default rather than a failed handshake).
 #[derive(Debug)]
-pub struct SniResolver {
+pub(crate) struct SniResolver {
     keys: Vec<Arc<CertifiedKey>>,
 }
 
 impl SniResolver {
-    pub fn new(keys: Vec<CertifiedKey>) -> io::Result<SniResolver> {
+    pub(crate) fn new(keys: Vec<CertifiedKey>) -> io::Result<SniResolver> {
         if keys.is_empty() {
             return Err(invalid("no certificate"));
         }
@@ -122,7 +125,7 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// A server configuration: TLS 1.3 and 1.2, ALPN `http/1.1`.
-pub fn server_config(keys: Vec<CertifiedKey>) -> io::Result<Arc<rustls::ServerConfig>> {
+pub(crate) fn server_config(keys: Vec<CertifiedKey>) -> io::Result<Arc<rustls::ServerConfig>> {
     let resolver = Arc::new(SniResolver::new(keys)?);
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -134,12 +137,12 @@ pub fn server_config(keys: Vec<CertifiedKey>) -> io::Result<Arc<rustls::ServerCo
 }
 
 /// Loads every pair; the first error says which file is wrong.
-pub fn load_all(files: &[CertFiles]) -> io::Result<Arc<rustls::ServerConfig>> {
+pub(crate) fn load_all(files: &[CertFiles]) -> io::Result<Arc<rustls::ServerConfig>> {
     server_config(files.iter().map(load).collect::<io::Result<Vec<_>>>()?)
 }
 
 /// A self-signed certificate for `names`, and its SHA-256 fingerprint.
-pub fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String, String)> {
+pub(crate) fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String, String)> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(invalid)?;
     let der = cert.der().clone();
@@ -150,7 +153,7 @@ pub fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String, String
 }
 
 /// SHA-256 of a certificate, as `AB:CD:…`.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(crate) fn fingerprint(der: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, der);
     d.as_ref()
         .iter()
@@ -161,7 +164,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Does the kernel offer TLS offload (`tls` among the available TCP upper
 /// layer protocols)? See docs/ktls.md for what it would allow.
-pub fn kernel_tls_available() -> bool {
+pub(crate) fn kernel_tls_available() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
         .is_ok_and(|s| s.split_whitespace().any(|u| u == "tls"))
         || Path::new("/sys/module/tls").exists()

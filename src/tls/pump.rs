@@ -11,7 +11,7 @@ use rustls::ServerConnection;
 use crate::sys::{self, would_block};
 
 /// A socket as `Read + Write` for rustls.
-pub struct FdIo<'a>(pub BorrowedFd<'a>);
+pub(crate) struct FdIo<'a>(pub BorrowedFd<'a>);
 
 impl Read for FdIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -30,7 +30,7 @@ impl Write for FdIo<'_> {
 
 /// What one read of records found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Records {
+pub(crate) enum Records {
     /// Records were read and processed: there may be plaintext.
     Read,
     /// Nothing more until the socket is readable again.
@@ -43,7 +43,7 @@ pub enum Records {
 
 /// Why the session cannot go on.
 #[derive(Debug)]
-pub enum Failed {
+pub(crate) enum Failed {
     Io(io::Error),
     /// A bad record or handshake; the alert rustls queued was sent.
     Tls(rustls::Error),
@@ -59,7 +59,10 @@ impl std::fmt::Display for Failed {
 }
 
 /// Reads what the socket has (one `read`) and processes the records.
-pub fn read_records(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<Records, Failed> {
+pub(crate) fn read_records(
+    t: &mut ServerConnection,
+    fd: BorrowedFd<'_>,
+) -> Result<Records, Failed> {
     let got = match t.read_tls(&mut FdIo(fd)) {
         Ok(0) => Records::Eof,
         Ok(_) => Records::Read,
@@ -73,7 +76,7 @@ pub fn read_records(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<Reco
 
 /// Feeds bytes that were read elsewhere (a sniffed ClientHello) and
 /// processes them.
-pub fn feed_records(
+pub(crate) fn feed_records(
     t: &mut ServerConnection,
     fd: BorrowedFd<'_>,
     mut bytes: &[u8],
@@ -97,7 +100,7 @@ fn process(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<(), Failed> {
 
 /// What writing records did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// Some bytes went out.
     pub any: bool,
     /// The socket is full; records are left for its next writability.
@@ -106,7 +109,7 @@ pub struct Written {
 
 /// Writes the records rustls has queued until none are left or the socket
 /// is full.
-pub fn write_records(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> io::Result<Written> {
+pub(crate) fn write_records(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> io::Result<Written> {
     let mut w = Written::default();
     while t.wants_write() {
         match t.write_tls(&mut FdIo(fd)) {

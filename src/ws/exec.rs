@@ -13,11 +13,11 @@ use nix::sys::signal::Signal;
 
 /// Most bytes queued for the child's stdin; past it the worker stops reading
 /// the WebSocket until the child catches up.
-pub const STDIN_LIMIT: usize = 1 << 20;
+pub(crate) const STDIN_LIMIT: usize = 1 << 20;
 /// How much of the child's stdout is read per turn.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub struct Exec {
+pub(crate) struct Exec {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
@@ -27,14 +27,14 @@ pub struct Exec {
 }
 
 /// One piece of output for the WebSocket.
-pub enum Output {
+pub(crate) enum Output {
     Text(String),
     Binary(Vec<u8>),
 }
 
 impl Exec {
     /// Starts `sh -c 'exec COMMAND'` with the CGI-style environment given.
-    pub fn spawn(command: &str, binary: bool, env: &[(String, String)]) -> io::Result<Exec> {
+    pub(crate) fn spawn(command: &str, binary: bool, env: &[(String, String)]) -> io::Result<Exec> {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(format!("exec {command}"))
@@ -65,7 +65,7 @@ impl Exec {
     }
 
     /// Queues a message for the child's stdin (a line, unless binary).
-    pub fn queue_input(&mut self, data: &[u8]) {
+    pub(crate) fn queue_input(&mut self, data: &[u8]) {
         if self.stdin.is_none() {
             return; // the child closed its stdin: nothing to deliver to
         }
@@ -75,12 +75,12 @@ impl Exec {
         }
     }
 
-    pub fn input_full(&self) -> bool {
+    pub(crate) fn input_full(&self) -> bool {
         self.stdin_buf.len() >= STDIN_LIMIT
     }
 
     /// Writes what is queued until the pipe is full.
-    pub fn write_input(&mut self) {
+    pub(crate) fn write_input(&mut self) {
         let Some(stdin) = self.stdin.as_mut() else {
             self.stdin_buf.clear();
             return;
@@ -104,7 +104,7 @@ impl Exec {
 
     /// Reads what the child wrote, up to one chunk, turning it into
     /// messages. Returns false once stdout is at its end.
-    pub fn read_output(&mut self, out: &mut Vec<Output>, max_line: usize) -> bool {
+    pub(crate) fn read_output(&mut self, out: &mut Vec<Output>, max_line: usize) -> bool {
         let Some(stdout) = self.stdout.as_mut() else {
             return false;
         };
@@ -157,7 +157,7 @@ impl Exec {
 
     /// Ends the conversation: stdin is closed, and the child gets a
     /// schedule of signals until it is gone.
-    pub fn finish(mut self, now: Instant) -> Reaping {
+    pub(crate) fn finish(mut self, now: Instant) -> Reaping {
         self.stdin = None;
         self.stdout = None;
         Reaping {
@@ -169,7 +169,7 @@ impl Exec {
 }
 
 /// A child on its way out: closed stdin, then INT, TERM and KILL.
-pub struct Reaping {
+pub(crate) struct Reaping {
     child: Child,
     since: Instant,
     sent: u8,
@@ -184,7 +184,7 @@ const SCHEDULE: [(Duration, Signal); 3] = [
 
 impl Reaping {
     /// True once the child is gone (and reaped).
-    pub fn tick(&mut self, now: Instant) -> bool {
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
         if let Ok(Some(_)) = self.child.try_wait() {
             return true;
         }
@@ -198,7 +198,7 @@ impl Reaping {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }

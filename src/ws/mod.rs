@@ -3,8 +3,8 @@
 //! run the protocol with tungstenite (`worker/`), per path as an echo, a
 //! broadcast channel or a websocketd-style command (`exec.rs`).
 
-pub mod exec;
-pub mod origin;
-pub mod route;
-pub mod upgrade;
-pub mod worker;
+pub(crate) mod exec;
+pub(crate) mod origin;
+pub(crate) mod route;
+pub(crate) mod upgrade;
+pub(crate) mod worker;

@@ -14,9 +14,12 @@ pub enum Mode {
     Exec { command: String, binary: bool },
 }
 
+/// A WebSocket path and what its worker does with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// The request path that upgrades.
     pub path: String,
+    /// Echo, broadcast, or a command.
     pub mode: Mode,
 }
 

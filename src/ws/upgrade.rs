@@ -5,7 +5,7 @@ use crate::http::head::csv;
 
 /// Why an upgrade is refused: the status and the reason.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub status: u16,
     pub reason: &'static str,
 }
@@ -23,7 +23,7 @@ fn valid_key(k: &[u8]) -> bool {
 }
 
 /// Checks a request for a WebSocket path. `Ok` means hand it to a worker.
-pub fn check(req: &Request<'_>) -> Result<(), Refused> {
+pub(crate) fn check(req: &Request<'_>) -> Result<(), Refused> {
     let refuse = |status, reason| Err(Refused { status, reason });
     if !has_token(req, "upgrade", "websocket") {
         return refuse(426, "this path takes WebSocket connections only");

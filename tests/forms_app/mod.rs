@@ -12,7 +12,7 @@ use std::time::Duration;
 use handoff::api::StreamForm;
 use handoff::api::form::Event;
 use handoff::api::headers::HeaderValue;
-use handoff::http::{BodyPlan, Handler, Request, Response};
+use handoff::{BodyPlan, Handler, Request, Response};
 use handoff::{Options, Server};
 
 pub struct App {

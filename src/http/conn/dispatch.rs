@@ -173,7 +173,7 @@ impl Conn {
 
     /// Runs a deferred response's job with its writer. A job for another
     /// request (or a connection that moved on) is dropped.
-    pub fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
         let Some(d) = self.state.deferred_mut(id) else {
             return;
         };
@@ -205,7 +205,7 @@ impl Conn {
     /// Every handle to a deferred response is gone: if it was finished,
     /// nothing to do; if nothing was sent, a 500; if it had begun, the
     /// connection is cut (a truncated body must not look whole).
-    pub fn abandon(&mut self, id: u64, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn abandon(&mut self, id: u64, now: Instant, ctx: &mut Ctx<'_>) {
         if self.state.deferred_mut(id).is_none() {
             return;
         }

@@ -23,11 +23,12 @@ use super::response::Response;
 use super::sink::BodyPlan;
 use super::status::Reject;
 use crate::sys::Addr;
-pub use state::Next;
+pub(crate) use state::Next;
 use state::{Decoder, Reading, State, Writing};
 
 /// What serves requests. It runs on the event loop: it must not block.
 pub trait Handler {
+    /// Answers one complete request (runs on the event loop; must not block).
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>);
 
     /// Called when the head of a request with a body has arrived, before
@@ -49,7 +50,7 @@ where
 }
 
 /// What the server lends a connection while it advances.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub handler: &'a dyn Handler,
     pub limits: &'a Limits,
     pub timeouts: &'a Timeouts,
@@ -78,7 +79,7 @@ enum Flow {
 
 /// Why a deadline fired, for the log line.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Expired {
+pub(crate) enum Expired {
     /// Nothing was in flight: close quietly.
     Idle,
     /// A request was in progress: a 408 was queued.
@@ -89,7 +90,7 @@ pub enum Expired {
     Linger,
 }
 
-pub struct Conn {
+pub(crate) struct Conn {
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
@@ -107,7 +108,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: Addr, now: Instant) -> Self {
+    pub(crate) fn new(peer: Addr, now: Instant) -> Self {
         Conn {
             rbuf: Vec::new(),
             start: 0,
@@ -126,12 +127,8 @@ impl Conn {
         }
     }
 
-    pub fn peer(&self) -> &Addr {
+    pub(crate) fn peer(&self) -> &Addr {
         &self.peer
-    }
-
-    pub fn served(&self) -> u64 {
-        self.served
     }
 
     fn backpressured(&self, limits: &Limits) -> bool {
@@ -139,7 +136,7 @@ impl Conn {
     }
 
     /// Should the I/O layer read now (if the socket is readable)?
-    pub fn wants_read(&self, limits: &Limits) -> bool {
+    pub(crate) fn wants_read(&self, limits: &Limits) -> bool {
         if self.state.linger_until().is_some() {
             return !self.state.eof;
         }
@@ -177,7 +174,7 @@ impl Conn {
     }
 
     /// Room to read into, or `None` when the connection should not read.
-    pub fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
+    pub(crate) fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
         if !self.wants_read(limits) {
             return None;
         }
@@ -208,7 +205,7 @@ impl Conn {
     }
 
     /// Records that `n` bytes were read into the slice from `read_buf`.
-    pub fn filled(&mut self, n: usize, now: Instant) {
+    pub(crate) fn filled(&mut self, n: usize, now: Instant) {
         if self.state.linger_until().is_some() {
             return;
         }
@@ -220,7 +217,7 @@ impl Conn {
 
     /// Appends bytes that were read elsewhere (pre-read bytes of a handed
     /// over stream; tests). Limits still apply when they are parsed.
-    pub fn feed(&mut self, bytes: &[u8], pool: &mut BufPool, now: Instant) {
+    pub(crate) fn feed(&mut self, bytes: &[u8], pool: &mut BufPool, now: Instant) {
         if bytes.is_empty() || self.state.linger_until().is_some() {
             return;
         }
@@ -237,26 +234,26 @@ impl Conn {
     }
 
     /// Bytes read but not yet parsed (a sniffing transport looks at them).
-    pub fn unparsed(&self) -> &[u8] {
+    pub(crate) fn unparsed(&self) -> &[u8] {
         &self.rbuf[self.start..self.end]
     }
 
     /// Takes the bytes read but not yet parsed (they were a TLS ClientHello,
     /// for the TLS session rather than the parser).
-    pub fn take_unparsed(&mut self) -> Vec<u8> {
+    pub(crate) fn take_unparsed(&mut self) -> Vec<u8> {
         let v = self.unparsed().to_vec();
         self.start = self.end;
         v
     }
 
     /// The peer shut down its side (read returned 0).
-    pub fn on_eof(&mut self) {
+    pub(crate) fn on_eof(&mut self) {
         self.state.eof = true;
     }
 
     /// Parses and answers every complete request in the buffer, in order,
     /// until it needs more bytes or the output queue is full.
-    pub fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         loop {
             let flow = match &self.state.reading {
                 _ if !self.state.dispatching() => Flow::Wait,
@@ -286,12 +283,12 @@ impl Conn {
     // ---- output ----
 
     /// The queue of bytes owed to the peer.
-    pub fn output(&mut self) -> &mut Output {
+    pub(crate) fn output(&mut self) -> &mut Output {
         &mut self.out
     }
 
     /// Records write progress (for the write deadline).
-    pub fn wrote(&mut self, now: Instant) {
+    pub(crate) fn wrote(&mut self, now: Instant) {
         self.write_progress = now;
     }
 
@@ -305,11 +302,11 @@ impl Conn {
 
     /// Is the connection between requests with nothing buffered, so its
     /// buffers can go back to the pool?
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.state.is_between_requests() && self.start == self.end && self.out.is_empty()
     }
 
-    pub fn release_buffers(&mut self, pool: &mut BufPool) {
+    pub(crate) fn release_buffers(&mut self, pool: &mut BufPool) {
         if self.start == self.end && !self.rbuf.is_empty() {
             self.start = 0;
             self.end = 0;
@@ -321,7 +318,7 @@ impl Conn {
     /// What to do with the socket after this turn. `draining`: the server
     /// is shutting down, so a connection that has become idle closes rather
     /// than waiting for another request.
-    pub fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
+    pub(crate) fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
         // Draining, an idle connection closes at once; one with a request
         // in flight answers it (with `Connection: close`) and then closes.
         let idle_and_draining = draining && self.is_idle();
@@ -340,7 +337,7 @@ impl Conn {
 
     /// After `Next::HandOff`: the request head, and the bytes read after it
     /// (a WebSocket client may send its first frame with the upgrade).
-    pub fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         let head = self.state.take_hand_off()?;
         let rest = self.rbuf[self.start..self.end].to_vec();
         self.start = 0;
@@ -374,7 +371,7 @@ impl Conn {
     }
 
     /// When this connection next needs attention if nothing happens.
-    pub fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+    pub(crate) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         if let Some(l) = self.state.linger_until() {
             return Some(l);
         }
@@ -386,7 +383,7 @@ impl Conn {
 
     /// Handles a deadline that may have passed. `None`: it had not (the
     /// timer was stale).
-    pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
+    pub(crate) fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
         if let Some(l) = self.state.linger_until() {
             return (l <= now).then_some(Expired::Linger);
         }

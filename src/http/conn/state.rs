@@ -73,7 +73,7 @@ pub(super) enum KeepAlive {
 
 /// What the I/O layer should do with the connection next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Keep serving.
     Continue,
     /// A handler took the connection over: call `take_hand_off`.

@@ -9,13 +9,13 @@ use super::status::Reject;
 
 /// A byte range relative to the start of the request in the read buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: u32,
     pub end: u32,
 }
 
 impl Span {
-    pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+    pub(crate) fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..self.end as usize]
     }
     fn of(base: &[u8], part: &[u8]) -> Span {
@@ -25,14 +25,11 @@ impl Span {
             end: (start + part.len()) as u32,
         }
     }
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
 }
 
 /// How the request body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -40,7 +37,7 @@ pub enum Framing {
 
 /// A parsed request head, as spans into the buffer it was parsed from.
 #[derive(Debug, Default)]
-pub struct Head {
+pub(crate) struct Head {
     pub len: usize,
     pub method: Span,
     pub target: Span,
@@ -114,7 +111,7 @@ fn looks_like_other_version(buf: &[u8]) -> bool {
 
 /// Parses a head if the whole of it is in `buf`.
 /// `Ok(false)`: not complete yet (and within limits).
-pub fn parse(
+pub(crate) fn parse(
     buf: &[u8],
     scanned: &mut usize,
     limits: &Limits,
@@ -180,7 +177,7 @@ fn eq(a: &[u8], b: &str) -> bool {
 }
 
 /// Splits a comma-separated field value into trimmed, non-empty items.
-pub fn csv(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn csv(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(|s| s.trim_ascii())

@@ -27,13 +27,17 @@ use super::route::{Mode, Route};
 use crate::handoff::wire::{self, Kind};
 use crate::sys::{self, fdpass};
 
+/// What a WebSocket worker serves and its limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerConfig {
+    /// The routes it serves.
     pub routes: Vec<Route>,
     /// Most connections this worker serves; more are refused (the HTTP
     /// process answers those with 503).
     pub max_connections: usize,
+    /// Largest message, reassembled from frames.
     pub max_message: usize,
+    /// Largest single frame.
     pub max_frame: usize,
     /// A ping goes to each connection this often.
     pub ping_interval: Duration,
@@ -69,7 +73,7 @@ enum Entry {
     ExecPipe(usize),
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     poll: Poll,
     /// SIGTERM arrived: connections are being closed with 1001.
     term: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -82,7 +86,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: WorkerConfig) -> io::Result<Worker> {
+    pub(crate) fn new(cfg: WorkerConfig) -> io::Result<Worker> {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(cfg.max_message))
             .max_frame_size(Some(cfg.max_frame));
@@ -101,13 +105,13 @@ impl Worker {
     }
 
     /// A socket to an HTTP process (one end of a socketpair).
-    pub fn add_ctl(&mut self, fd: OwnedFd) -> io::Result<()> {
+    pub(crate) fn add_ctl(&mut self, fd: OwnedFd) -> io::Result<()> {
         self.register(fd, Entry::Ctl)
     }
 
     /// A listening `SOCK_SEQPACKET` socket HTTP processes connect to
     /// (`--ws-worker-socket`).
-    pub fn add_ctl_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
+    pub(crate) fn add_ctl_listener(&mut self, fd: OwnedFd) -> io::Result<()> {
         self.register(fd, Entry::CtlListener)
     }
 
@@ -130,7 +134,7 @@ impl Worker {
     }
 
     /// Runs until every HTTP process is gone.
-    pub fn run(&mut self) -> io::Result<()> {
+    pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(512);
         let mut next_tick = Instant::now() + Duration::from_secs(1);
         loop {

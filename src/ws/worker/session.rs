@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub struct FdStream(pub OwnedFd);
+pub(super) struct FdStream(pub OwnedFd);
 
 impl Read for FdStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
