@@ -67,15 +67,7 @@ pub fn run(cfg: PassConfig) -> io::Result<()> {
     let mut next = 0usize;
     let mut id = 0u64;
     loop {
-        let client = match fdpass::accept_blocking(listener.as_fd()) {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and friends: rest rather than spin.
-                tracing::warn!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
+        let client = fdpass::accept_resting(listener.as_fd(), "pass");
         id += 1;
         let mut msg = Message::new(Kind::PassConnection, id);
         msg.peer = Some(sys::peer_addr(client.as_fd()).to_string());

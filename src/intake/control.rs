@@ -55,14 +55,7 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::
         .name("control".into())
         .spawn(move || {
             loop {
-                let conn = match fdpass::accept_blocking(listener.as_fd()) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!("control socket accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                };
+                let conn = fdpass::accept_resting(listener.as_fd(), "control socket");
                 let (uid, pid) = match fdpass::peer_cred(conn.as_fd()) {
                     Ok(c) => c,
                     Err(e) => {

@@ -202,6 +202,21 @@ pub(crate) fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
+/// Accepts on a blocking listener for a thread that does nothing else:
+/// an error (EMFILE and friends) is logged as `what` and answered by a
+/// short rest rather than a spin.
+pub(crate) fn accept_resting(listener: BorrowedFd<'_>, what: &str) -> OwnedFd {
+    loop {
+        match accept_blocking(listener) {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!("{what} accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 /// Is this a socket of type `SOCK_SEQPACKET`?
 pub(crate) fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
     socket::getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::SeqPacket)

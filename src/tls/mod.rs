@@ -174,6 +174,16 @@ pub(crate) fn kernel_tls_available() -> bool {
 mod tests {
     use super::*;
 
+    /// Runs an openssl command; its stderr is the failure message.
+    fn openssl(cmd: &mut std::process::Command) {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn parses_modes() {
         assert_eq!(TlsMode::parse("auto").unwrap(), TlsMode::Auto);
@@ -210,36 +220,23 @@ mod tests {
                 ],
                 _ => vec!["genrsa", "-traditional", "-out", k, "2048"],
             };
-            let out = std::process::Command::new("openssl")
-                .args(&args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(std::process::Command::new("openssl").args(&args));
             let cert = p(&format!("{kind}.crt"));
-            let out = std::process::Command::new("openssl")
-                .args([
-                    "req",
-                    "-new",
-                    "-x509",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=localhost",
-                    "-key",
-                ])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            openssl(
+                std::process::Command::new("openssl")
+                    .args([
+                        "req",
+                        "-new",
+                        "-x509",
+                        "-days",
+                        "1",
+                        "-subj",
+                        "/CN=localhost",
+                        "-key",
+                    ])
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(&cert),
             );
             let text = std::fs::read_to_string(&key).unwrap();
             let files = CertFiles {
