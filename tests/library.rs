@@ -151,6 +151,38 @@ fn add_stream_serves_pre_read_bytes_as_if_read_from_the_socket() {
 }
 
 #[test]
+fn a_listener_with_more_waiting_than_one_batch_is_emptied_without_new_arrivals() {
+    let mut s = Server::new(
+        Options {
+            accept_batch: 2,
+            ..Options::default()
+        },
+        echo,
+    )
+    .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // Ten connections are waiting in the backlog before the server sees the
+    // listener: one edge, five batches.
+    let mut clients: Vec<TcpStream> = (0..10)
+        .map(|i| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            write!(c, "GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    s.add_socket(OwnedFd::from(l)).unwrap();
+    pump(&mut s, 300);
+    let answered = clients
+        .iter_mut()
+        .map(|c| available(c))
+        .filter(|out| out.contains("200 OK"))
+        .count();
+    assert_eq!(answered, 10, "connections left in the backlog");
+}
+
+#[test]
 fn add_stream_refuses_a_listener_without_adding_it() {
     let mut s = server(4);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

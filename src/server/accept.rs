@@ -130,18 +130,19 @@ impl Listeners {
         self.list.len()
     }
 
-    /// Should the end of a turn accept from this listener? Yes if it is done
-    /// resting, or if slots were freed and it is still ready.
-    pub(super) fn is_due(&mut self, token: usize, now: Instant, freed: bool) -> bool {
+    /// Should the end of a turn accept from this listener? Yes while it is
+    /// ready and not resting: edge-triggered, no new event comes for the
+    /// connections a batch left in the backlog (nor for those waiting while
+    /// `max_concurrent` held). A listener done resting is ready again.
+    pub(super) fn is_due(&mut self, token: usize, now: Instant) -> bool {
         let Some(l) = self.get(token) else {
             return false;
         };
-        let rested = l.backoff_until.is_some_and(|b| b <= now);
-        if rested {
+        if l.backoff_until.is_some_and(|b| b <= now) {
             l.backoff_until = None;
             l.ready = true;
         }
-        l.ready && (rested || freed)
+        l.ready && l.backoff_until.is_none()
     }
 
     /// When a listener next needs the loop: now if one is ready and the

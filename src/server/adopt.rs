@@ -139,11 +139,10 @@ impl Server {
     }
 
     /// Once a turn, at its end: serve queued sockets while there are free
-    /// slots, then accept from listeners done resting, and, if slots were
-    /// freed (or `resume` asks), from those still ready (which stopped at
-    /// the limit). Accepting never re-enters from inside closing.
-    pub(super) fn admit(&mut self, resumed: bool) {
-        let freed = self.conns.take_freed() || resumed;
+    /// slots, then accept from every listener still ready (a batch or
+    /// `max_concurrent` stopped it) or done resting. Accepting never
+    /// re-enters from inside closing.
+    pub(super) fn admit(&mut self) {
         while self.conns.len() < self.shared.opts.max_concurrent && !self.closed {
             let Some(q) = self.queued.pop() else {
                 break;
@@ -155,7 +154,7 @@ impl Server {
         // By index: no allocation on a turn that accepts nothing.
         for i in 0..self.listeners.len() {
             let t = accept::LISTENER_TOKENS + i;
-            if self.listeners.is_due(t, self.now, freed) {
+            if self.listeners.is_due(t, self.now) {
                 self.accept_from(t);
             }
         }

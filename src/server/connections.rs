@@ -29,8 +29,6 @@ pub(super) struct Connections {
     entries: Slab<Box<Connection>>,
     timers: Timers,
     next_gen: u64,
-    /// A slot was freed since the last `take_freed`.
-    freed: bool,
     /// Connections handed off, out of the table, for the server to give
     /// to its hook (`next_handed`).
     handed: VecDeque<HandOff>,
@@ -49,11 +47,6 @@ impl Connections {
     /// A connection a handler handed off, out of the table.
     pub(super) fn next_handed(&mut self) -> Option<HandOff> {
         self.handed.pop_front()
-    }
-
-    /// Was a slot freed since the last call?
-    pub(super) fn take_freed(&mut self) -> bool {
-        std::mem::take(&mut self.freed)
     }
 
     /// The earliest deadline of any connection.
@@ -111,7 +104,6 @@ impl Connections {
         let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
         let mut c = *c;
         c.conn.release_buffers(&mut shared.pool);
-        self.freed = true;
         Some(c)
     }
 

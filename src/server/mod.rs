@@ -251,7 +251,7 @@ impl Server {
         let registry = self.poll.registry();
         self.conns.fire_timers(self.now, &mut self.shared, registry);
         self.give_handed();
-        self.admit(false);
+        self.admit();
         crate::log::flush();
         crate::log::batch(false);
         r
@@ -288,7 +288,7 @@ impl Server {
     /// Accepts again after `pause`.
     pub fn resume(&mut self) {
         self.paused = false;
-        self.admit(true);
+        self.admit();
     }
 
     /// Stops accepting for good (listeners are closed) and lets every

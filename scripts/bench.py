@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""handoff side by side with lighttpd, nginx and a canned-response floor.
+
+Run by scripts/bench.sh, which installs the tools and builds the binaries.
+Every server gets equivalent settings: access logs off, one process and one
+event loop (nginx: one worker; handoff: --threads 1 unless BENCH_THREADS),
+keep-alive without a request limit, sendfile on. Throughput cases alternate
+the servers round by round and report medians; the ratios in one run are
+what count, since this machine's figures drift from run to run.
+
+Environment: BENCH_SECONDS (per wrk run, default 5), BENCH_ROUNDS (default
+3), BENCH_CASES (comma-separated subset of the case names below),
+BENCH_THREADS (handoff's --threads, default 1), HANDOFF, FLOOR (binaries).
+"""
+
+import os
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HANDOFF = os.environ.get("HANDOFF", f"{ROOT}/target/release/handoff")
+FLOOR = os.environ.get("FLOOR", f"{ROOT}/benches/floor/target/release/floor")
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+THREADS = os.environ.get("BENCH_THREADS", "1")
+SMALL = b"hello, this is 24 bytes\n"
+SERVERS = ["floor", "lighttpd", "nginx", "handoff"]
+
+work = tempfile.mkdtemp(prefix="handoff-bench-")
+www = f"{work}/www"
+os.makedirs(www)
+with open(f"{www}/small.txt", "wb") as f:
+    f.write(SMALL)
+with open(f"{www}/256k.bin", "wb") as f:
+    f.write(os.urandom(256 * 1024))
+with open(f"{www}/1m.bin", "wb") as f:
+    f.write(os.urandom(1024 * 1024))
+subprocess.run(
+    ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+     "-nodes", "-days", "1", "-subj", "/CN=localhost",
+     "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem"],
+    check=True, capture_output=True)
+with open(f"{work}/pipeline.lua", "w") as f:
+    f.write("""
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, wrk.path) end
+  req = table.concat(r)
+end
+request = function() return req end
+""")
+
+PORT, TLS_PORT = 18400, 18401
+
+
+def config(name):
+    """The command line that starts `name` on PORT (and TLS_PORT)."""
+    if name == "floor":
+        return [FLOOR, f"127.0.0.1:{PORT}"]
+    if name == "handoff":
+        return [HANDOFF, "serve", "--listen", f"127.0.0.1:{PORT}",
+                "--listen", f"127.0.0.1:{TLS_PORT},tls=on",
+                "--tls-cert", f"{work}/cert.pem", "--tls-key", f"{work}/key.pem",
+                "--root", www, "--max-concurrent", "20000"] + (
+                    ["--threads", THREADS] if has_threads() else [])
+    if name == "nginx":
+        conf = f"{work}/nginx.conf"
+        with open(conf, "w") as f:
+            f.write(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 19000;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    types {{ text/plain txt; application/octet-stream bin; }}
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    server {{ listen 127.0.0.1:{PORT}; root {www}; }}
+    server {{
+        listen 127.0.0.1:{TLS_PORT} ssl;
+        ssl_certificate {work}/cert.pem;
+        ssl_certificate_key {work}/key.pem;
+        root {www};
+    }}
+}}
+""")
+        return ["nginx", "-p", work, "-c", conf]
+    if name == "lighttpd":
+        conf = f"{work}/lighttpd.conf"
+        with open(conf, "w") as f:
+            f.write(f"""
+server.document-root = "{www}"
+server.bind = "127.0.0.1"
+server.port = {PORT}
+server.errorlog = "{work}/lighttpd.err"
+server.max-keep-alive-requests = 65535
+server.max-keep-alive-idle = 300
+server.max-fds = 19000
+server.max-connections = 20000
+server.network-backend = "sendfile"
+mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream")
+""")
+        return ["lighttpd", "-D", "-f", conf]
+    raise ValueError(name)
+
+
+_threads = None
+
+
+def has_threads():
+    """Older builds (the 'before' table) have no --threads."""
+    global _threads
+    if _threads is None:
+        out = subprocess.run([HANDOFF, "serve", "--help"], capture_output=True, text=True).stdout
+        _threads = "--threads" in out
+    return _threads
+
+
+def wait_port(port, proc, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.args}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"no server on {port}")
+
+
+class Server:
+    def __init__(self, name, wrapper=()):
+        self.name = name
+        env = dict(os.environ, RUST_LOG="warn")
+        self.proc = subprocess.Popen(list(wrapper) + config(name), env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(PORT, self.proc)
+
+    def stop(self, sig=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+def wrk(url, conns, script=None):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{SECONDS}s", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+    tr = next(l.split()[1] for l in out.splitlines() if l.startswith("Transfer/sec"))
+    unit = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    num = tr.rstrip("KMGB")
+    bps = float(num) * unit[tr[len(num):]]
+    errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+    return rps, bps, errors
+
+
+# name: (servers, path, connections, script, tls, figure)
+THROUGHPUT = {
+    "small": (SERVERS, "/small.txt", 32, None, False, "req/s"),
+    "pipelined16": (SERVERS, "/small.txt", 32, f"{work}/pipeline.lua", False, "req/s"),
+    "1MiB": (SERVERS[1:], "/1m.bin", 8, None, False, "GB/s"),
+    "256KiB": (SERVERS[1:], "/256k.bin", 8, None, False, "GB/s"),
+    "404": (SERVERS[1:], "/missing", 32, None, False, "req/s"),
+    "https-small": (["nginx", "handoff"], "/small.txt", 32, None, True, "req/s"),
+}
+
+
+def throughput(case):
+    servers, path, conns, script, tls, figure = THROUGHPUT[case]
+    got = {s: [] for s in servers}
+    for _ in range(ROUNDS):
+        for s in servers:
+            with Server(s):
+                url = f"{'https' if tls else 'http'}://127.0.0.1:{TLS_PORT if tls else PORT}{path}"
+                rps, bps, errors = wrk(url, conns, script)
+                if errors and case != "404":
+                    print(f"  {case} {s}: {errors}", file=sys.stderr)
+                got[s].append(bps / 1e9 if figure == "GB/s" else rps)
+    return {s: statistics.median(v) for s, v in got.items()}, figure
+
+
+def requests(n, batch=1):
+    """n small keep-alive GETs on one connection, `batch` at a time."""
+    s = socket.create_connection(("127.0.0.1", PORT))
+    req = b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n" * batch
+    buf, got = b"", 0
+    while got < n:
+        s.sendall(req)
+        want = got + batch
+        while got < want:
+            i = buf.find(SMALL)
+            if i >= 0:
+                buf = buf[i + len(SMALL):]
+                got += 1
+                continue
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("closed")
+            buf += chunk
+    s.close()
+
+
+def strace_count(name, n, batch):
+    out = f"{work}/strace-{name}-{n}-{batch}"
+    with Server(name, ["strace", "-f", "-c", "-o", out]) as srv:
+        requests(n, batch)
+        srv.stop()
+    total = 0
+    for line in open(out):
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] == "total":
+            total = int(parts[3]) if parts[3].isdigit() else int(parts[2])
+    return total
+
+
+def syscalls(case_batch):
+    res = {}
+    for s in SERVERS:
+        a = strace_count(s, 800, case_batch)
+        b = strace_count(s, 2400, case_batch)
+        res[s] = (b - a) / 1600
+    return res
+
+
+def callgrind_total(name, n):
+    out = f"{work}/cg-{name}-{n}"
+    with Server(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]) as srv:
+        requests(n)
+        srv.stop(2 if name == "floor" else 15)
+    for line in open(out):
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in {out}")
+
+
+def instructions():
+    res = {}
+    for s in SERVERS:
+        a = callgrind_total(s, 1000)
+        b = callgrind_total(s, 3000)
+        res[s] = (b - a) / 2000
+    return res
+
+
+def rss_kib(pid):
+    total = 0
+    for p in [pid] + children(pid):
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in children(k)]
+
+
+def idle_count():
+    """10,000, unless the hard fd limit is too low for it: lighttpd takes at
+    most max-fds / 2 connections, and the limit here may not be raised."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
+    return min(want, (hard - 1000) // 2) if hard != resource.RLIM_INFINITY else want
+
+
+def idle_memory(count):
+    """Bytes of server RSS per idle keep-alive connection: `count`
+    connections each make one request, then sit idle."""
+    res = {}
+    for s in SERVERS[1:]:
+        with Server(s) as srv:
+            requests(100)
+            time.sleep(0.3)
+            before = rss_kib(srv.proc.pid)
+            sel = selectors.DefaultSelector()
+            socks = []
+            for _ in range(count):
+                c = socket.create_connection(("127.0.0.1", PORT))
+                c.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ)
+                socks.append(c)
+            pending, bufs = count, {}
+            while pending:
+                ready = sel.select(timeout=10)
+                if not ready:
+                    raise RuntimeError(f"{s}: answers stopped coming")
+                for key, _ in ready:
+                    data = key.fileobj.recv(4096)
+                    if not data:
+                        raise RuntimeError(f"{s} closed a keep-alive connection")
+                    bufs[key.fd] = bufs.get(key.fd, b"") + data
+                    if bufs[key.fd].endswith(SMALL):
+                        sel.unregister(key.fileobj)
+                        pending -= 1
+            time.sleep(0.5)
+            after = rss_kib(srv.proc.pid)
+            res[s] = (after - before) * 1024 / count
+            for c in socks:
+                c.close()
+    return res
+
+
+def fmt(v, figure):
+    if figure == "GB/s":
+        return f"{v:.2f} GB/s"
+    if figure == "req/s":
+        return f"{v / 1000:.1f}k"
+    if figure == "B":
+        return f"{v:.0f} B"
+    return f"{v:.2f}"
+
+
+def main():
+    cases = os.environ.get("BENCH_CASES")
+    want = cases.split(",") if cases else list(THROUGHPUT) + ["memory", "syscalls", "instructions"]
+    rows = []
+    for case in want:
+        t0 = time.time()
+        if case in THROUGHPUT:
+            res, figure = throughput(case)
+        elif case == "memory":
+            n = idle_count()
+            res, figure = idle_memory(n), "B"
+            case = f"idle RSS per keep-alive conn ({n})"
+        elif case == "syscalls":
+            rows.append(("syscalls per small request", syscalls(1), "n"))
+            res, figure, case = syscalls(16), "n", "syscalls per request, pipelined x16"
+        elif case == "instructions":
+            res, figure, case = instructions(), "n", "instructions per request (callgrind)"
+        else:
+            raise SystemExit(f"unknown case {case}")
+        rows.append((case, res, figure))
+        print(f"  ({case}: {time.time() - t0:.0f} s)", file=sys.stderr)
+    lower_is_better = ("n", "B")
+    print()
+    print(f"{'case':<40} " + " ".join(f"{s:>12}" for s in SERVERS) + "   handoff/floor  handoff/lighttpd  handoff/nginx")
+    for case, res, figure in rows:
+        cells = " ".join(f"{fmt(res[s], figure) if s in res else '-':>12}" for s in SERVERS)
+        ratios = []
+        for peer in ("floor", "lighttpd", "nginx"):
+            if peer in res and res.get(peer) and "handoff" in res:
+                ratios.append(f"{res['handoff'] / res[peer]:.2f}x")
+            else:
+                ratios.append("-")
+        print(f"{case:<40} {cells}   {ratios[0]:>13}  {ratios[1]:>16}  {ratios[2]:>13}")
+    print(f"\n(ratios: handoff's figure over the peer's; for syscalls, instructions and memory lower is better)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
