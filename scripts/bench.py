@@ -157,7 +157,12 @@ class Server:
 
     def stop(self, sig=15):
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            # Under strace, the server is strace's child: signal it, and
+            # strace writes its count when the server has exited.
+            target = self.proc.pid
+            if self.proc.args[0] == "strace":
+                target = (children(self.proc.pid) or [target])[0]
+            os.kill(target, sig)
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -176,7 +176,7 @@ fn a_listener_with_more_waiting_than_one_batch_is_emptied_without_new_arrivals()
     pump(&mut s, 300);
     let answered = clients
         .iter_mut()
-        .map(|c| available(c))
+        .map(available)
         .filter(|out| out.contains("200 OK"))
         .count();
     assert_eq!(answered, 10, "connections left in the backlog");
