@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use handoff::app::{
-    self, CertFiles, Listen, ListenSpec, OriginPolicy, PassConfig, Route, ServeConfig, WorkerArgs,
-    WorkerConfig, WsConfig,
+    self, CertFiles, FileCache, Listen, ListenSpec, OriginPolicy, PassConfig, Route, ServeConfig,
+    WorkerArgs, WorkerConfig, WsConfig,
 };
 use handoff::{Limits, Options, Timeouts};
 
@@ -154,6 +154,14 @@ struct ServeArgs {
     /// Exit after this many seconds without a connection (for inetd `wait`).
     #[arg(long, value_parser = seconds)]
     idle_exit: Option<Duration>,
+    /// Most files kept open (with their metadata, and in memory when
+    /// small), so a hot file costs no open, stat or close; 0 turns it off.
+    #[arg(long, default_value_t = FileCache::default().entries)]
+    file_cache: usize,
+    /// Seconds a cached file is trusted before its path is looked at again
+    /// (a changed file is served fresh within this).
+    #[arg(long, default_value_t = Seconds(FileCache::default().check))]
+    file_cache_check: Seconds,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     control: Option<PathBuf>,
@@ -267,6 +275,11 @@ impl ServeArgs {
             root: self.root,
             options,
             inetd: self.inetd,
+            file_cache: FileCache {
+                entries: self.file_cache,
+                check: self.file_cache_check.0,
+                ..FileCache::default()
+            },
             idle_exit: self.idle_exit,
             control: self.control,
             control_allow_uids: self.control_allow_uid,

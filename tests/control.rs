@@ -135,6 +135,7 @@ fn refuses_every_malformed_handoff_closes_its_fds_and_goes_on() {
     );
     drop((ours, _client));
     std::thread::sleep(Duration::from_millis(200));
+    c.h.warm(&["/a.txt"]);
     let before = c.h.settled_fds();
 
     let refuse = |rec: &[u8], fds: &[BorrowedFd<'_>], why: &str| {

@@ -98,6 +98,7 @@ fn aborts_a_client_that_stops_reading_and_keeps_serving_others() {
     let big = vec![b'z'; 64 << 20];
     std::fs::write(site.path().join("big.bin"), &big).unwrap();
     let h = Handoff::start(&["--root", &root_arg(site.path()), "--write-timeout", "1"]);
+    h.warm(&["/a.txt", "/big.bin"]);
     let before = h.settled_fds();
     let mut stuck = h.connect();
     stuck

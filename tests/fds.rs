@@ -20,6 +20,7 @@ fn holds_the_same_fds_after_a_mixed_run_of_aborts_errors_and_timeouts() {
         "1",
     ]);
     assert_eq!(h.get("/a.txt").status, 200);
+    h.warm(&["/a.txt", "/b.txt", "/big.bin"]);
     let before = h.settled_fds();
 
     let mut keep = Vec::new();

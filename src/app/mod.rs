@@ -11,6 +11,7 @@ mod sources;
 
 use lifecycle::{Go, Lifecycle};
 
+pub use crate::files::FileCache;
 pub use crate::intake::listen::{Listen, ListenSpec};
 pub use crate::log::flush as flush_logs;
 pub use crate::pass::{PassConfig, run as pass};
@@ -49,6 +50,8 @@ pub struct ServeConfig {
     pub options: Options,
     /// The socket is on fd 0, as inetd hands it over.
     pub inetd: bool,
+    /// The open-file cache of the static files.
+    pub file_cache: FileCache,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.
@@ -240,7 +243,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         Some(r) => (r.clone(), "--root"),
         None => default_root()?,
     };
-    let files = StaticFiles::new(&root)
+    let files = StaticFiles::new(&root, cfg.file_cache.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
     tracing::info!(root = %files.root().display(), from = whence, "serving files");
     let site = Site {

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::Arc;
 
 /// A response body.
 pub enum Body {
@@ -13,10 +14,21 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// Bytes that live for the whole program.
     Static(&'static [u8]),
-    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`.
+    /// Part of bytes shared with other responses (a cached small file).
+    Shared {
+        /// All of the bytes.
+        bytes: Arc<[u8]>,
+        /// Where the part sent begins.
+        start: usize,
+        /// How many bytes are sent.
+        len: usize,
+    },
+    /// `len` bytes of `file` from `offset`, sent with `sendfile(2)`. The
+    /// file may be shared (a cached fd): `sendfile` is given the offset and
+    /// never moves the file's position.
     File {
         /// The open file.
-        file: File,
+        file: Arc<File>,
         /// Where the part sent begins.
         offset: u64,
         /// How many bytes are sent.
@@ -34,6 +46,7 @@ impl Body {
             Body::Empty => Some(0),
             Body::Bytes(b) => Some(b.len() as u64),
             Body::Static(b) => Some(b.len() as u64),
+            Body::Shared { len, .. } => Some(*len as u64),
             Body::File { len, .. } => Some(*len),
             Body::Stream(_) => None,
         }

@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::sync::Arc;
 
 use super::body::{Body, BodyStream};
 use super::pool::BufPool;
@@ -23,8 +25,10 @@ enum Item {
     Mem(usize),
     Owned(Vec<u8>, usize),
     Static(&'static [u8], usize),
+    /// The part of shared bytes still to send.
+    Shared(Arc<[u8]>, Range<usize>),
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         left: u64,
     },
@@ -101,6 +105,14 @@ impl Output {
             }
             Body::Static(v) if v.len() <= COPY_LIMIT => {
                 self.with_mem(pool, |b| b.extend_from_slice(v))
+            }
+            Body::Shared { bytes, start, len } if len <= COPY_LIMIT => {
+                self.with_mem(pool, |b| b.extend_from_slice(&bytes[start..start + len]))
+            }
+            Body::Shared { bytes, start, len } => {
+                self.bytes += len;
+                self.items
+                    .push_back(Item::Shared(bytes, start..start + len));
             }
             Body::Bytes(v) => {
                 self.bytes += v.len();
@@ -218,6 +230,7 @@ impl Output {
                 Item::End => continue,
                 Item::Owned(v, p) => &v[*p..],
                 Item::Static(v, p) => &v[*p..],
+                Item::Shared(v, r) => &v[r.clone()],
                 Item::Stream { chunk, pos, .. } => {
                     if *pos == chunk.len() {
                         break;
@@ -290,6 +303,15 @@ impl Output {
                     self.bytes -= k;
                     n -= k;
                     if *p == v.len() {
+                        self.items.pop_front();
+                    }
+                }
+                Item::Shared(_, r) => {
+                    let k = n.min(r.len());
+                    r.start += k;
+                    self.bytes -= k;
+                    n -= k;
+                    if r.start == r.end {
                         self.items.pop_front();
                     }
                 }
@@ -387,6 +409,45 @@ mod tests {
         assert_eq!(out.responses(), 3);
         assert_eq!(drain(&mut out), b"HEADbodyHEADbodyHEADbody");
         assert_eq!(out.responses(), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_small_shared_body_goes_out_with_its_head_in_one_slice_and_a_large_one_next_to_it() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        let small: Arc<[u8]> = Arc::from(&b"alpha\n"[..]);
+        out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
+        out.push_body(
+            &mut pool,
+            Body::Shared {
+                bytes: small,
+                start: 1,
+                len: 4,
+            },
+            false,
+        );
+        out.end_response();
+        let mut iov = [IoSlice::new(&[]); 8];
+        assert_eq!(out.gather(&mut iov), 1, "head and body in one slice");
+        assert_eq!(&*iov[0], b"HEADlpha");
+        let big: Arc<[u8]> = vec![b'z'; COPY_LIMIT + 1].into();
+        out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
+        out.push_body(
+            &mut pool,
+            Body::Shared {
+                bytes: big.clone(),
+                start: 0,
+                len: big.len(),
+            },
+            false,
+        );
+        out.end_response();
+        let mut iov = [IoSlice::new(&[]); 8];
+        assert_eq!(out.gather(&mut iov), 2, "one writev, no file");
+        assert!(out.front_file().is_none());
+        let all = drain(&mut out);
+        assert_eq!(all.len(), 8 + 4 + big.len());
         assert!(out.is_empty());
     }
 

@@ -130,6 +130,17 @@ impl Handoff {
             .count()
     }
 
+    /// Opens `paths` once (a HEAD each), so the open-file cache holds them
+    /// before a test counts fds: a cached fd is no leak.
+    pub fn warm(&self, paths: &[&str]) {
+        for p in paths {
+            let r = self.exchange(
+                format!("HEAD {p} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            assert!(r.starts_with("HTTP/1.1 200 "), "{p}: {r}");
+        }
+    }
+
     /// Open fds once the count has stopped changing (connections that were
     /// just closed by a client take a moment to be closed by the server).
     pub fn settled_fds(&self) -> usize {

@@ -7,18 +7,26 @@
 //! `..` or a symlink pointing out alike, in one syscall and with no window
 //! between a check and the open. Where the kernel lacks openat2 (before
 //! 5.6) we fall back to canonicalising and comparing prefixes.
+//!
+//! What a path opened to is kept in the open-file cache (`cache.rs`) and
+//! trusted for a second; small files are answered from memory.
+
+mod cache;
 
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Instant;
 
 use crate::http::{Body, Handler, Request, Response};
+pub use cache::FileCache;
+use cache::OpenFiles;
 
 pub(crate) struct StaticFiles {
     root: OwnedFd,
     root_path: PathBuf,
+    cache: OpenFiles,
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -33,7 +41,7 @@ enum Opened {
 }
 
 impl StaticFiles {
-    pub(crate) fn new(root: &Path) -> io::Result<StaticFiles> {
+    pub(crate) fn new(root: &Path, cache: FileCache) -> io::Result<StaticFiles> {
         let root_path = root.canonicalize()?;
         let dir = File::open(&root_path)?;
         if !dir.metadata()?.is_dir() {
@@ -45,6 +53,7 @@ impl StaticFiles {
         Ok(StaticFiles {
             root: OwnedFd::from(dir),
             root_path,
+            cache: OpenFiles::new(cache),
         })
     }
 
@@ -123,29 +132,6 @@ fn relative_path(url_path: &str) -> Option<Option<String>> {
         }
     }
     Some(Some(parts.join("/")))
-}
-
-fn etag_of(meta: &std::fs::Metadata) -> String {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    format!(
-        "\"{:x}-{:x}-{:x}\"",
-        mtime.as_secs(),
-        mtime.subsec_nanos(),
-        meta.len()
-    )
-}
-
-fn mtime_secs(meta: &std::fs::Metadata) -> SystemTime {
-    let t = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// Does an If-None-Match / If-Match list contain our tag? `weak`: compare
@@ -249,30 +235,25 @@ impl Handler for StaticFiles {
             }
         }
         let path = req.path();
-        let (file, meta, index) = match self.open(path) {
-            Opened::File(f, m, index) => (f, m, index),
-            Opened::Redirect => {
-                let mut loc = format!("{path}/");
-                if let Some(q) = req.query() {
-                    loc.push('?');
-                    loc.push_str(q);
+        let now = Instant::now();
+        let file = match self.cache.fresh(path, now) {
+            Some(f) => f,
+            None => match self.open(path) {
+                Opened::File(f, meta, index) => {
+                    // A folder's index.html is typed as HTML, not by the URL.
+                    let type_from = Path::new(if index { "index.html" } else { path });
+                    self.cache
+                        .opened(path, f, &meta, || content_type(type_from), now)
                 }
-                res.header("Location", loc);
-                return plain(res, 301, "301 Moved Permanently\n");
-            }
-            Opened::Status(400) => return plain(res, 400, "400 Bad Request\n"),
-            Opened::Status(403) => return plain(res, 403, "403 Forbidden\n"),
-            Opened::Status(500) => return plain(res, 500, "500 Internal Server Error\n"),
-            Opened::Status(503) => {
-                res.header("Retry-After", "1");
-                return plain(res, 503, "503 Service Unavailable\n");
-            }
-            Opened::Status(_) => return plain(res, 404, "404 Not Found\n"),
+                other => {
+                    self.cache.forget(path);
+                    return refuse(other, req, res);
+                }
+            },
         };
-        let size = meta.len();
-        let etag = etag_of(&meta);
-        let modified = mtime_secs(&meta);
-        let last_modified = httpdate::fmt_http_date(modified);
+        let size = file.len;
+        let etag = &file.etag[..];
+        let modified = file.modified;
         let since = |name: &str| {
             req.header(name)
                 .and_then(|v| httpdate::parse_http_date(v).ok())
@@ -280,7 +261,7 @@ impl Handler for StaticFiles {
 
         // Preconditions in the order of RFC 9110 §13.2.2.
         if let Some(im) = req.header_bytes("if-match") {
-            if !etag_matches(im, &etag, false) {
+            if !etag_matches(im, etag, false) {
                 return plain(res, 412, "412 Precondition Failed\n");
             }
         } else if let Some(t) = since("if-unmodified-since")
@@ -289,21 +270,16 @@ impl Handler for StaticFiles {
             return plain(res, 412, "412 Precondition Failed\n");
         }
         let not_modified = match req.header_bytes("if-none-match") {
-            Some(inm) => etag_matches(inm, &etag, true),
+            Some(inm) => etag_matches(inm, etag, true),
             None => since("if-modified-since").is_some_and(|t| modified <= t),
         };
-        res.header("ETag", &etag)
-            .header("Last-Modified", &last_modified);
+        res.header("ETag", etag)
+            .header("Last-Modified", &file.last_modified);
         if not_modified {
             res.status(304);
             return;
         }
-        let type_from = if index {
-            Path::new("index.html")
-        } else {
-            Path::new(path)
-        };
-        res.header("Content-Type", content_type(type_from))
+        res.header("Content-Type", &file.content_type)
             .header("Accept-Ranges", "bytes");
 
         let mut range = match req.header_bytes("range") {
@@ -324,28 +300,53 @@ impl Handler for StaticFiles {
                 range = RangeReq::None;
             }
         }
-        match range {
-            RangeReq::None => {
-                res.body(Body::File {
-                    file,
-                    offset: 0,
-                    len: size,
-                });
-            }
+        let (offset, len) = match range {
+            RangeReq::None => (0, size),
             RangeReq::One(a, b) => {
                 res.status(206)
                     .header("Content-Range", format!("bytes {a}-{b}/{size}"));
-                res.body(Body::File {
-                    file,
-                    offset: a,
-                    len: b - a + 1,
-                });
+                (a, b - a + 1)
             }
             RangeReq::Unsatisfiable => {
                 res.header("Content-Range", format!("bytes */{size}"));
-                plain(res, 416, "416 Range Not Satisfiable\n");
+                return plain(res, 416, "416 Range Not Satisfiable\n");
             }
+        };
+        res.body(match &file.bytes {
+            Some(bytes) => Body::Shared {
+                bytes: bytes.clone(),
+                start: offset as usize,
+                len: len as usize,
+            },
+            None => Body::File {
+                file: file.file.clone(),
+                offset,
+                len,
+            },
+        });
+    }
+}
+
+/// The answer when a path does not open to a file.
+fn refuse(o: Opened, req: &Request<'_>, res: &mut Response<'_>) {
+    match o {
+        Opened::Redirect => {
+            let mut loc = format!("{}/", req.path());
+            if let Some(q) = req.query() {
+                loc.push('?');
+                loc.push_str(q);
+            }
+            res.header("Location", loc);
+            plain(res, 301, "301 Moved Permanently\n")
         }
+        Opened::Status(400) => plain(res, 400, "400 Bad Request\n"),
+        Opened::Status(403) => plain(res, 403, "403 Forbidden\n"),
+        Opened::Status(500) => plain(res, 500, "500 Internal Server Error\n"),
+        Opened::Status(503) => {
+            res.header("Retry-After", "1");
+            plain(res, 503, "503 Service Unavailable\n")
+        }
+        Opened::Status(_) | Opened::File(..) => plain(res, 404, "404 Not Found\n"),
     }
 }
 
