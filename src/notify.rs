@@ -11,7 +11,8 @@ pub(crate) struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
     next_ping: Option<Instant>,
-    last_status: String,
+    /// Connections and queued sockets last reported.
+    last_status: (usize, usize),
     next_status: Instant,
     /// A changed STATUS held back by the rate limit.
     pending: bool,
@@ -19,6 +20,10 @@ pub(crate) struct Notifier {
 
 /// STATUS is sent when it changed, at most this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+fn status_line((connections, queued): (usize, usize)) -> String {
+    format!("{connections} connections, {queued} queued")
+}
 
 impl Notifier {
     pub(crate) fn from_env() -> Notifier {
@@ -32,7 +37,7 @@ impl Notifier {
             enabled,
             watchdog,
             next_ping: None,
-            last_status: String::new(),
+            last_status: (0, 0),
             next_status: Instant::now(),
             pending: false,
         }
@@ -46,19 +51,24 @@ impl Notifier {
         }
     }
 
-    pub(crate) fn ready(&mut self, status: &str) {
-        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
-        self.last_status = status.to_string();
+    pub(crate) fn ready(&mut self, counts: (usize, usize)) {
+        self.send(&[
+            NotifyState::Ready,
+            NotifyState::Status(&status_line(counts)),
+        ]);
+        self.last_status = counts;
         self.ping(Instant::now());
     }
 
-    /// Sends STATUS if it changed and a second has passed since the last.
-    pub(crate) fn status(&mut self, now: Instant, status: &str) {
-        if status == self.last_status {
+    /// Sends STATUS (connections, queued) if it changed and a second has
+    /// passed since the last. Called every loop turn: the line is formatted
+    /// only when it is sent.
+    pub(crate) fn status(&mut self, now: Instant, counts: (usize, usize)) {
+        if !self.enabled || counts == self.last_status {
             self.pending = false;
         } else if now >= self.next_status {
-            self.send(&[NotifyState::Status(status)]);
-            self.last_status = status.to_string();
+            self.send(&[NotifyState::Status(&status_line(counts))]);
+            self.last_status = counts;
             self.next_status = now + STATUS_EVERY;
             self.pending = false;
         } else {

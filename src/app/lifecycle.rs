@@ -134,7 +134,7 @@ impl Lifecycle<'_> {
             return Go::Exit;
         }
         self.notifier.tick(now);
-        self.notifier.status(now, &status(server));
+        self.notifier.status(now, status(server));
         Go::On
     }
 }

@@ -309,7 +309,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let sig_rx = lifecycle::signals(inbox.clone())?;
 
     let mut notifier = Notifier::from_env();
-    notifier.ready(&status(&server));
+    notifier.ready(status(&server));
     let mut life = Lifecycle {
         cfg: &cfg,
         notifier,
@@ -349,12 +349,9 @@ fn reload_certificates(cfg: &ServeConfig, server: &mut Server) {
     }
 }
 
-fn status(server: &Server) -> String {
-    format!(
-        "{} connections, {} queued",
-        server.connections(),
-        server.queued()
-    )
+/// What sd_notify's STATUS reports: connections served, sockets queued.
+fn status(server: &Server) -> (usize, usize) {
+    (server.connections(), server.queued())
 }
 
 /// What `handoff ws-worker` is told on its command line.

@@ -49,10 +49,12 @@ pub(crate) struct Cached {
     pub(crate) file: Arc<File>,
     pub(crate) len: u64,
     pub(crate) etag: String,
-    /// `Last-Modified`, and the time it says (whole seconds).
-    pub(crate) last_modified: String,
+    /// The time `Last-Modified` says (whole seconds).
     pub(crate) modified: SystemTime,
-    pub(crate) content_type: String,
+    /// `ETag` and `Last-Modified` lines, and `Content-Type` and
+    /// `Accept-Ranges` lines, built and checked once per file.
+    pub(crate) validators: Vec<u8>,
+    pub(crate) representation: Vec<u8>,
     /// The whole file, when it is small.
     pub(crate) bytes: Option<Arc<[u8]>>,
 }
@@ -167,17 +169,24 @@ impl OpenFiles {
         let bytes = (len <= self.cfg.in_memory)
             .then(|| read_whole(&file, len))
             .flatten();
+        let etag = format!(
+            "\"{:x}-{:x}-{len:x}\"",
+            mtime.as_secs(),
+            mtime.subsec_nanos()
+        );
+        let last_modified = httpdate::fmt_http_date(modified);
+        // Every part is ours (hex digits, an IMF-fixdate, a MIME type from
+        // mime_guess's table): no CR, LF or NUL can be in them.
+        let validators = format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n").into_bytes();
+        let representation =
+            format!("Content-Type: {content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
         Cached {
             file: Arc::new(file),
             len,
-            etag: format!(
-                "\"{:x}-{:x}-{len:x}\"",
-                mtime.as_secs(),
-                mtime.subsec_nanos()
-            ),
-            last_modified: httpdate::fmt_http_date(modified),
+            etag,
             modified,
-            content_type,
+            validators,
+            representation,
             bytes,
         }
     }

@@ -273,14 +273,12 @@ impl Handler for StaticFiles {
             Some(inm) => etag_matches(inm, etag, true),
             None => since("if-modified-since").is_some_and(|t| modified <= t),
         };
-        res.header("ETag", etag)
-            .header("Last-Modified", &file.last_modified);
+        res.checked_headers(&file.validators);
         if not_modified {
             res.status(304);
             return;
         }
-        res.header("Content-Type", &file.content_type)
-            .header("Accept-Ranges", "bytes");
+        res.checked_headers(&file.representation);
 
         let mut range = match req.header_bytes("range") {
             Some(r) if req.method() == "GET" => parse_range(r, size),

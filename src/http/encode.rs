@@ -4,8 +4,6 @@
 //! without the engine (a 503 from the WebSocket pool or `handoff pass`, a
 //! worker's 101).
 
-use std::io::Write as _;
-
 use super::status::{has_no_body, reason_phrase};
 
 /// How a response's body is delimited and whether the connection stays.
@@ -52,9 +50,12 @@ pub(crate) fn head(
     minor: u8,
     f: ResponseFraming,
 ) {
-    // Pieces, not one `write!`: this runs for every response.
+    // Pieces, and numbers by `itoa`, not `write!`: this runs for every
+    // response, and the formatting machinery was a tenth of its cost.
+    let mut num = itoa::Buffer::new();
     b.extend_from_slice(b"HTTP/1.1 ");
-    let _ = write!(b, "{status} ");
+    b.extend_from_slice(num.format(status).as_bytes());
+    b.push(b' ');
     b.extend_from_slice(reason_phrase(status).as_bytes());
     b.extend_from_slice(b"\r\nDate: ");
     b.extend_from_slice(date);
@@ -64,7 +65,9 @@ pub(crate) fn head(
     if !f.no_body {
         match len {
             Some(n) => {
-                let _ = write!(b, "Content-Length: {n}\r\n");
+                b.extend_from_slice(b"Content-Length: ");
+                b.extend_from_slice(num.format(n).as_bytes());
+                b.extend_from_slice(b"\r\n");
             }
             None if f.chunked => b.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             None => {}

@@ -9,7 +9,13 @@ const MAX_FREE: usize = 256;
 
 #[derive(Default)]
 pub(crate) struct BufPool {
+    /// Output buffers, empty.
     free: Vec<Vec<u8>>,
+    /// Read buffers, kept at full length: their bytes are stale but
+    /// initialised, so a connection reads into one without zeroing it
+    /// again for every request (that `memset` was 60% of a small request's
+    /// instructions when the two kinds shared one list).
+    filled: Vec<Vec<u8>>,
 }
 
 impl BufPool {
@@ -32,8 +38,26 @@ impl BufPool {
         }
     }
 
+    /// A read buffer of `BUF_SIZE` bytes or more, all of them usable.
+    pub(crate) fn take_filled(&mut self) -> Vec<u8> {
+        self.filled.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
+    }
+
+    /// Keeps a read buffer (at its full length) for reuse, on the same
+    /// terms as `give`.
+    pub(crate) fn give_filled(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() >= BUF_SIZE
+            && buf.capacity() <= 2 * BUF_SIZE
+            && self.filled.len() < MAX_FREE
+        {
+            let cap = buf.capacity();
+            buf.resize(cap, 0);
+            self.filled.push(buf);
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn free_buffers(&self) -> usize {
-        self.free.len()
+        self.free.len() + self.filled.len()
     }
 }

@@ -90,6 +90,14 @@ impl<'a> Response<'a> {
         self
     }
 
+    /// Appends header lines the crate built and checked itself (`Name:
+    /// value\r\n` each, no framing field): a cached file's, once per file
+    /// rather than once per request.
+    pub(crate) fn checked_headers(&mut self, lines: &[u8]) -> &mut Self {
+        self.headers.extend_from_slice(lines);
+        self
+    }
+
     /// Sets the body (bytes, a string, a file).
     pub fn body(&mut self, body: impl Into<Body>) -> &mut Self {
         self.body = body.into();

@@ -154,9 +154,7 @@ impl Conn {
 
     fn ensure_buf(&mut self, pool: &mut BufPool) {
         if self.rbuf.is_empty() {
-            self.rbuf = pool.take();
-            let cap = self.rbuf.capacity();
-            self.rbuf.resize(cap, 0);
+            self.rbuf = pool.take_filled();
         }
     }
 
@@ -310,7 +308,7 @@ impl Conn {
         if self.start == self.end && !self.rbuf.is_empty() {
             self.start = 0;
             self.end = 0;
-            pool.give(std::mem::take(&mut self.rbuf));
+            pool.give_filled(std::mem::take(&mut self.rbuf));
         }
         self.out.release(pool);
     }
