@@ -126,6 +126,17 @@ impl std::str::FromStr for Seconds {
     }
 }
 
+fn threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("{s:?}: from 1 to 1024 event loops")),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     if !(v > 0.0 && v.is_finite()) {
@@ -154,6 +165,10 @@ struct ServeArgs {
     /// Exit after this many seconds without a connection (for inetd `wait`).
     #[arg(long, value_parser = seconds)]
     idle_exit: Option<Duration>,
+    /// Event loops, each on its own thread, sharing the listeners (the
+    /// kernel spreads connections). Default: the CPUs this process may use.
+    #[arg(long, default_value_t = default_threads(), value_parser = threads)]
+    threads: usize,
     /// Most files kept open (with their metadata, and in memory when
     /// small), so a hot file costs no open, stat or close; 0 turns it off.
     #[arg(long, default_value_t = FileCache::default().entries)]
@@ -275,6 +290,7 @@ impl ServeArgs {
             root: self.root,
             options,
             inetd: self.inetd,
+            threads: self.threads,
             file_cache: FileCache {
                 entries: self.file_cache,
                 check: self.file_cache_check.0,

@@ -103,7 +103,8 @@ fn rests_instead_of_spinning_when_out_of_fds_and_recovers() {
     let resp = read_to_close(&mut clients[0]);
     assert!(
         resp.starts_with("HTTP/1.1 503 ") && resp.contains("Retry-After: 1"),
-        "{resp}"
+        "{resp}\n{}",
+        h.log()
     );
     clients.clear();
     assert!(wait_until(Duration::from_secs(5), || {

@@ -8,6 +8,7 @@
 use std::sync::mpsc;
 use std::time::Instant;
 
+use super::threads::Others;
 use super::{ServeConfig, reload_certificates, status};
 use crate::handoff::pool::Pool;
 use crate::notify::Notifier;
@@ -47,6 +48,8 @@ pub(super) struct Lifecycle<'a> {
     pub(super) signals: mpsc::Receiver<i32>,
     pub(super) ws_pool: Option<Pool>,
     pub(super) inbox: Inbox,
+    /// The other event loops (`--threads`).
+    pub(super) others: Others,
     /// Only a connection was given (inetd `nowait`, `Accept=yes`): the
     /// process ends with it.
     pub(super) single_connection: bool,
@@ -74,22 +77,24 @@ impl Lifecycle<'_> {
     pub(super) fn after_step(&mut self, server: &mut Server, now: Instant) -> Go {
         while let Ok(sig) = self.signals.try_recv() {
             if sig == signal_hook::consts::SIGHUP {
-                reload_certificates(self.cfg, server);
+                reload_certificates(self.cfg, server, &self.others);
                 continue;
             }
             if self.deadline.is_some() {
                 tracing::warn!(sig, "second signal: exiting now");
                 server.close();
+                self.others.close();
                 self.notifier.stopping();
                 return Go::Exit;
             }
             tracing::info!(
                 sig,
-                connections = server.connections(),
+                connections = server.connections_in_budget(),
                 "draining: no new connections; answering those in flight"
             );
             self.notifier.stopping();
             server.drain();
+            self.others.drain();
             let inbox = self.inbox.clone();
             self.workers_done = self.ws_pool.as_ref().map(|p| {
                 p.shutdown(move || {
@@ -106,16 +111,17 @@ impl Lifecycle<'_> {
             if workers_gone {
                 self.workers_done = None;
             }
-            if server.is_empty() && workers_gone {
+            if server.is_empty() && workers_gone && self.others.done() {
                 tracing::info!("drained; exiting");
                 return Go::Exit;
             }
             if now >= d {
                 tracing::warn!(
-                    connections = server.connections(),
+                    connections = server.connections_in_budget(),
                     "shutdown timeout: closing what is left"
                 );
                 server.close();
+                self.others.close();
                 return Go::Exit;
             }
         }
@@ -123,7 +129,7 @@ impl Lifecycle<'_> {
             // An Accept=yes or inetd nowait connection has ended.
             return Go::Exit;
         }
-        if server.connections() > 0 || server.queued() > 0 {
+        if server.connections_in_budget() > 0 || server.queued() > 0 {
             self.idle_since = now;
         } else if self
             .cfg

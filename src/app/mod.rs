@@ -4,10 +4,13 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 mod lifecycle;
 mod sources;
+mod threads;
 
 use lifecycle::{Go, Lifecycle};
 
@@ -30,7 +33,7 @@ use crate::intake::listen;
 use crate::intake::systemd::{self, Role};
 use crate::log::LogTarget;
 use crate::notify::Notifier;
-use crate::server::{Options, Server};
+use crate::server::{Loops, Options, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
 use crate::ws::upgrade;
@@ -50,6 +53,8 @@ pub struct ServeConfig {
     pub options: Options,
     /// The socket is on fd 0, as inetd hands it over.
     pub inetd: bool,
+    /// Event loops, each on its own thread (at least 1).
+    pub threads: usize,
     /// The open-file cache of the static files.
     pub file_cache: FileCache,
     /// Exit after this long with no connection (inetd `wait` mode).
@@ -246,24 +251,16 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let files = StaticFiles::new(&root, cfg.file_cache.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
     tracing::info!(root = %files.root().display(), from = whence, "serving files");
-    let site = Site {
-        files,
-        ws_routes: cfg.ws.routes.clone(),
-        origins: cfg.ws.origins.clone(),
-    };
-    let mut server = Server::new(cfg.options.clone(), site)?;
+    drop(files);
     let mut ws_pool = None;
     if !cfg.ws.routes.is_empty() {
-        let pool = pool::start(PoolConfig {
+        ws_pool = Some(pool::start(PoolConfig {
             workers: cfg.ws.workers,
             worker_args: cfg.ws.worker_args(cfg.log_file.as_ref()),
             external: cfg.ws.external.clone(),
             ack_timeout: cfg.ws.ack_timeout,
-        })?;
-        ws_pool = Some(pool.clone());
-        server.on_hand_off(move |h| pool.hand_off(h));
+        })?);
     }
-    let inbox = server.inbox()?;
     let mut control_cfg = ControlConfig::default();
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
 
@@ -271,22 +268,73 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
         || activated.iter().any(|a| a.role == Role::Https);
     let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
-    if let Some(c) = &tls_cfg {
-        server.set_tls(c.clone());
+    if tls_cfg.is_some() {
         tracing::info!(
             kernel_tls = tls::kernel_tls_available(),
             "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
         );
     }
+    // Every loop's server is made alike: its own handler (and open-file
+    // cache), the TLS configuration, the one WebSocket pool, and one budget
+    // under max_concurrent for the whole process.
+    let budget = Arc::new(AtomicUsize::new(0));
+    let make: threads::MakeServer = {
+        let (opts, routes, origins) = (
+            cfg.options.clone(),
+            cfg.ws.routes.clone(),
+            cfg.ws.origins.clone(),
+        );
+        let (file_cache, tls_cfg, ws_pool, budget) = (
+            cfg.file_cache.clone(),
+            tls_cfg.clone(),
+            ws_pool.clone(),
+            budget.clone(),
+        );
+        Arc::new(move || {
+            let site = Site {
+                files: StaticFiles::new(&root, file_cache.clone())?,
+                ws_routes: routes.clone(),
+                origins: origins.clone(),
+            };
+            let mut server = Server::new(opts.clone(), site)?;
+            server.share_limit(budget.clone());
+            if let Some(c) = &tls_cfg {
+                server.set_tls(c.clone());
+            }
+            if let Some(pool) = ws_pool.clone() {
+                server.on_hand_off(move |h| pool.hand_off(h));
+            }
+            Ok(server)
+        })
+    };
+    let mut server = make()?;
+    let inbox = server.inbox()?;
+    let others = threads::Others::spawn(cfg.threads.max(1) - 1, make, inbox.clone())?;
+    let loops = Loops::new(
+        std::iter::once(inbox.clone())
+            .chain(others.inboxes.iter().cloned())
+            .collect(),
+    );
     let (listeners, controls, control_line) = add_sources(
         &cfg,
         &mut server,
         activated,
         inetd_fd,
-        &inbox,
+        &loops,
         control_cfg,
         &mut lines,
     )?;
+    let single_connection = listeners == 0 && controls == 0;
+    // Everything this thread needs opened before the other loops may
+    // accept: a burst of connections could take the last fds.
+    let sig_rx = lifecycle::signals(inbox.clone())?;
+    let mut notifier = Notifier::from_env();
+    if single_connection {
+        // One connection (inetd nowait, Accept=yes): one loop serves it.
+        others.close();
+    } else {
+        others.share_listeners(&server)?;
+    }
     if server.is_empty() && controls == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -306,9 +354,6 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
     }
 
-    let sig_rx = lifecycle::signals(inbox.clone())?;
-
-    let mut notifier = Notifier::from_env();
     notifier.ready(status(&server));
     let mut life = Lifecycle {
         cfg: &cfg,
@@ -316,7 +361,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         signals: sig_rx,
         ws_pool,
         inbox,
-        single_connection: listeners == 0 && controls == 0,
+        others,
+        single_connection,
         deadline: None,
         workers_done: None,
         idle_since: Instant::now(),
@@ -333,13 +379,14 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
 /// SIGHUP: load the certificate files again. New connections get the new
 /// certificates, live ones keep their session; a broken file keeps the old
 /// certificates and says why.
-fn reload_certificates(cfg: &ServeConfig, server: &mut Server) {
+fn reload_certificates(cfg: &ServeConfig, server: &mut Server, others: &threads::Others) {
     if cfg.tls_certs.is_empty() {
         tracing::info!("SIGHUP: no certificate files to reload");
         return;
     }
     match tls::load_all(&cfg.tls_certs) {
         Ok(c) => {
+            others.set_tls(&c);
             server.set_tls(c);
             tracing::info!("SIGHUP: certificates reloaded");
         }
@@ -349,9 +396,10 @@ fn reload_certificates(cfg: &ServeConfig, server: &mut Server) {
     }
 }
 
-/// What sd_notify's STATUS reports: connections served, sockets queued.
+/// What sd_notify's STATUS reports: connections served (by every loop),
+/// sockets queued.
 fn status(server: &Server) -> (usize, usize) {
-    (server.connections(), server.queued())
+    (server.connections_in_budget(), server.queued())
 }
 
 /// What `handoff ws-worker` is told on its command line.

@@ -10,7 +10,7 @@ use super::{DEFAULT_LISTEN, ServeConfig, announce};
 use crate::intake::control::{self, ControlConfig};
 use crate::intake::listen::{self, Listen, ListenSpec};
 use crate::intake::systemd::{Activated, Role};
-use crate::server::{Added, Inbox, Server, Socket};
+use crate::server::{Added, Loops, Server, Socket};
 use crate::sys::fdpass;
 use crate::tls::TlsMode;
 
@@ -21,7 +21,7 @@ pub(super) fn add_sources(
     server: &mut Server,
     activated: Vec<Activated>,
     inetd_fd: Option<OwnedFd>,
-    inbox: &Inbox,
+    loops: &Loops,
     control_cfg: ControlConfig,
     lines: &mut Vec<String>,
 ) -> io::Result<(usize, usize, Option<String>)> {
@@ -32,7 +32,7 @@ pub(super) fn add_sources(
     for a in activated {
         match a.role {
             Role::Control => {
-                control::spawn(a.fd, control_cfg.clone(), inbox.clone()).map_err(|e| {
+                control::spawn(a.fd, control_cfg.clone(), loops.clone()).map_err(|e| {
                     io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
                 })?;
                 controls += 1;
@@ -73,7 +73,7 @@ pub(super) fn add_sources(
     if let Some(path) = &cfg.control {
         listen::remove_stale(path)?;
         let fd = fdpass::seqpacket_listen(path)?;
-        control::spawn(fd, control_cfg.clone(), inbox.clone())?;
+        control::spawn(fd, control_cfg.clone(), loops.clone())?;
         controls += 1;
         had_source = true;
         control_line = Some(format!("control on {}", path.display()));

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::handoff::wire::{self, Kind, Message};
-use crate::server::{Added, Inbox, Socket, Submission};
+use crate::server::{Added, Loops, Socket, Submission};
 use crate::sys::fdpass;
 use crate::sys::{self, Addr, SockKind};
 
@@ -42,7 +42,7 @@ impl Default for ControlConfig {
 }
 
 /// Serves a listening control socket on a thread of its own.
-pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::Result<()> {
+pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::Result<()> {
     if !fdpass::is_seqpacket(listener.as_fd()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -80,12 +80,12 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, inbox: Inbox) -> io::
                     continue;
                 }
                 peers.fetch_add(1, Ordering::Relaxed);
-                let (cfg, inbox, peers) = (cfg.clone(), inbox.clone(), peers.clone());
+                let (cfg, loops, peers) = (cfg.clone(), loops.clone(), peers.clone());
                 let spawned = std::thread::Builder::new()
                     .name("control-peer".into())
                     .spawn(move || {
                         tracing::debug!(uid, pid, "control peer connected");
-                        serve_peer(&conn, &cfg, &inbox);
+                        serve_peer(&conn, &cfg, &loops);
                         peers.fetch_sub(1, Ordering::Relaxed);
                     });
                 if let Err(e) = spawned {
@@ -102,7 +102,7 @@ fn reply(conn: &OwnedFd, m: &Message) {
     }
 }
 
-fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, inbox: &Inbox) {
+fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
     loop {
         let rec = match fdpass::recv_with_fds(conn.as_fd(), &mut buf) {
@@ -120,7 +120,7 @@ fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, inbox: &Inbox) {
             rec.ctrunc,
             rec.other_cmsg,
             cfg,
-            inbox,
+            loops,
         ) {
             Ok(id) => Message::ack(id),
             Err((id, why)) => {
@@ -141,7 +141,7 @@ fn handle(
     ctrunc: bool,
     other_cmsg: bool,
     cfg: &ControlConfig,
-    inbox: &Inbox,
+    loops: &Loops,
 ) -> Result<u64, (u64, String)> {
     if truncated {
         return Err((
@@ -189,17 +189,32 @@ fn handle(
             "PROXY protocol headers are not supported by this server".into(),
         ));
     }
+    // A connection goes to the least-loaded loop; a listener to the first,
+    // whose answer is reported, and then a copy to every other loop.
+    let inbox = match kind {
+        Kind::PassListener => &loops.all()[0],
+        _ => loops.least_loaded(),
+    };
+    let copies = match kind {
+        Kind::PassListener => loops.all()[1..]
+            .iter()
+            .map(|_| fd.try_clone())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| (id, format!("cannot share the listener: {e}")))?,
+        _ => Vec::new(),
+    };
     let socket = match msg.peer.as_deref().and_then(|p| p.parse().ok()) {
         Some(a) => Socket::with_peer(fd, Addr::Inet(a)),
         None => Socket::new(fd),
     };
     // A stream marked TLS is served with TLS like an accepted one (the
     // server refuses it if it has no certificate).
-    let socket = if msg.flags & wire::flags::TLS != 0 {
-        socket.tls(crate::tls::TlsMode::On)
+    let tls = if msg.flags & wire::flags::TLS != 0 {
+        crate::tls::TlsMode::On
     } else {
-        socket
+        crate::tls::TlsMode::Off
     };
+    let socket = socket.tls(tls);
     let (tx, rx) = mpsc::channel();
     let ticket = inbox
         .submit(Submission {
@@ -224,6 +239,17 @@ fn handle(
     match outcome {
         Ok(Added::Listener(a)) => {
             tracing::info!(id, local = %a, "listener handed over");
+            for (other, fd) in loops.all()[1..].iter().zip(copies) {
+                let socket = Socket::new(fd).tls(tls);
+                let copy = Submission {
+                    socket,
+                    pre_read: Vec::new(),
+                    reply: None,
+                };
+                if let Err(e) = other.submit(copy) {
+                    tracing::warn!(id, "a loop did not take its copy of the listener: {e}");
+                }
+            }
             Ok(id)
         }
         Ok(_) => Ok(id),
@@ -238,7 +264,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     fn pass_connection(
-        inbox: &Inbox,
+        inbox: &crate::server::Inbox,
         timeout: Duration,
     ) -> (Result<u64, (u64, String)>, UnixStream) {
         let (ours, client) = UnixStream::pair().unwrap();
@@ -254,7 +280,7 @@ mod tests {
             false,
             false,
             &cfg,
-            inbox,
+            &Loops::new(vec![inbox.clone()]),
         );
         (r, client)
     }

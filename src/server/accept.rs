@@ -5,11 +5,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use mio::Registry;
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
 
 use super::Socket;
 use crate::sys::{self, Addr, would_block};
@@ -40,17 +40,13 @@ impl Listeners {
     /// Registers a listening socket; returns its token.
     pub(super) fn add(
         &mut self,
-        registry: &Registry,
+        epoll: BorrowedFd<'_>,
         fd: OwnedFd,
         unix: bool,
         tls: TlsMode,
     ) -> io::Result<(usize, Addr)> {
         let token = LISTENER_TOKENS + self.list.len();
-        registry.register(
-            &mut SourceFd(&fd.as_raw_fd()),
-            Token(token),
-            Interest::READABLE,
-        )?;
+        sys::epoll_add_exclusive(epoll, fd.as_fd(), token)?;
         let local = sys::local_addr(fd.as_fd());
         self.list.push(Some(Listener {
             fd,
@@ -67,6 +63,21 @@ impl Listeners {
         self.list
             .get_mut(token.checked_sub(LISTENER_TOKENS)?)?
             .as_mut()
+    }
+
+    /// A new fd for every open listener, with its TLS mode, for another
+    /// loop to accept from too.
+    pub(super) fn share(&self) -> io::Result<Vec<Socket>> {
+        self.list
+            .iter()
+            .flatten()
+            .map(|l| Ok(Socket::listener(l.fd.try_clone()?, l.unix, l.tls)))
+            .collect()
+    }
+
+    /// Is any listener ready with connections not yet accepted?
+    pub(super) fn any_ready(&self) -> bool {
+        self.list.iter().flatten().any(|l| l.ready)
     }
 
     /// The kernel says this listener is readable.

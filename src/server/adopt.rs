@@ -50,13 +50,14 @@ impl Server {
                     "a listener has no pre-read bytes",
                 ));
             }
-            let (token, local) = self.listeners.add(self.poll.registry(), fd, unix, tls)?;
+            let epoll = sys::poll_fd(&self.poll);
+            let (token, local) = self.listeners.add(epoll, fd, unix, tls)?;
             tracing::debug!(%local, "listener added");
             self.accept_from(token);
             return Ok(Added::Listener(local));
         }
         let peer = peer.unwrap_or_else(|| sys::peer_addr(fd.as_fd()));
-        if self.conns.len() >= self.shared.opts.max_concurrent {
+        if !self.conns.try_reserve(self.shared.opts.max_concurrent) {
             let pre_read = pre_read.to_vec();
             let q = Queued {
                 fd,
@@ -71,7 +72,23 @@ impl Server {
         Ok(Added::Connection)
     }
 
+    /// Serves a connection in a slot already reserved, which is given back
+    /// if it cannot be served.
     pub(super) fn serve(
+        &mut self,
+        fd: OwnedFd,
+        peer: Addr,
+        pre_read: &[u8],
+        tls: TlsMode,
+    ) -> io::Result<()> {
+        let r = self.serve_reserved(fd, peer, pre_read, tls);
+        if r.is_err() {
+            self.conns.unreserve();
+        }
+        r
+    }
+
+    fn serve_reserved(
         &mut self,
         fd: OwnedFd,
         peer: Addr,
@@ -92,7 +109,7 @@ impl Server {
         !self.paused
             && !self.closed
             && !self.shared.draining
-            && self.conns.len() < self.shared.opts.max_concurrent
+            && self.conns.in_use() < self.shared.opts.max_concurrent
     }
 
     /// Accepts from a ready listener up to the batch and `max_concurrent`,
@@ -126,7 +143,7 @@ impl Server {
     pub(super) fn take_backlogs(&mut self) {
         let opts = &self.shared.opts;
         let room = (opts.max_concurrent + opts.max_queued)
-            .saturating_sub(self.conns.len() + self.queued.len());
+            .saturating_sub(self.conns.in_use() + self.queued.len());
         let mut got = Vec::new();
         self.listeners.take_backlogs(room, &mut got);
         if !got.is_empty() {
@@ -143,8 +160,12 @@ impl Server {
     /// `max_concurrent` stopped it) or done resting. Accepting never
     /// re-enters from inside closing.
     pub(super) fn admit(&mut self) {
-        while self.conns.len() < self.shared.opts.max_concurrent && !self.closed {
+        while !self.closed && !self.queued.is_empty() {
+            if !self.conns.try_reserve(self.shared.opts.max_concurrent) {
+                break;
+            }
             let Some(q) = self.queued.pop() else {
+                self.conns.unreserve();
                 break;
             };
             if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.tls) {

@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use mio::unix::SourceFd;
@@ -24,7 +26,6 @@ use crate::sys::Addr;
 /// and the bytes read after it go with it.
 pub(super) type HandOff = (Connection, Option<(Vec<u8>, Vec<u8>)>);
 
-#[derive(Default)]
 pub(super) struct Connections {
     entries: Slab<Box<Connection>>,
     timers: Timers,
@@ -32,9 +33,64 @@ pub(super) struct Connections {
     /// Connections handed off, out of the table, for the server to give
     /// to its hook (`next_handed`).
     handed: VecDeque<HandOff>,
+    /// This table's size, for other threads (`Inbox::load`).
+    load: Arc<AtomicUsize>,
+    /// Slots taken under `max_concurrent` by every loop sharing the
+    /// budget (`Server::share_limit`); `None`: this table alone counts.
+    shared: Option<Arc<AtomicUsize>>,
 }
 
 impl Connections {
+    pub(super) fn new(load: Arc<AtomicUsize>) -> Connections {
+        Connections {
+            entries: Slab::new(),
+            timers: Timers::default(),
+            next_gen: 0,
+            handed: VecDeque::new(),
+            load,
+            shared: None,
+        }
+    }
+
+    /// Counts slots in a budget shared with other loops from now on.
+    pub(super) fn share(&mut self, budget: Arc<AtomicUsize>) {
+        budget.fetch_add(self.entries.len(), Ordering::AcqRel);
+        self.shared = Some(budget);
+    }
+
+    /// Is the budget shared with other loops?
+    pub(super) fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Slots taken: by every loop sharing the budget, or by this one.
+    pub(super) fn in_use(&self) -> usize {
+        match &self.shared {
+            Some(b) => b.load(Ordering::Acquire),
+            None => self.entries.len(),
+        }
+    }
+
+    /// Takes a slot if fewer than `max` are taken (atomically against the
+    /// other loops sharing the budget). `insert` fills it; `unreserve`
+    /// gives it back if that fails.
+    pub(super) fn try_reserve(&self, max: usize) -> bool {
+        match &self.shared {
+            Some(b) => b
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    (v < max).then_some(v + 1)
+                })
+                .is_ok(),
+            None => self.entries.len() < max,
+        }
+    }
+
+    pub(super) fn unreserve(&self) {
+        if let Some(b) = &self.shared {
+            b.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// Connections served; counted by the slab.
     pub(super) fn len(&self) -> usize {
         self.entries.len()
@@ -88,6 +144,7 @@ impl Connections {
             generation: self.next_gen,
             timer_at: None,
         }));
+        self.load.store(self.entries.len(), Ordering::Relaxed);
         Ok(token)
     }
 
@@ -101,6 +158,8 @@ impl Connections {
         shared: &mut Shared,
     ) -> Option<Connection> {
         let c = self.entries.try_remove(token)?;
+        self.load.store(self.entries.len(), Ordering::Relaxed);
+        self.unreserve();
         let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
         let mut c = *c;
         c.conn.release_buffers(&mut shared.pool);

@@ -3,7 +3,7 @@
 //! (signals) all arrive here and wake `epoll_wait` through one `Waker`.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use mio::Waker;
@@ -28,6 +28,14 @@ pub struct Ticket(u64);
 /// A deferred response's job (`None`: the reply was dropped).
 pub(super) type Mail = (ReplyKey, Option<Job>);
 
+/// What another thread may ask of the loop as a whole (the thread running
+/// the lifecycle, for the other loops of `--threads`).
+pub(super) enum Command {
+    Drain,
+    Close,
+    Tls(Arc<rustls::ServerConfig>),
+}
+
 /// A handle other threads use to give the server sockets (the control
 /// socket's thread) or just to wake its loop (signals). Cheap to clone.
 #[derive(Clone)]
@@ -35,6 +43,9 @@ pub struct Inbox {
     queue: Arc<Mutex<Vec<(Ticket, Submission)>>>,
     tickets: Arc<AtomicU64>,
     replies: Arc<Mutex<Vec<Mail>>>,
+    commands: Arc<Mutex<Vec<Command>>>,
+    /// Connections the loop serves now (kept by its connection table).
+    pub(super) load: Arc<AtomicUsize>,
     waker: Arc<Waker>,
 }
 
@@ -48,6 +59,8 @@ impl Inbox {
             queue: Arc::default(),
             tickets: Arc::default(),
             replies: Arc::default(),
+            commands: Arc::default(),
+            load: Arc::default(),
             waker: Arc::new(waker),
         }
     }
@@ -80,6 +93,39 @@ impl Inbox {
         }
     }
 
+    /// Connections the loop is serving now.
+    pub fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    /// Asks the loop to `drain` on its next turn.
+    pub fn drain(&self) -> io::Result<()> {
+        self.command(Command::Drain)
+    }
+
+    /// Asks the loop to `close` on its next turn.
+    pub fn close(&self) -> io::Result<()> {
+        self.command(Command::Close)
+    }
+
+    /// Gives the loop a new TLS configuration (`set_tls`).
+    pub fn set_tls(&self, cfg: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        self.command(Command::Tls(cfg))
+    }
+
+    fn command(&self, c: Command) -> io::Result<()> {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c);
+        self.waker.wake()
+    }
+
+    /// Commands since the last call, in order.
+    pub(super) fn take_commands(&self) -> Vec<Command> {
+        take(&self.commands)
+    }
+
     /// Makes the loop's current `step` return.
     pub fn wake(&self) -> io::Result<()> {
         self.waker.wake()
@@ -104,5 +150,29 @@ impl Mailer for Inbox {
             .unwrap_or_else(|e| e.into_inner())
             .push((key, job));
         let _ = self.waker.wake();
+    }
+}
+
+/// The inboxes of several loops serving together (`--threads`): a
+/// connection goes to the least-loaded loop, a listener to every loop.
+#[derive(Clone)]
+pub struct Loops(Vec<Inbox>);
+
+impl Loops {
+    /// Loops to spread sockets over; the first is the one a listener is
+    /// adopted by first (its answer is the one reported).
+    pub fn new(inboxes: Vec<Inbox>) -> Loops {
+        assert!(!inboxes.is_empty(), "Loops needs at least one inbox");
+        Loops(inboxes)
+    }
+
+    /// The loop serving the fewest connections now.
+    pub fn least_loaded(&self) -> &Inbox {
+        self.0.iter().min_by_key(|i| i.load()).unwrap_or(&self.0[0])
+    }
+
+    /// Every loop, the first first.
+    pub fn all(&self) -> &[Inbox] {
+        &self.0
     }
 }

@@ -56,8 +56,12 @@ use connections::Connections;
 use date::DateCache;
 use relays::{RELAY_TOKENS, Relays};
 
-pub use inbox::{Inbox, Submission, Ticket};
+pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{Added, HandedOff, Options, Socket};
+
+/// How often a loop waiting for a slot in a budget shared with other loops
+/// looks again (only while something waits).
+const BUDGET_RECHECK: Duration = Duration::from_millis(10);
 
 /// The token of the inbox's waker; slab keys never get near it.
 const WAKER: usize = usize::MAX;
@@ -144,7 +148,7 @@ impl Server {
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
-            conns: Connections::default(),
+            conns: Connections::new(inbox.load.clone()),
             shared,
             queued: WaitQueue::default(),
             listeners: Listeners::default(),
@@ -164,8 +168,16 @@ impl Server {
         Ok(self.inbox.clone())
     }
 
-    /// Sockets submitted by other threads, and deferred responses' jobs.
+    /// Sockets submitted by other threads, deferred responses' jobs, and
+    /// commands.
     fn take_mail(&mut self) {
+        for c in self.inbox.take_commands() {
+            match c {
+                inbox::Command::Drain => self.drain(),
+                inbox::Command::Close => self.close(),
+                inbox::Command::Tls(cfg) => self.set_tls(cfg),
+            }
+        }
         for (_, m) in self.inbox.take_submissions() {
             // A sender told "shutting down" still owns its socket and can
             // give it to a process that is not.
@@ -199,6 +211,21 @@ impl Server {
     }
 
     /// The options it was made with.
+    /// Counts connections in `budget`, shared with other servers (one per
+    /// thread): `max_concurrent` then holds for all of them together. Call
+    /// it before adding sockets.
+    pub fn share_limit(&mut self, budget: Arc<std::sync::atomic::AtomicUsize>) {
+        self.conns.share(budget);
+    }
+
+    /// A copy of every listener (a new fd on the same socket, with its TLS
+    /// mode), for another server to accept from too. Listeners are
+    /// registered with `EPOLLEXCLUSIVE`, so one connection wakes one loop.
+    pub fn listener_sockets(&self) -> io::Result<Vec<Socket>> {
+        self.listeners.share()
+    }
+
+    /// The options it was made with.
     pub fn options(&self) -> &Options {
         &self.shared.opts
     }
@@ -215,7 +242,18 @@ impl Server {
     /// deadline, zero if a listener has work left, `None` for no limit.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let wake = self.listeners.next_wake(self.can_accept(), now);
+        let mut wake = self.listeners.next_wake(self.can_accept(), now);
+        // A slot freed by another loop sharing the budget raises no event
+        // here: while sockets wait for one (queued, or ready on a listener
+        // at the limit), look again soon.
+        if self.conns.is_shared()
+            && (!self.queued.is_empty() || self.listeners.any_ready())
+            && !self.can_accept()
+            && !self.paused
+            && !self.shared.draining
+        {
+            wake = timers::earliest(wake, Some(now + BUDGET_RECHECK));
+        }
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
 
@@ -303,6 +341,11 @@ impl Server {
         self.give_handed();
     }
 
+    /// True once `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// True once `drain` was called.
     pub fn is_draining(&self) -> bool {
         self.shared.draining
@@ -326,6 +369,12 @@ impl Server {
     /// Connections being served (not counting queued ones).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Connections served by every server sharing this one's budget
+    /// (`share_limit`), or by this one.
+    pub fn connections_in_budget(&self) -> usize {
+        self.conns.in_use()
     }
 
     /// Connected sockets waiting for a slot.

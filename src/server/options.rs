@@ -98,6 +98,15 @@ impl Socket {
         Ok(k)
     }
 
+    pub(super) fn listener(fd: OwnedFd, unix: bool, tls: TlsMode) -> Self {
+        Socket {
+            fd,
+            kind: Some(SockKind::Listener { unix }),
+            peer: None,
+            tls,
+        }
+    }
+
     pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, tls: TlsMode) -> Self {
         Socket {
             fd,

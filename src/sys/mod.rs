@@ -234,6 +234,44 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// mio's epoll fd, borrowed for as long as the `Poll` (mio implements
+/// `AsRawFd` only).
+pub(crate) fn poll_fd(poll: &mio::Poll) -> BorrowedFd<'_> {
+    // SAFETY: the Poll owns its epoll fd and keeps it open until it is
+    // dropped, which the borrow's lifetime cannot outlast.
+    unsafe { BorrowedFd::borrow_raw(poll.as_raw_fd()) }
+}
+
+/// Registers a listening socket with an epoll instance (mio's) for
+/// readability, edge-triggered and `EPOLLEXCLUSIVE`: when several loops
+/// watch one listener (`--threads`), a new connection wakes one of them,
+/// not all. mio has no such interest, hence the raw call; the fd is
+/// deregistered through mio as usual (`EPOLL_CTL_DEL` does not care).
+pub(crate) fn epoll_add_exclusive(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    token: usize,
+) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
+        u64: token as u64,
+    };
+    // SAFETY: both fds are open for the call (borrowed), and `ev` is a
+    // valid epoll_event that the kernel only reads.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut ev,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Disables Nagle. Set on listeners: Linux copies it to accepted sockets, so
 /// the accept path pays no extra syscall.
 pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
