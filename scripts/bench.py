@@ -84,7 +84,9 @@ events {{ worker_connections 18000; }}
 http {{
     access_log off;
     sendfile on;
-    tcp_nopush on;
+    # No TCP_CORK, as for the others: with it nginx answers pipelined
+    # requests 40 ms apart (11.7k req/s instead of 128k here).
+    tcp_nopush off;
     tcp_nodelay on;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
