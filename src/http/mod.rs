@@ -19,7 +19,7 @@ pub(crate) mod status;
 mod tests;
 
 pub use conn::Handler;
-pub(crate) use conn::{Conn, Ctx, Expired, Next};
+pub(crate) use conn::{Conn, Ctx, Expired, Next, Parked, Spare};
 pub use deferred::{Misuse, ReadState, Reply, WriteState, Writer};
 pub use limits::{Limits, Timeouts};
 pub(crate) use pool::BufPool;

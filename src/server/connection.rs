@@ -9,7 +9,68 @@ use std::time::Instant;
 use mio::event::Event;
 
 use crate::conn_io::{self, Broken, Transport};
-use crate::http::{Conn, Ctx, Next};
+use crate::http::{Conn, Ctx, Next, Parked, Spare, Timeouts};
+use crate::sys::Addr;
+
+/// Parked connection states kept for reuse, at most.
+const MAX_SPARE: usize = 64;
+
+/// The engine of one connection: busy (the full sans-I/O state, boxed), or
+/// parked between requests in its smallest form.
+pub(super) enum Engine {
+    Busy(Box<Conn>),
+    Parked(Parked),
+}
+
+impl Engine {
+    /// The full state, brought back (into a spare allocation) if it was
+    /// parked.
+    pub(super) fn busy(&mut self, spare: &mut Spare, now: Instant) -> &mut Conn {
+        if let Engine::Parked(p) = self {
+            let p = std::mem::replace(p, Parked::empty(now));
+            let mut b = spare
+                .pop()
+                .unwrap_or_else(|| Box::new(Conn::new(Addr::Unknown, now)));
+            b.resume(p);
+            *self = Engine::Busy(b);
+        }
+        match self {
+            Engine::Busy(b) => b,
+            Engine::Parked(_) => unreachable!("a parked engine was made busy above"),
+        }
+    }
+
+    /// Parks the connection if it is idle with nothing buffered; the
+    /// engine's allocation goes to `spare`.
+    fn park(&mut self, spare: &mut Spare) {
+        let Engine::Busy(b) = self else {
+            return;
+        };
+        let Some(p) = b.parked() else {
+            return;
+        };
+        if let Engine::Busy(b) = std::mem::replace(self, Engine::Parked(p))
+            && spare.len() < MAX_SPARE
+        {
+            spare.push(b);
+        }
+    }
+
+    pub(super) fn peer(&self) -> &Addr {
+        match self {
+            Engine::Busy(b) => b.peer(),
+            Engine::Parked(p) => p.peer(),
+        }
+    }
+
+    /// When the connection next needs attention if nothing happens.
+    pub(super) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+        match self {
+            Engine::Busy(b) => b.deadline(t),
+            Engine::Parked(p) => Some(p.deadline(t)),
+        }
+    }
+}
 
 /// Readiness reported by edge-triggered events, remembered until acted on.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,7 +105,7 @@ pub(super) enum Outcome {
 
 pub(super) struct Connection {
     pub(super) fd: OwnedFd,
-    pub(super) conn: Conn,
+    pub(super) engine: Engine,
     pub(super) transport: Transport,
     pub(super) ready: Readiness,
     /// Tells this connection from an earlier one in the same slot, for
@@ -58,12 +119,17 @@ impl Connection {
     /// Reads, parses, answers and writes until nothing more can be done
     /// without waiting.
     pub(super) fn ready(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
+        // A parked connection owes nothing: only input (or its end) wakes it.
+        if matches!(self.engine, Engine::Parked(_)) && !self.ready.readable {
+            return Outcome::Wait;
+        }
+        let conn = self.engine.busy(ctx.spare, now);
         loop {
             let mut progress = false;
             match conn_io::read(
                 self.fd.as_fd(),
                 &mut self.transport,
-                &mut self.conn,
+                conn,
                 &mut self.ready.readable,
                 self.ready.peer_closed,
                 ctx.pool,
@@ -73,12 +139,12 @@ impl Connection {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
             }
-            self.conn.advance(now, ctx);
-            if self.ready.writable && self.transport.wants_write(&mut self.conn) {
+            conn.advance(now, ctx);
+            if self.ready.writable && self.transport.wants_write(conn) {
                 match conn_io::write(
                     self.fd.as_fd(),
                     &mut self.transport,
-                    &mut self.conn,
+                    conn,
                     &mut self.ready.writable,
                     now,
                 ) {
@@ -86,9 +152,9 @@ impl Connection {
                     Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
                 }
             }
-            match self.conn.next(now, ctx.timeouts, ctx.draining) {
+            match conn.next(now, ctx.timeouts, ctx.draining) {
                 Next::Close => return Outcome::Close(None),
-                Next::HandOff => return Outcome::HandOff(self.conn.take_hand_off()),
+                Next::HandOff => return Outcome::HandOff(conn.take_hand_off()),
                 Next::ShutdownWrite => {
                     if let Err(e) = conn_io::shutdown(self.fd.as_fd(), &mut self.transport) {
                         return Outcome::Close(Some(Broken::Io("shutdown", e)));
@@ -98,8 +164,9 @@ impl Connection {
                 Next::Continue => {}
             }
             if !progress {
-                if self.conn.is_idle() {
-                    self.conn.release_buffers(ctx.pool);
+                if conn.is_idle() {
+                    conn.release_buffers(ctx.pool);
+                    self.engine.park(ctx.spare);
                 }
                 return Outcome::Wait;
             }
@@ -109,8 +176,8 @@ impl Connection {
     /// Logs why the connection broke, at the level its kind deserves.
     pub(super) fn log_close(&self, why: &Broken) {
         match why {
-            Broken::Tls(_) => tracing::info!(peer = %self.conn.peer(), "closing: {why}"),
-            Broken::Io(..) => tracing::debug!(peer = %self.conn.peer(), "closing: {why}"),
+            Broken::Tls(_) => tracing::info!(peer = %self.engine.peer(), "closing: {why}"),
+            Broken::Io(..) => tracing::debug!(peer = %self.engine.peer(), "closing: {why}"),
         }
     }
 }

@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::Shared;
-use super::connection::{Connection, Outcome, Readiness};
+use super::connection::{Connection, Engine, Outcome, Readiness};
 use super::timers::Timers;
 use crate::conn_io::Transport;
 use crate::http::deferred::{Job, ReplyKey};
@@ -131,7 +131,7 @@ impl Connections {
         self.next_gen += 1;
         self.entries.insert(Box::new(Connection {
             fd,
-            conn,
+            engine: Engine::Busy(Box::new(conn)),
             transport,
             ready: Readiness {
                 // Draining, a connection from the backlog is read at once:
@@ -162,7 +162,9 @@ impl Connections {
         self.unreserve();
         let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
         let mut c = *c;
-        c.conn.release_buffers(&mut shared.pool);
+        if let Engine::Busy(b) = &mut c.engine {
+            b.release_buffers(&mut shared.pool);
+        }
         Some(c)
     }
 
@@ -196,7 +198,7 @@ impl Connections {
         let mut ctx = shared.ctx(Some((token, c.generation)));
         match c.ready(now, &mut ctx) {
             Outcome::Wait => {
-                let deadline = c.conn.deadline(ctx.timeouts);
+                let deadline = c.engine.deadline(ctx.timeouts);
                 self.timers
                     .schedule(deadline, token, c.generation, &mut c.timer_at);
             }
@@ -230,10 +232,14 @@ impl Connections {
         if c.generation != key.generation {
             return; // that connection is gone and its slot reused
         }
+        // A parked connection has no deferred response: nothing to run.
+        let Engine::Busy(conn) = &mut c.engine else {
+            return;
+        };
         let mut ctx = shared.ctx(None);
         match job {
-            Some(job) => c.conn.write_deferred(key.id, job, now, &mut ctx),
-            None => c.conn.abandon(key.id, now, &mut ctx),
+            Some(job) => conn.write_deferred(key.id, job, now, &mut ctx),
+            None => conn.abandon(key.id, now, &mut ctx),
         }
         self.drive(key.token, now, shared, registry)
     }
@@ -248,17 +254,28 @@ impl Connections {
                 continue;
             }
             c.timer_at = None;
+            // A stale entry for a parked connection: reschedule it without
+            // waking it.
+            if let Engine::Parked(p) = &c.engine {
+                let due = p.deadline(&shared.opts.timeouts);
+                if due > now {
+                    self.timers
+                        .schedule(Some(due), token, generation, &mut c.timer_at);
+                    continue;
+                }
+            }
             let mut ctx = shared.ctx(None);
-            match c.conn.on_timeout(now, &mut ctx) {
+            let conn = c.engine.busy(ctx.spare, now);
+            match conn.on_timeout(now, &mut ctx) {
                 Some(Expired::Write | Expired::Linger) => {
-                    tracing::debug!(peer = %c.conn.peer(), "deadline passed; closing");
+                    tracing::debug!(peer = %conn.peer(), "deadline passed; closing");
                     drop(self.remove(registry, token, shared));
                 }
                 Some(Expired::Idle | Expired::Request) => {
                     self.drive(token, now, shared, registry);
                 }
                 None => {
-                    let deadline = c.conn.deadline(ctx.timeouts);
+                    let deadline = conn.deadline(ctx.timeouts);
                     self.timers
                         .schedule(deadline, token, generation, &mut c.timer_at);
                 }

@@ -18,7 +18,7 @@ pub(super) type Hook = Box<dyn FnMut(HandedOff)>;
 /// it is closed, with a log line.
 pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: HandOff) {
     let (c, taken) = h;
-    let peer = c.conn.peer().clone();
+    let peer = c.engine.peer().clone();
     let (Some((head, rest)), Some(hook)) = (taken, hook) else {
         return tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
     };

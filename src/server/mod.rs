@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 
 use crate::http::deferred::Mailer;
-use crate::http::{BufPool, Ctx, Handler};
+use crate::http::{BufPool, Ctx, Handler, Spare};
 use crate::sys::Addr;
 use accept::{LISTENER_TOKENS, Listeners, WaitQueue};
 use connections::Connections;
@@ -78,6 +78,9 @@ struct Shared {
     tls: Option<Arc<rustls::ServerConfig>>,
     static_headers: Vec<u8>,
     mailer: Arc<dyn Mailer>,
+    /// Engine states given up by parked connections, reused by the next
+    /// that wakes (a connection waking costs no allocation).
+    spare: Spare,
 }
 
 impl Shared {
@@ -97,6 +100,7 @@ impl Shared {
             tls: None,
             static_headers,
             mailer,
+            spare: Vec::new(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Shared {
             draining: self.draining,
             static_headers: &self.static_headers,
             replies: conn.map(|(token, generation)| (&self.mailer, token, generation)),
+            spare: &mut self.spare,
         }
     }
 }

@@ -15,6 +15,7 @@ struct Env {
     timeouts: Timeouts,
     handler: Box<dyn Handler>,
     now: Instant,
+    spare: Spare,
 }
 
 impl Env {
@@ -29,6 +30,7 @@ impl Env {
             draining: false,
             static_headers: b"Server: test\r\n",
             replies: None,
+            spare: &mut self.spare,
         }
     }
 }
@@ -66,6 +68,7 @@ impl Harness {
                 timeouts: Timeouts::default(),
                 handler: Box::new(handler),
                 now,
+                spare: Vec::new(),
             },
         }
     }
@@ -410,3 +413,25 @@ fn drops_leading_empty_lines_before_a_request() {
 
 mod deferred_responses;
 mod streamed_bodies;
+
+#[test]
+fn an_idle_connection_parks_small_and_resumes_where_it_was() {
+    let mut h = Harness::new(echo_path);
+    h.feed(b"GET /a HTT");
+    h.conn.release_buffers(&mut h.env.pool);
+    assert!(h.conn.parked().is_none(), "mid-head: not idle");
+    h.feed(b"P/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(statuses(&h.take()), ["200"]);
+    assert!(h.conn.parked().is_none(), "buffers not yet given back");
+    h.conn.release_buffers(&mut h.env.pool);
+    let deadline = h.deadline();
+    let p = h.conn.parked().expect("idle between requests");
+    assert!(std::mem::size_of_val(&p) <= 128, "{}", std::mem::size_of_val(&p));
+    assert_eq!(p.deadline(&h.env.timeouts), deadline, "the same idle deadline");
+    let mut woken = Conn::new(Addr::Unknown, h.now());
+    woken.resume(p);
+    h.conn = woken;
+    assert_eq!(h.deadline(), deadline);
+    h.feed(GET);
+    assert_eq!(statuses(&h.take()), ["200"]);
+}
