@@ -169,6 +169,10 @@ struct ServeArgs {
     /// kernel spreads connections). Default: the CPUs this process may use.
     #[arg(long, default_value_t = default_threads(), value_parser = threads)]
     threads: usize,
+    /// Seconds a new binary started by SIGUSR2 has to say it is ready
+    /// before it is killed and this process serves on.
+    #[arg(long, default_value_t = Seconds(Duration::from_secs(10)))]
+    upgrade_timeout: Seconds,
     /// Most files kept open (with their metadata, and in memory when
     /// small), so a hot file costs no open, stat or close; 0 turns it off.
     #[arg(long, default_value_t = FileCache::default().entries)]
@@ -291,6 +295,7 @@ impl ServeArgs {
             options,
             inetd: self.inetd,
             threads: self.threads,
+            upgrade_timeout: self.upgrade_timeout.0,
             file_cache: FileCache {
                 entries: self.file_cache,
                 check: self.file_cache_check.0,

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::threads::Others;
+use super::upgrade::Successor;
 use super::{ServeConfig, reload_certificates, status};
 use crate::handoff::pool::Pool;
 use crate::notify::Notifier;
@@ -21,6 +22,7 @@ pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR2,
     ])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -58,9 +60,46 @@ pub(super) struct Lifecycle<'a> {
     /// Draining: hears when the WebSocket workers have said goodbye.
     pub(super) workers_done: Option<mpsc::Receiver<()>>,
     pub(super) idle_since: Instant,
+    /// What SIGUSR2 starts, and the outcome of an upgrade under way.
+    pub(super) successor: Successor,
+    pub(super) upgrading: Option<mpsc::Receiver<Result<u32, String>>>,
 }
 
 impl Lifecycle<'_> {
+    /// SIGUSR2: start the new binary and hand it the listeners, unless an
+    /// upgrade is under way or this process is draining.
+    fn start_upgrade(&mut self, server: &Server) {
+        if self.upgrading.is_some() || self.deadline.is_some() {
+            tracing::warn!("SIGUSR2: an upgrade or a drain is under way; ignored");
+            return;
+        }
+        match self
+            .successor
+            .start(server, self.cfg.upgrade_timeout, self.inbox.clone())
+        {
+            Ok(rx) => {
+                tracing::info!("upgrade: the new process is starting");
+                self.upgrading = Some(rx);
+            }
+            Err(e) => tracing::warn!("upgrade failed, serving on: {e}"),
+        }
+    }
+
+    /// Stops accepting, answers what is in flight, says goodbye to the
+    /// WebSocket workers, and sets the deadline.
+    fn drain(&mut self, server: &mut Server, now: Instant) {
+        self.notifier.stopping();
+        server.drain();
+        self.others.drain();
+        let inbox = self.inbox.clone();
+        self.workers_done = self.ws_pool.as_ref().map(|p| {
+            p.shutdown(move || {
+                let _ = inbox.wake();
+            })
+        });
+        self.deadline = Some(now + self.cfg.shutdown_timeout);
+    }
+
     /// When the loop must come back even if nothing happens.
     pub(super) fn next_wake(&self) -> Option<Instant> {
         [
@@ -80,6 +119,10 @@ impl Lifecycle<'_> {
                 reload_certificates(self.cfg, server, &self.others);
                 continue;
             }
+            if sig == signal_hook::consts::SIGUSR2 {
+                self.start_upgrade(server);
+                continue;
+            }
             if self.deadline.is_some() {
                 tracing::warn!(sig, "second signal: exiting now");
                 server.close();
@@ -92,16 +135,25 @@ impl Lifecycle<'_> {
                 connections = server.connections_in_budget(),
                 "draining: no new connections; answering those in flight"
             );
-            self.notifier.stopping();
-            server.drain();
-            self.others.drain();
-            let inbox = self.inbox.clone();
-            self.workers_done = self.ws_pool.as_ref().map(|p| {
-                p.shutdown(move || {
-                    let _ = inbox.wake();
-                })
-            });
-            self.deadline = Some(now + self.cfg.shutdown_timeout);
+            self.drain(server, now);
+        }
+        if let Some(rx) = &self.upgrading {
+            match rx.try_recv() {
+                Ok(Ok(pid)) => {
+                    self.upgrading = None;
+                    tracing::info!(
+                        pid,
+                        connections = server.connections_in_budget(),
+                        "upgrade: the new process is ready; draining this one"
+                    );
+                    self.drain(server, now);
+                }
+                Ok(Err(why)) => {
+                    self.upgrading = None;
+                    tracing::warn!("upgrade failed, serving on: {why}");
+                }
+                Err(_) => {}
+            }
         }
         if let Some(d) = self.deadline {
             let workers_gone = self

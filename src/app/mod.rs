@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 mod lifecycle;
 mod sources;
 mod threads;
+mod upgrade;
 
 use lifecycle::{Go, Lifecycle};
 
@@ -36,7 +37,7 @@ use crate::notify::Notifier;
 use crate::server::{Loops, Options, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
-use crate::ws::upgrade;
+use crate::ws::upgrade as ws_upgrade;
 use crate::ws::worker::Worker;
 
 /// Everything `handoff serve` is told on its command line.
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub inetd: bool,
     /// Event loops, each on its own thread (at least 1).
     pub threads: usize,
+    /// How long a new binary started by SIGUSR2 has to become ready.
+    pub upgrade_timeout: Duration,
     /// The open-file cache of the static files.
     pub file_cache: FileCache,
     /// Exit after this long with no connection (inetd `wait` mode).
@@ -133,7 +136,7 @@ impl Handler for Site {
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             return self.files.handle(req, res);
         };
-        match upgrade::check(req) {
+        match ws_upgrade::check(req) {
             Ok(()) => match self.origins.check(&route.mode, req) {
                 Ok(()) => {
                     res.hand_off();
@@ -232,6 +235,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     // Inherited fds are taken before any thread exists: taking them edits
     // the environment.
     let activated = systemd::take()?;
+    let upgrade_chan = upgrade::take_channel()?;
+    let successor = upgrade::Successor::of_this_process()?;
     let inetd_fd = if cfg.inetd {
         Some(inetd::take()?)
     } else {
@@ -265,8 +270,16 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
 
     let mut lines = Vec::new();
+    let passed = match &upgrade_chan {
+        Some(c) => Some(upgrade::receive_listeners(c)?),
+        None => None,
+    };
     let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
-        || activated.iter().any(|a| a.role == Role::Https);
+        || activated.iter().any(|a| a.role == Role::Https)
+        || passed
+            .iter()
+            .flatten()
+            .any(|s| s.tls_mode() != TlsMode::Off);
     let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
     if tls_cfg.is_some() {
         tracing::info!(
@@ -315,15 +328,13 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             .chain(others.inboxes.iter().cloned())
             .collect(),
     );
-    let (listeners, controls, control_line) = add_sources(
-        &cfg,
-        &mut server,
+    let given = sources::Given {
         activated,
-        inetd_fd,
-        &loops,
-        control_cfg,
-        &mut lines,
-    )?;
+        inetd: inetd_fd,
+        upgrade: passed,
+    };
+    let (listeners, controls, control_line) =
+        add_sources(&cfg, &mut server, given, &loops, control_cfg, &mut lines)?;
     let single_connection = listeners == 0 && controls == 0;
     // Everything this thread needs opened before the other loops may
     // accept: a burst of connections could take the last fds.
@@ -355,6 +366,11 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
 
     notifier.ready(status(&server));
+    if let Some(c) = &upgrade_chan {
+        // The process we replace drains once it hears this.
+        upgrade::say_ready(c)?;
+        tracing::info!("upgrade: serving; the old process drains");
+    }
     let mut life = Lifecycle {
         cfg: &cfg,
         notifier,
@@ -366,6 +382,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         deadline: None,
         workers_done: None,
         idle_since: Instant::now(),
+        successor,
+        upgrading: None,
     };
     loop {
         let now = Instant::now();

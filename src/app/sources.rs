@@ -14,17 +14,29 @@ use crate::server::{Added, Loops, Server, Socket};
 use crate::sys::fdpass;
 use crate::tls::TlsMode;
 
+/// The sockets this process was given at start: systemd's, inetd's, and,
+/// in an upgrade, the listeners of the process it replaces.
+pub(super) struct Given {
+    pub(super) activated: Vec<Activated>,
+    pub(super) inetd: Option<OwnedFd>,
+    pub(super) upgrade: Option<Vec<Socket>>,
+}
+
 /// Adds every source's sockets; returns how many listeners and control
 /// sockets there are, and the control socket's announcement.
 pub(super) fn add_sources(
     cfg: &ServeConfig,
     server: &mut Server,
-    activated: Vec<Activated>,
-    inetd_fd: Option<OwnedFd>,
+    given: Given,
     loops: &Loops,
     control_cfg: ControlConfig,
     lines: &mut Vec<String>,
 ) -> io::Result<(usize, usize, Option<String>)> {
+    let Given {
+        activated,
+        inetd: inetd_fd,
+        upgrade,
+    } = given;
     let mut control_line = None;
     let mut listeners = 0usize;
     let mut controls = 0usize;
@@ -78,8 +90,23 @@ pub(super) fn add_sources(
         had_source = true;
         control_line = Some(format!("control on {}", path.display()));
     }
-    let mut listen = cfg.listen.clone();
-    if listen.is_empty() && !had_source {
+    // An upgrade: the process we replace gave us its listeners, which
+    // stand for our --listen addresses (binding them again would fail or,
+    // with port 0, pick other ports).
+    let upgrading = upgrade.is_some();
+    for socket in upgrade.into_iter().flatten() {
+        let tls = socket.tls_mode();
+        if let Added::Listener(addr) = server.add_socket(socket)? {
+            listeners += 1;
+            announce(lines, &addr, tls);
+        }
+    }
+    let mut listen = if upgrading {
+        Vec::new()
+    } else {
+        cfg.listen.clone()
+    };
+    if listen.is_empty() && !had_source && !upgrading {
         listen.push(Listen {
             spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
             tls: TlsMode::Off,

@@ -28,6 +28,9 @@ pub enum Kind {
     Broadcast = 5,
     /// Worker → HTTP process: the worker serves ID connections now.
     Load = 6,
+    /// A new process → the one it replaces (`docs/upgrade.md`): it serves
+    /// the listeners it was given; ID is its PID.
+    Ready = 7,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             4 => Kind::Refuse,
             5 => Kind::Broadcast,
             6 => Kind::Load,
+            7 => Kind::Ready,
             _ => return None,
         })
     }

@@ -170,6 +170,16 @@ impl Listeners {
         next
     }
 
+    /// Stops being woken for new connections while keeping the sockets:
+    /// with `EPOLLEXCLUSIVE`, a connection whose wake-up went to a loop that
+    /// then closed its copy without accepting would wait, unnoticed, for
+    /// the next arrival. Deregistered first, the backlog is taken after.
+    pub(super) fn deregister_all(&mut self, registry: &Registry) {
+        for l in self.list.iter().flatten() {
+            let _ = registry.deregister(&mut SourceFd(&l.fd.as_raw_fd()));
+        }
+    }
+
     pub(super) fn close_all(&mut self, registry: &Registry) {
         for l in self.list.iter_mut().filter_map(Option::take) {
             let _ = registry.deregister(&mut SourceFd(&l.fd.as_raw_fd()));

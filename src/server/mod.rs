@@ -339,6 +339,10 @@ impl Server {
     /// What is answered and what is not: the module's "Draining".
     pub fn drain(&mut self) {
         self.shared.draining = true;
+        // Not woken any more, then empty the backlogs: a connection
+        // arriving from now on wakes another loop or process still
+        // accepting from the same socket.
+        self.listeners.deregister_all(self.poll.registry());
         self.take_backlogs();
         self.listeners.close_all(self.poll.registry());
         let registry = self.poll.registry();

@@ -98,6 +98,16 @@ impl Socket {
         Ok(k)
     }
 
+    /// The TLS mode it is served with.
+    pub(crate) fn tls_mode(&self) -> TlsMode {
+        self.tls
+    }
+
+    /// The fd and the TLS mode it is served with.
+    pub(crate) fn into_parts(self) -> (OwnedFd, TlsMode) {
+        (self.fd, self.tls)
+    }
+
     pub(super) fn listener(fd: OwnedFd, unix: bool, tls: TlsMode) -> Self {
         Socket {
             fd,

@@ -125,6 +125,54 @@ pub(crate) fn spawn_worker(
     child
 }
 
+/// Takes the fd whose number the variable `var` names, if it is set, and
+/// removes the variable (so a child does not see it). Must run before any
+/// thread starts.
+pub(crate) fn take_env_fd(var: &str) -> io::Result<Option<OwnedFd>> {
+    let Some(v) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    // SAFETY: `remove_var` is sound while no other thread reads the
+    // environment; handoff calls this from `serve` before it starts threads.
+    unsafe { std::env::remove_var(var) };
+    let raw: RawFd = v
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("{var}={v:?} is not an fd number")))?;
+    take_inherited_fd(raw).map(Some)
+}
+
+/// Starts the process that replaces this one (`docs/upgrade.md`) with
+/// `chan` as its fd 3. Unlike a worker it must outlive us: no death signal,
+/// and it stays in our process group and session.
+pub(crate) fn spawn_successor(
+    cmd: &mut std::process::Command,
+    chan: OwnedFd,
+) -> io::Result<std::process::Child> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = chan.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec; it
+    // makes only dup2 and fcntl, which are async-signal-safe, and builds
+    // errors without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == 3 {
+                let fl = libc::fcntl(3, libc::F_GETFD);
+                if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(chan);
+    child
+}
+
 /// Takes ownership of an fd number this process inherited by arrangement
 /// (`handoff ws-worker --ctl-fd 3`), after checking that it is open.
 ///

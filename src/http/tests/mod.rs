@@ -426,8 +426,16 @@ fn an_idle_connection_parks_small_and_resumes_where_it_was() {
     h.conn.release_buffers(&mut h.env.pool);
     let deadline = h.deadline();
     let p = h.conn.parked().expect("idle between requests");
-    assert!(std::mem::size_of_val(&p) <= 128, "{}", std::mem::size_of_val(&p));
-    assert_eq!(p.deadline(&h.env.timeouts), deadline, "the same idle deadline");
+    assert!(
+        std::mem::size_of_val(&p) <= 128,
+        "{}",
+        std::mem::size_of_val(&p)
+    );
+    assert_eq!(
+        p.deadline(&h.env.timeouts),
+        deadline,
+        "the same idle deadline"
+    );
     let mut woken = Conn::new(Addr::Unknown, h.now());
     woken.resume(p);
     h.conn = woken;

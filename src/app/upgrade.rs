@@ -1,0 +1,163 @@
+//! Replacing the running binary (`docs/upgrade.md`, steps 1 to 4): on
+//! SIGUSR2 the binary at our path now is started with a channel on its
+//! fd 3, given a copy of every listener over the wire format, and, once it
+//! says READY, this process drains and exits while the new one serves the
+//! same listening sockets, so no connection attempt is refused. If it
+//! fails to start or to become ready in time, it is killed and this
+//! process carries on. Connections and WebSockets do not move yet: a
+//! drain answers what is in flight and closes idle keep-alive connections.
+
+use std::ffi::OsString;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::handoff::wire::{self, Kind, Message};
+use crate::server::{Inbox, Server, Socket};
+use crate::sys::{self, fdpass};
+use crate::tls::TlsMode;
+
+/// The fd number of the channel, in the new process.
+const ENV_FD: &str = "HANDOFF_UPGRADE_FD";
+/// The binary to start instead of the one at our path (an upgrade to a
+/// binary elsewhere; tests start one that fails).
+const ENV_EXE: &str = "HANDOFF_UPGRADE_EXE";
+
+/// What to start: the path this process was started from, read at start
+/// (after a package replaces the file, `/proc/self/exe` names the old,
+/// deleted one), and our own arguments.
+pub(super) struct Successor {
+    exe: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl Successor {
+    pub(super) fn of_this_process() -> io::Result<Successor> {
+        let exe = match std::env::var_os(ENV_EXE) {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()?,
+        };
+        Ok(Successor {
+            exe,
+            args: std::env::args_os().skip(1).collect(),
+        })
+    }
+
+    /// Starts the new process and gives it the listeners; a thread waits
+    /// for its READY (or its end, or `timeout`) and sends the outcome (its
+    /// PID, or why it failed), then wakes the loop through `wake`.
+    pub(super) fn start(
+        &self,
+        server: &Server,
+        timeout: Duration,
+        wake: Inbox,
+    ) -> io::Result<mpsc::Receiver<Result<u32, String>>> {
+        let (ours, theirs) = fdpass::seqpacket_pair()?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env(ENV_FD, "3")
+            .env_remove(ENV_EXE)
+            .stdin(Stdio::null());
+        let mut child = sys::process::spawn_successor(&mut cmd, theirs)?;
+        let pid = child.id();
+        let sent = send_listeners(&ours, server.listener_sockets()?);
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("upgrade".into())
+            .spawn(move || {
+                let outcome = sent.and_then(|()| wait_ready(&ours, timeout));
+                let outcome = match outcome {
+                    Ok(()) => Ok(pid),
+                    Err(why) => {
+                        // It never served: take it down and collect it.
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        Err(why)
+                    }
+                };
+                let _ = tx.send(outcome);
+                let _ = wake.wake();
+            })?;
+        Ok(rx)
+    }
+}
+
+const ENDED: &str = "the new process ended before it was ready";
+
+/// The other end of the channel is closed: the new process is gone.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
+}
+
+fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> {
+    for (i, socket) in listeners.into_iter().enumerate() {
+        let (fd, tls) = socket.into_parts();
+        let mut m = Message::new(Kind::PassListener, i as u64);
+        if tls != TlsMode::Off {
+            m.flags |= wire::flags::TLS;
+        }
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
+            .map_err(|e| match gone(&e) {
+                true => ENDED.to_string(),
+                false => format!("could not pass a listener: {e}"),
+            })?;
+    }
+    // The end of the list: the new process reads until this.
+    sys::shutdown_write(chan.as_fd()).map_err(|e| format!("channel: {e}"))
+}
+
+fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
+    fdpass::set_recv_timeout(chan.as_fd(), timeout).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    match fdpass::recv_with_fds(chan.as_fd(), &mut buf) {
+        Ok(Some(r)) => match Message::decode(&buf[..r.len]) {
+            Ok(m) if m.kind() == Kind::Ready => Ok(()),
+            Ok(m) => Err(format!("the new process said {:?}, not READY", m.kind())),
+            Err((_, why)) => Err(format!("the new process sent garbage: {why}")),
+        },
+        Ok(None) => Err(ENDED.into()),
+        Err(e) if gone(&e) => Err(ENDED.into()),
+        Err(e) if sys::would_block(&e) => {
+            Err(format!("the new process was not ready within {timeout:?}"))
+        }
+        Err(e) => Err(format!("channel: {e}")),
+    }
+}
+
+/// In the new process: the channel from the process it replaces, if this
+/// is an upgrade (taken once; the variable is removed).
+pub(super) fn take_channel() -> io::Result<Option<OwnedFd>> {
+    sys::process::take_env_fd(ENV_FD)
+}
+
+/// In the new process: the listeners the old one passed, until it ends the
+/// list.
+pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Vec<Socket>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    while let Some(mut r) = fdpass::recv_with_fds(chan.as_fd(), &mut buf)? {
+        let m = Message::decode(&buf[..r.len])
+            .map_err(|(_, why)| io::Error::other(format!("upgrade channel: {why}")))?;
+        let (Kind::PassListener, Some(fd)) = (m.kind(), r.fds.pop()) else {
+            return Err(io::Error::other(
+                "upgrade channel: expected a listener with its fd",
+            ));
+        };
+        let tls = if m.flags & wire::flags::TLS != 0 {
+            TlsMode::On
+        } else {
+            TlsMode::Off
+        };
+        out.push(Socket::new(fd).tls(tls));
+    }
+    Ok(out)
+}
+
+/// In the new process, once it serves: tells the old one.
+pub(super) fn say_ready(chan: &OwnedFd) -> io::Result<()> {
+    let m = Message::new(Kind::Ready, u64::from(std::process::id()));
+    fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[]).map(|_| ())
+}

@@ -1,0 +1,164 @@
+//! SIGUSR2: the running process starts the binary again, hands it its
+//! listeners and drains once the new one is ready (docs/upgrade.md, steps
+//! 1 to 4). No connection attempt is refused across the change; a new
+//! binary that fails leaves the old one serving.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Requests on new connections, one after another, until told to stop:
+/// (answered, failed).
+fn keep_asking(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            let answer = TcpStream::connect(addr).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+                Ok(read_to_close(&mut s))
+            });
+            match answer {
+                Ok(a) if a.ends_with("alpha\n") => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    })
+}
+
+/// The PID the old process logged for the new one.
+fn new_pid(log: &str) -> Option<i32> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("the new process is ready"))?;
+    line.split("pid=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn sigusr2_hands_the_listener_to_a_new_process_and_no_connection_is_refused() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = keep_asking(h.addr, stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    h.signal(Signal::SIGUSR2);
+    let status = h
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old process exited");
+    assert!(status.success());
+    let log = h.log();
+    let pid = new_pid(&log).expect("the new process's pid in the log");
+    assert_ne!(pid as u32, h.pid());
+    // The new process serves the same port after the old one is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    let gone = TcpStream::connect(h.addr).and_then(|mut s| {
+        s.write_all(b"GET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+        Ok(read_to_close(&mut s))
+    });
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    assert_eq!(failed, 0, "{ok} answered, {failed} failed\n{log}");
+    assert!(ok > 10, "{ok} answered");
+    assert!(gone.unwrap().ends_with("bravo\n"), "the new process serves");
+    assert!(
+        log.contains("upgrade: serving; the old process drains"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_new_binary_that_exits_at_once_leaves_the_old_one_serving() {
+    let site = site();
+    let h = Handoff::start_env(
+        &[("HANDOFF_UPGRADE_EXE", "/bin/false")],
+        &["--root", &root_arg(site.path())],
+    );
+    let before = h.settled_fds();
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = keep_asking(h.addr, stop.clone());
+    h.signal(Signal::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .log()
+            .contains("upgrade failed")),
+        "{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    assert_eq!(failed, 0, "{ok} answered");
+    assert!(
+        h.log()
+            .contains("the new process ended before it was ready"),
+        "{}",
+        h.log()
+    );
+    assert_eq!(
+        h.get("/a.txt").text(),
+        "alpha\n",
+        "the old process serves on"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || h.fds() == before),
+        "fds {before} → {}",
+        h.fds()
+    );
+}
+
+#[test]
+fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hangs");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let h = Handoff::start_env(
+        &[("HANDOFF_UPGRADE_EXE", script.to_str().unwrap())],
+        &["--root", &root_arg(site.path()), "--upgrade-timeout", "1"],
+    );
+    let served = Arc::new(AtomicUsize::new(0));
+    h.signal(Signal::SIGUSR2);
+    let t = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            if h.get("/a.txt").status == 200 {
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            h.log().contains("was not ready within")
+        }),
+        "{}",
+        h.log()
+    );
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    assert!(served.load(Ordering::Relaxed) > 0, "served while waiting");
+    // The hung process was killed and collected: no child is left.
+    let children = std::fs::read_dir(format!("/proc/{}/task", h.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .collect::<String>();
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            std::fs::read_dir(format!("/proc/{}/task", h.pid()))
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+                .all(|c| c.trim().is_empty())
+        }),
+        "children left: {children}"
+    );
+    assert_eq!(h.get("/b.txt").text(), "bravo\n");
+}
