@@ -99,11 +99,12 @@ fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> 
         if tls != TlsMode::Off {
             m.flags |= wire::flags::TLS;
         }
-        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
-            .map_err(|e| match gone(&e) {
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()]).map_err(
+            |e| match gone(&e) {
                 true => ENDED.to_string(),
                 false => format!("could not pass a listener: {e}"),
-            })?;
+            },
+        )?;
     }
     // The end of the list: the new process reads until this.
     sys::shutdown_write(chan.as_fd()).map_err(|e| format!("channel: {e}"))
