@@ -51,6 +51,8 @@ pub use http::{
     Body, BodyPlan, BodySink, BodyStream, Handler, Limits, Misuse, ReadState, Request, Response,
     SinkError, Timeouts, Version, WriteState,
 };
-pub use server::{Added, HandedOff, Inbox, Loops, Options, Server, Socket, Submission, Ticket};
+pub use server::{
+    Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,
+};
 pub use sys::Addr;
 pub use tls::TlsMode;

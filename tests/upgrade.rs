@@ -75,7 +75,7 @@ fn sigusr2_hands_the_listener_to_a_new_process_and_no_connection_is_refused() {
     assert!(ok > 10, "{ok} answered");
     assert!(gone.unwrap().ends_with("bravo\n"), "the new process serves");
     assert!(
-        log.contains("upgrade: serving; the old process drains"),
+        log.contains("upgrade: serving; the old process hands its connections over"),
         "{log}"
     );
 }
@@ -161,4 +161,143 @@ fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
         "children left: {children}"
     );
     assert_eq!(h.get("/b.txt").text(), "bravo\n");
+}
+
+/// Requests on one keep-alive connection, one after another, until told
+/// to stop: (answered, failed). A close or a reset is a failure: the
+/// connection is never opened again.
+fn keep_alive_client(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize, u16)> {
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local_port = s.local_addr().unwrap().port();
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) && failed == 0 {
+            if s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                .is_err()
+            {
+                failed += 1;
+                break;
+            }
+            // One answer: read until its body (the file) ends it.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            let whole = loop {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => break false,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                if got.ends_with(b"\r\n\r\nalpha\n") {
+                    break got.starts_with(b"HTTP/1.1 200 ");
+                }
+            };
+            if whole {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (ok, failed, local_port)
+    })
+}
+
+/// Every PID the serving processes logged for their successors, in order.
+fn new_pids(log: &str) -> Vec<i32> {
+    log.lines()
+        .filter(|l| l.contains("the new process is ready"))
+        .filter_map(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has exited: only a live process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn keep_alive_connections_stay_the_same_across_five_upgrades_in_a_row() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| keep_alive_client(h.addr, stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    h.signal(Signal::SIGUSR2);
+    assert!(
+        h.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let mut serving = *new_pids(&h.log()).last().expect("a new process");
+    for round in 2..=5 {
+        std::thread::sleep(Duration::from_millis(200));
+        kill(Pid::from_raw(serving), Signal::SIGUSR2).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || !alive(serving)),
+            "round {round}: {serving} did not hand over\n{}",
+            h.log()
+        );
+        let pids = new_pids(&h.log());
+        assert_eq!(pids.len(), round, "{}", h.log());
+        serving = pids[round - 1];
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let _ = kill(Pid::from_raw(serving), Signal::SIGTERM);
+    for (ok, failed, port) in &results {
+        assert_eq!(
+            *failed,
+            0,
+            "port {port}: {ok} answered, then a failure\n{}",
+            h.log()
+        );
+    }
+    assert!(results.iter().all(|r| r.0 > 20), "{results:?}");
+}
+
+#[test]
+fn keep_alive_connections_move_to_the_new_process_without_a_close() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| keep_alive_client(h.addr, stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    h.signal(Signal::SIGUSR2);
+    let status = h.wait_exit(Duration::from_secs(10));
+    let log = h.log();
+    let status = status.unwrap_or_else(|| panic!("the old process did not exit\n{log}"));
+    assert!(status.success());
+    let pid = new_pid(&log).expect("the new process's pid in the log");
+    // The same connections go on, served by the new process alone.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    for (ok, failed, port) in &results {
+        assert_eq!(
+            *failed, 0,
+            "connection from port {port}: {ok} answered, then a failure\n{log}"
+        );
+        assert!(*ok > 10, "{results:?}");
+    }
+    assert!(log.contains("handing connections over"), "{log}");
 }

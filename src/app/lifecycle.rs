@@ -13,7 +13,7 @@ use super::upgrade::Successor;
 use super::{ServeConfig, reload_certificates, status};
 use crate::handoff::pool::Pool;
 use crate::notify::Notifier;
-use crate::server::{Inbox, Server};
+use crate::server::{Inbox, Mover, Server};
 
 /// Signals reach the loop through a thread that wakes it.
 pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
@@ -62,7 +62,7 @@ pub(super) struct Lifecycle<'a> {
     pub(super) idle_since: Instant,
     /// What SIGUSR2 starts, and the outcome of an upgrade under way.
     pub(super) successor: Successor,
-    pub(super) upgrading: Option<mpsc::Receiver<Result<u32, String>>>,
+    pub(super) upgrading: Option<mpsc::Receiver<Result<(u32, Mover), String>>>,
 }
 
 impl Lifecycle<'_> {
@@ -91,13 +91,18 @@ impl Lifecycle<'_> {
         self.notifier.stopping();
         server.drain();
         self.others.drain();
+        self.say_goodbye_to_workers();
+        self.deadline = Some(now + self.cfg.shutdown_timeout);
+    }
+
+    /// The WebSocket workers close their connections (1001) and exit.
+    fn say_goodbye_to_workers(&mut self) {
         let inbox = self.inbox.clone();
         self.workers_done = self.ws_pool.as_ref().map(|p| {
             p.shutdown(move || {
                 let _ = inbox.wake();
             })
         });
-        self.deadline = Some(now + self.cfg.shutdown_timeout);
     }
 
     /// When the loop must come back even if nothing happens.
@@ -139,14 +144,18 @@ impl Lifecycle<'_> {
         }
         if let Some(rx) = &self.upgrading {
             match rx.try_recv() {
-                Ok(Ok(pid)) => {
+                Ok(Ok((pid, mover))) => {
                     self.upgrading = None;
                     tracing::info!(
                         pid,
                         connections = server.connections_in_budget(),
-                        "upgrade: the new process is ready; draining this one"
+                        "upgrade: the new process is ready; handing connections over"
                     );
-                    self.drain(server, now);
+                    self.notifier.stopping();
+                    server.hand_over(mover.clone());
+                    self.others.hand_over(&mover);
+                    self.say_goodbye_to_workers();
+                    self.deadline = Some(now + self.cfg.shutdown_timeout);
                 }
                 Ok(Err(why)) => {
                     self.upgrading = None;

@@ -366,10 +366,11 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
 
     notifier.ready(status(&server));
-    if let Some(c) = &upgrade_chan {
-        // The process we replace drains once it hears this.
-        upgrade::say_ready(c)?;
-        tracing::info!("upgrade: serving; the old process drains");
+    if let Some(c) = upgrade_chan {
+        // The process we replace hands its connections over once it hears
+        // this.
+        upgrade::say_ready(c, loops.clone())?;
+        tracing::info!("upgrade: serving; the old process hands its connections over");
     }
     let mut life = Lifecycle {
         cfg: &cfg,

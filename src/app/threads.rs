@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use crate::server::{Inbox, Server, Submission};
+use crate::server::{Inbox, Mover, Server, Submission};
 
 /// Builds one loop's server, configured like the first (handler, TLS,
 /// hand-off hook, shared budget).
@@ -87,6 +87,10 @@ impl Others {
         self.each(Inbox::close);
     }
 
+    pub(super) fn hand_over(&self, mover: &Mover) {
+        self.each(|i| i.hand_over(mover.clone()));
+    }
+
     pub(super) fn set_tls(&self, cfg: &Arc<rustls::ServerConfig>) {
         self.each(|i| i.set_tls(cfg.clone()));
     }
@@ -114,7 +118,8 @@ fn run(make: &MakeServer, tx: &mpsc::Sender<io::Result<Inbox>>) -> io::Result<()
     let _ = tx.send(server.inbox());
     loop {
         server.step(None)?;
-        if (server.is_draining() || server.is_closed()) && server.is_empty() {
+        let ending = server.is_draining() || server.is_closed() || server.is_handing_over();
+        if ending && server.is_empty() {
             return Ok(());
         }
     }

@@ -4,19 +4,21 @@
 //! says READY, this process drains and exits while the new one serves the
 //! same listening sockets, so no connection attempt is refused. If it
 //! fails to start or to become ready in time, it is killed and this
-//! process carries on. Connections and WebSockets do not move yet: a
-//! drain answers what is in flight and closes idle keep-alive connections.
+//! process carries on. Then every plain connection moves to the new process
+//! as soon as it is idle (step 5; `Server::hand_over`), over the same
+//! channel. WebSockets do not move yet: the old workers say goodbye (1001).
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::handoff::wire::{self, Kind, Message};
-use crate::server::{Inbox, Server, Socket};
+use crate::intake::control::ControlConfig;
+use crate::server::{Inbox, Loops, Mover, Server, Socket};
 use crate::sys::{self, fdpass};
 use crate::tls::TlsMode;
 
@@ -54,7 +56,7 @@ impl Successor {
         server: &Server,
         timeout: Duration,
         wake: Inbox,
-    ) -> io::Result<mpsc::Receiver<Result<u32, String>>> {
+    ) -> io::Result<mpsc::Receiver<Result<(u32, Mover), String>>> {
         let (ours, theirs) = fdpass::seqpacket_pair()?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
@@ -70,7 +72,7 @@ impl Successor {
             .spawn(move || {
                 let outcome = sent.and_then(|()| wait_ready(&ours, timeout));
                 let outcome = match outcome {
-                    Ok(()) => Ok(pid),
+                    Ok(()) => Ok((pid, mover(ours))),
                     Err(why) => {
                         // It never served: take it down and collect it.
                         let _ = child.kill();
@@ -93,6 +95,7 @@ fn gone(e: &io::Error) -> bool {
 }
 
 fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> {
+    let n = listeners.len();
     for (i, socket) in listeners.into_iter().enumerate() {
         let (fd, tls) = socket.into_parts();
         let mut m = Message::new(Kind::PassListener, i as u64);
@@ -106,8 +109,15 @@ fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> 
             },
         )?;
     }
-    // The end of the list: the new process reads until this.
-    sys::shutdown_write(chan.as_fd()).map_err(|e| format!("channel: {e}"))
+    // The end of the list: an ACK whose ID is how many there were (the
+    // channel stays open both ways: connections follow on it).
+    let end = Message::new(Kind::Ack, n as u64);
+    fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&end.encode())], &[])
+        .map(|_| ())
+        .map_err(|e| match gone(&e) {
+            true => ENDED.to_string(),
+            false => format!("channel: {e}"),
+        })
 }
 
 fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
@@ -128,20 +138,61 @@ fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// Moves a connection to the new process over the channel and waits for
+/// its answer: `ACK`, and this process closes its copy; anything else, and
+/// it keeps serving the connection. One at a time (the lock), since the
+/// answers come back on the same channel.
+fn mover(chan: OwnedFd) -> Mover {
+    let chan = std::sync::Mutex::new(chan);
+    let next = std::sync::atomic::AtomicU64::new(0);
+    Arc::new(move |fd, peer| {
+        let chan = chan.lock().unwrap_or_else(|e| e.into_inner());
+        let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut m = Message::new(Kind::PassConnection, id);
+        if let crate::sys::Addr::Inet(a) = peer {
+            m.peer = Some(a.to_string());
+        }
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd])?;
+        fdpass::set_recv_timeout(chan.as_fd(), ANSWER_WITHIN)?;
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        let r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?
+            .ok_or_else(|| io::Error::other("the new process is gone"))?;
+        let answer = Message::decode(&buf[..r.len])
+            .map_err(|(_, why)| io::Error::other(format!("garbled answer: {why}")))?;
+        match (answer.kind(), answer.id) {
+            (Kind::Ack, a) if a == id => Ok(()),
+            (Kind::Refuse, _) => Err(io::Error::other(format!(
+                "the new process refused it: {}",
+                answer.reason.unwrap_or_default()
+            ))),
+            (k, a) => Err(io::Error::other(format!("unexpected answer {k:?} for {a}"))),
+        }
+    })
+}
+
+/// How long a moved connection's answer may take (the new process adopts
+/// without blocking; this only bounds a stuck one).
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 /// In the new process: the channel from the process it replaces, if this
 /// is an upgrade (taken once; the variable is removed).
 pub(super) fn take_channel() -> io::Result<Option<OwnedFd>> {
     sys::process::take_env_fd(ENV_FD)
 }
 
-/// In the new process: the listeners the old one passed, until it ends the
-/// list.
+/// In the new process: the listeners the old one passed, until the ACK
+/// that ends the list (its ID is how many there were).
 pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Vec<Socket>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
-    while let Some(mut r) = fdpass::recv_with_fds(chan.as_fd(), &mut buf)? {
+    loop {
+        let mut r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?
+            .ok_or_else(|| io::Error::other("upgrade channel closed before the list ended"))?;
         let m = Message::decode(&buf[..r.len])
             .map_err(|(_, why)| io::Error::other(format!("upgrade channel: {why}")))?;
+        if m.kind() == Kind::Ack && m.id == out.len() as u64 {
+            return Ok(out);
+        }
         let (Kind::PassListener, Some(fd)) = (m.kind(), r.fds.pop()) else {
             return Err(io::Error::other(
                 "upgrade channel: expected a listener with its fd",
@@ -154,11 +205,18 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Vec<Socket>> {
         };
         out.push(Socket::new(fd).tls(tls));
     }
-    Ok(out)
 }
 
-/// In the new process, once it serves: tells the old one.
-pub(super) fn say_ready(chan: &OwnedFd) -> io::Result<()> {
+/// In the new process, once it serves: tells the old one, then takes the
+/// connections it moves (`PASS_CONNECTION`, answered `ACK` or `REFUSE` as
+/// on the control socket) until it closes the channel.
+pub(super) fn say_ready(chan: OwnedFd, loops: Loops) -> io::Result<()> {
     let m = Message::new(Kind::Ready, u64::from(std::process::id()));
-    fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[]).map(|_| ())
+    fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[])?;
+    std::thread::Builder::new()
+        .name("upgrade-in".into())
+        .spawn(move || {
+            crate::intake::control::serve_peer(&chan, &ControlConfig::default(), &loops);
+        })?;
+    Ok(())
 }

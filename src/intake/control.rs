@@ -102,7 +102,7 @@ fn reply(conn: &OwnedFd, m: &Message) {
     }
 }
 
-fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
+pub(crate) fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
     loop {
         let rec = match fdpass::recv_with_fds(conn.as_fd(), &mut buf) {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -38,7 +38,15 @@ pub(super) struct Connections {
     /// Slots taken under `max_concurrent` by every loop sharing the
     /// budget (`Server::share_limit`); `None`: this table alone counts.
     shared: Option<Arc<AtomicUsize>>,
+    /// Handing over (`Server::hand_over`): where idle connections go.
+    mover: Option<Mover>,
 }
+
+/// Gives an idle plain connection (its fd, and who is at the other end) to
+/// another owner, typically another process over the wire format. `Ok`:
+/// taken, this server closes its copy; `Err`: not taken, it serves on.
+pub type Mover =
+    Arc<dyn Fn(std::os::fd::BorrowedFd<'_>, &crate::sys::Addr) -> io::Result<()> + Send + Sync>;
 
 impl Connections {
     pub(super) fn new(load: Arc<AtomicUsize>) -> Connections {
@@ -49,6 +57,40 @@ impl Connections {
             handed: VecDeque::new(),
             load,
             shared: None,
+            mover: None,
+        }
+    }
+
+    /// From now on, idle plain connections go to `mover`, those idle now
+    /// at once; idle TLS ones (their session cannot move) are closed.
+    pub(super) fn hand_over(&mut self, mover: Mover, shared: &mut Shared, registry: &Registry) {
+        self.mover = Some(mover);
+        let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
+        for t in tokens {
+            self.move_if_idle(t, shared, registry);
+        }
+    }
+
+    pub(super) fn is_handing_over(&self) -> bool {
+        self.mover.is_some()
+    }
+
+    /// Moves one connection if it is parked (never mid-response).
+    fn move_if_idle(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
+        let (Some(mover), Some(c)) = (&self.mover, self.entries.get(token)) else {
+            return;
+        };
+        let Engine::Parked(p) = &c.engine else {
+            return;
+        };
+        if !matches!(c.transport, Transport::Plain) {
+            tracing::debug!(peer = %p.peer(), "handing over: an idle TLS connection is closed");
+            drop(self.remove(registry, token, shared));
+            return;
+        }
+        match mover(c.fd.as_fd(), p.peer()) {
+            Ok(()) => drop(self.remove(registry, token, shared)),
+            Err(e) => tracing::warn!(peer = %p.peer(), "handing over: kept a connection: {e}"),
         }
     }
 
@@ -201,6 +243,7 @@ impl Connections {
                 let deadline = c.engine.deadline(ctx.timeouts);
                 self.timers
                     .schedule(deadline, token, c.generation, &mut c.timer_at);
+                self.move_if_idle(token, shared, registry);
             }
             Outcome::Close(why) => {
                 if let Some(why) = why {

@@ -34,6 +34,7 @@ pub(super) enum Command {
     Drain,
     Close,
     Tls(Arc<rustls::ServerConfig>),
+    HandOver(super::Mover),
 }
 
 /// A handle other threads use to give the server sockets (the control
@@ -106,6 +107,11 @@ impl Inbox {
     /// Asks the loop to `close` on its next turn.
     pub fn close(&self) -> io::Result<()> {
         self.command(Command::Close)
+    }
+
+    /// Asks the loop to `hand_over` its connections to `mover`.
+    pub fn hand_over(&self, mover: super::Mover) -> io::Result<()> {
+        self.command(Command::HandOver(mover))
     }
 
     /// Gives the loop a new TLS configuration (`set_tls`).

@@ -56,6 +56,7 @@ use connections::Connections;
 use date::DateCache;
 use relays::{RELAY_TOKENS, Relays};
 
+pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{Added, HandedOff, Options, Socket};
 
@@ -181,6 +182,7 @@ impl Server {
                 inbox::Command::Drain => self.drain(),
                 inbox::Command::Close => self.close(),
                 inbox::Command::Tls(cfg) => self.set_tls(cfg),
+                inbox::Command::HandOver(m) => self.hand_over(m),
             }
         }
         for (_, m) in self.inbox.take_submissions() {
@@ -348,6 +350,28 @@ impl Server {
         let registry = self.poll.registry();
         self.conns.reread_all(self.now, &mut self.shared, registry);
         self.give_handed();
+    }
+
+    /// Stops accepting and gives every idle plain connection to `mover`,
+    /// each as soon as it is idle: one waiting for its request now, one
+    /// with a request in flight once its response is written (never
+    /// mid-response; pipelined requests already read are answered here
+    /// first). Responses keep `Connection: keep-alive`, so a client never
+    /// sees its connection close. Idle TLS connections are closed (their
+    /// session cannot move). The server is empty when every connection has
+    /// moved or ended (`is_empty`).
+    pub fn hand_over(&mut self, mover: Mover) {
+        self.listeners.deregister_all(self.poll.registry());
+        self.take_backlogs();
+        self.listeners.close_all(self.poll.registry());
+        self.queued.clear();
+        let registry = self.poll.registry();
+        self.conns.hand_over(mover, &mut self.shared, registry);
+    }
+
+    /// True once `hand_over` was called.
+    pub fn is_handing_over(&self) -> bool {
+        self.conns.is_handing_over()
     }
 
     /// True once `close` was called.
