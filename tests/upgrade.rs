@@ -27,7 +27,10 @@ fn keep_asking(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHand
             });
             match answer {
                 Ok(a) if a.ends_with("alpha\n") => ok += 1,
-                _ => failed += 1,
+                other => {
+                    eprintln!("request failed: {other:?}");
+                    failed += 1
+                }
             }
         }
         (ok, failed)
