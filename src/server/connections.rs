@@ -83,10 +83,16 @@ impl Connections {
         let Engine::Parked(p) = &c.engine else {
             return;
         };
-        if !matches!(c.transport, Transport::Plain) {
-            tracing::debug!(peer = %p.peer(), "handing over: an idle TLS connection is closed");
-            drop(self.remove(registry, token, shared));
-            return;
+        match c.transport {
+            Transport::Plain => {}
+            // Nothing read yet on an `auto` listener: whether it speaks TLS
+            // is not known; it moves (or closes) once it has said.
+            Transport::Sniff(_) => return,
+            Transport::Tls(_) => {
+                tracing::debug!(peer = %p.peer(), "handing over: an idle TLS connection is closed");
+                drop(self.remove(registry, token, shared));
+                return;
+            }
         }
         match mover(c.fd.as_fd(), p.peer()) {
             Ok(()) => drop(self.remove(registry, token, shared)),
