@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::{self, Queued};
 use super::{Added, Server, Socket};
-use crate::conn_io::Transport;
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -74,6 +73,8 @@ impl Server {
 
     /// Serves a connection in a slot already reserved, which is given back
     /// if it cannot be served.
+    /// Serves a connection in a slot already reserved (given back if it
+    /// cannot be served).
     pub(super) fn serve(
         &mut self,
         fd: OwnedFd,
@@ -81,23 +82,8 @@ impl Server {
         pre_read: &[u8],
         tls: TlsMode,
     ) -> io::Result<()> {
-        let r = self.serve_reserved(fd, peer, pre_read, tls);
-        if r.is_err() {
-            self.conns.unreserve();
-        }
-        r
-    }
-
-    fn serve_reserved(
-        &mut self,
-        fd: OwnedFd,
-        peer: Addr,
-        pre_read: &[u8],
-        tls: TlsMode,
-    ) -> io::Result<()> {
-        let transport = Transport::for_mode(tls, self.shared.tls.as_ref())?;
         let (registry, now) = (self.poll.registry(), self.now);
-        let conn = (fd, peer, pre_read, transport);
+        let conn = (fd, peer, pre_read, tls);
         let token = self.conns.insert(registry, conn, now, &mut self.shared)?;
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
@@ -137,10 +123,19 @@ impl Server {
         }
     }
 
+    /// Closes the listeners for good, after taking what waits in their
+    /// backlogs (closing would reset those connections). Not woken any
+    /// more first, then emptied: a connection arriving from now on wakes
+    /// another loop or process still accepting from the same socket.
+    pub(super) fn stop_accepting(&mut self) {
+        self.listeners.deregister_all(self.poll.registry());
+        self.take_backlogs();
+        self.listeners.close_all(self.poll.registry());
+    }
+
     /// Accepts everything waiting in the listeners' backlogs (at most what
-    /// `max_concurrent` and `max_queued` allow): draining, they are about
-    /// to close, which would reset those connections.
-    pub(super) fn take_backlogs(&mut self) {
+    /// `max_concurrent` and `max_queued` allow).
+    fn take_backlogs(&mut self) {
         let opts = &self.shared.opts;
         let room = (opts.max_concurrent + opts.max_queued)
             .saturating_sub(self.conns.in_use() + self.queued.len());

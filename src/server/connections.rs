@@ -21,6 +21,7 @@ use crate::conn_io::Transport;
 use crate::http::deferred::{Job, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
+use crate::tls::TlsMode;
 
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
@@ -158,16 +159,31 @@ impl Connections {
         self.timers.next()
     }
 
-    /// Registers the socket for both directions, edge-triggered, once, and
-    /// puts the connection in the table, with the bytes already read from
-    /// it.
+    /// Fills a reserved slot: registers the socket for both directions,
+    /// edge-triggered, once, and puts the connection in the table, with the
+    /// bytes already read from it. On an error the slot is given back.
     pub(super) fn insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, transport): (OwnedFd, Addr, &[u8], Transport),
+        (fd, peer, pre_read, tls): (OwnedFd, Addr, &[u8], TlsMode),
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
+        let r = self.try_insert(registry, (fd, peer, pre_read, tls), now, shared);
+        if r.is_err() {
+            self.unreserve();
+        }
+        r
+    }
+
+    fn try_insert(
+        &mut self,
+        registry: &Registry,
+        (fd, peer, pre_read, tls): (OwnedFd, Addr, &[u8], TlsMode),
+        now: Instant,
+        shared: &mut Shared,
+    ) -> io::Result<usize> {
+        let transport = Transport::for_mode(tls, shared.tls.as_ref())?;
         let mut conn = Conn::new(peer, now);
         conn.feed(pre_read, &mut shared.pool, now);
         let token = self.entries.vacant_key();

@@ -341,12 +341,7 @@ impl Server {
     /// What is answered and what is not: the module's "Draining".
     pub fn drain(&mut self) {
         self.shared.draining = true;
-        // Not woken any more, then empty the backlogs: a connection
-        // arriving from now on wakes another loop or process still
-        // accepting from the same socket.
-        self.listeners.deregister_all(self.poll.registry());
-        self.take_backlogs();
-        self.listeners.close_all(self.poll.registry());
+        self.stop_accepting();
         let registry = self.poll.registry();
         self.conns.reread_all(self.now, &mut self.shared, registry);
         self.give_handed();
@@ -361,9 +356,7 @@ impl Server {
     /// session cannot move). The server is empty when every connection has
     /// moved or ended (`is_empty`).
     pub fn hand_over(&mut self, mover: Mover) {
-        self.listeners.deregister_all(self.poll.registry());
-        self.take_backlogs();
-        self.listeners.close_all(self.poll.registry());
+        self.stop_accepting();
         self.queued.clear();
         let registry = self.poll.registry();
         self.conns.hand_over(mover, &mut self.shared, registry);
