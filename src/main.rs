@@ -35,6 +35,20 @@ enum Command {
     Pass(PassArgs),
     /// Serve WebSocket connections handed over by HTTP processes.
     WsWorker(WsWorkerArgs),
+    /// Replace the running server's binary with the one now at its path,
+    /// moving its listeners and connections (asked through its control
+    /// socket; exits non-zero with the reason if the old one serves on).
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Args)]
+struct UpgradeArgs {
+    /// The server's control socket (`serve --control PATH`).
+    #[arg(long)]
+    control: PathBuf,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = Seconds(Duration::from_secs(30)))]
+    wait: Seconds,
 }
 
 /// What a WebSocket worker does and how much it takes (shared by `serve`,
@@ -335,6 +349,9 @@ fn main() -> ExitCode {
             listen: a.listen,
             to: a.to,
             ack_timeout: a.ack_timeout,
+        }),
+        Command::Upgrade(a) => app::upgrade(&a.control, a.wait.0).map(|pid| {
+            println!("upgraded: the new process is {pid}");
         }),
         Command::WsWorker(a) => app::ws_worker(WorkerArgs {
             config: WorkerConfig {

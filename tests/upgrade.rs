@@ -304,3 +304,71 @@ fn keep_alive_connections_move_to_the_new_process_without_a_close() {
     }
     assert!(log.contains("handing connections over"), "{log}");
 }
+
+fn upgrade_command(control: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["upgrade", "--control"])
+        .arg(control)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn handoff_upgrade_says_the_new_pid_or_why_the_old_process_serves_on() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("control.sock");
+    // A failing new binary first: non-zero, with the reason.
+    let h = Handoff::start_env(
+        &[("HANDOFF_UPGRADE_EXE", "/bin/false")],
+        &[
+            "--root",
+            &root_arg(site.path()),
+            "--control",
+            control.to_str().unwrap(),
+        ],
+    );
+    let out = upgrade_command(&control);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the new process ended before it was ready"),
+        "{err}"
+    );
+    assert_eq!(
+        h.get("/a.txt").text(),
+        "alpha\n",
+        "the old process serves on"
+    );
+    drop(h);
+
+    // Then a real one: the new PID, and the old process is gone.
+    let control = dir.path().join("control2.sock");
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--control",
+        control.to_str().unwrap(),
+    ]);
+    let out = upgrade_command(&control);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = text
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_ne!(pid as u32, h.pid());
+    assert!(
+        h.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let served = h.get("/b.txt").text();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    assert_eq!(served, "bravo\n");
+}

@@ -12,6 +12,7 @@ use super::threads::Others;
 use super::upgrade::Successor;
 use super::{ServeConfig, reload_certificates, status};
 use crate::handoff::pool::Pool;
+use crate::intake::control::UpgradeRequest;
 use crate::notify::Notifier;
 use crate::server::{Inbox, Mover, Server};
 
@@ -63,6 +64,10 @@ pub(super) struct Lifecycle<'a> {
     /// What SIGUSR2 starts, and the outcome of an upgrade under way.
     pub(super) successor: Successor,
     pub(super) upgrading: Option<mpsc::Receiver<Result<(u32, Mover), String>>>,
+    /// `handoff upgrade` requests from the control socket, and those
+    /// waiting for the outcome of the upgrade under way.
+    pub(super) upgrade_requests: mpsc::Receiver<UpgradeRequest>,
+    pub(super) waiting: Vec<UpgradeRequest>,
 }
 
 impl Lifecycle<'_> {
@@ -70,7 +75,7 @@ impl Lifecycle<'_> {
     /// upgrade is under way or this process is draining.
     fn start_upgrade(&mut self, server: &Server) {
         if self.upgrading.is_some() || self.deadline.is_some() {
-            tracing::warn!("SIGUSR2: an upgrade or a drain is under way; ignored");
+            tracing::warn!("upgrade asked for while an upgrade or a drain is under way; ignored");
             return;
         }
         match self
@@ -81,7 +86,17 @@ impl Lifecycle<'_> {
                 tracing::info!("upgrade: the new process is starting");
                 self.upgrading = Some(rx);
             }
-            Err(e) => tracing::warn!("upgrade failed, serving on: {e}"),
+            Err(e) => {
+                tracing::warn!("upgrade failed, serving on: {e}");
+                self.tell_waiting(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Answers every `handoff upgrade` waiting for this outcome.
+    fn tell_waiting(&mut self, outcome: Result<u32, String>) {
+        for tx in self.waiting.drain(..) {
+            let _ = tx.send(outcome.clone());
         }
     }
 
@@ -142,10 +157,21 @@ impl Lifecycle<'_> {
             );
             self.drain(server, now);
         }
+        while let Ok(tx) = self.upgrade_requests.try_recv() {
+            if self.deadline.is_some() {
+                let _ = tx.send(Err("this process is stopping".into()));
+                continue;
+            }
+            self.waiting.push(tx);
+            if self.upgrading.is_none() {
+                self.start_upgrade(server);
+            }
+        }
         if let Some(rx) = &self.upgrading {
             match rx.try_recv() {
                 Ok(Ok((pid, mover))) => {
                     self.upgrading = None;
+                    self.tell_waiting(Ok(pid));
                     tracing::info!(
                         pid,
                         connections = server.connections_in_budget(),
@@ -160,6 +186,7 @@ impl Lifecycle<'_> {
                 Ok(Err(why)) => {
                     self.upgrading = None;
                     tracing::warn!("upgrade failed, serving on: {why}");
+                    self.tell_waiting(Err(why));
                 }
                 Err(_) => {}
             }

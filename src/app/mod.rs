@@ -268,6 +268,9 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
     let mut control_cfg = ControlConfig::default();
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
+    let (upgrade_tx, upgrade_requests) = std::sync::mpsc::channel();
+    control_cfg.upgrades = Some(upgrade_tx);
+    control_cfg.upgrade_wait = cfg.upgrade_timeout + Duration::from_secs(5);
 
     let mut lines = Vec::new();
     let passed = match &upgrade_chan {
@@ -385,6 +388,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         idle_since: Instant::now(),
         successor,
         upgrading: None,
+        upgrade_requests,
+        waiting: Vec::new(),
     };
     loop {
         let now = Instant::now();
@@ -419,6 +424,36 @@ fn reload_certificates(cfg: &ServeConfig, server: &mut Server, others: &threads:
 /// sockets queued.
 fn status(server: &Server) -> (usize, usize) {
     (server.connections_in_budget(), server.queued())
+}
+
+/// `handoff upgrade`: asks the server behind the control socket at `path`
+/// to replace its binary (`docs/upgrade.md`), and returns the new process's
+/// PID once it is ready, or why the old one serves on.
+pub fn upgrade(path: &std::path::Path, wait: Duration) -> io::Result<u32> {
+    use crate::handoff::wire::{Kind, Message};
+    let c = fdpass::seqpacket_connect(path)?;
+    fdpass::set_recv_timeout(std::os::fd::AsFd::as_fd(&c), wait)?;
+    let m = Message::new(Kind::Upgrade, 1);
+    fdpass::send_with_fds(
+        std::os::fd::AsFd::as_fd(&c),
+        &[std::io::IoSlice::new(&m.encode())],
+        &[],
+    )?;
+    let mut buf = vec![0u8; crate::handoff::wire::MAX_MESSAGE];
+    let r = fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&c), &mut buf)?
+        .ok_or_else(|| io::Error::other("the server closed the control connection"))?;
+    let answer = Message::decode(&buf[..r.len])
+        .map_err(|(_, why)| io::Error::other(format!("garbled answer: {why}")))?;
+    match answer.kind() {
+        Kind::Ack => answer
+            .name
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| io::Error::other("the answer names no process")),
+        _ => Err(io::Error::other(
+            answer.reason.unwrap_or_else(|| "refused".into()),
+        )),
+    }
 }
 
 /// What `handoff ws-worker` is told on its command line.

@@ -82,8 +82,19 @@ pub(super) fn add_sources(
             _ => tracing::info!("inetd nowait mode: serving the connection on fd 0"),
         }
     }
+    let upgrading = upgrade.is_some();
     if let Some(path) = &cfg.control {
-        listen::remove_stale(path)?;
+        if upgrading {
+            // The process we replace still listens there until it exits:
+            // its socket is unlinked, not stolen (a `handoff upgrade`
+            // connected to it gets its answer), and new peers reach us.
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        } else {
+            listen::remove_stale(path)?;
+        }
         let fd = fdpass::seqpacket_listen(path)?;
         control::spawn(fd, control_cfg.clone(), loops.clone())?;
         controls += 1;
@@ -93,7 +104,6 @@ pub(super) fn add_sources(
     // An upgrade: the process we replace gave us its listeners, which
     // stand for our --listen addresses (binding them again would fail or,
     // with port 0, pick other ports).
-    let upgrading = upgrade.is_some();
     for socket in upgrade.into_iter().flatten() {
         let tls = socket.tls_mode();
         if let Added::Listener(addr) = server.add_socket(socket)? {

@@ -31,6 +31,10 @@ pub enum Kind {
     /// A new process → the one it replaces (`docs/upgrade.md`): it serves
     /// the listeners it was given; ID is its PID.
     Ready = 7,
+    /// `handoff upgrade` → a control socket: replace the binary. Answered,
+    /// once the new process is ready or has failed, with `ACK` (NAME: the
+    /// new PID) or `REFUSE` (REASON: why; the old process serves on).
+    Upgrade = 8,
 }
 
 impl Kind {
@@ -43,6 +47,7 @@ impl Kind {
             5 => Kind::Broadcast,
             6 => Kind::Load,
             7 => Kind::Ready,
+            8 => Kind::Upgrade,
             _ => return None,
         })
     }

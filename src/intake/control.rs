@@ -29,7 +29,16 @@ pub(crate) struct ControlConfig {
     pub adopt_timeout: Duration,
     /// Most peers served at once.
     pub max_peers: usize,
+    /// Where `UPGRADE` requests go (the serving process's lifecycle), each
+    /// with the channel its outcome comes back on; `None`: refused.
+    pub upgrades: Option<mpsc::Sender<UpgradeRequest>>,
+    /// How long an `UPGRADE` may take before its answer says so.
+    pub upgrade_wait: Duration,
 }
+
+/// An `UPGRADE` request: its outcome (the new PID, or why not) is sent back
+/// on this.
+pub(crate) type UpgradeRequest = mpsc::Sender<Result<u32, String>>;
 
 impl Default for ControlConfig {
     fn default() -> Self {
@@ -37,6 +46,8 @@ impl Default for ControlConfig {
             allowed_uids: vec![sys::process::euid()],
             adopt_timeout: Duration::from_secs(5),
             max_peers: 64,
+            upgrades: None,
+            upgrade_wait: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +124,13 @@ pub(crate) fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
                 return;
             }
         };
+        if let Ok(m) = Message::decode(&buf[..rec.len])
+            && m.kind() == Kind::Upgrade
+            && rec.fds.is_empty()
+        {
+            reply(conn, &upgrade(m.id, cfg, loops));
+            continue;
+        }
         let answer = match handle(
             &buf[..rec.len],
             rec.fds,
@@ -129,6 +147,27 @@ pub(crate) fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
             }
         };
         reply(conn, &answer);
+    }
+}
+
+/// `UPGRADE`: asks the lifecycle to replace the binary and answers with its
+/// outcome.
+fn upgrade(id: u64, cfg: &ControlConfig, loops: &Loops) -> Message {
+    let Some(requests) = &cfg.upgrades else {
+        return Message::refuse(id, "this server does not take upgrade requests");
+    };
+    let (tx, rx) = mpsc::channel();
+    if requests.send(tx).is_err() || loops.all()[0].wake().is_err() {
+        return Message::refuse(id, "the server is stopping");
+    }
+    match rx.recv_timeout(cfg.upgrade_wait) {
+        Ok(Ok(pid)) => {
+            let mut m = Message::ack(id);
+            m.name = Some(pid.to_string());
+            m
+        }
+        Ok(Err(why)) => Message::refuse(id, why),
+        Err(_) => Message::refuse(id, "no outcome in time; see the server's log"),
     }
 }
 
