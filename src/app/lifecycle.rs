@@ -68,6 +68,8 @@ pub(super) struct Lifecycle<'a> {
     /// waiting for the outcome of the upgrade under way.
     pub(super) upgrade_requests: mpsc::Receiver<UpgradeRequest>,
     pub(super) waiting: Vec<UpgradeRequest>,
+    /// `handoff upgrade` answers being written (`ControlConfig::answering`).
+    pub(super) answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Lifecycle<'_> {
@@ -199,7 +201,8 @@ impl Lifecycle<'_> {
             if workers_gone {
                 self.workers_done = None;
             }
-            if server.is_empty() && workers_gone && self.others.done() {
+            let answered = self.answering.load(std::sync::atomic::Ordering::Acquire) == 0;
+            if server.is_empty() && workers_gone && self.others.done() && answered {
                 tracing::info!("drained; exiting");
                 return Go::Exit;
             }

@@ -271,6 +271,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let (upgrade_tx, upgrade_requests) = std::sync::mpsc::channel();
     control_cfg.upgrades = Some(upgrade_tx);
     control_cfg.upgrade_wait = cfg.upgrade_timeout + Duration::from_secs(5);
+    let answering = control_cfg.answering.clone();
 
     let mut lines = Vec::new();
     let passed = match &upgrade_chan {
@@ -390,6 +391,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         upgrading: None,
         upgrade_requests,
         waiting: Vec::new(),
+        answering,
     };
     loop {
         let now = Instant::now();

@@ -34,6 +34,9 @@ pub(crate) struct ControlConfig {
     pub upgrades: Option<mpsc::Sender<UpgradeRequest>>,
     /// How long an `UPGRADE` may take before its answer says so.
     pub upgrade_wait: Duration,
+    /// `UPGRADE` answers not yet written: the process must not exit
+    /// before they are (it is woken when one is).
+    pub answering: Arc<AtomicUsize>,
 }
 
 /// An `UPGRADE` request: its outcome (the new PID, or why not) is sent back
@@ -48,6 +51,7 @@ impl Default for ControlConfig {
             max_peers: 64,
             upgrades: None,
             upgrade_wait: Duration::from_secs(30),
+            answering: Arc::default(),
         }
     }
 }
@@ -128,7 +132,10 @@ pub(crate) fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
             && m.kind() == Kind::Upgrade
             && rec.fds.is_empty()
         {
+            cfg.answering.fetch_add(1, Ordering::AcqRel);
             reply(conn, &upgrade(m.id, cfg, loops));
+            cfg.answering.fetch_sub(1, Ordering::AcqRel);
+            let _ = loops.all()[0].wake();
             continue;
         }
         let answer = match handle(
