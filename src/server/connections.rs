@@ -23,6 +23,10 @@ use crate::http::{Conn, Expired};
 use crate::sys::Addr;
 use crate::tls::TlsMode;
 
+/// A connected socket to serve: its fd, its peer, the bytes already read
+/// from it, and its TLS mode.
+pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], TlsMode);
+
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
 pub(super) type HandOff = (Connection, Option<(Vec<u8>, Vec<u8>)>);
@@ -78,7 +82,11 @@ impl Connections {
 
     /// Moves one connection if it is parked (never mid-response).
     fn move_if_idle(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
-        let (Some(mover), Some(c)) = (&self.mover, self.entries.get(token)) else {
+        // Checked first: this runs after every turn of every connection.
+        let Some(mover) = &self.mover else {
+            return;
+        };
+        let Some(c) = self.entries.get(token) else {
             return;
         };
         let Engine::Parked(p) = &c.engine else {
@@ -165,11 +173,11 @@ impl Connections {
     pub(super) fn insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, tls): (OwnedFd, Addr, &[u8], TlsMode),
+        new: NewConnection<'_>,
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
-        let r = self.try_insert(registry, (fd, peer, pre_read, tls), now, shared);
+        let r = self.try_insert(registry, new, now, shared);
         if r.is_err() {
             self.unreserve();
         }
@@ -179,7 +187,7 @@ impl Connections {
     fn try_insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, tls): (OwnedFd, Addr, &[u8], TlsMode),
+        (fd, peer, pre_read, tls): NewConnection<'_>,
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {

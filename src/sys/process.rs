@@ -84,6 +84,27 @@ pub(crate) fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// In a child between fork and exec: makes `raw` its fd 3, inherited by
+/// the program it runs (dup2 clears close-on-exec; fd 3 itself has the flag
+/// cleared). Only async-signal-safe calls, no allocation.
+///
+/// # Safety
+/// To be called only in a `pre_exec` closure, with `raw` open.
+unsafe fn onto_fd3(raw: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl and dup2 on fds of this (forked) process.
+    unsafe {
+        if raw == 3 {
+            let fl = libc::fcntl(3, libc::F_GETFD);
+            if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else if libc::dup2(raw, 3) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Starts a worker process with `ctl` as its fd 3. The worker gets its own
 /// process group (a terminal's ^C goes to us, and we decide) and dies with
 /// us: `PR_SET_PDEATHSIG` sends it SIGKILL when the thread that started it
@@ -103,14 +124,7 @@ pub(crate) fn spawn_worker(
     // prctl, getppid and _exit, and builds errors without allocating.
     unsafe {
         cmd.pre_exec(move || {
-            if raw == 3 {
-                let fl = libc::fcntl(3, libc::F_GETFD);
-                if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, 3) < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            onto_fd3(raw)?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -156,17 +170,7 @@ pub(crate) fn spawn_successor(
     // makes only dup2 and fcntl, which are async-signal-safe, and builds
     // errors without allocating.
     unsafe {
-        cmd.pre_exec(move || {
-            if raw == 3 {
-                let fl = libc::fcntl(3, libc::F_GETFD);
-                if fl < 0 || libc::fcntl(3, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, 3) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || onto_fd3(raw));
     }
     let child = cmd.spawn();
     drop(chan);
