@@ -199,6 +199,107 @@ impl Listeners {
     }
 }
 
+/// Who may come in: the listeners, the queue of sockets waiting for a slot,
+/// and whether the server takes connections at all. The server asks it
+/// what to adopt; it never adopts anything itself.
+#[derive(Default)]
+pub(super) struct Admission {
+    pub(super) listeners: Listeners,
+    pub(super) queued: WaitQueue,
+    /// Reused for what a listener gives in one go.
+    accepted: Vec<Socket>,
+    pub(super) paused: bool,
+    pub(super) closed: bool,
+}
+
+impl Admission {
+    /// Does the server take another connection now, with `in_use` of
+    /// `max` slots taken?
+    pub(super) fn is_open(&self, draining: bool, in_use: usize, max: usize) -> bool {
+        !self.paused && !self.closed && !draining && in_use < max
+    }
+
+    /// What a ready listener gives now: up to a batch, within the room left
+    /// under `max_concurrent`. Give the vector back with `recycle`.
+    pub(super) fn batch(
+        &mut self,
+        token: usize,
+        in_use: usize,
+        opts: &super::Options,
+        now: Instant,
+    ) -> Vec<Socket> {
+        let limit = opts
+            .accept_batch
+            .min(opts.max_concurrent.saturating_sub(in_use));
+        let mut got = std::mem::take(&mut self.accepted);
+        self.listeners
+            .accept(token, limit, now, opts.accept_backoff, &mut got);
+        got
+    }
+
+    pub(super) fn recycle(&mut self, got: Vec<Socket>) {
+        self.accepted = got;
+    }
+
+    /// Closes the listeners for good and returns what waited in their
+    /// backlogs, up to what `max_concurrent` and `max_queued` leave room
+    /// for (closing would reset those connections). Not woken any more
+    /// first, then emptied: a connection arriving from now on wakes another
+    /// loop or process still accepting from the same socket.
+    pub(super) fn stop(
+        &mut self,
+        registry: &Registry,
+        in_use: usize,
+        opts: &super::Options,
+    ) -> Vec<Socket> {
+        self.listeners.deregister_all(registry);
+        let room =
+            (opts.max_concurrent + opts.max_queued).saturating_sub(in_use + self.queued.len());
+        let mut got = Vec::new();
+        self.listeners.take_backlogs(room, &mut got);
+        if !got.is_empty() {
+            tracing::info!(taken = got.len(), "took the backlog's connections");
+        }
+        self.listeners.close_all(registry);
+        got
+    }
+
+    /// Closes everything for good: listeners and the queue.
+    pub(super) fn close(&mut self, registry: &Registry) {
+        self.closed = true;
+        self.listeners.close_all(registry);
+        self.queued.clear();
+    }
+
+    /// When the loop must look again: now if a listener is ready and the
+    /// server is open; when the first resting listener is done; and, with
+    /// a budget shared with other loops (`waits_on_budget`), soon while
+    /// something waits for a slot that another loop may free without an
+    /// event here.
+    pub(super) fn next_wake(
+        &self,
+        open: bool,
+        waits_on_budget: bool,
+        now: Instant,
+    ) -> Option<Instant> {
+        let wake = self.listeners.next_wake(open, now);
+        let waiting = !self.queued.is_empty() || self.listeners.any_ready();
+        if waits_on_budget && waiting && !open {
+            return Some(wake.map_or(now + BUDGET_RECHECK, |w| w.min(now + BUDGET_RECHECK)));
+        }
+        wake
+    }
+
+    /// Nothing to accept from and nothing waiting.
+    pub(super) fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.listeners.is_empty()
+    }
+}
+
+/// How often a loop waiting for a slot in a budget shared with other loops
+/// looks again (only while something waits).
+const BUDGET_RECHECK: Duration = Duration::from_millis(10);
+
 /// A connected socket waiting for a slot.
 pub(super) struct Queued {
     pub(super) fd: OwnedFd,

@@ -31,7 +31,7 @@ impl Server {
     }
 
     pub(super) fn adopt(&mut self, mut sock: Socket, pre_read: &[u8]) -> io::Result<Added> {
-        if self.closed {
+        if self.admission.closed {
             return Err(io::Error::other("server is closed"));
         }
         if sock.tls != TlsMode::Off && self.shared.tls.is_none() {
@@ -50,7 +50,7 @@ impl Server {
                 ));
             }
             let epoll = sys::poll_fd(&self.poll);
-            let (token, local) = self.listeners.add(epoll, fd, unix, tls)?;
+            let (token, local) = self.admission.listeners.add(epoll, fd, unix, tls)?;
             tracing::debug!(%local, "listener added");
             self.accept_from(token);
             return Ok(Added::Listener(local));
@@ -64,7 +64,9 @@ impl Server {
                 pre_read,
                 tls,
             };
-            self.queued.offer(q, self.shared.opts.max_queued)?;
+            self.admission
+                .queued
+                .offer(q, self.shared.opts.max_queued)?;
             return Ok(Added::Queued);
         }
         self.serve(fd, peer, pre_read, tls)?;
@@ -92,62 +94,40 @@ impl Server {
 
     /// May the server take another connection now?
     pub(super) fn can_accept(&self) -> bool {
-        !self.paused
-            && !self.closed
-            && !self.shared.draining
-            && self.conns.in_use() < self.shared.opts.max_concurrent
+        let (opts, in_use) = (&self.shared.opts, self.conns.in_use());
+        self.admission
+            .is_open(self.shared.draining, in_use, opts.max_concurrent)
     }
 
-    /// Accepts from a ready listener up to the batch and `max_concurrent`,
-    /// and adopts what it gave.
+    /// Accepts from a ready listener and adopts what it gave.
     pub(super) fn accept_from(&mut self, token: usize) {
-        if !self.can_accept() {
-            return;
+        if self.can_accept() {
+            let in_use = self.conns.in_use();
+            let got = self
+                .admission
+                .batch(token, in_use, &self.shared.opts, self.now);
+            let got = self.adopt_all(got, "an accepted connection");
+            self.admission.recycle(got);
         }
-        let opts = &self.shared.opts;
-        let limit = opts
-            .accept_batch
-            .min(opts.max_concurrent - self.conns.len());
-        let mut got = std::mem::take(&mut self.accepted);
-        self.listeners
-            .accept(token, limit, self.now, opts.accept_backoff, &mut got);
-        self.adopt_accepted(&mut got);
-        self.accepted = got;
     }
 
-    fn adopt_accepted(&mut self, got: &mut Vec<Socket>) {
+    /// Closes the listeners for good and adopts what waited in their
+    /// backlogs (`Admission::stop`).
+    pub(super) fn stop_accepting(&mut self) {
+        let in_use = self.conns.in_use();
+        let got = self
+            .admission
+            .stop(self.poll.registry(), in_use, &self.shared.opts);
+        self.adopt_all(got, "a connection from the backlog");
+    }
+
+    fn adopt_all(&mut self, mut got: Vec<Socket>, what: &str) -> Vec<Socket> {
         for sock in got.drain(..) {
             if let Err(e) = self.adopt(sock, &[]) {
-                tracing::warn!("dropping an accepted connection: {e}");
+                tracing::warn!("dropping {what}: {e}");
             }
         }
-    }
-
-    /// Closes the listeners for good, after taking what waits in their
-    /// backlogs (closing would reset those connections). Not woken any
-    /// more first, then emptied: a connection arriving from now on wakes
-    /// another loop or process still accepting from the same socket.
-    pub(super) fn stop_accepting(&mut self) {
-        self.listeners.deregister_all(self.poll.registry());
-        self.take_backlogs();
-        self.listeners.close_all(self.poll.registry());
-    }
-
-    /// Accepts everything waiting in the listeners' backlogs (at most what
-    /// `max_concurrent` and `max_queued` allow).
-    fn take_backlogs(&mut self) {
-        let opts = &self.shared.opts;
-        let room = (opts.max_concurrent + opts.max_queued)
-            .saturating_sub(self.conns.in_use() + self.queued.len());
-        let mut got = Vec::new();
-        self.listeners.take_backlogs(room, &mut got);
-        if !got.is_empty() {
-            tracing::info!(
-                taken = got.len(),
-                "draining: took the backlog's connections"
-            );
-        }
-        self.adopt_accepted(&mut got);
+        got
     }
 
     /// Once a turn, at its end: serve queued sockets while there are free
@@ -155,11 +135,11 @@ impl Server {
     /// `max_concurrent` stopped it) or done resting. Accepting never
     /// re-enters from inside closing.
     pub(super) fn admit(&mut self) {
-        while !self.closed && !self.queued.is_empty() {
+        while !self.admission.closed && !self.admission.queued.is_empty() {
             if !self.conns.try_reserve(self.shared.opts.max_concurrent) {
                 break;
             }
-            let Some(q) = self.queued.pop() else {
+            let Some(q) = self.admission.queued.pop() else {
                 self.conns.unreserve();
                 break;
             };
@@ -168,9 +148,9 @@ impl Server {
             }
         }
         // By index: no allocation on a turn that accepts nothing.
-        for i in 0..self.listeners.len() {
+        for i in 0..self.admission.listeners.len() {
             let t = accept::LISTENER_TOKENS + i;
-            if self.listeners.is_due(t, self.now) {
+            if self.admission.listeners.is_due(t, self.now) {
                 self.accept_from(t);
             }
         }

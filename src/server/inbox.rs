@@ -159,6 +159,39 @@ impl Mailer for Inbox {
     }
 }
 
+/// Delivers what other threads sent the loop, in this order: commands,
+/// sockets to adopt (each sender told the outcome), deferred responses'
+/// jobs to their connections.
+pub(super) fn deliver(server: &mut super::Server) {
+    for c in server.inbox.take_commands() {
+        match c {
+            Command::Drain => server.drain(),
+            Command::Close => server.close(),
+            Command::Tls(cfg) => server.set_tls(cfg),
+            Command::HandOver(m) => server.hand_over(m),
+        }
+    }
+    for (_, m) in server.inbox.take_submissions() {
+        // A sender told "shutting down" still owns its socket and can give
+        // it to a process that is not.
+        let r = if server.shared.draining {
+            Err(io::Error::other("shutting down"))
+        } else {
+            server.adopt(m.socket, &m.pre_read)
+        };
+        if let Some(reply) = m.reply {
+            let _ = reply.send(r);
+        }
+    }
+    for (key, job) in server.inbox.take_mail() {
+        let registry = server.poll.registry();
+        server
+            .conns
+            .reply(key, job, server.now, &mut server.shared, registry);
+        server.give_handed();
+    }
+}
+
 /// The inboxes of several loops serving together (`--threads`): a
 /// connection goes to the least-loaded loop, a listener to every loop.
 #[derive(Clone)]

@@ -23,6 +23,15 @@
 //! (1001) still has to go through it; it ends when the worker closes its
 //! end, or at `close`.
 //!
+//! Handing over (`Server::hand_over`, an upgrade's step 5) stops accepting
+//! as a drain does and gives every idle plain connection to a `Mover`: one
+//! waiting for its request at once, one with a request in flight once its
+//! response is written (never mid-response; pipelined requests already read
+//! are answered here first). Responses keep `Connection: keep-alive`, so a
+//! client never sees its connection close. Idle TLS connections are closed
+//! (their session cannot move). The server is empty when every connection
+//! has moved or ended.
+//!
 //! Sockets are registered once, edge-triggered, for both directions, and
 //! readiness is remembered per connection: no `epoll_ctl` per request. A
 //! read shorter than the buffer clears readability (the socket was drained;
@@ -51,7 +60,7 @@ use mio::{Events, Poll, Token, Waker};
 use crate::http::deferred::Mailer;
 use crate::http::{BufPool, Ctx, Handler, Spare};
 use crate::sys::Addr;
-use accept::{LISTENER_TOKENS, Listeners, WaitQueue};
+use accept::{Admission, LISTENER_TOKENS};
 use connections::Connections;
 use date::DateCache;
 use relays::{RELAY_TOKENS, Relays};
@@ -59,10 +68,6 @@ use relays::{RELAY_TOKENS, Relays};
 pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{Added, HandedOff, Options, Socket};
-
-/// How often a loop waiting for a slot in a budget shared with other loops
-/// looks again (only while something waits).
-const BUDGET_RECHECK: Duration = Duration::from_millis(10);
 
 /// The token of the inbox's waker; slab keys never get near it.
 const WAKER: usize = usize::MAX;
@@ -131,15 +136,10 @@ pub struct Server {
     /// The connections served, by token, and their deadlines.
     conns: Connections,
     shared: Shared,
-    queued: WaitQueue,
-    /// Listeners, in a token space of their own.
-    listeners: Listeners,
+    /// Listeners, the queue under `max_concurrent`, open or not.
+    admission: Admission,
     /// TLS WebSockets relayed to workers, in a token space of their own.
     relays: Relays,
-    /// Reused for what a listener accepted in one go.
-    accepted: Vec<Socket>,
-    paused: bool,
-    closed: bool,
     now: Instant,
     inbox: Inbox,
     hand_off: Option<hand_off::Hook>,
@@ -156,68 +156,29 @@ impl Server {
             events: Events::with_capacity(1024),
             conns: Connections::new(inbox.load.clone()),
             shared,
-            queued: WaitQueue::default(),
-            listeners: Listeners::default(),
+            admission: Admission::default(),
             relays: Relays::default(),
-            accepted: Vec::new(),
-            paused: false,
-            closed: false,
             now: Instant::now(),
             inbox,
             hand_off: None,
         })
     }
 
-    /// The handle through which other threads submit sockets or wake the
-    /// loop.
+    /// How other threads give the loop sockets, commands, or a wake-up.
     pub fn inbox(&mut self) -> io::Result<Inbox> {
         Ok(self.inbox.clone())
     }
 
-    /// Sockets submitted by other threads, deferred responses' jobs, and
-    /// commands.
-    fn take_mail(&mut self) {
-        for c in self.inbox.take_commands() {
-            match c {
-                inbox::Command::Drain => self.drain(),
-                inbox::Command::Close => self.close(),
-                inbox::Command::Tls(cfg) => self.set_tls(cfg),
-                inbox::Command::HandOver(m) => self.hand_over(m),
-            }
-        }
-        for (_, m) in self.inbox.take_submissions() {
-            // A sender told "shutting down" still owns its socket and can
-            // give it to a process that is not.
-            let r = if self.shared.draining {
-                Err(io::Error::other("shutting down"))
-            } else {
-                self.adopt(m.socket, &m.pre_read)
-            };
-            if let Some(reply) = m.reply {
-                let _ = reply.send(r);
-            }
-        }
-        for (key, job) in self.inbox.take_mail() {
-            let registry = self.poll.registry();
-            self.conns
-                .reply(key, job, self.now, &mut self.shared, registry);
-            self.give_handed();
-        }
-    }
-
-    /// Where connections handed off by a handler go. Without a hook, a
-    /// handed-off connection is closed.
+    /// Where connections handed off by a handler go (closed without one).
     pub fn on_hand_off(&mut self, hook: impl FnMut(HandedOff) + 'static) {
         self.hand_off = Some(Box::new(hook));
     }
 
-    /// The TLS configuration for connections accepted from now on (live
-    /// ones keep theirs): certificate reloads swap it.
+    /// TLS for connections accepted from now on (live ones keep theirs).
     pub fn set_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
         self.shared.tls = Some(cfg);
     }
 
-    /// The options it was made with.
     /// Counts connections in `budget`, shared with other servers (one per
     /// thread): `max_concurrent` then holds for all of them together. Call
     /// it before adding sockets.
@@ -229,7 +190,7 @@ impl Server {
     /// mode), for another server to accept from too. Listeners are
     /// registered with `EPOLLEXCLUSIVE`, so one connection wakes one loop.
     pub fn listener_sockets(&self) -> io::Result<Vec<Socket>> {
-        self.listeners.share()
+        self.admission.listeners.share()
     }
 
     /// The options it was made with.
@@ -249,18 +210,8 @@ impl Server {
     /// deadline, zero if a listener has work left, `None` for no limit.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let mut wake = self.listeners.next_wake(self.can_accept(), now);
-        // A slot freed by another loop sharing the budget raises no event
-        // here: while sockets wait for one (queued, or ready on a listener
-        // at the limit), look again soon.
-        if self.conns.is_shared()
-            && (!self.queued.is_empty() || self.listeners.any_ready())
-            && !self.can_accept()
-            && !self.paused
-            && !self.shared.draining
-        {
-            wake = timers::earliest(wake, Some(now + BUDGET_RECHECK));
-        }
+        let budget = self.conns.is_shared() && !self.admission.paused && !self.shared.draining;
+        let wake = self.admission.next_wake(self.can_accept(), budget, now);
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
 
@@ -278,9 +229,9 @@ impl Server {
         self.shared.date.refresh();
         for ev in events.iter() {
             match ev.token().0 {
-                WAKER => self.take_mail(),
+                WAKER => inbox::deliver(self),
                 t if t >= LISTENER_TOKENS => {
-                    self.listeners.set_ready(t);
+                    self.admission.listeners.set_ready(t);
                     self.accept_from(t);
                 }
                 t if t >= RELAY_TOKENS => self.relays.ready(self.poll.registry(), t, ev),
@@ -314,10 +265,7 @@ impl Server {
 
     /// True when there is nothing left to serve.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-            && self.queued.is_empty()
-            && self.listeners.is_empty()
-            && self.relays.len() == 0
+        self.conns.is_empty() && self.admission.is_empty() && self.relays.len() == 0
     }
 
     /// TLS WebSocket connections being relayed to workers.
@@ -327,12 +275,12 @@ impl Server {
 
     /// Stops accepting; live connections go on.
     pub fn pause(&mut self) {
-        self.paused = true;
+        self.admission.paused = true;
     }
 
     /// Accepts again after `pause`.
     pub fn resume(&mut self) {
-        self.paused = false;
+        self.admission.paused = false;
         self.admit();
     }
 
@@ -342,24 +290,18 @@ impl Server {
     pub fn drain(&mut self) {
         self.shared.draining = true;
         self.stop_accepting();
-        let registry = self.poll.registry();
-        self.conns.reread_all(self.now, &mut self.shared, registry);
+        self.conns
+            .reread_all(self.now, &mut self.shared, self.poll.registry());
         self.give_handed();
     }
 
-    /// Stops accepting and gives every idle plain connection to `mover`,
-    /// each as soon as it is idle: one waiting for its request now, one
-    /// with a request in flight once its response is written (never
-    /// mid-response; pipelined requests already read are answered here
-    /// first). Responses keep `Connection: keep-alive`, so a client never
-    /// sees its connection close. Idle TLS connections are closed (their
-    /// session cannot move). The server is empty when every connection has
-    /// moved or ended (`is_empty`).
+    /// Stops accepting and gives every plain connection to `mover` as soon
+    /// as it is idle; the module's "Handing over" says when and what.
     pub fn hand_over(&mut self, mover: Mover) {
+        // Sockets queued for a slot stay: served, then moved when idle.
         self.stop_accepting();
-        self.queued.clear();
-        let registry = self.poll.registry();
-        self.conns.hand_over(mover, &mut self.shared, registry);
+        self.conns
+            .hand_over(mover, &mut self.shared, self.poll.registry());
     }
 
     /// True once `hand_over` was called.
@@ -369,7 +311,7 @@ impl Server {
 
     /// True once `close` was called.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.admission.closed
     }
 
     /// True once `drain` was called.
@@ -380,16 +322,14 @@ impl Server {
     /// Closes every listener and connection now. A closed server cannot be
     /// reused.
     pub fn close(&mut self) {
-        self.closed = true;
-        self.listeners.close_all(self.poll.registry());
-        self.queued.clear();
+        self.admission.close(self.poll.registry());
         self.conns.close_all(self.poll.registry(), &mut self.shared);
         self.relays.close_all(self.poll.registry());
     }
 
     /// Local addresses of the listeners.
     pub fn local_addrs(&self) -> Vec<Addr> {
-        self.listeners.addrs()
+        self.admission.listeners.addrs()
     }
 
     /// Connections being served (not counting queued ones).
@@ -405,7 +345,7 @@ impl Server {
 
     /// Connected sockets waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.queued.len()
+        self.admission.queued.len()
     }
 }
 
