@@ -51,11 +51,17 @@ impl Notifier {
         }
     }
 
-    pub(crate) fn ready(&mut self, counts: (usize, usize)) {
-        self.send(&[
-            NotifyState::Ready,
-            NotifyState::Status(&status_line(counts)),
-        ]);
+    /// READY=1 with the first STATUS. `replacing`: this process replaced
+    /// another (`docs/upgrade.md`), so MAINPID= comes in the same message
+    /// and systemd follows it (the unit needs `NotifyAccess=all`).
+    pub(crate) fn ready(&mut self, counts: (usize, usize), replacing: bool) {
+        let status = status_line(counts);
+        let (ready, status) = (NotifyState::Ready, NotifyState::Status(&status));
+        if replacing {
+            self.send(&[NotifyState::MainPid(std::process::id()), ready, status]);
+        } else {
+            self.send(&[ready, status]);
+        }
         self.last_status = counts;
         self.ping(Instant::now());
     }

@@ -372,3 +372,51 @@ fn handoff_upgrade_says_the_new_pid_or_why_the_old_process_serves_on() {
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     assert_eq!(served, "bravo\n");
 }
+
+#[test]
+fn systemd_hears_the_new_main_pid_and_ready_and_no_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut h = Handoff::start_env(
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+        &["--root", &root_arg(site.path())],
+    );
+    let mut got: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut recv_until = |got: &mut Vec<String>, f: &dyn Fn(&[String]) -> bool| {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !f(got) && std::time::Instant::now() < end {
+            if let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        f(got)
+    };
+    assert!(recv_until(&mut got, &|m| m
+        .iter()
+        .any(|x| x.contains("READY=1"))));
+    h.signal(Signal::SIGUSR2);
+    assert!(
+        h.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let pid = new_pid(&h.log()).expect("a new process");
+    let main = format!("MAINPID={pid}");
+    let ok = recv_until(&mut got, &|m| m.iter().any(|x| x.contains(&main)));
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    assert!(ok, "{got:?}");
+    let i = got.iter().position(|x| x.contains(&main)).unwrap();
+    assert!(
+        got[i].contains("READY=1"),
+        "MAINPID and READY in one message: {got:?}"
+    );
+    assert!(
+        !got[..i].iter().any(|x| x.contains("STOPPING=1")),
+        "the old process said STOPPING during a hand-over: {got:?}"
+    );
+}

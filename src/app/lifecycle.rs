@@ -179,7 +179,8 @@ impl Lifecycle<'_> {
                         connections = server.connections_in_budget(),
                         "upgrade: the new process is ready; handing connections over"
                     );
-                    self.notifier.stopping();
+                    // No STOPPING=1: the service goes on, in the new
+                    // process, which has sent MAINPID= and READY=1.
                     server.hand_over(mover.clone());
                     self.others.hand_over(&mover);
                     self.say_goodbye_to_workers();

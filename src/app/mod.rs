@@ -369,7 +369,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
     }
 
-    notifier.ready(status(&server));
+    notifier.ready(status(&server), upgrade_chan.is_some());
     if let Some(c) = upgrade_chan {
         // The process we replace hands its connections over once it hears
         // this.
