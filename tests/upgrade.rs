@@ -39,15 +39,7 @@ fn keep_asking(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHand
 
 /// The PID the old process logged for the new one.
 fn new_pid(log: &str) -> Option<i32> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("the new process is ready"))?;
-    line.split("pid=")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    new_pids(log).first().copied()
 }
 
 #[test]

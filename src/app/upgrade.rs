@@ -72,7 +72,7 @@ impl Successor {
             .spawn(move || {
                 let outcome = sent.and_then(|()| wait_ready(&ours, timeout));
                 let outcome = match outcome {
-                    Ok(()) => Ok((pid, mover(ours))),
+                    Ok(()) => mover(ours).map(|m| (pid, m)).map_err(|e| e.to_string()),
                     Err(why) => {
                         // It never served: take it down and collect it.
                         let _ = child.kill();
@@ -94,6 +94,15 @@ fn gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
 }
 
+/// Why a write to the channel failed, for the log and `handoff upgrade`.
+fn channel_error(e: &io::Error, doing: &str) -> String {
+    if gone(e) {
+        ENDED.to_string()
+    } else {
+        format!("{doing}: {e}")
+    }
+}
+
 fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> {
     let n = listeners.len();
     for (i, socket) in listeners.into_iter().enumerate() {
@@ -102,22 +111,15 @@ fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> 
         if tls != TlsMode::Off {
             m.flags |= wire::flags::TLS;
         }
-        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()]).map_err(
-            |e| match gone(&e) {
-                true => ENDED.to_string(),
-                false => format!("could not pass a listener: {e}"),
-            },
-        )?;
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
+            .map_err(|e| channel_error(&e, "could not pass a listener"))?;
     }
     // The end of the list: an ACK whose ID is how many there were (the
     // channel stays open both ways: connections follow on it).
     let end = Message::new(Kind::Ack, n as u64);
     fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&end.encode())], &[])
         .map(|_| ())
-        .map_err(|e| match gone(&e) {
-            true => ENDED.to_string(),
-            false => format!("channel: {e}"),
-        })
+        .map_err(|e| channel_error(&e, "channel"))
 }
 
 fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
@@ -142,10 +144,12 @@ fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
 /// its answer: `ACK`, and this process closes its copy; anything else, and
 /// it keeps serving the connection. One at a time (the lock), since the
 /// answers come back on the same channel.
-fn mover(chan: OwnedFd) -> Mover {
+fn mover(chan: OwnedFd) -> io::Result<Mover> {
+    // Set once: every answer may take this long.
+    fdpass::set_recv_timeout(chan.as_fd(), ANSWER_WITHIN)?;
     let chan = std::sync::Mutex::new(chan);
     let next = std::sync::atomic::AtomicU64::new(0);
-    Arc::new(move |fd, peer| {
+    Ok(Arc::new(move |fd, peer| {
         let chan = chan.lock().unwrap_or_else(|e| e.into_inner());
         let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = Message::new(Kind::PassConnection, id);
@@ -153,7 +157,6 @@ fn mover(chan: OwnedFd) -> Mover {
             m.peer = Some(a.to_string());
         }
         fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd])?;
-        fdpass::set_recv_timeout(chan.as_fd(), ANSWER_WITHIN)?;
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
         let r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?
             .ok_or_else(|| io::Error::other("the new process is gone"))?;
@@ -167,7 +170,7 @@ fn mover(chan: OwnedFd) -> Mover {
             ))),
             (k, a) => Err(io::Error::other(format!("unexpected answer {k:?} for {a}"))),
         }
-    })
+    }))
 }
 
 /// How long a moved connection's answer may take (the new process adopts

@@ -115,11 +115,17 @@ impl Parked {
 
     /// The idle deadline, as `Conn::deadline` would say for it.
     pub(crate) fn deadline(&self, t: &Timeouts) -> Instant {
-        if self.served == 0 {
-            self.accepted + t.connection_setup
-        } else {
-            self.phase_at + t.intra_stream
-        }
+        idle_deadline(self.served, self.accepted, self.phase_at, t)
+    }
+}
+
+/// Between requests: the first must start within `connection_setup` of
+/// the accept, a later one within `intra_stream` of the last answer.
+fn idle_deadline(served: u64, accepted: Instant, phase_at: Instant, t: &Timeouts) -> Instant {
+    if served == 0 {
+        accepted + t.connection_setup
+    } else {
+        phase_at + t.intra_stream
     }
 }
 
@@ -436,11 +442,9 @@ impl Conn {
             return Some(d.since + t.response);
         }
         match self.state.reading {
-            Reading::Idle if self.out.is_empty() => Some(if self.served == 0 {
-                self.accepted + t.connection_setup
-            } else {
-                self.phase_at + t.intra_stream
-            }),
+            Reading::Idle if self.out.is_empty() => {
+                Some(idle_deadline(self.served, self.accepted, self.phase_at, t))
+            }
             Reading::Idle => None,
             Reading::Head => Some(if self.served == 0 {
                 self.accepted + t.connection_setup
