@@ -734,3 +734,66 @@ fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
         .expect("the server did not exit");
     assert!(status.success());
 }
+
+#[test]
+fn a_wss_session_goes_on_across_an_upgrade_its_relay_kept_by_the_old_process_until_it_ends() {
+    use tungstenite::Message;
+    let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "30"]);
+    let a = h.addr_of("https");
+    let (mut ws, _) = tungstenite::client(
+        format!("wss://localhost:{}/echo", a.port()),
+        tls_client(a, &pki.ca()),
+    )
+    .unwrap();
+    ws.send(Message::text("before")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("before"));
+    h.signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(wait_until(Duration::from_secs(10), || h
+        .log()
+        .contains("keep their TLS relay in this process")));
+    // The session itself has moved to the new process's worker; the old
+    // process relays its TLS and stays for it.
+    assert!(wait_until(Duration::from_secs(5), || h
+        .log()
+        .contains("WebSocket session moved in")));
+    for i in 0..20 {
+        let m = format!("after {i}");
+        ws.send(Message::text(m.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(m));
+    }
+    assert!(
+        h.wait_exit(Duration::from_millis(500)).is_none(),
+        "the old process left its relay"
+    );
+    // New https connections are the new process's.
+    let mut c = tls_client(a, &pki.ca());
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    assert!(got.ends_with("alpha\n"), "{got}");
+    // The session ends: so does the old process.
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    let status = h
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old process did not exit once its relay ended");
+    assert!(status.success());
+    let new_pid: i32 = h
+        .log()
+        .lines()
+        .find(|l| l.contains("the new process is ready"))
+        .and_then(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the new pid");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}

@@ -9,12 +9,12 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::threads::Others;
-use super::upgrade::Successor;
+use super::upgrade::{Outcome, Ready, Successor};
 use super::{ServeConfig, reload_certificates, status};
-use crate::handoff::pool::Pool;
 use crate::intake::control::UpgradeRequest;
 use crate::notify::Notifier;
-use crate::server::{Inbox, Mover, Server};
+use crate::server::{Inbox, Server};
+use crate::ws::pool::Pool;
 
 /// Signals reach the loop through a thread that wakes it.
 pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
@@ -63,7 +63,7 @@ pub(super) struct Lifecycle<'a> {
     pub(super) idle_since: Instant,
     /// What SIGUSR2 starts, and the outcome of an upgrade under way.
     pub(super) successor: Successor,
-    pub(super) upgrading: Option<mpsc::Receiver<Result<(u32, Mover), String>>>,
+    pub(super) upgrading: Option<mpsc::Receiver<Outcome>>,
     /// `handoff upgrade` requests from the control socket, and those
     /// waiting for the outcome of the upgrade under way.
     pub(super) upgrade_requests: mpsc::Receiver<UpgradeRequest>,
@@ -80,10 +80,12 @@ impl Lifecycle<'_> {
             tracing::warn!("upgrade asked for while an upgrade or a drain is under way; ignored");
             return;
         }
-        match self
-            .successor
-            .start(server, self.cfg.upgrade_timeout, self.inbox.clone())
-        {
+        match self.successor.start(
+            server,
+            self.cfg.upgrade_timeout,
+            self.inbox.clone(),
+            self.ws_pool.is_some(),
+        ) {
             Ok(rx) => {
                 tracing::info!("upgrade: the new process is starting");
                 self.upgrading = Some(rx);
@@ -171,7 +173,11 @@ impl Lifecycle<'_> {
         }
         if let Some(rx) = &self.upgrading {
             match rx.try_recv() {
-                Ok(Ok((pid, mover))) => {
+                Ok(Ok(Ready {
+                    pid,
+                    mover,
+                    pool_line,
+                })) => {
                     self.upgrading = None;
                     self.tell_waiting(Ok(pid));
                     tracing::info!(
@@ -183,7 +189,15 @@ impl Lifecycle<'_> {
                     // process, which has sent MAINPID= and READY=1.
                     server.hand_over(mover.clone());
                     self.others.hand_over(&mover);
-                    self.say_goodbye_to_workers();
+                    match (pool_line, &self.ws_pool) {
+                        (Some(line), Some(pool)) => {
+                            let inbox = self.inbox.clone();
+                            self.workers_done = Some(pool.move_to(line, move || {
+                                let _ = inbox.wake();
+                            }));
+                        }
+                        _ => self.say_goodbye_to_workers(),
+                    }
                     self.deadline = Some(now + self.cfg.shutdown_timeout);
                 }
                 Ok(Err(why)) => {

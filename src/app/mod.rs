@@ -26,7 +26,6 @@ pub use crate::ws::worker::WorkerConfig;
 use sources::add_sources;
 
 use crate::files::StaticFiles;
-use crate::handoff::pool::{self, PoolConfig};
 use crate::http::{Handler, Request, Response};
 use crate::intake::control::ControlConfig;
 use crate::intake::inetd;
@@ -37,6 +36,7 @@ use crate::notify::Notifier;
 use crate::server::{Loops, Options, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
+use crate::ws::pool::{self, PoolConfig};
 use crate::ws::upgrade as ws_upgrade;
 use crate::ws::worker::Worker;
 
@@ -274,10 +274,18 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let answering = control_cfg.answering.clone();
 
     let mut lines = Vec::new();
-    let passed = match &upgrade_chan {
-        Some(c) => Some(upgrade::receive_listeners(c)?),
-        None => None,
+    let (passed, pool_line) = match &upgrade_chan {
+        Some(c) => {
+            let (listeners, line) = upgrade::receive_listeners(c)?;
+            (Some(listeners), line)
+        }
+        None => (None, None),
     };
+    // Sessions from the old process's WebSocket pool come on this line; a
+    // process with no pool lets it close (the old one's say goodbye).
+    if let (Some(line), Some(pool)) = (pool_line, &ws_pool) {
+        pool.link_to_old(line);
+    }
     let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
         || activated.iter().any(|a| a.role == Role::Https)
         || passed

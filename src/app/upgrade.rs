@@ -6,7 +6,8 @@
 //! fails to start or to become ready in time, it is killed and this
 //! process carries on. Then every plain connection moves to the new process
 //! as soon as it is idle (step 5; `Server::hand_over`), over the same
-//! channel. WebSockets do not move yet: the old workers say goodbye (1001).
+//! channel. WebSocket sessions move between the pools on a line of their
+//! own (`crate::ws::pool`, step 6).
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice};
@@ -56,8 +57,15 @@ impl Successor {
         server: &Server,
         timeout: Duration,
         wake: Inbox,
-    ) -> io::Result<mpsc::Receiver<Result<(u32, Mover), String>>> {
+        ws_pool: bool,
+    ) -> io::Result<mpsc::Receiver<Outcome>> {
         let (ours, theirs) = fdpass::seqpacket_pair()?;
+        // A line between the WebSocket pools, for the sessions to move on.
+        let pool_line = if ws_pool {
+            Some(fdpass::seqpacket_pair()?)
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
             .env(ENV_FD, "3")
@@ -65,14 +73,21 @@ impl Successor {
             .stdin(Stdio::null());
         let mut child = sys::process::spawn_successor(&mut cmd, theirs)?;
         let pid = child.id();
-        let sent = send_listeners(&ours, server.listener_sockets()?);
+        let (pool_ours, pool_theirs) = pool_line.unzip();
+        let sent = send_listeners(&ours, server.listener_sockets()?, pool_theirs);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("upgrade".into())
             .spawn(move || {
                 let outcome = sent.and_then(|()| wait_ready(&ours, timeout));
                 let outcome = match outcome {
-                    Ok(()) => mover(ours).map(|m| (pid, m)).map_err(|e| e.to_string()),
+                    Ok(()) => mover(ours)
+                        .map(|m| Ready {
+                            pid,
+                            mover: m,
+                            pool_line: pool_ours,
+                        })
+                        .map_err(|e| e.to_string()),
                     Err(why) => {
                         // It never served: take it down and collect it.
                         let _ = child.kill();
@@ -86,6 +101,20 @@ impl Successor {
         Ok(rx)
     }
 }
+
+/// The new process is ready: its PID, what moves connections to it, and
+/// the line to its WebSocket pool (if we have one).
+pub(super) struct Ready {
+    pub(super) pid: u32,
+    pub(super) mover: Mover,
+    pub(super) pool_line: Option<OwnedFd>,
+}
+
+/// How an upgrade ended: ready, or why not.
+pub(super) type Outcome = Result<Ready, String>;
+
+/// The role of the WebSocket pools' line in the list of listeners.
+const POOL_LINE: &str = "ws-pool";
 
 const ENDED: &str = "the new process ended before it was ready";
 
@@ -103,8 +132,18 @@ fn channel_error(e: &io::Error, doing: &str) -> String {
     }
 }
 
-fn send_listeners(chan: &OwnedFd, listeners: Vec<Socket>) -> Result<(), String> {
+fn send_listeners(
+    chan: &OwnedFd,
+    listeners: Vec<Socket>,
+    pool_line: Option<OwnedFd>,
+) -> Result<(), String> {
     let n = listeners.len();
+    if let Some(line) = pool_line {
+        let mut m = Message::new(Kind::PassChannel, 0);
+        m.name = Some(POOL_LINE.into());
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[line.as_fd()])
+            .map_err(|e| channel_error(&e, "could not pass the WebSocket pools' line"))?;
+    }
     for (i, socket) in listeners.into_iter().enumerate() {
         let (fd, tls) = socket.into_parts();
         let mut m = Message::new(Kind::PassListener, i as u64);
@@ -184,9 +223,11 @@ pub(super) fn take_channel() -> io::Result<Option<OwnedFd>> {
 }
 
 /// In the new process: the listeners the old one passed, until the ACK
-/// that ends the list (its ID is how many there were).
-pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Vec<Socket>> {
+/// that ends the list (its ID is how many there were), and the line to the
+/// old process's WebSocket pool if it sent one.
+pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<(Vec<Socket>, Option<OwnedFd>)> {
     let mut out = Vec::new();
+    let mut line = None;
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
     loop {
         let mut r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?
@@ -194,7 +235,11 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Vec<Socket>> {
         let m = Message::decode(&buf[..r.len])
             .map_err(|(_, why)| io::Error::other(format!("upgrade channel: {why}")))?;
         if m.kind() == Kind::Ack && m.id == out.len() as u64 {
-            return Ok(out);
+            return Ok((out, line));
+        }
+        if m.kind() == Kind::PassChannel && m.name.as_deref() == Some(POOL_LINE) {
+            line = r.fds.pop();
+            continue;
         }
         let (Kind::PassListener, Some(fd)) = (m.kind(), r.fds.pop()) else {
             return Err(io::Error::other(

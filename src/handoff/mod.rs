@@ -1,8 +1,7 @@
 //! Handing sockets between processes: the one wire format used by the
-//! control socket (a front proxy passing us sockets) and, later, by the
-//! WebSocket worker handoff. See `docs/handoff-protocol.md`.
+//! control socket (a front proxy passing us sockets), the WebSocket
+//! worker handoff (`crate::ws::pool`) and the upgrade. See `docs/handoff-protocol.md`.
 
-pub(crate) mod pool;
 pub mod wire;
 
 /// The sending side, for a program that hands sockets to `handoff`'s

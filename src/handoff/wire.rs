@@ -35,6 +35,16 @@ pub enum Kind {
     /// once the new process is ready or has failed, with `ACK` (NAME: the
     /// new PID) or `REFUSE` (REASON: why; the old process serves on).
     Upgrade = 8,
+    /// A WebSocket session moving between processes' workers (fds: the
+    /// socket, then as `FLAGS` say an `exec:` child's stdin, stdout and
+    /// pidfd), resumed between messages without a new handshake. Also, pool
+    /// → worker with no fd and ID 0: "hand every session back" (the old
+    /// process of an upgrade).
+    PassWebsocket = 9,
+    /// A channel between two processes' parts (fd attached; NAME its role,
+    /// `ws-pool`): the old process of an upgrade gives the new one a line
+    /// between their WebSocket pools.
+    PassChannel = 10,
 }
 
 impl Kind {
@@ -48,12 +58,17 @@ impl Kind {
             6 => Kind::Load,
             7 => Kind::Ready,
             8 => Kind::Upgrade,
+            9 => Kind::PassWebsocket,
+            10 => Kind::PassChannel,
             _ => return None,
         })
     }
     /// Does a message of this kind carry exactly one fd?
     pub fn carries_fd(self) -> bool {
-        matches!(self, Kind::PassListener | Kind::PassConnection)
+        matches!(
+            self,
+            Kind::PassListener | Kind::PassConnection | Kind::PassChannel
+        )
     }
 }
 
@@ -75,6 +90,18 @@ pub mod tag {
     pub const REASON: u16 = 7;
     /// A listener's name (systemd's `FileDescriptorName`).
     pub const NAME: u16 = 8;
+    /// `PASS_WEBSOCKET`, `BROADCAST`: a broadcast's place in its pool's
+    /// order (the last one the session was given, in a pass).
+    pub const SEQ: u16 = 9;
+    /// `PASS_WEBSOCKET`: bytes queued for an `exec:` child's stdin.
+    pub const INPUT: u16 = 10;
+    /// `PASS_WEBSOCKET`: an `exec:` child's output line read in part.
+    pub const OUTPUT: u16 = 11;
+    /// `PASS_WEBSOCKET`: the `exec:` child's PID, u32.
+    pub const PID: u16 = 12;
+    /// `PASS_WEBSOCKET`: messages the session is still owed, sent before
+    /// anything else (see `encode_backlog`).
+    pub const BACKLOG: u16 = 13;
     /// Tags at or above this are critical: a receiver that does not know one
     /// must refuse the message rather than skip it.
     pub const CRITICAL: u16 = 0x8000;
@@ -88,6 +115,18 @@ pub mod flags {
     pub const PROXY: u32 = 2;
     /// BROADCAST: the message is binary, not text.
     pub const BINARY: u32 = 4;
+    /// `PASS_WEBSOCKET`: the `exec:` child's stdin pipe follows the socket.
+    pub const STDIN: u32 = 8;
+    /// `PASS_WEBSOCKET`: then its stdout pipe.
+    pub const STDOUT: u32 = 16;
+    /// `PASS_WEBSOCKET`: then a pidfd for it.
+    pub const PIDFD: u32 = 32;
+    /// `PASS_WEBSOCKET`: the `exec:` route passes bytes, not lines.
+    pub const EXEC_BINARY: u32 = 64;
+    /// `BROADCAST` from a worker: deliver it back to the sender too (set
+    /// on one of a worker's control sockets only, so that a worker that
+    /// serves several HTTP processes hears its own message once).
+    pub const RETURN: u32 = 128;
 }
 
 /// One message, without its fd.
@@ -111,6 +150,16 @@ pub struct Message {
     pub reason: Option<String>,
     /// A listener's name.
     pub name: Option<String>,
+    /// A broadcast's sequence number.
+    pub seq: Option<u64>,
+    /// Bytes queued for an `exec:` child's stdin.
+    pub input: Vec<u8>,
+    /// An `exec:` child's output line read in part.
+    pub output: Vec<u8>,
+    /// An `exec:` child's PID.
+    pub pid: Option<u32>,
+    /// Messages owed to a moving session (`encode_backlog`).
+    pub backlog: Vec<u8>,
 }
 
 impl Message {
@@ -166,6 +215,21 @@ impl Message {
         if let Some(n) = &self.name {
             field(&mut body, tag::NAME, n.as_bytes());
         }
+        if let Some(s) = self.seq {
+            field(&mut body, tag::SEQ, &s.to_be_bytes());
+        }
+        if !self.input.is_empty() {
+            field(&mut body, tag::INPUT, &self.input);
+        }
+        if !self.output.is_empty() {
+            field(&mut body, tag::OUTPUT, &self.output);
+        }
+        if let Some(p) = self.pid {
+            field(&mut body, tag::PID, &p.to_be_bytes());
+        }
+        if !self.backlog.is_empty() {
+            field(&mut body, tag::BACKLOG, &self.backlog);
+        }
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
@@ -218,7 +282,7 @@ impl Message {
             );
         }
         let mut m = Message::new(kind, 0);
-        let mut seen: u16 = 0;
+        let mut seen: u32 = 0;
         let mut body = &rec[HEADER_LEN..];
         while !body.is_empty() {
             if body.len() < 6 {
@@ -231,8 +295,8 @@ impl Message {
             }
             let v = &body[6..6 + flen];
             body = &body[6 + flen..];
-            if (1..=8).contains(&t) {
-                let bit = 1u16 << t;
+            if (1..=13).contains(&t) {
+                let bit = 1u32 << t;
                 if seen & bit != 0 {
                     return fail(m.id, format!("field {t} appears twice"));
                 }
@@ -260,6 +324,21 @@ impl Message {
                 tag::HEAD => m.head = v.to_vec(),
                 tag::REASON => m.reason = Some(text(v)?),
                 tag::NAME => m.name = Some(text(v)?),
+                tag::SEQ => {
+                    m.seq = Some(u64::from_be_bytes(
+                        v.try_into()
+                            .map_err(|_| (m.id, "SEQ is not 8 bytes".to_string()))?,
+                    ))
+                }
+                tag::INPUT => m.input = v.to_vec(),
+                tag::OUTPUT => m.output = v.to_vec(),
+                tag::PID => {
+                    m.pid = Some(u32::from_be_bytes(
+                        v.try_into()
+                            .map_err(|_| (m.id, "PID is not 4 bytes".to_string()))?,
+                    ))
+                }
+                tag::BACKLOG => m.backlog = v.to_vec(),
                 t if t >= tag::CRITICAL => {
                     return fail(m.id, format!("unknown critical field {t:#x}"));
                 }
@@ -271,6 +350,31 @@ impl Message {
         }
         Ok(m)
     }
+}
+
+/// Appends one message to a `BACKLOG` field: a byte (1 binary, 0 text),
+/// its length (u32) and its bytes.
+pub fn push_backlog(out: &mut Vec<u8>, binary: bool, data: &[u8]) {
+    out.push(u8::from(binary));
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// The messages of a `BACKLOG` field, as (binary, bytes).
+pub fn read_backlog(mut b: &[u8]) -> Result<Vec<(bool, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 5 || b[0] > 1 {
+            return Err("malformed BACKLOG".into());
+        }
+        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        let Some(data) = b.get(5..5 + len) else {
+            return Err("BACKLOG runs past its field".into());
+        };
+        out.push((b[0] == 1, data.to_vec()));
+        b = &b[5 + len..];
+    }
+    Ok(out)
 }
 
 fn field(out: &mut Vec<u8>, t: u16, v: &[u8]) {
@@ -295,8 +399,29 @@ mod tests {
             head: b"GET /ws HTTP/1.1\r\n\r\n".to_vec(),
             reason: None,
             name: Some("http".into()),
+            ..Message::default()
         };
         assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        let mut backlog = Vec::new();
+        push_backlog(&mut backlog, false, b"one");
+        push_backlog(&mut backlog, true, &[0, 1, 2]);
+        let m = Message {
+            kind: Some(Kind::PassWebsocket),
+            id: 3,
+            seq: Some(17),
+            input: b"queued\n".to_vec(),
+            output: b"half a li".to_vec(),
+            pid: Some(4242),
+            backlog,
+            flags: flags::STDIN | flags::STDOUT | flags::PIDFD,
+            ..Message::default()
+        };
+        assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        assert_eq!(
+            read_backlog(&m.backlog).unwrap(),
+            vec![(false, b"one".to_vec()), (true, vec![0, 1, 2])]
+        );
+        assert!(read_backlog(&m.backlog[..m.backlog.len() - 1]).is_err());
         let r = Message::refuse(7, "busy");
         assert_eq!(Message::decode(&r.encode()).unwrap(), r);
     }
@@ -311,7 +436,7 @@ mod tests {
         bad[4] = 2;
         assert!(Message::decode(&bad).unwrap_err().1.contains("version 2"));
         let mut bad = good.clone();
-        bad[5] = 9;
+        bad[5] = 99;
         assert!(Message::decode(&bad).unwrap_err().1.contains("kind"));
         let mut bad = good.clone();
         bad[7] = 1;

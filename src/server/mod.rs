@@ -300,6 +300,14 @@ impl Server {
     pub fn hand_over(&mut self, mover: Mover) {
         // Sockets queued for a slot stay: served, then moved when idle.
         self.stop_accepting();
+        if self.relays.len() > 0 {
+            // Their TLS sessions cannot move (docs/upgrade.md step 7); the
+            // WebSocket sessions behind them do, to the new workers.
+            tracing::info!(
+                relays = self.relays.len(),
+                "upgrade: wss connections keep their TLS relay in this process until they end"
+            );
+        }
         self.conns
             .hand_over(mover, &mut self.shared, self.poll.registry());
     }

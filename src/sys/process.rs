@@ -2,7 +2,7 @@
 //! stdio.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
@@ -175,6 +175,48 @@ pub(crate) fn spawn_successor(
     let child = cmd.spawn();
     drop(chan);
     child
+}
+
+/// A pidfd for a process (Linux 5.3): it names that process and no other,
+/// even after its PID is reused, and can be passed to another process,
+/// which may then signal it and see it end (an `exec:` child moving with
+/// its WebSocket to the new process of an upgrade).
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1;
+    // no memory is shared with the kernel.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Sends a signal to the process a pidfd names. One that has ended is not
+/// an error worth reporting.
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: nix::sys::signal::Signal) {
+    // SAFETY: integers and a null siginfo, which the call allows.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
+/// Has the process a pidfd names ended? (Its pidfd reads as readable.)
+pub(crate) fn pidfd_ended(pidfd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on our stack, valid for the call; timeout 0.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0
 }
 
 /// Takes ownership of an fd number this process inherited by arrangement

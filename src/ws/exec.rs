@@ -4,9 +4,10 @@
 //! and driven by the worker's loop independently, with bounded buffers, so a
 //! full pipe in one direction never stalls the other or the worker.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -17,10 +18,67 @@ pub(crate) const STDIN_LIMIT: usize = 1 << 20;
 /// How much of the child's stdout is read per turn.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The command's process: started by this worker, or moved here with its
+/// WebSocket from the worker of the process an upgrade replaced (then it
+/// is not our child: a pidfd signals it and says when it has ended; its
+/// parent, or init once the parent is gone, collects it).
+pub(crate) enum Proc {
+    Own(Child),
+    Moved { pid: u32, pidfd: OwnedFd },
+}
+
+impl Proc {
+    pub(crate) fn id(&self) -> u32 {
+        match self {
+            Proc::Own(c) => c.id(),
+            Proc::Moved { pid, .. } => *pid,
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        match self {
+            Proc::Own(c) => crate::sys::signal_child(c, sig),
+            Proc::Moved { pidfd, .. } => crate::sys::process::pidfd_signal(pidfd.as_fd(), sig),
+        }
+    }
+
+    /// Has it ended? (Our own child is reaped here.)
+    fn ended(&mut self) -> bool {
+        match self {
+            Proc::Own(c) => matches!(c.try_wait(), Ok(Some(_))),
+            Proc::Moved { pidfd, .. } => crate::sys::process::pidfd_ended(pidfd.as_fd()),
+        }
+    }
+
+    /// A pidfd to pass along with it.
+    pub(crate) fn pidfd(&self) -> io::Result<OwnedFd> {
+        match self {
+            Proc::Own(c) => crate::sys::process::pidfd_open(c.id()),
+            Proc::Moved { pidfd, .. } => pidfd.try_clone(),
+        }
+    }
+}
+
+/// What an `exec:` conversation is made of, to move it to another worker:
+/// the pipes, the process, and the bytes in flight either way.
+pub(crate) struct ExecParts {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub pid: u32,
+    pub pidfd: OwnedFd,
+    pub binary: bool,
+    /// Queued for its stdin.
+    pub input: Vec<u8>,
+    /// Part of an output line.
+    pub output: Vec<u8>,
+}
+
 pub(crate) struct Exec {
-    pub child: Child,
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
+    pub proc: Proc,
+    // Pipes as files: a spawned child's `ChildStdin`/`ChildStdout` and
+    // pipes that arrived by SCM_RIGHTS are the same to us.
+    pub stdin: Option<File>,
+    pub stdout: Option<File>,
     stdin_buf: Vec<u8>,
     line: Vec<u8>,
     binary: bool,
@@ -43,8 +101,8 @@ impl Exec {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
+        let stdin = child.stdin.take().map(|s| File::from(OwnedFd::from(s)));
+        let stdout = child.stdout.take().map(|s| File::from(OwnedFd::from(s)));
         for fd in [
             stdin.as_ref().map(|s| s.as_fd()),
             stdout.as_ref().map(|s| s.as_fd()),
@@ -55,12 +113,30 @@ impl Exec {
             crate::sys::prepare_adopted(fd)?;
         }
         Ok(Exec {
-            child,
+            proc: Proc::Own(child),
             stdin,
             stdout,
             stdin_buf: Vec::new(),
             line: Vec::new(),
             binary,
+        })
+    }
+
+    /// Takes over a conversation another worker gave up (`into_parts`).
+    pub(crate) fn from_parts(p: ExecParts) -> io::Result<Exec> {
+        for fd in [p.stdin.as_ref(), p.stdout.as_ref()].into_iter().flatten() {
+            crate::sys::prepare_adopted(fd.as_fd())?;
+        }
+        Ok(Exec {
+            proc: Proc::Moved {
+                pid: p.pid,
+                pidfd: p.pidfd,
+            },
+            stdin: p.stdin.map(File::from),
+            stdout: p.stdout.map(File::from),
+            stdin_buf: p.input,
+            line: p.output,
+            binary: p.binary,
         })
     }
 
@@ -73,6 +149,20 @@ impl Exec {
         if !self.binary {
             self.stdin_buf.push(b'\n');
         }
+    }
+
+    /// Bytes queued for its stdin and not yet written.
+    pub(crate) fn queued_input(&self) -> &[u8] {
+        &self.stdin_buf
+    }
+
+    /// An output line read in part.
+    pub(crate) fn partial_output(&self) -> &[u8] {
+        &self.line
+    }
+
+    pub(crate) fn is_binary(&self) -> bool {
+        self.binary
     }
 
     pub(crate) fn input_full(&self) -> bool {
@@ -161,7 +251,7 @@ impl Exec {
         self.stdin = None;
         self.stdout = None;
         Reaping {
-            child: self.child,
+            proc: self.proc,
             since: now,
             sent: 0,
         }
@@ -170,7 +260,7 @@ impl Exec {
 
 /// A child on its way out: closed stdin, then INT, TERM and KILL.
 pub(crate) struct Reaping {
-    child: Child,
+    proc: Proc,
     since: Instant,
     sent: u8,
 }
@@ -185,20 +275,20 @@ const SCHEDULE: [(Duration, Signal); 3] = [
 impl Reaping {
     /// True once the child is gone (and reaped).
     pub(crate) fn tick(&mut self, now: Instant) -> bool {
-        if let Ok(Some(_)) = self.child.try_wait() {
+        if self.proc.ended() {
             return true;
         }
         while let Some((after, sig)) = SCHEDULE.get(self.sent as usize) {
             if now < self.since + *after {
                 break;
             }
-            crate::sys::signal_child(&self.child, *sig);
+            self.proc.signal(*sig);
             self.sent += 1;
         }
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        self.proc.ended()
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.id()
     }
 }

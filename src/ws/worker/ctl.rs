@@ -93,10 +93,27 @@ impl Worker {
                     );
                 }
                 Kind::Broadcast => {
+                    self.seq = msg.seq.unwrap_or(self.seq);
                     let binary = msg.flags & wire::flags::BINARY != 0;
                     let path = msg.name.clone().unwrap_or_default();
                     self.deliver(&path, &msg.data, binary, None);
                 }
+                Kind::PassWebsocket if fds.is_empty() && msg.id == 0 => {
+                    self.start_moving(token, msg.seq.unwrap_or(0));
+                }
+                Kind::PassWebsocket if !rec.truncated && !rec.ctrunc => {
+                    let answer = match self.adopt_moved(fds, &msg) {
+                        Ok(()) => wire::Message::ack(msg.id),
+                        Err(why) => {
+                            tracing::warn!(id = msg.id, "moved WebSocket refused: {why}");
+                            wire::Message::refuse(msg.id, why)
+                        }
+                    };
+                    self.send_ctl(token, &answer);
+                    self.report_load();
+                }
+                Kind::Ack => self.moved(msg.id),
+                Kind::Refuse => self.not_moved(msg.id, msg.reason.as_deref().unwrap_or("")),
                 other => {
                     self.send_ctl(
                         token,
@@ -194,13 +211,48 @@ impl Worker {
         let response = crate::http::encode::switching_to_websocket(&accept);
         write_all_soon(&fd, &response).map_err(|e| format!("writing the 101: {e}"))?;
 
+        let token = self.insert_session(fd, msg.data.clone(), route, peer.clone(), exec, &[])?;
+        let note = format!(
+            "websocket {} worker={}",
+            self.cfg.routes[route],
+            std::process::id()
+        );
+        crate::log::access(&peer, &format_args!("GET {target}"), Some(101), 0, &note);
+        // The client's first frames may have come with the upgrade.
+        self.drive(token);
+        Ok(())
+    }
+
+    /// Starts serving a session whose handshake is done: a new one, or one
+    /// moved here from another process's worker (with the messages it is
+    /// still owed, sent first). Returns its token.
+    pub(super) fn insert_session(
+        &mut self,
+        fd: OwnedFd,
+        pre_read: Vec<u8>,
+        route: usize,
+        peer: String,
+        exec: Option<crate::ws::exec::Exec>,
+        backlog: &[(bool, Vec<u8>)],
+    ) -> Result<usize, String> {
         let raw = fd.as_raw_fd();
-        let ws = WebSocket::from_partially_read(
-            FdStream(fd),
-            msg.data.clone(),
+        // What arrived before goes through the stream (not tungstenite's
+        // own buffer), so that frames are counted from the first byte.
+        let mut ws = WebSocket::from_partially_read(
+            FdStream::new(fd, pre_read),
+            Vec::new(),
             Role::Server,
             Some(self.ws_config),
         );
+        let mut blocked = false;
+        for (binary, data) in backlog {
+            let m = if *binary {
+                Message::binary(data.clone())
+            } else {
+                Message::text(String::from_utf8_lossy(data).into_owned())
+            };
+            blocked |= queue(&mut ws, m).map_err(|e| e.to_string())?;
+        }
         let now = Instant::now();
         let entry = self.entries.vacant_entry();
         let token = entry.key();
@@ -215,24 +267,18 @@ impl Worker {
         entry.insert(Entry::Ws(Box::new(WsConn {
             ws,
             route,
-            blocked: false,
+            blocked,
             last_seen: now,
             next_ping: now + self.cfg.ping_interval,
             exec: None,
-            peer: peer.clone(),
+            peer,
+            frozen: None,
+            retry_at: None,
         })));
         self.live += 1;
         if let Some(exec) = exec {
             self.attach_exec(token, exec);
         }
-        let note = format!(
-            "websocket {} worker={}",
-            self.cfg.routes[route],
-            std::process::id()
-        );
-        crate::log::access(&peer, &format_args!("GET {target}"), Some(101), 0, &note);
-        // The client's first frames may have come with the upgrade.
-        self.drive(token);
-        Ok(())
+        Ok(token)
     }
 }

@@ -4,8 +4,8 @@
 //! on the non-blocking socket, starting from the bytes the HTTP process had
 //! already read (`WebSocket::from_partially_read`).
 
-use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -17,10 +17,12 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 mod ctl;
+mod moving;
 mod session;
+mod stream;
 
-use session::FdStream;
 use session::{WsConn, queue, would_block, write_all_soon};
+use stream::FdStream;
 
 use super::exec::{Exec, Output, Reaping};
 use super::route::{Mode, Route};
@@ -63,8 +65,6 @@ impl Default for WorkerConfig {
     }
 }
 
-/// A socket fd as a blocking-API stream for tungstenite; `WouldBlock`
-/// comes through as an error, which tungstenite passes up.
 enum Entry {
     Ctl(OwnedFd),
     CtlListener(OwnedFd),
@@ -83,6 +83,12 @@ pub(crate) struct Worker {
     live: usize,
     reaping: Vec<Reaping>,
     ws_config: WebSocketConfig,
+    /// The last broadcast the pool gave us (its place in the pool's order).
+    seq: u64,
+    /// Handing every session back to the pool on this control socket (the
+    /// old process of an upgrade).
+    moving: Option<usize>,
+    next_move: u64,
 }
 
 impl Worker {
@@ -101,6 +107,9 @@ impl Worker {
             live: 0,
             reaping: Vec::new(),
             ws_config,
+            seq: 0,
+            moving: None,
+            next_move: 0,
         })
     }
 
@@ -146,6 +155,10 @@ impl Worker {
             match self.stopping_until {
                 Some(until) if self.live == 0 || now >= until => break,
                 None if !self.has_ctl() && self.live == 0 => break,
+                // Every session has moved: this worker's part is done.
+                None if self.moving.is_some() && self.live == 0 => break,
+                // The pool went away before all could move.
+                None if self.moving.is_some() && !self.has_ctl() => self.going_away(now),
                 _ => {}
             }
             // Often enough for the configured ping interval and idle deadline,
@@ -174,6 +187,9 @@ impl Worker {
             if now >= next_tick {
                 self.tick(now);
                 next_tick = now + tick_every;
+            }
+            if self.moving.is_some() {
+                self.move_what_can_move();
             }
             crate::log::flush();
             crate::log::batch(false);
@@ -218,7 +234,12 @@ impl Worker {
         let tokens: Vec<usize> = self
             .entries
             .iter()
-            .filter_map(|(t, e)| matches!(e, Entry::Ws(_)).then_some(t))
+            .filter_map(|(t, e)| match e {
+                // A frozen session is the new process's if the move is
+                // taken: not a word on it.
+                Entry::Ws(c) if c.frozen.is_none() => Some(t),
+                _ => None,
+            })
             .collect();
         for t in tokens {
             if let Some(Entry::Ws(c)) = self.entries.get_mut(t) {
@@ -241,7 +262,9 @@ impl Worker {
     fn tick(&mut self, now: Instant) {
         let mut idle = Vec::new();
         for (t, e) in self.entries.iter_mut() {
-            if let Entry::Ws(c) = e {
+            if let Entry::Ws(c) = e
+                && c.frozen.is_none()
+            {
                 if now >= c.last_seen + self.cfg.idle_timeout {
                     idle.push(t);
                     continue;

@@ -4,23 +4,6 @@
 
 use super::*;
 
-pub(super) struct FdStream(pub OwnedFd);
-
-impl Read for FdStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(self.0.as_fd(), buf)
-    }
-}
-
-impl Write for FdStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(self.0.as_fd(), buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 pub(super) struct WsConn {
     pub(super) ws: WebSocket<FdStream>,
     pub(super) route: usize,
@@ -31,6 +14,11 @@ pub(super) struct WsConn {
     pub(super) next_ping: Instant,
     pub(super) exec: Option<ExecSlot>,
     pub(super) peer: String,
+    /// Being moved to another process (`moving.rs`): not driven, and
+    /// broadcasts are kept aside until the answer.
+    pub(super) frozen: Option<super::moving::Frozen>,
+    /// A move was refused or could not be sent: not before this.
+    pub(super) retry_at: Option<Instant>,
 }
 
 pub(super) struct ExecSlot {
@@ -112,6 +100,9 @@ impl Worker {
         let Some(Entry::Ws(c)) = self.entries.get_mut(token) else {
             return;
         };
+        if c.frozen.is_some() {
+            return;
+        }
         let mode = self.cfg.routes[c.route].mode.clone();
         let outcome = (|| -> Result<(), tungstenite::Error> {
             loop {
@@ -183,14 +174,7 @@ impl Worker {
         let route = c.route;
         for (data, binary) in broadcasts {
             let path = self.cfg.routes[route].path.clone();
-            self.deliver(&path, &data, binary, None);
-            let mut m = wire::Message::new(Kind::Broadcast, 0);
-            m.name = Some(path);
-            m.data = data;
-            m.flags = if binary { wire::flags::BINARY } else { 0 };
-            for t in self.ctl_tokens() {
-                self.send_ctl(t, &m);
-            }
+            self.broadcast(path, data, binary);
         }
         if let Err(e) = outcome {
             // Say why before dropping the connection (RFC 6455 §7.4.1).
@@ -215,6 +199,28 @@ impl Worker {
         }
     }
 
+    /// A message from one of our connections for every connection on its
+    /// route. It goes to the pool, which puts it in order with the other
+    /// workers' and sends it back to every worker, this one included (one
+    /// control socket asks for it back: `RETURN`); so every worker delivers
+    /// the same messages in the same order, which is what lets a session
+    /// move between processes without a message lost or doubled. With no
+    /// pool, it is delivered here.
+    fn broadcast(&mut self, path: String, data: Vec<u8>, binary: bool) {
+        let ctls = self.ctl_tokens();
+        if ctls.is_empty() {
+            return self.deliver(&path, &data, binary, None);
+        }
+        let mut m = wire::Message::new(Kind::Broadcast, 0);
+        m.name = Some(path);
+        m.data = data;
+        let kind = if binary { wire::flags::BINARY } else { 0 };
+        for (i, t) in ctls.into_iter().enumerate() {
+            m.flags = kind | if i == 0 { wire::flags::RETURN } else { 0 };
+            self.send_ctl(t, &m);
+        }
+    }
+
     /// Sends a message to every connection on `path` in this worker.
     pub(super) fn deliver(&mut self, path: &str, data: &[u8], binary: bool, except: Option<usize>) {
         let Some(route) = self.cfg.routes.iter().position(|r| r.path == path) else {
@@ -232,6 +238,10 @@ impl Worker {
             let Some(Entry::Ws(c)) = self.entries.get_mut(t) else {
                 continue;
             };
+            if let Some(f) = c.frozen.as_mut() {
+                f.skipped.push((data.to_vec(), binary));
+                continue;
+            }
             let m = if binary {
                 Message::binary(data.to_vec())
             } else {
@@ -254,7 +264,7 @@ impl Worker {
         let _ = self
             .poll
             .registry()
-            .deregister(&mut SourceFd(&c.ws.get_ref().0.as_raw_fd()));
+            .deregister(&mut SourceFd(&c.ws.get_ref().fd().as_raw_fd()));
         if let Some(x) = c.exec.take() {
             for t in [x.out_token, x.in_token].into_iter().flatten() {
                 self.entries.try_remove(t);

@@ -29,9 +29,12 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::wire::{self, Kind, Message};
+use crate::handoff::wire::{self, Kind, Message};
 use crate::server::HandedOff;
 use crate::sys::{self, fdpass};
+
+mod link;
+use link::Link;
 
 #[derive(Clone, Debug)]
 pub(crate) struct PoolConfig {
@@ -50,6 +53,11 @@ enum Msg {
     /// Ask every worker to close its connections (1001) and exit; tell
     /// this sender when all have.
     Shutdown(mpsc::Sender<()>, Box<dyn FnOnce() + Send>),
+    /// The old process of an upgrade: move every session over this line
+    /// to the new process's pool; tell this sender when all have gone.
+    MoveTo(OwnedFd, mpsc::Sender<()>, Box<dyn FnOnce() + Send>),
+    /// The new process of an upgrade: the line from the old one's pool.
+    LinkToOld(OwnedFd),
 }
 
 /// Hands connections to the pool's thread. Cheap to clone.
@@ -82,9 +90,34 @@ impl Pool {
         }
         rx
     }
+
+    /// The old process of an upgrade, once the new one is ready: every
+    /// WebSocket session moves over `link` to the new process's pool
+    /// (`docs/upgrade.md` step 6); the receiver hears once all have and
+    /// the workers are gone, and `then` runs.
+    pub(crate) fn move_to(
+        &self,
+        link: OwnedFd,
+        then: impl FnOnce() + Send + 'static,
+    ) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::MoveTo(link, tx, Box::new(then))).is_ok() {
+            let _ = self.waker.wake();
+        }
+        rx
+    }
+
+    /// The new process of an upgrade: sessions (and broadcasts) come from
+    /// the old process's pool on `link`.
+    pub(crate) fn link_to_old(&self, link: OwnedFd) {
+        if self.tx.send(Msg::LinkToOld(link)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 const WAKER: usize = usize::MAX;
+const LINK: usize = usize::MAX - 1;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A worker that lived this long is healthy: its next death starts the
@@ -111,10 +144,16 @@ enum Death {
     Hung,
 }
 
+/// A connection or session given to a worker, until its answer.
 struct Pending {
-    fd: OwnedFd,
+    /// Our copy, to answer 503 on if the worker refuses an upgrade; none
+    /// for a session, or for what came over the link (answered there).
+    fd: Option<OwnedFd>,
     worker: usize,
     deadline: Instant,
+    /// It came from the old process's pool under this ID: the answer goes
+    /// back there.
+    link_id: Option<u64>,
 }
 
 /// Writes a 503 on a connection the pool could not place, and closes it.
@@ -143,6 +182,8 @@ pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
                 next_id: 0,
                 stopping: None,
                 on_stopped: None,
+                link: None,
+                seq: 0,
             };
             p.run();
         })?;
@@ -160,6 +201,10 @@ struct PoolLoop {
     workers: Vec<Worker>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
+    /// The line to the other process's pool during an upgrade.
+    link: Option<Link>,
+    /// The last broadcast put in order (`link.rs`).
+    seq: u64,
 }
 
 impl PoolLoop {
@@ -204,14 +249,18 @@ impl PoolLoop {
                     WAKER => {
                         while let Ok(m) = self.rx.try_recv() {
                             match m {
+                                Msg::HandOff(h) if self.moving() => self.forward_upgrade(h),
                                 Msg::HandOff(h) if self.stopping.is_some() => {
                                     answer_503(h.socket, "shutting down")
                                 }
                                 Msg::HandOff(h) => self.place(h),
                                 Msg::Shutdown(done, then) => self.shut_down(done, then),
+                                Msg::MoveTo(link, done, then) => self.move_to(link, done, then),
+                                Msg::LinkToOld(link) => self.link_to_old(link),
                             }
                         }
                     }
+                    LINK => self.read_link(),
                     i => self.read_worker(i),
                 }
             }
@@ -246,6 +295,7 @@ impl PoolLoop {
             }
         }
         if self.workers.iter().all(|w| w.child.is_none())
+            && self.link.as_ref().is_none_or(|l| l.settled())
             && let Some(done) = self.stopping.take()
         {
             let _ = done.send(());
@@ -310,37 +360,57 @@ impl PoolLoop {
 
     /// Gives a connection to the least-loaded live worker.
     fn place(&mut self, h: HandedOff) {
+        let mut msg = Message::new(Kind::PassConnection, 0);
+        msg.peer = Some(h.peer.to_string());
+        msg.head = h.head;
+        msg.data = h.rest;
+        if let Err((why, mut fds)) = self.give(msg, vec![h.socket], true, None) {
+            answer_503(fds.remove(0), why);
+        }
+    }
+
+    /// Sends `msg` (its ID set here) with `fds` to the least-loaded live
+    /// worker, to wait for its answer: the pending entry keeps the first fd
+    /// if `keep_first` (our copy, for a 503; the others are closed once
+    /// sent) and `link_id` (whom to answer). On failure, why, and the fds.
+    fn give(
+        &mut self,
+        mut msg: Message,
+        mut fds: Vec<OwnedFd>,
+        keep_first: bool,
+        link_id: Option<u64>,
+    ) -> Result<(), (&'static str, Vec<OwnedFd>)> {
         let mut order: Vec<usize> = (0..self.workers.len())
             .filter(|&i| self.workers[i].ctl.is_some())
             .collect();
         order.sort_by_key(|&i| self.workers[i].load + self.workers[i].inflight);
         self.next_id += 1;
         let id = self.next_id;
-        let mut msg = Message::new(Kind::PassConnection, id);
-        msg.peer = Some(h.peer.to_string());
-        msg.head = h.head;
-        msg.data = h.rest;
+        msg.id = id;
         let rec = msg.encode();
         if rec.len() > wire::MAX_MESSAGE {
-            return answer_503(h.socket, "too many bytes arrived with the upgrade");
+            return Err(("too many bytes arrived with the upgrade", fds));
         }
         for i in order {
             let Some(ctl) = &self.workers[i].ctl else {
                 continue;
             };
-            match fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&rec)], &[h.socket.as_fd()]) {
+            let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            match fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&rec)], &borrowed) {
                 Ok(_) => {
                     self.workers[i].inflight += 1;
                     let deadline = Instant::now() + self.cfg.ack_timeout;
+                    let keep = (keep_first && !fds.is_empty()).then(|| fds.swap_remove(0));
                     self.pending.insert(
                         id,
                         Pending {
-                            fd: h.socket,
+                            fd: keep,
                             worker: i,
                             deadline,
+                            link_id,
                         },
                     );
-                    return;
+                    return Ok(());
                 }
                 // Its queue is full: try the next one.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -350,7 +420,7 @@ impl PoolLoop {
                 }
             }
         }
-        answer_503(h.socket, "no WebSocket worker is available");
+        Err(("no WebSocket worker is available", fds))
     }
 
     fn read_worker(&mut self, i: usize) {
@@ -364,8 +434,8 @@ impl PoolLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Ok(None) | Err(_) => return self.died(i, Death::Gone),
             };
-            // A worker sends no fds; any that came are closed here.
-            drop(rec.fds);
+            // Only a session moving out comes with fds; others are closed here.
+            let fds = rec.fds;
             let Ok(msg) = Message::decode(&buf[..rec.len]) else {
                 continue;
             };
@@ -374,29 +444,23 @@ impl PoolLoop {
                     if let Some(p) = self.pending.remove(&msg.id) {
                         self.workers[p.worker].inflight -= 1;
                         self.workers[p.worker].load += 1; // until its LOAD says otherwise
+                        self.answer_link(p.link_id, Message::ack(0));
                     }
                 }
                 Kind::Refuse => {
                     if let Some(p) = self.pending.remove(&msg.id) {
                         self.workers[p.worker].inflight -= 1;
-                        answer_503(
-                            p.fd,
-                            msg.reason.as_deref().unwrap_or("refused by the worker"),
-                        );
+                        let why = msg.reason.as_deref().unwrap_or("refused by the worker");
+                        if let Some(fd) = p.fd {
+                            answer_503(fd, why);
+                        }
+                        self.answer_link(p.link_id, Message::refuse(0, why));
                     }
                 }
                 Kind::Load => self.workers[i].load = msg.id as usize,
-                Kind::Broadcast => {
-                    let rec = msg.encode();
-                    for (j, w) in self.workers.iter().enumerate() {
-                        if j != i
-                            && let Some(c) = &w.ctl
-                            && let Err(e) =
-                                fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&rec)], &[])
-                        {
-                            tracing::warn!(worker = j, "broadcast not relayed: {e}");
-                        }
-                    }
+                Kind::Broadcast => self.broadcast_from(msg, Some(i)),
+                Kind::PassWebsocket if !rec.truncated && !rec.ctrunc => {
+                    self.forward_session(i, msg, fds)
                 }
                 _ => {}
             }
@@ -436,12 +500,17 @@ impl PoolLoop {
         for id in lost {
             if let Some(p) = self.pending.remove(&id) {
                 if ours_alone {
-                    answer_503(p.fd, "the WebSocket worker died");
+                    if let Some(fd) = p.fd {
+                        answer_503(fd, "the WebSocket worker died");
+                    }
+                    self.answer_link(p.link_id, Message::refuse(0, "the WebSocket worker died"));
                 } else {
                     tracing::warn!(
                         worker = i,
                         "left a connection to a WebSocket worker that does not answer"
                     );
+                    // It may still take it: the other side must not serve it too.
+                    self.answer_link(p.link_id, Message::ack(0));
                 }
             }
         }
