@@ -361,8 +361,21 @@ fn handoff_upgrade_says_the_new_pid_or_why_the_old_process_serves_on() {
             .is_some_and(|s| s.success())
     );
     let served = h.get("/b.txt").text();
-    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     assert_eq!(served, "bravo\n");
+    // The control socket went over with the listeners: the same path
+    // reaches the new process, and upgrades it in turn.
+    let out = upgrade_command(&control);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let third: i32 = text
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(third != pid && third as u32 != h.pid());
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    assert_eq!(h.get("/a.txt").text(), "alpha\n");
+    let _ = kill(Pid::from_raw(third), Signal::SIGTERM);
 }
 
 #[test]

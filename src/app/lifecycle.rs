@@ -70,6 +70,9 @@ pub(super) struct Lifecycle<'a> {
     pub(super) waiting: Vec<UpgradeRequest>,
     /// `handoff upgrade` answers being written (`ControlConfig::answering`).
     pub(super) answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The control sockets served: passed on in an upgrade, and no longer
+    /// accepted from once the new process is ready.
+    pub(super) controls: Vec<crate::intake::control::Control>,
 }
 
 impl Lifecycle<'_> {
@@ -80,11 +83,17 @@ impl Lifecycle<'_> {
             tracing::warn!("upgrade asked for while an upgrade or a drain is under way; ignored");
             return;
         }
+        let controls = self
+            .controls
+            .iter()
+            .filter_map(|c| c.listener.try_clone().ok())
+            .collect();
         match self.successor.start(
             server,
             self.cfg.upgrade_timeout,
             self.inbox.clone(),
             self.ws_pool.is_some(),
+            controls,
         ) {
             Ok(rx) => {
                 tracing::info!("upgrade: the new process is starting");
@@ -189,6 +198,10 @@ impl Lifecycle<'_> {
                     // process, which has sent MAINPID= and READY=1.
                     server.hand_over(mover.clone());
                     self.others.hand_over(&mover);
+                    // New peers of the control socket are the new process's.
+                    for c in self.controls.drain(..) {
+                        c.stop();
+                    }
                     match (pool_line, &self.ws_pool) {
                         (Some(line), Some(pool)) => {
                             let inbox = self.inbox.clone();

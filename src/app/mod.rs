@@ -274,23 +274,20 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let answering = control_cfg.answering.clone();
 
     let mut lines = Vec::new();
-    let (passed, pool_line) = match &upgrade_chan {
-        Some(c) => {
-            let (listeners, line) = upgrade::receive_listeners(c)?;
-            (Some(listeners), line)
-        }
-        None => (None, None),
+    let mut passed = match &upgrade_chan {
+        Some(c) => Some(upgrade::receive_listeners(c)?),
+        None => None,
     };
     // Sessions from the old process's WebSocket pool come on this line; a
     // process with no pool lets it close (the old one's say goodbye).
-    if let (Some(line), Some(pool)) = (pool_line, &ws_pool) {
+    if let (Some(line), Some(pool)) = (passed.as_mut().and_then(|p| p.pool_line.take()), &ws_pool) {
         pool.link_to_old(line);
     }
     let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
         || activated.iter().any(|a| a.role == Role::Https)
         || passed
             .iter()
-            .flatten()
+            .flat_map(|p| &p.listeners)
             .any(|s| s.tls_mode() != TlsMode::Off);
     let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
     if tls_cfg.is_some() {
@@ -347,7 +344,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     };
     let (listeners, controls, control_line) =
         add_sources(&cfg, &mut server, given, &loops, control_cfg, &mut lines)?;
-    let single_connection = listeners == 0 && controls == 0;
+    let single_connection = listeners == 0 && controls.is_empty();
     // Everything this thread needs opened before the other loops may
     // accept: a burst of connections could take the last fds.
     let sig_rx = lifecycle::signals(inbox.clone())?;
@@ -358,7 +355,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     } else {
         others.share_listeners(&server)?;
     }
-    if server.is_empty() && controls == 0 {
+    if server.is_empty() && controls.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "no socket to serve",
@@ -400,6 +397,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         upgrade_requests,
         waiting: Vec::new(),
         answering,
+        controls,
     };
     loop {
         let now = Instant::now();

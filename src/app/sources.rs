@@ -15,15 +15,16 @@ use crate::sys::fdpass;
 use crate::tls::TlsMode;
 
 /// The sockets this process was given at start: systemd's, inetd's, and,
-/// in an upgrade, the listeners of the process it replaces.
+/// in an upgrade, the listeners and control sockets of the process it
+/// replaces.
 pub(super) struct Given {
     pub(super) activated: Vec<Activated>,
     pub(super) inetd: Option<OwnedFd>,
-    pub(super) upgrade: Option<Vec<Socket>>,
+    pub(super) upgrade: Option<super::upgrade::Passed>,
 }
 
-/// Adds every source's sockets; returns how many listeners and control
-/// sockets there are, and the control socket's announcement.
+/// Adds every source's sockets; returns how many listeners there are, the
+/// control sockets served, and the control socket's announcement.
 pub(super) fn add_sources(
     cfg: &ServeConfig,
     server: &mut Server,
@@ -31,7 +32,7 @@ pub(super) fn add_sources(
     loops: &Loops,
     control_cfg: ControlConfig,
     lines: &mut Vec<String>,
-) -> io::Result<(usize, usize, Option<String>)> {
+) -> io::Result<(usize, Vec<control::Control>, Option<String>)> {
     let Given {
         activated,
         inetd: inetd_fd,
@@ -39,15 +40,16 @@ pub(super) fn add_sources(
     } = given;
     let mut control_line = None;
     let mut listeners = 0usize;
-    let mut controls = 0usize;
+    let mut controls = Vec::new();
     let mut had_source = !activated.is_empty() || inetd_fd.is_some();
     for a in activated {
         match a.role {
             Role::Control => {
-                control::spawn(a.fd, control_cfg.clone(), loops.clone()).map_err(|e| {
-                    io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
-                })?;
-                controls += 1;
+                controls.push(
+                    control::spawn(a.fd, control_cfg.clone(), loops.clone()).map_err(|e| {
+                        io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
+                    })?,
+                );
             }
             Role::Http | Role::Https => {
                 match server.add_socket(Socket::new(a.fd).tls(if a.role == Role::Https {
@@ -83,7 +85,22 @@ pub(super) fn add_sources(
         }
     }
     let upgrading = upgrade.is_some();
-    if let Some(path) = &cfg.control {
+    let (passed_listeners, passed_controls) = match upgrade {
+        Some(p) => (p.listeners, p.controls),
+        None => (Vec::new(), Vec::new()),
+    };
+    let had_passed_control = !passed_controls.is_empty();
+    // An upgrade: the control sockets of the process we replace (systemd's
+    // and our --control one alike) are ours now; it stops accepting on
+    // them once we are ready.
+    for fd in passed_controls {
+        controls.push(control::spawn(fd, control_cfg.clone(), loops.clone())?);
+    }
+    if let Some(path) = &cfg.control
+        && had_passed_control
+    {
+        control_line = Some(format!("control on {}", path.display()));
+    } else if let Some(path) = &cfg.control {
         if upgrading {
             // The process we replace still listens there until it exits:
             // its socket is unlinked, not stolen (a `handoff upgrade`
@@ -96,15 +113,14 @@ pub(super) fn add_sources(
             listen::remove_stale(path)?;
         }
         let fd = fdpass::seqpacket_listen(path)?;
-        control::spawn(fd, control_cfg.clone(), loops.clone())?;
-        controls += 1;
+        controls.push(control::spawn(fd, control_cfg.clone(), loops.clone())?);
         had_source = true;
         control_line = Some(format!("control on {}", path.display()));
     }
     // An upgrade: the process we replace gave us its listeners, which
     // stand for our --listen addresses (binding them again would fail or,
     // with port 0, pick other ports).
-    for socket in upgrade.into_iter().flatten() {
+    for socket in passed_listeners {
         let tls = socket.tls_mode();
         if let Added::Listener(addr) = server.add_socket(socket)? {
             listeners += 1;

@@ -58,6 +58,7 @@ impl Successor {
         timeout: Duration,
         wake: Inbox,
         ws_pool: bool,
+        controls: Vec<OwnedFd>,
     ) -> io::Result<mpsc::Receiver<Outcome>> {
         let (ours, theirs) = fdpass::seqpacket_pair()?;
         // A line between the WebSocket pools, for the sessions to move on.
@@ -74,7 +75,7 @@ impl Successor {
         let mut child = sys::process::spawn_successor(&mut cmd, theirs)?;
         let pid = child.id();
         let (pool_ours, pool_theirs) = pool_line.unzip();
-        let sent = send_listeners(&ours, server.listener_sockets()?, pool_theirs);
+        let sent = send_listeners(&ours, server.listener_sockets()?, controls, pool_theirs);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("upgrade".into())
@@ -115,6 +116,16 @@ pub(super) type Outcome = Result<Ready, String>;
 
 /// The role of the WebSocket pools' line in the list of listeners.
 const POOL_LINE: &str = "ws-pool";
+/// The role of a control socket in the list of listeners.
+const CONTROL: &str = "control";
+
+/// What the process we replace passed: its listeners, its control sockets,
+/// and the line to its WebSocket pool.
+pub(super) struct Passed {
+    pub(super) listeners: Vec<Socket>,
+    pub(super) controls: Vec<OwnedFd>,
+    pub(super) pool_line: Option<OwnedFd>,
+}
 
 const ENDED: &str = "the new process ended before it was ready";
 
@@ -135,9 +146,16 @@ fn channel_error(e: &io::Error, doing: &str) -> String {
 fn send_listeners(
     chan: &OwnedFd,
     listeners: Vec<Socket>,
+    controls: Vec<OwnedFd>,
     pool_line: Option<OwnedFd>,
 ) -> Result<(), String> {
-    let n = listeners.len();
+    let n = listeners.len() + controls.len();
+    for (i, fd) in controls.iter().enumerate() {
+        let mut m = Message::new(Kind::PassListener, (listeners.len() + i) as u64);
+        m.name = Some(CONTROL.into());
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
+            .map_err(|e| channel_error(&e, "could not pass a control socket"))?;
+    }
     if let Some(line) = pool_line {
         let mut m = Message::new(Kind::PassChannel, 0);
         m.name = Some(POOL_LINE.into());
@@ -225,8 +243,9 @@ pub(super) fn take_channel() -> io::Result<Option<OwnedFd>> {
 /// In the new process: the listeners the old one passed, until the ACK
 /// that ends the list (its ID is how many there were), and the line to the
 /// old process's WebSocket pool if it sent one.
-pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<(Vec<Socket>, Option<OwnedFd>)> {
+pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
     let mut out = Vec::new();
+    let mut controls = Vec::new();
     let mut line = None;
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
     loop {
@@ -234,8 +253,12 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<(Vec<Socket>, Opti
             .ok_or_else(|| io::Error::other("upgrade channel closed before the list ended"))?;
         let m = Message::decode(&buf[..r.len])
             .map_err(|(_, why)| io::Error::other(format!("upgrade channel: {why}")))?;
-        if m.kind() == Kind::Ack && m.id == out.len() as u64 {
-            return Ok((out, line));
+        if m.kind() == Kind::Ack && m.id == (out.len() + controls.len()) as u64 {
+            return Ok(Passed {
+                listeners: out,
+                controls,
+                pool_line: line,
+            });
         }
         if m.kind() == Kind::PassChannel && m.name.as_deref() == Some(POOL_LINE) {
             line = r.fds.pop();
@@ -246,6 +269,10 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<(Vec<Socket>, Opti
                 "upgrade channel: expected a listener with its fd",
             ));
         };
+        if m.name.as_deref() == Some(CONTROL) {
+            controls.push(fd);
+            continue;
+        }
         let tls = if m.flags & wire::flags::TLS != 0 {
             TlsMode::On
         } else {

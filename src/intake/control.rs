@@ -56,21 +56,42 @@ impl Default for ControlConfig {
     }
 }
 
+/// A control socket served on its thread: a copy of the listener (to pass
+/// to the new process of an upgrade) and what stops the thread accepting.
+pub(crate) struct Control {
+    pub(crate) listener: OwnedFd,
+    stop: std::os::unix::net::UnixStream,
+}
+
+impl Control {
+    /// Stops accepting (peers already connected are served on); the
+    /// socket stays open for whoever else has it.
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+    }
+}
+
 /// Serves a listening control socket on a thread of its own.
-pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::Result<()> {
+pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::Result<Control> {
     if !fdpass::is_seqpacket(listener.as_fd()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the control socket must be a SOCK_SEQPACKET socket",
         ));
     }
-    sys::process::set_blocking(listener.as_fd())?;
+    sys::prepare_adopted(listener.as_fd())?;
+    let copy = listener.try_clone()?;
+    let (stop, stopped) = std::os::unix::net::UnixStream::pair()?;
     let peers = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             loop {
-                let conn = fdpass::accept_resting(listener.as_fd(), "control socket");
+                let Some(conn) =
+                    fdpass::accept_until(listener.as_fd(), stopped.as_fd(), "control socket")
+                else {
+                    return;
+                };
                 let (uid, pid) = match fdpass::peer_cred(conn.as_fd()) {
                     Ok(c) => c,
                     Err(e) => {
@@ -108,7 +129,10 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::
                 }
             }
         })?;
-    Ok(())
+    Ok(Control {
+        listener: copy,
+        stop,
+    })
 }
 
 fn reply(conn: &OwnedFd, m: &Message) {

@@ -190,7 +190,8 @@ pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     .map_err(errno)
 }
 
-/// Accepts on a blocking listener, close-on-exec.
+/// Accepts, close-on-exec; the new socket is blocking whatever the
+/// listener is.
 pub(crate) fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
         match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
@@ -209,6 +210,49 @@ pub(crate) fn accept_resting(listener: BorrowedFd<'_>, what: &str) -> OwnedFd {
     loop {
         match accept_blocking(listener) {
             Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!("{what} accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Accepts on a non-blocking listener until `stop` becomes readable (its
+/// other end written or closed): `None` then. Non-blocking because another
+/// process may accept from the same socket (an upgrade hands the control
+/// socket on, and both have it for a moment): a blocking accept that lost
+/// the race would wait for the next peer and not see `stop`. Errors are
+/// logged as `what` and answered by a short rest rather than a spin.
+pub(crate) fn accept_until(
+    listener: BorrowedFd<'_>,
+    stop: BorrowedFd<'_>,
+    what: &str,
+) -> Option<OwnedFd> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two pollfds on our stack, valid for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if fds[1].revents != 0 {
+            return None;
+        }
+        match accept_blocking(listener) {
+            Ok(c) => return Some(c),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 tracing::warn!("{what} accept: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(50));
