@@ -25,6 +25,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 # The demo page is tested in Debian's Chromium, driven by playwright-core.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs npm)
+# A real systemd booted in a container (tests/systemd.rs).
+{ command -v debootstrap && command -v systemd-nspawn && command -v nsenter; } >/dev/null \
+    || missing+=(debootstrap systemd-container util-linux)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -50,6 +53,9 @@ export WSTEST="$PWD/.venv-autobahn/bin/wstest"
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm ci --silent --no-audit --no-fund)
 fi
+
+# The container's root: built once (about a minute), then kept in .cache.
+bash scripts/systemd-root.sh
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 

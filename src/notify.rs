@@ -51,6 +51,23 @@ impl Notifier {
         }
     }
 
+    /// Gives systemd's fd store a copy of each socket (`FDSTORE=1`), named
+    /// by its role (`FDNAME=`), so that a restart gets them back through
+    /// `LISTEN_FDS` and no connection attempt is refused meanwhile (they
+    /// wait in the backlog). systemd keeps one copy of a socket however
+    /// often it is given, and only with `FileDescriptorStoreMax=` set.
+    pub(crate) fn store(&self, named: &[(&str, std::os::fd::BorrowedFd<'_>)]) {
+        if !self.enabled {
+            return;
+        }
+        for (name, fd) in named {
+            let states = [NotifyState::FdStore, NotifyState::FdName(name)];
+            if let Err(e) = sd_notify::notify_with_fds(&states, &[*fd]) {
+                tracing::warn!("sd_notify FDSTORE: {e}");
+            }
+        }
+    }
+
     /// READY=1 with the first STATUS. `replacing`: this process replaced
     /// another (`docs/upgrade.md`), so MAINPID= comes in the same message
     /// and systemd follows it (the unit needs `NotifyAccess=all`).

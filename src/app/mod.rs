@@ -374,6 +374,27 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         }
     }
 
+    // Before READY: once systemd hears READY it may restart us at once.
+    let stored: Vec<(TlsMode, std::os::fd::OwnedFd)> = server
+        .listener_sockets()?
+        .into_iter()
+        .map(|s| {
+            let (fd, tls) = s.into_parts();
+            (tls, fd)
+        })
+        .collect();
+    let mut named: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = stored
+        .iter()
+        .map(|(tls, fd)| (systemd::name_for(*tls), std::os::fd::AsFd::as_fd(fd)))
+        .collect();
+    named.extend(
+        controls
+            .iter()
+            .map(|c| ("control", std::os::fd::AsFd::as_fd(&c.listener))),
+    );
+    notifier.store(&named);
+    drop(named);
+    drop(stored);
     notifier.ready(status(&server), upgrade_chan.is_some());
     if let Some(c) = upgrade_chan {
         // The process we replace hands its connections over once it hears

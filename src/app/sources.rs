@@ -4,7 +4,7 @@
 //! `Server::add_socket`.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::{DEFAULT_LISTEN, ServeConfig, announce};
 use crate::intake::control::{self, ControlConfig};
@@ -42,37 +42,40 @@ pub(super) fn add_sources(
     let mut listeners = 0usize;
     let mut controls = Vec::new();
     let mut had_source = !activated.is_empty() || inetd_fd.is_some();
+    // One socket may come twice: from its socket unit and from the fd
+    // store, where an earlier run of ours put it. The first is kept.
+    let mut seen = std::collections::HashSet::new();
+    let mut control_paths = Vec::new();
     for a in activated {
-        match a.role {
+        if let Ok(id) = crate::sys::dev_ino(a.fd.as_fd())
+            && !seen.insert(id)
+        {
+            tracing::debug!(name = %a.name, "systemd fd given twice; one kept");
+            continue;
+        }
+        let tls = match a.role {
             Role::Control => {
+                if let crate::sys::Addr::Unix(Some(p)) = crate::sys::local_addr(a.fd.as_fd()) {
+                    control_paths.push(p);
+                }
                 controls.push(
                     control::spawn(a.fd, control_cfg.clone(), loops.clone()).map_err(|e| {
                         io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
                     })?,
                 );
+                continue;
             }
-            Role::Http | Role::Https => {
-                match server.add_socket(Socket::new(a.fd).tls(if a.role == Role::Https {
-                    TlsMode::On
-                } else {
-                    TlsMode::Off
-                })) {
-                    Ok(Added::Listener(addr)) => {
-                        listeners += 1;
-                        announce(
-                            lines,
-                            &addr,
-                            if a.role == Role::Https {
-                                TlsMode::On
-                            } else {
-                                TlsMode::Off
-                            },
-                        );
-                    }
-                    Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
-                    Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
-                }
+            Role::Http => TlsMode::Off,
+            Role::Https => TlsMode::On,
+            Role::Auto => TlsMode::Auto,
+        };
+        match server.add_socket(Socket::new(a.fd).tls(tls)) {
+            Ok(Added::Listener(addr)) => {
+                listeners += 1;
+                announce(lines, &addr, tls);
             }
+            Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
+            Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
         }
     }
     if let Some(fd) = inetd_fd {
@@ -97,8 +100,9 @@ pub(super) fn add_sources(
         controls.push(control::spawn(fd, control_cfg.clone(), loops.clone())?);
     }
     if let Some(path) = &cfg.control
-        && had_passed_control
+        && (had_passed_control || control_paths.iter().any(|p| p == path) && path.exists())
     {
+        // Passed in an upgrade, or kept for us in systemd's fd store.
         control_line = Some(format!("control on {}", path.display()));
     } else if let Some(path) = &cfg.control {
         if upgrading {
@@ -138,7 +142,14 @@ pub(super) fn add_sources(
             tls: TlsMode::Off,
         });
     }
+    let have = server.local_addrs();
     for l in &listen {
+        if already_have(&l.spec, &have) {
+            // Kept for us in systemd's fd store across a restart: binding
+            // again would fail (the port is taken, by us).
+            tracing::info!(listen = ?l.spec, "listener taken from systemd's fd store");
+            continue;
+        }
         if let Added::Listener(addr) =
             server.add_socket(Socket::new(listen::bind(&l.spec)?).tls(l.tls))?
         {
@@ -147,4 +158,18 @@ pub(super) fn add_sources(
         }
     }
     Ok((listeners, controls, control_line))
+}
+
+/// Is a `--listen` address already one of the listeners (by its exact
+/// address: a port 0 never matches)?
+fn already_have(spec: &ListenSpec, have: &[crate::sys::Addr]) -> bool {
+    use crate::sys::Addr;
+    match spec {
+        ListenSpec::Tcp(s) => {
+            use std::net::ToSocketAddrs;
+            s.to_socket_addrs()
+                .is_ok_and(|mut a| a.any(|a| a.port() != 0 && have.contains(&Addr::Inet(a))))
+        }
+        ListenSpec::Unix(p) => have.contains(&Addr::Unix(Some(p.clone()))),
+    }
 }

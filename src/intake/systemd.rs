@@ -15,14 +15,27 @@ pub(crate) enum Role {
     Http,
     /// HTTPS (name `https`): TLS only.
     Https,
+    /// TLS or plain HTTP, told apart per connection (name `auto`; what
+    /// `--listen ADDR,tls=auto` stores in the fd store).
+    Auto,
     /// The control socket (name `control`).
     Control,
+}
+
+/// The fd name that gives a listener of this TLS mode its role back.
+pub(crate) fn name_for(tls: crate::tls::TlsMode) -> &'static str {
+    match tls {
+        crate::tls::TlsMode::Off => "http",
+        crate::tls::TlsMode::On => "https",
+        crate::tls::TlsMode::Auto => "auto",
+    }
 }
 
 pub(crate) fn role(name: &str) -> Role {
     match name {
         "control" => Role::Control,
         "https" => Role::Https,
+        "auto" => Role::Auto,
         _ => Role::Http,
     }
 }
@@ -56,5 +69,6 @@ mod tests {
         assert_eq!(role("unknown"), Role::Http);
         assert_eq!(role("https"), Role::Https);
         assert_eq!(role("control"), Role::Control);
+        assert_eq!(role("auto"), Role::Auto);
     }
 }

@@ -97,6 +97,9 @@ impl Exec {
             .arg("-c")
             .arg(format!("exec {command}"))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // A command is no part of the service's readiness (the unit's
+            // NotifyAccess=all lets the new process of an upgrade speak).
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

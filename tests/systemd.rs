@@ -1,0 +1,296 @@
+//! The units under a real systemd (252, Debian's), booted in a container
+//! with systemd-nspawn (`../shared/systemd-in-a-container.md`; the root is
+//! built by `scripts/systemd-root.sh`, which `scripts/test.sh` runs): a
+//! restart keeps the listeners in systemd's fd store so no connection
+//! attempt is refused, and `systemctl reload` replaces the binary while
+//! keep-alive clients keep their connections, systemd following the new
+//! main PID.
+
+mod common;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::wait_until;
+
+struct Container {
+    nspawn: Child,
+    init: i32,
+    _pkg: tempfile::TempDir,
+}
+
+fn root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/systemd-root");
+    assert!(
+        root.join(".complete").exists(),
+        "no systemd root at {}: run scripts/systemd-root.sh (scripts/test.sh does)",
+        root.display()
+    );
+    root
+}
+
+impl Container {
+    /// Boots systemd with our binary as /usr/bin/handoff, a site at
+    /// /usr/share/handoff/site, and `files` under /opt/pkg.
+    fn boot(files: &[(&str, &[u8])]) -> Container {
+        let pkg = tempfile::tempdir().unwrap();
+        let site = pkg.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        std::fs::write(site.join("a.txt"), "alpha\n").unwrap();
+        for (name, data) in files {
+            std::fs::write(pkg.path().join(name), data).unwrap();
+        }
+        let nspawn = Command::new("systemd-nspawn")
+            .args(["-q", "-D"])
+            .arg(root())
+            .args([
+                "--volatile=overlay",
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                "--console=passive",
+            ])
+            .arg(format!("--bind-ro={}:/opt/pkg", pkg.path().display()))
+            .arg(format!(
+                "--bind-ro={}:/usr/share/handoff/site",
+                site.display()
+            ))
+            .arg(format!(
+                "--bind-ro={}:/usr/bin/handoff",
+                env!("CARGO_BIN_EXE_handoff")
+            ))
+            .arg("-b")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("systemd-nspawn (package systemd-container)");
+        let mut init = 0;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                init = children(nspawn.id() as i32).first().copied().unwrap_or(0);
+                init != 0 && Path::new(&format!("/proc/{init}/root/run/systemd/private")).exists()
+            }),
+            "the container's systemd did not start"
+        );
+        let c = Container {
+            nspawn,
+            init,
+            _pkg: pkg,
+        };
+        let up = c.sh("systemctl is-system-running --wait");
+        assert!(
+            up.status.success() || String::from_utf8_lossy(&up.stdout).contains("degraded"),
+            "{}",
+            text(&up)
+        );
+        c
+    }
+
+    /// Runs `cmd` with sh inside the container.
+    fn sh(&self, cmd: &str) -> Output {
+        self.command(cmd).output().unwrap()
+    }
+
+    fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.init.to_string(), "-m", "-u", "-i", "-n", "-p"])
+            .args(["sh", "-c", cmd]);
+        c
+    }
+
+    fn ok(&self, cmd: &str) -> String {
+        let out = self.sh(cmd);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}\n{}",
+            text(&out),
+            self.journal()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn main_pid(&self, unit: &str) -> i32 {
+        self.ok(&format!("systemctl show -P MainPID {unit}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn journal(&self) -> String {
+        text(&self.sh("journalctl -q --no-pager -o cat | tail -n 60"))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.nspawn.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if !wait_until(Duration::from_secs(10), || {
+            self.nspawn.try_wait().ok().flatten().is_some()
+        }) {
+            let _ = self.nspawn.kill();
+            let _ = self.nspawn.wait();
+        }
+    }
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A unit of our own listener (no socket unit), so that only the fd store
+/// keeps its socket across a restart.
+const STANDALONE: &str = "[Unit]
+Description=handoff, its own listener
+
+[Service]
+Type=notify
+NotifyAccess=all
+# A slow start, so that a restart has a gap worth the name: connection
+# attempts in it must wait in the kept socket's backlog, not be refused.
+ExecStartPre=/bin/sleep 0.5
+ExecStart=/usr/bin/handoff serve --listen 127.0.0.1:8090 --root /usr/share/handoff/site --control /run/handoff-test/control.sock --control-allow-uid 0 --shutdown-timeout 5
+ExecReload=+/usr/bin/handoff upgrade --control /run/handoff-test/control.sock
+FileDescriptorStoreMax=16
+RuntimeDirectory=handoff-test
+# The control socket's file must outlive a restart with its socket.
+RuntimeDirectoryPreserve=yes
+DynamicUser=yes
+";
+
+const CLIENTS: &[u8] = include_bytes!("systemd/clients.py");
+
+fn json_count(json: &str, key: &str) -> usize {
+    json.split(&format!("\"{key}\": "))
+        .skip(1)
+        .map(|s| {
+            s.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<usize>()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive_clients() {
+    let c = Container::boot(&[
+        ("handoff-test.service", STANDALONE.as_bytes()),
+        ("clients.py", CLIENTS),
+        (
+            "handoff.service",
+            include_bytes!("../systemd/handoff.service"),
+        ),
+        (
+            "handoff.socket",
+            include_bytes!("../systemd/handoff.socket"),
+        ),
+        (
+            "handoff-control.socket",
+            include_bytes!("../systemd/handoff-control.socket"),
+        ),
+    ]);
+    c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
+    c.ok("systemctl start handoff-test.service");
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8090/a.txt")
+            .contains("alpha")
+    );
+
+    // systemctl restart: new connections all the way through.
+    let first = c.main_pid("handoff-test.service");
+    let clients = c
+        .command("python3 /opt/pkg/clients.py new 8090 3")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    c.ok("systemctl restart handoff-test.service");
+    let seen = text(&clients.wait_with_output().unwrap());
+    let second = c.main_pid("handoff-test.service");
+    assert_ne!(first, second);
+    assert_eq!(json_count(&seen, "refused"), 0, "{seen}\n{}", c.journal());
+    assert_eq!(json_count(&seen, "failed"), 0, "{seen}\n{}", c.journal());
+    assert!(json_count(&seen, "ok") > 50, "{seen}");
+    assert!(
+        c.sh("journalctl -q --no-pager -o cat -u handoff-test.service | grep -q \"listener taken from systemd's fd store\"")
+            .status
+            .success(),
+        "{}",
+        c.journal()
+    );
+
+    // systemctl reload: the binary is replaced; keep-alive clients keep
+    // their connections and systemd follows the new main PID.
+    let clients = c
+        .command("python3 /opt/pkg/clients.py keepalive 8090 3 4")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    c.ok("systemctl reload handoff-test.service");
+    let seen = text(&clients.wait_with_output().unwrap());
+    let third = c.main_pid("handoff-test.service");
+    assert_ne!(third, second, "{}", c.journal());
+    assert_eq!(json_count(&seen, "failed"), 0, "{seen}\n{}", c.journal());
+    assert!(json_count(&seen, "ok") > 40, "{seen}");
+    for conn in seen.split("\"port_before\": ").skip(1) {
+        let before: String = conn.chars().take_while(char::is_ascii_digit).collect();
+        let after: String = conn
+            .split("\"port_after\": ")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert_eq!(before, after, "{seen}");
+    }
+    assert_eq!(
+        c.ok("systemctl is-active handoff-test.service").trim(),
+        "active"
+    );
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8090/a.txt")
+            .contains("alpha")
+    );
+
+    // The shipped units: socket activation, then a reload through their
+    // control socket.
+    c.ok("systemctl start handoff.socket handoff-control.socket");
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/a.txt")
+            .contains("alpha")
+    );
+    let before = c.main_pid("handoff.service");
+    c.ok("systemctl reload handoff.service");
+    let after = c.main_pid("handoff.service");
+    assert!(
+        before != 0 && after != 0 && before != after,
+        "{}",
+        c.journal()
+    );
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/a.txt")
+            .contains("alpha")
+    );
+    assert_eq!(c.ok("systemctl is-active handoff.service").trim(), "active");
+}
