@@ -303,3 +303,88 @@ fn websocket_sessions_move_across_three_upgrades_without_a_close_or_a_lost_messa
         .all(|p| !alive(*p))));
     let _ = kill(Pid::from_raw(serving), Signal::SIGTERM);
 }
+
+/// A masked client frame, written by hand (tungstenite does not split a
+/// message into fragments).
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut f = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn a_session_in_the_middle_of_a_fragmented_message_moves_only_after_it_and_big_messages_come_back_whole()
+ {
+    use std::io::Write;
+    let site = site();
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+    ]);
+    let mut ws = connect(h.addr, "/echo");
+    // Bytes that are not the same from one message to the next.
+    let mut seed = 0x9e37_79b9_u32;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect()
+    };
+    let mut round_trip = |ws: &mut Ws, data: Vec<u8>| {
+        ws.send(Message::binary(data.clone())).unwrap();
+        loop {
+            match ws.read().unwrap() {
+                Message::Binary(b) => break assert!(b[..] == data[..], "an echo differs"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    for n in [1, 1000, 65_536, 300_000] {
+        round_trip(&mut ws, noise(n));
+    }
+    // Half a message, then the upgrade: the session cannot move yet.
+    ws.get_mut()
+        .write_all(&client_frame(false, 1, b"hello "))
+        .unwrap();
+    h.signal(Signal::SIGUSR2);
+    assert!(wait_until(Duration::from_secs(10), || h
+        .log()
+        .contains("the new process is ready")));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        h.child.try_wait().unwrap().is_none(),
+        "the old process left a session in the middle of a message\n{}",
+        h.log()
+    );
+    ws.get_mut()
+        .write_all(&client_frame(true, 0, b"world"))
+        .unwrap();
+    assert_eq!(next_text(&mut ws).unwrap(), "hello world");
+    // Now between messages: it moves, and the old process is done.
+    let status = h.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", h.log());
+    for n in [7, 70_000, 1 << 20] {
+        round_trip(&mut ws, noise(n));
+    }
+    let new_pid = new_pids(&h.log())[0];
+    assert!(h.log().contains("WebSocket session moved in"));
+    let _ = kill(Pid::from_raw(new_pid), Signal::SIGTERM);
+}
