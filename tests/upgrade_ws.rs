@@ -347,7 +347,7 @@ fn a_session_in_the_middle_of_a_fragmented_message_moves_only_after_it_and_big_m
             })
             .collect()
     };
-    let mut round_trip = |ws: &mut Ws, data: Vec<u8>| {
+    let round_trip = |ws: &mut Ws, data: Vec<u8>| {
         ws.send(Message::binary(data.clone())).unwrap();
         loop {
             match ws.read().unwrap() {
