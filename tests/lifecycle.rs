@@ -52,8 +52,11 @@ fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
         collect(&sock, &mut got, |m| pings(m) >= 4, Duration::from_secs(3)),
         "{got:?}"
     );
+    // The listener goes to the fd store first (named by its role), then
+    // READY with the first STATUS.
+    assert_eq!(got[0], "FDSTORE=1\nFDNAME=http\n", "{got:?}");
     assert!(
-        got[0].contains("READY=1") && got[0].contains("STATUS=0 connections"),
+        got[1].contains("READY=1") && got[1].contains("STATUS=0 connections"),
         "{got:?}"
     );
 
