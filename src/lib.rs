@@ -43,6 +43,7 @@ pub(crate) mod intake;
 pub(crate) mod log;
 pub(crate) mod notify;
 pub(crate) mod pass;
+pub mod proxy;
 pub(crate) mod relay;
 pub(crate) mod server;
 pub(crate) mod ws;
