@@ -20,6 +20,8 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v pgrep >/dev/null || missing+=(procps)
 command -v xinetd >/dev/null || missing+=(xinetd)
 command -v openssl >/dev/null || missing+=(openssl)
+# A real load balancer in front, speaking the PROXY protocol (tests/proxy.rs).
+command -v haproxy >/dev/null || missing+=(haproxy)
 # systemd-socket-activate and systemd-analyze come with systemd.
 { command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
 # The demo page is tested in Debian's Chromium, driven by playwright-core.

@@ -13,6 +13,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::http::output::{FileSlice, Output, SENDFILE_MAX};
 use crate::http::{BufPool, Conn, Limits};
+use crate::proxy::{self as proxy_header, ProxyMode};
 use crate::sys;
 use crate::tls::TlsMode;
 use crate::tls::pump::{self, Failed, Records};
@@ -23,11 +24,33 @@ const TLS_BUFFER: usize = 64 * 1024;
 /// A TLS handshake record starts with content type 22.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// How a socket's bytes are framed before HTTP: TLS or not, and whether a
+/// PROXY protocol header comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Framing {
+    pub(crate) tls: TlsMode,
+    pub(crate) proxy: Option<ProxyMode>,
+}
+
+impl From<TlsMode> for Framing {
+    fn from(tls: TlsMode) -> Framing {
+        Framing { tls, proxy: None }
+    }
+}
+
 pub(crate) enum Transport {
     Plain,
     /// `auto`: the first byte decides between plain HTTP and TLS.
     Sniff(Arc<ServerConfig>),
     Tls(Box<ServerConnection>),
+    /// A PROXY header comes first: read into `buf` (not the engine, which
+    /// would take it for a request) until it is whole, then `then`.
+    Proxy {
+        mode: ProxyMode,
+        buf: Vec<u8>,
+        then: TlsMode,
+        cfg: Option<Arc<ServerConfig>>,
+    },
 }
 
 impl Transport {
@@ -35,6 +58,27 @@ impl Transport {
         let mut c = ServerConnection::new(cfg).map_err(io::Error::other)?;
         c.set_buffer_limit(Some(TLS_BUFFER));
         Ok(Transport::Tls(Box::new(c)))
+    }
+
+    /// The transport a socket framed so starts with.
+    pub(crate) fn for_framing(
+        framing: Framing,
+        cfg: Option<&Arc<ServerConfig>>,
+    ) -> io::Result<Transport> {
+        if let Some(mode) = framing.proxy {
+            if framing.tls != TlsMode::Off && cfg.is_none() {
+                return Err(io::Error::other(
+                    "TLS asked for but no certificate is configured",
+                ));
+            }
+            return Ok(Transport::Proxy {
+                mode,
+                buf: Vec::new(),
+                then: framing.tls,
+                cfg: cfg.cloned(),
+            });
+        }
+        Self::for_mode(framing.tls, cfg)
     }
 
     /// The transport a socket served in `mode` starts with.
@@ -68,6 +112,8 @@ pub(crate) enum Broken {
     Io(&'static str, io::Error),
     /// The TLS session failed (a bad record, a handshake error).
     Tls(String),
+    /// No good PROXY header where one was required.
+    Proxy(String),
 }
 
 impl From<Failed> for Broken {
@@ -84,6 +130,7 @@ impl std::fmt::Display for Broken {
         match self {
             Broken::Io(what, e) => write!(f, "{what}: {e}"),
             Broken::Tls(why) => write!(f, "TLS: {why}"),
+            Broken::Proxy(why) => write!(f, "PROXY protocol: {why}"),
         }
     }
 }
@@ -132,23 +179,66 @@ pub(crate) fn read(
                 }
                 Err(e) => return Err(Broken::Io("read", e)),
             };
-            if let Transport::Sniff(cfg) = transport
-                && let Some(&first) = conn.unparsed().first()
-            {
-                if first == TLS_HANDSHAKE {
-                    let hello = conn.take_unparsed();
-                    let mut tls =
-                        Transport::tls(cfg.clone()).map_err(|e| Broken::Tls(e.to_string()))?;
-                    if let Transport::Tls(t) = &mut tls {
-                        pump::feed_records(t, fd, &hello)?;
+            sniff(fd, transport, conn, pool, limits, now)?;
+            Ok(moved)
+        }
+        Transport::Proxy {
+            mode,
+            buf,
+            then,
+            cfg,
+        } => {
+            if !*readable {
+                return Ok(false);
+            }
+            // Small reads: what follows the header is handed on to the next
+            // layer, and a header is rarely more than a hundred bytes.
+            let mut chunk = [0u8; 512];
+            match sys::read(fd, &mut chunk) {
+                Ok(0) => {
+                    *readable = false;
+                    let why = if buf.is_empty() {
+                        "closed before its PROXY header"
+                    } else {
+                        "closed inside its PROXY header"
+                    };
+                    return Err(Broken::Proxy(why.into()));
+                }
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    *readable = n == chunk.len() || peer_closed;
+                }
+                Err(e) if would_block(&e) => {
+                    *readable = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(Broken::Io("read", e)),
+            }
+            let (len, peer) = match proxy_header::parse(*mode, buf) {
+                proxy_header::Parsed::Partial => return Ok(true),
+                proxy_header::Parsed::Bad(why) => return Err(Broken::Proxy(why)),
+                proxy_header::Parsed::Done { len, peer, .. } => (len, peer),
+            };
+            if let Some(p) = peer {
+                conn.set_peer(sys::Addr::Inet(p));
+            }
+            let rest = buf.split_off(len);
+            let next =
+                Transport::for_mode(*then, cfg.as_ref()).map_err(|e| Broken::Tls(e.to_string()))?;
+            *transport = next;
+            if !rest.is_empty() {
+                match transport {
+                    Transport::Tls(t) => {
+                        pump::feed_records(t, fd, &rest)?;
                         plaintext(t, conn, pool, limits, now);
                     }
-                    *transport = tls;
-                } else {
-                    *transport = Transport::Plain;
+                    _ => {
+                        conn.feed(&rest, pool, now);
+                        sniff(fd, transport, conn, pool, limits, now)?;
+                    }
                 }
             }
-            Ok(moved)
+            Ok(true)
         }
         Transport::Tls(t) => {
             let mut moved = false;
@@ -174,6 +264,34 @@ pub(crate) fn read(
             Ok(moved)
         }
     }
+}
+
+/// `auto`: once the first byte is there, it decides between TLS (a
+/// handshake record) and plain HTTP.
+fn sniff(
+    fd: BorrowedFd<'_>,
+    transport: &mut Transport,
+    conn: &mut Conn,
+    pool: &mut BufPool,
+    limits: &Limits,
+    now: Instant,
+) -> Result<(), Broken> {
+    if let Transport::Sniff(cfg) = transport
+        && let Some(&first) = conn.unparsed().first()
+    {
+        if first == TLS_HANDSHAKE {
+            let hello = conn.take_unparsed();
+            let mut tls = Transport::tls(cfg.clone()).map_err(|e| Broken::Tls(e.to_string()))?;
+            if let Transport::Tls(t) = &mut tls {
+                pump::feed_records(t, fd, &hello)?;
+                plaintext(t, conn, pool, limits, now);
+            }
+            *transport = tls;
+        } else {
+            *transport = Transport::Plain;
+        }
+    }
+    Ok(())
 }
 
 /// Moves decrypted bytes into the engine as far as it takes them. Returns
@@ -219,7 +337,9 @@ pub(crate) fn write(
     now: Instant,
 ) -> io::Result<bool> {
     match transport {
-        Transport::Plain | Transport::Sniff(_) => write_plain(fd, conn, writable, now),
+        Transport::Plain | Transport::Sniff(_) | Transport::Proxy { .. } => {
+            write_plain(fd, conn, writable, now)
+        }
         Transport::Tls(t) => write_tls(fd, t, conn, writable, now),
     }
 }

@@ -375,17 +375,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
 
     // Before READY: once systemd hears READY it may restart us at once.
-    let stored: Vec<(TlsMode, std::os::fd::OwnedFd)> = server
+    let stored: Vec<(String, std::os::fd::OwnedFd)> = server
         .listener_sockets()?
         .into_iter()
         .map(|s| {
-            let (fd, tls) = s.into_parts();
-            (tls, fd)
+            let (fd, framing) = s.into_parts();
+            (systemd::name_for(framing), fd)
         })
         .collect();
     let mut named: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = stored
         .iter()
-        .map(|(tls, fd)| (systemd::name_for(*tls), std::os::fd::AsFd::as_fd(fd)))
+        .map(|(name, fd)| (name.as_str(), std::os::fd::AsFd::as_fd(fd)))
         .collect();
     named.extend(
         controls

@@ -69,7 +69,11 @@ pub(super) fn add_sources(
             Role::Https => TlsMode::On,
             Role::Auto => TlsMode::Auto,
         };
-        match server.add_socket(Socket::new(a.fd).tls(tls)) {
+        let mut socket = Socket::new(a.fd).tls(tls);
+        if let Some(p) = crate::intake::systemd::proxy_of(&a.name) {
+            socket = socket.proxy(p);
+        }
+        match server.add_socket(socket) {
             Ok(Added::Listener(addr)) => {
                 listeners += 1;
                 announce(lines, &addr, tls);
@@ -140,6 +144,7 @@ pub(super) fn add_sources(
         listen.push(Listen {
             spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
             tls: TlsMode::Off,
+            proxy: None,
         });
     }
     let have = server.local_addrs();
@@ -150,9 +155,11 @@ pub(super) fn add_sources(
             tracing::info!(listen = ?l.spec, "listener taken from systemd's fd store");
             continue;
         }
-        if let Added::Listener(addr) =
-            server.add_socket(Socket::new(listen::bind(&l.spec)?).tls(l.tls))?
-        {
+        let mut socket = Socket::new(listen::bind(&l.spec)?).tls(l.tls);
+        if let Some(p) = l.proxy {
+            socket = socket.proxy(p);
+        }
+        if let Added::Listener(addr) = server.add_socket(socket)? {
             listeners += 1;
             announce(lines, &addr, l.tls);
         }

@@ -163,11 +163,17 @@ fn send_listeners(
             .map_err(|e| channel_error(&e, "could not pass the WebSocket pools' line"))?;
     }
     for (i, socket) in listeners.into_iter().enumerate() {
-        let (fd, tls) = socket.into_parts();
+        let (fd, framing) = socket.into_parts();
         let mut m = Message::new(Kind::PassListener, i as u64);
-        if tls != TlsMode::Off {
+        if framing.tls != TlsMode::Off {
             m.flags |= wire::flags::TLS;
         }
+        if framing.proxy.is_some() {
+            m.flags |= wire::flags::PROXY;
+        }
+        // The role, as the fd store names it: TLS auto and the PROXY
+        // version survive the move.
+        m.name = Some(crate::intake::systemd::name_for(framing));
         fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
             .map_err(|e| channel_error(&e, "could not pass a listener"))?;
     }
@@ -273,12 +279,20 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
             controls.push(fd);
             continue;
         }
-        let tls = if m.flags & wire::flags::TLS != 0 {
-            TlsMode::On
-        } else {
-            TlsMode::Off
+        use crate::intake::systemd::{Role, proxy_of, role};
+        let name = m.name.as_deref().unwrap_or("");
+        let tls = match (role(name), m.flags & wire::flags::TLS != 0) {
+            (Role::Auto, _) => TlsMode::Auto,
+            (_, true) => TlsMode::On,
+            _ => TlsMode::Off,
         };
-        out.push(Socket::new(fd).tls(tls));
+        let mut socket = Socket::new(fd).tls(tls);
+        if let Some(p) = proxy_of(name)
+            .or((m.flags & wire::flags::PROXY != 0).then_some(crate::proxy::ProxyMode::Any))
+        {
+            socket = socket.proxy(p);
+        }
+        out.push(socket);
     }
 }
 

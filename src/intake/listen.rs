@@ -23,18 +23,34 @@ pub struct Listen {
     pub spec: ListenSpec,
     /// Whether connections there speak TLS.
     pub tls: crate::tls::TlsMode,
+    /// Whether they start with a PROXY protocol header.
+    pub proxy: Option<crate::proxy::ProxyMode>,
 }
 
 impl Listen {
-    /// `ADDR` or `ADDR,tls=auto|on|off` (default off).
+    /// `ADDR`, then any of `,tls=auto|on|off` (default off) and
+    /// `,proxy=v1|v2|any` (default none), in either order.
     pub fn parse(s: &str) -> Result<Listen, String> {
-        let (addr, tls) = match s.rsplit_once(",tls=") {
-            Some((a, m)) => (a, crate::tls::TlsMode::parse(m)?),
-            None => (s, crate::tls::TlsMode::Off),
-        };
+        let mut addr = s;
+        let mut tls = None;
+        let mut proxy = None;
+        while let Some((a, opt)) = addr.rsplit_once(',') {
+            match opt.split_once('=') {
+                Some(("tls", m)) if tls.is_none() => tls = Some(crate::tls::TlsMode::parse(m)?),
+                Some(("proxy", m)) if proxy.is_none() => {
+                    proxy = Some(crate::proxy::ProxyMode::parse(m)?)
+                }
+                Some((k, _)) if k == "tls" || k == "proxy" => {
+                    return Err(format!("{s:?}: {k}= given twice"));
+                }
+                _ => break, // a comma in a socket path
+            }
+            addr = a;
+        }
         Ok(Listen {
             spec: ListenSpec::parse(addr)?,
-            tls,
+            tls: tls.unwrap_or(crate::tls::TlsMode::Off),
+            proxy,
         })
     }
 }
@@ -136,5 +152,24 @@ mod tests {
             crate::tls::TlsMode::Off
         );
         assert!(Listen::parse("127.0.0.1:1,tls=maybe").is_err());
+        use crate::proxy::ProxyMode;
+        for s in ["[::1]:443,tls=on,proxy=v2", "[::1]:443,proxy=v2,tls=on"] {
+            let l = Listen::parse(s).unwrap();
+            assert_eq!(
+                (l.spec, l.tls, l.proxy),
+                (
+                    ListenSpec::Tcp("[::1]:443".into()),
+                    crate::tls::TlsMode::On,
+                    Some(ProxyMode::V2)
+                ),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            Listen::parse("/run/h.sock,proxy=any").unwrap().proxy,
+            Some(ProxyMode::Any)
+        );
+        assert!(Listen::parse("127.0.0.1:1,proxy=v3").is_err());
+        assert!(Listen::parse("127.0.0.1:1,proxy=v1,proxy=v2").is_err());
     }
 }

@@ -6,6 +6,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
+use crate::proxy::ProxyMode;
 use crate::sys::process::{self, Inherited};
 
 /// The role an fd name gives.
@@ -22,16 +23,38 @@ pub(crate) enum Role {
     Control,
 }
 
-/// The fd name that gives a listener of this TLS mode its role back.
-pub(crate) fn name_for(tls: crate::tls::TlsMode) -> &'static str {
-    match tls {
+/// The fd name that gives a listener framed so its role back: `http`,
+/// `https` or `auto`, then `-proxy` (either PROXY version), `-proxy-v1` or
+/// `-proxy-v2` when its connections start with a PROXY header.
+pub(crate) fn name_for(f: crate::conn_io::Framing) -> String {
+    let base = match f.tls {
         crate::tls::TlsMode::Off => "http",
         crate::tls::TlsMode::On => "https",
         crate::tls::TlsMode::Auto => "auto",
+    };
+    match f.proxy {
+        None => base.to_string(),
+        Some(ProxyMode::Any) => format!("{base}-proxy"),
+        Some(ProxyMode::V1) => format!("{base}-proxy-v1"),
+        Some(ProxyMode::V2) => format!("{base}-proxy-v2"),
+    }
+}
+
+/// The PROXY header a name's connections start with (`name_for`).
+pub(crate) fn proxy_of(name: &str) -> Option<ProxyMode> {
+    if name.ends_with("-proxy-v1") {
+        Some(ProxyMode::V1)
+    } else if name.ends_with("-proxy-v2") {
+        Some(ProxyMode::V2)
+    } else if name.ends_with("-proxy") {
+        Some(ProxyMode::Any)
+    } else {
+        None
     }
 }
 
 pub(crate) fn role(name: &str) -> Role {
+    let name = name.split("-proxy").next().unwrap_or(name);
     match name {
         "control" => Role::Control,
         "https" => Role::Https,
@@ -62,6 +85,7 @@ pub(crate) fn take() -> io::Result<Vec<Activated>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::TlsMode;
 
     #[test]
     fn names_give_roles() {
@@ -70,5 +94,21 @@ mod tests {
         assert_eq!(role("https"), Role::Https);
         assert_eq!(role("control"), Role::Control);
         assert_eq!(role("auto"), Role::Auto);
+        assert_eq!(role("https-proxy-v2"), Role::Https);
+        assert_eq!(proxy_of("http-proxy"), Some(ProxyMode::Any));
+        assert_eq!(proxy_of("auto-proxy-v1"), Some(ProxyMode::V1));
+        assert_eq!(proxy_of("http"), None);
+        for tls in [TlsMode::Off, TlsMode::On, TlsMode::Auto] {
+            for proxy in [
+                None,
+                Some(ProxyMode::V1),
+                Some(ProxyMode::V2),
+                Some(ProxyMode::Any),
+            ] {
+                let name = name_for(crate::conn_io::Framing { tls, proxy });
+                assert_eq!(proxy_of(&name), proxy, "{name}");
+                assert_ne!(role(&name), Role::Control, "{name}");
+            }
+        }
     }
 }

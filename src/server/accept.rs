@@ -12,8 +12,8 @@ use mio::Registry;
 use mio::unix::SourceFd;
 
 use super::Socket;
+use crate::conn_io::Framing;
 use crate::sys::{self, Addr, would_block};
-use crate::tls::TlsMode;
 
 /// Listener tokens are this plus the listener's index, apart from the
 /// connections' slab keys (which never get near it) and the waker's.
@@ -23,7 +23,7 @@ struct Listener {
     fd: OwnedFd,
     local: Addr,
     unix: bool,
-    tls: TlsMode,
+    framing: Framing,
     /// Readiness not yet acted on (edge-triggered: we must remember it).
     ready: bool,
     /// Resting after accept failed for lack of fds or memory.
@@ -43,7 +43,7 @@ impl Listeners {
         epoll: BorrowedFd<'_>,
         fd: OwnedFd,
         unix: bool,
-        tls: TlsMode,
+        framing: Framing,
     ) -> io::Result<(usize, Addr)> {
         let token = LISTENER_TOKENS + self.list.len();
         sys::epoll_add_exclusive(epoll, fd.as_fd(), token)?;
@@ -52,7 +52,7 @@ impl Listeners {
             fd,
             local: local.clone(),
             unix,
-            tls,
+            framing,
             ready: true,
             backoff_until: None,
         }));
@@ -71,7 +71,7 @@ impl Listeners {
         self.list
             .iter()
             .flatten()
-            .map(|l| Ok(Socket::listener(l.fd.try_clone()?, l.unix, l.tls)))
+            .map(|l| Ok(Socket::listener(l.fd.try_clone()?, l.unix, l.framing)))
             .collect()
     }
 
@@ -106,7 +106,7 @@ impl Listeners {
         }
         for _ in 0..limit {
             match sys::accept(l.fd.as_fd()) {
-                Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.tls)),
+                Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.framing)),
                 Err(e) if would_block(&e) => {
                     l.ready = false;
                     return;
@@ -129,7 +129,7 @@ impl Listeners {
         for l in self.list.iter().flatten() {
             while out.len() < room {
                 match sys::accept(l.fd.as_fd()) {
-                    Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.tls)),
+                    Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.framing)),
                     Err(_) => break,
                 }
             }
@@ -305,7 +305,7 @@ pub(super) struct Queued {
     pub(super) fd: OwnedFd,
     pub(super) peer: Addr,
     pub(super) pre_read: Vec<u8>,
-    pub(super) tls: TlsMode,
+    pub(super) framing: Framing,
 }
 
 /// Connected sockets waiting for a slot under `max_concurrent`.

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::{self, Queued};
 use super::{Added, Server, Socket};
+use crate::conn_io::Framing;
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -34,14 +35,16 @@ impl Server {
         if self.admission.closed {
             return Err(io::Error::other("server is closed"));
         }
-        if sock.tls != TlsMode::Off && self.shared.tls.is_none() {
+        if sock.framing.tls != TlsMode::Off && self.shared.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "TLS asked for but no certificate is configured",
             ));
         }
         let kind = sock.kind()?;
-        let Socket { fd, peer, tls, .. } = sock;
+        let Socket {
+            fd, peer, framing, ..
+        } = sock;
         if let SockKind::Listener { unix } = kind {
             if !pre_read.is_empty() {
                 return Err(io::Error::new(
@@ -50,7 +53,7 @@ impl Server {
                 ));
             }
             let epoll = sys::poll_fd(&self.poll);
-            let (token, local) = self.admission.listeners.add(epoll, fd, unix, tls)?;
+            let (token, local) = self.admission.listeners.add(epoll, fd, unix, framing)?;
             tracing::debug!(%local, "listener added");
             self.accept_from(token);
             return Ok(Added::Listener(local));
@@ -62,14 +65,14 @@ impl Server {
                 fd,
                 peer,
                 pre_read,
-                tls,
+                framing,
             };
             self.admission
                 .queued
                 .offer(q, self.shared.opts.max_queued)?;
             return Ok(Added::Queued);
         }
-        self.serve(fd, peer, pre_read, tls)?;
+        self.serve(fd, peer, pre_read, framing)?;
         Ok(Added::Connection)
     }
 
@@ -82,10 +85,10 @@ impl Server {
         fd: OwnedFd,
         peer: Addr,
         pre_read: &[u8],
-        tls: TlsMode,
+        framing: Framing,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
-        let conn = (fd, peer, pre_read, tls);
+        let conn = (fd, peer, pre_read, framing);
         let token = self.conns.insert(registry, conn, now, &mut self.shared)?;
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
@@ -143,7 +146,7 @@ impl Server {
                 self.conns.unreserve();
                 break;
             };
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.tls) {
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.framing) {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }

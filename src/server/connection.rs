@@ -177,6 +177,8 @@ impl Connection {
     pub(super) fn log_close(&self, why: &Broken) {
         match why {
             Broken::Tls(_) => tracing::info!(peer = %self.engine.peer(), "closing: {why}"),
+            // The front should have sent one: worth a warning.
+            Broken::Proxy(_) => tracing::warn!(peer = %self.engine.peer(), "closing: {why}"),
             Broken::Io(..) => tracing::debug!(peer = %self.engine.peer(), "closing: {why}"),
         }
     }

@@ -17,15 +17,15 @@ use slab::Slab;
 use super::Shared;
 use super::connection::{Connection, Engine, Outcome, Readiness};
 use super::timers::Timers;
+use crate::conn_io::Framing;
 use crate::conn_io::Transport;
 use crate::http::deferred::{Job, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
-use crate::tls::TlsMode;
 
 /// A connected socket to serve: its fd, its peer, the bytes already read
 /// from it, and its TLS mode.
-pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], TlsMode);
+pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Framing);
 
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
@@ -97,6 +97,8 @@ impl Connections {
             // Nothing read yet on an `auto` listener: whether it speaks TLS
             // is not known; it moves (or closes) once it has said.
             Transport::Sniff(_) => return,
+            // Its PROXY header is not in yet: likewise.
+            Transport::Proxy { .. } => return,
             Transport::Tls(_) => {
                 tracing::debug!(peer = %p.peer(), "handing over: an idle TLS connection is closed");
                 drop(self.remove(registry, token, shared));
@@ -187,11 +189,11 @@ impl Connections {
     fn try_insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, tls): NewConnection<'_>,
+        (fd, peer, pre_read, framing): NewConnection<'_>,
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
-        let transport = Transport::for_mode(tls, shared.tls.as_ref())?;
+        let transport = Transport::for_framing(framing, shared.tls.as_ref())?;
         let mut conn = Conn::new(peer, now);
         conn.feed(pre_read, &mut shared.pool, now);
         let token = self.entries.vacant_key();

@@ -160,6 +160,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The client is not the socket's peer: a PROXY header named it.
+    pub(crate) fn set_peer(&mut self, peer: Addr) {
+        self.peer = peer;
+    }
+
     pub(crate) fn new(peer: Addr, now: Instant) -> Self {
         Conn {
             rbuf: Vec::new(),
