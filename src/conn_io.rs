@@ -188,36 +188,38 @@ pub(crate) fn read(
             then,
             cfg,
         } => {
-            if !*readable {
-                return Ok(false);
-            }
-            // Small reads: what follows the header is handed on to the next
-            // layer, and a header is rarely more than a hundred bytes.
-            let mut chunk = [0u8; 512];
-            match sys::read(fd, &mut chunk) {
-                Ok(0) => {
-                    *readable = false;
-                    let why = if buf.is_empty() {
-                        "closed before its PROXY header"
-                    } else {
-                        "closed inside its PROXY header"
-                    };
-                    return Err(Broken::Proxy(why.into()));
+            // What arrived with the socket (a front's DATA) may hold the
+            // whole header: look before reading.
+            let (len, peer) = loop {
+                match proxy_header::parse(*mode, buf) {
+                    proxy_header::Parsed::Done { len, peer, .. } => break (len, peer),
+                    proxy_header::Parsed::Bad(why) => return Err(Broken::Proxy(why)),
+                    proxy_header::Parsed::Partial if !*readable => return Ok(false),
+                    proxy_header::Parsed::Partial => {}
                 }
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    *readable = n == chunk.len() || peer_closed;
+                // Small reads: what follows the header is handed on to the
+                // next layer, and a header is rarely a hundred bytes.
+                let mut chunk = [0u8; 512];
+                match sys::read(fd, &mut chunk) {
+                    Ok(0) => {
+                        *readable = false;
+                        let why = if buf.is_empty() {
+                            "closed before its PROXY header"
+                        } else {
+                            "closed inside its PROXY header"
+                        };
+                        return Err(Broken::Proxy(why.into()));
+                    }
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        *readable = n == chunk.len() || peer_closed;
+                    }
+                    Err(e) if would_block(&e) => {
+                        *readable = false;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(Broken::Io("read", e)),
                 }
-                Err(e) if would_block(&e) => {
-                    *readable = false;
-                    return Ok(false);
-                }
-                Err(e) => return Err(Broken::Io("read", e)),
-            }
-            let (len, peer) = match proxy_header::parse(*mode, buf) {
-                proxy_header::Parsed::Partial => return Ok(true),
-                proxy_header::Parsed::Bad(why) => return Err(Broken::Proxy(why)),
-                proxy_header::Parsed::Done { len, peer, .. } => (len, peer),
             };
             if let Some(p) = peer {
                 conn.set_peer(sys::Addr::Inet(p));

@@ -359,3 +359,37 @@ fn pass_spreads_connections_round_robin_and_skips_a_dead_server() {
     let _ = pass.wait();
     drop(servers);
 }
+
+#[test]
+fn takes_a_proxy_flagged_connection_with_its_header_in_data_or_already_read_into_peer() {
+    let c = server(&[]);
+    let conn = connect(&c.path);
+    // The header (and the request) still to read, in DATA.
+    let (ours, mut client) = tcp_pair();
+    let mut m = Message::new(Kind::PassConnection, 1);
+    m.flags = wire::flags::PROXY;
+    m.data = b"PROXY TCP4 203.0.113.7 127.0.0.1 5000 80\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec();
+    assert_eq!(ask(&conn, &m, &[ours.as_fd()]).kind(), Kind::Ack);
+    drop(ours);
+    assert!(read_to_close(&mut client).ends_with("alpha\n"));
+    // The front read it: the client is in PEER.
+    let (ours, mut client) = tcp_pair();
+    let mut m = Message::new(Kind::PassConnection, 2);
+    m.flags = wire::flags::PROXY;
+    m.peer = Some("198.51.100.9:6000".into());
+    assert_eq!(ask(&conn, &m, &[ours.as_fd()]).kind(), Kind::Ack);
+    drop(ours);
+    client
+        .write_all(b"GET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut client).ends_with("bravo\n"));
+    let log = c.h.log();
+    assert!(
+        log.contains("203.0.113.7:5000 \"GET /a.txt HTTP/1.1\" 200"),
+        "{log}"
+    );
+    assert!(
+        log.contains("198.51.100.9:6000 \"GET /b.txt HTTP/1.1\" 200"),
+        "{log}"
+    );
+}

@@ -253,12 +253,6 @@ fn handle(
     if kind == Kind::PassListener && !msg.data.is_empty() {
         return Err((id, "a listener has no pre-read bytes".into()));
     }
-    if msg.flags & wire::flags::PROXY != 0 {
-        return Err((
-            id,
-            "PROXY protocol headers are not supported by this server".into(),
-        ));
-    }
     // A connection goes to the least-loaded loop; a listener to the first,
     // whose answer is reported, and then a copy to every other loop.
     let inbox = match kind {
@@ -284,7 +278,15 @@ fn handle(
     } else {
         crate::tls::TlsMode::Off
     };
-    let socket = socket.tls(tls);
+    let mut socket = socket.tls(tls);
+    // PROXY: a listener's connections, or this connection, start with a
+    // PROXY header, unless the front read it already and says what it
+    // said in PEER (then PEER is the client, as without the flag).
+    let proxy =
+        msg.flags & wire::flags::PROXY != 0 && (kind == Kind::PassListener || msg.peer.is_none());
+    if proxy {
+        socket = socket.proxy(crate::proxy::ProxyMode::Any);
+    }
     let (tx, rx) = mpsc::channel();
     let ticket = inbox
         .submit(Submission {
@@ -310,7 +312,10 @@ fn handle(
         Ok(Added::Listener(a)) => {
             tracing::info!(id, local = %a, "listener handed over");
             for (other, fd) in loops.all()[1..].iter().zip(copies) {
-                let socket = Socket::new(fd).tls(tls);
+                let mut socket = Socket::new(fd).tls(tls);
+                if proxy {
+                    socket = socket.proxy(crate::proxy::ProxyMode::Any);
+                }
                 let copy = Submission {
                     socket,
                     pre_read: Vec::new(),

@@ -193,9 +193,13 @@ impl Connections {
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
-        let transport = Transport::for_framing(framing, shared.tls.as_ref())?;
+        let mut transport = Transport::for_framing(framing, shared.tls.as_ref())?;
         let mut conn = Conn::new(peer, now);
-        conn.feed(pre_read, &mut shared.pool, now);
+        match &mut transport {
+            // A front's DATA starts with the PROXY header: read it first.
+            Transport::Proxy { buf, .. } => buf.extend_from_slice(pre_read),
+            _ => conn.feed(pre_read, &mut shared.pool, now),
+        }
         let token = self.entries.vacant_key();
         registry.register(
             &mut SourceFd(&fd.as_raw_fd()),
