@@ -43,6 +43,11 @@ impl Notifier {
         }
     }
 
+    /// Is there a service manager to tell (`NOTIFY_SOCKET`)?
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     fn send(&self, states: &[NotifyState<'_>]) {
         if self.enabled
             && let Err(e) = sd_notify::notify(states)
@@ -57,9 +62,6 @@ impl Notifier {
     /// wait in the backlog). systemd keeps one copy of a socket however
     /// often it is given, and only with `FileDescriptorStoreMax=` set.
     pub(crate) fn store(&self, named: &[(&str, std::os::fd::BorrowedFd<'_>)]) {
-        if !self.enabled {
-            return;
-        }
         for (name, fd) in named {
             let states = [NotifyState::FdStore, NotifyState::FdName(name)];
             if let Err(e) = sd_notify::notify_with_fds(&states, &[*fd]) {

@@ -375,26 +375,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     }
 
     // Before READY: once systemd hears READY it may restart us at once.
-    let stored: Vec<(String, std::os::fd::OwnedFd)> = server
-        .listener_sockets()?
-        .into_iter()
-        .map(|s| {
-            let (fd, framing) = s.into_parts();
-            (systemd::name_for(framing), fd)
-        })
-        .collect();
-    let mut named: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = stored
-        .iter()
-        .map(|(name, fd)| (name.as_str(), std::os::fd::AsFd::as_fd(fd)))
-        .collect();
-    named.extend(
-        controls
-            .iter()
-            .map(|c| ("control", std::os::fd::AsFd::as_fd(&c.listener))),
-    );
-    notifier.store(&named);
-    drop(named);
-    drop(stored);
+    store_sockets(&notifier, &server, &controls);
     notifier.ready(status(&server), upgrade_chan.is_some());
     if let Some(c) = upgrade_chan {
         // The process we replace hands its connections over once it hears
@@ -427,6 +408,39 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Gives systemd's fd store a copy of every listener and control socket,
+/// named by role. Only under systemd; a failure (out of fds) costs the
+/// store, not the service.
+fn store_sockets(
+    notifier: &Notifier,
+    server: &Server,
+    controls: &[crate::intake::control::Control],
+) {
+    use std::os::fd::AsFd;
+    if !notifier.enabled() {
+        return;
+    }
+    let stored: Vec<(String, std::os::fd::OwnedFd)> = match server.listener_sockets() {
+        Ok(l) => l
+            .into_iter()
+            .map(|s| {
+                let (fd, framing) = s.into_parts();
+                (systemd::name_for(framing), fd)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("fd store: cannot copy the listeners: {e}");
+            return;
+        }
+    };
+    let mut named: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = stored
+        .iter()
+        .map(|(name, fd)| (name.as_str(), fd.as_fd()))
+        .collect();
+    named.extend(controls.iter().map(|c| ("control", c.listener.as_fd())));
+    notifier.store(&named);
 }
 
 /// SIGHUP: load the certificate files again. New connections get the new
