@@ -246,6 +246,11 @@ struct ServeArgs {
     /// first byte to end of head for later requests).
     #[arg(long, default_value_t = Seconds(Timeouts::default().connection_setup))]
     setup_timeout: Seconds,
+    /// Bytes per second a request body must average after its first
+    /// --body-timeout seconds (each such many bytes buy a second more, as
+    /// Apache's mod_reqtimeout MinRate); 0: no minimum.
+    #[arg(long, default_value_t = Timeouts::default().body_min_rate)]
+    body_min_rate: u32,
     /// Seconds an idle keep-alive connection may wait for its next request.
     #[arg(long, default_value_t = Seconds(Timeouts::default().intra_stream))]
     idle_timeout: Seconds,
@@ -297,6 +302,7 @@ impl ServeArgs {
                 connection_setup: self.setup_timeout.0,
                 intra_stream: self.idle_timeout.0,
                 body_progress: self.body_timeout.0,
+                body_min_rate: self.body_min_rate,
                 write_progress: self.write_timeout.0,
                 ..Timeouts::default()
             },

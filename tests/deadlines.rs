@@ -128,3 +128,48 @@ fn aborts_a_client_that_stops_reading_and_keeps_serving_others() {
         "the whole body arrived; the deadline did nothing"
     );
 }
+
+#[test]
+fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_steady_one_does_not()
+{
+    let (h, _site) = server(&["--body-timeout", "2", "--body-min-rate", "100"]);
+    // R.U.D.Y.: a byte every 300 ms, far below 100 B/s.
+    let mut s = h.connect();
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n")
+        .unwrap();
+    let t = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while t.elapsed() < Duration::from_secs(8) {
+        if s.write_all(b"x").is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let took = t.elapsed();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+        "cut after {took:?}"
+    );
+    // 150 bytes every 500 ms (300 B/s) outlasts the first 2 s: each 100
+    // bytes buy a second.
+    let mut s = h.connect();
+    s.write_all(
+        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1200\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        s.write_all(&[b'y'; 150]).unwrap();
+    }
+    let resp = read_to_close(&mut s);
+    assert!(resp.starts_with("HTTP/1.1 405 "), "{resp}");
+}

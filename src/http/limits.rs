@@ -61,8 +61,16 @@ pub struct Timeouts {
     /// How long a keep-alive connection may wait idle for its next request
     /// (lua-http's `intra_stream_timeout`).
     pub intra_stream: Duration,
-    /// Longest gap without any request-body bytes arriving.
+    /// Longest gap without any request-body bytes arriving; also the time
+    /// a body has before `body_min_rate` counts.
     pub body_progress: Duration,
+    /// Bytes per second a request body must keep up on average, as
+    /// Apache's `mod_reqtimeout` (`body=…,MinRate=500`): the body's deadline
+    /// starts `body_progress` after its head and moves one second later for
+    /// every `body_min_rate` bytes received; past it, 408. So a body
+    /// trickled a byte every few seconds (R.U.D.Y.) is cut even though no
+    /// gap is long. 0: no minimum.
+    pub body_min_rate: u32,
     /// Longest gap without any response bytes leaving while some are queued.
     pub write_progress: Duration,
     /// After we close our side, how long we keep reading and discarding what
@@ -79,6 +87,7 @@ impl Default for Timeouts {
             connection_setup: Duration::from_secs(10),
             intra_stream: Duration::from_secs(60),
             body_progress: Duration::from_secs(30),
+            body_min_rate: 500,
             write_progress: Duration::from_secs(30),
             linger: Duration::from_secs(2),
             response: Duration::from_secs(60),

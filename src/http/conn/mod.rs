@@ -155,6 +155,10 @@ pub(crate) struct Conn {
     accepted: Instant,
     phase_at: Instant,
     body_progress: Instant,
+    /// When the current body started, and how many bytes have come since
+    /// (for `Timeouts::body_min_rate`).
+    body_started: Instant,
+    body_received: u64,
     write_progress: Instant,
     next_reply: u64,
 }
@@ -179,6 +183,8 @@ impl Conn {
             accepted: now,
             phase_at: now,
             body_progress: now,
+            body_started: now,
+            body_received: 0,
             write_progress: now,
             next_reply: 0,
         }
@@ -305,6 +311,7 @@ impl Conn {
         self.end += n;
         if let Reading::Body(..) = self.state.reading {
             self.body_progress = now;
+            self.body_received += n as u64;
         }
     }
 
@@ -456,7 +463,15 @@ impl Conn {
             } else {
                 self.phase_at + t.connection_setup
             }),
-            Reading::Body(..) => Some(self.body_progress + t.body_progress),
+            Reading::Body(..) => {
+                let gap = self.body_progress + t.body_progress;
+                if t.body_min_rate == 0 {
+                    return Some(gap);
+                }
+                let earned =
+                    std::time::Duration::from_secs(self.body_received / u64::from(t.body_min_rate));
+                Some(gap.min(self.body_started + t.body_progress + earned))
+            }
             Reading::KeepAlive | Reading::Closed => None,
         }
     }

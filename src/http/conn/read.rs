@@ -106,6 +106,9 @@ impl Conn {
                     });
                 }
                 self.body_progress = now;
+                self.body_started = now;
+                // What came with the head counts.
+                self.body_received = (self.end - self.start - self.head.len) as u64;
                 self.state.reading = Reading::Body(decoder, sink);
             }
         }
