@@ -102,6 +102,7 @@ impl Socket {
         sys::prepare_adopted(self.fd.as_fd())?;
         if let SockKind::Stream { unix: false } | SockKind::Listener { unix: false } = k {
             sys::set_nodelay(self.fd.as_fd())?;
+            sys::set_notsent_lowat(self.fd.as_fd(), sys::NOTSENT_LOWAT)?;
         }
         self.kind = Some(k);
         Ok(k)

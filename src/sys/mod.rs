@@ -278,6 +278,55 @@ pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).map_err(errno)
 }
 
+/// Most bytes a TCP socket keeps queued and not yet sent. Why: a client
+/// that reads slowly (slowhttptest's slow read, a stalled phone) otherwise
+/// lets the kernel queue what we write up to the autotuned send buffer
+/// (4 MiB here): a thousand of them took the host's TCP memory to its
+/// hard limit (`tcp_mem`), and every other client's socket slowed with
+/// them (a probe waited a second). This bounds only what waits unsent, so a
+/// fast client's data in flight still grows with autotuning; writability is
+/// signalled again below the mark.
+pub(crate) const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Sets `TCP_NOTSENT_LOWAT` (inherited by what a listener accepts).
+pub(crate) fn set_notsent_lowat(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
+    let v = bytes as libc::c_int;
+    // SAFETY: an int option read by the kernel from our stack for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+fn notsent_lowat(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int and its length on our stack, written by the kernel.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v as u32)
+}
+
 #[cfg(test)]
 fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
     socket::getsockopt(&fd, sockopt::TcpNoDelay).map_err(errno)
@@ -410,12 +459,14 @@ mod tests {
     }
 
     #[test]
-    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+    fn accepted_sockets_inherit_nodelay_and_the_unsent_mark_from_the_listener() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         set_nodelay(l.as_fd()).unwrap();
+        set_notsent_lowat(l.as_fd(), NOTSENT_LOWAT).unwrap();
         let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (fd, peer) = accept(l.as_fd()).unwrap();
         assert!(nodelay(fd.as_fd()).unwrap());
+        assert_eq!(notsent_lowat(fd.as_fd()).unwrap(), NOTSENT_LOWAT);
         assert!(matches!(peer, Addr::Inet(a) if a.ip() == std::net::Ipv4Addr::LOCALHOST));
     }
 }
