@@ -199,32 +199,6 @@ fn keep_alive_client(
     })
 }
 
-/// Every PID the serving processes logged for their successors, in order.
-fn new_pids(log: &str) -> Vec<i32> {
-    log.lines()
-        .filter(|l| l.contains("the new process is ready"))
-        .filter_map(|l| {
-            l.split("pid=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie has exited: only a live process counts.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 #[test]
 fn keep_alive_connections_stay_the_same_across_ten_upgrades_in_a_row() {
     let site = site();

@@ -36,31 +36,6 @@ fn next_text(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
-/// Every PID the serving processes logged for their successors, in order.
-fn new_pids(log: &str) -> Vec<i32> {
-    log.lines()
-        .filter(|l| l.contains("the new process is ready"))
-        .filter_map(|l| {
-            l.split("pid=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 /// Sockets, pipes and other non-file fds of a process.
 fn fds_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

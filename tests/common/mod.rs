@@ -366,3 +366,30 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Every PID the serving processes logged for their successors (an
+/// upgrade), in order.
+pub fn new_pids(log: &str) -> Vec<i32> {
+    log.lines()
+        .filter(|l| l.contains("the new process is ready"))
+        .filter_map(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Is the process running (a zombie has exited)?
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}

@@ -136,12 +136,7 @@ impl Worker {
     /// Takes a handed-over connection: checks it, writes the 101, and
     /// starts the protocol from the bytes already read.
     pub(super) fn adopt(&mut self, fd: OwnedFd, msg: &wire::Message) -> Result<(), String> {
-        if self.live >= self.cfg.max_connections {
-            return Err(format!(
-                "worker at its limit of {} connections",
-                self.cfg.max_connections
-            ));
-        }
+        self.has_room()?;
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&msg.head) {
@@ -150,12 +145,7 @@ impl Worker {
         }
         let target = req.path.unwrap_or("/");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let route = self
-            .cfg
-            .routes
-            .iter()
-            .position(|r| r.path == path)
-            .ok_or_else(|| format!("no WebSocket route for {path}"))?;
+        let route = self.route_of(path)?;
         let key = req
             .headers
             .iter()
@@ -221,6 +211,26 @@ impl Worker {
         // The client's first frames may have come with the upgrade.
         self.drive(token);
         Ok(())
+    }
+
+    /// A refusal if this worker is at its connection limit.
+    pub(super) fn has_room(&self) -> Result<(), String> {
+        if self.live >= self.cfg.max_connections {
+            return Err(format!(
+                "worker at its limit of {} connections",
+                self.cfg.max_connections
+            ));
+        }
+        Ok(())
+    }
+
+    /// The index of the route serving `path`.
+    pub(super) fn route_of(&self, path: &str) -> Result<usize, String> {
+        self.cfg
+            .routes
+            .iter()
+            .position(|r| r.path == path)
+            .ok_or_else(|| format!("no WebSocket route for {path}"))
     }
 
     /// Starts serving a session whose handshake is done: a new one, or one

@@ -225,19 +225,8 @@ impl Worker {
         mut fds: Vec<OwnedFd>,
         msg: &wire::Message,
     ) -> Result<(), String> {
-        if self.live >= self.cfg.max_connections {
-            return Err(format!(
-                "worker at its limit of {} connections",
-                self.cfg.max_connections
-            ));
-        }
-        let path = msg.name.as_deref().unwrap_or("");
-        let route = self
-            .cfg
-            .routes
-            .iter()
-            .position(|r| r.path == path)
-            .ok_or_else(|| format!("no WebSocket route for {path}"))?;
+        self.has_room()?;
+        let route = self.route_of(msg.name.as_deref().unwrap_or(""))?;
         let wanted = 1 + [wire::flags::STDIN, wire::flags::STDOUT, wire::flags::PIDFD]
             .iter()
             .filter(|&&f| msg.flags & f != 0)
