@@ -779,19 +779,7 @@ fn a_wss_session_goes_on_across_an_upgrade_its_relay_kept_by_the_old_process_unt
         .wait_exit(Duration::from_secs(10))
         .expect("the old process did not exit once its relay ended");
     assert!(status.success());
-    let new_pid: i32 = h
-        .log()
-        .lines()
-        .find(|l| l.contains("the new process is ready"))
-        .and_then(|l| {
-            l.split("pid=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the new pid");
+    let new_pid = *new_pids(&h.log()).first().expect("the new pid");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(new_pid),
         nix::sys::signal::Signal::SIGTERM,
