@@ -219,14 +219,32 @@ fn a_handler_panic_gives_that_client_500_and_nothing_else() {
 #[test]
 fn refuses_what_is_not_a_stream_socket_and_closes_it() {
     let mut s = server(8);
-    let before = open_fds();
+    // What each fd is, by what /proc says it links to: counting this
+    // process's fds would race with the other tests running beside it.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_is = fd_target(&udp);
     let e = s.add_socket(OwnedFd::from(udp)).unwrap_err();
     assert!(e.to_string().contains("not a stream socket"), "{e}");
-    let file = std::fs::File::open("/dev/null").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-socket");
+    let file = std::fs::File::create(&path).unwrap();
+    let file_is = fd_target(&file);
     let e = s.add_socket(OwnedFd::from(file)).unwrap_err();
     assert!(e.to_string().contains("not a socket"), "{e}");
-    assert_eq!(open_fds(), before);
+    assert!(!open_targets().contains(&udp_is), "the UDP socket was kept");
+    assert!(!open_targets().contains(&file_is), "the file was kept");
+}
+
+/// What an fd of this process links to in /proc (`socket:[INODE]`, a path).
+fn fd_target(fd: &impl std::os::fd::AsRawFd) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+}
+
+fn open_targets() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .collect()
 }
 
 #[test]
@@ -312,9 +330,4 @@ fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
     assert_eq!(d_got.matches("path=/x").count(), 1, "{d_got}");
     pump(&mut s, 50);
     assert!(s.is_empty());
-}
-
-/// Open fds of this process (the `read_dir` itself holds one).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
 }
