@@ -24,6 +24,9 @@ const TLS_BUFFER: usize = 64 * 1024;
 /// A TLS handshake record starts with content type 22.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// Why a socket asked to be served with TLS is refused.
+pub(crate) const NO_CERTIFICATE: &str = "TLS asked for but no certificate is configured";
+
 /// How a socket's bytes are framed before HTTP: TLS or not, and whether a
 /// PROXY protocol header comes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,9 +70,7 @@ impl Transport {
     ) -> io::Result<Transport> {
         if let Some(mode) = framing.proxy {
             if framing.tls != TlsMode::Off && cfg.is_none() {
-                return Err(io::Error::other(
-                    "TLS asked for but no certificate is configured",
-                ));
+                return Err(io::Error::other(NO_CERTIFICATE));
             }
             return Ok(Transport::Proxy {
                 mode,
@@ -88,9 +89,7 @@ impl Transport {
     ) -> io::Result<Transport> {
         match (mode, cfg) {
             (TlsMode::Off, _) => Ok(Transport::Plain),
-            (_, None) => Err(io::Error::other(
-                "TLS asked for but no certificate is configured",
-            )),
+            (_, None) => Err(io::Error::other(NO_CERTIFICATE)),
             (TlsMode::Auto, Some(c)) => Ok(Transport::Sniff(c.clone())),
             (TlsMode::On, Some(c)) => Transport::tls(c.clone()),
         }

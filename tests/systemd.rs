@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::wait_until;
+use common::{children_of, wait_until};
 
 struct Container {
     nspawn: Child,
@@ -70,7 +70,10 @@ impl Container {
         let mut init = 0;
         assert!(
             wait_until(Duration::from_secs(20), || {
-                init = children(nspawn.id() as i32).first().copied().unwrap_or(0);
+                init = children_of(nspawn.id() as i32)
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
                 init != 0 && Path::new(&format!("/proc/{init}/root/run/systemd/private")).exists()
             }),
             "the container's systemd did not start"
@@ -135,17 +138,6 @@ impl Drop for Container {
             let _ = self.nspawn.wait();
         }
     }
-}
-
-fn children(pid: i32) -> Vec<i32> {
-    let out = Command::new("pgrep")
-        .args(["-P", &pid.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 fn text(o: &Output) -> String {

@@ -133,14 +133,7 @@ fn answers_bad_upgrades_with_400_or_426() {
 }
 
 fn worker_pids(h: &Handoff) -> Vec<i32> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-P", &h.pid().to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    children_of(h.pid() as i32)
 }
 
 #[test]
@@ -201,19 +194,7 @@ fn pid_alive(pid: i32) -> bool {
 
 /// Pids of the worker's children (the exec commands).
 fn exec_pids(h: &Handoff) -> Vec<i32> {
-    worker_pids(h)
-        .into_iter()
-        .flat_map(|w| {
-            let out = std::process::Command::new("pgrep")
-                .args(["-P", &w.to_string()])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
+    worker_pids(h).into_iter().flat_map(children_of).collect()
 }
 
 #[test]
@@ -573,16 +554,7 @@ fn a_dead_worker_is_restarted_after_the_binary_on_disk_was_replaced() {
     let mut child = cmd.spawn().unwrap();
     let addr = announced_addr(&mut child);
     std::fs::remove_file(&copy).unwrap();
-    let pids = || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-P", &child.id().to_string()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-            .collect::<Vec<_>>()
-    };
+    let pids = || children_of(child.id() as i32);
     assert!(wait_until(Duration::from_secs(3), || pids().len() == 1));
     let first = pids()[0];
     nix::sys::signal::kill(

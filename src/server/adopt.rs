@@ -38,7 +38,7 @@ impl Server {
         if sock.framing.tls != TlsMode::Off && self.shared.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "TLS asked for but no certificate is configured",
+                crate::conn_io::NO_CERTIFICATE,
             ));
         }
         let kind = sock.kind()?;

@@ -393,3 +393,15 @@ pub fn alive(pid: i32) -> bool {
             .starts_with('Z')
     })
 }
+
+/// The PIDs of a process's children (`pgrep -P`).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .expect("pgrep (procps)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}

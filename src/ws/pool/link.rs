@@ -200,6 +200,14 @@ impl PoolLoop {
         self.relay(&m, origin.filter(|_| !back));
     }
 
+    /// Answers a worker about a session it gave back (a worker that is
+    /// gone needs no answer).
+    fn tell(&self, worker: usize, m: &Message) {
+        if let Some(c) = &self.workers[worker].ctl {
+            let _ = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&m.encode())], &[]);
+        }
+    }
+
     /// Sends a numbered broadcast to every worker but `except`.
     fn relay(&self, m: &Message, except: Option<usize>) {
         let rec = m.encode();
@@ -217,12 +225,7 @@ impl PoolLoop {
     /// and the worker hears the new side's answer.
     pub(super) fn forward_session(&mut self, worker: usize, mut m: Message, fds: Vec<OwnedFd>) {
         let worker_id = m.id;
-        let refuse = |p: &mut PoolLoop, why: &str| {
-            if let Some(c) = &p.workers[worker].ctl {
-                let r = Message::refuse(worker_id, why).encode();
-                let _ = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&r)], &[]);
-            }
-        };
+        let refuse = |p: &PoolLoop, why: &str| p.tell(worker, &Message::refuse(worker_id, why));
         let Some(l) = self.link.as_mut().filter(|l| l.to_new) else {
             return refuse(self, "no upgrade under way");
         };
@@ -304,9 +307,7 @@ impl PoolLoop {
             Forwarded::Session { worker, id } => {
                 let mut a = m;
                 a.id = id;
-                if let Some(c) = &self.workers[worker].ctl {
-                    let _ = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&a.encode())], &[]);
-                }
+                self.tell(worker, &a);
             }
             Forwarded::Upgrade(fd) if m.kind() == Kind::Refuse => answer_503(
                 fd,
@@ -354,12 +355,10 @@ impl PoolLoop {
             .deregister(&mut SourceFd(&l.fd.as_raw_fd()));
         for (_, f) in l.forwarded {
             match f {
-                Forwarded::Session { worker, id } => {
-                    if let Some(c) = &self.workers[worker].ctl {
-                        let r = Message::refuse(id, "the new process's pool is gone").encode();
-                        let _ = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&r)], &[]);
-                    }
-                }
+                Forwarded::Session { worker, id } => self.tell(
+                    worker,
+                    &Message::refuse(id, "the new process's pool is gone"),
+                ),
                 Forwarded::Upgrade(fd) => answer_503(fd, "the new process's pool is gone"),
             }
         }
