@@ -383,6 +383,11 @@ fn takes_a_proxy_flagged_connection_with_its_header_in_data_or_already_read_into
         .write_all(b"GET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert!(read_to_close(&mut client).ends_with("bravo\n"));
+    // The access line is written at the end of the loop's turn, which may
+    // come just after the client has its answer.
+    wait_until(Duration::from_secs(2), || {
+        c.h.log().contains("198.51.100.9:6000")
+    });
     let log = c.h.log();
     assert!(
         log.contains("203.0.113.7:5000 \"GET /a.txt HTTP/1.1\" 200"),
