@@ -82,9 +82,11 @@ fn closes_an_idle_keep_alive_connection_at_the_intra_stream_deadline() {
 
 #[test]
 fn answers_408_when_the_body_stops_arriving() {
-    let (h, _site) = server(&["--body-timeout", "1"]);
+    // A WebSocket route reads a body whole before answering (files answer
+    // at once and drop it).
+    let (h, _site) = server(&["--body-timeout", "1", "--ws", "/ws=echo"]);
     let mut s = h.connect();
-    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    s.write_all(b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         .unwrap();
     let t = Instant::now();
     let resp = read_to_close(&mut s);
@@ -132,10 +134,17 @@ fn aborts_a_client_that_stops_reading_and_keeps_serving_others() {
 #[test]
 fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_steady_one_does_not()
 {
-    let (h, _site) = server(&["--body-timeout", "2", "--body-min-rate", "100"]);
+    let (h, _site) = server(&[
+        "--body-timeout",
+        "2",
+        "--body-min-rate",
+        "100",
+        "--ws",
+        "/ws=echo",
+    ]);
     // R.U.D.Y.: a byte every 300 ms, far below 100 B/s.
     let mut s = h.connect();
-    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n")
+    s.write_all(b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n")
         .unwrap();
     let t = Instant::now();
     s.set_read_timeout(Some(Duration::from_millis(300)))
@@ -163,7 +172,7 @@ fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_s
     // bytes buy a second.
     let mut s = h.connect();
     s.write_all(
-        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1200\r\nConnection: close\r\n\r\n",
+        b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 1200\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     for _ in 0..8 {
@@ -171,5 +180,26 @@ fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_s
         s.write_all(&[b'y'; 150]).unwrap();
     }
     let resp = read_to_close(&mut s);
+    assert!(resp.starts_with("HTTP/1.1 426 "), "read whole: {resp}");
+}
+
+#[test]
+fn a_dropped_body_is_answered_at_once_and_cut_when_it_stalls_past_the_linger() {
+    let (h, _site) = server(&[]);
+    h.warm(&["/a.txt"]);
+    let before = h.settled_fds();
+    let mut s = h.connect();
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\nabc")
+        .unwrap();
+    let t = Instant::now();
+    let resp = read_to_close(&mut s);
+    let took = t.elapsed();
     assert!(resp.starts_with("HTTP/1.1 405 "), "{resp}");
+    assert!(!resp.contains("408"), "{resp}");
+    // The linger (2 s) after the last byte, then its own linger.
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
+        "cut after {took:?}"
+    );
+    assert!(wait_until(Duration::from_secs(3), || h.fds() == before));
 }

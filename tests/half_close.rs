@@ -65,10 +65,11 @@ fn pipelined_requests_then_eof_are_all_answered_then_closed() {
 
 #[test]
 fn a_body_cut_short_by_eof_gets_400_and_a_close() {
-    let h = Handoff::start(&[]);
+    // A WebSocket route reads a body whole before answering.
+    let h = Handoff::start(&["--ws", "/ws=echo"]);
     let (got, took) = half_closed(
         h.addr,
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this",
+        b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this",
     );
     assert_eq!(statuses(&got), ["400"], "{got}");
     assert!(got.contains("Connection: close"), "{got}");
@@ -76,9 +77,20 @@ fn a_body_cut_short_by_eof_gets_400_and_a_close() {
     // Chunked, cut inside a chunk.
     let (got, _) = half_closed(
         h.addr,
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        b"POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
     );
     assert_eq!(statuses(&got), ["400"], "{got}");
+}
+
+#[test]
+fn a_dropped_body_cut_short_by_eof_keeps_its_early_answer_and_closes() {
+    let h = Handoff::start(&[]);
+    let (got, took) = half_closed(
+        h.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this",
+    );
+    assert_eq!(statuses(&got), ["405"], "{got}");
+    assert!(took < SOON, "closed after {took:?}");
 }
 
 #[test]

@@ -100,9 +100,11 @@ fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
 }
 
 /// A POST whose body is half sent.
+/// A request whose body is still coming, on a route that reads bodies
+/// whole (the servers below have `--ws /ws=echo`; files answer at once).
 fn in_flight(h: &Handoff) -> TcpStream {
     let mut s = h.connect();
-    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+    s.write_all(b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
         .unwrap();
     s
 }
@@ -110,7 +112,14 @@ fn in_flight(h: &Handoff) -> TcpStream {
 #[test]
 fn drains_on_sigterm_answering_requests_in_flight_and_refusing_new_ones() {
     let site = site();
-    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "10"]);
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--shutdown-timeout",
+        "10",
+        "--ws",
+        "/ws=echo",
+    ]);
     let mut idle = h.connect();
     idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -136,7 +145,7 @@ fn drains_on_sigterm_answering_requests_in_flight_and_refusing_new_ones() {
     for s in &mut slow {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let r = read_response(s).unwrap();
-        assert_eq!(r.status, 405, "the file handler answers POST with 405");
+        assert_eq!(r.status, 426, "a plain request on a WebSocket route");
         assert_eq!(r.header("connection"), Some("close"));
     }
     let status = h
@@ -153,7 +162,14 @@ fn drains_on_sigterm_answering_requests_in_flight_and_refusing_new_ones() {
 #[test]
 fn closes_what_is_left_at_the_shutdown_deadline() {
     let site = site();
-    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "1"]);
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--shutdown-timeout",
+        "1",
+        "--ws",
+        "/ws=echo",
+    ]);
     let _stuck = in_flight(&h);
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
@@ -173,7 +189,14 @@ fn closes_what_is_left_at_the_shutdown_deadline() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let site = site();
-    let mut h = Handoff::start(&["--root", &root_arg(site.path()), "--shutdown-timeout", "30"]);
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--shutdown-timeout",
+        "30",
+        "--ws",
+        "/ws=echo",
+    ]);
     let _stuck = in_flight(&h);
     std::thread::sleep(Duration::from_millis(200));
     h.signal(Signal::SIGTERM);

@@ -5,9 +5,19 @@ mod common;
 use common::*;
 use std::io::Write;
 
+/// Files answer a request with a body at once and drop the body
+/// (`BodyPlan::Discard`); a WebSocket route reads it whole first, so the
+/// body rules are checked on `/ws`.
 fn server() -> (Handoff, tempfile::TempDir) {
     let site = site();
-    let h = Handoff::start(&["--root", &root_arg(site.path()), "--max-body", "1000"]);
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--max-body",
+        "1000",
+        "--ws",
+        "/ws=echo",
+    ]);
     (h, site)
 }
 
@@ -65,11 +75,11 @@ fn answers_many_pipelined_requests_past_the_queue_bound() {
 fn refuses_each_smuggling_attempt_with_400_and_closes() {
     let (h, _site) = server();
     let cases: &[&str] = &[
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: t\r\nX-Space : a\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n",
@@ -103,11 +113,11 @@ fn maps_each_size_limit_to_its_status() {
         "431"
     );
     assert_eq!(
-        status_of(&h.exchange(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")),
+        status_of(&h.exchange(b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")),
         "413"
     );
     let chunked_over = format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n{}\r\n0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n{}\r\n0\r\n\r\n",
         "x".repeat(1001)
     );
     assert_eq!(status_of(&h.exchange(chunked_over.as_bytes())), "413");
@@ -118,7 +128,9 @@ fn answers_unknown_codings_with_501_and_other_versions_with_505() {
     let (h, _site) = server();
     assert_eq!(
         status_of(
-            &h.exchange(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            &h.exchange(
+                b"POST /ws HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            )
         ),
         "501"
     );
@@ -133,23 +145,57 @@ fn answers_unknown_codings_with_501_and_other_versions_with_505() {
 }
 
 #[test]
-fn sends_100_continue_before_reading_the_body() {
+fn sends_100_continue_before_reading_a_body_that_is_wanted() {
     let (h, _site) = server();
     let mut s = h.connect();
     s.write_all(
-        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        b"POST /ws HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
     )
     .unwrap();
     let interim = read_head(&mut s).unwrap();
     assert_eq!(interim.status, 100);
     s.write_all(b"hello").unwrap();
     let r = read_response(&mut s).unwrap();
-    assert_eq!(r.status, 405, "the file handler takes no POST");
-    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.status, 426, "a plain request on a WebSocket route");
     // The body was consumed, so the connection is still in step.
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s).unwrap().text(), "alpha\n");
+}
+
+#[test]
+fn answers_a_post_to_a_file_at_once_and_drops_its_body_in_step() {
+    let (h, _site) = server();
+    let mut s = h.connect();
+    // The answer comes before any of the body is sent.
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 405, "the file handler takes no POST");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.header("connection"), None, "kept alive");
+    s.write_all(&[b'z'; 5000]).unwrap();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().text(), "alpha\n");
+    // A client waiting for 100 Continue gets the answer and a close: it
+    // may or may not send the body after it.
+    let mut s = h.connect();
+    s.write_all(
+        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let all = read_to_close(&mut s);
+    assert!(all.starts_with("HTTP/1.1 405 "), "{all}");
+    assert!(!all.contains("100 Continue") && all.contains("Connection: close"));
+    // Larger than --max-body is no matter for a body that is dropped; over
+    // the discard limit (1 MiB), the answer closes.
+    let mut s = h.connect();
+    s.write_all(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n")
+        .unwrap();
+    let all = read_to_close(&mut s);
+    assert!(all.starts_with("HTTP/1.1 405 "), "{all}");
+    assert!(all.contains("Connection: close"), "{all}");
 }
 
 #[test]

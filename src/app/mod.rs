@@ -26,7 +26,7 @@ pub use crate::ws::worker::WorkerConfig;
 use sources::add_sources;
 
 use crate::files::StaticFiles;
-use crate::http::{Handler, Request, Response};
+use crate::http::{BodyPlan, Handler, Request, Response};
 use crate::intake::control::ControlConfig;
 use crate::intake::inetd;
 use crate::intake::listen;
@@ -132,6 +132,13 @@ struct Site {
 }
 
 impl Handler for Site {
+    fn on_head(&self, req: &Request<'_>) -> BodyPlan {
+        if self.ws_routes.iter().any(|r| r.path == req.path()) {
+            return BodyPlan::Buffer;
+        }
+        self.files.on_head(req)
+    }
+
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             return self.files.handle(req, res);

@@ -19,7 +19,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::http::{Body, Handler, Request, Response};
+use crate::http::{Body, BodyPlan, Handler, Request, Response};
 pub use cache::FileCache;
 use cache::OpenFiles;
 
@@ -222,6 +222,12 @@ fn plain(res: &mut Response<'_>, status: u16, body: &'static str) {
 }
 
 impl Handler for StaticFiles {
+    /// Files take no body: a request with one is answered at once (405, or
+    /// what the path gives) and its body dropped as it arrives.
+    fn on_head(&self, _: &Request<'_>) -> BodyPlan {
+        BodyPlan::Discard
+    }
+
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
         match req.method() {
             "GET" | "HEAD" => {}

@@ -17,6 +17,11 @@ pub struct Limits {
     pub max_body: u64,
     /// Largest body streamed to a `BodySink` → 413.
     pub max_streamed_body: u64,
+    /// Largest body read and thrown away after an early answer
+    /// (`BodyPlan::Discard`) so the connection stays in step; a larger one
+    /// (declared, or a chunked body that grows past it) ends the connection
+    /// after the answer instead.
+    pub max_discarded_body: u64,
     /// Largest piece given to a `BodySink` at a time (Moonbridge's
     /// `maximum_input_chunk_size`).
     pub max_input_chunk: usize,
@@ -42,6 +47,7 @@ impl Default for Limits {
             max_headers: 100,
             max_body: 1024 * 1024,
             max_streamed_body: 64 << 30,
+            max_discarded_body: 1024 * 1024,
             max_input_chunk: 64 * 1024,
             min_output_chunk: 0,
             max_pipelined: 16,

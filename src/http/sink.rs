@@ -1,9 +1,11 @@
 //! Streamed request bodies: when a request head arrives, the handler says
 //! what to do with its body (`Handler::on_head`): read it whole (the
 //! default), stream it chunk by chunk to a `BodySink` (so a large upload
-//! never sits in memory), or skip it and answer at once (Moonbridge's
+//! never sits in memory), skip it and answer at once (Moonbridge's
 //! `defer_reading`: the unread body is then never parsed as a request: the
-//! connection closes after the answer).
+//! connection closes after the answer), or answer at once and throw the
+//! body away as it comes, so the connection can stay open (nginx's
+//! discarded body: what a handler that never wants a body should say).
 
 use std::borrow::Cow;
 
@@ -48,4 +50,15 @@ pub enum BodyPlan {
     /// Do not read it: call `handle` now with an empty body, and close the
     /// connection after the answer. `100 Continue` is not sent.
     Skip,
+    /// Do not keep it: call `handle` now with an empty body, then read the
+    /// body and throw it away, and keep the connection if it ends within
+    /// `Limits::max_discarded_body` bytes and arrives without a gap longer
+    /// than `Timeouts::linger` (nor in all longer than
+    /// `Timeouts::body_progress`); otherwise the connection closes after
+    /// the answer. A client waiting for `100 Continue` gets the answer and
+    /// a close instead (it may or may not send the body then, RFC 9110
+    /// §10.1.1, so nothing after it could be parsed safely). For a handler
+    /// that never wants a body (a static file's 405): the client hears at
+    /// once, and a body trickled in slowly holds nothing for long.
+    Discard,
 }

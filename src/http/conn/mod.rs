@@ -245,7 +245,7 @@ impl Conn {
             return false;
         }
         match self.state.reading {
-            Reading::Body(..) => true,
+            Reading::Body(..) | Reading::Discard(_) => true,
             Reading::Idle | Reading::Head => {
                 self.state.dispatching() && !self.backpressured(limits)
             }
@@ -268,6 +268,8 @@ impl Conn {
             Reading::Body(Decoder::Chunked(_), None) => {
                 self.head.len + limits.max_body as usize + MAX_CHUNK_LINE + limits.max_header_bytes
             }
+            // Dropped as it is decoded: one framing line or the trailers.
+            Reading::Discard(Decoder::Chunked(_)) => head + MAX_CHUNK_LINE,
             _ => head,
         }
     }
@@ -309,7 +311,7 @@ impl Conn {
             return;
         }
         self.end += n;
-        if let Reading::Body(..) = self.state.reading {
+        if let Reading::Body(..) | Reading::Discard(_) = self.state.reading {
             self.body_progress = now;
             self.body_received += n as u64;
         }
@@ -359,6 +361,7 @@ impl Conn {
                 _ if !self.state.dispatching() => Flow::Wait,
                 Reading::Idle | Reading::Head => self.read_head(now, ctx),
                 Reading::Body(..) => self.read_body(now, ctx),
+                Reading::Discard(_) => self.read_discard(now, ctx),
                 Reading::KeepAlive | Reading::Closed => Flow::Wait,
             };
             if flow == Flow::Wait {
@@ -472,6 +475,12 @@ impl Conn {
                     std::time::Duration::from_secs(self.body_received / u64::from(t.body_min_rate));
                 Some(gap.min(self.body_started + t.body_progress + earned))
             }
+            // Already answered: the body must come as a lingering close's
+            // bytes would (no gap over `linger`), and in all within
+            // `body_progress`.
+            Reading::Discard(_) => {
+                Some((self.body_progress + t.linger).min(self.body_started + t.body_progress))
+            }
             Reading::KeepAlive | Reading::Closed => None,
         }
     }
@@ -510,6 +519,13 @@ impl Conn {
             }
             if let Reading::Idle = self.state.reading {
                 self.state.close_read();
+                return Some(Expired::Idle);
+            }
+            if let Reading::Discard(_) = self.state.reading {
+                // The request has its answer; only the connection ends.
+                tracing::debug!(peer = %self.peer, "a discarded body was too slow; closing");
+                self.state.close_read();
+                self.start = self.end;
                 return Some(Expired::Idle);
             }
             self.reject(Reject::new(408, "request not received in time"), now, ctx);

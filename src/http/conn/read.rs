@@ -83,6 +83,7 @@ impl Conn {
                         self.start = self.end;
                         return Flow::Wait;
                     }
+                    Ok(BodyPlan::Discard) => return self.answer_then_discard(decoder, now, ctx),
                     Ok(BodyPlan::Buffer) => (ctx.limits.max_body, None),
                     Ok(BodyPlan::Stream(sink)) => (ctx.limits.max_streamed_body, Some(sink)),
                 };
@@ -113,6 +114,86 @@ impl Conn {
             }
         }
         Flow::Again
+    }
+
+    /// `BodyPlan::Discard`: answer with an empty body now, then read the
+    /// body only to drop it, if the answer keeps the connection and the
+    /// body is small enough to be worth it; else as `Skip`.
+    fn answer_then_discard(
+        &mut self,
+        length: Option<u64>,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> Flow {
+        let n = self.head.len;
+        let arrived = self.end - self.start - n;
+        let waiting = self.head.expect_continue && arrived == 0;
+        let small = length.is_none_or(|l| l <= ctx.limits.max_discarded_body);
+        if waiting || !small {
+            self.state.disable_keep_alive();
+        }
+        self.dispatch(now, ctx, n..n, n..n, n, None);
+        let d = match length {
+            Some(l) => Decoder::Length(l),
+            None => Decoder::Chunked(Chunked::new(ctx.limits.max_discarded_body)),
+        };
+        if self.state.discard(d) {
+            self.body_progress = now;
+            self.body_started = now;
+            self.body_received = arrived as u64;
+            return Flow::Again;
+        }
+        // The body is never read, so nothing after it can be parsed.
+        self.state.disable_keep_alive();
+        self.start = self.end;
+        Flow::Wait
+    }
+
+    /// After an early answer: drop what arrived of the body; once it has
+    /// ended the next request may begin. A framing error or more than
+    /// `max_discarded_body` ends the connection quietly (the request has
+    /// its answer already).
+    pub(super) fn read_discard(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+        let Reading::Discard(d) = &mut self.state.reading else {
+            return Flow::Wait;
+        };
+        let done = match d {
+            Decoder::Length(left) => {
+                let take = (*left).min((self.end - self.start) as u64);
+                *left -= take;
+                self.start += take as usize;
+                *left == 0
+            }
+            Decoder::Chunked(c) => match c.decode(&mut self.rbuf[self.start..self.end], ctx.limits)
+            {
+                Err(rej) => {
+                    tracing::debug!(peer = %self.peer, "discarded body: {}; closing", rej.reason);
+                    self.state.close_read();
+                    self.start = self.end;
+                    return Flow::Wait;
+                }
+                Ok(step) => {
+                    // The region is [decoded][raw], or when done
+                    // [decoded][trailers][what follows].
+                    self.end -= step.removed;
+                    self.start += c.body_len();
+                    c.take_decoded();
+                    if step.done {
+                        self.start += c.trailer_len();
+                    }
+                    step.done
+                }
+            },
+        };
+        if done {
+            self.state.discarded();
+            self.phase_at = now;
+            return Flow::Again;
+        }
+        if self.state.eof {
+            self.state.close_read();
+        }
+        Flow::Wait
     }
 
     /// Inside a body: take what arrived, and dispatch once it is whole.

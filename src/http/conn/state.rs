@@ -27,6 +27,9 @@ pub(super) enum Reading {
     /// The head is parsed; its body is arriving, to be read whole or
     /// streamed to a sink.
     Body(Decoder, Option<Box<dyn BodySink>>),
+    /// The request was answered before its body (`BodyPlan::Discard`); the
+    /// body is read and thrown away, then the next request may begin.
+    Discard(Decoder),
     /// The request is read and dispatched; its response is still being
     /// written in steps. `try_keep_alive` decides what follows once it ends.
     KeepAlive,
@@ -130,6 +133,29 @@ impl State {
         }
         self.reading = Reading::KeepAlive;
         self.try_keep_alive();
+    }
+
+    /// The request was answered before its body: if the answer left the
+    /// connection open for another request, the body is read and dropped
+    /// first. False when it did not (the answer closes, is written in
+    /// steps, or the socket is leaving): the body is then never read.
+    pub(super) fn discard(&mut self, d: Decoder) -> bool {
+        match (&self.reading, &self.writing) {
+            (Reading::Idle, Writing::Queue) => {
+                self.reading = Reading::Discard(d);
+                self.keep_alive = KeepAlive::Busy;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The discarded body ended: the next request may begin.
+    pub(super) fn discarded(&mut self) {
+        self.reading = Reading::Idle;
+        if self.keep_alive == KeepAlive::Busy {
+            self.keep_alive = KeepAlive::Idle;
+        }
     }
 
     /// A request was read whole and its response will be written in steps.
@@ -263,6 +289,7 @@ mod tests {
             Reading::Idle => "idle",
             Reading::Head => "head",
             Reading::Body(..) => "body",
+            Reading::Discard(_) => "discard",
             Reading::KeepAlive => "keep-alive",
             Reading::Closed => "closed",
         };
@@ -283,6 +310,7 @@ mod tests {
                 "idle" => Reading::Idle,
                 "head" => Reading::Head,
                 "body" => Reading::Body(Decoder::Length(1), None),
+                "discard" => Reading::Discard(Decoder::Length(1)),
                 "keep-alive" => Reading::KeepAlive,
                 _ => Reading::Closed,
             },
@@ -328,6 +356,7 @@ mod tests {
             (("idle", "queue", Idle), ("idle", "queue", Idle)),
             (("head", "queue", Busy), ("head", "queue", Busy)),
             (("body", "queue", Busy), ("body", "queue", Busy)),
+            (("discard", "queue", Busy), ("discard", "queue", Busy)),
             // Leaving or closing: never another request.
             (
                 ("closed", "hand-off", Disabled),
@@ -409,6 +438,25 @@ mod tests {
         s.deferred_finished(true);
         assert_eq!(name(&s), ("idle", "queue", KeepAlive::Idle));
         assert!(s.dispatching() && s.is_between_requests());
+    }
+
+    #[test]
+    fn a_body_is_discarded_only_when_the_answer_keeps_the_connection() {
+        let mut s = state("idle", "queue", KeepAlive::Idle);
+        assert!(s.discard(Decoder::Length(3)));
+        assert_eq!(name(&s), ("discard", "queue", KeepAlive::Busy));
+        assert!(!s.is_between_requests());
+        s.discarded();
+        assert_eq!(name(&s), ("idle", "queue", KeepAlive::Idle));
+        for (r, w, k) in [
+            ("closed", "queue", KeepAlive::Disabled),
+            ("keep-alive", "deferred", KeepAlive::Busy),
+            ("closed", "hand-off", KeepAlive::Disabled),
+        ] {
+            let mut s = state(r, w, k);
+            assert!(!s.discard(Decoder::Length(3)), "({r}, {w})");
+            assert_eq!(name(&s), (r, w, k));
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Handler for Streaming {
     fn on_head(&self, req: &Request<'_>) -> BodyPlan {
         match req.path() {
             "/skip" => BodyPlan::Skip,
+            "/discard" => BodyPlan::Discard,
             "/buffer" => BodyPlan::Buffer,
             _ => BodyPlan::Stream(Box::new(Collect {
                 got: self.got.clone(),
@@ -51,7 +52,12 @@ impl Handler for Streaming {
         }
     }
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
-        res.status(if req.path() == "/skip" { 403 } else { 200 })
+        let status = match req.path() {
+            "/skip" => 403,
+            "/discard" => 405,
+            _ => 200,
+        };
+        res.status(status)
             .body(format!("handled {} body={}", req.path(), req.body().len()));
     }
 }
@@ -192,4 +198,122 @@ fn adds_static_headers_to_every_response() {
     h.feed(b"GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n");
     let out = h.take();
     assert_eq!(out.matches("Server: test\r\n").count(), 2, "{out}");
+}
+
+#[test]
+fn a_discarded_body_is_answered_before_it_arrives_then_dropped_in_step() {
+    let bodies: [&[u8]; 2] = [
+        b"Content-Length: 11\r\n\r\nhello world",
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+    ];
+    for body in bodies {
+        let split = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        for step in [1, 3, 1000] {
+            let (mut h, got) = streaming(None);
+            h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\n");
+            h.feed(&body[..split]);
+            let out = h.take();
+            assert_eq!(statuses(&out), ["405"], "answered before the body: {out}");
+            assert!(out.ends_with("handled /discard body=0"), "{out}");
+            assert!(!out.contains("Connection: close"), "{out}");
+            let mut rest = body[split..].to_vec();
+            rest.extend_from_slice(b"GET /buffer HTTP/1.1\r\nHost: x\r\n\r\n");
+            for piece in rest.chunks(step) {
+                h.feed(piece);
+            }
+            let out = h.take();
+            assert_eq!(statuses(&out), ["200"], "{out}");
+            assert!(out.ends_with("handled /buffer body=0"), "{out}");
+            assert!(got.borrow().is_empty(), "no sink saw the body");
+            assert_eq!(h.next(), Next::Continue);
+        }
+    }
+}
+
+#[test]
+fn a_discarded_body_over_the_limit_ends_the_connection_after_the_answer() {
+    let limits = Limits {
+        max_discarded_body: 10,
+        ..Limits::default()
+    };
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mk = || {
+        Harness::with_limits(
+            Streaming {
+                got: got.clone(),
+                fail_after: None,
+            },
+            limits.clone(),
+        )
+    };
+    // Declared too large: answered with a close, the body never read.
+    let mut h = mk();
+    h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = h.take();
+    assert_eq!(statuses(&out), ["405"], "{out}");
+    assert!(out.contains("Connection: close") && !out.contains("hidden"));
+    assert_eq!(h.next(), Next::ShutdownWrite);
+    // Chunked, growing past it: the answer stands, the connection ends.
+    let mut h = mk();
+    h.feed(
+        b"POST /discard HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    );
+    assert_eq!(statuses(&h.take()), ["405"]);
+    assert_eq!(h.next(), Next::Continue);
+    h.feed(b"6\r\n world\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.take(), "", "no second answer, nothing parsed after");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+#[test]
+fn a_discarded_body_with_bad_framing_ends_the_connection_without_a_second_answer() {
+    let (mut h, _) = streaming(None);
+    h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(statuses(&h.take()), ["405"]);
+    h.feed(b"5x\r\nhello\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.take(), "");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+#[test]
+fn a_client_waiting_for_100_continue_gets_the_early_answer_and_a_close() {
+    let (mut h, _) = streaming(None);
+    h.feed(
+        b"POST /discard HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let out = h.take();
+    assert_eq!(statuses(&out), ["405"], "{out}");
+    assert!(!out.contains("100 Continue") && out.contains("Connection: close"));
+    h.feed(b"helloGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.take(), "");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+#[test]
+fn a_discarded_body_that_stalls_past_the_linger_is_closed_without_a_408() {
+    let (mut h, _) = streaming(None);
+    h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome");
+    assert_eq!(statuses(&h.take()), ["405"]);
+    let d = h.deadline();
+    assert_eq!(d, h.now() + h.env.timeouts.linger);
+    assert_eq!(h.timeout(d - Duration::from_millis(1)), None);
+    assert_eq!(h.timeout(d), Some(Expired::Idle));
+    assert_eq!(h.take(), "", "the request had its answer");
+    assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+#[test]
+fn a_discarded_body_trickled_in_is_cut_at_the_body_deadline_in_all() {
+    let (mut h, _) = streaming(None);
+    h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    assert_eq!(statuses(&h.take()), ["405"]);
+    let start = h.now();
+    // A byte every second: each gap is under the linger.
+    for _ in 0..h.env.timeouts.body_progress.as_secs() {
+        h.env.now += Duration::from_secs(1);
+        h.feed(b"x");
+    }
+    assert_eq!(h.deadline(), start + h.env.timeouts.body_progress);
+    assert_eq!(h.timeout(h.deadline()), Some(Expired::Idle));
+    assert_eq!(h.take(), "");
 }
