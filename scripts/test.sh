@@ -69,3 +69,8 @@ echo "== cargo test"
 # Integration tests start servers; two test threads keep a 2-core machine
 # responsive enough that deadline tests measure the server, not the load.
 cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+echo "== fuzzing, ${FUZZ_SECONDS:-10} s a target (scripts/fuzz.sh runs longer)"
+# Every parser under libFuzzer for a few seconds from the committed seeds,
+# so a regression a seed or a short run finds fails CI. The seeds also
+# replay in `cargo test` (the_fuzz_corpus_replays_without_a_failure).
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

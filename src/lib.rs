@@ -37,6 +37,10 @@ pub mod app;
 pub mod blocking;
 pub(crate) mod conn_io;
 pub(crate) mod files;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod fuzzing;
 pub mod handoff;
 pub mod http;
 pub(crate) mod intake;

@@ -91,6 +91,13 @@ fn parse_v1(b: &[u8]) -> Parsed {
         };
     };
     let len = end + 2;
+    // The line is US-ASCII (the spec's words). Checked here and not left to
+    // ppp: its `Header::try_from(&str)` slices at the first CR plus two
+    // bytes, which panics when a multi-byte character follows a stray CR
+    // (found by the proxy fuzz target; ppp 2.3.0).
+    if !b[..end].iter().all(|&c| c == b' ' || c.is_ascii_graphic()) {
+        return Parsed::Bad("a PROXY v1 line that is not printable ASCII".into());
+    }
     let Ok(line) = std::str::from_utf8(&b[..len]) else {
         return Parsed::Bad("a PROXY v1 line that is not text".into());
     };
@@ -246,6 +253,12 @@ mod tests {
             &[b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat()
         ));
         assert!(bad(ProxyMode::V1, b"PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n"));
+        // A stray CR before a multi-byte character once panicked in ppp.
+        assert!(bad(
+            ProxyMode::V1,
+            "PROXY TCP4 1.2.3.4\r\u{c9}5.6.7.8 1 2\r\n".as_bytes()
+        ));
+        assert!(bad(ProxyMode::V1, b"PROXY TCP4 1.2.3.4 5.6.7.8\t1 2\r\n"));
         let mut huge = v2(1, 0x11, &V4, &[]);
         huge[14..16].copy_from_slice(&5000u16.to_be_bytes());
         assert!(bad(ProxyMode::V2, &huge));

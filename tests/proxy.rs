@@ -81,6 +81,15 @@ fn a_proxy_listener_takes_the_client_address_from_v1_and_v2_headers_and_closes_w
     assert_eq!(got, "");
     let got = ask(plain, &[v1, GET]);
     assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    // A v1 line with a stray CR before a multi-byte character (it once
+    // panicked inside ppp): that connection closes, the server serves on.
+    let got = ask(
+        proxied,
+        &["PROXY TCP4 1.2.3.4\r\u{c9}5.6.7.8 1 2\r\n".as_bytes(), GET],
+    );
+    assert_eq!(got, "");
+    let got = ask(proxied, &[v1, GET]);
+    assert!(got.ends_with("alpha\n"), "{got}");
     // A header that never ends is cut at the setup deadline.
     let mut s = TcpStream::connect(proxied).unwrap();
     s.write_all(b"PROXY TCP4 203.0.113.7").unwrap();

@@ -129,15 +129,18 @@ impl Chunked {
                 }
                 State::Trailers => {
                     let raw = &region[r..];
+                    // Decided before the end is looked for, so the answer
+                    // is the same however the bytes arrive (found by the
+                    // chunked fuzz target: whole, `\n\r\n\r\n` passed).
+                    if raw.first() == Some(&b'\n') {
+                        return Err(bad("bare LF ends the trailer section"));
+                    }
                     let end = if raw.starts_with(b"\r\n") {
                         Some(2)
                     } else {
                         raw.windows(4).position(|x| x == b"\r\n\r\n").map(|p| p + 4)
                     };
                     let Some(end) = end else {
-                        if raw.first() == Some(&b'\n') {
-                            return Err(bad("bare LF ends the trailer section"));
-                        }
                         if raw.len() > limits.max_header_bytes {
                             return Err(Reject::new(431, "trailer section too large"));
                         }
@@ -147,6 +150,12 @@ impl Chunked {
                         return Err(Reject::new(431, "trailer section too large"));
                     }
                     if end > 2 {
+                        // httparse takes bare LF line ends; we do not, as
+                        // in the head.
+                        let lines = &raw[..end];
+                        if (1..end).any(|i| lines[i] == b'\n' && lines[i - 1] != b'\r') {
+                            return Err(bad("bare LF in the trailer section"));
+                        }
                         let mut storage = [httparse::EMPTY_HEADER; 64];
                         match httparse::parse_headers(&raw[..end], &mut storage) {
                             Ok(httparse::Status::Complete(_)) => {}
@@ -305,6 +314,25 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn rejects_bare_lf_in_trailers_however_the_bytes_arrive() {
+        for bad in [
+            &b"0\r\n\n\r\n\r\n"[..],
+            b"0\r\n\n",
+            b"0\r\nX: 1\nY: 2\r\n\r\n",
+            b"0\r\nX: 1\r\nY: 2\n\r\n\r\n",
+        ] {
+            for step in [1, 2, bad.len()] {
+                assert_eq!(
+                    run(bad, step).map(|_| ()).unwrap_err().status,
+                    400,
+                    "{:?} in pieces of {step}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
         }
     }
 
