@@ -24,6 +24,11 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v haproxy >/dev/null || missing+=(haproxy)
 # systemd-socket-activate and systemd-analyze come with systemd.
 { command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
+# The man page is rendered by man, the completions loaded by each shell
+# (tests/operator.rs).
+command -v man >/dev/null || missing+=(man-db)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
 # The demo page is tested in Debian's Chromium, driven by playwright-core.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs npm)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use handoff::app::{
     self, CertFiles, FileCache, Listen, ListenSpec, OriginPolicy, PassConfig, Route, ServeConfig,
     WorkerArgs, WorkerConfig, WsConfig,
@@ -35,6 +35,17 @@ enum Command {
     Pass(PassArgs),
     /// Serve WebSocket connections handed over by HTTP processes.
     WsWorker(WsWorkerArgs),
+    /// Check a `serve` configuration without serving: the root, the TLS
+    /// certificates and keys, the log file. Exits 0, or 78 with the reason
+    /// (for `ExecStartPre=`, as nginx's -t).
+    Check(Box<ServeArgs>),
+    /// Print the man page (roff), made from these definitions.
+    Man,
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Replace the running server's binary with the one now at its path,
     /// moving its listeners and connections (asked through its control
     /// socket; exits non-zero with the reason if the old one serves on).
@@ -341,16 +352,96 @@ impl ServeArgs {
     }
 }
 
+/// Exit statuses (also in the man page): 1 a failure at run time, 2 a
+/// command line clap refused, and two from sysexits.h that a unit can act
+/// on: `RestartPreventExitStatus=78` stops a restart loop on a broken
+/// configuration, while 69 (the address is taken) may pass on a retry.
+const EXIT_UNAVAILABLE: u8 = 69;
+const EXIT_CONFIG: u8 = 78;
+
+/// The man page's sections that clap does not know.
+const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Stopped as asked (SIGTERM, idle exit), or \fBcheck\fR found nothing wrong.
+.TP
+\fB1\fR
+A failure while running.
+.TP
+\fB2\fR
+The command line is wrong.
+.TP
+\fB69\fR
+A listening socket could not be had (address in use, or not ours).
+.TP
+\fB78\fR
+The configuration is wrong: the root, a certificate or key, the log file,
+or options that do not go together.
+.SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop accepting, answer what is in flight (up to \fB--shutdown-timeout\fR), exit.
+.TP
+\fBSIGHUP\fR
+Reload the TLS certificates; a broken file keeps the old ones.
+.TP
+\fBSIGUSR2\fR
+Replace the binary with the one now at its path, moving listeners,
+connections and WebSocket sessions (as \fBhandoff upgrade\fR).
+.SH FILES
+.TP
+\fI/usr/share/handoff/site\fR
+The demo site, served when no \fB--root\fR is given.
+.TP
+\fI/usr/lib/systemd/system/handoff.service\fR, \fIhandoff.socket\fR, \fIhandoff-control.socket\fR
+The units: socket activation, readiness, reload by upgrade.
+.SH "SEE ALSO"
+\fBsystemd.socket\fR(5), \fBxinetd.conf\fR(5), \fBsystemd-socket-activate\fR(1)
+"#;
+
+fn man(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let m = clap_mangen::Man::new(Cli::command());
+    m.render_title(w)?;
+    m.render_name_section(w)?;
+    m.render_synopsis_section(w)?;
+    m.render_description_section(w)?;
+    m.render_options_section(w)?;
+    m.render_subcommands_section(w)?;
+    w.write_all(MAN_EXTRA.as_bytes())?;
+    m.render_version_section(w)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli
         .command
         .unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
+    let config =
+        |e: String| app::staged_config(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
     let result = match command {
         Command::Serve(args) => match args.config() {
             Ok(c) => app::serve(c),
-            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+            Err(e) => Err(config(e)),
         },
+        Command::Check(args) => match args.config() {
+            Ok(c) => app::check(&c).map(|said| {
+                for line in said {
+                    println!("ok: {line}");
+                }
+                println!("configuration ok");
+            }),
+            Err(e) => Err(config(e)),
+        },
+        Command::Man => man(&mut std::io::stdout().lock()),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "handoff",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Pass(a) => app::pass(PassConfig {
             listen: a.listen,
             to: a.to,
@@ -375,7 +466,11 @@ fn main() -> ExitCode {
             tracing::error!("{e}");
             app::flush_logs();
             eprintln!("handoff: {e}");
-            ExitCode::FAILURE
+            match app::stage_of(&e) {
+                Some(app::Stage::Config) => ExitCode::from(EXIT_CONFIG),
+                Some(app::Stage::Bind) => ExitCode::from(EXIT_UNAVAILABLE),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -383,7 +478,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_well_formed() {

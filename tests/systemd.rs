@@ -286,3 +286,46 @@ fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive
     );
     assert_eq!(c.ok("systemctl is-active handoff.service").trim(), "active");
 }
+
+#[test]
+fn a_broken_configuration_stops_the_shipped_unit_with_78_in_the_journal_and_no_restart_loop() {
+    let c = Container::boot(&[
+        (
+            "handoff.service",
+            include_bytes!("../systemd/handoff.service"),
+        ),
+        (
+            "handoff.socket",
+            include_bytes!("../systemd/handoff.socket"),
+        ),
+        (
+            "handoff-control.socket",
+            include_bytes!("../systemd/handoff-control.socket"),
+        ),
+    ]);
+    c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
+    // A root that is not there.
+    c.ok("mkdir -p /etc/systemd/system/handoff.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/handoff serve --root /srv/missing\\n' > /etc/systemd/system/handoff.service.d/broken.conf && systemctl daemon-reload");
+    let start = c.sh("systemctl start handoff.service");
+    assert!(!start.status.success(), "started with a missing root");
+    std::thread::sleep(Duration::from_secs(3));
+    let show = c.ok(
+        "systemctl show handoff.service -p NRestarts -p Result -p ExecMainStatus -p ActiveState",
+    );
+    assert!(show.contains("ExecMainStatus=78"), "{show}");
+    let journal = c.ok("journalctl -q --no-pager -o cat -u handoff.service");
+    assert!(
+        journal.contains("root /srv/missing: No such file or directory"),
+        "{journal}"
+    );
+    assert!(show.contains("NRestarts=0"), "{show}\n{journal}");
+    assert!(show.contains("ActiveState=failed"), "{show}");
+    // The check passes on the shipped configuration, and the service runs.
+    c.ok("rm -r /etc/systemd/system/handoff.service.d && systemctl daemon-reload && systemctl reset-failed handoff.service");
+    c.ok("systemctl start handoff.service");
+    assert_eq!(c.ok("systemctl is-active handoff.service").trim(), "active");
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/a.txt")
+            .contains("alpha")
+    );
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+mod check;
 mod lifecycle;
 mod sources;
 mod threads;
@@ -23,6 +24,7 @@ pub use crate::tls::CertFiles;
 pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
+pub use check::{Stage, check, stage_of, staged_config};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -254,16 +256,10 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         (None, true) => LogTarget::Syslog,
         (None, false) => LogTarget::Stderr,
     };
-    crate::log::init(log_target)?;
+    crate::log::init(log_target).map_err(|e| check::staged(Stage::Config, e))?;
 
-    let (root, whence) = match &cfg.root {
-        Some(r) => (r.clone(), "--root"),
-        None => default_root()?,
-    };
-    let files = StaticFiles::new(&root, cfg.file_cache.clone())
-        .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", root.display())))?;
-    tracing::info!(root = %files.root().display(), from = whence, "serving files");
-    drop(files);
+    let (root, whence) = check::root(&cfg)?;
+    tracing::info!(root = %root.display(), from = whence, "serving files");
     let mut ws_pool = None;
     if !cfg.ws.routes.is_empty() {
         ws_pool = Some(pool::start(PoolConfig {
@@ -296,7 +292,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             .iter()
             .flat_map(|p| &p.listeners)
             .any(|s| s.tls_mode() != TlsMode::Off);
-    let tls_cfg = tls_config(&cfg, needs_tls, &mut lines)?;
+    let tls_cfg =
+        tls_config(&cfg, needs_tls, &mut lines).map_err(|e| check::staged(Stage::Config, e))?;
     if tls_cfg.is_some() {
         tracing::info!(
             kernel_tls = tls::kernel_tls_available(),
@@ -350,7 +347,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         upgrade: passed,
     };
     let (listeners, controls, control_line) =
-        add_sources(&cfg, &mut server, given, &loops, control_cfg, &mut lines)?;
+        add_sources(&cfg, &mut server, given, &loops, control_cfg, &mut lines)
+            .map_err(|e| check::staged(Stage::Bind, e))?;
     let single_connection = listeners == 0 && controls.is_empty();
     // Everything this thread needs opened before the other loops may
     // accept: a burst of connections could take the last fds.

@@ -1,0 +1,179 @@
+//! What an operator meets first: `handoff check`, the exit statuses a unit
+//! acts on, the man page and the shell completions (both made from the
+//! same clap definitions as `--help`, so they cannot drift from it).
+
+mod common;
+use common::*;
+use std::process::{Command, Output};
+
+fn handoff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn check_passes_a_good_configuration_and_exits_78_with_the_reason_for_a_broken_one() {
+    let site = site();
+    let root = root_arg(site.path());
+    let ok = handoff(&["check", "--root", &root]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("configuration ok"), "{}", text(&ok));
+
+    let missing = handoff(&["check", "--root", "/nonexistent/site"]);
+    assert_eq!(missing.status.code(), Some(78), "{}", text(&missing));
+    assert!(text(&missing).contains("root /nonexistent/site: No such file or directory"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let cert = handoff(&[
+        "check",
+        "--root",
+        &root,
+        "--tls-cert",
+        bad,
+        "--tls-key",
+        bad,
+    ]);
+    assert_eq!(cert.status.code(), Some(78), "{}", text(&cert));
+    assert!(text(&cert).contains("bad.pem"), "{}", text(&cert));
+
+    let unpaired = handoff(&["check", "--root", &root, "--tls-cert", bad]);
+    assert_eq!(unpaired.status.code(), Some(78));
+    assert!(text(&unpaired).contains("--tls-cert and --tls-key come in pairs"));
+
+    let log = handoff(&[
+        "check",
+        "--root",
+        &root,
+        "--log-file",
+        "/nonexistent/dir/log",
+    ]);
+    assert_eq!(log.status.code(), Some(78), "{}", text(&log));
+    // A command line clap refuses is 2, as ever.
+    assert_eq!(handoff(&["check", "--no-such-flag"]).status.code(), Some(2));
+}
+
+#[test]
+fn serve_exits_78_on_a_broken_configuration_and_69_when_its_address_is_taken() {
+    let broken = handoff(&["serve", "--root", "/nonexistent/site"]);
+    assert_eq!(broken.status.code(), Some(78), "{}", text(&broken));
+    let site = site();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = handoff(&["serve", "--root", &root_arg(site.path()), "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert!(text(&o).contains("Address already in use"), "{}", text(&o));
+}
+
+/// Every long option `serve --help` lists.
+fn serve_options() -> Vec<String> {
+    let help = text(&handoff(&["serve", "--help"]));
+    let mut opts: Vec<String> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .split(['=', '<', '['])
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|w| w.len() > 2)
+        .collect();
+    opts.sort();
+    opts.dedup();
+    assert!(opts.len() > 30, "{opts:?}");
+    opts
+}
+
+#[test]
+fn the_man_page_renders_with_man_and_names_every_option_and_exit_status() {
+    let page = handoff(&["man"]);
+    assert!(page.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handoff.1");
+    std::fs::write(&file, &page.stdout).unwrap();
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANWIDTH", "200")
+        .env("LC_ALL", "C")
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man (package man-db)");
+    assert!(out.status.success(), "{}", text(&out));
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    for opt in serve_options() {
+        assert!(rendered.contains(&opt), "{opt} is not in the man page");
+    }
+    for s in [
+        "EXIT STATUS",
+        "78",
+        "69",
+        "SIGUSR2",
+        "SIGHUP",
+        "check",
+        "upgrade",
+    ] {
+        assert!(rendered.contains(s), "{s} is not in the man page");
+    }
+}
+
+fn completions(shell: &str) -> tempfile::NamedTempFile {
+    let o = handoff(&["completions", shell]);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), &o.stdout).unwrap();
+    f
+}
+
+#[test]
+fn completions_load_in_bash_zsh_and_fish_and_offer_serve_options() {
+    let bash = completions("bash");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -p handoff && COMP_WORDS=(handoff --ro); COMP_CWORD=1; _handoff handoff --ro handoff; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--root"), "{}", text(&o));
+
+    let zsh = completions("zsh");
+    let o = Command::new("zsh")
+        .args(["-f", "-c"])
+        .arg(format!(
+            "autoload -U compinit && compinit -u -D && source {} && whence -w _handoff",
+            zsh.path().display()
+        ))
+        .output()
+        .expect("zsh (package zsh)");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("_handoff: function"), "{}", text(&o));
+
+    let fish = completions("fish");
+    let o = Command::new("fish")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -C'handoff --ro'",
+            fish.path().display()
+        ))
+        .output()
+        .expect("fish (package fish)");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--root"), "{}", text(&o));
+}
