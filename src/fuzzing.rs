@@ -329,14 +329,13 @@ impl Handler for Numbered {
     }
 }
 
-/// Takes all queued output as the I/O layer would.
-fn drain(conn: &mut Conn) -> Vec<u8> {
+/// Takes all queued output as the I/O layer would (also the engine
+/// tests' harness).
+pub(crate) fn drain(conn: &mut Conn) -> std::io::Result<Vec<u8>> {
     let mut all = Vec::new();
     let out = conn.output();
     loop {
-        if out.prepare().is_err() {
-            break;
-        }
+        out.prepare()?;
         let mut iov = [IoSlice::new(&[]); 16];
         let n = out.gather(&mut iov);
         if n > 0 {
@@ -349,7 +348,7 @@ fn drain(conn: &mut Conn) -> Vec<u8> {
         }
         if let Some(f) = out.front_file() {
             let mut buf = vec![0; f.left as usize];
-            let _ = f.file.read_exact_at(&mut buf, *f.offset);
+            f.file.read_exact_at(&mut buf, *f.offset)?;
             all.extend_from_slice(&buf);
             let left = f.left;
             out.advance_file(left);
@@ -357,7 +356,7 @@ fn drain(conn: &mut Conn) -> Vec<u8> {
         }
         break;
     }
-    all
+    Ok(all)
 }
 
 /// One connection fed arbitrary bytes in arbitrary pieces, as the I/O
@@ -406,11 +405,11 @@ pub fn engine(data: &[u8]) {
     'feed: for (i, piece) in left.drain(..).enumerate() {
         let c = ctl.get(i).copied().unwrap_or(0);
         if c & 0x80 != 0 {
-            out.extend(drain(&mut conn));
+            out.extend(drain(&mut conn).expect("no files are served here"));
             conn.advance(now, &mut ctx!());
         }
         if c & 0x40 != 0 {
-            out.extend(drain(&mut conn));
+            out.extend(drain(&mut conn).expect("no files are served here"));
             if let Some(d) = conn.deadline(&timeouts) {
                 now = now.max(d);
                 conn.on_timeout(now, &mut ctx!());
@@ -424,7 +423,7 @@ pub fn engine(data: &[u8]) {
             }
             let Some(buf) = conn.read_buf(&mut pool, &limits) else {
                 // Not reading: output may be what holds it up.
-                out.extend(drain(&mut conn));
+                out.extend(drain(&mut conn).expect("no files are served here"));
                 conn.advance(now, &mut ctx!());
                 match conn.next(now, &timeouts, false) {
                     Next::HandOff => {
@@ -454,9 +453,9 @@ pub fn engine(data: &[u8]) {
         for _ in 0..8 {
             // Drained before any deadline passes: a write deadline would
             // rightly drop what the peer never read.
-            out.extend(drain(&mut conn));
+            out.extend(drain(&mut conn).expect("no files are served here"));
             conn.advance(now, &mut ctx!());
-            out.extend(drain(&mut conn));
+            out.extend(drain(&mut conn).expect("no files are served here"));
             match conn.next(now, &timeouts, false) {
                 Next::Close | Next::HandOff => break,
                 _ => {}
@@ -467,7 +466,7 @@ pub fn engine(data: &[u8]) {
             now = now.max(d) + Duration::from_millis(1);
             conn.on_timeout(now, &mut ctx!());
         }
-        out.extend(drain(&mut conn));
+        out.extend(drain(&mut conn).expect("no files are served here"));
     }
     conn.release_buffers(&mut pool);
     assert!(

@@ -1,7 +1,5 @@
 //! The connection state machine driven on byte slices.
 
-use std::io::IoSlice;
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use super::deferred::{self, Writer};
@@ -93,30 +91,7 @@ impl Harness {
 
     /// Takes everything queued, files included, as the I/O layer would.
     fn take(&mut self) -> String {
-        let mut all = Vec::new();
-        loop {
-            let out = self.conn.output();
-            out.prepare().unwrap();
-            let mut iov = [IoSlice::new(&[]); 16];
-            let n = out.gather(&mut iov);
-            if n > 0 {
-                let total: usize = iov[..n].iter().map(|s| s.len()).sum();
-                for s in &iov[..n] {
-                    all.extend_from_slice(s);
-                }
-                out.advance(total);
-                continue;
-            }
-            if let Some(f) = out.front_file() {
-                let mut buf = vec![0; f.left as usize];
-                f.file.read_exact_at(&mut buf, *f.offset).unwrap();
-                all.extend_from_slice(&buf);
-                let left = f.left;
-                out.advance_file(left);
-                continue;
-            }
-            break;
-        }
+        let all = crate::fuzzing::drain(&mut self.conn).unwrap();
         // Draining output may unblock pipelined requests.
         let now = self.now();
         self.conn.advance(now, &mut self.env.ctx());
