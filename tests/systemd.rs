@@ -30,6 +30,22 @@ fn root() -> PathBuf {
     root
 }
 
+/// The units the repository ships.
+const SHIPPED: [(&str, &[u8]); 3] = [
+    (
+        "handoff.service",
+        include_bytes!("../systemd/handoff.service"),
+    ),
+    (
+        "handoff.socket",
+        include_bytes!("../systemd/handoff.socket"),
+    ),
+    (
+        "handoff-control.socket",
+        include_bytes!("../systemd/handoff-control.socket"),
+    ),
+];
+
 impl Container {
     /// Boots systemd with our binary as /usr/bin/handoff, a site at
     /// /usr/share/handoff/site, and `files` under /opt/pkg.
@@ -89,6 +105,15 @@ impl Container {
             "{}",
             text(&up)
         );
+        c
+    }
+
+    /// Boots with the units the repository ships and `extra` files, every
+    /// unit among them installed in /etc/systemd/system.
+    fn boot_installed(extra: &[(&str, &[u8])]) -> Container {
+        let files: Vec<(&str, &[u8])> = SHIPPED.iter().chain(extra).copied().collect();
+        let c = Container::boot(&files);
+        c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
         c
     }
 
@@ -185,23 +210,10 @@ fn json_count(json: &str, key: &str) -> usize {
 
 #[test]
 fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive_clients() {
-    let c = Container::boot(&[
+    let c = Container::boot_installed(&[
         ("handoff-test.service", STANDALONE.as_bytes()),
         ("clients.py", CLIENTS),
-        (
-            "handoff.service",
-            include_bytes!("../systemd/handoff.service"),
-        ),
-        (
-            "handoff.socket",
-            include_bytes!("../systemd/handoff.socket"),
-        ),
-        (
-            "handoff-control.socket",
-            include_bytes!("../systemd/handoff-control.socket"),
-        ),
     ]);
-    c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
     c.ok("systemctl start handoff-test.service");
     assert!(
         c.ok("curl -sf http://127.0.0.1:8090/a.txt")
@@ -289,21 +301,7 @@ fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive
 
 #[test]
 fn a_broken_configuration_stops_the_shipped_unit_with_78_in_the_journal_and_no_restart_loop() {
-    let c = Container::boot(&[
-        (
-            "handoff.service",
-            include_bytes!("../systemd/handoff.service"),
-        ),
-        (
-            "handoff.socket",
-            include_bytes!("../systemd/handoff.socket"),
-        ),
-        (
-            "handoff-control.socket",
-            include_bytes!("../systemd/handoff-control.socket"),
-        ),
-    ]);
-    c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
+    let c = Container::boot_installed(&[]);
     // A root that is not there.
     c.ok("mkdir -p /etc/systemd/system/handoff.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/handoff serve --root /srv/missing\\n' > /etc/systemd/system/handoff.service.d/broken.conf && systemctl daemon-reload");
     let start = c.sh("systemctl start handoff.service");

@@ -65,12 +65,22 @@ impl Handler for Streaming {
 fn streaming(
     fail_after: Option<usize>,
 ) -> (Harness, std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>) {
+    streaming_with(fail_after, Limits::default())
+}
+
+fn streaming_with(
+    fail_after: Option<usize>,
+    limits: Limits,
+) -> (Harness, std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>) {
     let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     (
-        Harness::new(Streaming {
-            got: got.clone(),
-            fail_after,
-        }),
+        Harness::with_limits(
+            Streaming {
+                got: got.clone(),
+                fail_after,
+            },
+            limits,
+        ),
         got,
     )
 }
@@ -110,14 +120,7 @@ fn gives_the_sink_no_piece_larger_than_the_input_chunk_limit() {
         max_input_chunk: 1000,
         ..Limits::default()
     };
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let mut h = Harness::with_limits(
-        Streaming {
-            got: got.clone(),
-            fail_after: None,
-        },
-        limits.clone(),
-    );
+    let (mut h, got) = streaming_with(None, limits.clone());
     let body = vec![b'z'; 50_000];
     let mut req = format!(
         "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -174,14 +177,7 @@ fn sends_100_continue_when_the_handler_streams_and_allows_more_than_max_body() {
         max_body: 10,
         ..Limits::default()
     };
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let mut h = Harness::with_limits(
-        Streaming {
-            got,
-            fail_after: None,
-        },
-        limits,
-    );
+    let (mut h, _) = streaming_with(None, limits);
     h.feed(b"POST /s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 20\r\n\r\n");
     assert_eq!(h.take(), "HTTP/1.1 100 Continue\r\n\r\n");
     h.feed(b"01234567890123456789");
@@ -236,16 +232,7 @@ fn a_discarded_body_over_the_limit_ends_the_connection_after_the_answer() {
         max_discarded_body: 10,
         ..Limits::default()
     };
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let mk = || {
-        Harness::with_limits(
-            Streaming {
-                got: got.clone(),
-                fail_after: None,
-            },
-            limits.clone(),
-        )
-    };
+    let mk = || streaming_with(None, limits.clone()).0;
     // Declared too large: answered with a close, the body never read.
     let mut h = mk();
     h.feed(b"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n");
