@@ -172,6 +172,11 @@ fn seconds(s: &str) -> Result<Duration, String> {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Read settings from this TOML file: each key is one of these options'
+    /// long names (`root = "/srv/www"`, `listen = ["[::]:80", "[::]:443,tls=on"]`,
+    /// `inetd = true`). Options given as flags or HANDOFF_* variables win.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Where to listen: host:port, [v6]:port or a Unix socket path, optionally with
     /// ,tls=auto|on|off (default off). Repeatable. Default 127.0.0.1:8080 when no other
     /// source (systemd, inetd, control) gives a socket.
@@ -400,7 +405,7 @@ The units: socket activation, readiness, reload by upgrade.
 "#;
 
 fn man(w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let m = clap_mangen::Man::new(Cli::command());
+    let m = clap_mangen::Man::new(command());
     m.render_title(w)?;
     m.render_name_section(w)?;
     m.render_synopsis_section(w)?;
@@ -411,35 +416,79 @@ fn man(w: &mut dyn std::io::Write) -> std::io::Result<()> {
     m.render_version_section(w)
 }
 
+/// The command line's definitions, with a `HANDOFF_*` variable for every
+/// option of `serve` and `check` (and the default command).
+fn command() -> clap::Command {
+    use app::settings::with_env;
+    with_env(Cli::command())
+        .mut_subcommand("serve", with_env)
+        .mut_subcommand("check", with_env)
+}
+
+/// Parses the command line, the environment and, where `--config` names
+/// one, the settings file (app::settings says in which order). A file
+/// that cannot be used is a configuration error: its message, exit 78.
+fn parse() -> Result<Cli, (String, ExitCode)> {
+    use clap::FromArgMatches;
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let done = |m: &clap::ArgMatches| Cli::from_arg_matches(m).map_err(|e| e.exit());
+    let m = command().get_matches_from(&argv);
+    let (cmd, sub) = match m.subcommand() {
+        Some((name @ ("serve" | "check"), sub)) => (command().find_subcommand(name).cloned(), sub),
+        Some(_) => return done(&m),
+        None => (Some(command()), &m),
+    };
+    let (Some(cmd), Some(path)) = (cmd, sub.get_one::<PathBuf>("config")) else {
+        return done(&m);
+    };
+    let config = |e: String| (e, ExitCode::from(EXIT_CONFIG));
+    let extra = app::settings::file_args(path, &cmd, sub).map_err(|e| config(e.0))?;
+    argv.extend(extra);
+    match command().try_get_matches_from(&argv) {
+        Ok(m) => done(&m),
+        // The command line alone parsed: what fails now came from the file.
+        Err(e) => {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            Err(config(format!("{}: {first}", path.display())))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let command = cli
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err((e, code)) => {
+            eprintln!("handoff: {e}");
+            return code;
+        }
+    };
+    let what = cli
         .command
         .unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
     let config =
         |e: String| app::staged_config(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
-    let result = match command {
+    let result = match what {
         Command::Serve(args) => match args.config() {
             Ok(c) => app::serve(c),
             Err(e) => Err(config(e)),
         },
-        Command::Check(args) => match args.config() {
-            Ok(c) => app::check(&c).map(|said| {
+        Command::Check(args) => match (args.config.clone(), args.config()) {
+            (file, Ok(c)) => app::check(&c).map(|said| {
+                if let Some(f) = file {
+                    println!("ok: settings read from {}", f.display());
+                }
                 for line in said {
                     println!("ok: {line}");
                 }
                 println!("configuration ok");
             }),
-            Err(e) => Err(config(e)),
+            (_, Err(e)) => Err(config(e)),
         },
         Command::Man => man(&mut std::io::stdout().lock()),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "handoff",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut command(), "handoff", &mut std::io::stdout());
             Ok(())
         }
         Command::Pass(a) => app::pass(PassConfig {
@@ -481,7 +530,7 @@ mod tests {
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     /// `serve` starts its workers with flags made by `WsConfig::worker_args`;

@@ -177,3 +177,95 @@ fn completions_load_in_bash_zsh_and_fish_and_offer_serve_options() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("--root"), "{}", text(&o));
 }
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A settings file sets what the flags set (a list among them); a flag and
+/// a `HANDOFF_*` variable each win over it.
+#[test]
+fn a_settings_file_sets_what_flags_set_and_flags_and_variables_win_over_it() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handoff.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "root = {:?}\nmax-body = 3\nws = [\"/ws=echo\", \"/b=broadcast\"]\nws-workers = 1\n",
+            site.path().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let post = b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789";
+
+    let h = Handoff::start(&["--config", file]);
+    assert_eq!(h.get("/a.txt").text(), "alpha\n");
+    assert_eq!(
+        status_of(&h.exchange(post)),
+        413,
+        "max-body = 3 from the file"
+    );
+    assert_eq!(h.get("/b").status, 426, "the second route of the list");
+    drop(h);
+
+    let h = Handoff::start_env(&[("HANDOFF_MAX_BODY", "100")], &["--config", file]);
+    assert_eq!(status_of(&h.exchange(post)), 426, "the variable wins");
+    drop(h);
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("a.txt"), "other").unwrap();
+    let h = Handoff::start(&["--config", file, "--root", &root_arg(other.path())]);
+    assert_eq!(h.get("/a.txt").text(), "other", "the flag wins");
+    assert_eq!(
+        status_of(&h.exchange(post)),
+        413,
+        "the rest still from the file"
+    );
+}
+
+#[test]
+fn check_refuses_a_broken_settings_file_with_78_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("rot = \"/srv\"\n", "unknown setting `rot`"),
+        (
+            "max-body = \"lots\"\n",
+            "invalid value 'lots' for '--max-body",
+        ),
+        ("root = \"/srv\n", "line 1"),
+        ("listen = { a = 1 }\n", "`listen`"),
+        ("root = \"/nonexistent/site\"\n", "root /nonexistent/site"),
+    ];
+    for (i, (toml, says)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let out = handoff(&["check", "--config", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(78), "{toml}: {}", text(&out));
+        assert!(text(&out).contains(says), "{toml}: {}", text(&out));
+    }
+    let out = handoff(&["check", "--config", "/nonexistent/handoff.toml"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/handoff.toml: No such file"));
+    // The same from the variable, as a unit's Environment= would give it.
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("check")
+        .env("HANDOFF_CONFIG", dir.path().join("0.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+}
+
+/// The file shipped as /etc/handoff/handoff.toml is one `check` accepts.
+#[test]
+fn the_shipped_settings_file_passes_check() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/handoff.toml");
+    let site = concat!(env!("CARGO_MANIFEST_DIR"), "/site");
+    let out = handoff(&["check", "--config", file, "--root", site]);
+    assert!(out.status.success(), "{}", text(&out));
+}

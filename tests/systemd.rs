@@ -30,8 +30,9 @@ fn root() -> PathBuf {
     root
 }
 
-/// The units the repository ships.
-const SHIPPED: [(&str, &[u8]); 3] = [
+/// The units the repository ships, and the settings file.
+const SHIPPED: [(&str, &[u8]); 4] = [
+    ("handoff.toml", include_bytes!("../packaging/handoff.toml")),
     (
         "handoff.service",
         include_bytes!("../systemd/handoff.service"),
@@ -109,11 +110,12 @@ impl Container {
     }
 
     /// Boots with the units the repository ships and `extra` files, every
-    /// unit among them installed in /etc/systemd/system.
+    /// unit among them installed in /etc/systemd/system, the settings in
+    /// /etc/handoff.
     fn boot_installed(extra: &[(&str, &[u8])]) -> Container {
         let files: Vec<(&str, &[u8])> = SHIPPED.iter().chain(extra).copied().collect();
         let c = Container::boot(&files);
-        c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && systemctl daemon-reload");
+        c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && mkdir -p /etc/handoff && cp /opt/pkg/handoff.toml /etc/handoff/ && systemctl daemon-reload");
         c
     }
 
@@ -302,8 +304,10 @@ fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive
 #[test]
 fn a_broken_configuration_stops_the_shipped_unit_with_78_in_the_journal_and_no_restart_loop() {
     let c = Container::boot_installed(&[]);
-    // A root that is not there.
-    c.ok("mkdir -p /etc/systemd/system/handoff.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/handoff serve --root /srv/missing\\n' > /etc/systemd/system/handoff.service.d/broken.conf && systemctl daemon-reload");
+    // A root that is not there, in the settings file.
+    c.ok("cp /etc/handoff/handoff.toml /root/ && sed -i 's|^root = .*|root = \"/srv/missing\"|' /etc/handoff/handoff.toml");
+    let check = c.sh("handoff check --config /etc/handoff/handoff.toml");
+    assert_eq!(check.status.code(), Some(78), "{}", text(&check));
     let start = c.sh("systemctl start handoff.service");
     assert!(!start.status.success(), "started with a missing root");
     std::thread::sleep(Duration::from_secs(3));
@@ -319,7 +323,7 @@ fn a_broken_configuration_stops_the_shipped_unit_with_78_in_the_journal_and_no_r
     assert!(show.contains("NRestarts=0"), "{show}\n{journal}");
     assert!(show.contains("ActiveState=failed"), "{show}");
     // The check passes on the shipped configuration, and the service runs.
-    c.ok("rm -r /etc/systemd/system/handoff.service.d && systemctl daemon-reload && systemctl reset-failed handoff.service");
+    c.ok("cp /root/handoff.toml /etc/handoff/ && handoff check --config /etc/handoff/handoff.toml && systemctl reset-failed handoff.service");
     c.ok("systemctl start handoff.service");
     assert_eq!(c.ok("systemctl is-active handoff.service").trim(), "active");
     assert!(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod check;
 mod lifecycle;
+pub mod settings;
 mod sources;
 mod threads;
 mod upgrade;
