@@ -56,6 +56,13 @@ if [ ! -x .venv-autobahn/bin/wstest ]; then
     .venv-autobahn/bin/pip install -q autobahntestsuite==0.8.2
 fi
 export WSTEST="$PWD/.venv-autobahn/bin/wstest"
+# The Prometheus project's own parser of the text format reads /metrics
+# (tests/metrics.rs).
+if ! .venv-py/bin/python -c 'import prometheus_client' 2>/dev/null; then
+    rm -rf .venv-py
+    python3 -m venv .venv-py
+    .venv-py/bin/pip install -q 'prometheus_client==0.21.1'
+fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm ci --silent --no-audit --no-fund)

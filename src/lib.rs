@@ -45,6 +45,7 @@ pub mod handoff;
 pub mod http;
 pub(crate) mod intake;
 pub(crate) mod log;
+mod metrics;
 pub(crate) mod notify;
 pub(crate) mod pass;
 pub mod proxy;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use handoff::app::{
-    self, CertFiles, FileCache, Listen, ListenSpec, OriginPolicy, PassConfig, Route, ServeConfig,
-    WorkerArgs, WorkerConfig, WsConfig,
+    self, AccessFormat, CertFiles, FileCache, Listen, ListenSpec, LogConfig, OriginPolicy,
+    PassConfig, Route, ServeConfig, WorkerArgs, WorkerConfig, WsConfig,
 };
 use handoff::{Limits, Options, Timeouts};
 
@@ -114,9 +114,35 @@ struct WsWorkerArgs {
     routes: Vec<Route>,
     #[command(flatten)]
     limits: WsLimits,
-    /// Log to this file (default: stderr).
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Where the log goes, and the access lines' format (`serve`, `ws-worker`).
+#[derive(Args, Clone)]
+struct LogArgs {
+    /// Append the log (access lines included) to this file; SIGUSR1 opens
+    /// it again, for logrotate. Default: stderr (the journal under
+    /// systemd), or syslog under --inetd.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Log to the local syslog (/dev/log, facility daemon) instead of stderr.
+    #[arg(long, conflicts_with = "log_file")]
+    syslog: bool,
+    /// Access lines: combined (Combined Log Format and the request time in
+    /// seconds, as nginx's $request_time), common (CLF), json, or off.
+    #[arg(long, default_value = "combined", value_parser = AccessFormat::parse)]
+    access_log_format: AccessFormat,
+}
+
+impl LogArgs {
+    fn config(self) -> LogConfig {
+        LogConfig {
+            file: self.log_file,
+            syslog: self.syslog,
+            access_format: self.access_log_format,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -220,9 +246,12 @@ struct ServeArgs {
     /// Seconds that requests in flight get after SIGTERM before the rest is closed.
     #[arg(long, value_parser = seconds, default_value = "30")]
     shutdown_timeout: Duration,
-    /// Log to this file (default: stderr, or syslog under --inetd).
-    #[arg(long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port; port 0
+    /// picks one). Off by default: bind it to loopback or a private address.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND,
     /// PATH=exec-binary:COMMAND. Repeatable. Upgrades there go to the WebSocket workers.
     #[arg(long = "ws", value_parser = Route::parse)]
@@ -352,7 +381,8 @@ impl ServeArgs {
                 worker: self.ws_limits.config(self.ws.clone()),
                 routes: self.ws,
             },
-            log_file: self.log_file,
+            log: self.log.config(),
+            metrics: self.metrics,
         })
     }
 }
@@ -506,7 +536,7 @@ fn main() -> ExitCode {
             },
             ctl_fds: a.ctl_fd,
             socket: a.socket,
-            log_file: a.log_file,
+            log: a.log.config(),
         }),
     };
     match result {
@@ -527,6 +557,26 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_internal_variable_is_read_as_a_setting() {
+        let cmd = command();
+        let mut names: Vec<String> = Vec::new();
+        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for a in c.get_arguments() {
+                if let Some(e) = a.get_env() {
+                    names.push(e.to_string_lossy().into_owned());
+                }
+            }
+        }
+        assert!(names.contains(&"HANDOFF_ROOT".to_string()));
+        for internal in app::INTERNAL_ENV {
+            assert!(
+                !names.iter().any(|n| n == internal),
+                "{internal} is also a setting"
+            );
+        }
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {
@@ -560,7 +610,7 @@ mod tests {
         };
         let cfg = serve.config().unwrap();
         let mut worker = vec!["handoff".to_string(), "ws-worker".into()];
-        worker.extend(cfg.ws.worker_args(None));
+        worker.extend(cfg.ws.worker_args(&cfg.log));
         let Some(Command::WsWorker(w)) = Cli::parse_from(worker).command else {
             panic!("not ws-worker");
         };

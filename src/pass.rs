@@ -41,7 +41,10 @@ enum Failed {
 
 /// Runs `handoff pass`: accepts and passes each connection over the wire format.
 pub fn run(cfg: PassConfig) -> io::Result<()> {
-    crate::log::init(crate::log::LogTarget::Stderr)?;
+    crate::log::init(
+        crate::log::LogTarget::Stderr,
+        crate::log::AccessFormat::default(),
+    )?;
     if cfg.to.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

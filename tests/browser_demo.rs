@@ -39,5 +39,5 @@ fn the_demo_page_shows_the_echo_in_headless_chromium() {
     if let Ok(keep) = std::env::var("KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
-    assert!(h.log().contains("101 0 (websocket /echo=echo"));
+    assert!(h.log().contains("\"GET /echo HTTP/1.1\" 101 -"));
 }

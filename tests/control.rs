@@ -95,10 +95,11 @@ fn serves_a_handed_over_connection_with_its_pre_read_bytes() {
     let all = read_to_close(&mut client);
     let (a, b) = (all.find("alpha").unwrap(), all.find("bravo").unwrap());
     assert!(a < b);
-    assert!(wait_until(Duration::from_secs(2), || c
-        .h
-        .log()
-        .contains("203.0.113.9:4444 \"GET /a.txt")));
+    assert!(wait_until(Duration::from_secs(2), || logged(
+        &c.h.log(),
+        "203.0.113.9 ",
+        "\"GET /a.txt"
+    )));
 }
 
 #[test]
@@ -386,15 +387,15 @@ fn takes_a_proxy_flagged_connection_with_its_header_in_data_or_already_read_into
     // The access line is written at the end of the loop's turn, which may
     // come just after the client has its answer.
     wait_until(Duration::from_secs(2), || {
-        c.h.log().contains("198.51.100.9:6000")
+        c.h.log().contains("198.51.100.9 - - [")
     });
     let log = c.h.log();
     assert!(
-        log.contains("203.0.113.7:5000 \"GET /a.txt HTTP/1.1\" 200"),
+        logged(&log, "203.0.113.7 ", "\"GET /a.txt HTTP/1.1\" 200"),
         "{log}"
     );
     assert!(
-        log.contains("198.51.100.9:6000 \"GET /b.txt HTTP/1.1\" 200"),
+        logged(&log, "198.51.100.9 ", "\"GET /b.txt HTTP/1.1\" 200"),
         "{log}"
     );
 }

@@ -20,7 +20,7 @@ fn inetd(syslog: &Path, args: &[&str]) -> (Child, UnixStream) {
     let child = Command::new(BIN)
         .args(["serve", "--inetd"])
         .args(args)
-        .env("HANDOFF_SYSLOG", syslog)
+        .env("HANDOFF_SYSLOG_SOCKET", syslog)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(Stdio::null())
@@ -181,4 +181,192 @@ fn on_the_journal_stream_lines_carry_their_priority_and_no_timestamp() {
     let _ = child.wait();
     let log = std::fs::read_to_string(&plain).unwrap();
     assert!(log.starts_with("20"), "{log}");
+}
+
+/// Sends a request with a Referer and a User-Agent and waits for its line.
+fn logged_request(h: &Handoff, file: &Path, path: &str) -> String {
+    let r = h.exchange(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nReferer: http://r.example/\"x\r\nUser-Agent: probe/1.0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(r.starts_with("HTTP/1.1 "), "{r}");
+    let mut line = String::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let log = std::fs::read_to_string(file).unwrap_or_default();
+            line = log
+                .lines()
+                .rfind(|l| l.contains(path))
+                .unwrap_or("")
+                .to_string();
+            !line.is_empty()
+        }),
+        "no line for {path}"
+    );
+    line
+}
+
+#[test]
+fn access_lines_come_in_the_common_combined_and_json_formats() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_arg(site.path());
+    // `[10/Oct/2000:13:55:36 +0000]`: 28 bytes between the brackets' ends.
+    let stamp = |l: &str| {
+        let (a, b) = (l.find('[').unwrap(), l.find(']').unwrap());
+        assert_eq!(b - a, 27, "{l}");
+        assert!(l[a..=b].ends_with(" +0000]"), "{l}");
+        l[..a].to_string() + "[]" + &l[b + 1..]
+    };
+
+    let file = dir.path().join("common.log");
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--log-file",
+        file.to_str().unwrap(),
+        "--access-log-format",
+        "common",
+    ]);
+    let line = logged_request(&h, &file, "/a.txt");
+    assert_eq!(
+        stamp(&line),
+        "127.0.0.1 - - [] \"GET /a.txt HTTP/1.1\" 200 6"
+    );
+    drop(h);
+
+    // combined is the default; the time is last, seconds and milliseconds.
+    let file = dir.path().join("combined.log");
+    let h = Handoff::start(&["--root", &root, "--log-file", file.to_str().unwrap()]);
+    let line = logged_request(&h, &file, "/missing");
+    let line = stamp(&line);
+    let (head, took) = line.rsplit_once(' ').unwrap();
+    assert_eq!(
+        head,
+        "127.0.0.1 - - [] \"GET /missing HTTP/1.1\" 404 14 \"http://r.example/\\\"x\" \"probe/1.0\""
+    );
+    let (s, ms) = took.split_once('.').unwrap();
+    assert!(
+        s.parse::<u64>().is_ok() && ms.len() == 3 && ms.parse::<u32>().is_ok(),
+        "{took}"
+    );
+    drop(h);
+
+    // json: checked by Python's json module, not by us.
+    let file = dir.path().join("json.log");
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--log-file",
+        file.to_str().unwrap(),
+        "--access-log-format",
+        "json",
+    ]);
+    let line = logged_request(&h, &file, "/b.txt");
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; o=json.loads(sys.argv[1]); print(o['client'], o['request'], o['status'], o['bytes'], o['referer'], o['user_agent'], type(o['request_time']).__name__, o['time'][-1], sorted(o))",
+            &line,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "127.0.0.1 GET /b.txt HTTP/1.1 200 6 http://r.example/\"x probe/1.0 float Z ['bytes', 'client', 'note', 'peer', 'referer', 'request', 'request_time', 'status', 'time', 'user_agent']"
+    );
+    drop(h);
+
+    // off: the error log only.
+    let file = dir.path().join("off.log");
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--log-file",
+        file.to_str().unwrap(),
+        "--access-log-format",
+        "off",
+    ]);
+    assert_eq!(h.get("/a.txt").status, 200);
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("serving files")
+    }));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("/a.txt"));
+}
+
+/// logrotate's way: move the file, signal, and the next lines go to a new
+/// file at the old path (the WebSocket worker's too: it takes SIGUSR1 as
+/// `systemctl kill -s USR1` sends it to every process of the unit).
+#[test]
+fn sigusr1_opens_the_log_file_again_after_it_was_moved() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handoff.log");
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--log-file",
+        file.to_str().unwrap(),
+        "--ws",
+        "/ws=echo",
+        "--ws-workers",
+        "1",
+    ]);
+    logged_request(&h, &file, "/a.txt");
+    let rotated = dir.path().join("handoff.log.1");
+    std::fs::rename(&file, &rotated).unwrap();
+    h.signal(nix::sys::signal::Signal::SIGUSR1);
+    for pid in children_of(h.pid() as i32) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
+    }
+    let line = logged_request(&h, &file, "/b.txt");
+    assert!(line.contains("\"GET /b.txt HTTP/1.1\" 200"), "{line}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/a.txt") && !old.contains("/b.txt"), "{old}");
+    // Still alive and serving, workers included.
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", h.addr)).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "hi");
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("\"GET /ws HTTP/1.1\" 101")
+    }));
+    assert!(!std::fs::read_to_string(&rotated).unwrap().contains("/ws"));
+}
+
+#[test]
+fn with_syslog_access_lines_go_to_syslog_as_info() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sock");
+    let syslog = UnixDatagram::bind(&path).unwrap();
+    let h = Handoff::start_env(
+        &[("HANDOFF_SYSLOG_SOCKET", path.to_str().unwrap())],
+        &["--root", &root_arg(site.path()), "--syslog"],
+    );
+    assert_eq!(h.get("/a.txt").status, 200);
+    let lines = collect(&syslog, |l| l.iter().any(|l| l.contains("/a.txt")));
+    let line = lines
+        .iter()
+        .find(|l| l.contains("/a.txt"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(
+        line.starts_with("<30>handoff[") && line.contains("]: 127.0.0.1 - - ["),
+        "{line}"
+    );
 }

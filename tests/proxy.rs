@@ -96,11 +96,11 @@ fn a_proxy_listener_takes_the_client_address_from_v1_and_v2_headers_and_closes_w
     assert!(closed_within(&mut s, Duration::from_secs(3)));
     let log = h.log();
     assert!(
-        log.contains("203.0.113.7:51258 \"GET /a.txt HTTP/1.1\" 200"),
+        logged(&log, "203.0.113.7 ", "\"GET /a.txt HTTP/1.1\" 200"),
         "{log}"
     );
     assert!(
-        log.contains("198.51.100.9:40000 \"GET /a.txt HTTP/1.1\" 200"),
+        logged(&log, "198.51.100.9 ", "\"GET /a.txt HTTP/1.1\" 200"),
         "{log}"
     );
     assert!(
@@ -244,11 +244,11 @@ backend to_unix
     let log = h.log();
     let from_client = log
         .lines()
-        .filter(|l| l.contains("127.0.0.2:") && l.contains("\"GET /a.txt HTTP/1.1\" 200"))
+        .filter(|l| l.starts_with("127.0.0.2 ") && l.contains("\"GET /a.txt HTTP/1.1\" 200"))
         .count();
     assert_eq!(from_client, 2, "{log}");
     assert!(
-        log.contains("127.0.0.2:") && log.contains("\"GET /env\" 101"),
+        logged(&log, "127.0.0.2 ", "\"GET /env HTTP/1.1\" 101"),
         "{log}"
     );
     assert!(

@@ -300,7 +300,7 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
     // Least-loaded placement spreads three clients over both workers.
     let logs = || h.log();
     assert!(wait_until(Duration::from_secs(2), || logs()
-        .matches("101 0 (websocket")
+        .matches("INFO handoff::ws::worker::ctl: websocket /")
         .count()
         == 3));
     for c in &mut clients {
@@ -333,8 +333,14 @@ fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
     let workers: std::collections::HashSet<String> = h
         .log()
         .lines()
-        .filter(|l| l.contains("101 0 (websocket"))
-        .filter_map(|l| l.split("worker=").nth(1).map(str::to_string))
+        .filter(|l| l.contains("INFO handoff::ws::worker::ctl: websocket /"))
+        .filter_map(|l| {
+            l.split("worker=")
+                .nth(1)?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(
         workers.len(),
@@ -518,7 +524,12 @@ fn a_worker_that_does_not_take_a_connection_in_time_is_killed_and_only_one_answe
     assert!(!pid_alive(before[0]), "the hung worker still runs");
     let rest = read_to_close(&mut s);
     assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
-    assert!(!h.log().contains("101 0 (websocket"), "{}", h.log());
+    assert!(
+        !h.log()
+            .contains("INFO handoff::ws::worker::ctl: websocket /"),
+        "{}",
+        h.log()
+    );
     // A new worker serves the next upgrade.
     assert!(wait_until(Duration::from_secs(3), || worker_pids(&h).len()
         == 1

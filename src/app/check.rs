@@ -86,7 +86,7 @@ pub fn check(cfg: &ServeConfig) -> io::Result<Vec<String>> {
             ));
         }
     }
-    if let Some(p) = &cfg.log_file {
+    if let Some(p) = &cfg.log.file {
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)

@@ -19,6 +19,7 @@ use lifecycle::{Go, Lifecycle};
 
 pub use crate::files::FileCache;
 pub use crate::intake::listen::{Listen, ListenSpec};
+pub use crate::log::AccessFormat;
 pub use crate::log::flush as flush_logs;
 pub use crate::pass::{PassConfig, run as pass};
 pub use crate::tls::CertFiles;
@@ -42,6 +43,11 @@ use crate::tls::{self, TlsMode};
 use crate::ws::pool::{self, PoolConfig};
 use crate::ws::upgrade as ws_upgrade;
 use crate::ws::worker::Worker;
+
+/// Variables of ours that are not settings: none may be the `HANDOFF_*`
+/// name of an option (app::settings), or it would be read as one.
+#[doc(hidden)]
+pub const INTERNAL_ENV: [&str; 3] = [upgrade::ENV_FD, upgrade::ENV_EXE, crate::log::SYSLOG_ENV];
 
 /// Everything `handoff serve` is told on its command line.
 pub struct ServeConfig {
@@ -72,10 +78,50 @@ pub struct ServeConfig {
     /// After SIGTERM, how long in-flight requests have before the rest is
     /// closed by force.
     pub shutdown_timeout: Duration,
-    /// Log to this file instead of stderr (under inetd: instead of syslog).
-    pub log_file: Option<PathBuf>,
+    /// Where the log goes and the access lines' format.
+    pub log: LogConfig,
+    /// Serve Prometheus metrics at `/metrics` on this address.
+    pub metrics: Option<std::net::SocketAddr>,
     /// WebSocket routes and their workers.
     pub ws: WsConfig,
+}
+
+/// Where a process logs, and in what format it writes access lines.
+#[derive(Clone, Debug, Default)]
+pub struct LogConfig {
+    /// Append to this file (opened again on SIGUSR1); else stderr (the
+    /// journal under systemd), or syslog under `--inetd` or `syslog`.
+    pub file: Option<PathBuf>,
+    /// The local syslog (/dev/log) rather than stderr.
+    pub syslog: bool,
+    /// How access lines are written.
+    pub access_format: AccessFormat,
+}
+
+impl LogConfig {
+    fn target(&self, inetd: bool) -> LogTarget {
+        match (&self.file, self.syslog || inetd) {
+            (Some(p), _) => LogTarget::File(p.clone()),
+            (None, true) => LogTarget::Syslog,
+            (None, false) => LogTarget::Stderr,
+        }
+    }
+
+    /// The flags that give a worker process the same.
+    fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--access-log-format".into(),
+            self.access_format.name().into(),
+        ];
+        if let Some(f) = &self.file {
+            a.push("--log-file".into());
+            a.push(f.display().to_string());
+        }
+        if self.syslog {
+            a.push("--syslog".into());
+        }
+        a
+    }
 }
 
 /// WebSocket paths and the workers that serve them.
@@ -98,7 +144,7 @@ pub struct WsConfig {
 
 impl WsConfig {
     /// Arguments that give a worker process the same routes and limits.
-    pub fn worker_args(&self, log_file: Option<&PathBuf>) -> Vec<String> {
+    pub fn worker_args(&self, log: &LogConfig) -> Vec<String> {
         let w = &self.worker;
         let mut a = Vec::new();
         for r in &self.routes {
@@ -117,10 +163,7 @@ impl WsConfig {
             "--ws-idle-timeout".into(),
             w.idle_timeout.as_secs_f64().to_string(),
         ]);
-        if let Some(f) = log_file {
-            a.push("--log-file".into());
-            a.push(f.display().to_string());
-        }
+        a.extend(log.args());
         a
     }
 }
@@ -252,12 +295,14 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     } else {
         None
     };
-    let log_target = match (&cfg.log_file, cfg.inetd) {
-        (Some(p), _) => LogTarget::File(p.clone()),
-        (None, true) => LogTarget::Syslog,
-        (None, false) => LogTarget::Stderr,
-    };
-    crate::log::init(log_target).map_err(|e| check::staged(Stage::Config, e))?;
+    crate::log::init(cfg.log.target(cfg.inetd), cfg.log.access_format)
+        .map_err(|e| check::staged(Stage::Config, e))?;
+    let mut metrics_line = None;
+    if let Some(addr) = cfg.metrics {
+        let local = crate::metrics::serve(addr).map_err(|e| check::staged(Stage::Bind, e))?;
+        tracing::info!(%local, "metrics at /metrics");
+        metrics_line = Some(format!("metrics on http://{local}/metrics"));
+    }
 
     let (root, whence) = check::root(&cfg)?;
     tracing::info!(root = %root.display(), from = whence, "serving files");
@@ -265,7 +310,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     if !cfg.ws.routes.is_empty() {
         ws_pool = Some(pool::start(PoolConfig {
             workers: cfg.ws.workers,
-            worker_args: cfg.ws.worker_args(cfg.log_file.as_ref()),
+            worker_args: cfg.ws.worker_args(&cfg.log),
             external: cfg.ws.external.clone(),
             ack_timeout: cfg.ws.ack_timeout,
         })?);
@@ -368,6 +413,10 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         ));
     }
     lines.extend(control_line);
+    // First: a reader may stop at the last "listening on" line.
+    if let Some(m) = metrics_line {
+        lines.insert(0, m);
+    }
     if !cfg.inetd {
         // Announcing is a courtesy: a closed stdout must not stop a server.
         let mut stdout = io::stdout().lock();
@@ -513,8 +562,8 @@ pub struct WorkerArgs {
     pub ctl_fds: Vec<i32>,
     /// Listen here for HTTP processes (`serve --ws-worker-socket`).
     pub socket: Option<PathBuf>,
-    /// Where to log; stderr when `None`.
-    pub log_file: Option<PathBuf>,
+    /// Where to log, and the access lines' format.
+    pub log: LogConfig,
 }
 
 /// `handoff ws-worker`: serves WebSocket connections handed over by HTTP
@@ -526,11 +575,7 @@ pub fn ws_worker(args: WorkerArgs) -> io::Result<()> {
     for raw in &args.ctl_fds {
         ctl.push(crate::sys::process::take_inherited_fd(*raw)?);
     }
-    let target = args
-        .log_file
-        .clone()
-        .map_or(LogTarget::Stderr, LogTarget::File);
-    crate::log::init(target)?;
+    crate::log::init(args.log.target(false), args.log.access_format)?;
     let mut worker = Worker::new(args.config)?;
     for fd in ctl {
         worker.add_ctl(fd)?;

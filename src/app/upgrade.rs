@@ -24,10 +24,10 @@ use crate::sys::{self, fdpass};
 use crate::tls::TlsMode;
 
 /// The fd number of the channel, in the new process.
-const ENV_FD: &str = "HANDOFF_UPGRADE_FD";
+pub(crate) const ENV_FD: &str = "HANDOFF_UPGRADE_FD";
 /// The binary to start instead of the one at our path (an upgrade to a
 /// binary elsewhere; tests start one that fails).
-const ENV_EXE: &str = "HANDOFF_UPGRADE_EXE";
+pub(crate) const ENV_EXE: &str = "HANDOFF_UPGRADE_EXE";
 
 /// What to start: the path this process was started from, read at start
 /// (after a package replaces the file, `/proc/self/exe` names the old,

@@ -100,6 +100,7 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::
                     }
                 };
                 if !cfg.allowed_uids.contains(&uid) {
+                    crate::metrics::inc(crate::metrics::M::ControlRefusedPeer);
                     tracing::warn!(uid, pid, "control peer refused: uid not allowed");
                     reply(
                         &conn,
@@ -111,6 +112,7 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::
                     continue;
                 }
                 if peers.load(Ordering::Relaxed) >= cfg.max_peers {
+                    crate::metrics::inc(crate::metrics::M::ControlRefusedPeer);
                     tracing::warn!(uid, pid, "control peer refused: too many peers");
                     reply(&conn, &Message::refuse(0, "too many control peers"));
                     continue;
@@ -171,8 +173,22 @@ pub(crate) fn serve_peer(conn: &OwnedFd, cfg: &ControlConfig, loops: &Loops) {
             cfg,
             loops,
         ) {
-            Ok(id) => Message::ack(id),
+            Ok(id) => {
+                crate::metrics::inc(crate::metrics::M::ControlTaken);
+                Message::ack(id)
+            }
             Err((id, why)) => {
+                use crate::metrics::M;
+                crate::metrics::inc(if why.contains("stopping") {
+                    M::ControlRefusedStopping
+                } else if why.contains("fd")
+                    || why.contains("ancillary")
+                    || why.contains("truncated")
+                {
+                    M::ControlRefusedFd
+                } else {
+                    M::ControlRefusedOther
+                });
                 tracing::warn!(id, "handoff refused: {why}");
                 Message::refuse(id, why)
             }

@@ -106,7 +106,10 @@ impl Listeners {
         }
         for _ in 0..limit {
             match sys::accept(l.fd.as_fd()) {
-                Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.framing)),
+                Ok((fd, peer)) => {
+                    crate::metrics::inc(crate::metrics::M::AcceptedListener);
+                    out.push(Socket::accepted(fd, peer, l.unix, l.framing))
+                }
                 Err(e) if would_block(&e) => {
                     l.ready = false;
                     return;
@@ -129,7 +132,10 @@ impl Listeners {
         for l in self.list.iter().flatten() {
             while out.len() < room {
                 match sys::accept(l.fd.as_fd()) {
-                    Ok((fd, peer)) => out.push(Socket::accepted(fd, peer, l.unix, l.framing)),
+                    Ok((fd, peer)) => {
+                        crate::metrics::inc(crate::metrics::M::AcceptedListener);
+                        out.push(Socket::accepted(fd, peer, l.unix, l.framing))
+                    }
                     Err(_) => break,
                 }
             }

@@ -17,7 +17,7 @@ impl Server {
     /// anything but a stream socket is refused. Adopted fds are made
     /// non-blocking and close-on-exec.
     pub fn add_socket(&mut self, sock: impl Into<Socket>) -> io::Result<Added> {
-        self.adopt(sock.into(), &[])
+        self.adopt(sock.into(), &[], true)
     }
 
     /// Adds a connected socket from which `pre_read` was already read: those
@@ -28,10 +28,28 @@ impl Server {
             let e = "add_stream takes a connected socket";
             return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
         }
-        self.adopt(sock, pre_read)
+        self.adopt(sock, pre_read, true)
     }
 
-    pub(super) fn adopt(&mut self, mut sock: Socket, pre_read: &[u8]) -> io::Result<Added> {
+    /// `handed`: given by a caller (counted as such); else accepted here.
+    pub(super) fn adopt(
+        &mut self,
+        sock: Socket,
+        pre_read: &[u8],
+        handed: bool,
+    ) -> io::Result<Added> {
+        use crate::metrics::{M, inc};
+        let added = self.adopt_counted(sock, pre_read);
+        match (&added, handed) {
+            (Ok(Added::Connection | Added::Queued), true) => inc(M::AcceptedHanded),
+            (Err(_), true) => inc(M::RefusedHanded),
+            (Err(_), false) => inc(M::RefusedListener),
+            _ => {}
+        }
+        added
+    }
+
+    fn adopt_counted(&mut self, mut sock: Socket, pre_read: &[u8]) -> io::Result<Added> {
         if self.admission.closed {
             return Err(io::Error::other("server is closed"));
         }
@@ -76,8 +94,6 @@ impl Server {
         Ok(Added::Connection)
     }
 
-    /// Serves a connection in a slot already reserved, which is given back
-    /// if it cannot be served.
     /// Serves a connection in a slot already reserved (given back if it
     /// cannot be served).
     pub(super) fn serve(
@@ -126,7 +142,7 @@ impl Server {
 
     fn adopt_all(&mut self, mut got: Vec<Socket>, what: &str) -> Vec<Socket> {
         for sock in got.drain(..) {
-            if let Err(e) = self.adopt(sock, &[]) {
+            if let Err(e) = self.adopt(sock, &[], false) {
                 tracing::warn!("dropping {what}: {e}");
             }
         }

@@ -176,7 +176,10 @@ impl Connection {
     /// Logs why the connection broke, at the level its kind deserves.
     pub(super) fn log_close(&self, why: &Broken) {
         match why {
-            Broken::Tls(_) => tracing::info!(peer = %self.engine.peer(), "closing: {why}"),
+            Broken::Tls(_) => {
+                crate::metrics::inc(crate::metrics::M::TlsFailures);
+                tracing::info!(peer = %self.engine.peer(), "closing: {why}")
+            }
             // The front should have sent one: worth a warning.
             Broken::Proxy(_) => tracing::warn!(peer = %self.engine.peer(), "closing: {why}"),
             Broken::Io(..) => tracing::debug!(peer = %self.engine.peer(), "closing: {why}"),

@@ -222,6 +222,7 @@ impl Connections {
             generation: self.next_gen,
             timer_at: None,
         }));
+        crate::metrics::inc(crate::metrics::M::Opened);
         self.load.store(self.entries.len(), Ordering::Relaxed);
         Ok(token)
     }
@@ -236,6 +237,7 @@ impl Connections {
         shared: &mut Shared,
     ) -> Option<Connection> {
         let c = self.entries.try_remove(token)?;
+        crate::metrics::inc(crate::metrics::M::Closed);
         self.load.store(self.entries.len(), Ordering::Relaxed);
         self.unreserve();
         let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
@@ -345,7 +347,17 @@ impl Connections {
             }
             let mut ctx = shared.ctx(None);
             let conn = c.engine.busy(ctx.spare, now);
-            match conn.on_timeout(now, &mut ctx) {
+            let expired = conn.on_timeout(now, &mut ctx);
+            if let Some(e) = &expired {
+                use crate::metrics::{M, inc};
+                inc(match e {
+                    Expired::Idle => M::CutIdle,
+                    Expired::Request => M::CutRequest,
+                    Expired::Write => M::CutWrite,
+                    Expired::Linger => M::CutLinger,
+                });
+            }
+            match expired {
                 Some(Expired::Write | Expired::Linger) => {
                     tracing::debug!(peer = %conn.peer(), "deadline passed; closing");
                     drop(self.remove(registry, token, shared));

@@ -177,7 +177,7 @@ pub(super) fn deliver(server: &mut super::Server) {
         let r = if server.shared.draining {
             Err(io::Error::other("shutting down"))
         } else {
-            server.adopt(m.socket, &m.pre_read)
+            server.adopt(m.socket, &m.pre_read, true)
         };
         if let Some(reply) = m.reply {
             let _ = reply.send(r);

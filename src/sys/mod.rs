@@ -360,6 +360,26 @@ pub(crate) fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
     )
 }
 
+/// A blocking TCP listener with `SO_REUSEPORT` too, for a socket that is
+/// not handed over on an upgrade (the metrics endpoint): the new process
+/// binds it beside the old one, which closes its own when it exits.
+pub(crate) fn listen_tcp_shared(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket::{Backlog, SockFlag, SockType};
+    let family = if addr.is_ipv4() {
+        socket::AddressFamily::Inet
+    } else {
+        socket::AddressFamily::Inet6
+    };
+    let fd =
+        socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(errno)?;
+    socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true).map_err(errno)?;
+    socket::setsockopt(&fd, socket::sockopt::ReusePort, &true).map_err(errno)?;
+    socket::bind(fd.as_raw_fd(), &socket::SockaddrStorage::from(addr))
+        .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {addr}: {e}")))?;
+    socket::listen(&fd, Backlog::new(64).map_err(errno)?).map_err(errno)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 /// A Unix stream listener at `path` (which must not exist).
 pub(crate) fn listen_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
     let addr = socket::UnixAddr::new(path).map_err(errno)?;

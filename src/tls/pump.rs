@@ -91,9 +91,13 @@ pub(crate) fn feed_records(
 /// Processes received records; on a TLS error, sends the alert rustls
 /// queued (best effort) and reports why.
 fn process(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> Result<(), Failed> {
+    let was = t.is_handshaking();
     if let Err(e) = t.process_new_packets() {
         let _ = t.write_tls(&mut FdIo(fd));
         return Err(Failed::Tls(e));
+    }
+    if was && !t.is_handshaking() {
+        crate::metrics::inc(crate::metrics::M::TlsHandshakes);
     }
     Ok(())
 }

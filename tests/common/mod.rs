@@ -405,3 +405,10 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// Whether the log has an access line from `client` (its start, the
+/// Combined Log Format's host field and a space) that contains `has`.
+pub fn logged(log: &str, client: &str, has: &str) -> bool {
+    log.lines()
+        .any(|l| l.starts_with(client) && l.contains(has))
+}

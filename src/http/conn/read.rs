@@ -28,9 +28,10 @@ impl Conn {
         }
         if let Reading::Idle = self.state.reading {
             self.state.busy();
-            if self.served > 0 {
-                self.phase_at = now;
-            }
+            // The request's first byte: later requests' head deadline runs
+            // from here (the first's from the accept), and the access
+            // log's request time for all.
+            self.phase_at = now;
         }
         let data = &self.rbuf[self.start..self.end];
         match head::parse(data, &mut self.scanned, ctx.limits, &mut self.head) {

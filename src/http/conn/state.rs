@@ -42,8 +42,8 @@ pub(super) struct Deferred {
     pub(super) id: u64,
     pub(super) st: Stepwise,
     pub(super) since: Instant,
-    /// The request line, for the access log.
-    pub(super) line: String,
+    /// What the access line repeats of the request.
+    pub(super) seen: crate::log::Seen,
 }
 
 pub(super) enum Writing {
@@ -320,7 +320,7 @@ mod tests {
                     id: 1,
                     st: Stepwise::new(false, 1, true),
                     since: now,
-                    line: String::new(),
+                    seen: crate::log::Seen::default(),
                 })),
                 "hand-off" => Writing::HandOff { head: Vec::new() },
                 "lingering" => Writing::Lingering { until: now },

@@ -365,6 +365,7 @@ impl PoolLoop {
         msg.head = h.head;
         msg.data = h.rest;
         if let Err((why, mut fds)) = self.give(msg, vec![h.socket], true, None) {
+            crate::metrics::inc(crate::metrics::M::WsRefusedBusy);
             answer_503(fds.remove(0), why);
         }
     }
@@ -442,6 +443,7 @@ impl PoolLoop {
             match msg.kind() {
                 Kind::Ack => {
                     if let Some(p) = self.pending.remove(&msg.id) {
+                        crate::metrics::inc(crate::metrics::M::WsHandedOff);
                         self.workers[p.worker].inflight -= 1;
                         self.workers[p.worker].load += 1; // until its LOAD says otherwise
                         self.answer_link(p.link_id, Message::ack(0));
@@ -449,6 +451,7 @@ impl PoolLoop {
                 }
                 Kind::Refuse => {
                     if let Some(p) = self.pending.remove(&msg.id) {
+                        crate::metrics::inc(crate::metrics::M::WsRefusedFailed);
                         self.workers[p.worker].inflight -= 1;
                         let why = msg.reason.as_deref().unwrap_or("refused by the worker");
                         if let Some(fd) = p.fd {
@@ -500,6 +503,7 @@ impl PoolLoop {
         for id in lost {
             if let Some(p) = self.pending.remove(&id) {
                 if ours_alone {
+                    crate::metrics::inc(crate::metrics::M::WsRefusedFailed);
                     if let Some(fd) = p.fd {
                         answer_503(fd, "the WebSocket worker died");
                     }
@@ -530,6 +534,7 @@ impl PoolLoop {
             w.backoff = FIRST_BACKOFF;
         }
         w.restart_at = Some(now + w.backoff);
+        crate::metrics::inc(crate::metrics::M::WorkerRestarts);
         tracing::error!(
             worker = i,
             status = status.as_deref().unwrap_or("-"),

@@ -207,7 +207,20 @@ impl Worker {
             self.cfg.routes[route],
             std::process::id()
         );
-        crate::log::access(&peer, &format_args!("GET {target}"), Some(101), 0, &note);
+        tracing::info!(peer = %peer, "{note}");
+        if crate::log::access_on() {
+            let line = format!("GET {target} HTTP/1.1");
+            // The HTTP process sends the peer as text.
+            let addr = match peer.parse() {
+                Ok(a) => crate::sys::Addr::Inet(a),
+                Err(_) if peer.starts_with("unix") => crate::sys::Addr::Unix(None),
+                Err(_) => crate::sys::Addr::Unknown,
+            };
+            crate::log::Access::bare(&addr, Some(&line))
+                .status(Some(101), 0)
+                .note(&note)
+                .log();
+        }
         // The client's first frames may have come with the upgrade.
         self.drive(token);
         Ok(())

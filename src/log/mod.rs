@@ -8,13 +8,18 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::{Level, Metadata};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+mod access;
+pub use access::AccessFormat;
+pub(crate) use access::{Access, Seen, on as access_on};
 
 /// Past this many buffered bytes a turn's log is written early.
 const FLUSH_AT: usize = 64 * 1024;
@@ -38,12 +43,14 @@ pub(crate) enum LogTarget {
     /// Appended to a file.
     File(PathBuf),
     /// To the local syslog (journald provides it too) at /dev/log, or at
-    /// `HANDOFF_SYSLOG`, one datagram a line with its priority (facility
+    /// `HANDOFF_SYSLOG_SOCKET`, one datagram a line with its priority (facility
     /// daemon). Under inetd stderr is the client's socket.
     Syslog,
 }
 
-/// Where syslog lines go unless `HANDOFF_SYSLOG` says otherwise.
+/// The variable naming another syslog socket (tests use it).
+pub(crate) const SYSLOG_ENV: &str = "HANDOFF_SYSLOG_SOCKET";
+/// Where syslog lines go unless `HANDOFF_SYSLOG_SOCKET` says otherwise.
 const SYSLOG_PATH: &str = "/dev/log";
 /// Facility `daemon` (3), shifted as RFC 5424 §6.2.1 says.
 const DAEMON: u8 = 3 << 3;
@@ -104,11 +111,24 @@ impl Syslog {
 enum Sink {
     Stderr,
     Journal,
-    File(Mutex<std::fs::File>),
+    /// The path too, to open it again after SIGUSR1.
+    File(PathBuf, Mutex<std::fs::File>),
     Syslog(Mutex<Syslog>),
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Set by SIGUSR1: the log file is opened again (by path) before the next
+/// write, logrotate's `postrotate` convention. Checked at a write, not in
+/// the handler: opening a file is not async-signal-safe.
+static REOPEN: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+fn open_log(path: &std::path::Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
 
 fn sink() -> &'static Sink {
     SINK.get().unwrap_or(&Sink::Stderr)
@@ -119,8 +139,23 @@ fn emit(data: &[u8]) {
         Sink::Stderr | Sink::Journal => {
             let _ = io::stderr().write_all(data);
         }
-        Sink::File(f) => {
-            let _ = f.lock().unwrap_or_else(|e| e.into_inner()).write_all(data);
+        Sink::File(path, f) => {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            if REOPEN.swap(false, Ordering::Relaxed) {
+                // A failure keeps the old file: lines still go somewhere,
+                // and the reason goes there too.
+                match open_log(path) {
+                    Ok(new) => *f = new,
+                    Err(e) => {
+                        let _ = writeln!(
+                            f,
+                            "handoff: cannot reopen {}: {e}; writing on to the old file",
+                            path.display()
+                        );
+                    }
+                }
+            }
+            let _ = f.write_all(data);
         }
         Sink::Syslog(s) => {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,6 +194,11 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
+    /// The writer of access lines (info, as the journal and syslog see them).
+    pub(crate) fn access() -> LogWriter {
+        LogWriter { level: Level::INFO }
+    }
+
     /// The event's text, each line prefixed as its destination wants.
     fn framed(&self, data: &[u8]) -> Option<Vec<u8>> {
         let prefix = match sink() {
@@ -233,48 +273,19 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(d) && ino.parse() == Ok(i)
 }
 
-/// The one access-line format, for every outcome:
-/// `PEER "REQUEST LINE" STATUS BYTES` and, where there is more to say,
-/// ` (NOTE)`. `-` stands for a request line not parsed (a refusal) or a
-/// status not ours to give (a hand-off: the worker answers).
-pub(crate) fn access(
-    peer: &dyn std::fmt::Display,
-    line: &dyn std::fmt::Display,
-    status: Option<u16>,
-    sent: u64,
-    note: &str,
-) {
-    struct Status(Option<u16>);
-    impl std::fmt::Display for Status {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match self.0 {
-                Some(s) => write!(f, "{s}"),
-                None => f.write_str("-"),
-            }
-        }
-    }
-    let status = Status(status);
-    if note.is_empty() {
-        tracing::info!(target: "handoff::access", "{peer} \"{line}\" {status} {sent}");
-    } else {
-        tracing::info!(target: "handoff::access", "{peer} \"{line}\" {status} {sent} ({note})");
-    }
-}
-
 /// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
 /// access line per request under the target `handoff::access`).
-pub(crate) fn init(target: LogTarget) -> io::Result<()> {
+pub(crate) fn init(target: LogTarget, format: AccessFormat) -> io::Result<()> {
+    access::set_format(format);
     let sink = match target {
         LogTarget::Stderr if stderr_is_journal() => Sink::Journal,
         LogTarget::Stderr => Sink::Stderr,
-        LogTarget::File(p) => Sink::File(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?,
-        )),
+        LogTarget::File(p) => {
+            let f = open_log(&p)?;
+            Sink::File(p, Mutex::new(f))
+        }
         LogTarget::Syslog => {
-            let path = std::env::var_os("HANDOFF_SYSLOG")
+            let path = std::env::var_os(SYSLOG_ENV)
                 .map_or_else(|| PathBuf::from(SYSLOG_PATH), PathBuf::from);
             Sink::Syslog(Mutex::new(Syslog {
                 sock: Syslog::connect(&path),
@@ -285,6 +296,10 @@ pub(crate) fn init(target: LogTarget) -> io::Result<()> {
         }
     };
     let _ = SINK.set(sink);
+    // Every process that logs takes SIGUSR1 (whose default would kill it),
+    // whatever its sink: `systemctl kill -s USR1 handoff` reaches the
+    // workers too.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&REOPEN))?;
     let stamped = !matches!(self::sink(), Sink::Journal | Sink::Syslog(_));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()
