@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=.cache/systemd-root
-if [ -x "$root/lib/systemd/systemd" ] && [ -e "$root/.complete" ]; then
+# man-db: the package test renders the installed man page in the root.
+packages=systemd,systemd-sysv,dbus,procps,curl,python3,man-db
+# Built again when the list changes (.complete holds the list it was made with).
+if [ -x "$root/lib/systemd/systemd" ] && [ "$(cat "$root/.complete" 2>/dev/null)" = "$packages" ]; then
     exit 0
 fi
 # The mirror apt already uses on this machine.
@@ -17,9 +20,9 @@ mirror=${mirror:-http://deb.debian.org/debian}
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 rm -rf "$root"
 mkdir -p .cache
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,curl,python3 \
+debootstrap --variant=minbase --include="$packages" \
     "$suite" "$root" "$mirror" >.cache/debootstrap.log 2>&1 \
     || { tail -n 30 .cache/debootstrap.log >&2; exit 1; }
 # No getty or network setup to wait for in a test container.
 rm -f "$root"/etc/systemd/system/getty.target.wants/* 2>/dev/null || true
-touch "$root/.complete"
+echo "$packages" >"$root/.complete"

@@ -32,6 +32,10 @@ command -v fish >/dev/null || missing+=(fish)
 # The demo page is tested in Debian's Chromium, driven by playwright-core.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs npm)
+# The packages: lintian checks the .deb, rpm reads the .rpm
+# (scripts/package.sh, tests/systemd.rs installs the .deb).
+command -v lintian >/dev/null || missing+=(lintian)
+command -v rpm >/dev/null || missing+=(rpm)
 # A real systemd booted in a container (tests/systemd.rs).
 { command -v debootstrap && command -v systemd-nspawn && command -v nsenter; } >/dev/null \
     || missing+=(debootstrap systemd-container util-linux)
@@ -77,6 +81,10 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
+echo "== packages (scripts/package.sh): .deb, .rpm, lintian"
+# Before the tests: tests/systemd.rs installs the .deb in a clean root.
+bash scripts/package.sh
+rpm -qlp target/generate-rpm/handoff-*.rpm | grep -qx /usr/bin/handoff
 echo "== cargo test"
 # Integration tests start servers; two test threads keep a 2-core machine
 # responsive enough that deadline tests measure the server, not the load.

@@ -260,8 +260,10 @@ fn escape(out: &mut String, text: &[u8], json: bool) {
 
 fn host(out: &mut String, peer: &Addr) {
     match peer {
+        // A v4 client on a dual-stack socket as v4 (`::ffff:1.2.3.4` is
+        // 1.2.3.4), as log analysers and fail2ban expect it.
         Addr::Inet(a) => {
-            let _ = write!(out, "{}", a.ip());
+            let _ = write!(out, "{}", a.ip().to_canonical());
         }
         Addr::Unix(_) => out.push_str("unix"),
         Addr::Unknown => out.push('-'),
@@ -441,6 +443,13 @@ mod tests {
             "{j}"
         );
         assert_eq!(j.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn writes_a_v4_client_of_a_dual_stack_socket_as_v4() {
+        let peer = Addr::Inet("[::ffff:192.0.2.7]:80".parse().unwrap());
+        let a = Access::bare(&peer, Some(&"GET / HTTP/1.1")).status(Some(200), 5);
+        assert!(line(AccessFormat::Common, &a).starts_with("192.0.2.7 - - ["));
     }
 
     #[test]
