@@ -423,7 +423,22 @@ Reload the TLS certificates; a broken file keeps the old ones.
 \fBSIGUSR2\fR
 Replace the binary with the one now at its path, moving listeners,
 connections and WebSocket sessions (as \fBhandoff upgrade\fR).
+.TP
+\fBSIGUSR1\fR
+Open the log file again (after logrotate moved it); every handoff process
+takes it (\fBsystemctl kill -s USR1 handoff\fR).
+.SH ENVIRONMENT
+Each option of \fBserve\fR and \fBcheck\fR is also a variable:
+\fBHANDOFF_\fR and its long name in capitals, \fB-\fR as \fB_\fR
+(\fBHANDOFF_MAX_BODY\fR). A flag wins over its variable, and a variable
+over the \fB--config\fR file.
 .SH FILES
+.TP
+\fI/etc/handoff/handoff.toml\fR
+The settings of handoff.service (\fB--config\fR): each key a long option.
+.TP
+\fI/etc/default/handoff\fR
+Its HANDOFF_* variables (\fBEnvironmentFile=\fR).
 .TP
 \fI/usr/share/handoff/site\fR
 The demo site, served when no \fB--root\fR is given.

@@ -370,7 +370,39 @@ fn deb() -> Vec<u8> {
 /// Accept=yes instances.
 #[test]
 fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
-    let c = Container::boot_with(&[("handoff.deb", &deb())], false);
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let c = Container::boot_with(
+        &[
+            ("handoff.deb", &deb()),
+            ("cert.pem", &std::fs::read(&cert).unwrap()),
+            ("key.pem", &std::fs::read(&key).unwrap()),
+        ],
+        false,
+    );
     c.ok("dpkg -i /opt/pkg/handoff.deb");
     // What the package made: a system user, /run/handoff, a conffile.
     c.ok("getent passwd handoff && test -d /run/handoff && dpkg-query -W -f='${Conffiles}' handoff | grep -q /etc/handoff/handoff.toml");
@@ -463,6 +495,19 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
         .parse()
         .unwrap();
     assert_eq!(n, 1);
+    // HTTPS with a key only root may read, given as a credential.
+    c.ok("mkdir -p /etc/handoff/tls && cp /opt/pkg/cert.pem /opt/pkg/key.pem /etc/handoff/tls/ && chmod 600 /etc/handoff/tls/key.pem");
+    c.ok("printf '[Service]\nLoadCredential=tls.crt:/etc/handoff/tls/cert.pem\nLoadCredential=tls.key:/etc/handoff/tls/key.pem\n' > /etc/systemd/system/handoff.service.d/tls.conf");
+    c.ok("printf 'tls-cert = [\"/run/credentials/handoff.service/tls.crt\"]\ntls-key = [\"/run/credentials/handoff.service/tls.key\"]\n' >> /etc/handoff/handoff.toml");
+    let r = c.sh("systemctl daemon-reload && systemctl stop handoff.service && systemctl enable --now handoff-https.socket && systemctl start handoff.service");
+    assert!(r.status.success(), "{}", c.ok("journalctl -q --no-pager -o cat -u handoff.service -u handoff-https.socket | tail -n 15"));
+    let https = c.ok("curl -sf --cacert /opt/pkg/cert.pem --resolve localhost:8443:127.0.0.1 https://localhost:8443/hello.txt");
+    assert!(https.contains("handoff"), "{https}");
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/hello.txt")
+            .contains("handoff")
+    );
+
     // The access line, in the journal, in the Combined Log Format.
     let log = c.ok("journalctl -q --no-pager -o cat -u handoff.service");
     assert!(
