@@ -194,18 +194,27 @@ impl<'a> Access<'a> {
             let mut l = l.borrow_mut();
             let (out, scratch) = &mut *l;
             out.clear();
-            render(f, self, SystemTime::now(), out, scratch);
+            let now = TURN_TIME.with(|c| c.get()).unwrap_or_else(SystemTime::now);
+            render(f, self, now, out, scratch);
             let _ = super::LogWriter::access().write_all(out.as_bytes());
         });
     }
 }
 
 thread_local! {
+    /// The wall clock as the event loop read it at the start of its turn
+    /// (`set_turn_time`); threads without one read the clock per line.
+    static TURN_TIME: std::cell::Cell<Option<SystemTime>> = const { std::cell::Cell::new(None) };
     /// The line being made and a scratch string (the request line is
     /// formatted there before it is escaped), reused line after line.
     static LINE: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
     /// The bracketed time, made once a second.
     static STAMP: RefCell<(u64, String, String)> = const { RefCell::new((u64::MAX, String::new(), String::new())) };
+}
+
+/// Sets this thread's clock for access lines (the loop, once a turn).
+pub(crate) fn set_turn_time(t: SystemTime) {
+    TURN_TIME.with(|c| c.set(Some(t)));
 }
 
 /// `10/Oct/2000:13:55:36 +0000` and `2000-10-10T13:55:36Z` for `t`,
@@ -243,6 +252,15 @@ fn with_stamp<R>(t: SystemTime, f: impl FnOnce(&str, &str) -> R) -> R {
 /// `\\`, `\xHH`) or a JSON string (`\"`, `\\`, `\u00HH`; bytes past ASCII
 /// are taken as Latin-1, as HTTP's obs-text was).
 fn escape(out: &mut String, text: &[u8], json: bool) {
+    // Nearly always nothing to escape: one copy.
+    if text
+        .iter()
+        .all(|&b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    {
+        // Printable ASCII is UTF-8.
+        out.push_str(std::str::from_utf8(text).unwrap_or_default());
+        return;
+    }
     for &b in text {
         match b {
             b'"' => out.push_str("\\\""),

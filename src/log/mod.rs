@@ -19,7 +19,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 mod access;
 pub use access::AccessFormat;
-pub(crate) use access::{Access, Seen, on as access_on};
+pub(crate) use access::{Access, Seen, on as access_on, set_turn_time};
 
 /// Past this many buffered bytes a turn's log is written early.
 const FLUSH_AT: usize = 64 * 1024;

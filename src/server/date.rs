@@ -11,6 +11,8 @@ pub(super) struct DateCache {
 impl DateCache {
     pub(super) fn refresh(&mut self) {
         let now = SystemTime::now();
+        // The access log's clock for this turn: one clock read, not one a line.
+        crate::log::set_turn_time(now);
         let secs = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
