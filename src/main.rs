@@ -477,19 +477,20 @@ fn parse() -> Result<Cli, (String, ExitCode)> {
     use clap::FromArgMatches;
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let done = |m: &clap::ArgMatches| Cli::from_arg_matches(m).map_err(|e| e.exit());
-    let m = command().get_matches_from(&argv);
+    let cli = command();
+    let m = cli.clone().get_matches_from(&argv);
     let (cmd, sub) = match m.subcommand() {
-        Some((name @ ("serve" | "check"), sub)) => (command().find_subcommand(name).cloned(), sub),
+        Some((name @ ("serve" | "check"), sub)) => (cli.find_subcommand(name), sub),
         Some(_) => return done(&m),
-        None => (Some(command()), &m),
+        None => (Some(&cli), &m),
     };
     let (Some(cmd), Some(path)) = (cmd, sub.get_one::<PathBuf>("config")) else {
         return done(&m);
     };
     let config = |e: String| (e, ExitCode::from(EXIT_CONFIG));
-    let extra = app::settings::file_args(path, &cmd, sub).map_err(|e| config(e.0))?;
+    let extra = app::settings::file_args(path, cmd, sub).map_err(|e| config(e.0))?;
     argv.extend(extra);
-    match command().try_get_matches_from(&argv) {
+    match cli.try_get_matches_from(&argv) {
         Ok(m) => done(&m),
         // The command line alone parsed: what fails now came from the file.
         Err(e) => {

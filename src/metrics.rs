@@ -191,6 +191,11 @@ thread_local! {
 
 /// Adds `n` to `m` in this thread's block.
 pub(crate) fn add(m: M, n: u64) {
+    add_all(&[(m, n)])
+}
+
+/// Adds to several counters with one look-up of this thread's block.
+fn add_all(counts: &[(M, u64)]) {
     MINE.with(|b| {
         let b = b.get_or_init(|| {
             let b = Arc::new(Block(std::array::from_fn(|_| AtomicU64::new(0))));
@@ -201,8 +206,10 @@ pub(crate) fn add(m: M, n: u64) {
             b
         });
         // Only this thread writes its block: no read-modify-write needed.
-        let c = &b.0[m as usize];
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        for &(m, n) in counts {
+            let c = &b.0[m as usize];
+            c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        }
     });
 }
 
@@ -221,10 +228,7 @@ pub(crate) fn answered(status: Option<u16>, bytes: u64) {
         Some(_) => M::Status5xx,
         None => M::StatusNone,
     };
-    inc(m);
-    if bytes > 0 {
-        add(M::BodyBytes, bytes);
-    }
+    add_all(&[(m, 1), (M::BodyBytes, bytes)]);
 }
 
 /// Every series summed over the threads.

@@ -213,6 +213,16 @@ fn access_lines_come_in_the_common_combined_and_json_formats() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
     let root = root_arg(site.path());
+    let start = |file: &Path, format: &str| {
+        Handoff::start(&[
+            "--root",
+            &root,
+            "--log-file",
+            file.to_str().unwrap(),
+            "--access-log-format",
+            format,
+        ])
+    };
     // `[10/Oct/2000:13:55:36 +0000]`: 28 bytes between the brackets' ends.
     let stamp = |l: &str| {
         let (a, b) = (l.find('[').unwrap(), l.find(']').unwrap());
@@ -222,14 +232,7 @@ fn access_lines_come_in_the_common_combined_and_json_formats() {
     };
 
     let file = dir.path().join("common.log");
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--log-file",
-        file.to_str().unwrap(),
-        "--access-log-format",
-        "common",
-    ]);
+    let h = start(&file, "common");
     let line = logged_request(&h, &file, "/a.txt");
     assert_eq!(
         stamp(&line),
@@ -256,14 +259,7 @@ fn access_lines_come_in_the_common_combined_and_json_formats() {
 
     // json: checked by Python's json module, not by us.
     let file = dir.path().join("json.log");
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--log-file",
-        file.to_str().unwrap(),
-        "--access-log-format",
-        "json",
-    ]);
+    let h = start(&file, "json");
     let line = logged_request(&h, &file, "/b.txt");
     let py = Command::new("python3")
         .args([
@@ -286,14 +282,7 @@ fn access_lines_come_in_the_common_combined_and_json_formats() {
 
     // off: the error log only.
     let file = dir.path().join("off.log");
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--log-file",
-        file.to_str().unwrap(),
-        "--access-log-format",
-        "off",
-    ]);
+    let h = start(&file, "off");
     assert_eq!(h.get("/a.txt").status, 200);
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&file)

@@ -83,6 +83,16 @@ pub(crate) fn on() -> bool {
         && tracing::enabled!(target: "handoff::access", tracing::Level::INFO)
 }
 
+/// The Referer and User-Agent, looked up only where the format writes
+/// them (combined, json).
+fn client_fields<'a>(req: &Request<'a>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+    if matches!(format(), AccessFormat::Combined | AccessFormat::Json) {
+        (req.header_bytes("referer"), req.header_bytes("user-agent"))
+    } else {
+        (None, None)
+    }
+}
+
 /// What a request said that its access line repeats, kept where the line
 /// is written later than the request is seen (a deferred response).
 #[derive(Default)]
@@ -95,16 +105,11 @@ pub(crate) struct Seen {
 
 impl Seen {
     pub(crate) fn of(req: &Request<'_>, line: &dyn std::fmt::Display, began: Instant) -> Seen {
-        let wants = matches!(format(), AccessFormat::Combined | AccessFormat::Json);
-        let keep = |name| {
-            wants
-                .then(|| req.header_bytes(name).map(Box::from))
-                .flatten()
-        };
+        let (referer, agent) = client_fields(req);
         Seen {
             line: line.to_string(),
-            referer: keep("referer"),
-            agent: keep("user-agent"),
+            referer: referer.map(Box::from),
+            agent: agent.map(Box::from),
             began: Some(began),
         }
     }
@@ -133,14 +138,14 @@ impl<'a> Access<'a> {
         line: &'a dyn std::fmt::Display,
         took: Duration,
     ) -> Access<'a> {
-        let wants = matches!(format(), AccessFormat::Combined | AccessFormat::Json);
+        let (referer, agent) = client_fields(req);
         Access {
             peer,
             line: Some(line),
             status: None,
             sent: 0,
-            referer: wants.then(|| req.header_bytes("referer")).flatten(),
-            agent: wants.then(|| req.header_bytes("user-agent")).flatten(),
+            referer,
+            agent,
             took: Some(took),
             note: "",
         }

@@ -141,7 +141,7 @@ fn emit(data: &[u8]) {
         }
         Sink::File(path, f) => {
             let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            if REOPEN.swap(false, Ordering::Relaxed) {
+            if REOPEN.load(Ordering::Relaxed) && REOPEN.swap(false, Ordering::Relaxed) {
                 // A failure keeps the old file: lines still go somewhere,
                 // and the reason goes there too.
                 match open_log(path) {
