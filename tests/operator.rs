@@ -131,6 +131,16 @@ fn the_man_page_renders_with_man_and_names_every_option_and_exit_status() {
     }
 }
 
+/// A shell in a process group of its own: an interactive shell's job
+/// control signals its group, and stopping and continuing this test process
+/// makes a socket read of a concurrent test fail with EINTR (signal(7)).
+fn shell(name: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(name);
+    c.process_group(0);
+    c
+}
+
 fn completions(shell: &str) -> tempfile::NamedTempFile {
     let o = handoff(&["completions", shell]);
     assert!(o.status.success(), "{}", text(&o));
@@ -142,7 +152,7 @@ fn completions(shell: &str) -> tempfile::NamedTempFile {
 #[test]
 fn completions_load_in_bash_zsh_and_fish_and_offer_serve_options() {
     let bash = completions("bash");
-    let o = Command::new("bash")
+    let o = shell("bash")
         .arg("-c")
         .arg(format!(
             "source {}; complete -p handoff && COMP_WORDS=(handoff --ro); COMP_CWORD=1; _handoff handoff --ro handoff; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
@@ -154,7 +164,7 @@ fn completions_load_in_bash_zsh_and_fish_and_offer_serve_options() {
     assert!(text(&o).contains("--root"), "{}", text(&o));
 
     let zsh = completions("zsh");
-    let o = Command::new("zsh")
+    let o = shell("zsh")
         .args(["-f", "-c"])
         .arg(format!(
             "autoload -U compinit && compinit -u -D && source {} && whence -w _handoff",
@@ -166,7 +176,7 @@ fn completions_load_in_bash_zsh_and_fish_and_offer_serve_options() {
     assert!(text(&o).contains("_handoff: function"), "{}", text(&o));
 
     let fish = completions("fish");
-    let o = Command::new("fish")
+    let o = shell("fish")
         .arg("-c")
         .arg(format!(
             "source {}; complete -C'handoff --ro'",
