@@ -8,7 +8,7 @@
 //! handoff is a few microseconds of local syscalls, and the data never
 //! passes through this process.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,14 +117,8 @@ fn pass_to(
     let Some(conn) = &t.conn else {
         return Err(Failed::Gone(io::ErrorKind::NotConnected.into()));
     };
-    fdpass::send_with_fds(
-        conn.as_fd(),
-        &[IoSlice::new(&msg.encode())],
-        &[client.as_fd()],
-    )
-    .map_err(Failed::Gone)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let r = fdpass::recv_with_fds(conn.as_fd(), &mut buf)
+    let r = fdpass::request(conn.as_fd(), &msg.encode(), &[client.as_fd()], &mut buf)
         .map_err(Failed::Gone)?
         .ok_or_else(|| Failed::Gone(io::ErrorKind::UnexpectedEof.into()))?;
     let reply =

@@ -703,7 +703,10 @@ fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
         assert_eq!(connect_as_nobody(&sock), want, "--allow-uid {extra:?}");
         if extra.is_none() {
             let log = std::fs::read_to_string(&log).unwrap();
-            assert!(log.contains("uid not allowed"), "{log}");
+            assert!(
+                log.contains("uid 65534 is not allowed on this worker socket"),
+                "{log}"
+            );
         }
     }
 }

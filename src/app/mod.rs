@@ -532,13 +532,8 @@ pub fn upgrade(path: &std::path::Path, wait: Duration) -> io::Result<u32> {
     let c = fdpass::seqpacket_connect(path)?;
     fdpass::set_recv_timeout(std::os::fd::AsFd::as_fd(&c), wait)?;
     let m = Message::new(Kind::Upgrade, 1);
-    fdpass::send_with_fds(
-        std::os::fd::AsFd::as_fd(&c),
-        &[std::io::IoSlice::new(&m.encode())],
-        &[],
-    )?;
     let mut buf = vec![0u8; crate::handoff::wire::MAX_MESSAGE];
-    let r = fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&c), &mut buf)?
+    let r = fdpass::request(std::os::fd::AsFd::as_fd(&c), &m.encode(), &[], &mut buf)?
         .ok_or_else(|| io::Error::other("the server closed the control connection"))?;
     let answer = Message::decode(&buf[..r.len])
         .map_err(|(_, why)| io::Error::other(format!("garbled answer: {why}")))?;

@@ -8,6 +8,6 @@ pub mod wire;
 /// control socket: `SOCK_SEQPACKET` messages carrying fds (`SCM_RIGHTS`).
 pub mod fdpass {
     pub use crate::sys::fdpass::{
-        recv_with_fds, send_with_fds, seqpacket_connect, set_recv_timeout,
+        recv_with_fds, request, send_with_fds, seqpacket_connect, set_recv_timeout,
     };
 }

@@ -101,20 +101,15 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::
                 };
                 if !cfg.allowed_uids.contains(&uid) {
                     crate::metrics::inc(crate::metrics::M::ControlRefusedPeer);
-                    tracing::warn!(uid, pid, "control peer refused: uid not allowed");
-                    reply(
-                        &conn,
-                        &Message::refuse(
-                            0,
-                            format!("uid {uid} is not allowed on this control socket"),
-                        ),
-                    );
+                    let why = uid_refused(uid, "control socket");
+                    tracing::warn!(pid, "control peer refused: {why}");
+                    refuse(&conn, &Message::refuse(0, why));
                     continue;
                 }
                 if peers.load(Ordering::Relaxed) >= cfg.max_peers {
                     crate::metrics::inc(crate::metrics::M::ControlRefusedPeer);
                     tracing::warn!(uid, pid, "control peer refused: too many peers");
-                    reply(&conn, &Message::refuse(0, "too many control peers"));
+                    refuse(&conn, &Message::refuse(0, "too many control peers"));
                     continue;
                 }
                 peers.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +130,26 @@ pub(crate) fn spawn(listener: OwnedFd, cfg: ControlConfig, loops: Loops) -> io::
         listener: copy,
         stop,
     })
+}
+
+/// A peer's last message before we close on it unheard.
+fn refuse(conn: &OwnedFd, m: &Message) {
+    if let Err(e) = fdpass::send_last(conn.as_fd(), &m.encode()) {
+        tracing::debug!("control refusal: {e}");
+    }
+}
+
+/// Why a peer's uid is refused on `socket`, for the log and the peer.
+pub(crate) fn uid_refused(uid: u32, socket: &str) -> String {
+    let mut why = format!("uid {uid} is not allowed on this {socket}");
+    if sys::process::is_unmapped_uid(uid) {
+        why.push_str(
+            " (the overflow uid: the peer's user is not mapped in this \
+             process's user namespace, as under systemd's PrivateUsers=yes, \
+             which maps root and the unit's user alone)",
+        );
+    }
+    why
 }
 
 fn reply(conn: &OwnedFd, m: &Message) {

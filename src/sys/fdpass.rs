@@ -17,6 +17,7 @@ use super::errno;
 pub(crate) const FD_ROOM: usize = 16;
 
 /// One received message.
+#[derive(Debug)]
 pub struct Received {
     pub len: usize,
     pub fds: Vec<OwnedFd>,
@@ -36,7 +37,61 @@ pub struct Received {
 /// installed the fds that fit, and nix then declines to walk the control
 /// messages, which would leak them. Here every installed fd is owned, so it
 /// is closed when the message is refused.
+///
+/// A peer that closed with our messages unread makes the kernel report
+/// `ECONNRESET` once, ahead of what the peer sent before closing (a REFUSE
+/// saying why, say): the read is tried again, so that message still comes,
+/// then the close.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    match recv_flags(sock, buf, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => recv_flags(sock, buf, 0),
+        r => r,
+    }
+}
+
+/// Sends a request with `fds` and receives the answer into `buf`. A peer
+/// that refused us and closed before the request went out leaves its
+/// reason queued, and the send fails (`EPIPE`): that reason is then the
+/// answer, rather than the send's error.
+pub fn request(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    buf: &mut [u8],
+) -> io::Result<Option<Received>> {
+    if let Err(e) = send_with_fds(sock, &[IoSlice::new(data)], fds) {
+        return match recv_flags(sock, buf, libc::MSG_DONTWAIT) {
+            Ok(Some(r)) => Ok(Some(r)),
+            _ => Err(e),
+        };
+    }
+    recv_with_fds(sock, buf)
+}
+
+/// Sends a last message, then reads and drops what the peer has sent that
+/// we will not read (closing the fds that came with it): a socket closed
+/// with unread messages resets its peer, which would then see
+/// `ECONNRESET` ahead of this message. For refusals, before the close.
+pub(crate) fn send_last(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    send_with_fds(sock, &[IoSlice::new(data)], &[])?;
+    let mut buf = [0u8; 512];
+    // Bounded: a peer writing without pause cannot hold us here.
+    for _ in 0..64 {
+        match recv_flags(sock, &mut buf, libc::MSG_DONTWAIT) {
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+/// `recvmsg` with `flags` (plus close-on-exec for the fds), as
+/// [`recv_with_fds`] describes.
+fn recv_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<Option<Received>> {
     // u64 words keep the control buffer aligned for cmsghdr.
     const SPACE: usize = 64 + FD_ROOM * std::mem::size_of::<RawFd>();
     let mut control = [0u64; SPACE / 8];
@@ -57,7 +112,8 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<
     let n = loop {
         // SAFETY: `msg` points at `iov` (which points at `buf`) and at
         // `control`, all live and writable for the call, with their lengths.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n =
+            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
         if n >= 0 {
             break n as usize;
         }
@@ -270,4 +326,61 @@ pub(crate) fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
 pub fn set_recv_timeout(fd: BorrowedFd<'_>, d: std::time::Duration) -> io::Result<()> {
     let tv = nix::sys::time::TimeVal::new(d.as_secs() as i64, d.subsec_micros() as i64);
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn send(sock: &OwnedFd, data: &[u8]) {
+        send_with_fds(sock.as_fd(), &[IoSlice::new(data)], &[]).unwrap();
+    }
+
+    #[test]
+    fn a_message_sent_before_a_reset_is_still_read() {
+        let (ours, theirs) = seqpacket_pair().unwrap();
+        // They close with our message unread, which resets us.
+        send(&ours, b"request");
+        send(&theirs, b"refused: why");
+        drop(theirs);
+        let mut buf = [0u8; 64];
+        let r = recv_with_fds(ours.as_fd(), &mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..r.len], b"refused: why");
+        assert!(recv_with_fds(ours.as_fd(), &mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_request_to_a_peer_that_refused_and_closed_gets_its_reason() {
+        let (ours, theirs) = seqpacket_pair().unwrap();
+        send_last(theirs.as_fd(), b"refused: why").unwrap();
+        drop(theirs);
+        let mut buf = [0u8; 64];
+        let r = request(ours.as_fd(), b"request", &[], &mut buf)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..r.len], b"refused: why");
+        // Nothing left: the send's own error.
+        let e = request(ours.as_fd(), b"again", &[], &mut buf).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    }
+
+    #[test]
+    fn a_last_message_drains_the_peer_so_it_is_not_reset() {
+        let (ours, theirs) = seqpacket_pair().unwrap();
+        let (kept, passed) = stream_pair().unwrap();
+        send(&theirs, b"one");
+        send_with_fds(theirs.as_fd(), &[IoSlice::new(b"two")], &[passed.as_fd()]).unwrap();
+        drop(passed);
+        send_last(ours.as_fd(), b"refused").unwrap();
+        drop(ours);
+        // Read with a plain recv, as a peer that does not retry would.
+        let mut buf = [0u8; 64];
+        let n = nix::sys::socket::recv(theirs.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!(&buf[..n], b"refused");
+        // The fd that came with the dropped message was closed: the other
+        // end of its pair reads EOF.
+        let n = nix::unistd::read(&kept, &mut buf).unwrap();
+        assert_eq!(n, 0);
+    }
 }

@@ -84,6 +84,33 @@ pub(crate) fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Whether `uid`, as `SO_PEERCRED` gave it, stands for a user this
+/// process's user namespace does not map: the kernel reports such a peer
+/// as the overflow uid (`kernel.overflowuid`, 65534), and that uid is not
+/// itself mapped here. Under systemd's `PrivateUsers=yes` every user but
+/// root and the unit's own is one; in the initial namespace none is.
+pub(crate) fn is_unmapped_uid(uid: u32) -> bool {
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65534);
+    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+        return false;
+    };
+    uid == overflow && !maps(&map, uid)
+}
+
+/// Whether a `uid_map` (lines of "inside outside count") maps `uid`.
+fn maps(uid_map: &str, uid: u32) -> bool {
+    uid_map.lines().any(|l| {
+        let n: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        n.len() == 3 && n[0] <= u64::from(uid) && u64::from(uid) < n[0] + n[2]
+    })
+}
+
 /// In a child between fork and exec: makes `raw` its fd 3, inherited by
 /// the program it runs (dup2 clears close-on-exec; fd 3 itself has the flag
 /// cleared). Only async-signal-safe calls, no allocation.
@@ -261,5 +288,17 @@ mod tests {
         let again = take_inherited_fd(raw).map(|_| ()).unwrap_err();
         assert!(again.to_string().contains("taken already"), "{again}");
         drop(fd);
+    }
+
+    #[test]
+    fn a_uid_map_maps_the_ids_of_its_ranges_alone() {
+        // The initial namespace, and systemd's PrivateUsers=yes for a unit
+        // running as uid 999.
+        let initial = "         0          0 4294967295\n";
+        let private = "         0          0          1\n       999        999          1\n";
+        assert!(maps(initial, 65534) && maps(initial, 0));
+        assert!(maps(private, 0) && maps(private, 999));
+        assert!(!maps(private, 65534) && !maps(private, 1) && !maps(private, 1000));
+        assert!(!maps("", 0));
     }
 }

@@ -19,9 +19,10 @@ impl Worker {
         if uid == crate::sys::process::euid() || self.cfg.allowed_uids.contains(&uid) {
             return true;
         }
-        tracing::warn!(uid, pid, "worker control peer refused: uid not allowed");
-        let m = wire::Message::refuse(0, format!("uid {uid} is not allowed on this worker socket"));
-        let _ = fdpass::send_with_fds(fd.as_fd(), &[IoSlice::new(&m.encode())], &[]);
+        let why = crate::intake::control::uid_refused(uid, "worker socket");
+        tracing::warn!(pid, "worker control peer refused: {why}");
+        let m = wire::Message::refuse(0, why);
+        let _ = fdpass::send_last(fd.as_fd(), &m.encode());
         false
     }
 
