@@ -483,6 +483,31 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
             .contains("handoff")
     );
 
+    // PrivateUsers=yes: the new process too maps root and its own user
+    // alone. A peer of any other user reaches the control socket as the
+    // overflow uid, and is told so.
+    let map = c.ok(&format!("cat /proc/{after}/uid_map"));
+    let uid = c.ok("id -u handoff");
+    let mapped: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        mapped,
+        [vec!["0", "0", "1"], vec![uid.trim(), uid.trim(), "1"]],
+        "{map}"
+    );
+    c.ok("chmod 666 /run/handoff/control.sock");
+    let other = c.sh("setpriv --reuid=1234 --regid=1234 --clear-groups handoff upgrade --control /run/handoff/control.sock");
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("uid 65534 is not allowed on this control socket (the overflow uid"),
+        "{}",
+        text(&other)
+    );
+    c.ok("chmod 600 /run/handoff/control.sock");
+    assert_eq!(c.main_pid("handoff.service"), after);
+
     // Accept=yes: one instance per connection.
     c.ok("systemctl enable --now handoff-accept.socket");
     assert!(
@@ -495,6 +520,9 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
         .parse()
         .unwrap();
     assert_eq!(n, 1);
+    // Its access line in the journal, as the service's.
+    let log = c.ok("journalctl -q --no-pager -o cat -u 'handoff-accept@*'");
+    assert!(log.contains("\"GET /hello.txt HTTP/1.1\" 200"), "{log}");
     // HTTPS with a key only root may read, given as a credential.
     c.ok("mkdir -p /etc/handoff/tls && cp /opt/pkg/cert.pem /opt/pkg/key.pem /etc/handoff/tls/ && chmod 600 /etc/handoff/tls/key.pem");
     c.ok("printf '[Service]\nLoadCredential=tls.crt:/etc/handoff/tls/cert.pem\nLoadCredential=tls.key:/etc/handoff/tls/key.pem\n' > /etc/systemd/system/handoff.service.d/tls.conf");
@@ -516,4 +544,61 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
                 && l.contains("\"GET /hello.txt HTTP/1.1\" 200")),
         "{log}"
     );
+}
+
+const WS_CLIENT: &[u8] = include_bytes!("systemd/ws.py");
+
+/// The WebSocket worker on its own socket, as the package ships it:
+/// handoff.service hands its upgrades over handoff-ws-worker.socket, whose
+/// first connection starts the worker service; the session runs in the
+/// worker's process, not the HTTP one's; a restarted worker is reached
+/// again without restarting the HTTP service.
+#[test]
+fn the_service_hands_websocket_upgrades_to_the_standalone_worker_on_its_socket() {
+    let c = Container::boot_with(&[("handoff.deb", &deb()), ("ws.py", WS_CLIENT)], false);
+    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    // The routes of the shipped worker unit (its ExecStart has /echo=echo).
+    c.ok("printf 'ws = [\"/echo=echo\"]\nws-workers = 0\nws-worker-socket = [\"/run/handoff/ws-worker.sock\"]\n' >> /etc/handoff/handoff.toml");
+    c.ok("handoff check --config /etc/handoff/handoff.toml");
+    c.ok("systemctl enable --now handoff-ws-worker.socket handoff.socket");
+    let echo = |text: &str| {
+        c.sh(&format!(
+            "python3 /opt/pkg/ws.py 127.0.0.1 8080 /echo {text}"
+        ))
+    };
+    let first = echo("hello");
+    assert!(first.status.success(), "{}\n{}", text(&first), c.journal());
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "hello\n");
+
+    // Started by its socket, and the session was its own.
+    let worker = c.main_pid("handoff-ws-worker.service");
+    let service = c.main_pid("handoff.service");
+    assert!(worker != 0 && service != 0 && worker != service);
+    let log = c.ok("journalctl -q --no-pager -o cat -u handoff-ws-worker.service");
+    assert!(
+        log.contains(&format!("websocket /echo=echo worker={worker}")),
+        "{log}"
+    );
+    assert_eq!(c.ok(&format!("ps -o user= -p {worker}")).trim(), "handoff");
+    // No worker of the service's own (ws-workers = 0).
+    assert_eq!(c.sh(&format!("pgrep -P {service}")).status.code(), Some(1));
+
+    // The worker restarted: the HTTP service links to the new one.
+    c.ok("systemctl restart handoff-ws-worker.service");
+    let restarted = c.main_pid("handoff-ws-worker.service");
+    assert_ne!(restarted, worker);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let again = echo("again");
+            again.status.success() && again.stdout == b"again\n"
+        }),
+        "{}",
+        c.journal()
+    );
+    let log = c.ok("journalctl -q --no-pager -o cat -u handoff-ws-worker.service");
+    assert!(
+        log.contains(&format!("websocket /echo=echo worker={restarted}")),
+        "{log}"
+    );
+    assert_eq!(c.main_pid("handoff.service"), service);
 }
