@@ -7,10 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=.cache/systemd-root
-# man-db: the package test renders the installed man page in the root.
-packages=systemd,systemd-sysv,dbus,procps,curl,python3,man-db
-# Built again when the list changes (.complete holds the list it was made with).
-if [ -x "$root/lib/systemd/systemd" ] && [ "$(cat "$root/.complete" 2>/dev/null)" = "$packages" ]; then
+# man-db: the package test renders the installed man page in the root;
+# xinetd: it runs the packaged xinetd examples; libbsd0 and libevent: what
+# openbsd-inetd needs, which conflicts with xinetd, so it is unpacked into
+# /opt/openbsd-inetd rather than installed, for the packaged inetd.conf.
+packages=systemd,systemd-sysv,dbus,procps,curl,python3,man-db,xinetd,libbsd0,libevent-2.1-7
+unpacked=openbsd-inetd
+# Built again when the lists change (.complete holds those it was made with).
+if [ -x "$root/lib/systemd/systemd" ] && [ "$(cat "$root/.complete" 2>/dev/null)" = "$packages $unpacked" ]; then
     exit 0
 fi
 # The mirror apt already uses on this machine.
@@ -25,4 +29,9 @@ debootstrap --variant=minbase --include="$packages" \
     || { tail -n 30 .cache/debootstrap.log >&2; exit 1; }
 # No getty or network setup to wait for in a test container.
 rm -f "$root"/etc/systemd/system/getty.target.wants/* 2>/dev/null || true
-echo "$packages" >"$root/.complete"
+for p in $unpacked; do
+    rm -f .cache/"$p"_*.deb
+    (cd .cache && { apt-get download -qq "$p" 2>/dev/null || { apt-get update -qq && apt-get download -qq "$p"; }; })
+    dpkg -x .cache/"$p"_*.deb "$root/opt/$p"
+done
+echo "$packages $unpacked" >"$root/.complete"

@@ -4,7 +4,9 @@
 //! restart keeps the listeners in systemd's fd store so no connection
 //! attempt is refused, and `systemctl reload` replaces the binary while
 //! keep-alive clients keep their connections, systemd following the new
-//! main PID.
+//! main PID. The .deb installed in a clean root and driven with systemctl;
+//! its WebSocket worker unit; its xinetd and inetd.conf examples under
+//! Debian's xinetd and openbsd-inetd.
 
 mod common;
 use std::os::unix::process::CommandExt;
@@ -601,4 +603,107 @@ fn the_service_hands_websocket_upgrades_to_the_standalone_worker_on_its_socket()
         "{log}"
     );
     assert_eq!(c.main_pid("handoff.service"), service);
+}
+
+const PER_SOURCE: &[u8] = include_bytes!("systemd/per_source.py");
+
+/// The xinetd examples the package installs, copied into /etc/xinetd.d as
+/// they are and run by Debian's xinetd: both modes serve the installed
+/// site to IPv4 and IPv6 clients on one socket, as the package's user;
+/// the eleventh connection from one address is refused (per_source = 10);
+/// the access lines reach the journal through syslog, a v4 client written
+/// as v4.
+#[test]
+fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
+    let c = Container::boot_with(
+        &[("handoff.deb", &deb()), ("per_source.py", PER_SOURCE)],
+        false,
+    );
+    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    c.ok("cp /usr/share/doc/handoff/examples/xinetd/handoff-nowait /usr/share/doc/handoff/examples/xinetd/handoff-wait /etc/xinetd.d/ && systemctl restart xinetd");
+    let hello =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
+    for port in [8080, 8081] {
+        for host in ["127.0.0.1", "[::1]"] {
+            let url = format!("http://{host}:{port}/hello.txt");
+            let mut got = String::new();
+            // xinetd binds its ports a moment after the restart.
+            assert!(
+                wait_until(Duration::from_secs(5), || {
+                    got = text(&c.sh(&format!("curl -sfg {url}")));
+                    got == hello
+                }),
+                "{url}: {got}\n{}",
+                c.journal()
+            );
+        }
+    }
+    // The wait-mode server stays (until --idle-exit), with any nowait one
+    // not yet gone: the package's user, each.
+    let users = c.ok("ps -o user= -C handoff");
+    assert!(
+        users.lines().count() >= 1 && users.lines().all(|u| u.trim() == "handoff"),
+        "{users}"
+    );
+
+    // per_source = 10: ten held connections from one address, the
+    // eleventh closed by xinetd, the first still served.
+    let out = c.ok("python3 /opt/pkg/per_source.py 8080 11");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 12, "{out}");
+    assert!(lines[..10].iter().all(|l| *l == "open"), "{out}");
+    assert_eq!(lines[10], "closed", "{out}");
+    assert!(lines[11].starts_with("HTTP/1.1 200 "), "{out}");
+    // (Debian's xinetd.conf sets no log_on_failure, so xinetd says nothing.)
+
+    // Access lines by syslog: the v4 client as v4, the v6 one as v6.
+    let log = c.ok("journalctl -q --no-pager -o cat");
+    for client in ["127.0.0.1", "::1"] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("{client} - - ["))
+                && l.contains("\"GET /hello.txt HTTP/1.1\" 200")),
+            "{client}: {log}"
+        );
+    }
+}
+
+/// The inetd.conf lines the package installs, appended as they are to
+/// /etc/inetd.conf and run by openbsd-inetd (Debian's; unpacked beside
+/// xinetd, which conflicts with it): one process per connection as the
+/// package's user, over IPv4 and IPv6, its access lines through syslog.
+#[test]
+fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
+    let c = Container::boot_with(&[("handoff.deb", &deb())], false);
+    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    c.ok("grep -v '^#' /usr/share/doc/handoff/examples/inetd.conf > /etc/inetd.conf");
+    c.ok("systemd-run --unit=openbsd-inetd /opt/openbsd-inetd/usr/sbin/inetd -d /etc/inetd.conf");
+    let hello =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
+    for host in ["127.0.0.1", "[::1]"] {
+        let url = format!("http://{host}:8080/hello.txt");
+        let mut got = String::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                got = text(&c.sh(&format!("curl -sfg {url}")));
+                got == hello
+            }),
+            "{url}: {got}\n{}",
+            c.journal()
+        );
+    }
+    // A connection held open: its process runs as the package's user.
+    let users =
+        c.ok("bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080; sleep 0.5; ps -o user= -C handoff'");
+    assert!(
+        users.lines().count() >= 1 && users.lines().all(|u| u.trim() == "handoff"),
+        "{users}"
+    );
+    let log = c.ok("journalctl -q --no-pager -o cat");
+    for client in ["127.0.0.1", "::1"] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("{client} - - ["))
+                && l.contains("\"GET /hello.txt HTTP/1.1\" 200")),
+            "{client}: {log}"
+        );
+    }
 }
