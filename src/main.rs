@@ -418,11 +418,14 @@ or options that do not go together.
 Stop accepting, answer what is in flight (up to \fB--shutdown-timeout\fR), exit.
 .TP
 \fBSIGHUP\fR
-Reload the TLS certificates; a broken file keeps the old ones.
+Reload the TLS certificates; a broken file keeps the old ones. Under
+systemd, RELOADING=1 then READY=1 with the outcome in STATUS.
 .TP
 \fBSIGUSR2\fR
 Replace the binary with the one now at its path, moving listeners,
-connections and WebSocket sessions (as \fBhandoff upgrade\fR).
+connections and WebSocket sessions (as \fBhandoff upgrade\fR). Under
+systemd, RELOADING=1, then the new process's MAINPID= and READY=1 (or,
+if it fails, READY=1 again from the old one).
 .TP
 \fBSIGUSR1\fR
 Open the log file again (after logrotate moved it); every handoff process

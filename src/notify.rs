@@ -1,6 +1,7 @@
 //! sd_notify: READY once every source is registered, STATUS with the
 //! connection counts, WATCHDOG from the event loop itself (so a stuck loop
-//! stops the pings and systemd restarts us), STOPPING on shutdown. Without
+//! stops the pings and systemd restarts us), RELOADING while an upgrade or
+//! a certificate reload runs, STOPPING on shutdown. Without
 //! `NOTIFY_SOCKET` every call does nothing.
 
 use std::time::{Duration, Instant};
@@ -123,6 +124,30 @@ impl Notifier {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// RELOADING=1, with the MONOTONIC_USEC= that systemd 253's
+    /// `Type=notify-reload` requires beside it, and what is being reloaded
+    /// as STATUS: systemd shows the unit "reloading" until READY=1, which
+    /// comes from the new process after an upgrade, or from this one
+    /// ([`Notifier::reloaded`]) after a certificate reload or a failed
+    /// upgrade.
+    pub(crate) fn reloading(&mut self, what: &str) {
+        if !self.enabled {
+            return;
+        }
+        let status = format!("reloading: {what}");
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now, NotifyState::Status(&status)]),
+            Err(e) => tracing::warn!("sd_notify: no monotonic time for RELOADING: {e}"),
+        }
+    }
+
+    /// READY=1 after [`Notifier::reloading`], the outcome in STATUS.
+    pub(crate) fn reloaded(&mut self, counts: (usize, usize), outcome: &str) {
+        let status = format!("{}; {outcome}", status_line(counts));
+        self.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        self.last_status = counts;
     }
 
     pub(crate) fn stopping(&mut self) {

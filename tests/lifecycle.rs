@@ -7,58 +7,34 @@ use common::*;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-fn collect(
-    sock: &UnixDatagram,
-    out: &mut Vec<String>,
-    until: impl Fn(&[String]) -> bool,
-    within: Duration,
-) -> bool {
-    let end = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end {
-        if until(out) {
-            return true;
-        }
-        if let Ok(n) = sock.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-    until(out)
-}
-
 #[test]
-fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
+fn tells_a_notify_socket_ready_status_watchdog_reloading_and_stopping_in_order() {
     let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let mut n = NotifySocket::new();
     let mut h = Handoff::start_env(
-        &[
-            ("NOTIFY_SOCKET", path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "300000"),
-        ],
+        &[n.env(), ("WATCHDOG_USEC", "300000")],
         &["--root", &root_arg(site.path())],
     );
-    let mut got = Vec::new();
     let pings = |m: &[String]| m.iter().filter(|x| x.contains("WATCHDOG=1")).count();
     assert!(
-        collect(&sock, &mut got, |m| pings(m) >= 4, Duration::from_secs(3)),
-        "{got:?}"
+        n.until(Duration::from_secs(3), |m| pings(m) >= 4),
+        "{:?}",
+        n.got
     );
     // The listener goes to the fd store first (named by its role), then
     // READY with the first STATUS.
+    let got = &n.got;
     assert_eq!(got[0], "FDSTORE=1\nFDNAME=http\n", "{got:?}");
     assert!(
         got[1].contains("READY=1") && got[1].contains("STATUS=0 connections"),
         "{got:?}"
     );
+    let first_ping = n.position("WATCHDOG=1").unwrap();
+    assert!(first_ping > 1, "{got:?}");
 
     // A live connection shows in STATUS.
     let mut c = h.connect();
@@ -66,31 +42,37 @@ fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
         .unwrap();
     read_response(&mut c).unwrap();
     assert!(
-        collect(
-            &sock,
-            &mut got,
-            |m| m.iter().any(|x| x.contains("STATUS=1 connections")),
-            Duration::from_secs(3)
-        ),
-        "{got:?}"
+        n.wait_for("STATUS=1 connections", Duration::from_secs(3))
+            .is_some(),
+        "{:?}",
+        n.got
     );
+
+    // SIGHUP: RELOADING (with the monotonic time systemd wants beside it),
+    // then READY again with the outcome.
+    h.signal(Signal::SIGHUP);
+    let reloaded = n
+        .wait_for("no certificate files to reload", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("{:?}", n.got));
+    let reloading = n.position("RELOADING=1").unwrap();
+    assert!(
+        reloading < reloaded
+            && n.got[reloading].contains("MONOTONIC_USEC=")
+            && n.got[reloading].contains("STATUS=reloading: certificates")
+            && n.got[reloaded].contains("READY=1"),
+        "{:?}",
+        n.got
+    );
+
     drop(c);
     h.signal(Signal::SIGTERM);
+    let stopping = n
+        .wait_for("STOPPING=1", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("{:?}", n.got));
     assert!(
-        collect(
-            &sock,
-            &mut got,
-            |m| m.iter().any(|x| x.contains("STOPPING=1")),
-            Duration::from_secs(3)
-        ),
-        "{got:?}"
-    );
-    let last_ready = got.iter().position(|x| x.contains("READY=1")).unwrap();
-    let first_ping = got.iter().position(|x| x.contains("WATCHDOG=1")).unwrap();
-    let stopping = got.iter().position(|x| x.contains("STOPPING=1")).unwrap();
-    assert!(
-        last_ready <= first_ping && first_ping < stopping && stopping == got.len() - 1,
-        "{got:?}"
+        reloaded < stopping && stopping == n.got.len() - 1,
+        "{:?}",
+        n.got
     );
     assert!(
         h.wait_exit(Duration::from_secs(3))
@@ -99,7 +81,6 @@ fn tells_a_notify_socket_ready_status_watchdog_and_stopping_in_order() {
     );
 }
 
-/// A POST whose body is half sent.
 /// A request whose body is still coming, on a route that reads bodies
 /// whole (the servers below have `--ws /ws=echo`; files answer at once).
 fn in_flight(h: &Handoff) -> TcpStream {

@@ -510,6 +510,28 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
     c.ok("chmod 600 /run/handoff/control.sock");
     assert_eq!(c.main_pid("handoff.service"), after);
 
+    // The same upgrade by SIGUSR2 to the main process alone, no ExecReload=
+    // in between: RELOADING=1, then the new process's MAINPID= and READY=1,
+    // and systemd follows it.
+    c.ok("systemctl kill --kill-who=main -s USR2 handoff.service");
+    let mut now = after;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            now = c.main_pid("handoff.service");
+            now != after
+                && c.ok("systemctl show -P ActiveState handoff.service").trim() == "active"
+        }),
+        "{}",
+        c.journal()
+    );
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/hello.txt")
+            .contains("handoff")
+    );
+    // Not a restart (the stop above set the count back to 0).
+    let show = c.ok("systemctl show handoff.service -p NRestarts -p Result");
+    assert!(show.contains("NRestarts=0") && show.contains("Result=success"), "{show}");
+
     // Accept=yes: one instance per connection.
     c.ok("systemctl enable --now handoff-accept.socket");
     assert!(

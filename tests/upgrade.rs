@@ -353,49 +353,66 @@ fn handoff_upgrade_says_the_new_pid_or_why_the_old_process_serves_on() {
 }
 
 #[test]
-fn systemd_hears_the_new_main_pid_and_ready_and_no_stopping() {
-    use std::os::unix::net::UnixDatagram;
+fn systemd_hears_reloading_then_the_new_main_pid_and_ready_and_no_stopping() {
     let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut h = Handoff::start_env(
-        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
-        &["--root", &root_arg(site.path())],
+    let mut n = NotifySocket::new();
+    let mut h = Handoff::start_env(&[n.env()], &["--root", &root_arg(site.path())]);
+    assert!(
+        n.wait_for("READY=1", Duration::from_secs(5)).is_some(),
+        "{:?}",
+        n.got
     );
-    let mut got: Vec<String> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut recv_until = |got: &mut Vec<String>, f: &dyn Fn(&[String]) -> bool| {
-        let end = std::time::Instant::now() + Duration::from_secs(5);
-        while !f(got) && std::time::Instant::now() < end {
-            if let Ok(n) = sock.recv(&mut buf) {
-                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-        }
-        f(got)
-    };
-    assert!(recv_until(&mut got, &|m| m
-        .iter()
-        .any(|x| x.contains("READY=1"))));
     h.signal(Signal::SIGUSR2);
     assert!(
         h.wait_exit(Duration::from_secs(10))
             .is_some_and(|s| s.success())
     );
     let pid = new_pid(&h.log()).expect("a new process");
-    let main = format!("MAINPID={pid}");
-    let ok = recv_until(&mut got, &|m| m.iter().any(|x| x.contains(&main)));
+    let main = n.wait_for(&format!("MAINPID={pid}"), Duration::from_secs(5));
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    assert!(ok, "{got:?}");
-    let i = got.iter().position(|x| x.contains(&main)).unwrap();
+    let got = &n.got;
+    let main = main.unwrap_or_else(|| panic!("{got:?}"));
     assert!(
-        got[i].contains("READY=1"),
+        got[main].contains("READY=1"),
         "MAINPID and READY in one message: {got:?}"
     );
+    // The old process said RELOADING (the unit shows "reloading" until the
+    // new one is ready), and no STOPPING: the service goes on.
+    let reloading = n
+        .position("RELOADING=1")
+        .unwrap_or_else(|| panic!("{got:?}"));
     assert!(
-        !got[..i].iter().any(|x| x.contains("STOPPING=1")),
+        reloading < main
+            && got[reloading].contains("MONOTONIC_USEC=")
+            && got[reloading].contains("STATUS=reloading: upgrade"),
+        "{got:?}"
+    );
+    assert!(
+        !got[..main].iter().any(|x| x.contains("STOPPING=1")),
         "the old process said STOPPING during a hand-over: {got:?}"
     );
+}
+
+#[test]
+fn a_failed_upgrade_says_ready_again_with_why_after_reloading() {
+    let site = site();
+    let mut n = NotifySocket::new();
+    let h = Handoff::start_env(
+        &[n.env(), ("HANDOFF_UPGRADE_EXE", "/bin/false")],
+        &["--root", &root_arg(site.path())],
+    );
+    assert!(n.wait_for("READY=1", Duration::from_secs(5)).is_some());
+    h.signal(Signal::SIGUSR2);
+    let failed = n.wait_for("upgrade failed, serving on", Duration::from_secs(5));
+    let got = &n.got;
+    let failed = failed.unwrap_or_else(|| panic!("{got:?}"));
+    let reloading = n
+        .position("RELOADING=1")
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert!(
+        reloading < failed && got[failed].contains("READY=1"),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|x| x.contains("MAINPID=")), "{got:?}");
+    assert_eq!(h.get("/a.txt").text(), "alpha\n");
 }

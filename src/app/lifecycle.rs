@@ -88,6 +88,7 @@ impl Lifecycle<'_> {
             .iter()
             .filter_map(|c| c.listener.try_clone().ok())
             .collect();
+        self.notifier.reloading("upgrade: starting the new binary");
         match self.successor.start(
             server,
             self.cfg.upgrade_timeout,
@@ -101,6 +102,8 @@ impl Lifecycle<'_> {
             }
             Err(e) => {
                 tracing::warn!("upgrade failed, serving on: {e}");
+                self.notifier
+                    .reloaded(status(server), &format!("upgrade failed, serving on: {e}"));
                 self.tell_waiting(Err(e.to_string()));
             }
         }
@@ -149,7 +152,9 @@ impl Lifecycle<'_> {
     pub(super) fn after_step(&mut self, server: &mut Server, now: Instant) -> Go {
         while let Ok(sig) = self.signals.try_recv() {
             if sig == signal_hook::consts::SIGHUP {
-                reload_certificates(self.cfg, server, &self.others);
+                self.notifier.reloading("certificates");
+                let outcome = reload_certificates(self.cfg, server, &self.others);
+                self.notifier.reloaded(status(server), &outcome);
                 continue;
             }
             if sig == signal_hook::consts::SIGUSR2 {
@@ -216,6 +221,10 @@ impl Lifecycle<'_> {
                 Ok(Err(why)) => {
                     self.upgrading = None;
                     tracing::warn!("upgrade failed, serving on: {why}");
+                    self.notifier.reloaded(
+                        status(server),
+                        &format!("upgrade failed, serving on: {why}"),
+                    );
                     self.tell_waiting(Err(why));
                 }
                 Err(_) => {}

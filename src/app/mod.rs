@@ -501,19 +501,21 @@ fn store_sockets(
 /// SIGHUP: load the certificate files again. New connections get the new
 /// certificates, live ones keep their session; a broken file keeps the old
 /// certificates and says why.
-fn reload_certificates(cfg: &ServeConfig, server: &mut Server, others: &threads::Others) {
+fn reload_certificates(cfg: &ServeConfig, server: &mut Server, others: &threads::Others) -> String {
     if cfg.tls_certs.is_empty() {
         tracing::info!("SIGHUP: no certificate files to reload");
-        return;
+        return "no certificate files to reload".into();
     }
     match tls::load_all(&cfg.tls_certs) {
         Ok(c) => {
             others.set_tls(&c);
             server.set_tls(c);
             tracing::info!("SIGHUP: certificates reloaded");
+            "certificates reloaded".into()
         }
         Err(e) => {
-            tracing::error!("SIGHUP: certificate reload failed, keeping the old certificates: {e}")
+            tracing::error!("SIGHUP: certificate reload failed, keeping the old certificates: {e}");
+            format!("certificate reload failed, keeping the old certificates: {e}")
         }
     }
 }

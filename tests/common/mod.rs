@@ -412,3 +412,59 @@ pub fn logged(log: &str, client: &str, has: &str) -> bool {
     log.lines()
         .any(|l| l.starts_with(client) && l.contains(has))
 }
+
+/// A stand-in for systemd's notify socket: what handoff sends to
+/// `NOTIFY_SOCKET`, one datagram a message, kept in order.
+pub struct NotifySocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+    pub got: Vec<String>,
+}
+
+impl NotifySocket {
+    pub fn new() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            _dir: dir,
+            path,
+            sock,
+            got: Vec::new(),
+        }
+    }
+
+    /// The variable that points handoff here.
+    pub fn env(&self) -> (&'static str, &str) {
+        ("NOTIFY_SOCKET", self.path.to_str().unwrap())
+    }
+
+    /// Reads messages until `until` holds of all that came, or `within`
+    /// has passed; says whether it holds.
+    pub fn until(&mut self, within: Duration, until: impl Fn(&[String]) -> bool) -> bool {
+        let end = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while !until(&self.got) && Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                self.got
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        until(&self.got)
+    }
+
+    /// Reads until a message containing `has` came (`within`), and gives
+    /// its index.
+    pub fn wait_for(&mut self, has: &str, within: Duration) -> Option<usize> {
+        self.until(within, |m| m.iter().any(|x| x.contains(has)));
+        self.position(has)
+    }
+
+    /// The index of the first message containing `has`.
+    pub fn position(&self, has: &str) -> Option<usize> {
+        self.got.iter().position(|x| x.contains(has))
+    }
+}
