@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=.cache/systemd-root
 # man-db: the package test renders the installed man page in the root;
-# xinetd: it runs the packaged xinetd examples; libbsd0 and libevent: what
+# logrotate: it runs the packaged rotation; xinetd: it runs the packaged
+# xinetd examples; libbsd0 and libevent: what
 # openbsd-inetd needs, which conflicts with xinetd, so it is unpacked into
 # /opt/openbsd-inetd rather than installed, for the packaged inetd.conf.
-packages=systemd,systemd-sysv,dbus,procps,curl,python3,man-db,xinetd,libbsd0,libevent-2.1-7
+packages=systemd,systemd-sysv,dbus,procps,curl,python3,man-db,xinetd,libbsd0,libevent-2.1-7,logrotate
 unpacked=openbsd-inetd
 # Built again when the lists change (.complete holds those it was made with).
 if [ -x "$root/lib/systemd/systemd" ] && [ "$(cat "$root/.complete" 2>/dev/null)" = "$packages $unpacked" ]; then

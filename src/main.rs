@@ -428,8 +428,10 @@ systemd, RELOADING=1, then the new process's MAINPID= and READY=1 (or,
 if it fails, READY=1 again from the old one).
 .TP
 \fBSIGUSR1\fR
-Open the log file again (after logrotate moved it); every handoff process
-takes it (\fBsystemctl kill -s USR1 handoff\fR).
+Open the log file again (after logrotate moved it), and pass the signal on
+to the WebSocket workers (\fBsystemctl kill --kill-who=main -s USR1
+handoff\fR: the main process alone, as programs of exec routes would die
+of it).
 .SH ENVIRONMENT
 Each option of \fBserve\fR and \fBcheck\fR is also a variable:
 \fBHANDOFF_\fR and its long name in capitals, \fB-\fR as \fB_\fR
@@ -442,6 +444,9 @@ The settings of handoff.service (\fB--config\fR): each key a long option.
 .TP
 \fI/etc/default/handoff\fR
 Its HANDOFF_* variables (\fBEnvironmentFile=\fR).
+.TP
+\fI/var/log/handoff\fR, \fI/etc/logrotate.d/handoff\fR
+Where \fBlog-file\fR may point (the unit's \fBLogsDirectory=\fR), and its rotation.
 .TP
 \fI/usr/share/handoff/site\fR
 The demo site, served when no \fB--root\fR is given.

@@ -518,8 +518,7 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
     assert!(
         wait_until(Duration::from_secs(10), || {
             now = c.main_pid("handoff.service");
-            now != after
-                && c.ok("systemctl show -P ActiveState handoff.service").trim() == "active"
+            now != after && c.ok("systemctl show -P ActiveState handoff.service").trim() == "active"
         }),
         "{}",
         c.journal()
@@ -530,7 +529,10 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
     );
     // Not a restart (the stop above set the count back to 0).
     let show = c.ok("systemctl show handoff.service -p NRestarts -p Result");
-    assert!(show.contains("NRestarts=0") && show.contains("Result=success"), "{show}");
+    assert!(
+        show.contains("NRestarts=0") && show.contains("Result=success"),
+        "{show}"
+    );
 
     // Accept=yes: one instance per connection.
     c.ok("systemctl enable --now handoff-accept.socket");
@@ -728,4 +730,59 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
             "{client}: {log}"
         );
     }
+}
+
+/// The log in a file under the unit's LogsDirectory=, rotated by the
+/// package's /etc/logrotate.d/handoff run by logrotate: the next lines, the
+/// WebSocket worker's too, go to a new file; the service serves on, as do
+/// its workers; the rotated file holds what came before.
+#[test]
+fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
+    let c = Container::boot_with(&[("handoff.deb", &deb()), ("ws.py", WS_CLIENT)], false);
+    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    c.ok("printf 'log-file = \"/var/log/handoff/handoff.log\"\nws = [\"/echo=echo\"]\nws-workers = 1\n' >> /etc/handoff/handoff.toml");
+    c.ok("systemctl enable --now handoff.socket");
+    let ws = |text: &str| {
+        c.ok(&format!(
+            "python3 /opt/pkg/ws.py 127.0.0.1 8080 /echo {text}"
+        ))
+    };
+    assert!(
+        c.ok("curl -sf http://127.0.0.1:8080/hello.txt")
+            .contains("handoff")
+    );
+    assert_eq!(ws("before"), "before\n");
+    let file = "/var/log/handoff/handoff.log";
+    let has = |path: &str, what: &str| c.sh(&format!("grep -q '{what}' {path}")).status.success();
+    assert!(
+        wait_until(Duration::from_secs(5), || has(
+            file,
+            "GET /echo HTTP/1.1\" 101"
+        )),
+        "{}",
+        c.ok(&format!("cat {file}"))
+    );
+    let owner = c.ok(&format!("stat -c %U {file}"));
+    assert_eq!(owner.trim(), "handoff");
+    let pid = c.main_pid("handoff.service");
+    let worker = c.ok(&format!("pgrep -P {pid}"));
+
+    c.ok("logrotate -f /etc/logrotate.d/handoff");
+    assert!(
+        c.ok("curl -s http://127.0.0.1:8080/b.txt -o /dev/null -w '%{http_code}'")
+            .contains("404")
+    );
+    assert_eq!(ws("after"), "after\n");
+    assert!(
+        wait_until(Duration::from_secs(5), || has(file, "GET /b.txt")
+            && has(file, "GET /echo HTTP/1.1\" 101")),
+        "{}",
+        c.ok(&format!("ls -l /var/log/handoff; cat {file}"))
+    );
+    let old = format!("{file}.1");
+    assert!(has(&old, "GET /hello.txt") && !has(&old, "GET /b.txt"));
+    // The same process, not a restart; its worker not killed either.
+    assert_eq!(c.main_pid("handoff.service"), pid);
+    assert_eq!(c.ok(&format!("pgrep -P {pid}")), worker);
+    assert!(!has(file, "died"), "{}", c.ok(&format!("cat {file}")));
 }

@@ -24,6 +24,9 @@ pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
         signal_hook::consts::SIGUSR2,
+        // Also a flag of the log's (crate::log), which reopens the file;
+        // here it is passed on to the WebSocket workers.
+        signal_hook::consts::SIGUSR1,
     ])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -159,6 +162,12 @@ impl Lifecycle<'_> {
             }
             if sig == signal_hook::consts::SIGUSR2 {
                 self.start_upgrade(server);
+                continue;
+            }
+            if sig == signal_hook::consts::SIGUSR1 {
+                if let Some(pool) = &self.ws_pool {
+                    pool.signal_workers(nix::sys::signal::Signal::SIGUSR1);
+                }
                 continue;
             }
             if self.deadline.is_some() {

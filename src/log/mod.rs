@@ -297,8 +297,8 @@ pub(crate) fn init(target: LogTarget, format: AccessFormat) -> io::Result<()> {
     };
     let _ = SINK.set(sink);
     // Every process that logs takes SIGUSR1 (whose default would kill it),
-    // whatever its sink: `systemctl kill -s USR1 handoff` reaches the
-    // workers too.
+    // whatever its sink: the HTTP process passes it on to its workers, and
+    // a stray `systemctl kill -s USR1` to the whole unit kills none.
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&REOPEN))?;
     let stamped = !matches!(self::sink(), Sink::Journal | Sink::Syslog(_));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

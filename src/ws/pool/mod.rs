@@ -58,6 +58,8 @@ enum Msg {
     MoveTo(OwnedFd, mpsc::Sender<()>, Box<dyn FnOnce() + Send>),
     /// The new process of an upgrade: the line from the old one's pool.
     LinkToOld(OwnedFd),
+    /// Pass this signal on to every worker this pool started.
+    Signal(nix::sys::signal::Signal),
 }
 
 /// Hands connections to the pool's thread. Cheap to clone.
@@ -105,6 +107,16 @@ impl Pool {
             let _ = self.waker.wake();
         }
         rx
+    }
+
+    /// Passes `sig` on to the workers this pool started (not to those on
+    /// their own sockets, another unit's): SIGUSR1 reaches them through
+    /// the HTTP process, so `systemctl kill --kill-who=main` is enough and
+    /// the programs of exec routes, which SIGUSR1 would kill, get none.
+    pub(crate) fn signal_workers(&self, sig: nix::sys::signal::Signal) {
+        if self.tx.send(Msg::Signal(sig)).is_ok() {
+            let _ = self.waker.wake();
+        }
     }
 
     /// The new process of an upgrade: sessions (and broadcasts) come from
@@ -257,6 +269,11 @@ impl PoolLoop {
                                 Msg::Shutdown(done, then) => self.shut_down(done, then),
                                 Msg::MoveTo(link, done, then) => self.move_to(link, done, then),
                                 Msg::LinkToOld(link) => self.link_to_old(link),
+                                Msg::Signal(sig) => {
+                                    for c in self.workers.iter().filter_map(|w| w.child.as_ref()) {
+                                        sys::signal_child(c, sig);
+                                    }
+                                }
                             }
                         }
                     }
