@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{children_of, wait_until};
+use common::{children_of, logged, wait_until};
 
 struct Container {
     nspawn: Child,
@@ -130,6 +130,49 @@ impl Container {
         let c = Container::boot(&files);
         c.ok("cp /opt/pkg/*.service /opt/pkg/*.socket /etc/systemd/system/ && mkdir -p /etc/handoff && cp /opt/pkg/handoff.toml /etc/handoff/ && systemctl daemon-reload");
         c
+    }
+
+    /// Boots a clean root with the .deb scripts/package.sh built and
+    /// `extra` files under /opt/pkg (the WebSocket client among them),
+    /// installs the package with dpkg, and appends `settings` (TOML) to
+    /// its /etc/handoff/handoff.toml.
+    fn with_package(extra: &[(&str, &[u8])], settings: &str) -> Container {
+        let deb = deb();
+        let mut files: Vec<(&str, &[u8])> = vec![
+            ("handoff.deb", &deb),
+            ("ws.py", WS_CLIENT),
+            ("settings.toml", settings.as_bytes()),
+        ];
+        files.extend_from_slice(extra);
+        let c = Container::boot_with(&files, false);
+        c.ok("dpkg -i /opt/pkg/handoff.deb && cat /opt/pkg/settings.toml >> /etc/handoff/handoff.toml");
+        c
+    }
+
+    /// A WebSocket session to /echo on port 8080 from inside: `text` sent,
+    /// what came back printed (tests/systemd/ws.py).
+    fn ws_echo(&self, text: &str) -> Output {
+        self.sh(&format!(
+            "python3 /opt/pkg/ws.py 127.0.0.1 8080 /echo {text}"
+        ))
+    }
+
+    /// Asserts that each handoff process runs as the package's user, and
+    /// that there is one; `holding` a connection to port 8080 open
+    /// meanwhile (for inetd's nowait, one process a connection).
+    fn runs_as_handoff(&self, holding: bool) {
+        let ps = "ps -o user= -C handoff";
+        let users = if holding {
+            self.ok(&format!(
+                "bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080; sleep 0.5; {ps}'"
+            ))
+        } else {
+            self.ok(ps)
+        };
+        assert!(
+            users.lines().count() >= 1 && users.lines().all(|u| u.trim() == "handoff"),
+            "{users}"
+        );
     }
 
     /// Runs `cmd` with sh inside the container.
@@ -397,15 +440,13 @@ fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", text(&made));
-    let c = Container::boot_with(
+    let c = Container::with_package(
         &[
-            ("handoff.deb", &deb()),
             ("cert.pem", &std::fs::read(&cert).unwrap()),
             ("key.pem", &std::fs::read(&key).unwrap()),
         ],
-        false,
+        "",
     );
-    c.ok("dpkg -i /opt/pkg/handoff.deb");
     // What the package made: a system user, /run/handoff, a conffile.
     c.ok("getent passwd handoff && test -d /run/handoff && dpkg-query -W -f='${Conffiles}' handoff | grep -q /etc/handoff/handoff.toml");
     let check = c.ok("handoff check --config /etc/handoff/handoff.toml");
@@ -581,17 +622,14 @@ const WS_CLIENT: &[u8] = include_bytes!("systemd/ws.py");
 /// again without restarting the HTTP service.
 #[test]
 fn the_service_hands_websocket_upgrades_to_the_standalone_worker_on_its_socket() {
-    let c = Container::boot_with(&[("handoff.deb", &deb()), ("ws.py", WS_CLIENT)], false);
-    c.ok("dpkg -i /opt/pkg/handoff.deb");
     // The routes of the shipped worker unit (its ExecStart has /echo=echo).
-    c.ok("printf 'ws = [\"/echo=echo\"]\nws-workers = 0\nws-worker-socket = [\"/run/handoff/ws-worker.sock\"]\n' >> /etc/handoff/handoff.toml");
+    let c = Container::with_package(
+        &[],
+        "ws = [\"/echo=echo\"]\nws-workers = 0\nws-worker-socket = [\"/run/handoff/ws-worker.sock\"]\n",
+    );
     c.ok("handoff check --config /etc/handoff/handoff.toml");
     c.ok("systemctl enable --now handoff-ws-worker.socket handoff.socket");
-    let echo = |text: &str| {
-        c.sh(&format!(
-            "python3 /opt/pkg/ws.py 127.0.0.1 8080 /echo {text}"
-        ))
-    };
+    let echo = |text: &str| c.ws_echo(text);
     let first = echo("hello");
     assert!(first.status.success(), "{}\n{}", text(&first), c.journal());
     assert_eq!(String::from_utf8_lossy(&first.stdout), "hello\n");
@@ -639,11 +677,7 @@ const PER_SOURCE: &[u8] = include_bytes!("systemd/per_source.py");
 /// as v4.
 #[test]
 fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
-    let c = Container::boot_with(
-        &[("handoff.deb", &deb()), ("per_source.py", PER_SOURCE)],
-        false,
-    );
-    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    let c = Container::with_package(&[("per_source.py", PER_SOURCE)], "");
     c.ok("cp /usr/share/doc/handoff/examples/xinetd/handoff-nowait /usr/share/doc/handoff/examples/xinetd/handoff-wait /etc/xinetd.d/ && systemctl restart xinetd");
     let hello =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
@@ -664,11 +698,7 @@ fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
     }
     // The wait-mode server stays (until --idle-exit), with any nowait one
     // not yet gone: the package's user, each.
-    let users = c.ok("ps -o user= -C handoff");
-    assert!(
-        users.lines().count() >= 1 && users.lines().all(|u| u.trim() == "handoff"),
-        "{users}"
-    );
+    c.runs_as_handoff(false);
 
     // per_source = 10: ten held connections from one address, the
     // eleventh closed by xinetd, the first still served.
@@ -684,8 +714,11 @@ fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
     let log = c.ok("journalctl -q --no-pager -o cat");
     for client in ["127.0.0.1", "::1"] {
         assert!(
-            log.lines().any(|l| l.contains(&format!("{client} - - ["))
-                && l.contains("\"GET /hello.txt HTTP/1.1\" 200")),
+            logged(
+                &log,
+                &format!("{client} - - ["),
+                "\"GET /hello.txt HTTP/1.1\" 200"
+            ),
             "{client}: {log}"
         );
     }
@@ -697,8 +730,7 @@ fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
 /// package's user, over IPv4 and IPv6, its access lines through syslog.
 #[test]
 fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
-    let c = Container::boot_with(&[("handoff.deb", &deb())], false);
-    c.ok("dpkg -i /opt/pkg/handoff.deb");
+    let c = Container::with_package(&[], "");
     c.ok("grep -v '^#' /usr/share/doc/handoff/examples/inetd.conf > /etc/inetd.conf");
     c.ok("systemd-run --unit=openbsd-inetd /opt/openbsd-inetd/usr/sbin/inetd -d /etc/inetd.conf");
     let hello =
@@ -716,17 +748,15 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
         );
     }
     // A connection held open: its process runs as the package's user.
-    let users =
-        c.ok("bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080; sleep 0.5; ps -o user= -C handoff'");
-    assert!(
-        users.lines().count() >= 1 && users.lines().all(|u| u.trim() == "handoff"),
-        "{users}"
-    );
+    c.runs_as_handoff(true);
     let log = c.ok("journalctl -q --no-pager -o cat");
     for client in ["127.0.0.1", "::1"] {
         assert!(
-            log.lines().any(|l| l.contains(&format!("{client} - - ["))
-                && l.contains("\"GET /hello.txt HTTP/1.1\" 200")),
+            logged(
+                &log,
+                &format!("{client} - - ["),
+                "\"GET /hello.txt HTTP/1.1\" 200"
+            ),
             "{client}: {log}"
         );
     }
@@ -738,14 +768,15 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
 /// its workers; the rotated file holds what came before.
 #[test]
 fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
-    let c = Container::boot_with(&[("handoff.deb", &deb()), ("ws.py", WS_CLIENT)], false);
-    c.ok("dpkg -i /opt/pkg/handoff.deb");
-    c.ok("printf 'log-file = \"/var/log/handoff/handoff.log\"\nws = [\"/echo=echo\"]\nws-workers = 1\n' >> /etc/handoff/handoff.toml");
+    let c = Container::with_package(
+        &[],
+        "log-file = \"/var/log/handoff/handoff.log\"\nws = [\"/echo=echo\"]\nws-workers = 1\n",
+    );
     c.ok("systemctl enable --now handoff.socket");
-    let ws = |text: &str| {
-        c.ok(&format!(
-            "python3 /opt/pkg/ws.py 127.0.0.1 8080 /echo {text}"
-        ))
+    let ws = |said: &str| {
+        let out = c.ws_echo(said);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(
         c.ok("curl -sf http://127.0.0.1:8080/hello.txt")
