@@ -331,6 +331,49 @@ fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
     assert!(!std::fs::read_to_string(&rotated).unwrap().contains("/ws"));
 }
 
+/// A worker just started ignores SIGUSR1 until its log takes it, so the
+/// signals the HTTP process passes on while one starts (here a storm of
+/// them across a worker's restart) kill none.
+#[test]
+fn sigusr1_passed_on_while_a_worker_starts_kills_none() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handoff.log");
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--log-file",
+        file.to_str().unwrap(),
+        "--ws",
+        "/ws=echo",
+        "--ws-workers",
+        "1",
+    ]);
+    // Five a millisecond, for `ms`.
+    let storm = |ms: u32| {
+        for _ in 0..ms * 5 {
+            h.signal(nix::sys::signal::Signal::SIGUSR1);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    let worker = children_of(h.pid() as i32);
+    assert_eq!(worker.len(), 1);
+    // Killed: the pool starts another 100 ms later, inside the storm.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    storm(600);
+    assert!(wait_until(Duration::from_secs(5), || {
+        children_of(h.pid() as i32).len() == 1
+            && tungstenite::connect(format!("ws://{}/ws", h.addr)).is_ok()
+    }));
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(log.matches("WebSocket worker died").count(), 1, "{log}");
+    assert_ne!(children_of(h.pid() as i32), worker);
+}
+
 #[test]
 fn with_syslog_access_lines_go_to_syslog_as_info() {
     let site = site();

@@ -277,6 +277,12 @@ fn stderr_is_journal() -> bool {
 /// access line per request under the target `handoff::access`).
 pub(crate) fn init(target: LogTarget, format: AccessFormat) -> io::Result<()> {
     access::set_format(format);
+    // Every process that logs takes SIGUSR1 (whose default would kill it),
+    // whatever its sink: the HTTP process passes it on to its workers, and
+    // a stray `systemctl kill -s USR1` to the whole unit kills none. Before
+    // the file is opened, so that a rotation meanwhile is not missed (a
+    // worker ignores SIGUSR1 until here: `sys::process::spawn_worker`).
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&REOPEN))?;
     let sink = match target {
         LogTarget::Stderr if stderr_is_journal() => Sink::Journal,
         LogTarget::Stderr => Sink::Stderr,
@@ -296,10 +302,6 @@ pub(crate) fn init(target: LogTarget, format: AccessFormat) -> io::Result<()> {
         }
     };
     let _ = SINK.set(sink);
-    // Every process that logs takes SIGUSR1 (whose default would kill it),
-    // whatever its sink: the HTTP process passes it on to its workers, and
-    // a stray `systemctl kill -s USR1` to the whole unit kills none.
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&REOPEN))?;
     let stamped = !matches!(self::sink(), Sink::Journal | Sink::Syslog(_));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()

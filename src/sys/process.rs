@@ -136,7 +136,9 @@ unsafe fn onto_fd3(raw: RawFd) -> io::Result<()> {
 /// process group (a terminal's ^C goes to us, and we decide) and dies with
 /// us: `PR_SET_PDEATHSIG` sends it SIGKILL when the thread that started it
 /// ends, and a parent that died before that was set is caught by checking
-/// `getppid`.
+/// `getppid`. It starts with SIGUSR1 ignored (a disposition exec keeps)
+/// until its log installs the handler: we pass SIGUSR1 on to workers, and
+/// one just started would die of it.
 pub(crate) fn spawn_worker(
     cmd: &mut std::process::Command,
     ctl: OwnedFd,
@@ -148,10 +150,14 @@ pub(crate) fn spawn_worker(
     cmd.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed; it makes only dup2, fcntl,
-    // prctl, getppid and _exit, and builds errors without allocating.
+    // signal, prctl, getppid and _exit, and builds errors without
+    // allocating.
     unsafe {
         cmd.pre_exec(move || {
             onto_fd3(raw)?;
+            if libc::signal(libc::SIGUSR1, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(io::Error::last_os_error());
             }
