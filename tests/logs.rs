@@ -293,15 +293,9 @@ fn access_lines_come_in_the_common_combined_and_json_formats() {
     assert!(!std::fs::read_to_string(&file).unwrap().contains("/a.txt"));
 }
 
-/// logrotate's way: move the file, signal the main process, and the next
-/// lines go to a new file at the old path, the WebSocket worker's too (the
-/// HTTP process passes SIGUSR1 on to its workers).
-#[test]
-fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("handoff.log");
-    let h = Handoff::start(&[
+/// A server logging to `file` with one WebSocket worker (on /ws).
+fn with_a_worker(site: &tempfile::TempDir, file: &Path) -> Handoff {
+    Handoff::start(&[
         "--root",
         &root_arg(site.path()),
         "--log-file",
@@ -310,7 +304,18 @@ fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
         "/ws=echo",
         "--ws-workers",
         "1",
-    ]);
+    ])
+}
+
+/// logrotate's way: move the file, signal the main process, and the next
+/// lines go to a new file at the old path, the WebSocket worker's too (the
+/// HTTP process passes SIGUSR1 on to its workers).
+#[test]
+fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("handoff.log");
+    let h = with_a_worker(&site, &file);
     logged_request(&h, &file, "/a.txt");
     let rotated = dir.path().join("handoff.log.1");
     std::fs::rename(&file, &rotated).unwrap();
@@ -339,16 +344,7 @@ fn sigusr1_passed_on_while_a_worker_starts_kills_none() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("handoff.log");
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--log-file",
-        file.to_str().unwrap(),
-        "--ws",
-        "/ws=echo",
-        "--ws-workers",
-        "1",
-    ]);
+    let h = with_a_worker(&site, &file);
     // Five a millisecond, for `ms`.
     let storm = |ms: u32| {
         for _ in 0..ms * 5 {

@@ -149,6 +149,23 @@ impl Container {
         c
     }
 
+    /// Asserts that `url` (curl's syntax, from inside) gives the packaged
+    /// site's hello.txt within 5 s (an inetd binds its ports a moment
+    /// after it starts).
+    fn serves_hello(&self, url: &str) {
+        let hello = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt"))
+            .unwrap();
+        let mut got = String::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                got = text(&self.sh(&format!("curl -sfg {url}")));
+                got == hello
+            }),
+            "{url}: {got}\n{}",
+            self.journal()
+        );
+    }
+
     /// A WebSocket session to /echo on port 8080 from inside: `text` sent,
     /// what came back printed (tests/systemd/ws.py).
     fn ws_echo(&self, text: &str) -> Output {
@@ -679,21 +696,9 @@ const PER_SOURCE: &[u8] = include_bytes!("systemd/per_source.py");
 fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
     let c = Container::with_package(&[("per_source.py", PER_SOURCE)], "");
     c.ok("cp /usr/share/doc/handoff/examples/xinetd/handoff-nowait /usr/share/doc/handoff/examples/xinetd/handoff-wait /etc/xinetd.d/ && systemctl restart xinetd");
-    let hello =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
     for port in [8080, 8081] {
         for host in ["127.0.0.1", "[::1]"] {
-            let url = format!("http://{host}:{port}/hello.txt");
-            let mut got = String::new();
-            // xinetd binds its ports a moment after the restart.
-            assert!(
-                wait_until(Duration::from_secs(5), || {
-                    got = text(&c.sh(&format!("curl -sfg {url}")));
-                    got == hello
-                }),
-                "{url}: {got}\n{}",
-                c.journal()
-            );
+            c.serves_hello(&format!("http://{host}:{port}/hello.txt"));
         }
     }
     // The wait-mode server stays (until --idle-exit), with any nowait one
@@ -733,19 +738,8 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
     let c = Container::with_package(&[], "");
     c.ok("grep -v '^#' /usr/share/doc/handoff/examples/inetd.conf > /etc/inetd.conf");
     c.ok("systemd-run --unit=openbsd-inetd /opt/openbsd-inetd/usr/sbin/inetd -d /etc/inetd.conf");
-    let hello =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
     for host in ["127.0.0.1", "[::1]"] {
-        let url = format!("http://{host}:8080/hello.txt");
-        let mut got = String::new();
-        assert!(
-            wait_until(Duration::from_secs(5), || {
-                got = text(&c.sh(&format!("curl -sfg {url}")));
-                got == hello
-            }),
-            "{url}: {got}\n{}",
-            c.journal()
-        );
+        c.serves_hello(&format!("http://{host}:8080/hello.txt"));
     }
     // A connection held open: its process runs as the package's user.
     c.runs_as_handoff(true);
