@@ -75,15 +75,19 @@ impl Notifier {
     /// another (`docs/upgrade.md`), so MAINPID= comes in the same message
     /// and systemd follows it (the unit needs `NotifyAccess=all`).
     pub(crate) fn ready(&mut self, counts: (usize, usize), replacing: bool) {
-        let status = status_line(counts);
-        let (ready, status) = (NotifyState::Ready, NotifyState::Status(&status));
+        self.send_ready(counts, &status_line(counts), replacing);
+        self.ping(Instant::now());
+    }
+
+    /// READY=1 with `status` (for `counts`), and MAINPID= if `replacing`.
+    fn send_ready(&mut self, counts: (usize, usize), status: &str, replacing: bool) {
+        let (ready, status) = (NotifyState::Ready, NotifyState::Status(status));
         if replacing {
             self.send(&[NotifyState::MainPid(std::process::id()), ready, status]);
         } else {
             self.send(&[ready, status]);
         }
         self.last_status = counts;
-        self.ping(Instant::now());
     }
 
     /// Sends STATUS (connections, queued) if it changed and a second has
@@ -146,8 +150,7 @@ impl Notifier {
     /// READY=1 after [`Notifier::reloading`], the outcome in STATUS.
     pub(crate) fn reloaded(&mut self, counts: (usize, usize), outcome: &str) {
         let status = format!("{}; {outcome}", status_line(counts));
-        self.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
-        self.last_status = counts;
+        self.send_ready(counts, &status, false);
     }
 
     pub(crate) fn stopping(&mut self) {

@@ -166,6 +166,22 @@ impl Container {
         );
     }
 
+    /// Asserts that the journal holds an access line for hello.txt from
+    /// 127.0.0.1 and one from ::1 (an inetd's handoff logs by syslog).
+    fn logged_hello_from_v4_and_v6(&self) {
+        let log = self.ok("journalctl -q --no-pager -o cat");
+        for client in ["127.0.0.1", "::1"] {
+            assert!(
+                logged(
+                    &log,
+                    &format!("{client} - - ["),
+                    "\"GET /hello.txt HTTP/1.1\" 200"
+                ),
+                "{client}: {log}"
+            );
+        }
+    }
+
     /// A WebSocket session to /echo on port 8080 from inside: `text` sent,
     /// what came back printed (tests/systemd/ws.py).
     fn ws_echo(&self, text: &str) -> Output {
@@ -716,17 +732,7 @@ fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
     // (Debian's xinetd.conf sets no log_on_failure, so xinetd says nothing.)
 
     // Access lines by syslog: the v4 client as v4, the v6 one as v6.
-    let log = c.ok("journalctl -q --no-pager -o cat");
-    for client in ["127.0.0.1", "::1"] {
-        assert!(
-            logged(
-                &log,
-                &format!("{client} - - ["),
-                "\"GET /hello.txt HTTP/1.1\" 200"
-            ),
-            "{client}: {log}"
-        );
-    }
+    c.logged_hello_from_v4_and_v6();
 }
 
 /// The inetd.conf lines the package installs, appended as they are to
@@ -743,17 +749,7 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
     }
     // A connection held open: its process runs as the package's user.
     c.runs_as_handoff(true);
-    let log = c.ok("journalctl -q --no-pager -o cat");
-    for client in ["127.0.0.1", "::1"] {
-        assert!(
-            logged(
-                &log,
-                &format!("{client} - - ["),
-                "\"GET /hello.txt HTTP/1.1\" 200"
-            ),
-            "{client}: {log}"
-        );
-    }
+    c.logged_hello_from_v4_and_v6();
 }
 
 /// The log in a file under the unit's LogsDirectory=, rotated by the

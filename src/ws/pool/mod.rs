@@ -269,11 +269,7 @@ impl PoolLoop {
                                 Msg::Shutdown(done, then) => self.shut_down(done, then),
                                 Msg::MoveTo(link, done, then) => self.move_to(link, done, then),
                                 Msg::LinkToOld(link) => self.link_to_old(link),
-                                Msg::Signal(sig) => {
-                                    for c in self.workers.iter().filter_map(|w| w.child.as_ref()) {
-                                        sys::signal_child(c, sig);
-                                    }
-                                }
+                                Msg::Signal(sig) => self.signal_started(sig),
                             }
                         }
                     }
@@ -291,12 +287,17 @@ impl PoolLoop {
         self.on_stopped = Some(then);
         for w in &mut self.workers {
             w.restart_at = None;
-            if let Some(c) = &w.child {
-                sys::signal_child(c, nix::sys::signal::Signal::SIGTERM);
-            }
         }
+        self.signal_started(nix::sys::signal::Signal::SIGTERM);
         self.stopping = Some(done);
         self.check_stopped();
+    }
+
+    /// Sends `sig` to every worker this pool started and has not reaped.
+    fn signal_started(&self, sig: nix::sys::signal::Signal) {
+        for c in self.workers.iter().filter_map(|w| w.child.as_ref()) {
+            sys::signal_child(c, sig);
+        }
     }
 
     /// Once shutting down, tells the waiter when no started worker is left.
