@@ -702,10 +702,15 @@ fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
         // 4 is REFUSE in the wire format.
         assert_eq!(connect_as_nobody(&sock), want, "--allow-uid {extra:?}");
         if extra.is_none() {
-            let log = std::fs::read_to_string(&log).unwrap();
+            // The worker writes its log at the end of its turn, which may
+            // come after the REFUSE reached the peer.
+            let said = "uid 65534 is not allowed on this worker socket";
             assert!(
-                log.contains("uid 65534 is not allowed on this worker socket"),
-                "{log}"
+                wait_until(Duration::from_secs(3), || {
+                    std::fs::read_to_string(&log).is_ok_and(|l| l.contains(said))
+                }),
+                "{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
     }
