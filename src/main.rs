@@ -81,6 +81,12 @@ struct WsLimits {
     /// Seconds without anything from a WebSocket client before it is closed.
     #[arg(long = "ws-idle-timeout", id = "ws_idle_timeout", default_value_t = Seconds(WorkerConfig::default().idle_timeout))]
     idle_timeout: Seconds,
+    /// Pass this variable of the server's environment on to `exec:`
+    /// commands (repeatable). They get no other: only the request's
+    /// CGI variables and PATH=/usr/local/bin:/usr/bin:/bin (unless PATH is
+    /// named here).
+    #[arg(long = "ws-passenv", id = "ws_passenv", value_name = "NAME", value_parser = app::env_name)]
+    passenv: Vec<String>,
 }
 
 impl WsLimits {
@@ -93,6 +99,7 @@ impl WsLimits {
             ping_interval: self.ping_interval.0,
             idle_timeout: self.idle_timeout.0,
             allowed_uids: Vec::new(),
+            passenv: self.passenv.clone(),
         }
     }
 }
@@ -628,6 +635,10 @@ mod tests {
             "2.5",
             "--ws-idle-timeout",
             "9",
+            "--ws-passenv",
+            "LANG",
+            "--ws-passenv",
+            "PGHOST",
         ];
         let Some(Command::Serve(serve)) = Cli::parse_from(args).command else {
             panic!("not serve");

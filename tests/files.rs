@@ -121,6 +121,49 @@ fn answers_ranges_with_206_and_416() {
     assert_eq!(r.status, 200);
 }
 
+/// Every status a file path can answer with, first from a fresh open and
+/// then from the open-file cache: no header is sent twice (a 416 once
+/// carried the file's `text/css` beside its own `text/plain`).
+#[test]
+fn no_answer_a_file_gives_repeats_a_header_fresh_or_cached() {
+    let (h, _s, _o) = server();
+    let etag = h.get("/a.txt").header("etag").unwrap().to_string();
+    let cases = [
+        ("GET /a.txt HTTP/1.1\r\n".to_string(), 200),
+        ("GET /ten.bin HTTP/1.1\r\nRange: bytes=2-4\r\n".into(), 206),
+        (
+            "GET /ten.bin HTTP/1.1\r\nRange: bytes=5000-\r\n".into(),
+            416,
+        ),
+        (
+            format!("GET /a.txt HTTP/1.1\r\nIf-None-Match: {etag}\r\n"),
+            304,
+        ),
+        ("GET /a.txt HTTP/1.1\r\nIf-Match: \"other\"\r\n".into(), 412),
+        ("GET /sub HTTP/1.1\r\n".into(), 301),
+        ("GET /nothing HTTP/1.1\r\n".into(), 404),
+        ("DELETE /a.txt HTTP/1.1\r\n".into(), 405),
+    ];
+    for round in ["fresh", "cached"] {
+        for (head, status) in &cases {
+            let r = req(&h, head);
+            assert_eq!(r.status, *status, "{round}: {head}");
+            let mut names: Vec<String> = r
+                .headers
+                .iter()
+                .map(|(n, _)| n.to_ascii_lowercase())
+                .collect();
+            names.sort();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(before, names.len(), "{round} {status}: {:?}", r.headers);
+        }
+    }
+    let r = req(&h, "GET /ten.bin HTTP/1.1\r\nRange: bytes=5000-\r\n");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+}
+
 #[test]
 fn refuses_every_way_out_of_the_root() {
     let (h, _s, _o) = server();

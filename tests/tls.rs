@@ -596,6 +596,34 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 }
 
 #[test]
+fn an_exec_command_behind_wss_is_told_https_and_the_port_the_client_reached() {
+    let (pki, _site, h) = wss_server(&["--ws", "/env=exec:env"]);
+    let a = h.addr_of("https");
+    let (mut ws, _) = tungstenite::client(
+        format!("wss://localhost:{}/env", a.port()),
+        tls_client(a, &pki.ca()),
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    while let Ok(m) = ws.read() {
+        match m {
+            tungstenite::Message::Text(t) => lines.push(t.to_string()),
+            tungstenite::Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert!(lines.contains(&"HTTPS=on".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&format!("SERVER_PORT={}", a.port())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"SERVER_NAME=localhost".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
     use tungstenite::Message;
     let (pki, _site, h) = wss_server(&[]);

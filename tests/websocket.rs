@@ -230,7 +230,7 @@ fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own(
     let script = dir.path().join("talk.sh");
     std::fs::write(
         &script,
-        "#!/bin/sh\necho \"path=$PATH_INFO query=$QUERY_STRING addr=$REMOTE_ADDR agent=$HTTP_X_TEST\"\nfor i in 1 2 3; do echo \"tick $i\"; done\nwhile read line; do echo \"got $line\"; done\n",
+        "#!/bin/sh\necho \"script=$SCRIPT_NAME path=[$PATH_INFO] query=$QUERY_STRING addr=$REMOTE_ADDR agent=$HTTP_X_TEST\"\nfor i in 1 2 3; do echo \"tick $i\"; done\nwhile read line; do echo \"got $line\"; done\n",
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -252,7 +252,7 @@ fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own(
     let (mut ws, _) = tungstenite::client(req, s).unwrap();
     assert_eq!(
         next_text(&mut ws),
-        "path=/talk query=x=1 addr=127.0.0.1 agent=probe"
+        "script=/talk path=[] query=x=1 addr=127.0.0.1 agent=probe"
     );
     for i in 1..=3 {
         assert_eq!(next_text(&mut ws), format!("tick {i}"));
@@ -266,6 +266,114 @@ fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own(
             .iter()
             .all(|p| !pid_alive(*p))),
         "{pids:?} outlived the connection"
+    );
+}
+
+/// Every line an `exec:env` command prints, until it ends.
+fn exec_env(h: &Handoff, path: &str, extra_headers: &[(&str, &str)]) -> Vec<String> {
+    let s = h.connect();
+    let mut req = tungstenite::http::Request::builder()
+        .uri(format!("ws://{}{path}", h.addr))
+        .header("Host", format!("example.test:{}", h.addr.port()))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        );
+    for (n, v) in extra_headers {
+        req = req.header(*n, *v);
+    }
+    let (mut ws, _) = tungstenite::client(req.body(()).unwrap(), s).unwrap();
+    let mut lines = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => lines.push(t.to_string()),
+            Ok(Message::Close(_)) | Err(_) => return lines,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn exec_commands_get_none_of_the_servers_environment_but_what_passenv_names() {
+    let site = site();
+    let root = root_arg(site.path());
+    let h = Handoff::start_env(
+        &[
+            ("AWS_SECRET_ACCESS_KEY", "do-not-leak"),
+            ("HANDOFF_TEST_TOKEN", "do-not-leak-either"),
+            ("PASSED_ON", "yes"),
+        ],
+        &[
+            "--root",
+            &root,
+            "--ws",
+            "/env=exec:env",
+            "--ws-workers",
+            "1",
+            "--ws-passenv",
+            "PASSED_ON",
+            "--ws-passenv",
+            "NOT_SET_ANYWHERE",
+        ],
+    );
+    let lines = exec_env(
+        &h,
+        "/env?a=b",
+        &[("Proxy", "http://evil.test:3128"), ("X_Spoof", "1")],
+    );
+    let env: std::collections::HashMap<&str, &str> =
+        lines.iter().filter_map(|l| l.split_once('=')).collect();
+    assert!(env.len() > 5, "{lines:?}");
+    for secret in [
+        "AWS_SECRET_ACCESS_KEY",
+        "HANDOFF_TEST_TOKEN",
+        "NOTIFY_SOCKET",
+        "HOME",
+    ] {
+        assert!(!env.contains_key(secret), "{secret} leaked: {lines:?}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("do-not-leak")),
+        "{lines:?}"
+    );
+    let port = h.addr.port().to_string();
+    for (k, v) in [
+        ("PASSED_ON", "yes"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/env"),
+        ("PATH_INFO", ""),
+        ("QUERY_STRING", "a=b"),
+        ("SERVER_NAME", "example.test"),
+        ("SERVER_PORT", port.as_str()),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+    ] {
+        assert_eq!(env.get(k).copied(), Some(v), "{k}: {lines:?}");
+    }
+    // httpoxy: a Proxy header never becomes HTTP_PROXY; an underscore
+    // name could pose as another header's variable.
+    assert!(!env.contains_key("HTTP_PROXY"), "{lines:?}");
+    assert!(!env.contains_key("HTTP_X_SPOOF"), "{lines:?}");
+    assert!(!env.contains_key("HTTPS"), "{lines:?}");
+    assert!(!env.contains_key("NOT_SET_ANYWHERE"), "{lines:?}");
+}
+
+#[test]
+fn ws_passenv_refuses_what_is_no_variable_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--ws-passenv", "A=B"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a variable name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

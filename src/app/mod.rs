@@ -163,8 +163,23 @@ impl WsConfig {
             "--ws-idle-timeout".into(),
             w.idle_timeout.as_secs_f64().to_string(),
         ]);
+        for name in &w.passenv {
+            a.push("--ws-passenv".into());
+            a.push(name.clone());
+        }
         a.extend(log.args());
         a
+    }
+}
+
+/// `--ws-passenv NAME`: a portable variable name (letters, digits, `_`).
+pub fn env_name(name: &str) -> Result<String, String> {
+    if crate::ws::exec::valid_env_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{name:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        ))
     }
 }
 

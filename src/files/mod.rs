@@ -284,7 +284,6 @@ impl Handler for StaticFiles {
             res.status(304);
             return;
         }
-        res.checked_headers(&file.representation);
 
         let mut range = match req.header_bytes("range") {
             Some(r) if req.method() == "GET" => parse_range(r, size),
@@ -312,10 +311,16 @@ impl Handler for StaticFiles {
                 (a, b - a + 1)
             }
             RangeReq::Unsatisfiable => {
-                res.header("Content-Range", format!("bytes */{size}"));
+                // The body is our text, not the file: the file's
+                // Content-Type would name it twice (and wrongly).
+                res.header("Content-Range", format!("bytes */{size}"))
+                    .header("Accept-Ranges", "bytes");
                 return plain(res, 416, "416 Range Not Satisfiable\n");
             }
         };
+        // Only an answer that carries the file (or a part of it) describes
+        // it with the file's Content-Type and Accept-Ranges.
+        res.checked_headers(&file.representation);
         res.body(match &file.bytes {
             Some(bytes) => Body::Shared {
                 bytes: bytes.clone(),

@@ -127,6 +127,9 @@ pub mod flags {
     /// on one of a worker's control sockets only, so that a worker that
     /// serves several HTTP processes hears its own message once).
     pub const RETURN: u32 = 128;
+    /// `PASS_CONNECTION` to a worker: the client came over TLS, ended by
+    /// the sender (the fd carries the plaintext: not `TLS`).
+    pub const SECURE: u32 = 256;
 }
 
 /// One message, without its fd.

@@ -3,6 +3,8 @@
 //! TLS session cannot go with its fd, so it stays here and the hook gets
 //! one end of a socketpair carrying the plaintext, relayed by `Relays`.
 
+use std::os::fd::AsFd;
+
 use mio::Registry;
 
 use super::HandedOff;
@@ -19,6 +21,7 @@ pub(super) type Hook = Box<dyn FnMut(HandedOff)>;
 pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: HandOff) {
     let (c, taken) = h;
     let peer = c.engine.peer().clone();
+    let local = sys::local_addr(c.fd.as_fd());
     let (Some((head, rest)), Some(hook)) = (taken, hook) else {
         return tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
     };
@@ -30,6 +33,8 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
                     head,
                     rest,
                     peer,
+                    local,
+                    tls: true,
                 });
                 relays.start(registry, c.fd, tls, ours);
             }
@@ -40,6 +45,8 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
             head,
             rest,
             peer,
+            local,
+            tls: false,
         }),
     }
 }

@@ -179,4 +179,9 @@ pub struct HandedOff {
     pub rest: Vec<u8>,
     /// Who is at the other end.
     pub peer: Addr,
+    /// The address the client connected to.
+    pub local: Addr,
+    /// Did the client come over TLS? (Then `socket` carries the plaintext
+    /// the server decrypts.)
+    pub tls: bool,
 }

@@ -73,6 +73,136 @@ pub(crate) struct ExecParts {
     pub output: Vec<u8>,
 }
 
+/// `PATH` for a command when `--ws-passenv PATH` does not pass the
+/// server's own (websocketd and CGI servers give a fixed one too).
+pub(crate) const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What an `exec:` command is told of its request.
+pub(crate) struct Meta<'a, 'h, 'b> {
+    /// The upgrade request's head.
+    pub head: &'a httparse::Request<'h, 'b>,
+    /// The route's path (`SCRIPT_NAME`).
+    pub route: &'a str,
+    /// The client (the PROXY protocol's address where there was one).
+    pub peer: Option<std::net::SocketAddr>,
+    /// The address the client connected to.
+    pub local: Option<std::net::SocketAddr>,
+    /// Did the client come over TLS (terminated by the HTTP process)?
+    pub secure: bool,
+    /// Names of the worker's own variables to pass on (`--ws-passenv`).
+    pub passenv: &'a [String],
+}
+
+/// The command's whole environment, built from scratch as RFC 3875 §4.1
+/// describes a CGI script's: the request's meta-variables, `HTTP_*` for
+/// its header fields, `PATH` (safe unless passed on) and the variables
+/// `--ws-passenv` names, and nothing else of the server's.
+pub(crate) fn environment(m: &Meta<'_, '_, '_>) -> Vec<(String, String)> {
+    let target = m.head.path.unwrap_or("/");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let host = header(m.head, "host");
+    // SERVER_NAME is the host the client asked for (RFC 3875 §4.1.14), a
+    // bracketed IPv6 literal kept whole; else the address it reached.
+    let (name, host_port) = host.map_or((None, None), split_host);
+    let scheme_port = if m.secure { "443" } else { "80" };
+    let port = m
+        .local
+        .map(|a| a.port().to_string())
+        .or(host_port.map(str::to_string))
+        .unwrap_or_else(|| scheme_port.to_string());
+    let name = name
+        .map(str::to_string)
+        .or_else(|| m.local.map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "localhost".to_string());
+    let mut env: Vec<(String, String)> = vec![
+        ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
+        ("SERVER_PROTOCOL".into(), "HTTP/1.1".into()),
+        (
+            "SERVER_SOFTWARE".into(),
+            concat!("handoff/", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        ("SERVER_NAME".into(), name),
+        ("SERVER_PORT".into(), port),
+        ("REQUEST_METHOD".into(), "GET".into()),
+        ("SCRIPT_NAME".into(), m.route.into()),
+        // A route is one exact path: nothing follows the script's name.
+        ("PATH_INFO".into(), String::new()),
+        ("QUERY_STRING".into(), query.into()),
+        ("REQUEST_URI".into(), target.into()),
+    ];
+    if m.secure {
+        env.push(("HTTPS".into(), "on".into()));
+    }
+    if let Some(a) = m.peer {
+        env.push(("REMOTE_ADDR".into(), a.ip().to_string()));
+        env.push(("REMOTE_HOST".into(), a.ip().to_string()));
+        env.push(("REMOTE_PORT".into(), a.port().to_string()));
+    }
+    for h in m.head.headers.iter() {
+        // `Proxy:` would become HTTP_PROXY, which HTTP clients in the
+        // command take for their proxy (httpoxy, CVE-2016-5385). A name
+        // with `_` would collide with the `-` spelling of another (Apache
+        // drops those too); other characters make no variable name.
+        if h.name.eq_ignore_ascii_case("proxy")
+            || !h
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            continue;
+        }
+        let name = format!("HTTP_{}", h.name.to_ascii_uppercase().replace('-', "_"));
+        let value = String::from_utf8_lossy(h.value).into_owned();
+        // Repeated fields are one variable, joined as RFC 9110 §5.3 allows.
+        match env.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => env.push((name, value)),
+        }
+    }
+    let mut path = SAFE_PATH.to_string();
+    for name in m.passenv {
+        if let Some(v) = std::env::var_os(name) {
+            let v = v.to_string_lossy().into_owned();
+            if name == "PATH" {
+                path = v;
+            } else {
+                env.retain(|(k, _)| k != name);
+                env.push((name.clone(), v));
+            }
+        }
+    }
+    env.push(("PATH".into(), path));
+    env
+}
+
+fn header<'a>(head: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
+    head.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::trim)
+}
+
+/// `example.org:8080` → (`example.org`, `8080`); `[::1]:80` → (`[::1]`, `80`).
+fn split_host(host: &str) -> (Option<&str>, Option<&str>) {
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => (&host[..i], Some(&host[i + 1..])),
+        _ => (host, None),
+    };
+    let port = port.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    ((!name.is_empty()).then_some(name), port)
+}
+
+/// Is `name` something `--ws-passenv` can pass (a portable variable name)?
+pub(crate) fn valid_env_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
 pub(crate) struct Exec {
     pub proc: Proc,
     // Pipes as files: a spawned child's `ChildStdin`/`ChildStdout` and
@@ -91,15 +221,16 @@ pub(crate) enum Output {
 }
 
 impl Exec {
-    /// Starts `sh -c 'exec COMMAND'` with the CGI-style environment given.
+    /// Starts `sh -c 'exec COMMAND'` with exactly the environment given
+    /// (`environment`): nothing of the server's own is inherited, so
+    /// secrets the unit's `EnvironmentFile=` set (and `NOTIFY_SOCKET`,
+    /// which would let a command speak for the service) stay with it.
     pub(crate) fn spawn(command: &str, binary: bool, env: &[(String, String)]) -> io::Result<Exec> {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(format!("exec {command}"))
+            .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            // A command is no part of the service's readiness (the unit's
-            // NotifyAccess=all lets the new process of an upgrade speak).
-            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

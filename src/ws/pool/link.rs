@@ -255,6 +255,10 @@ impl PoolLoop {
         l.next += 1;
         let mut m = Message::new(Kind::PassConnection, l.next);
         m.peer = Some(h.peer.to_string());
+        m.local = Some(h.local.to_string());
+        if h.tls {
+            m.flags |= wire::flags::SECURE;
+        }
         m.head = h.head;
         m.data = h.rest;
         match l.send(&m, &[h.socket.as_fd()]) {

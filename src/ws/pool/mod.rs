@@ -380,6 +380,10 @@ impl PoolLoop {
     fn place(&mut self, h: HandedOff) {
         let mut msg = Message::new(Kind::PassConnection, 0);
         msg.peer = Some(h.peer.to_string());
+        msg.local = Some(h.local.to_string());
+        if h.tls {
+            msg.flags |= wire::flags::SECURE;
+        }
         msg.head = h.head;
         msg.data = h.rest;
         if let Err((why, mut fds)) = self.give(msg, vec![h.socket], true, None) {

@@ -145,7 +145,7 @@ impl Worker {
             _ => return Err("the HEAD field is not a complete request head".into()),
         }
         let target = req.path.unwrap_or("/");
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
         let route = self.route_of(path)?;
         let key = req
             .headers
@@ -161,35 +161,14 @@ impl Worker {
 
         let exec = match &self.cfg.routes[route].mode {
             Mode::Exec { command, binary } => {
-                let mut env: Vec<(String, String)> = vec![
-                    ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
-                    ("SERVER_PROTOCOL".into(), "HTTP/1.1".into()),
-                    ("REQUEST_METHOD".into(), "GET".into()),
-                    ("PATH_INFO".into(), path.into()),
-                    ("QUERY_STRING".into(), query.into()),
-                    ("REQUEST_URI".into(), target.into()),
-                ];
-                if let Ok(a) = peer.parse::<std::net::SocketAddr>() {
-                    env.push(("REMOTE_ADDR".into(), a.ip().to_string()));
-                    env.push(("REMOTE_PORT".into(), a.port().to_string()));
-                }
-                for h in req.headers.iter() {
-                    let name: String = h
-                        .name
-                        .chars()
-                        .map(|c| {
-                            if c == '-' {
-                                '_'
-                            } else {
-                                c.to_ascii_uppercase()
-                            }
-                        })
-                        .collect();
-                    env.push((
-                        format!("HTTP_{name}"),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    ));
-                }
+                let env = crate::ws::exec::environment(&crate::ws::exec::Meta {
+                    head: &req,
+                    route: &self.cfg.routes[route].path,
+                    peer: peer.parse().ok(),
+                    local: msg.local.as_deref().and_then(|l| l.parse().ok()),
+                    secure: msg.flags & wire::flags::SECURE != 0,
+                    passenv: &self.cfg.passenv,
+                });
                 Some(
                     Exec::spawn(command, *binary, &env)
                         .map_err(|e| format!("cannot start {command:?}: {e}"))?,

@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     /// Uids (besides our own) allowed to connect to a listening control
     /// socket (`--socket`, a systemd socket); checked with `SO_PEERCRED`.
     pub allowed_uids: Vec<u32>,
+    /// The worker's own environment variables an `exec:` command is given
+    /// (`--ws-passenv`); it gets none of the others.
+    pub passenv: Vec<String>,
 }
 
 impl Default for WorkerConfig {
@@ -61,6 +64,7 @@ impl Default for WorkerConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             allowed_uids: Vec::new(),
+            passenv: Vec::new(),
         }
     }
 }
