@@ -4,4 +4,8 @@
 # Extra arguments go to `handoff serve` (for example --listen 0.0.0.0:8080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo run --release --quiet -- serve --ws /echo=echo "$@"
+# The first release build takes minutes (about 4 on 2 cores): cargo shows
+# its progress, so that a build is not taken for a hang.
+[ -x target/release/handoff ] || echo "== building handoff (release; the first build takes a few minutes)" >&2
+cargo build --release
+exec target/release/handoff serve --ws /echo=echo "$@"

@@ -14,14 +14,6 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_handoff");
 
 /// A port that was free a moment ago (the owner under test binds it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Owner(Child);
 impl Drop for Owner {
     fn drop(&mut self) {

@@ -128,39 +128,6 @@ fn curl_haproxy_protocol_reaches_a_proxy_listener() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n", "{out:?}");
 }
 
-struct Haproxy(Child, tempfile::TempDir);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts haproxy with `config` (`@DIR@` replaced by its directory).
-fn haproxy(config: &str) -> Haproxy {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, config.replace("@DIR@", dir.path().to_str().unwrap())).unwrap();
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-        .spawn()
-        .expect("haproxy (Debian's package; scripts/test.sh installs it)");
-    Haproxy(child, dir)
-}
-
 /// A connection from 127.0.0.2, so that the client differs from haproxy.
 fn connect_from_127_0_0_2(port: u16) -> TcpStream {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
@@ -255,7 +222,7 @@ backend to_unix
         !log.contains("PROXY protocol:"),
         "a check or request was refused\n{log}"
     );
-    let said = std::fs::read_to_string(ha.1.path().join("stderr")).unwrap_or_default();
+    let said = ha.said();
     assert!(
         !said.contains("DOWN"),
         "haproxy marked handoff down:\n{said}"

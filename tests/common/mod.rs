@@ -468,3 +468,57 @@ impl NotifySocket {
         self.got.iter().position(|x| x.contains(has))
     }
 }
+
+/// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real HAProxy, killed when dropped.
+pub struct Haproxy(Child, tempfile::TempDir);
+
+impl Haproxy {
+    /// What it wrote on stderr so far.
+    pub fn said(&self) -> String {
+        std::fs::read_to_string(self.1.path().join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts haproxy with `config` (`@DIR@` replaced by its directory).
+pub fn haproxy(config: &str) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, config.replace("@DIR@", dir.path().to_str().unwrap())).unwrap();
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .expect("haproxy (Debian's package; scripts/test.sh installs it)");
+    Haproxy(child, dir)
+}
+
+/// A tool the test command installs into `.venv-py` (`scripts/test-deps.sh`),
+/// or where the variable `var` points.
+pub fn venv_tool(var: &str, name: &str) -> String {
+    let path = std::env::var(var)
+        .unwrap_or_else(|_| format!("{}/.venv-py/bin/{name}", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: scripts/test.sh installs it"
+    );
+    path
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what the tests need, idempotently, on Debian 12 with Rust
+# (rustup): Debian's packages and a Python virtualenv with pinned PyPI
+# packages. Nothing else: no pyenv, no NodeSource. scripts/test.sh runs it
+# first; it needs root (apt-get), and re-runs itself with sudo when that
+# works without a password.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        echo "== not root: running $0 with sudo"
+        exec sudo env "PATH=$PATH" "HOME=$HOME" bash "$0" "$@"
+    fi
+    echo "$0 installs Debian packages and boots containers: run it as root, or as a user with passwordless sudo" >&2
+    exit 1
+fi
+
+# Tools the tests use. A test that needs one fails when it is missing; it
+# never skips, so they are installed here.
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+# python3 -m venv needs ensurepip, which Debian ships apart; some tests run
+# Debian's own python3 as another user.
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+{ command -v prlimit && command -v setpriv; } >/dev/null || missing+=(util-linux)
+command -v pgrep >/dev/null || missing+=(procps)
+command -v xinetd >/dev/null || missing+=(xinetd)
+command -v openssl >/dev/null || missing+=(openssl)
+# A real load balancer in front, speaking the PROXY protocol
+# (tests/proxy.rs), and TLS to us for Autobahn over wss (tests/autobahn.rs).
+command -v haproxy >/dev/null || missing+=(haproxy)
+# systemd-socket-activate and systemd-analyze come with systemd.
+{ command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
+# The man page is rendered by man, the completions loaded by each shell
+# (tests/operator.rs).
+command -v man >/dev/null || missing+=(man-db)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
+# The demo page is tested in Debian's Chromium, driven by Python's playwright.
+command -v chromium >/dev/null || missing+=(chromium)
+# The packages: lintian checks the .deb, rpm reads the .rpm
+# (scripts/package.sh, tests/systemd.rs installs the .deb).
+command -v lintian >/dev/null || missing+=(lintian)
+command -v rpm >/dev/null || missing+=(rpm)
+# A real systemd booted in a container (tests/systemd.rs).
+{ command -v debootstrap && command -v systemd-nspawn && command -v nsenter; } >/dev/null \
+    || missing+=(debootstrap systemd-container util-linux)
+if ((${#missing[@]})); then
+    echo "== apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
+
+# PyPI packages, pinned (tests/requirements.txt), in a virtualenv of
+# Debian's python3: kosoku (Autobahn's cases), playwright, prometheus_client.
+# Made again when the pins change.
+reqs=tests/requirements.txt
+if ! cmp -s "$reqs" .venv-py/requirements.txt 2>/dev/null; then
+    echo "== .venv-py from $reqs"
+    rm -rf .venv-py
+    /usr/bin/python3 -m venv .venv-py
+    .venv-py/bin/pip install -q --disable-pip-version-check -r "$reqs"
+    cp "$reqs" .venv-py/requirements.txt
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

@@ -1,0 +1,31 @@
+"""Opens the demo page in Debian's Chromium (headless; Playwright's own
+browser is never downloaded), sends a message over the page's WebSocket and
+waits for the echo. Python's playwright carries its driver in its wheel, so
+this needs no Node.js of the machine's.
+
+Usage: python echo.py BASE_URL SCREENSHOT.png
+"""
+import os
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+base, shot = sys.argv[1], sys.argv[2]
+args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=args)
+    try:
+        page = browser.new_page()
+        page.goto(base + "/ws.html")
+        page.wait_for_selector("#status:text('open')", timeout=10000)
+        text = "echo from chromium %d" % int(time.time() * 1000)
+        page.fill("#text", text)
+        page.click("#send")
+        page.wait_for_function("t => document.getElementById('echo').textContent === t", arg=text, timeout=10000)
+        page.screenshot(path=shot)
+        print("echoed: " + page.text_content("#echo"))
+        print("browser: " + browser.version)
+    finally:
+        browser.close()
