@@ -493,7 +493,10 @@ fn parse() -> Result<Cli, (String, ExitCode)> {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let done = |m: &clap::ArgMatches| Cli::from_arg_matches(m).map_err(|e| e.exit());
     let cli = command();
-    let m = cli.clone().get_matches_from(&argv);
+    let m = cli
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| hint(e).exit());
     let (cmd, sub) = match m.subcommand() {
         Some((name @ ("serve" | "check"), sub)) => (cli.find_subcommand(name), sub),
         Some(_) => return done(&m),
@@ -517,6 +520,29 @@ fn parse() -> Result<Cli, (String, ExitCode)> {
     }
 }
 
+/// Options other servers have that we spell otherwise: clap's own "a
+/// similar argument exists" tip, pointing at ours.
+fn hint(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let theirs = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) if e.kind() == ErrorKind::UnknownArgument => a.clone(),
+        _ => return e,
+    };
+    let name = theirs.split('=').next().unwrap_or_default();
+    if matches!(
+        name,
+        "--port" | "-p" | "--bind" | "-b" | "--host" | "--address" | "--addr" | "--listen-port"
+    ) {
+        e.insert(
+            ContextKind::SuggestedArg,
+            ContextValue::String(
+                "--listen 127.0.0.1:8080 (address and port in one, repeatable)".into(),
+            ),
+        );
+    }
+    e
+}
+
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
@@ -528,6 +554,7 @@ fn main() -> ExitCode {
     let what = cli
         .command
         .unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
+    let printing = matches!(what, Command::Man | Command::Completions { .. });
     let config =
         |e: String| app::staged_config(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
     let result = match what {
@@ -549,8 +576,10 @@ fn main() -> ExitCode {
         },
         Command::Man => man(&mut std::io::stdout().lock()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "handoff", &mut std::io::stdout());
-            Ok(())
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "handoff", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
         }
         Command::Pass(a) => app::pass(PassConfig {
             listen: a.listen,
@@ -572,10 +601,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `handoff man | head`: the reader left, which is no failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && printing => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            app::flush_logs();
-            eprintln!("handoff: {e}");
+            app::fatal(&e);
             match app::stage_of(&e) {
                 Some(app::Stage::Config) => ExitCode::from(EXIT_CONFIG),
                 Some(app::Stage::Bind) => ExitCode::from(EXIT_UNAVAILABLE),

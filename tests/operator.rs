@@ -279,3 +279,189 @@ fn the_shipped_settings_file_passes_check() {
     let out = handoff(&["check", "--config", file, "--root", site]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// What `serve` wrote on stderr, line by line.
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_busy_port_is_one_message_before_anything_has_started() {
+    let site = site();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = handoff(&[
+        "serve",
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        &addr,
+        "--ws",
+        "/echo=echo",
+    ]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let lines = stderr_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("handoff: bind "), "{lines:?}");
+    assert!(lines[0].contains(&addr) && lines[0].contains("Address already in use"));
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+}
+
+#[test]
+fn a_wrong_root_is_one_message_that_names_the_path_once() {
+    for (root, why) in [
+        ("/nonexistent/site", "No such file or directory"),
+        ("/etc/hostname", "not a folder"),
+    ] {
+        let o = handoff(&["serve", "--root", root]);
+        assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("handoff: root {root}: {why}")),
+            "{lines:?}"
+        );
+        assert_eq!(lines[0].matches(root).count(), 1, "{lines:?}");
+    }
+}
+
+#[test]
+fn a_missing_certificate_or_key_names_its_option_and_file() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("cert.pem");
+    let (ok_cert, _) = {
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout"])
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(&pem)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        (pem.to_str().unwrap().to_string(), ())
+    };
+    let root = root_arg(site.path());
+    for (cert, key, says) in [
+        (
+            "/nope/cert.pem",
+            ok_cert.as_str(),
+            "--tls-cert /nope/cert.pem: the TLS certificate: No such file or directory",
+        ),
+        (
+            ok_cert.as_str(),
+            "/nope/key.pem",
+            "--tls-key /nope/key.pem: the TLS private key: No such file or directory",
+        ),
+    ] {
+        let o = handoff(&[
+            "serve",
+            "--root",
+            &root,
+            "--listen",
+            "127.0.0.1:0,tls=on",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ]);
+        assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+        let lines = stderr_lines(&o);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(says), "{lines:?}");
+        assert!(!lines[0].contains("I/O error"), "{lines:?}");
+    }
+}
+
+#[test]
+fn a_port_option_from_other_servers_points_at_listen() {
+    for args in [
+        &["serve", "--port", "8080"][..],
+        &["--port=8080"],
+        &["-p", "8080"],
+    ] {
+        let o = handoff(args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("--listen 127.0.0.1:8080"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn a_settings_key_spelled_as_the_readme_does_is_taken_and_a_near_miss_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site();
+    let file = dir.path().join("h.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "max_body = 5\nroot = \"{}\"\nws = [\"/w=echo\"]\n",
+            root_arg(site.path())
+        ),
+    )
+    .unwrap();
+    let h = Handoff::start(&["--config", file.to_str().unwrap()]);
+    // A WebSocket route buffers a body (a file drops it unread).
+    let mut s = h.connect();
+    std::io::Write::write_all(
+        &mut s,
+        b"POST /w HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n123456",
+    )
+    .unwrap();
+    let status = read_response(&mut s).unwrap().status;
+    assert_eq!(status, 413, "max_body = 5 was taken");
+    let mut s = h.connect();
+    std::io::Write::write_all(
+        &mut s,
+        b"POST /w HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n12345",
+    )
+    .unwrap();
+    assert_ne!(read_response(&mut s).unwrap().status, 413);
+    std::fs::write(&file, "max-bdy = 5\n").unwrap();
+    let o = handoff(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(
+        text(&o).contains("did you mean `max-body`?"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn man_and_completions_into_a_pipe_closed_early_end_quietly() {
+    for cmd in [
+        "handoff man | head -n 1",
+        "handoff completions bash | head -n 1",
+    ] {
+        let o = Command::new("bash")
+            .args(["-o", "pipefail", "-c", cmd])
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/bin:/bin",
+                    std::path::Path::new(env!("CARGO_BIN_EXE_handoff"))
+                        .parent()
+                        .unwrap()
+                        .display()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+        assert!(o.stderr.is_empty(), "{cmd}: {}", text(&o));
+    }
+}

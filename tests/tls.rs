@@ -223,12 +223,7 @@ fn serves_a_self_signed_certificate_whose_fingerprint_it_prints() {
         .find_map(|l| l.strip_prefix("tls self-signed sha256 "))
         .expect("a fingerprint line")
         .to_string();
-    let served = Command::new("sh")
-        .arg("-c")
-        .arg(format!("openssl s_client -connect {a} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"))
-        .output()
-        .unwrap();
-    let served = String::from_utf8_lossy(&served.stdout);
+    let served = served_fingerprint(a);
     assert!(
         served.contains(&printed),
         "printed {printed}, served {served}"

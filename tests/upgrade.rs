@@ -75,6 +75,46 @@ fn sigusr2_hands_the_listener_to_a_new_process_and_no_connection_is_refused() {
     );
 }
 
+/// A client that pinned the self-signed certificate's fingerprint keeps
+/// working after `systemctl reload`: the old process hands the
+/// certificate and its key to the new one.
+#[test]
+fn a_self_signed_certificate_is_the_same_after_an_upgrade() {
+    let site = site();
+    let mut h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+    ]);
+    let a = h.addr_of("https");
+    let printed = h
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("tls self-signed sha256 "))
+        .expect("a fingerprint line")
+        .to_string();
+    let before = served_fingerprint(a);
+    assert!(before.ends_with(&printed), "{before} / {printed}");
+    h.signal(Signal::SIGUSR2);
+    assert!(
+        h.wait_exit(Duration::from_secs(10))
+            .expect("the old process exited")
+            .success()
+    );
+    let log = h.log();
+    let pid = new_pid(&log).expect("the new process's pid in the log");
+    let after = served_fingerprint(a);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    assert_eq!(after, before, "{log}");
+    // The new process says the same fingerprint it serves.
+    assert_eq!(
+        log.matches(&format!("fingerprint={printed}")).count(),
+        2,
+        "{log}"
+    );
+}
+
 #[test]
 fn a_new_binary_that_exits_at_once_leaves_the_old_one_serving() {
     let site = site();

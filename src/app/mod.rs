@@ -20,6 +20,7 @@ use lifecycle::{Go, Lifecycle};
 pub use crate::files::FileCache;
 pub use crate::intake::listen::{Listen, ListenSpec};
 pub use crate::log::AccessFormat;
+pub use crate::log::fatal;
 pub use crate::log::flush as flush_logs;
 pub use crate::pass::{PassConfig, run as pass};
 pub use crate::tls::CertFiles;
@@ -275,27 +276,39 @@ fn announce(out: &mut Vec<String>, addr: &Addr, tls: TlsMode) {
 }
 
 /// The TLS configuration: the certificates given, or a self-signed one
-/// (logged as such, with its fingerprint) when TLS is asked for without.
+/// (logged as such, with its fingerprint) when TLS is asked for without:
+/// the one the process we replace served (`passed`, its PEM), so that an
+/// upgrade keeps a pinned fingerprint, else a new one. Returns the PEM of
+/// a self-signed one too, for the process that may replace us.
 fn tls_config(
     cfg: &ServeConfig,
     needed: bool,
+    passed: Option<String>,
     lines: &mut Vec<String>,
-) -> io::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+) -> io::Result<(Option<std::sync::Arc<rustls::ServerConfig>>, Option<String>)> {
     if !cfg.tls_certs.is_empty() {
-        return tls::load_all(&cfg.tls_certs).map(Some);
+        return Ok((Some(tls::load_all(&cfg.tls_certs)?), None));
     }
     if !needed {
-        return Ok(None);
+        return Ok((None, None));
     }
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let (key, fingerprint, _) = tls::self_signed(&names)?;
+    let (key, fingerprint, pem) = match passed {
+        Some(pem) => {
+            let (key, fingerprint) = tls::from_pem(&pem)?;
+            (key, fingerprint, pem)
+        }
+        None => {
+            let names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            tls::self_signed(&names)?
+        }
+    };
     tracing::warn!(%fingerprint, "no --tls-cert: serving TLS with a self-signed certificate for localhost");
     lines.push(format!("tls self-signed sha256 {fingerprint}"));
-    tls::server_config(vec![key]).map(Some)
+    Ok((Some(tls::server_config(vec![key])?), Some(pem)))
 }
 
 /// Runs `handoff serve` until it is stopped (or idle, with `idle_exit`).
@@ -304,7 +317,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     // the environment.
     let activated = systemd::take()?;
     let upgrade_chan = upgrade::take_channel()?;
-    let successor = upgrade::Successor::of_this_process()?;
+    let mut successor = upgrade::Successor::of_this_process()?;
     let inetd_fd = if cfg.inetd {
         Some(inetd::take()?)
     } else {
@@ -312,6 +325,29 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     };
     crate::log::init(cfg.log.target(cfg.inetd), cfg.log.access_format)
         .map_err(|e| check::staged(Stage::Config, e))?;
+
+    // Everything that can fail for the configuration or an address comes
+    // before anything starts (a worker, the metrics thread) or says it
+    // serves: a wrong root, certificate or busy port is one message, and
+    // the process has started nothing to take down.
+    let (root, whence) = check::root(&cfg)?;
+    let mut lines = Vec::new();
+    let mut passed = match &upgrade_chan {
+        Some(c) => Some(upgrade::receive_listeners(c)?),
+        None => None,
+    };
+    let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
+        || activated.iter().any(|a| a.role == Role::Https)
+        || passed
+            .iter()
+            .flat_map(|p| &p.listeners)
+            .any(|s| s.tls_mode() != TlsMode::Off);
+    let self_signed = passed.as_mut().and_then(|p| p.self_signed.take());
+    let (tls_cfg, self_signed) = tls_config(&cfg, needs_tls, self_signed, &mut lines)
+        .map_err(|e| check::staged(Stage::Config, e))?;
+    successor.self_signed = self_signed;
+    let bound = sources::bind_listeners(&cfg, &activated, inetd_fd.is_some(), passed.is_some())
+        .map_err(|e| check::staged(Stage::Bind, e))?;
     let mut metrics_line = None;
     if let Some(addr) = cfg.metrics {
         let local = crate::metrics::serve(addr).map_err(|e| check::staged(Stage::Bind, e))?;
@@ -319,8 +355,13 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         metrics_line = Some(format!("metrics on http://{local}/metrics"));
     }
 
-    let (root, whence) = check::root(&cfg)?;
     tracing::info!(root = %root.display(), from = whence, "serving files");
+    if tls_cfg.is_some() {
+        tracing::info!(
+            kernel_tls = tls::kernel_tls_available(),
+            "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
+        );
+    }
     let mut ws_pool = None;
     if !cfg.ws.routes.is_empty() {
         ws_pool = Some(pool::start(PoolConfig {
@@ -330,37 +371,17 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             ack_timeout: cfg.ws.ack_timeout,
         })?);
     }
+    // Sessions from the old process's WebSocket pool come on this line; a
+    // process with no pool lets it close (the old one's say goodbye).
+    if let (Some(line), Some(pool)) = (passed.as_mut().and_then(|p| p.pool_line.take()), &ws_pool) {
+        pool.link_to_old(line);
+    }
     let mut control_cfg = ControlConfig::default();
     control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
     let (upgrade_tx, upgrade_requests) = std::sync::mpsc::channel();
     control_cfg.upgrades = Some(upgrade_tx);
     control_cfg.upgrade_wait = cfg.upgrade_timeout + Duration::from_secs(5);
     let answering = control_cfg.answering.clone();
-
-    let mut lines = Vec::new();
-    let mut passed = match &upgrade_chan {
-        Some(c) => Some(upgrade::receive_listeners(c)?),
-        None => None,
-    };
-    // Sessions from the old process's WebSocket pool come on this line; a
-    // process with no pool lets it close (the old one's say goodbye).
-    if let (Some(line), Some(pool)) = (passed.as_mut().and_then(|p| p.pool_line.take()), &ws_pool) {
-        pool.link_to_old(line);
-    }
-    let needs_tls = cfg.listen.iter().any(|l| l.tls != TlsMode::Off)
-        || activated.iter().any(|a| a.role == Role::Https)
-        || passed
-            .iter()
-            .flat_map(|p| &p.listeners)
-            .any(|s| s.tls_mode() != TlsMode::Off);
-    let tls_cfg =
-        tls_config(&cfg, needs_tls, &mut lines).map_err(|e| check::staged(Stage::Config, e))?;
-    if tls_cfg.is_some() {
-        tracing::info!(
-            kernel_tls = tls::kernel_tls_available(),
-            "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
-        );
-    }
     // Every loop's server is made alike: its own handler (and open-file
     // cache), the TLS configuration, the one WebSocket pool, and one budget
     // under max_concurrent for the whole process.
@@ -407,9 +428,16 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         inetd: inetd_fd,
         upgrade: passed,
     };
-    let (listeners, controls, control_line) =
-        add_sources(&cfg, &mut server, given, &loops, control_cfg, &mut lines)
-            .map_err(|e| check::staged(Stage::Bind, e))?;
+    let (listeners, controls, control_line) = add_sources(
+        &cfg,
+        &mut server,
+        given,
+        &loops,
+        control_cfg,
+        bound,
+        &mut lines,
+    )
+    .map_err(|e| check::staged(Stage::Bind, e))?;
     let single_connection = listeners == 0 && controls.is_empty();
     // Everything this thread needs opened before the other loops may
     // accept: a burst of connections could take the last fds.

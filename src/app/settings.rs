@@ -75,14 +75,27 @@ pub fn file_args(
         .parse()
         .map_err(|e: toml::de::Error| FileError(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
+    let settings = || {
+        cmd.get_arguments()
+            .filter_map(Arg::get_long)
+            .filter(|l| !matches!(*l, "config" | "help" | "version"))
+    };
     for (key, value) in &table {
+        // `max_body` (the library's field, TOML's habit) is `max-body`.
+        let key = &key.replace('_', "-");
         let arg = cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()))
             .filter(|_| !matches!(key.as_str(), "config" | "help" | "version"))
             .ok_or_else(|| {
+                let near = settings()
+                    .map(|l| (strsim::jaro(l, key), l))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, l)| format!("did you mean `{l}`? "))
+                    .unwrap_or_default();
                 FileError(format!(
-                    "{}: unknown setting `{key}` (the settings are `{} --help`'s long options, without the dashes)",
+                    "{}: unknown setting `{key}` ({near}the settings are `{} --help`'s long options, without the dashes)",
                     path.display(),
                     cmd.get_name()
                 ))

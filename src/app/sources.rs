@@ -31,6 +31,7 @@ pub(super) fn add_sources(
     given: Given,
     loops: &Loops,
     control_cfg: ControlConfig,
+    bound: Vec<Socket>,
     lines: &mut Vec<String>,
 ) -> io::Result<(usize, Vec<control::Control>, Option<String>)> {
     let Given {
@@ -41,7 +42,6 @@ pub(super) fn add_sources(
     let mut control_line = None;
     let mut listeners = 0usize;
     let mut controls = Vec::new();
-    let mut had_source = !activated.is_empty() || inetd_fd.is_some();
     // One socket may come twice: from its socket unit and from the fd
     // store, where an earlier run of ours put it. The first is kept.
     let mut seen = std::collections::HashSet::new();
@@ -122,7 +122,6 @@ pub(super) fn add_sources(
         }
         let fd = fdpass::seqpacket_listen(path)?;
         controls.push(control::spawn(fd, control_cfg.clone(), loops.clone())?);
-        had_source = true;
         control_line = Some(format!("control on {}", path.display()));
     }
     // An upgrade: the process we replace gave us its listeners, which
@@ -135,19 +134,45 @@ pub(super) fn add_sources(
             announce(lines, &addr, tls);
         }
     }
-    let mut listen = if upgrading {
-        Vec::new()
-    } else {
-        cfg.listen.clone()
-    };
-    if listen.is_empty() && !had_source && !upgrading {
+    for socket in bound {
+        let tls = socket.tls_mode();
+        if let Added::Listener(addr) = server.add_socket(socket)? {
+            listeners += 1;
+            announce(lines, &addr, tls);
+        }
+    }
+    Ok((listeners, controls, control_line))
+}
+
+/// Binds the `--listen` addresses (the default one when no other source
+/// gives a socket), before anything else starts: an address in use stops
+/// the process before it has said it serves or started a worker. None in
+/// an upgrade: the process we replace passes its listeners, which stand
+/// for them (binding again would fail or, with port 0, pick other ports).
+pub(super) fn bind_listeners(
+    cfg: &ServeConfig,
+    activated: &[Activated],
+    inetd: bool,
+    upgrading: bool,
+) -> io::Result<Vec<Socket>> {
+    if upgrading {
+        return Ok(Vec::new());
+    }
+    let had_source = !activated.is_empty() || inetd || cfg.control.is_some();
+    let mut listen = cfg.listen.clone();
+    if listen.is_empty() && !had_source {
         listen.push(Listen {
             spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
             tls: TlsMode::Off,
             proxy: None,
         });
     }
-    let have = server.local_addrs();
+    let have: Vec<_> = activated
+        .iter()
+        .filter(|a| a.role != Role::Control)
+        .map(|a| crate::sys::local_addr(a.fd.as_fd()))
+        .collect();
+    let mut out = Vec::new();
     for l in &listen {
         if already_have(&l.spec, &have) {
             // Kept for us in systemd's fd store across a restart: binding
@@ -159,12 +184,9 @@ pub(super) fn add_sources(
         if let Some(p) = l.proxy {
             socket = socket.proxy(p);
         }
-        if let Added::Listener(addr) = server.add_socket(socket)? {
-            listeners += 1;
-            announce(lines, &addr, l.tls);
-        }
+        out.push(socket);
     }
-    Ok((listeners, controls, control_line))
+    Ok(out)
 }
 
 /// Is a `--listen` address already one of the listeners (by its exact

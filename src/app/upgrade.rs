@@ -35,6 +35,9 @@ pub(crate) const ENV_EXE: &str = "HANDOFF_UPGRADE_EXE";
 pub(super) struct Successor {
     exe: PathBuf,
     args: Vec<OsString>,
+    /// The self-signed certificate and key we serve (PEM), given to the
+    /// new process so that its fingerprint survives the upgrade.
+    pub(super) self_signed: Option<String>,
 }
 
 impl Successor {
@@ -46,6 +49,7 @@ impl Successor {
         Ok(Successor {
             exe,
             args: std::env::args_os().skip(1).collect(),
+            self_signed: None,
         })
     }
 
@@ -75,7 +79,13 @@ impl Successor {
         let mut child = sys::process::spawn_successor(&mut cmd, theirs)?;
         let pid = child.id();
         let (pool_ours, pool_theirs) = pool_line.unzip();
-        let sent = send_listeners(&ours, server.listener_sockets()?, controls, pool_theirs);
+        let sent = send_listeners(
+            &ours,
+            server.listener_sockets()?,
+            controls,
+            pool_theirs,
+            self.self_signed.as_deref(),
+        );
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("upgrade".into())
@@ -125,6 +135,8 @@ pub(super) struct Passed {
     pub(super) listeners: Vec<Socket>,
     pub(super) controls: Vec<OwnedFd>,
     pub(super) pool_line: Option<OwnedFd>,
+    /// The self-signed certificate and key it served (PEM).
+    pub(super) self_signed: Option<String>,
 }
 
 const ENDED: &str = "the new process ended before it was ready";
@@ -148,8 +160,17 @@ fn send_listeners(
     listeners: Vec<Socket>,
     controls: Vec<OwnedFd>,
     pool_line: Option<OwnedFd>,
+    self_signed: Option<&str>,
 ) -> Result<(), String> {
     let n = listeners.len() + controls.len();
+    if let Some(pem) = self_signed {
+        // A socketpair between the two processes: the key never touches a
+        // disk or the environment (which /proc shows).
+        let mut m = Message::new(Kind::PassCertificate, 0);
+        m.data = pem.as_bytes().to_vec();
+        fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[])
+            .map_err(|e| channel_error(&e, "could not pass the self-signed certificate"))?;
+    }
     for (i, fd) in controls.iter().enumerate() {
         let mut m = Message::new(Kind::PassListener, (listeners.len() + i) as u64);
         m.name = Some(CONTROL.into());
@@ -253,6 +274,7 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
     let mut out = Vec::new();
     let mut controls = Vec::new();
     let mut line = None;
+    let mut self_signed = None;
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
     loop {
         let mut r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?
@@ -264,7 +286,14 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
                 listeners: out,
                 controls,
                 pool_line: line,
+                self_signed,
             });
+        }
+        if m.kind() == Kind::PassCertificate {
+            let pem = String::from_utf8(m.data)
+                .map_err(|_| io::Error::other("upgrade channel: a certificate that is no PEM"))?;
+            self_signed = Some(pem);
+            continue;
         }
         if m.kind() == Kind::PassChannel && m.name.as_deref() == Some(POOL_LINE) {
             line = r.fds.pop();

@@ -45,10 +45,8 @@ impl StaticFiles {
         let root_path = root.canonicalize()?;
         let dir = File::open(&root_path)?;
         if !dir.metadata()?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: not a folder", root.display()),
-            ));
+            // The caller names the path (`root PATH: not a folder`).
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a folder"));
         }
         Ok(StaticFiles {
             root: OwnedFd::from(dir),

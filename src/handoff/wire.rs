@@ -45,6 +45,12 @@ pub enum Kind {
     /// `ws-pool`): the old process of an upgrade gives the new one a line
     /// between their WebSocket pools.
     PassChannel = 10,
+    /// The old process of an upgrade → the new one, before the end of the
+    /// listeners: the self-signed certificate and key it serves (`DATA`,
+    /// PEM), which the new process serves instead of making its own, so a
+    /// client that pinned the fingerprint keeps working. Only on the
+    /// upgrade channel, never over a control socket.
+    PassCertificate = 11,
 }
 
 impl Kind {
@@ -60,6 +66,7 @@ impl Kind {
             8 => Kind::Upgrade,
             9 => Kind::PassWebsocket,
             10 => Kind::PassChannel,
+            11 => Kind::PassCertificate,
             _ => return None,
         })
     }

@@ -166,6 +166,27 @@ fn emit(data: &[u8]) {
     }
 }
 
+/// Reports why the process cannot go on, once where a person will see it:
+/// a terminal (or a pipe) gets the plain `handoff: WHY` line alone; the
+/// journal gets it as an error line (with its priority); a log file or
+/// syslog gets it as an error line and stderr the plain line too (whoever
+/// started the process reads stderr, not the file). Before the log is set
+/// up, only the plain line.
+pub fn fatal(why: &dyn std::fmt::Display) {
+    match SINK.get() {
+        Some(Sink::Stderr) | None => eprintln!("handoff: {why}"),
+        Some(Sink::Journal) => {
+            tracing::error!("{why}");
+            flush();
+        }
+        Some(Sink::File(..) | Sink::Syslog(_)) => {
+            tracing::error!("{why}");
+            flush();
+            eprintln!("handoff: {why}");
+        }
+    }
+}
+
 /// Writes what this thread has buffered.
 pub fn flush() {
     BUF.with(|b| {

@@ -58,20 +58,27 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
 
 /// Loads a PEM chain and key (PKCS#8, PKCS#1 or SEC1) and checks they match.
 pub(crate) fn load(files: &CertFiles) -> io::Result<CertifiedKey> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| invalid(format!("{}: {e}", files.cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| invalid(format!("{}: {e}", files.cert.display())))?;
-    if certs.is_empty() {
-        return Err(invalid(format!(
-            "{}: no certificate in it",
+    let cert = |e: &dyn std::fmt::Display| {
+        invalid(format!(
+            "--tls-cert {}: the TLS certificate: {e}",
             files.cert.display()
-        )));
+        ))
+    };
+    let key = |e: &dyn std::fmt::Display| {
+        invalid(format!(
+            "--tls-key {}: the TLS private key: {e}",
+            files.key.display()
+        ))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| cert(&pem_error(e)))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert(&pem_error(e)))?;
+    if certs.is_empty() {
+        return Err(cert(&"no certificate (PEM) in it"));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| invalid(format!("{}: {e}", files.key.display())))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| invalid(format!("{}: {e}", files.key.display())))?;
+    let private = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| key(&pem_error(e)))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&private).map_err(|e| key(&e))?;
     let ck = CertifiedKey::new(certs, signing);
     ck.keys_match().map_err(|e| {
         invalid(format!(
@@ -141,7 +148,19 @@ pub(crate) fn load_all(files: &[CertFiles]) -> io::Result<Arc<rustls::ServerConf
     server_config(files.iter().map(load).collect::<io::Result<Vec<_>>>()?)
 }
 
-/// A self-signed certificate for `names`, and its SHA-256 fingerprint.
+/// What went wrong reading a PEM file: the OS's words for an I/O error
+/// (rustls's own would say "I/O error: …" without saying which file).
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM item in it".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A self-signed certificate for `names`, its SHA-256 fingerprint, and the
+/// certificate and its key as PEM (the certificate first), which
+/// `from_pem` reads back: what an upgrade gives the new process.
 pub(crate) fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String, String)> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(invalid)?;
@@ -149,7 +168,20 @@ pub(crate) fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String,
     let key = PrivateKeyDer::try_from(signing_key.serialize_der()).map_err(invalid)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(invalid)?;
     let fp = fingerprint(&der);
-    Ok((CertifiedKey::new(vec![der], signing), fp, cert.pem()))
+    let pem = cert.pem() + &signing_key.serialize_pem();
+    Ok((CertifiedKey::new(vec![der], signing), fp, pem))
+}
+
+/// A certificate and its key from PEM (`self_signed`'s), and the
+/// certificate's fingerprint.
+pub(crate) fn from_pem(pem: &str) -> io::Result<(CertifiedKey, String)> {
+    let bad = |e: &dyn std::fmt::Display| invalid(format!("the passed certificate: {e}"));
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(&e))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| bad(&e))?;
+    let ck = CertifiedKey::new(vec![der.clone()], signing);
+    ck.keys_match().map_err(|e| bad(&e))?;
+    Ok((ck, fingerprint(&der)))
 }
 
 /// SHA-256 of a certificate, as `AB:CD:…`.
@@ -199,6 +231,9 @@ mod tests {
         assert!(!SniResolver::covers(&ck, "example.com"));
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let (back, fp_back) = from_pem(&pem).unwrap();
+        assert_eq!(fp_back, fp, "the PEM gives back the same certificate");
+        assert_eq!(back.cert, ck.cert);
     }
 
     #[test]

@@ -522,3 +522,16 @@ pub fn venv_tool(var: &str, name: &str) -> String {
     );
     path
 }
+
+/// The SHA-256 fingerprint of the certificate served at `addr`, as
+/// `openssl x509 -fingerprint` writes it (`sha256 Fingerprint=AB:…`).
+pub fn served_fingerprint(addr: SocketAddr) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
