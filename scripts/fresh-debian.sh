@@ -42,7 +42,7 @@ tests=("$@")
 ((${#tests[@]})) || tests=(--test autobahn --test browser_demo)
 step "inside the root: scripts/test-deps.sh, then cargo test ${tests[*]}"
 # The toolchain read-only; cargo's own registry cache is the root's.
-systemd-nspawn -q -D "$root" --register=no --resolv-conf=copy-host \
+systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=copy-host \
     --bind-ro="$HOME/.rustup:/opt/rustup" \
     --bind-ro="$HOME/.cargo/bin:/opt/cargo-bin" \
     --bind="$work/src:/src" \
