@@ -41,8 +41,17 @@ git clone -q "$repo" "$work/src"
 tests=("$@")
 ((${#tests[@]})) || tests=(--test autobahn --test browser_demo)
 step "inside the root: scripts/test-deps.sh, then cargo test ${tests[*]}"
-# The toolchain read-only; cargo's own registry cache is the root's.
-systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=copy-host \
+# The toolchain read-only; cargo's own registry cache is the root's. Where
+# this machine reaches PyPI and crates.io through a TLS-intercepting proxy
+# (this workplace does), the root is given the host's CA bundle for them:
+# a property of the network, like the mirror, not of Debian.
+ca=()
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    ca=(--bind-ro=/etc/ssl/certs/ca-certificates.crt:/opt/network-ca.crt
+        --setenv=PIP_CERT=/opt/network-ca.crt --setenv=CARGO_HTTP_CAINFO=/opt/network-ca.crt
+        --setenv=SSL_CERT_FILE=/opt/network-ca.crt)
+fi
+systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=copy-host "${ca[@]}" \
     --bind-ro="$HOME/.rustup:/opt/rustup" \
     --bind-ro="$HOME/.cargo/bin:/opt/cargo-bin" \
     --bind="$work/src:/src" \

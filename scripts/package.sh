@@ -22,6 +22,22 @@ mkdir -p target/pkg
 
 rm -f target/debian/handoff*.deb target/debian/handoff*.ddeb
 cargo deb --no-build --dbgsym --compress-debug-symbols=zlib
+# cargo-deb (as debhelper's dh_installsysusers) appends a call of
+# systemd-sysusers to postinst with no guard, so on a host without systemd
+# (inetd only) `dpkg -i` ends half-configured with exit 127. Our own part of
+# postinst makes the user with useradd there: guard the generated call and
+# pack the .deb again (fails loudly if cargo-deb's fragment ever changes).
+deb=$(ls target/debian/handoff_*.deb)
+unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
+dpkg-deb -R "$deb" "$unpacked"
+chmod 755 "$unpacked" # mktemp made it 0700: it is the package's ./
+call='^   systemd-sysusers \(.*\)$'
+grep -q "$call" "$unpacked/DEBIAN/postinst" \
+    || { echo "package.sh: cargo-deb's systemd-sysusers call is not in postinst as expected" >&2; exit 1; }
+sed -i "s/$call/   if command -v systemd-sysusers >\/dev\/null 2>\&1; then systemd-sysusers \1; fi/" \
+    "$unpacked/DEBIAN/postinst"
+dpkg-deb --root-owner-group -Zxz -b "$unpacked" "$deb" >/dev/null
 # cargo generate-rpm packs the binary as it is: give it a stripped copy
 # (the .deb's dbgsym package has the debug info).
 cp "$bin" target/pkg/handoff.unstripped
