@@ -807,3 +807,64 @@ fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
     assert_eq!(c.ok(&format!("pgrep -P {pid}")), worker);
     assert!(!has(file, "died"), "{}", c.ok(&format!("cat {file}")));
 }
+
+/// An inetd-only host: a Debian root with no systemd at all
+/// (`.cache/inetd-root`, made by scripts/systemd-root.sh). The .deb installs
+/// with `dpkg -i` to the end (its user made with useradd, as postinst says;
+/// cargo-deb's generated systemd-sysusers call once stopped it
+/// half-configured with exit 127) and the packaged xinetd examples serve.
+#[test]
+fn the_deb_installs_where_there_is_no_systemd_and_serves_from_xinetd() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/inetd-root");
+    assert!(
+        root.join(".complete").exists(),
+        "no root at {}: run scripts/systemd-root.sh (scripts/test.sh does)",
+        root.display()
+    );
+    let pkg = tempfile::tempdir().unwrap();
+    std::fs::write(pkg.path().join("handoff.deb"), deb()).unwrap();
+    let script = r#"
+set -eu
+if command -v systemd-sysusers || command -v systemctl; then echo "systemd is here"; exit 1; fi
+dpkg -i /opt/pkg/handoff.deb
+echo "status: $(dpkg-query -W -f='${Status}' handoff)"
+echo "user: $(getent passwd handoff | cut -d: -f1,7)"
+cp /usr/share/doc/handoff/examples/xinetd/handoff-nowait /usr/share/doc/handoff/examples/xinetd/handoff-wait /etc/xinetd.d/
+xinetd -stayalive -pidfile /run/xinetd.pid
+i=0
+until curl -sf http://127.0.0.1:8080/hello.txt >/dev/null; do
+    i=$((i + 1)); [ $i -lt 50 ] || { echo "xinetd never served"; exit 1; }; sleep 0.1
+done
+echo "nowait v4: $(curl -sf http://127.0.0.1:8080/hello.txt)"
+echo "wait v6: $(curl -sfg 'http://[::1]:8081/hello.txt')"
+echo "users: $(ps -o user= -C handoff | sort -u | tr '\n' ' ')"
+"#;
+    let out = Command::new("systemd-nspawn")
+        .args(["-q", "-D"])
+        .arg(&root)
+        .args([
+            "--volatile=overlay",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--console=pipe",
+        ])
+        .arg(format!("--bind-ro={}:/opt/pkg", pkg.path().display()))
+        .args(["/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemd-nspawn (package systemd-container)");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let hello =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/site/hello.txt")).unwrap();
+    for line in [
+        "status: install ok installed".to_string(),
+        "user: handoff:/usr/sbin/nologin".to_string(),
+        format!("nowait v4: {}", hello.trim_end()),
+        format!("wait v6: {}", hello.trim_end()),
+        "users: handoff ".to_string(),
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line:?} not in:\n{said}");
+    }
+}
