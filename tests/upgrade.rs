@@ -198,6 +198,50 @@ fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
     assert_eq!(h.get("/b.txt").text(), "bravo\n");
 }
 
+/// A stop that comes while the new binary is starting: the old process
+/// ends the upgrade first (the new process killed and collected), then
+/// drains and exits. Before, it exited at once and left the new process
+/// running, re-parented to init, with nobody to kill it at its deadline.
+#[test]
+fn sigterm_while_an_upgrade_is_starting_leaves_no_process_behind() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hangs");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut h = Handoff::start_env(
+        &[("HANDOFF_UPGRADE_EXE", script.to_str().unwrap())],
+        &["--root", &root_arg(site.path()), "--upgrade-timeout", "30"],
+    );
+    h.signal(Signal::SIGUSR2);
+    let mut started = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            started = children_of(h.pid() as i32);
+            !started.is_empty()
+        }),
+        "the new process never started: {}",
+        h.log()
+    );
+    h.signal(Signal::SIGTERM);
+    let status = h
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old process exited");
+    assert!(status.success(), "{}", h.log());
+    for pid in started {
+        assert!(
+            wait_until(Duration::from_secs(2), || !alive(pid)),
+            "the new process {pid} is still running\n{}",
+            h.log()
+        );
+    }
+    assert!(
+        h.log().contains("ending the upgrade under way first"),
+        "{}",
+        h.log()
+    );
+}
+
 /// Requests on one keep-alive connection, one after another, until told
 /// to stop: (answered, failed). A close or a reset is a failure: the
 /// connection is never opened again.

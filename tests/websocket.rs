@@ -137,6 +137,42 @@ fn worker_pids(h: &Handoff) -> Vec<i32> {
 }
 
 #[test]
+fn workers_are_named_as_the_binary_so_pgrep_finds_them() {
+    let (h, _site) = ws_server(&["--ws-workers", "2"]);
+    let mut workers = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        workers = worker_pids(&h);
+        workers.len() == 2
+    }));
+    for pid in &workers {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let argv0 =
+            String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap()).into_owned();
+        assert_eq!(argv0, env!("CARGO_BIN_EXE_handoff"), "argv[0] of {pid}");
+        // Named as it starts, a moment after exec.
+        let mut comm = String::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                comm.trim() == "handoff"
+            }),
+            "comm of {pid}: {comm}"
+        );
+    }
+    let found = std::process::Command::new("pgrep")
+        .args(["-x", "-P", &h.pid().to_string(), "handoff"])
+        .output()
+        .unwrap();
+    let mut found: Vec<i32> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    found.sort();
+    workers.sort();
+    assert_eq!(found, workers);
+}
+
+#[test]
 fn keeps_serving_when_a_worker_is_killed_and_starts_another_within_a_second() {
     let (h, _site) = ws_server(&["--ws-workers", "2"]);
     let mut live: Vec<Ws> = (0..4).map(|_| connect_ws(&h, "/echo")).collect();

@@ -5,7 +5,8 @@
 //! must come back) and `after_step()` (what to do now), instead of a loop
 //! that polls.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use super::threads::Others;
@@ -67,6 +68,13 @@ pub(super) struct Lifecycle<'a> {
     /// What SIGUSR2 starts, and the outcome of an upgrade under way.
     pub(super) successor: Successor,
     pub(super) upgrading: Option<mpsc::Receiver<Outcome>>,
+    /// Set to end the upgrade under way (its new process killed and
+    /// collected) when this process is asked to stop meanwhile.
+    pub(super) cancel_upgrade: Arc<AtomicBool>,
+    /// A stop signal came while an upgrade was under way: drain once its
+    /// outcome is known (a new process that was ready first is handed the
+    /// connections instead, as in any upgrade).
+    pub(super) stop_after_upgrade: bool,
     /// `handoff upgrade` requests from the control socket, and those
     /// waiting for the outcome of the upgrade under way.
     pub(super) upgrade_requests: mpsc::Receiver<UpgradeRequest>,
@@ -91,6 +99,7 @@ impl Lifecycle<'_> {
             .iter()
             .filter_map(|c| c.listener.try_clone().ok())
             .collect();
+        self.cancel_upgrade.store(false, Ordering::Release);
         self.notifier.reloading("upgrade: starting the new binary");
         match self.successor.start(
             server,
@@ -98,6 +107,7 @@ impl Lifecycle<'_> {
             self.inbox.clone(),
             self.ws_pool.is_some(),
             controls,
+            self.cancel_upgrade.clone(),
         ) {
             Ok(rx) => {
                 tracing::info!("upgrade: the new process is starting");
@@ -108,6 +118,21 @@ impl Lifecycle<'_> {
                 self.notifier
                     .reloaded(status(server), &format!("upgrade failed, serving on: {e}"));
                 self.tell_waiting(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Exiting at once: the upgrade under way ends first (its thread kills
+    /// and collects the new process within `CANCEL_CHECK`).
+    fn end_upgrade_now(&mut self) {
+        if let Some(rx) = self.upgrading.take() {
+            self.cancel_upgrade.store(true, Ordering::Release);
+            if let Ok(Ok(ready)) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+                // Ready first: it serves; its listeners are its own.
+                tracing::warn!(
+                    pid = ready.pid,
+                    "the new process was ready as we exit; it serves on"
+                );
             }
         }
     }
@@ -170,12 +195,21 @@ impl Lifecycle<'_> {
                 }
                 continue;
             }
-            if self.deadline.is_some() {
+            if self.deadline.is_some() || self.stop_after_upgrade {
                 tracing::warn!(sig, "second signal: exiting now");
+                self.end_upgrade_now();
                 server.close();
                 self.others.close();
                 self.notifier.stopping();
                 return Go::Exit;
+            }
+            if self.upgrading.is_some() {
+                // Leaving now would leave the new process running, with
+                // nobody to kill it at its deadline or to reap it.
+                tracing::info!(sig, "stopping: ending the upgrade under way first");
+                self.cancel_upgrade.store(true, Ordering::Release);
+                self.stop_after_upgrade = true;
+                continue;
             }
             tracing::info!(
                 sig,
@@ -202,6 +236,7 @@ impl Lifecycle<'_> {
                     pool_line,
                 })) => {
                     self.upgrading = None;
+                    self.stop_after_upgrade = false;
                     self.tell_waiting(Ok(pid));
                     tracing::info!(
                         pid,
@@ -226,6 +261,16 @@ impl Lifecycle<'_> {
                         _ => self.say_goodbye_to_workers(),
                     }
                     self.deadline = Some(now + self.cfg.shutdown_timeout);
+                }
+                Ok(Err(why)) if self.stop_after_upgrade => {
+                    self.upgrading = None;
+                    self.stop_after_upgrade = false;
+                    self.tell_waiting(Err(why.clone()));
+                    tracing::info!(
+                        connections = server.connections_in_budget(),
+                        "upgrade ended ({why}); draining: no new connections; answering those in flight"
+                    );
+                    self.drain(server, now);
                 }
                 Ok(Err(why)) => {
                     self.upgrading = None;

@@ -494,6 +494,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         idle_since: Instant::now(),
         successor,
         upgrading: None,
+        cancel_upgrade: Arc::default(),
+        stop_after_upgrade: false,
         upgrade_requests,
         waiting: Vec::new(),
         answering,
@@ -610,6 +612,8 @@ pub struct WorkerArgs {
 /// processes, on a socketpair from its parent, on a socket of its own, or on
 /// a systemd socket.
 pub fn ws_worker(args: WorkerArgs) -> io::Result<()> {
+    // `pgrep handoff` finds the workers too.
+    crate::sys::process::name_after_argv0();
     let activated = systemd::take()?;
     let mut ctl = Vec::new();
     for raw in &args.ctl_fds {

@@ -14,6 +14,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ impl Successor {
     /// Starts the new process and gives it the listeners; a thread waits
     /// for its READY (or its end, or `timeout`) and sends the outcome (its
     /// PID, or why it failed), then wakes the loop through `wake`.
+    /// `cancel`, once set, ends the wait early: the new process is killed
+    /// and collected, and the outcome says so (unless it was ready first).
     pub(super) fn start(
         &self,
         server: &Server,
@@ -63,6 +66,7 @@ impl Successor {
         wake: Inbox,
         ws_pool: bool,
         controls: Vec<OwnedFd>,
+        cancel: Arc<AtomicBool>,
     ) -> io::Result<mpsc::Receiver<Outcome>> {
         let (ours, theirs) = fdpass::seqpacket_pair()?;
         // A line between the WebSocket pools, for the sessions to move on.
@@ -90,7 +94,7 @@ impl Successor {
         std::thread::Builder::new()
             .name("upgrade".into())
             .spawn(move || {
-                let outcome = sent.and_then(|()| wait_ready(&ours, timeout));
+                let outcome = sent.and_then(|()| wait_ready(&ours, timeout, &cancel));
                 let outcome = match outcome {
                     Ok(()) => mover(ours)
                         .map(|m| Ready {
@@ -206,21 +210,36 @@ fn send_listeners(
         .map_err(|e| channel_error(&e, "channel"))
 }
 
-fn wait_ready(chan: &OwnedFd, timeout: Duration) -> Result<(), String> {
-    fdpass::set_recv_timeout(chan.as_fd(), timeout).map_err(|e| e.to_string())?;
+/// Why an upgrade ended when this process was asked to stop meanwhile.
+pub(super) const CANCELLED: &str = "this process was asked to stop; the new one was ended";
+
+/// How often the wait for READY looks at its `cancel` flag.
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
+fn wait_ready(chan: &OwnedFd, timeout: Duration, cancel: &AtomicBool) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
-    match fdpass::recv_with_fds(chan.as_fd(), &mut buf) {
-        Ok(Some(r)) => match Message::decode(&buf[..r.len]) {
-            Ok(m) if m.kind() == Kind::Ready => Ok(()),
-            Ok(m) => Err(format!("the new process said {:?}, not READY", m.kind())),
-            Err((_, why)) => Err(format!("the new process sent garbage: {why}")),
-        },
-        Ok(None) => Err(ENDED.into()),
-        Err(e) if gone(&e) => Err(ENDED.into()),
-        Err(e) if sys::would_block(&e) => {
-            Err(format!("the new process was not ready within {timeout:?}"))
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("the new process was not ready within {timeout:?}"));
         }
-        Err(e) => Err(format!("channel: {e}")),
+        fdpass::set_recv_timeout(chan.as_fd(), left.min(CANCEL_CHECK))
+            .map_err(|e| e.to_string())?;
+        return match fdpass::recv_with_fds(chan.as_fd(), &mut buf) {
+            Ok(Some(r)) => match Message::decode(&buf[..r.len]) {
+                Ok(m) if m.kind() == Kind::Ready => Ok(()),
+                Ok(m) => Err(format!("the new process said {:?}, not READY", m.kind())),
+                Err((_, why)) => Err(format!("the new process sent garbage: {why}")),
+            },
+            Ok(None) => Err(ENDED.into()),
+            Err(e) if gone(&e) => Err(ENDED.into()),
+            Err(e) if sys::would_block(&e) && cancel.load(Ordering::Acquire) => {
+                Err(CANCELLED.into())
+            }
+            Err(e) if sys::would_block(&e) => continue,
+            Err(e) => Err(format!("channel: {e}")),
+        };
     }
 }
 

@@ -339,6 +339,8 @@ impl PoolLoop {
                 // one); /proc/self/exe is the binary this process runs, the
                 // one that speaks its wire format.
                 let mut cmd = Command::new("/proc/self/exe");
+                // Shown by ps as this binary, not as /proc/self/exe.
+                std::os::unix::process::CommandExt::arg0(&mut cmd, sys::process::own_argv0());
                 cmd.args(["ws-worker", "--ctl-fd", "3"])
                     .args(&self.cfg.worker_args)
                     .stdin(Stdio::null());
