@@ -37,7 +37,8 @@ enum Command {
     WsWorker(WsWorkerArgs),
     /// Check a `serve` configuration without serving: the root, the TLS
     /// certificates and keys, the log file. Exits 0, or 78 with the reason
-    /// (for `ExecStartPre=`, as nginx's -t).
+    /// (as nginx's -t: before `systemctl reload`; serve makes the same
+    /// checks as it starts).
     Check(Box<ServeArgs>),
     /// Print the man page (roff), made from these definitions.
     Man,
@@ -211,8 +212,10 @@ struct ServeArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where to listen: host:port, [v6]:port or a Unix socket path, optionally with
-    /// ,tls=auto|on|off (default off). Repeatable. Default 127.0.0.1:8080 when no other
-    /// source (systemd, inetd, control) gives a socket.
+    /// ,tls=auto|on|off (default off) and ,proxy=v1|v2|any (each connection starts
+    /// with a PROXY protocol header, from a front such as HAProxy). Repeatable.
+    /// Default 127.0.0.1:8080 when no other source (systemd, inetd, control) gives
+    /// a socket.
     #[arg(long, value_parser = Listen::parse)]
     listen: Vec<Listen>,
     /// A PEM certificate chain; repeatable, paired in order with --tls-key. Several are

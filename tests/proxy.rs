@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The address of the `n`th listener announced (ours is first).

@@ -1,7 +1,9 @@
 //! Why `serve` could not start, for the exit status (`main.rs` maps it),
 //! and `handoff check`: the same configuration steps `serve` takes first,
-//! without a socket, so `ExecStartPre=` catches a broken certificate or
-//! root before the running server is touched (nginx's `-t`).
+//! without a socket, so an operator catches a broken certificate or root
+//! before `systemctl reload` touches the running server (nginx's `-t`).
+//! The unit runs no `ExecStartPre=handoff check` (systemd restarts a
+//! failing `ExecStartPre=` despite `RestartPreventExitStatus=`; README).
 
 use std::fmt;
 use std::io;

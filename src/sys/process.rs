@@ -282,6 +282,30 @@ pub(crate) fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// How this process was started (`argv[0]`), for the processes it starts
+/// from `/proc/self/exe`: `ps` shows them under the same name.
+pub(crate) fn own_argv0() -> std::ffi::OsString {
+    std::env::args_os()
+        .next()
+        .unwrap_or_else(|| "handoff".into())
+}
+
+/// Names this process after its `argv[0]`'s last part (the kernel's
+/// `comm`, which `pgrep` and `top` show): exec sets it from the file run,
+/// and a worker started from `/proc/self/exe` would be called `exe`.
+pub(crate) fn name_after_argv0() {
+    let argv0 = own_argv0();
+    let base = std::path::Path::new(&argv0)
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "handoff".into());
+    // The kernel keeps 15 bytes; a NUL in an argument cannot happen.
+    let base: String = base.chars().take(15).collect();
+    if let Ok(name) = std::ffi::CString::new(base) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,29 +330,5 @@ mod tests {
         assert!(maps(private, 0) && maps(private, 999));
         assert!(!maps(private, 65534) && !maps(private, 1) && !maps(private, 1000));
         assert!(!maps("", 0));
-    }
-}
-
-/// How this process was started (`argv[0]`), for the processes it starts
-/// from `/proc/self/exe`: `ps` shows them under the same name.
-pub(crate) fn own_argv0() -> std::ffi::OsString {
-    std::env::args_os()
-        .next()
-        .unwrap_or_else(|| "handoff".into())
-}
-
-/// Names this process after its `argv[0]`'s last part (the kernel's
-/// `comm`, which `pgrep` and `top` show): exec sets it from the file run,
-/// and a worker started from `/proc/self/exe` would be called `exe`.
-pub(crate) fn name_after_argv0() {
-    let argv0 = own_argv0();
-    let base = std::path::Path::new(&argv0)
-        .file_name()
-        .map(|b| b.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "handoff".into());
-    // The kernel keeps 15 bytes; a NUL in an argument cannot happen.
-    let base: String = base.chars().take(15).collect();
-    if let Ok(name) = std::ffi::CString::new(base) {
-        let _ = nix::sys::prctl::set_name(&name);
     }
 }
