@@ -7,14 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        echo "== not root: running $0 with sudo"
-        exec sudo env "PATH=$PATH" "HOME=$HOME" bash "$0" "$@"
-    fi
-    echo "$0 installs Debian packages and boots containers: run it as root, or as a user with passwordless sudo" >&2
-    exit 1
-fi
+. scripts/need-root.sh
+need_root "$0" "$@"
 
 # Tools the tests use. A test that needs one fails when it is missing; it
 # never skips, so they are installed here.

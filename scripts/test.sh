@@ -7,14 +7,8 @@ cd "$(dirname "$0")/.."
 
 # It installs packages and boots containers: root, or sudo without a
 # password (then it says so and runs itself with sudo), or a one-line no.
-if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        echo "== not root: running $0 with sudo"
-        exec sudo env "PATH=$PATH" "HOME=$HOME" bash "$0" "$@"
-    fi
-    echo "$0 installs Debian packages and boots containers: run it as root, or as a user with passwordless sudo" >&2
-    exit 1
-fi
+. scripts/need-root.sh
+need_root "$0" "$@"
 bash scripts/test-deps.sh
 
 # The container's root: built once (about a minute), then kept in .cache.

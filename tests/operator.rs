@@ -332,26 +332,8 @@ fn a_wrong_root_is_one_message_that_names_the_path_once() {
 fn a_missing_certificate_or_key_names_its_option_and_file() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("cert.pem");
-    let (ok_cert, _) = {
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout"])
-            .arg(dir.path().join("key.pem"))
-            .arg("-out")
-            .arg(&pem)
-            .output()
-            .expect("openssl");
-        assert!(out.status.success(), "{out:?}");
-        (pem.to_str().unwrap().to_string(), ())
-    };
+    let (cert_file, _) = localhost_cert(dir.path());
+    let ok_cert = cert_file.to_str().unwrap().to_string();
     let root = root_arg(site.path());
     for (cert, key, says) in [
         (

@@ -449,30 +449,7 @@ fn deb() -> Vec<u8> {
 #[test]
 fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
     let tls = tempfile::tempdir().unwrap();
-    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+    let (cert, key) = common::localhost_cert(tls.path());
     let c = Container::with_package(
         &[
             ("cert.pem", &std::fs::read(&cert).unwrap()),

@@ -217,12 +217,7 @@ fn serves_a_self_signed_certificate_whose_fingerprint_it_prints() {
         curl(&["-k", &format!("https://{a}/a.txt")]),
         (true, "alpha\n".to_string())
     );
-    let printed = h
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("tls self-signed sha256 "))
-        .expect("a fingerprint line")
-        .to_string();
+    let printed = h.printed_fingerprint();
     let served = served_fingerprint(a);
     assert!(
         served.contains(&printed),

@@ -272,19 +272,7 @@ fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own(
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (h, _site) = exec_server(&format!("/talk=exec:{}", script.display()));
     let s = h.connect();
-    let req = tungstenite::http::Request::builder()
-        .uri(format!("ws://{}/talk?x=1", h.addr))
-        .header("Host", "t")
-        .header("X-Test", "probe")
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .body(())
-        .unwrap();
+    let req = upgrade_request(&h, "/talk?x=1", "t", &[("X-Test", "probe")]);
     let (mut ws, _) = tungstenite::client(req, s).unwrap();
     assert_eq!(
         next_text(&mut ws),
@@ -308,20 +296,9 @@ fn exec_gives_the_command_a_cgi_environment_and_sends_what_it_prints_on_its_own(
 /// Every line an `exec:env` command prints, until it ends.
 fn exec_env(h: &Handoff, path: &str, extra_headers: &[(&str, &str)]) -> Vec<String> {
     let s = h.connect();
-    let mut req = tungstenite::http::Request::builder()
-        .uri(format!("ws://{}{path}", h.addr))
-        .header("Host", format!("example.test:{}", h.addr.port()))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        );
-    for (n, v) in extra_headers {
-        req = req.header(*n, *v);
-    }
-    let (mut ws, _) = tungstenite::client(req.body(()).unwrap(), s).unwrap();
+    let host = format!("example.test:{}", h.addr.port());
+    let req = upgrade_request(h, path, &host, extra_headers);
+    let (mut ws, _) = tungstenite::client(req, s).unwrap();
     let mut lines = Vec::new();
     loop {
         match ws.read() {

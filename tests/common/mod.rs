@@ -105,6 +105,16 @@ impl Handoff {
 
     /// The address of the listener announced with this scheme
     /// (`https`, `http+https`).
+    /// The fingerprint of the self-signed certificate it printed
+    /// (`tls self-signed sha256 AB:…`).
+    pub fn printed_fingerprint(&self) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("tls self-signed sha256 "))
+            .expect("a fingerprint line")
+            .to_string()
+    }
+
     pub fn addr_of(&self, scheme: &str) -> SocketAddr {
         let prefix = format!("listening on {scheme}://");
         let l = self
@@ -534,4 +544,52 @@ pub fn served_fingerprint(addr: SocketAddr) -> String {
         .output()
         .expect("openssl");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A self-signed P-256 certificate for `localhost` and its key, made by
+/// openssl in `dir`: (cert.pem, key.pem).
+pub fn localhost_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
+}
+
+/// A WebSocket upgrade request for `path` on `h`, with `Host` and `extra`
+/// header fields, for `tungstenite::client`.
+pub fn upgrade_request(
+    h: &Handoff,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> tungstenite::http::Request<()> {
+    let mut req = tungstenite::http::Request::builder()
+        .uri(format!("ws://{}{path}", h.addr))
+        .header("Host", host)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        );
+    for (n, v) in extra {
+        req = req.header(*n, *v);
+    }
+    req.body(()).unwrap()
 }
