@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Lists import circles between the files of src/ (a file naming another
-through crate::/super::/self:: paths). Run from the repository root."""
+through crate::/super::/self:: paths), and any import from the sans-I/O
+engines (http/) of a room above them: they may name only http/ itself,
+sys/ and fuzzing (its test helpers), and tell the rest of the process
+what happened through http::events. Exits 1 if either is found. Run from
+the repository root."""
 import os,re,sys,itertools
 root='src'
 mods={}
@@ -60,4 +64,10 @@ def sc(v):
 for v in edges:
     if v not in index: sc(v)
 for c in res: print('cycle:',sorted(c))
-print('modules',len(mods),'cycles',len(res))
+# The engine's floor: what http/ may name besides itself.
+below = ('http', 'sys', 'fuzzing')
+upward = sorted((m, d) for m, deps in edges.items() if m == 'http' or m.startswith('http::')
+                for d in deps if d.split('::')[0] not in below)
+for m, d in upward: print('upward:', m, '->', d)
+print('modules',len(mods),'cycles',len(res),'upward from http',len(upward))
+sys.exit(1 if res or upward else 0)

@@ -380,6 +380,7 @@ pub fn engine(data: &[u8]) {
     let mut pool = BufPool::default();
     let mut scratch = Vec::new();
     let mut spare: Spare = Vec::new();
+    let mut deaf = crate::http::events::Deaf;
     let mut now = Instant::now();
     let mut conn = Conn::new(Addr::Unknown, now);
     let mut out = Vec::new();
@@ -396,6 +397,7 @@ pub fn engine(data: &[u8]) {
                 static_headers: b"",
                 replies: None,
                 spare: &mut spare,
+                observer: &mut deaf,
             }
         };
     }

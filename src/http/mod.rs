@@ -5,6 +5,7 @@ pub(crate) mod chunked;
 pub(crate) mod conn;
 pub(crate) mod deferred;
 pub(crate) mod encode;
+pub(crate) mod events;
 pub(crate) mod head;
 pub(crate) mod limits;
 pub(crate) mod output;

@@ -23,9 +23,8 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::http::Request;
 use crate::sys::Addr;
 
 /// `--access-log-format`.
@@ -85,34 +84,10 @@ pub(crate) fn on() -> bool {
 
 /// The Referer and User-Agent, looked up only where the format writes
 /// them (combined, json).
-fn client_fields<'a>(req: &Request<'a>) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
-    if matches!(format(), AccessFormat::Combined | AccessFormat::Json) {
-        (req.header_bytes("referer"), req.header_bytes("user-agent"))
-    } else {
-        (None, None)
-    }
-}
-
-/// What a request said that its access line repeats, kept where the line
-/// is written later than the request is seen (a deferred response).
-#[derive(Default)]
-pub(crate) struct Seen {
-    pub(crate) line: String,
-    pub(crate) referer: Option<Box<[u8]>>,
-    pub(crate) agent: Option<Box<[u8]>>,
-    pub(crate) began: Option<Instant>,
-}
-
-impl Seen {
-    pub(crate) fn of(req: &Request<'_>, line: &dyn std::fmt::Display, began: Instant) -> Seen {
-        let (referer, agent) = client_fields(req);
-        Seen {
-            line: line.to_string(),
-            referer: referer.map(Box::from),
-            agent: agent.map(Box::from),
-            began: Some(began),
-        }
-    }
+/// Does the format write `Referer` and `User-Agent` (the engine finds them
+/// only then)?
+pub(crate) fn wants_client_fields() -> bool {
+    matches!(format(), AccessFormat::Combined | AccessFormat::Json)
 }
 
 /// One access line's facts.
@@ -131,39 +106,6 @@ pub(crate) struct Access<'a> {
 }
 
 impl<'a> Access<'a> {
-    /// The line's facts from a request being answered now.
-    pub(crate) fn of(
-        peer: &'a Addr,
-        req: &'a Request<'a>,
-        line: &'a dyn std::fmt::Display,
-        took: Duration,
-    ) -> Access<'a> {
-        let (referer, agent) = client_fields(req);
-        Access {
-            peer,
-            line: Some(line),
-            status: None,
-            sent: 0,
-            referer,
-            agent,
-            took: Some(took),
-            note: "",
-        }
-    }
-
-    pub(crate) fn of_seen(peer: &'a Addr, seen: &'a Seen, now: Instant) -> Access<'a> {
-        Access {
-            peer,
-            line: Some(&seen.line),
-            status: None,
-            sent: 0,
-            referer: seen.referer.as_deref(),
-            agent: seen.agent.as_deref(),
-            took: seen.began.map(|b| now.saturating_duration_since(b)),
-            note: "",
-        }
-    }
-
     /// Only what the connection knows (a refusal, a WebSocket's 101).
     pub(crate) fn bare(peer: &'a Addr, line: Option<&'a dyn std::fmt::Display>) -> Access<'a> {
         Access {

@@ -17,9 +17,9 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-mod access;
+pub(crate) mod access;
 pub use access::AccessFormat;
-pub(crate) use access::{Access, Seen, on as access_on, set_turn_time};
+pub(crate) use access::{Access, on as access_on, set_turn_time};
 
 /// Past this many buffered bytes a turn's log is written early.
 const FLUSH_AT: usize = 64 * 1024;

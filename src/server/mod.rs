@@ -46,6 +46,7 @@ mod connections;
 mod date;
 mod hand_off;
 mod inbox;
+mod observe;
 mod options;
 mod relays;
 mod timers;
@@ -87,6 +88,8 @@ struct Shared {
     /// Engine states given up by parked connections, reused by the next
     /// that wakes (a connection waking costs no allocation).
     spare: Spare,
+    /// Where the engine's events go: the access line, metrics, the log.
+    observer: observe::Record,
 }
 
 impl Shared {
@@ -107,6 +110,7 @@ impl Shared {
             static_headers,
             mailer,
             spare: Vec::new(),
+            observer: observe::Record,
         }
     }
 
@@ -124,6 +128,7 @@ impl Shared {
             static_headers: &self.static_headers,
             replies: conn.map(|(token, generation)| (&self.mailer, token, generation)),
             spare: &mut self.spare,
+            observer: &mut self.observer,
         }
     }
 }

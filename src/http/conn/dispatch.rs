@@ -9,13 +9,13 @@ use super::state::{Deferred, KeepAlive};
 use super::{Conn, Ctx};
 use crate::http::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
+use crate::http::events::{Event, Kept, Seen, Severity, Wants};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
 use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::sink::BodySink;
 use crate::http::status::{Reject, reason_phrase};
-use crate::log::{Access, Seen};
 
 /// `METHOD TARGET HTTP/1.x`, formatted only if the access line is logged.
 pub(super) struct Line<'a>(pub(super) &'a Request<'a>, pub(super) u8);
@@ -30,6 +30,16 @@ impl std::fmt::Display for Line<'_> {
             self.1
         )
     }
+}
+
+/// What the observer wants of `req` for its events.
+fn seen<'a>(req: &'a Request<'a>, line: &'a Line<'a>, wants: Wants) -> Option<Seen<'a>> {
+    let client = wants == Wants::LineAndClient;
+    (wants != Wants::Nothing).then(|| Seen {
+        line,
+        referer: client.then(|| req.header_bytes("referer")).flatten(),
+        agent: client.then(|| req.header_bytes("user-agent")).flatten(),
+    })
 }
 
 impl Conn {
@@ -70,16 +80,15 @@ impl Conn {
             None => ctx.handler.handle(&req, &mut res),
         }));
         let line = Line(&req, self.head.minor);
-        let logged = crate::log::access_on();
+        let seen = seen(&req, &line, ctx.observer.wants());
         let took = now.saturating_duration_since(self.phase_at);
         let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {
-            crate::metrics::answered(None, 0);
-            if logged {
-                Access::of(&self.peer, &req, &line, took)
-                    .note("handed off")
-                    .log();
-            }
+            ctx.observer.event(Event::HandedOff {
+                peer: &self.peer,
+                request: seen,
+                took,
+            });
             let head = buf[..self.head.len].to_vec();
             self.start += consumed;
             self.served += 1;
@@ -88,12 +97,8 @@ impl Conn {
         }
         if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {
             let keep = self.head.keep_alive && !ctx.draining && !last;
-            tracing::debug!(peer = %self.peer, "response deferred");
-            let seen = if logged {
-                Seen::of(&req, &line, self.phase_at)
-            } else {
-                Seen::default()
-            };
+            self.trouble(ctx, Severity::Debug, &"response deferred");
+            let seen = seen.map_or_else(Kept::default, |s| Kept::of(s, self.phase_at));
             self.start += consumed;
             self.served += 1;
             self.state.deferred(Deferred {
@@ -118,7 +123,8 @@ impl Conn {
             }
             Ok(()) => {
                 let why = res.misuse.unwrap_or("");
-                tracing::error!(peer = %self.peer, "handler misused the response: {why}");
+                let what = format_args!("handler misused the response: {why}");
+                self.trouble(ctx, Severity::Error, &what);
                 (
                     500,
                     Body::Static(failed),
@@ -127,7 +133,7 @@ impl Conn {
                 )
             }
             Err(_) => {
-                tracing::error!(peer = %self.peer, "handler panicked; answered 500");
+                self.trouble(ctx, Severity::Error, &"handler panicked; answered 500");
                 keep = false;
                 (500, Body::Static(failed), text, "handler panicked")
             }
@@ -149,13 +155,14 @@ impl Conn {
             keep,
             ctx.static_headers,
         );
-        crate::metrics::answered(Some(status), sent);
-        if logged {
-            Access::of(&self.peer, &req, &line, took)
-                .status(Some(status), sent)
-                .note(note)
-                .log();
-        }
+        ctx.observer.event(Event::Answered {
+            peer: &self.peer,
+            request: seen,
+            status,
+            sent,
+            took: Some(took),
+            note,
+        });
         self.start += consumed;
         self.served += 1;
         self.phase_at = now;
@@ -165,17 +172,11 @@ impl Conn {
     /// Answers a request the engine refuses, and stops reading requests.
     pub(super) fn reject(&mut self, rej: Reject, now: Instant, ctx: &mut Ctx<'_>) {
         self.output_starts(now);
-        crate::metrics::answered(Some(rej.status), 0);
-        // The reason goes to the log as a line of its own (the access
-        // line's formats have no field for it but JSON's), as nginx's
-        // error log says why it answered 400.
-        tracing::info!(peer = %self.peer, status = rej.status, "refused: {}", rej.reason);
-        if crate::log::access_on() {
-            Access::bare(&self.peer, None)
-                .status(Some(rej.status), 0)
-                .note(&rej.reason)
-                .log();
-        }
+        ctx.observer.event(Event::Refused {
+            peer: &self.peer,
+            status: rej.status,
+            reason: &rej.reason,
+        });
         let body = format!(
             "{} {}: {}\n",
             rej.status,
@@ -217,18 +218,24 @@ impl Conn {
             min_chunk: ctx.limits.min_output_chunk,
         };
         if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
-            tracing::error!(peer = %self.peer, "a deferred response's job panicked");
+            let what = "a deferred response's job panicked";
+            ctx.observer.event(Event::Trouble {
+                peer: &self.peer,
+                severity: Severity::Error,
+                what: &what,
+            });
             return self.abandon(id, now, ctx);
         }
         if d.st.state == WriteState::Finished {
             let (status, sent) = (d.st.status_code(), d.st.body_sent());
-            crate::metrics::answered(Some(status), sent);
-            if crate::log::access_on() {
-                Access::of_seen(&self.peer, &d.seen, now)
-                    .status(Some(status), sent)
-                    .note("deferred")
-                    .log();
-            }
+            ctx.observer.event(Event::Answered {
+                peer: &self.peer,
+                request: d.seen.seen(),
+                status,
+                sent,
+                took: d.seen.took(now),
+                note: "deferred",
+            });
             let keep = d.st.keep_alive;
             self.out.end_response();
             self.phase_at = now;
@@ -244,10 +251,18 @@ impl Conn {
             return;
         }
         if self.state.deferred_unsent() {
-            tracing::error!(peer = %self.peer, "a deferred response was dropped unanswered; 500");
+            self.trouble(
+                ctx,
+                Severity::Error,
+                &"a deferred response was dropped unanswered; 500",
+            );
             self.reject(Reject::new(500, "the response was dropped"), now, ctx);
         } else {
-            tracing::error!(peer = %self.peer, "a deferred response was dropped half-written; connection cut");
+            self.trouble(
+                ctx,
+                Severity::Error,
+                &"a deferred response was dropped half-written; connection cut",
+            );
             self.state.abort();
         }
     }

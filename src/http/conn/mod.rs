@@ -22,6 +22,7 @@ use super::request::Request;
 use super::response::Response;
 use super::sink::BodyPlan;
 use super::status::Reject;
+use crate::http::events::{Event, Observer, Severity};
 use crate::sys::Addr;
 pub(crate) use state::Next;
 use state::{Decoder, Reading, State, Writing};
@@ -69,6 +70,8 @@ pub(crate) struct Ctx<'a> {
     pub replies: Option<(&'a Arc<dyn Mailer>, usize, u64)>,
     /// Engine states of parked connections, for the next one that wakes.
     pub spare: &'a mut Spare,
+    /// Hears what happens (the engine's one way out: `http::events`).
+    pub observer: &'a mut dyn Observer,
 }
 
 /// Whether `advance` can go on at once or must wait for bytes, room or
@@ -373,11 +376,20 @@ impl Conn {
     /// The peer ended its input inside a request body: the request cannot
     /// be served, and a client that only half-closed is still reading.
     fn body_cut_short(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
-        tracing::debug!(peer = %self.peer, "input ended mid-body");
+        self.trouble(ctx, Severity::Debug, &"input ended mid-body");
         self.stop_with(Reject::new(400, "request body cut short"), now, ctx)
     }
 
     /// Refuses the request (`reject`); nothing more is read.
+    /// Tells the observer of something that is no answer.
+    fn trouble(&self, ctx: &mut Ctx<'_>, severity: Severity, what: &dyn std::fmt::Display) {
+        ctx.observer.event(Event::Trouble {
+            peer: &self.peer,
+            severity,
+            what,
+        });
+    }
+
     fn stop_with(&mut self, rej: Reject, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
         self.reject(rej, now, ctx);
         Flow::Wait
@@ -508,7 +520,11 @@ impl Conn {
         }
         if self.read_deadline(ctx.timeouts).is_some_and(|d| d <= now) {
             if let Writing::Deferred(_) = self.state.writing {
-                tracing::warn!(peer = %self.peer, "a deferred response was not finished in time");
+                self.trouble(
+                    ctx,
+                    Severity::Warn,
+                    &"a deferred response was not finished in time",
+                );
                 if self.state.deferred_unsent() {
                     let rej = Reject::new(504, "the response was not ready in time");
                     self.reject(rej, now, ctx);
@@ -523,7 +539,11 @@ impl Conn {
             }
             if let Reading::Discard(_) = self.state.reading {
                 // The request has its answer; only the connection ends.
-                tracing::debug!(peer = %self.peer, "a discarded body was too slow; closing");
+                self.trouble(
+                    ctx,
+                    Severity::Debug,
+                    &"a discarded body was too slow; closing",
+                );
                 self.state.close_read();
                 self.start = self.end;
                 return Some(Expired::Idle);

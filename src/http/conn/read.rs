@@ -2,6 +2,7 @@
 //! or streamed to the handler's sink). Each step says whether the
 //! connection can go on at once (`Flow::Again`) or must wait.
 
+use crate::http::events::Severity;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ impl Conn {
             Err(rej) => return self.stop_with(rej, now, ctx),
             Ok(false) => {
                 if self.state.eof {
-                    tracing::debug!(peer = %self.peer, "connection closed mid-head");
+                    self.trouble(ctx, Severity::Debug, &"connection closed mid-head");
                     self.state.close_read();
                 }
                 return Flow::Wait;
@@ -70,7 +71,11 @@ impl Conn {
                 };
                 let (limit, sink) = match plan {
                     Err(_) => {
-                        tracing::error!(peer = %self.peer, "handler panicked in on_head; answered 500");
+                        self.trouble(
+                            ctx,
+                            Severity::Error,
+                            &"handler panicked in on_head; answered 500",
+                        );
                         return self.stop_with(Reject::new(500, "the handler failed"), now, ctx);
                     }
                     Ok(BodyPlan::Skip) => {
@@ -168,7 +173,8 @@ impl Conn {
             Decoder::Chunked(c) => match c.decode(&mut self.rbuf[self.start..self.end], ctx.limits)
             {
                 Err(rej) => {
-                    tracing::debug!(peer = %self.peer, "discarded body: {}; closing", rej.reason);
+                    let what = format_args!("discarded body: {}; closing", rej.reason);
+                    self.trouble(ctx, Severity::Debug, &what);
                     self.state.close_read();
                     self.start = self.end;
                     return Flow::Wait;
@@ -257,7 +263,11 @@ impl Conn {
                 if chunk > 0 {
                     let pieces = self.rbuf[h..h + chunk].chunks(ctx.limits.max_input_chunk.max(1));
                     if let Err(e) = pieces.into_iter().try_for_each(|p| sink.data(p)) {
-                        tracing::info!(peer = %self.peer, status = e.status, "body refused by the handler: {}", e.reason);
+                        let what = format_args!(
+                            "body refused by the handler: {} ({})",
+                            e.reason, e.status
+                        );
+                        self.trouble(ctx, Severity::Info, &what);
                         return self.stop_with(
                             Reject {
                                 status: e.status,

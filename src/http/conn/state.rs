@@ -43,7 +43,7 @@ pub(super) struct Deferred {
     pub(super) st: Stepwise,
     pub(super) since: Instant,
     /// What the access line repeats of the request.
-    pub(super) seen: crate::log::Seen,
+    pub(super) seen: crate::http::events::Kept,
 }
 
 pub(super) enum Writing {
@@ -320,7 +320,7 @@ mod tests {
                     id: 1,
                     st: Stepwise::new(false, 1, true),
                     since: now,
-                    seen: crate::log::Seen::default(),
+                    seen: crate::http::events::Kept::default(),
                 })),
                 "hand-off" => Writing::HandOff { head: Vec::new() },
                 "lingering" => Writing::Lingering { until: now },

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::deferred::{self, Writer};
 use super::*;
+use crate::http::events::{Event, Observer, Seen, Wants};
 use crate::sys::Addr;
 
 struct Env {
@@ -14,6 +15,37 @@ struct Env {
     handler: Box<dyn Handler>,
     now: Instant,
     spare: Spare,
+    events: Recorder,
+}
+
+/// Writes down every event the engine gives, one line each.
+#[derive(Default)]
+struct Recorder(Vec<String>);
+
+impl Observer for Recorder {
+    fn wants(&self) -> Wants {
+        Wants::LineAndClient
+    }
+    fn event(&mut self, e: Event<'_>) {
+        let seen = |r: Option<Seen<'_>>| {
+            r.map_or("-".to_string(), |r| {
+                let agent = r.agent.map_or("-".into(), String::from_utf8_lossy);
+                format!("\"{}\" agent={agent}", r.line)
+            })
+        };
+        self.0.push(match e {
+            Event::Answered {
+                request,
+                status,
+                sent,
+                note,
+                ..
+            } => format!("answered {} {status} {sent} {note}", seen(request)),
+            Event::HandedOff { request, .. } => format!("handed off {}", seen(request)),
+            Event::Refused { status, reason, .. } => format!("refused {status} {reason}"),
+            Event::Trouble { severity, what, .. } => format!("{severity:?}: {what}"),
+        });
+    }
 }
 
 impl Env {
@@ -29,6 +61,7 @@ impl Env {
             static_headers: b"Server: test\r\n",
             replies: None,
             spare: &mut self.spare,
+            observer: &mut self.events,
         }
     }
 }
@@ -67,6 +100,7 @@ impl Harness {
                 handler: Box::new(handler),
                 now,
                 spare: Vec::new(),
+                events: Recorder::default(),
             },
         }
     }
@@ -111,6 +145,52 @@ fn statuses(s: &str) -> Vec<&str> {
 }
 
 const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[test]
+fn tells_its_observer_each_outcome_and_logs_nothing_itself() {
+    let mut h = Harness::new(
+        |req: &Request<'_>, res: &mut Response<'_>| match req.path() {
+            "/panic" => panic!("on purpose"),
+            "/away" => {
+                res.hand_off();
+            }
+            _ => {
+                res.body("ok");
+            }
+        },
+    );
+    h.feed(b"GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: t/1\r\n\r\n");
+    h.take();
+    h.feed(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.take();
+    let mut away = Harness::new(|_: &Request<'_>, res: &mut Response<'_>| {
+        res.hand_off();
+    });
+    away.feed(b"GET /away HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut bad = Harness::new(echo_path);
+    bad.feed(
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    bad.take();
+    assert_eq!(
+        h.env.events.0,
+        [
+            "answered \"GET /a HTTP/1.1\" agent=t/1 200 2 ",
+            "Error: handler panicked; answered 500",
+            "answered \"GET /panic HTTP/1.1\" agent=- 500 26 handler panicked",
+        ]
+    );
+    assert_eq!(
+        away.env.events.0,
+        ["handed off \"GET /away HTTP/1.1\" agent=-"]
+    );
+    assert_eq!(bad.env.events.0.len(), 1, "{:?}", bad.env.events.0);
+    assert!(
+        bad.env.events.0[0].starts_with("refused 400 "),
+        "{:?}",
+        bad.env.events.0
+    );
+}
 
 #[test]
 fn answers_a_get_with_date_length_and_keep_alive() {

@@ -1,0 +1,96 @@
+//! The server's side of the engine's events (`http::events`): each becomes
+//! the access line, the metrics and the error log's lines, here and
+//! nowhere in the engine.
+
+use crate::http::events::{Event, Observer, Severity, Wants};
+use crate::log::{self, Access};
+
+/// What a server's connections report to.
+pub(super) struct Record;
+
+impl Observer for Record {
+    fn wants(&self) -> Wants {
+        if !log::access_on() {
+            Wants::Nothing
+        } else if log::access::wants_client_fields() {
+            Wants::LineAndClient
+        } else {
+            Wants::Line
+        }
+    }
+
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Answered {
+                peer,
+                request,
+                status,
+                sent,
+                took,
+                note,
+            } => {
+                crate::metrics::answered(Some(status), sent);
+                if log::access_on() {
+                    Access {
+                        peer,
+                        line: request.map(|r| r.line),
+                        status: Some(status),
+                        sent,
+                        referer: request.and_then(|r| r.referer),
+                        agent: request.and_then(|r| r.agent),
+                        took,
+                        note,
+                    }
+                    .log();
+                }
+            }
+            Event::HandedOff {
+                peer,
+                request,
+                took,
+            } => {
+                crate::metrics::answered(None, 0);
+                if log::access_on() {
+                    Access {
+                        peer,
+                        line: request.map(|r| r.line),
+                        status: None,
+                        sent: 0,
+                        referer: request.and_then(|r| r.referer),
+                        agent: request.and_then(|r| r.agent),
+                        took: Some(took),
+                        note: "handed off",
+                    }
+                    .log();
+                }
+            }
+            Event::Refused {
+                peer,
+                status,
+                reason,
+            } => {
+                crate::metrics::answered(Some(status), 0);
+                // The reason goes to the log as a line of its own (the
+                // access line's formats have no field for it but JSON's),
+                // as nginx's error log says why it answered 400.
+                tracing::info!(%peer, status, "refused: {reason}");
+                if log::access_on() {
+                    Access::bare(peer, None)
+                        .status(Some(status), 0)
+                        .note(reason)
+                        .log();
+                }
+            }
+            Event::Trouble {
+                peer,
+                severity,
+                what,
+            } => match severity {
+                Severity::Error => tracing::error!(%peer, "{what}"),
+                Severity::Warn => tracing::warn!(%peer, "{what}"),
+                Severity::Info => tracing::info!(%peer, "{what}"),
+                Severity::Debug => tracing::debug!(%peer, "{what}"),
+            },
+        }
+    }
+}
