@@ -24,7 +24,7 @@
 // The public API is what the README's library section documents: the
 // server and its options, the handler and request/response types, `api`,
 // `blocking`, the hand-off wire format, and `app` (the service the binary
-// runs, configured as `main.rs` parses it). Everything else is the
+// runs, and `cli`, which configures it from the command line). Everything else is the
 // crate's own.
 
 #[allow(unsafe_code)]
@@ -35,6 +35,7 @@ pub(crate) mod tls;
 pub mod api;
 pub mod app;
 pub mod blocking;
+pub mod cli;
 pub(crate) mod conn_io;
 pub(crate) mod files;
 #[cfg(any(fuzzing, test))]

@@ -1,4 +1,4 @@
-//! Why `serve` could not start, for the exit status (`main.rs` maps it),
+//! Why `serve` could not start, for the exit status (`cli` maps it),
 //! and `handoff check`: the same configuration steps `serve` takes first,
 //! without a socket, so an operator catches a broken certificate or root
 //! before `systemctl reload` touches the running server (nginx's `-t`).
@@ -43,7 +43,7 @@ pub(crate) fn staged(stage: Stage, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), Staged { stage, error: e })
 }
 
-/// Marks `e` as a configuration error (for `main.rs`: options that do not
+/// Marks `e` as a configuration error (for `cli`: options that do not
 /// go together).
 pub fn staged_config(e: io::Error) -> io::Error {
     staged(Stage::Config, e)

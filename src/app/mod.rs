@@ -1,5 +1,5 @@
 //! `handoff serve`: takes the sockets from every source, serves them, and
-//! runs the lifecycle (sd_notify, signals, drain). `main.rs` only parses
+//! runs the lifecycle (sd_notify, signals, drain). The `cli` room parses
 //! the command line into a [`ServeConfig`].
 
 use std::io::{self, Write};

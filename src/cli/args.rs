@@ -1,0 +1,400 @@
+//! The command line's definitions (clap's derive): `serve` and its
+//! options, `pass`, `ws-worker`, `check`, `upgrade`, `man`,
+//! `completions`. Each option's doc comment is its `--help` text, the man
+//! page's and the settings file's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{
+    self, AccessFormat, CertFiles, FileCache, Listen, ListenSpec, LogConfig, OriginPolicy, Route,
+    ServeConfig, WorkerConfig, WsConfig,
+};
+use crate::{Limits, Options, Timeouts};
+
+#[derive(Parser)]
+#[command(
+    name = "handoff",
+    version,
+    about = "HTTP/1.1 for sockets handed over by systemd, inetd or a front proxy",
+    args_conflicts_with_subcommands = true
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Option<Command>,
+    /// `serve` is the default command: its options work without it.
+    #[command(flatten)]
+    pub(super) serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Serve files from a folder (the default command).
+    Serve(Box<ServeArgs>),
+    /// Accept connections and pass each to one of several control sockets.
+    Pass(PassArgs),
+    /// Serve WebSocket connections handed over by HTTP processes.
+    WsWorker(WsWorkerArgs),
+    /// Check a `serve` configuration without serving: the root, the TLS
+    /// certificates and keys, the log file. Exits 0, or 78 with the reason
+    /// (as nginx's -t: before `systemctl reload`; serve makes the same
+    /// checks as it starts).
+    Check(Box<ServeArgs>),
+    /// Print the man page (roff), made from these definitions.
+    Man,
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Replace the running server's binary with the one now at its path,
+    /// moving its listeners and connections (asked through its control
+    /// socket; exits non-zero with the reason if the old one serves on).
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Args)]
+pub(super) struct UpgradeArgs {
+    /// The server's control socket (`serve --control PATH`).
+    #[arg(long)]
+    pub(super) control: PathBuf,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = Seconds(Duration::from_secs(30)))]
+    pub(super) wait: Seconds,
+}
+
+/// What a WebSocket worker does and how much it takes (shared by `serve`,
+/// which passes them to the workers it starts, and `ws-worker`).
+#[derive(Args, Clone)]
+pub(super) struct WsLimits {
+    /// Most WebSocket connections per worker.
+    #[arg(long = "ws-max-connections", id = "ws_max_connections", default_value_t = WorkerConfig::default().max_connections)]
+    pub(super) max_connections: usize,
+    /// Largest WebSocket message in bytes.
+    #[arg(long = "ws-max-message", id = "ws_max_message", default_value_t = WorkerConfig::default().max_message)]
+    pub(super) max_message: usize,
+    /// Largest WebSocket frame in bytes.
+    #[arg(long = "ws-max-frame", id = "ws_max_frame", default_value_t = WorkerConfig::default().max_frame)]
+    pub(super) max_frame: usize,
+    /// Seconds between pings to each WebSocket client.
+    #[arg(long = "ws-ping-interval", id = "ws_ping_interval", default_value_t = Seconds(WorkerConfig::default().ping_interval))]
+    pub(super) ping_interval: Seconds,
+    /// Seconds without anything from a WebSocket client before it is closed.
+    #[arg(long = "ws-idle-timeout", id = "ws_idle_timeout", default_value_t = Seconds(WorkerConfig::default().idle_timeout))]
+    pub(super) idle_timeout: Seconds,
+    /// Pass this variable of the server's environment on to `exec:`
+    /// commands (repeatable). They get no other: only the request's
+    /// CGI variables and PATH=/usr/local/bin:/usr/bin:/bin (unless PATH is
+    /// named here).
+    #[arg(long = "ws-passenv", id = "ws_passenv", value_name = "NAME", value_parser = app::env_name)]
+    pub(super) passenv: Vec<String>,
+}
+
+impl WsLimits {
+    pub(super) fn config(&self, routes: Vec<Route>) -> WorkerConfig {
+        WorkerConfig {
+            routes,
+            max_connections: self.max_connections,
+            max_message: self.max_message,
+            max_frame: self.max_frame,
+            ping_interval: self.ping_interval.0,
+            idle_timeout: self.idle_timeout.0,
+            allowed_uids: Vec::new(),
+            passenv: self.passenv.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub(super) struct WsWorkerArgs {
+    /// A socket to an HTTP process, inherited as this fd number. Repeatable.
+    #[arg(long)]
+    pub(super) ctl_fd: Vec<i32>,
+    /// Listen for HTTP processes on a SOCK_SEQPACKET socket at this path.
+    #[arg(long)]
+    pub(super) socket: Option<PathBuf>,
+    /// Another uid allowed to connect to --socket (or a systemd socket); our own always is.
+    /// Repeatable.
+    #[arg(long)]
+    pub(super) allow_uid: Vec<u32>,
+    /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND. Repeatable.
+    #[arg(long = "ws", value_parser = Route::parse)]
+    pub(super) routes: Vec<Route>,
+    #[command(flatten)]
+    pub(super) limits: WsLimits,
+    #[command(flatten)]
+    pub(super) log: LogArgs,
+}
+
+/// Where the log goes, and the access lines' format (`serve`, `ws-worker`).
+#[derive(Args, Clone)]
+pub(super) struct LogArgs {
+    /// Append the log (access lines included) to this file; SIGUSR1 opens
+    /// it again, for logrotate. Default: stderr (the journal under
+    /// systemd), or syslog under --inetd.
+    #[arg(long)]
+    pub(super) log_file: Option<PathBuf>,
+    /// Log to the local syslog (/dev/log, facility daemon) instead of stderr.
+    #[arg(long, conflicts_with = "log_file")]
+    pub(super) syslog: bool,
+    /// Access lines: combined (Combined Log Format and the request time in
+    /// seconds, as nginx's $request_time), common (CLF), json, or off.
+    #[arg(long, default_value = "combined", value_parser = AccessFormat::parse)]
+    pub(super) access_log_format: AccessFormat,
+}
+
+impl LogArgs {
+    pub(super) fn config(self) -> LogConfig {
+        LogConfig {
+            file: self.log_file,
+            syslog: self.syslog,
+            access_format: self.access_log_format,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(super) struct PassArgs {
+    /// Where to accept connections.
+    #[arg(long, value_parser = ListenSpec::parse)]
+    pub(super) listen: ListenSpec,
+    /// A control socket to pass connections to; repeatable (round-robin).
+    #[arg(long = "to", required = true)]
+    pub(super) to: Vec<PathBuf>,
+    /// Seconds a target has to acknowledge a connection.
+    #[arg(long, value_parser = seconds, default_value = "2")]
+    pub(super) ack_timeout: Duration,
+}
+
+/// A number of seconds on the command line (fractions allowed), shown in
+/// `--help` from the same `Duration` the library defaults to, so a default
+/// is written once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Seconds(pub(super) Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Seconds, String> {
+        seconds(s).map(Seconds)
+    }
+}
+
+pub(super) fn threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("{s:?}: from 1 to 1024 event loops")),
+    }
+}
+
+pub(super) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+pub(super) fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("{s:?}: must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[derive(Args)]
+pub(super) struct ServeArgs {
+    /// Read settings from this TOML file: each key is one of these options'
+    /// long names (`root = "/srv/www"`, `listen = ["[::]:80", "[::]:443,tls=on"]`,
+    /// `inetd = true`). Options given as flags or HANDOFF_* variables win.
+    #[arg(long)]
+    pub(super) config: Option<PathBuf>,
+    /// Where to listen: host:port, [v6]:port or a Unix socket path, optionally with
+    /// ,tls=auto|on|off (default off) and ,proxy=v1|v2|any (each connection starts
+    /// with a PROXY protocol header, from a front such as HAProxy). Repeatable.
+    /// Default 127.0.0.1:8080 when no other source (systemd, inetd, control) gives
+    /// a socket.
+    #[arg(long, value_parser = Listen::parse)]
+    pub(super) listen: Vec<Listen>,
+    /// A PEM certificate chain; repeatable, paired in order with --tls-key. Several are
+    /// chosen by SNI, the first being the default. None with TLS asked for: self-signed.
+    #[arg(long)]
+    pub(super) tls_cert: Vec<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert at the same position.
+    #[arg(long)]
+    pub(super) tls_key: Vec<PathBuf>,
+    /// The socket is on fd 0, as inetd gives it (a listener for `wait`, a connection for `nowait`).
+    #[arg(long)]
+    pub(super) inetd: bool,
+    /// Exit after this many seconds without a connection (for inetd `wait`).
+    #[arg(long, value_parser = seconds)]
+    pub(super) idle_exit: Option<Duration>,
+    /// Event loops, each on its own thread, sharing the listeners (the
+    /// kernel spreads connections). Default: the CPUs this process may use.
+    #[arg(long, default_value_t = default_threads(), value_parser = threads)]
+    pub(super) threads: usize,
+    /// Seconds a new binary started by SIGUSR2 has to say it is ready
+    /// before it is killed and this process serves on.
+    #[arg(long, default_value_t = Seconds(Duration::from_secs(10)))]
+    pub(super) upgrade_timeout: Seconds,
+    /// Most files kept open (with their metadata, and in memory when
+    /// small), so a hot file costs no open, stat or close; 0 turns it off.
+    #[arg(long, default_value_t = FileCache::default().entries)]
+    pub(super) file_cache: usize,
+    /// Seconds a cached file is trusted before its path is looked at again
+    /// (a changed file is served fresh within this).
+    #[arg(long, default_value_t = Seconds(FileCache::default().check))]
+    pub(super) file_cache_check: Seconds,
+    /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
+    #[arg(long)]
+    pub(super) control: Option<PathBuf>,
+    /// Another uid allowed on the control socket (our own always is). Repeatable.
+    #[arg(long)]
+    pub(super) control_allow_uid: Vec<u32>,
+    /// Seconds that requests in flight get after SIGTERM before the rest is closed.
+    #[arg(long, value_parser = seconds, default_value = "30")]
+    pub(super) shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub(super) log: LogArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port; port 0
+    /// picks one). Off by default: bind it to loopback or a private address.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) metrics: Option<std::net::SocketAddr>,
+    /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND,
+    /// PATH=exec-binary:COMMAND. Repeatable. Upgrades there go to the WebSocket workers.
+    #[arg(long = "ws", value_parser = Route::parse)]
+    pub(super) ws: Vec<Route>,
+    /// WebSocket worker processes to start (when there are --ws paths).
+    #[arg(long, default_value_t = 2)]
+    pub(super) ws_workers: usize,
+    /// A WebSocket worker running on its own (`handoff ws-worker --socket PATH`). Repeatable.
+    #[arg(long)]
+    pub(super) ws_worker_socket: Vec<PathBuf>,
+    /// Seconds a WebSocket worker has to take an upgraded connection. One that does not is
+    /// taken for hung: a worker we started is killed and its connections get 503.
+    #[arg(long, value_parser = seconds, default_value = "2")]
+    pub(super) ws_ack_timeout: Duration,
+    /// A web page origin (scheme://host[:port], or host[:port] for any scheme) allowed to
+    /// open WebSockets, on every path. Repeatable. Without it, exec: paths take only
+    /// same-origin pages and echo/broadcast paths any page.
+    #[arg(long)]
+    pub(super) ws_origin: Vec<String>,
+    /// Only same-origin pages (and --ws-origin ones) may open WebSockets, on every path.
+    #[arg(long)]
+    pub(super) ws_same_origin: bool,
+    #[command(flatten)]
+    pub(super) ws_limits: WsLimits,
+    /// Folder to serve (default: the demo site installed beside the binary,
+    /// PREFIX/share/handoff/site, or the repository's when run from it).
+    #[arg(long)]
+    pub(super) root: Option<PathBuf>,
+    /// Most connections served at once; at the limit, accepting stops.
+    #[arg(long, default_value_t = Options::default().max_concurrent)]
+    pub(super) max_concurrent: usize,
+    /// Most connected sockets (from the control socket or systemd) that may
+    /// wait for a slot; past it they are refused.
+    #[arg(long, default_value_t = Options::default().max_queued)]
+    pub(super) max_queued: usize,
+    /// Seconds from accept to the end of the first request head (and from
+    /// first byte to end of head for later requests).
+    #[arg(long, default_value_t = Seconds(Timeouts::default().connection_setup))]
+    pub(super) setup_timeout: Seconds,
+    /// Bytes per second a request body must average after its first
+    /// --body-timeout seconds (each such many bytes buy a second more, as
+    /// Apache's mod_reqtimeout MinRate); 0: no minimum.
+    #[arg(long, default_value_t = Timeouts::default().body_min_rate)]
+    pub(super) body_min_rate: u32,
+    /// Seconds an idle keep-alive connection may wait for its next request.
+    #[arg(long, default_value_t = Seconds(Timeouts::default().intra_stream))]
+    pub(super) idle_timeout: Seconds,
+    /// Longest gap, in seconds, between request-body bytes.
+    #[arg(long, default_value_t = Seconds(Timeouts::default().body_progress))]
+    pub(super) body_timeout: Seconds,
+    /// Longest gap, in seconds, in writing a response to a client that does not read.
+    #[arg(long, default_value_t = Seconds(Timeouts::default().write_progress))]
+    pub(super) write_timeout: Seconds,
+    /// Largest request body in bytes (413 past it).
+    #[arg(long, default_value_t = Limits::default().max_body)]
+    pub(super) max_body: u64,
+    /// Largest request head in bytes (431 past it).
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    pub(super) max_header_bytes: usize,
+    /// Most header fields in a request (431 past it).
+    #[arg(long, default_value_t = Limits::default().max_headers)]
+    pub(super) max_headers: usize,
+    /// Longest request line in bytes (414 past it).
+    #[arg(long, default_value_t = Limits::default().max_request_line)]
+    pub(super) max_request_line: usize,
+}
+
+impl ServeArgs {
+    pub(super) fn config(self) -> Result<ServeConfig, String> {
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err("--tls-cert and --tls-key come in pairs".into());
+        }
+        let tls_certs = self
+            .tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(c, k)| CertFiles {
+                cert: c.clone(),
+                key: k.clone(),
+            })
+            .collect();
+        let options = Options {
+            max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
+            limits: Limits {
+                max_request_line: self.max_request_line,
+                max_header_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                max_body: self.max_body,
+                ..Limits::default()
+            },
+            timeouts: Timeouts {
+                connection_setup: self.setup_timeout.0,
+                intra_stream: self.idle_timeout.0,
+                body_progress: self.body_timeout.0,
+                body_min_rate: self.body_min_rate,
+                write_progress: self.write_timeout.0,
+                ..Timeouts::default()
+            },
+            ..Options::default()
+        };
+        Ok(ServeConfig {
+            tls_certs,
+            listen: self.listen,
+            root: self.root,
+            options,
+            inetd: self.inetd,
+            threads: self.threads,
+            upgrade_timeout: self.upgrade_timeout.0,
+            file_cache: FileCache {
+                entries: self.file_cache,
+                check: self.file_cache_check.0,
+                ..FileCache::default()
+            },
+            idle_exit: self.idle_exit,
+            control: self.control,
+            control_allow_uids: self.control_allow_uid,
+            shutdown_timeout: self.shutdown_timeout,
+            ws: WsConfig {
+                workers: self.ws_workers,
+                external: self.ws_worker_socket,
+                ack_timeout: self.ws_ack_timeout,
+                origins: OriginPolicy {
+                    allow: self.ws_origin,
+                    same_origin: self.ws_same_origin,
+                },
+                worker: self.ws_limits.config(self.ws.clone()),
+                routes: self.ws,
+            },
+            log: self.log.config(),
+            metrics: self.metrics,
+        })
+    }
+}
