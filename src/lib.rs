@@ -23,9 +23,8 @@
 
 // The public API is what the README's library section documents: the
 // server and its options, the handler and request/response types, `api`,
-// `blocking`, the hand-off wire format, and `app` (the service the binary
-// runs, and `cli`, which configures it from the command line). Everything else is the
-// crate's own.
+// `blocking`, the hand-off wire format, `app` (the service the binary
+// runs) and `cli` (its command line). Everything else is the crate's own.
 
 #[allow(unsafe_code)]
 pub(crate) mod sys;
