@@ -9,7 +9,8 @@ use nix::sys::socket::{
     self, AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
 
-use super::errno;
+use super::{errno, retry};
+use nix::errno::Errno;
 
 /// Most fds one message may carry before we call it malformed. The buffer
 /// has room for this many so that every fd that arrives is received (and so
@@ -109,19 +110,13 @@ fn recv_flags(
     let room =
         unsafe { libc::CMSG_SPACE((FD_ROOM * std::mem::size_of::<RawFd>()) as u32) } as usize;
     msg.msg_controllen = room.min(std::mem::size_of_val(&control)) as _;
-    let n = loop {
+    let n = retry(|| {
         // SAFETY: `msg` points at `iov` (which points at `buf`) and at
         // `control`, all live and writable for the call, with their lengths.
-        let n =
-            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
+        Errno::result(unsafe {
+            libc::recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC)
+        })
+    })? as usize;
     let mut fds = Vec::new();
     let mut other_cmsg = false;
     // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of
@@ -176,12 +171,7 @@ pub fn send_with_fds(
     } else {
         vec![ControlMessage::ScmRights(&raw)]
     };
-    loop {
-        match socket::sendmsg::<()>(sock.as_raw_fd(), data, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r.map_err(errno),
-        }
-    }
+    retry(|| socket::sendmsg::<()>(sock.as_raw_fd(), data, &cmsgs, MsgFlags::MSG_NOSIGNAL, None))
 }
 
 /// The uid and pid of the process at the other end of a Unix socket.
@@ -249,14 +239,9 @@ pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Accepts, close-on-exec; the new socket is blocking whatever the
 /// listener is.
 pub(crate) fn accept_blocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    loop {
-        match socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            // SAFETY: accept4 returned a new fd that nothing else owns.
-            Ok(raw) => return Ok(unsafe { OwnedFd::from_raw_fd(raw) }),
-            Err(e) => return Err(errno(e)),
-        }
-    }
+    let raw = retry(|| socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC))?;
+    // SAFETY: accept4 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Accepts on a blocking listener for a thread that does nothing else:
@@ -299,9 +284,12 @@ pub(crate) fn accept_until(
             },
         ];
         // SAFETY: two pollfds on our stack, valid for the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            continue; // EINTR
+        let polled = retry(|| Errno::result(unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) }));
+        if let Err(e) = polled {
+            // Not a signal (retry took those): EFAULT, EINVAL, ENOMEM.
+            // Polling again would fail again, in a busy loop.
+            tracing::error!("{what}: poll: {e}; no longer accepting");
+            return None;
         }
         if fds[1].revents != 0 {
             return None;

@@ -23,6 +23,19 @@ fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
+/// Runs a system call again for as long as a signal interrupts it
+/// (`EINTR`) and maps any other failure to an `io::Error`: the one retry
+/// loop for every call here (mio's `syscall!` does the same). A raw libc
+/// call goes through `Errno::result`.
+pub(crate) fn retry<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(errno),
+        }
+    }
+}
+
 /// The address of a socket's peer or local end, as much as the kernel says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Addr {
@@ -166,23 +179,13 @@ pub(crate) fn local_addr(fd: BorrowedFd<'_>) -> Addr {
 
 /// One `read(2)`; `WouldBlock` comes back as an error for the caller to map.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match nix::unistd::read(fd, buf) {
-            Err(Errno::EINTR) => continue,
-            r => return r.map_err(errno),
-        }
-    }
+    retry(|| nix::unistd::read(fd, buf))
 }
 
 /// One `writev(2)`, with `MSG_NOSIGNAL` semantics provided by the process
 /// ignoring SIGPIPE (Rust's runtime does this for every binary).
 pub(crate) fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-    loop {
-        match nix::sys::uio::writev(fd, iov) {
-            Err(Errno::EINTR) => continue,
-            r => return r.map_err(errno),
-        }
-    }
+    retry(|| nix::sys::uio::writev(fd, iov))
 }
 
 /// One `sendfile(2)` from `file` at `*offset`, advancing it.
@@ -193,36 +196,21 @@ pub(crate) fn sendfile(
     count: usize,
 ) -> io::Result<usize> {
     let mut off = i64::try_from(*offset).map_err(|_| io::Error::other("file offset too large"))?;
-    loop {
-        match nix::sys::sendfile::sendfile(out, file, Some(&mut off), count) {
-            Err(Errno::EINTR) => continue,
-            Ok(n) => {
-                *offset = off as u64;
-                return Ok(n);
-            }
-            Err(e) => return Err(errno(e)),
-        }
-    }
+    let n = retry(|| nix::sys::sendfile::sendfile(out, file, Some(&mut off), count))?;
+    *offset = off as u64;
+    Ok(n)
 }
 
 /// One `write(2)`.
 pub(crate) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
-    loop {
-        match nix::unistd::write(fd, data) {
-            Err(Errno::EINTR) => continue,
-            r => return r.map_err(errno),
-        }
-    }
+    retry(|| nix::unistd::write(fd, data))
 }
 
 /// Writes all of `data` on a blocking fd (a short answer from a tool).
 pub(crate) fn write_all_blocking(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(errno(e)),
-            Ok(n) => data = &data[n..],
-        }
+        let n = retry(|| nix::unistd::write(fd, data))?;
+        data = &data[n..];
     }
     Ok(())
 }
@@ -443,6 +431,27 @@ pub(crate) fn belongs_to_one_connection(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_calls_again_after_eintr_and_only_after_eintr() {
+        let mut calls = 0;
+        let got = retry(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(Errno::EINTR)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(got.unwrap(), 3);
+        let mut calls = 0;
+        let got: io::Result<()> = retry(|| {
+            calls += 1;
+            Err(Errno::EBADF)
+        });
+        assert_eq!(got.unwrap_err().raw_os_error(), Some(libc::EBADF));
+        assert_eq!(calls, 1, "any other error is returned at once");
+    }
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsFd;
 
