@@ -25,7 +25,7 @@ rpm -qlp target/generate-rpm/handoff-*.rpm | grep -qx /usr/bin/handoff
 echo "== cargo test"
 # Integration tests start servers: at most four at a time (TEST_THREADS),
 # so that on a 2-core machine deadline tests measure the server, not the load.
-cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+cargo test --quiet -- --include-ignored --test-threads="${TEST_THREADS:-4}"
 echo "== fuzzing, ${FUZZ_SECONDS:-10} s a target (scripts/fuzz.sh runs longer)"
 # Every parser under libFuzzer for a few seconds from the committed seeds,
 # so a regression a seed or a short run finds fails CI. The seeds also

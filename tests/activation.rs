@@ -65,6 +65,7 @@ fn get_twice(port: u16) -> String {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_one_socket_from_systemd_socket_activate() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
@@ -90,6 +91,7 @@ fn serves_one_socket_from_systemd_socket_activate() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
@@ -161,6 +163,7 @@ fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_an_accept_yes_connection_with_keep_alive_and_exits() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +198,7 @@ fn serves_an_accept_yes_connection_with_keep_alive_and_exits() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
@@ -239,6 +243,7 @@ fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn accepts_from_an_inetd_wait_listener_and_exits_when_idle() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +315,7 @@ fn xinetd_service(file: &str, port: u16, root: &str, log: &std::path::Path) -> S
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs xinetd"]
 fn serves_under_a_real_xinetd_in_both_wait_modes() {
     let site = site();
     let root = root_arg(site.path());
@@ -376,6 +382,7 @@ fn serves_under_a_real_xinetd_in_both_wait_modes() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-analyze"]
 fn the_shipped_systemd_units_verify_without_a_word() {
     let dir = tempfile::tempdir().unwrap();
     // Every unit shipped, so that a new one cannot be forgotten here.

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::Command;
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn curl_reuses_one_connection_for_several_urls_and_resumes_a_range() {
     let site = site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);
@@ -52,6 +53,7 @@ fn curl_reuses_one_connection_for_several_urls_and_resumes_a_range() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs python3"]
 fn python_http_client_keeps_alive_and_sees_conditional_requests() {
     let site = site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);

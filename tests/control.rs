@@ -197,6 +197,7 @@ fn refuses_every_malformed_handoff_closes_its_fds_and_goes_on() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs python3"]
 fn refuses_a_peer_with_another_uid_and_says_why_even_after_its_request() {
     use std::os::unix::fs::PermissionsExt;
     let c = server(&[]);
@@ -274,6 +275,7 @@ fn holds_max_concurrent_and_refuses_past_the_queue_on_this_path_too() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, python3"]
 fn the_python_example_proxy_hands_connections_over() {
     let c = server(&[]);
     let mut proxy = Command::new("python3")

@@ -78,6 +78,7 @@ fn socket2_linger_zero(s: TcpStream) -> TcpStream {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs prlimit"]
 fn rests_instead_of_spinning_when_out_of_fds_and_recovers() {
     let site = site();
     // A low fd limit: the server runs out of fds long before the clients do.

@@ -37,6 +37,7 @@ fn app() -> (std::net::SocketAddr, tempfile::TempDir) {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn reads_curl_f_with_several_files_and_a_repeated_field() {
     let (addr, dir) = app();
     let a = dir.path().join("a.txt");
@@ -74,6 +75,7 @@ fn reads_curl_f_with_several_files_and_a_repeated_field() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs python3"]
 fn decodes_a_browser_style_urlencoded_form() {
     let (addr, _dir) = app();
     let script = r#"
@@ -96,6 +98,7 @@ print(urllib.request.urlopen(req, timeout=10).read().decode(), end="")
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn decodes_query_parameters_cookies_and_header_views() {
     let (addr, _dir) = app();
     let out = curl(&[&format!(
@@ -124,6 +127,7 @@ fn decodes_query_parameters_cookies_and_header_views() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn answers_bad_escapes_and_invalid_utf8_with_400() {
     let (addr, _dir) = app();
     for q in ["x=%zz", "x=%C3%28", "%", "x=%+f"] {
@@ -157,6 +161,7 @@ fn answers_bad_escapes_and_invalid_utf8_with_400() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn streams_an_uploaded_file_to_disk() {
     let (addr, dir) = app();
     let src = dir.path().join("src.bin");
@@ -230,6 +235,7 @@ fn malformed_multipart_gets_400_and_the_connection_is_not_reused_wrongly() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn keeps_a_semicolon_and_an_escaped_quote_in_an_uploaded_file_name() {
     let (addr, dir) = app();
     let a = dir.path().join("a;b.txt");

@@ -209,6 +209,7 @@ fn logged_request(h: &Handoff, file: &Path, path: &str) -> String {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs python3"]
 fn access_lines_come_in_the_common_combined_and_json_formats() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();

@@ -61,6 +61,7 @@ fn value(m: &BTreeMap<String, (String, f64)>, key: &str) -> f64 {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn metrics_count_connections_requests_handoffs_tls_and_deadline_cuts() {
     let site = site();
     let h = Handoff::start(&[

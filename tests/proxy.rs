@@ -112,6 +112,7 @@ fn a_proxy_listener_takes_the_client_address_from_v1_and_v2_headers_and_closes_w
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
 fn curl_haproxy_protocol_reaches_a_proxy_listener() {
     let site = site();
     let h = Handoff::start(&[
@@ -147,6 +148,7 @@ fn connect_from_127_0_0_2(port: u16) -> TcpStream {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs haproxy"]
 fn behind_haproxy_send_proxy_v1_and_v2_to_tcp_and_unix_listeners_show_the_client_address() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();

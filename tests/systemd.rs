@@ -300,6 +300,7 @@ fn json_count(json: &str, key: &str) -> usize {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, python3, sh, systemd-nspawn"]
 fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive_clients() {
     let c = Container::boot_installed(&[
         ("handoff-test.service", STANDALONE.as_bytes()),
@@ -391,6 +392,7 @@ fn restart_refuses_no_connection_and_reload_replaces_the_binary_under_keep_alive
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, sh, systemd-nspawn"]
 fn a_broken_configuration_stops_the_shipped_unit_with_78_in_the_journal_and_no_restart_loop() {
     let c = Container::boot_installed(&[]);
     // A root that is not there, in the settings file.
@@ -447,6 +449,7 @@ fn deb() -> Vec<u8> {
 /// process and systemd starting it again, reload, a draining stop, and
 /// Accept=yes instances.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, openssl, python3, sh, systemd-nspawn"]
 fn the_package_installs_in_a_clean_root_and_its_units_work_under_systemd() {
     let tls = tempfile::tempdir().unwrap();
     let (cert, key) = common::localhost_cert(tls.path());
@@ -631,6 +634,7 @@ const WS_CLIENT: &[u8] = include_bytes!("systemd/ws.py");
 /// worker's process, not the HTTP one's; a restarted worker is reached
 /// again without restarting the HTTP service.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, python3, sh, systemd-nspawn"]
 fn the_service_hands_websocket_upgrades_to_the_standalone_worker_on_its_socket() {
     // The routes of the shipped worker unit (its ExecStart has /echo=echo).
     let c = Container::with_package(
@@ -686,6 +690,7 @@ const PER_SOURCE: &[u8] = include_bytes!("systemd/per_source.py");
 /// the access lines reach the journal through syslog, a v4 client written
 /// as v4.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, python3, sh, systemd-nspawn"]
 fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
     let c = Container::with_package(&[("per_source.py", PER_SOURCE)], "");
     c.ok("cp /usr/share/doc/handoff/examples/xinetd/handoff-nowait /usr/share/doc/handoff/examples/xinetd/handoff-wait /etc/xinetd.d/ && systemctl restart xinetd");
@@ -717,6 +722,7 @@ fn the_packaged_xinetd_examples_serve_as_the_handoff_user_over_ipv4_and_ipv6() {
 /// xinetd, which conflicts with it): one process per connection as the
 /// package's user, over IPv4 and IPv6, its access lines through syslog.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, python3, sh, systemd-nspawn"]
 fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
     let c = Container::with_package(&[], "");
     c.ok("grep -v '^#' /usr/share/doc/handoff/examples/inetd.conf > /etc/inetd.conf");
@@ -734,6 +740,7 @@ fn the_packaged_inetd_conf_lines_serve_under_openbsd_inetd() {
 /// WebSocket worker's too, go to a new file; the service serves on, as do
 /// its workers; the rotated file holds what came before.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, python3, sh, systemd-nspawn"]
 fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
     let c = Container::with_package(
         &[],
@@ -791,6 +798,7 @@ fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
 /// cargo-deb's generated systemd-sysusers call once stopped it
 /// half-configured with exit 127) and the packaged xinetd examples serve.
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, sh, systemd-nspawn"]
 fn the_deb_installs_where_there_is_no_systemd_and_serves_from_xinetd() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/inetd-root");
     assert!(

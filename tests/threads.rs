@@ -70,6 +70,7 @@ fn one_thread_means_one_loop() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn both_loops_take_a_systemd_socket() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();

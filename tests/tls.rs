@@ -133,6 +133,7 @@ fn curl(args: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl, python3"]
 fn curl_with_the_ca_and_python_ssl_verify_the_certificate_and_get_http11() {
     let pki = Pki::new();
     let (crt, key) = pki.leaf("localhost", "leaf");
@@ -204,6 +205,7 @@ print(c.sock.version())
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn serves_a_self_signed_certificate_whose_fingerprint_it_prints() {
     let site = site();
     let h = Handoff::start(&[
@@ -244,6 +246,7 @@ fn s_client(a: std::net::SocketAddr, sni: Option<&str>) -> String {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn openssl_s_client_sees_alpn_and_the_certificate_for_its_sni() {
     let pki = Pki::new();
     let (c1, k1) = pki.leaf("localhost", "one");
@@ -286,6 +289,7 @@ fn openssl_s_client_sees_alpn_and_the_certificate_for_its_sni() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn auto_mode_serves_plain_and_tls_clients_on_one_port() {
     let site = site();
     let h = Handoff::start(&[
@@ -306,6 +310,7 @@ fn auto_mode_serves_plain_and_tls_clients_on_one_port() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn each_wrong_protocol_ends_cleanly_with_a_log_line() {
     let site = site();
     let h = Handoff::start(&[
@@ -338,6 +343,7 @@ fn each_wrong_protocol_ends_cleanly_with_a_log_line() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn cuts_off_a_stalled_handshake_at_the_setup_deadline_while_serving_others() {
     let site = site();
     let h = Handoff::start(&[
@@ -372,6 +378,7 @@ fn cuts_off_a_stalled_handshake_at_the_setup_deadline_while_serving_others() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl, python3"]
 fn reloads_certificates_on_sighup_keeping_open_connections_and_a_broken_file_keeps_the_old_one() {
     let pki = Pki::new();
     let (c1, k1) = pki.leaf("localhost", "first");
@@ -441,6 +448,7 @@ print("ok")
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn serves_tls_on_a_connection_handed_over_marked_tls() {
     use handoff::handoff::fdpass;
     use handoff::handoff::wire::{self, Kind, Message};
@@ -482,6 +490,7 @@ fn serves_tls_on_a_connection_handed_over_marked_tls() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn a_client_that_sends_close_notify_after_its_request_gets_the_answer_then_a_close() {
     let pki = Pki::new();
     let (cert, key) = pki.leaf("localhost", "hc");
@@ -586,6 +595,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn an_exec_command_behind_wss_is_told_https_and_the_port_the_client_reached() {
     let (pki, _site, h) = wss_server(&["--ws", "/env=exec:env"]);
     let a = h.addr_of("https");
@@ -614,6 +624,7 @@ fn an_exec_command_behind_wss_is_told_https_and_the_port_the_client_reached() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
     use tungstenite::Message;
     let (pki, _site, h) = wss_server(&[]);
@@ -650,6 +661,7 @@ fn relays_16_mib_each_way_over_wss_to_a_slow_reader_with_bounded_memory() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn holds_the_same_fds_after_tls_and_websocket_abuse() {
     use tungstenite::Message;
     let (pki, _site, h) = wss_server(&["--setup-timeout", "1"]);
@@ -726,6 +738,7 @@ fn holds_the_same_fds_after_tls_and_websocket_abuse() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
     use tungstenite::Message;
     let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "10"]);
@@ -754,6 +767,7 @@ fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn a_wss_session_goes_on_across_an_upgrade_its_relay_kept_by_the_old_process_until_it_ends() {
     use tungstenite::Message;
     let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "30"]);

@@ -137,6 +137,7 @@ fn worker_pids(h: &Handoff) -> Vec<i32> {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs pgrep"]
 fn workers_are_named_as_the_binary_so_pgrep_finds_them() {
     let (h, _site) = ws_server(&["--ws-workers", "2"]);
     let mut workers = Vec::new();
@@ -791,6 +792,7 @@ fn connect_as_nobody(sock: &std::path::Path) -> String {
 }
 
 #[test]
+#[ignore = "full tier (scripts/test.sh): needs setpriv"]
 fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
     use std::os::unix::fs::PermissionsExt;
     for (extra, want) in [(None, "4"), (Some("65534"), "open")] {

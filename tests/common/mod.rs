@@ -406,14 +406,21 @@ pub fn alive(pid: i32) -> bool {
 
 /// The PIDs of a process's children (`pgrep -P`).
 pub fn children_of(pid: i32) -> Vec<i32> {
-    let out = Command::new("pgrep")
-        .args(["-P", &pid.to_string()])
-        .output()
-        .expect("pgrep (procps)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    // Each thread's children, as the kernel lists them (no pgrep needed).
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut kids: Vec<i32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    kids.sort();
+    kids
 }
 
 /// Whether the log has an access line from `client` (its start, the
