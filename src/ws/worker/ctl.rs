@@ -178,10 +178,11 @@ impl Worker {
         };
 
         let accept = tungstenite::handshake::derive_accept_key(key);
-        let response = crate::http::encode::switching_to_websocket(&accept);
-        write_all_soon(&fd, &response).map_err(|e| format!("writing the 101: {e}"))?;
-
-        let token = self.insert_session(fd, msg.data.clone(), route, peer.clone(), exec, &[])?;
+        // The 101 goes out ahead of every frame, through the session's own
+        // output (a full socket waits for writable; nothing sleeps).
+        let mut stream = FdStream::new(fd, msg.data.clone());
+        stream.owe(&crate::http::encode::switching_to_websocket(&accept));
+        let token = self.insert_session(stream, route, peer.clone(), exec, &[])?;
         let note = format!(
             "websocket {} worker={}",
             self.cfg.routes[route],
@@ -231,22 +232,17 @@ impl Worker {
     /// still owed, sent first). Returns its token.
     pub(super) fn insert_session(
         &mut self,
-        fd: OwnedFd,
-        pre_read: Vec<u8>,
+        stream: FdStream,
         route: usize,
         peer: String,
         exec: Option<crate::ws::exec::Exec>,
         backlog: &[(bool, Vec<u8>)],
     ) -> Result<usize, String> {
-        let raw = fd.as_raw_fd();
+        let raw = stream.fd().as_raw_fd();
         // What arrived before goes through the stream (not tungstenite's
         // own buffer), so that frames are counted from the first byte.
-        let mut ws = WebSocket::from_partially_read(
-            FdStream::new(fd, pre_read),
-            Vec::new(),
-            Role::Server,
-            Some(self.ws_config),
-        );
+        let mut ws =
+            WebSocket::from_partially_read(stream, Vec::new(), Role::Server, Some(self.ws_config));
         let mut blocked = false;
         for (binary, data) in backlog {
             let m = if *binary {

@@ -21,7 +21,7 @@ mod moving;
 mod session;
 mod stream;
 
-use session::{WsConn, queue, would_block, write_all_soon};
+use session::{WsConn, queue, would_block};
 use stream::FdStream;
 
 use super::exec::{Exec, Output, Reaping};

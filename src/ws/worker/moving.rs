@@ -262,8 +262,7 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| sys::peer_addr(socket.as_fd()).to_string());
         let token = self.insert_session(
-            socket,
-            msg.data.clone(),
+            FdStream::new(socket, msg.data.clone()),
             route,
             peer.clone(),
             exec,

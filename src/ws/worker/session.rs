@@ -42,22 +42,6 @@ pub(super) fn queue(ws: &mut WebSocket<FdStream>, m: Message) -> Result<bool, tu
     }
 }
 
-/// Writes all of `data` to a fresh non-blocking socket, waiting (a little)
-/// if it is full. Used for the 101 only, which fits any socket buffer.
-pub(super) fn write_all_soon(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !data.is_empty() {
-        match sys::write(fd.as_fd(), data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 impl Worker {
     pub(super) fn attach_exec(&mut self, token: usize, exec: Exec) {
         let out_fd = exec.stdout.as_ref().map(|s| s.as_raw_fd());

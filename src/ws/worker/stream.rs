@@ -29,6 +29,11 @@ pub(crate) struct FdStream {
     /// its last continuation not yet.
     fragmented: bool,
     eof: bool,
+    /// Bytes owed to the peer before anything tungstenite writes (the
+    /// 101): written first, as far as the socket takes them; the rest
+    /// waits for it to be writable like any other output, so the event
+    /// loop never waits on a full socket.
+    owed: Vec<u8>,
 }
 
 /// A frame header's length and its payload's, once the header is whole.
@@ -62,7 +67,22 @@ impl FdStream {
             left: 0,
             fragmented: false,
             eof: false,
+            owed: Vec::new(),
         }
+    }
+
+    /// Sends `bytes` ahead of every frame (the handshake's answer).
+    pub(crate) fn owe(&mut self, bytes: &[u8]) {
+        self.owed.extend_from_slice(bytes);
+    }
+
+    /// Writes what is owed; `WouldBlock` while some is left.
+    fn pay(&mut self) -> io::Result<()> {
+        while !self.owed.is_empty() {
+            let n = sys::write(self.fd.as_fd(), &self.owed)?;
+            self.owed.drain(..n);
+        }
+        Ok(())
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -72,7 +92,7 @@ impl FdStream {
     /// Between messages: tungstenite holds no part of a frame nor of a
     /// fragmented message (true once its `read()` has said `WouldBlock`).
     pub(crate) fn between_messages(&self) -> bool {
-        self.left == 0 && !self.fragmented && !self.eof
+        self.left == 0 && !self.fragmented && !self.eof && self.owed.is_empty()
     }
 
     /// The bytes read and not given to tungstenite.
@@ -150,10 +170,11 @@ impl Read for FdStream {
 
 impl Write for FdStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pay()?;
         sys::write(self.fd.as_fd(), buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.pay()
     }
 }
 
@@ -232,5 +253,45 @@ mod tests {
         let n = s.read(&mut out).unwrap();
         assert_eq!(n, bytes.len());
         assert!(s.between_messages());
+    }
+
+    #[test]
+    fn what_is_owed_goes_out_before_any_frame_and_a_full_socket_waits() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut s = FdStream::new(OwnedFd::from(a), Vec::new());
+        // Fill the socket so that nothing more fits.
+        let filler = vec![b'x'; 1 << 16];
+        let mut queued = 0;
+        loop {
+            match sys::write(s.fd(), &filler) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let answer = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        s.owe(answer);
+        let frame = [0x81, 2, b'h', b'i'];
+        let e = s.write(&frame).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::WouldBlock,
+            "the frame waits behind the 101"
+        );
+        assert_eq!(s.flush().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            !s.between_messages(),
+            "a session owing its 101 does not move"
+        );
+        // The peer reads what filled the socket: now the 101, then the frame.
+        let mut sink = vec![0u8; queued];
+        std::io::Read::read_exact(&mut b, &mut sink).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.write(&frame).unwrap(), frame.len());
+        let mut got = vec![0u8; answer.len() + frame.len()];
+        std::io::Read::read_exact(&mut b, &mut got).unwrap();
+        assert!(got.starts_with(answer));
+        assert!(got.ends_with(&frame));
     }
 }
