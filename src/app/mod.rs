@@ -3,19 +3,25 @@
 //! the command line into a [`ServeConfig`].
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 mod check;
+mod config;
 mod lifecycle;
 pub mod settings;
+mod site;
 mod sources;
 mod threads;
 mod upgrade;
 
+pub use config::{
+    DEFAULT_LISTEN, INTERNAL_ENV, LogConfig, ServeConfig, WorkerArgs, WsConfig, default_root,
+    env_name,
+};
 use lifecycle::{Go, Lifecycle};
+use site::Site;
 
 pub use crate::files::FileCache;
 pub use crate::intake::listen::{Listen, ListenSpec};
@@ -31,235 +37,16 @@ pub use check::{Stage, check, stage_of, staged_config};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
-use crate::http::{BodyPlan, Handler, Request, Response};
 use crate::intake::control::ControlConfig;
 use crate::intake::inetd;
 use crate::intake::listen;
 use crate::intake::systemd::{self, Role};
-use crate::log::LogTarget;
 use crate::notify::Notifier;
-use crate::server::{Loops, Options, Server};
+use crate::server::{Loops, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
 use crate::ws::pool::{self, PoolConfig};
-use crate::ws::upgrade as ws_upgrade;
 use crate::ws::worker::Worker;
-
-/// Variables of ours that are not settings: none may be the `HANDOFF_*`
-/// name of an option (app::settings), or it would be read as one.
-#[doc(hidden)]
-pub const INTERNAL_ENV: [&str; 3] = [upgrade::ENV_FD, upgrade::ENV_EXE, crate::log::SYSLOG_ENV];
-
-/// Everything `handoff serve` is told on its command line.
-pub struct ServeConfig {
-    /// Sockets to bind. When empty and no other source gives a socket (no
-    /// systemd fds, no inetd, no control socket), `127.0.0.1:8080`.
-    pub listen: Vec<Listen>,
-    /// Certificate chains and keys, chosen by SNI (the first is the
-    /// default). None, with TLS asked for: a self-signed certificate.
-    pub tls_certs: Vec<CertFiles>,
-    /// The folder served; `None`: [`default_root`].
-    pub root: Option<PathBuf>,
-    /// The server's options: limits, deadlines, concurrency.
-    pub options: Options,
-    /// The socket is on fd 0, as inetd hands it over.
-    pub inetd: bool,
-    /// Event loops, each on its own thread (at least 1).
-    pub threads: usize,
-    /// How long a new binary started by SIGUSR2 has to become ready.
-    pub upgrade_timeout: Duration,
-    /// The open-file cache of the static files.
-    pub file_cache: FileCache,
-    /// Exit after this long with no connection (inetd `wait` mode).
-    pub idle_exit: Option<Duration>,
-    /// Create a control socket at this path.
-    pub control: Option<PathBuf>,
-    /// Uids allowed on the control socket besides our own.
-    pub control_allow_uids: Vec<u32>,
-    /// After SIGTERM, how long in-flight requests have before the rest is
-    /// closed by force.
-    pub shutdown_timeout: Duration,
-    /// Where the log goes and the access lines' format.
-    pub log: LogConfig,
-    /// Serve Prometheus metrics at `/metrics` on this address.
-    pub metrics: Option<std::net::SocketAddr>,
-    /// WebSocket routes and their workers.
-    pub ws: WsConfig,
-}
-
-/// Where a process logs, and in what format it writes access lines.
-#[derive(Clone, Debug, Default)]
-pub struct LogConfig {
-    /// Append to this file (opened again on SIGUSR1); else stderr (the
-    /// journal under systemd), or syslog under `--inetd` or `syslog`.
-    pub file: Option<PathBuf>,
-    /// The local syslog (/dev/log) rather than stderr.
-    pub syslog: bool,
-    /// How access lines are written.
-    pub access_format: AccessFormat,
-}
-
-impl LogConfig {
-    fn target(&self, inetd: bool) -> LogTarget {
-        match (&self.file, self.syslog || inetd) {
-            (Some(p), _) => LogTarget::File(p.clone()),
-            (None, true) => LogTarget::Syslog,
-            (None, false) => LogTarget::Stderr,
-        }
-    }
-
-    /// The flags that give a worker process the same.
-    fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--access-log-format".into(),
-            self.access_format.name().into(),
-        ];
-        if let Some(f) = &self.file {
-            a.push("--log-file".into());
-            a.push(f.display().to_string());
-        }
-        if self.syslog {
-            a.push("--syslog".into());
-        }
-        a
-    }
-}
-
-/// WebSocket paths and the workers that serve them.
-#[derive(Clone, Debug)]
-pub struct WsConfig {
-    /// The routes handed off to workers (`--ws PATH=KIND`).
-    pub routes: Vec<Route>,
-    /// Worker processes to start.
-    pub workers: usize,
-    /// Workers running on their own, reached by path.
-    pub external: Vec<PathBuf>,
-    /// How long a worker has to take a connection before it is taken for
-    /// hung.
-    pub ack_timeout: Duration,
-    /// Which web pages may open WebSockets.
-    pub origins: OriginPolicy,
-    /// Limits each worker applies.
-    pub worker: WorkerConfig,
-}
-
-impl WsConfig {
-    /// Arguments that give a worker process the same routes and limits.
-    pub fn worker_args(&self, log: &LogConfig) -> Vec<String> {
-        let w = &self.worker;
-        let mut a = Vec::new();
-        for r in &self.routes {
-            a.push("--ws".into());
-            a.push(r.to_string());
-        }
-        a.extend([
-            "--ws-max-connections".into(),
-            w.max_connections.to_string(),
-            "--ws-max-message".into(),
-            w.max_message.to_string(),
-            "--ws-max-frame".into(),
-            w.max_frame.to_string(),
-            "--ws-ping-interval".into(),
-            w.ping_interval.as_secs_f64().to_string(),
-            "--ws-idle-timeout".into(),
-            w.idle_timeout.as_secs_f64().to_string(),
-        ]);
-        for name in &w.passenv {
-            a.push("--ws-passenv".into());
-            a.push(name.clone());
-        }
-        a.extend(log.args());
-        a
-    }
-}
-
-/// `--ws-passenv NAME`: a portable variable name (letters, digits, `_`).
-pub fn env_name(name: &str) -> Result<String, String> {
-    if crate::ws::exec::valid_env_name(name) {
-        Ok(name.to_string())
-    } else {
-        Err(format!(
-            "{name:?} is not a variable name (letters, digits and _, not starting with a digit)"
-        ))
-    }
-}
-
-/// What `serve` answers: WebSocket paths are handed off to the workers (a
-/// bad upgrade gets 400, a wrong version or a plain request 426), anything
-/// else is a file.
-struct Site {
-    files: StaticFiles,
-    ws_routes: Vec<Route>,
-    origins: OriginPolicy,
-}
-
-impl Handler for Site {
-    fn on_head(&self, req: &Request<'_>) -> BodyPlan {
-        if self.ws_routes.iter().any(|r| r.path == req.path()) {
-            return BodyPlan::Buffer;
-        }
-        self.files.on_head(req)
-    }
-
-    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
-        let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
-            return self.files.handle(req, res);
-        };
-        match ws_upgrade::check(req) {
-            Ok(()) => match self.origins.check(&route.mode, req) {
-                Ok(()) => {
-                    res.hand_off();
-                }
-                Err(why) => {
-                    tracing::warn!(peer = %req.peer_addr(), origin = req.header("origin").unwrap_or("-"), path = req.path(), "{why}");
-                    res.status(403)
-                        .header("Content-Type", "text/plain; charset=utf-8")
-                        .body(format!("403 Forbidden: {why}\n"));
-                }
-            },
-            Err(r) => {
-                if r.status == 426 {
-                    res.header("Upgrade", "websocket")
-                        .header("Sec-WebSocket-Version", "13");
-                }
-                res.status(r.status)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(format!("{} {}\n", r.status, r.reason));
-            }
-        }
-    }
-}
-
-/// The folder served when `--root` is not given: the demo site installed
-/// beside the binary (`PREFIX/share/handoff/site` for `PREFIX/bin/handoff`),
-/// or, for a binary built in the repository and run from there, the
-/// repository's `site/`. The second item says which, for the start-up log.
-pub fn default_root() -> io::Result<(PathBuf, &'static str)> {
-    let exe = std::env::current_exe()?;
-    if let Some(prefix) = exe.parent().and_then(|bin| bin.parent()) {
-        let installed = prefix.join("share/handoff/site");
-        if installed.is_dir() {
-            return Ok((installed, "the demo site installed beside the binary"));
-        }
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if exe.starts_with(&repo) && repo.join("site").is_dir() {
-        return Ok((
-            repo.join("site"),
-            "the repository's demo site (run from the repository)",
-        ));
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!(
-            "no --root given, and no demo site beside the binary ({}/../share/handoff/site)",
-            exe.parent().unwrap_or(&exe).display()
-        ),
-    ))
-}
-
-/// Where `serve` listens when no source gives it a socket.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 fn announce(out: &mut Vec<String>, addr: &Addr, tls: TlsMode) {
     // Tests and scripts read these lines to learn the port.
@@ -594,18 +381,6 @@ pub fn upgrade(path: &std::path::Path, wait: Duration) -> io::Result<u32> {
             answer.reason.unwrap_or_else(|| "refused".into()),
         )),
     }
-}
-
-/// What `handoff ws-worker` is told on its command line.
-pub struct WorkerArgs {
-    /// Routes and limits.
-    pub config: WorkerConfig,
-    /// Sockets to HTTP processes inherited by number (a socketpair end).
-    pub ctl_fds: Vec<i32>,
-    /// Listen here for HTTP processes (`serve --ws-worker-socket`).
-    pub socket: Option<PathBuf>,
-    /// Where to log, and the access lines' format.
-    pub log: LogConfig,
 }
 
 /// `handoff ws-worker`: serves WebSocket connections handed over by HTTP

@@ -1,0 +1,54 @@
+//! The service `serve` runs: its routes (WebSocket paths handed off to the
+//! workers, everything else a file).
+
+use crate::files::StaticFiles;
+use crate::http::{BodyPlan, Handler, Request, Response};
+use crate::ws::origin::OriginPolicy;
+use crate::ws::route::Route;
+use crate::ws::upgrade as ws_upgrade;
+
+/// What `serve` answers: WebSocket paths are handed off to the workers (a
+/// bad upgrade gets 400, a wrong version or a plain request 426), anything
+/// else is a file.
+pub(super) struct Site {
+    pub(super) files: StaticFiles,
+    pub(super) ws_routes: Vec<Route>,
+    pub(super) origins: OriginPolicy,
+}
+
+impl Handler for Site {
+    fn on_head(&self, req: &Request<'_>) -> BodyPlan {
+        if self.ws_routes.iter().any(|r| r.path == req.path()) {
+            return BodyPlan::Buffer;
+        }
+        self.files.on_head(req)
+    }
+
+    fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
+            return self.files.handle(req, res);
+        };
+        match ws_upgrade::check(req) {
+            Ok(()) => match self.origins.check(&route.mode, req) {
+                Ok(()) => {
+                    res.hand_off();
+                }
+                Err(why) => {
+                    tracing::warn!(peer = %req.peer_addr(), origin = req.header("origin").unwrap_or("-"), path = req.path(), "{why}");
+                    res.status(403)
+                        .header("Content-Type", "text/plain; charset=utf-8")
+                        .body(format!("403 Forbidden: {why}\n"));
+                }
+            },
+            Err(r) => {
+                if r.status == 426 {
+                    res.header("Upgrade", "websocket")
+                        .header("Sec-WebSocket-Version", "13");
+                }
+                res.status(r.status)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .body(format!("{} {}\n", r.status, r.reason));
+            }
+        }
+    }
+}
