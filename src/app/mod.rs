@@ -203,7 +203,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         })
     };
     let mut server = make()?;
-    let inbox = server.inbox()?;
+    let inbox = server.inbox();
     let others = threads::Others::spawn(cfg.threads.max(1) - 1, make, inbox.clone())?;
     let loops = Loops::new(
         std::iter::once(inbox.clone())

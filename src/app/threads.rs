@@ -115,7 +115,7 @@ fn run(make: &MakeServer, tx: &mpsc::Sender<io::Result<Inbox>>) -> io::Result<()
             return Err(e);
         }
     };
-    let _ = tx.send(server.inbox());
+    let _ = tx.send(Ok(server.inbox()));
     loop {
         server.step(None)?;
         let ending = server.is_draining() || server.is_closed() || server.is_handing_over();

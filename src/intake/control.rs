@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn a_refused_handoff_is_never_adopted_later() {
         let mut s = server();
-        let inbox = s.inbox().unwrap();
+        let inbox = s.inbox();
         // The loop is busy (not stepped) past the adoption deadline.
         let (r, _client) = pass_connection(&inbox, Duration::from_millis(50));
         assert_eq!(r.map_err(|e| e.0), Err(7));
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn a_handoff_adopted_in_time_is_acknowledged() {
         let mut s = server();
-        let inbox = s.inbox().unwrap();
+        let inbox = s.inbox();
         let t = std::thread::spawn(move || pass_connection(&inbox, Duration::from_secs(5)));
         while !t.is_finished() {
             s.step(Some(Duration::from_millis(10))).unwrap();

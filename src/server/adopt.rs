@@ -24,7 +24,7 @@ impl Server {
     /// bytes are served as if they had come from the socket.
     pub fn add_stream(&mut self, sock: impl Into<Socket>, pre_read: &[u8]) -> io::Result<Added> {
         let mut sock = sock.into();
-        if let SockKind::Listener { .. } = sock.kind()? {
+        if let SockKind::Listener { .. } = sock.classify_and_prepare()? {
             let e = "add_stream takes a connected socket";
             return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
         }
@@ -59,7 +59,7 @@ impl Server {
                 crate::conn_io::NO_CERTIFICATE,
             ));
         }
-        let kind = sock.kind()?;
+        let kind = sock.classify_and_prepare()?;
         let Socket {
             fd, peer, framing, ..
         } = sock;

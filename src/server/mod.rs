@@ -169,9 +169,10 @@ impl Server {
         })
     }
 
-    /// How other threads give the loop sockets, commands, or a wake-up.
-    pub fn inbox(&mut self) -> io::Result<Inbox> {
-        Ok(self.inbox.clone())
+    /// How other threads give the loop sockets, commands, or a wake-up
+    /// (made with the server: nothing can fail here).
+    pub fn inbox(&self) -> Inbox {
+        self.inbox.clone()
     }
 
     /// Where connections handed off by a handler go (closed without one).

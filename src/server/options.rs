@@ -94,7 +94,7 @@ impl Socket {
     /// What the socket is: as told, or asked of the kernel, in which case
     /// the fd is adopted (non-blocking, close-on-exec, and `TCP_NODELAY`,
     /// which listeners pass on to what they accept).
-    pub(super) fn kind(&mut self) -> io::Result<SockKind> {
+    pub(super) fn classify_and_prepare(&mut self) -> io::Result<SockKind> {
         if let Some(k) = self.kind {
             return Ok(k);
         }
