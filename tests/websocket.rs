@@ -846,3 +846,129 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Sends one `PASS_CONNECTION` with `theirs` to a worker's control socket
+/// and returns the kind of its answer.
+fn pass_to_worker(
+    ctl: &std::os::fd::OwnedFd,
+    m: &handoff::handoff::wire::Message,
+    theirs: &std::os::unix::net::UnixStream,
+) -> handoff::handoff::wire::Kind {
+    use handoff::handoff::{fdpass, wire};
+    use std::os::fd::AsFd;
+    fdpass::send_with_fds(
+        ctl.as_fd(),
+        &[std::io::IoSlice::new(&m.encode())],
+        &[theirs.as_fd()],
+    )
+    .unwrap();
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    loop {
+        let r = fdpass::recv_with_fds(ctl.as_fd(), &mut buf)
+            .unwrap()
+            .expect("an answer");
+        let answer = wire::Message::decode(&buf[..r.len]).unwrap();
+        // The worker also says how many it serves (LOAD).
+        if answer.kind() != wire::Kind::Load {
+            assert_eq!(answer.id, m.id, "{answer:?}");
+            return answer.kind();
+        }
+    }
+}
+
+/// The 101's head, read byte by byte from a client's end.
+fn read_101(s: &mut std::os::unix::net::UnixStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed after {head:?}");
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// An HTTP process of this version hands an upgrade over with what it
+/// matched and computed (`ROUTE`, `ACCEPT`, `ENV`): the worker answers
+/// from those and does not parse the head (here no head at all). A
+/// hand-off of the older form (the head alone) is still served.
+#[test]
+fn a_worker_answers_from_route_accept_and_env_without_parsing_the_head_and_takes_the_old_form() {
+    use handoff::handoff::{fdpass, wire};
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("worker.sock");
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["ws-worker", "--socket", sock.to_str().unwrap()])
+        .args(["--ws", "/echo=echo", "--ws", "/env=exec:env"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = KillOnDrop(worker);
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let ctl = fdpass::seqpacket_connect(&sock).unwrap();
+
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut m = wire::Message::new(wire::Kind::PassConnection, 1);
+    m.peer = Some("192.0.2.7:5555".into());
+    m.route = Some("/env".into());
+    // Whatever the HTTP process says: the worker takes it as it is.
+    m.accept = Some("computed+by+the+HTTP+process=".into());
+    m.env = wire::encode_env(&[
+        ("REQUEST_URI".into(), "/env?from=env".into()),
+        ("HTTP_X_PROBE".into(), "42".into()),
+    ]);
+    m.head = b"not a request head at all".to_vec();
+    assert_eq!(pass_to_worker(&ctl, &m, &theirs), wire::Kind::Ack);
+    drop(theirs);
+    let head = read_101(&mut ours);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: computed+by+the+HTTP+process=\r\n"),
+        "{head}"
+    );
+    let mut ws = WebSocket::from_raw_socket(ours, tungstenite::protocol::Role::Client, None);
+    let mut lines = Vec::new();
+    while let Ok(msg) = ws.read() {
+        if let Message::Text(t) = msg {
+            lines.push(t.to_string());
+        }
+    }
+    for want in [
+        "HTTP_X_PROBE=42",
+        "REQUEST_URI=/env?from=env",
+        "REMOTE_ADDR=192.0.2.7",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want}: {lines:?}");
+    }
+
+    // The older form: the head alone, parsed by the worker.
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut m = wire::Message::new(wire::Kind::PassConnection, 2);
+    m.head = b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    assert_eq!(pass_to_worker(&ctl, &m, &theirs), wire::Kind::Ack);
+    drop(theirs);
+    let head = read_101(&mut ours);
+    // RFC 6455's own example key and accept value.
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    let mut ws = WebSocket::from_raw_socket(ours, tungstenite::protocol::Role::Client, None);
+    ws.send(Message::text("old form")).unwrap();
+    assert_eq!(next_text_of(&mut ws), "old form");
+}
+
+fn next_text_of(ws: &mut WebSocket<std::os::unix::net::UnixStream>) -> String {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -31,7 +31,18 @@ impl Handler for Site {
         match ws_upgrade::check(req) {
             Ok(()) => match self.origins.check(&route.mode, req) {
                 Ok(()) => {
-                    res.hand_off();
+                    // What the worker would otherwise parse again.
+                    let key = req.header_bytes("sec-websocket-key").unwrap_or_default();
+                    res.hand_off_with(ws_upgrade::Accepted {
+                        route: route.path.clone(),
+                        accept: tungstenite::handshake::derive_accept_key(key.trim_ascii()),
+                        env: crate::ws::exec::request_environment(
+                            req.method(),
+                            req.target(),
+                            &route.path,
+                            req.headers(),
+                        ),
+                    });
                 }
                 Err(why) => {
                     tracing::warn!(peer = %req.peer_addr(), origin = req.header("origin").unwrap_or("-"), path = req.path(), "{why}");

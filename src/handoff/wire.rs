@@ -109,6 +109,17 @@ pub mod tag {
     /// `PASS_WEBSOCKET`: messages the session is still owed, sent before
     /// anything else (see `encode_backlog`).
     pub const BACKLOG: u16 = 13;
+    /// `PASS_CONNECTION` to a worker: the WebSocket route the request is
+    /// for (its path), as the HTTP process matched it.
+    pub const ROUTE: u16 = 14;
+    /// `PASS_CONNECTION` to a worker: the `Sec-WebSocket-Accept` value the
+    /// 101 carries, computed by the HTTP process from the request's key.
+    pub const ACCEPT: u16 = 15;
+    /// `PASS_CONNECTION` to a worker, for an `exec:` route: the request's
+    /// CGI meta-variables and `HTTP_*` fields, `NAME=VALUE` each ended by
+    /// a NUL (`encode_env`). With `ROUTE` and `ACCEPT`, the worker need not
+    /// parse `HEAD` (sent still, for workers older than these fields).
+    pub const ENV: u16 = 16;
     /// Tags at or above this are critical: a receiver that does not know one
     /// must refuse the message rather than skip it.
     pub const CRITICAL: u16 = 0x8000;
@@ -170,6 +181,12 @@ pub struct Message {
     pub pid: Option<u32>,
     /// Messages owed to a moving session (`encode_backlog`).
     pub backlog: Vec<u8>,
+    /// The WebSocket route matched (`ROUTE`).
+    pub route: Option<String>,
+    /// The `Sec-WebSocket-Accept` value (`ACCEPT`).
+    pub accept: Option<String>,
+    /// An `exec:` route's request variables (`ENV`, `encode_env`).
+    pub env: Vec<u8>,
 }
 
 impl Message {
@@ -240,6 +257,15 @@ impl Message {
         if !self.backlog.is_empty() {
             field(&mut body, tag::BACKLOG, &self.backlog);
         }
+        if let Some(r) = &self.route {
+            field(&mut body, tag::ROUTE, r.as_bytes());
+        }
+        if let Some(a) = &self.accept {
+            field(&mut body, tag::ACCEPT, a.as_bytes());
+        }
+        if !self.env.is_empty() {
+            field(&mut body, tag::ENV, &self.env);
+        }
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
@@ -305,7 +331,7 @@ impl Message {
             }
             let v = &body[6..6 + flen];
             body = &body[6 + flen..];
-            if (1..=13).contains(&t) {
+            if (1..=16).contains(&t) {
                 let bit = 1u32 << t;
                 if seen & bit != 0 {
                     return fail(m.id, format!("field {t} appears twice"));
@@ -349,6 +375,9 @@ impl Message {
                     ))
                 }
                 tag::BACKLOG => m.backlog = v.to_vec(),
+                tag::ROUTE => m.route = Some(text(v)?),
+                tag::ACCEPT => m.accept = Some(text(v)?),
+                tag::ENV => m.env = v.to_vec(),
                 t if t >= tag::CRITICAL => {
                     return fail(m.id, format!("unknown critical field {t:#x}"));
                 }
@@ -393,6 +422,31 @@ fn field(out: &mut Vec<u8>, t: u16, v: &[u8]) {
     out.extend_from_slice(v);
 }
 
+/// `ENV`'s form: `NAME=VALUE` pairs, each ended by a NUL (a name holds
+/// no `=` and nothing holds a NUL: HTTP field values cannot).
+pub fn encode_env(vars: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in vars {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Reads `ENV` back (`None`: not that form).
+pub fn decode_env(data: &[u8]) -> Option<Vec<(String, String)>> {
+    data.split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let text = std::str::from_utf8(p).ok()?;
+            let (k, v) = text.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +488,22 @@ mod tests {
         assert!(read_backlog(&m.backlog[..m.backlog.len() - 1]).is_err());
         let r = Message::refuse(7, "busy");
         assert_eq!(Message::decode(&r.encode()).unwrap(), r);
+        let vars = vec![
+            ("QUERY_STRING".to_string(), "a=b=c".to_string()),
+            ("HTTP_X".to_string(), String::new()),
+        ];
+        let m = Message {
+            kind: Some(Kind::PassConnection),
+            id: 9,
+            route: Some("/chat".into()),
+            accept: Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into()),
+            env: encode_env(&vars),
+            flags: flags::SECURE,
+            ..Message::default()
+        };
+        assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+        assert_eq!(decode_env(&m.env).unwrap(), vars);
+        assert!(decode_env(b"no equals sign\0").is_none());
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub(crate) mod status;
 mod tests;
 
 pub use conn::Handler;
-pub(crate) use conn::{Conn, Ctx, Expired, Next, Parked, Spare};
+pub(crate) use conn::{Conn, Ctx, Expired, Next, Parked, Spare, Taken};
 pub use deferred::{Misuse, ReadState, Reply, WriteState, Writer};
 pub use limits::{Limits, Timeouts};
 pub(crate) use pool::BufPool;
 pub use request::{Request, Version};
-pub use response::{Body, BodyStream, Response};
+pub use response::{Body, BodyStream, HandOffContext, Response};
 pub use sink::{BodyPlan, BodySink, SinkError};

@@ -5,6 +5,10 @@
 
 pub use super::body::{Body, BodyStream};
 
+/// What a handler tells the hand-off's receiver (`Response::hand_off_with`):
+/// any type, downcast there.
+pub type HandOffContext = Box<dyn std::any::Any + Send>;
+
 /// The response a handler fills in. Status 200 and an empty body unless set.
 pub struct Response<'a> {
     pub(crate) status: u16,
@@ -13,6 +17,8 @@ pub struct Response<'a> {
     pub(crate) close: bool,
     pub(crate) misuse: Option<&'static str>,
     pub(crate) hand_off: bool,
+    /// What the handler knew when it handed off (`hand_off_with`).
+    pub(crate) hand_off_context: Option<HandOffContext>,
     /// Set by the engine: how to make a `Reply` for this response.
     pub(crate) reply: Option<(
         &'a std::sync::Arc<dyn super::deferred::Mailer>,
@@ -37,6 +43,7 @@ impl<'a> Response<'a> {
             close: false,
             misuse: None,
             hand_off: false,
+            hand_off_context: None,
             reply: None,
             deferred: false,
         }
@@ -119,6 +126,14 @@ impl<'a> Response<'a> {
     pub fn hand_off(&mut self) -> &mut Self {
         self.hand_off = true;
         self
+    }
+
+    /// `hand_off`, with what the handler knows for the hook to receive
+    /// (`HandedOff::context`): what it matched and computed, so that the
+    /// connection's next owner need not parse the request again.
+    pub fn hand_off_with(&mut self, context: impl std::any::Any + Send) -> &mut Self {
+        self.hand_off_context = Some(Box::new(context));
+        self.hand_off()
     }
 
     /// Answers later, from any thread: the handler returns, the connection

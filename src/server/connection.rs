@@ -100,7 +100,7 @@ pub(super) enum Outcome {
     Close(Option<Broken>),
     /// A handler took the connection over: the request head and the bytes
     /// read after it go with the socket.
-    HandOff(Option<(Vec<u8>, Vec<u8>)>),
+    HandOff(Option<crate::http::Taken>),
 }
 
 pub(super) struct Connection {

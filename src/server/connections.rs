@@ -29,7 +29,7 @@ pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Framing);
 
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
-pub(super) type HandOff = (Connection, Option<(Vec<u8>, Vec<u8>)>);
+pub(super) type HandOff = (Connection, Option<crate::http::Taken>);
 
 pub(super) struct Connections {
     entries: Slab<Box<Connection>>,

@@ -22,7 +22,15 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
     let (c, taken) = h;
     let peer = c.engine.peer().clone();
     let local = sys::local_addr(c.fd.as_fd());
-    let (Some((head, rest)), Some(hook)) = (taken, hook) else {
+    let (
+        Some(crate::http::Taken {
+            head,
+            rest,
+            context,
+        }),
+        Some(hook),
+    ) = (taken, hook)
+    else {
         return tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
     };
     match c.transport {
@@ -35,6 +43,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
                     peer,
                     local,
                     tls: true,
+                    context,
                 });
                 relays.start(registry, c.fd, tls, ours);
             }
@@ -47,6 +56,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
             peer,
             local,
             tls: false,
+            context,
         }),
     }
 }

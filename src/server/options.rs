@@ -184,4 +184,6 @@ pub struct HandedOff {
     /// Did the client come over TLS? (Then `socket` carries the plaintext
     /// the server decrypts.)
     pub tls: bool,
+    /// What the handler told the receiver (`Response::hand_off_with`).
+    pub context: Option<crate::http::HandOffContext>,
 }

@@ -77,43 +77,17 @@ pub(crate) struct ExecParts {
 /// server's own (websocketd and CGI servers give a fixed one too).
 pub(crate) const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// What an `exec:` command is told of its request.
-pub(crate) struct Meta<'a, 'h, 'b> {
-    /// The upgrade request's head.
-    pub head: &'a httparse::Request<'h, 'b>,
-    /// The route's path (`SCRIPT_NAME`).
-    pub route: &'a str,
-    /// The client (the PROXY protocol's address where there was one).
-    pub peer: Option<std::net::SocketAddr>,
-    /// The address the client connected to.
-    pub local: Option<std::net::SocketAddr>,
-    /// Did the client come over TLS (terminated by the HTTP process)?
-    pub secure: bool,
-    /// Names of the worker's own variables to pass on (`--ws-passenv`).
-    pub passenv: &'a [String],
-}
-
-/// The command's whole environment, built from scratch as RFC 3875 §4.1
-/// describes a CGI script's: the request's meta-variables, `HTTP_*` for
-/// its header fields, `PATH` (safe unless passed on) and the variables
-/// `--ws-passenv` names, and nothing else of the server's.
-pub(crate) fn environment(m: &Meta<'_, '_, '_>) -> Vec<(String, String)> {
-    let target = m.head.path.unwrap_or("/");
+/// The request's part of an `exec:` command's environment (RFC 3875
+/// §4.1): what the HTTP process knows from the request alone. It travels
+/// to the worker in the hand-off (`ENV`); `complete_environment` adds the
+/// connection's part there.
+pub(crate) fn request_environment<'h>(
+    method: &str,
+    target: &str,
+    route: &str,
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+) -> Vec<(String, String)> {
     let query = target.split_once('?').map_or("", |(_, q)| q);
-    let host = header(m.head, "host");
-    // SERVER_NAME is the host the client asked for (RFC 3875 §4.1.14), a
-    // bracketed IPv6 literal kept whole; else the address it reached.
-    let (name, host_port) = host.map_or((None, None), split_host);
-    let scheme_port = if m.secure { "443" } else { "80" };
-    let port = m
-        .local
-        .map(|a| a.port().to_string())
-        .or(host_port.map(str::to_string))
-        .unwrap_or_else(|| scheme_port.to_string());
-    let name = name
-        .map(str::to_string)
-        .or_else(|| m.local.map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "localhost".to_string());
     let mut env: Vec<(String, String)> = vec![
         ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
         ("SERVER_PROTOCOL".into(), "HTTP/1.1".into()),
@@ -121,38 +95,25 @@ pub(crate) fn environment(m: &Meta<'_, '_, '_>) -> Vec<(String, String)> {
             "SERVER_SOFTWARE".into(),
             concat!("handoff/", env!("CARGO_PKG_VERSION")).into(),
         ),
-        ("SERVER_NAME".into(), name),
-        ("SERVER_PORT".into(), port),
-        ("REQUEST_METHOD".into(), "GET".into()),
-        ("SCRIPT_NAME".into(), m.route.into()),
+        ("REQUEST_METHOD".into(), method.into()),
+        ("SCRIPT_NAME".into(), route.into()),
         // A route is one exact path: nothing follows the script's name.
         ("PATH_INFO".into(), String::new()),
         ("QUERY_STRING".into(), query.into()),
         ("REQUEST_URI".into(), target.into()),
     ];
-    if m.secure {
-        env.push(("HTTPS".into(), "on".into()));
-    }
-    if let Some(a) = m.peer {
-        env.push(("REMOTE_ADDR".into(), a.ip().to_string()));
-        env.push(("REMOTE_HOST".into(), a.ip().to_string()));
-        env.push(("REMOTE_PORT".into(), a.port().to_string()));
-    }
-    for h in m.head.headers.iter() {
+    for (name, value) in headers {
         // `Proxy:` would become HTTP_PROXY, which HTTP clients in the
         // command take for their proxy (httpoxy, CVE-2016-5385). A name
         // with `_` would collide with the `-` spelling of another (Apache
         // drops those too); other characters make no variable name.
-        if h.name.eq_ignore_ascii_case("proxy")
-            || !h
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        if name.eq_ignore_ascii_case("proxy")
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             continue;
         }
-        let name = format!("HTTP_{}", h.name.to_ascii_uppercase().replace('-', "_"));
-        let value = String::from_utf8_lossy(h.value).into_owned();
+        let name = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let value = String::from_utf8_lossy(value).into_owned();
         // Repeated fields are one variable, joined as RFC 9110 §5.3 allows.
         match env.iter_mut().find(|(k, _)| *k == name) {
             Some((_, v)) => {
@@ -162,8 +123,56 @@ pub(crate) fn environment(m: &Meta<'_, '_, '_>) -> Vec<(String, String)> {
             None => env.push((name, value)),
         }
     }
+    env
+}
+
+/// What the worker knows of the connection an `exec:` command serves.
+pub(crate) struct Connection<'a> {
+    /// The client (the PROXY protocol's address where there was one).
+    pub peer: Option<std::net::SocketAddr>,
+    /// The address the client connected to.
+    pub local: Option<std::net::SocketAddr>,
+    /// Did the client come over TLS (ended by the HTTP process)?
+    pub secure: bool,
+    /// Names of the worker's own variables to pass on (`--ws-passenv`).
+    pub passenv: &'a [String],
+}
+
+/// Completes `request_environment`'s variables into the command's whole
+/// environment, built from scratch: the connection's (`SERVER_NAME` where
+/// the request had no `Host`, `SERVER_PORT`, `HTTPS`, `REMOTE_*`),
+/// `PATH` (safe unless passed on) and the variables `--ws-passenv` names,
+/// and nothing else of the server's.
+pub(crate) fn complete_environment(env: &mut Vec<(String, String)>, c: &Connection<'_>) {
+    let host = env
+        .iter()
+        .find(|(k, _)| k == "HTTP_HOST")
+        .map(|(_, v)| v.trim().to_string());
+    // SERVER_NAME is the host the client asked for (RFC 3875 §4.1.14), a
+    // bracketed IPv6 literal kept whole; else the address it reached.
+    let (name, host_port) = host.as_deref().map_or((None, None), split_host);
+    let scheme_port = if c.secure { "443" } else { "80" };
+    let port = c
+        .local
+        .map(|a| a.port().to_string())
+        .or(host_port.map(str::to_string))
+        .unwrap_or_else(|| scheme_port.to_string());
+    let name = name
+        .map(str::to_string)
+        .or_else(|| c.local.map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "localhost".to_string());
+    env.push(("SERVER_NAME".into(), name));
+    env.push(("SERVER_PORT".into(), port));
+    if c.secure {
+        env.push(("HTTPS".into(), "on".into()));
+    }
+    if let Some(a) = c.peer {
+        env.push(("REMOTE_ADDR".into(), a.ip().to_string()));
+        env.push(("REMOTE_HOST".into(), a.ip().to_string()));
+        env.push(("REMOTE_PORT".into(), a.port().to_string()));
+    }
     let mut path = SAFE_PATH.to_string();
-    for name in m.passenv {
+    for name in c.passenv {
         if let Some(v) = std::env::var_os(name) {
             let v = v.to_string_lossy().into_owned();
             if name == "PATH" {
@@ -175,15 +184,6 @@ pub(crate) fn environment(m: &Meta<'_, '_, '_>) -> Vec<(String, String)> {
         }
     }
     env.push(("PATH".into(), path));
-    env
-}
-
-fn header<'a>(head: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
-    head.headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
-        .map(str::trim)
 }
 
 /// `example.org:8080` → (`example.org`, `8080`); `[::1]:80` → (`[::1]`, `80`).

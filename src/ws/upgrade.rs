@@ -3,6 +3,19 @@
 use crate::http::Request;
 use crate::http::head::csv;
 
+/// An upgrade the HTTP process accepted, as it hands it to a worker
+/// (`Response::hand_off_with`): what it matched and computed, so that the
+/// worker need not parse the request again (wire `ROUTE`, `ACCEPT`, `ENV`).
+pub(crate) struct Accepted {
+    /// The route's path.
+    pub route: String,
+    /// `Sec-WebSocket-Accept` for the request's key.
+    pub accept: String,
+    /// An `exec:` route's request variables (`exec::request_environment`);
+    /// empty for the others.
+    pub env: Vec<(String, String)>,
+}
+
 /// Why an upgrade is refused: the status and the reason.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Refused {

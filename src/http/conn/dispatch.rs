@@ -92,7 +92,7 @@ impl Conn {
             let head = buf[..self.head.len].to_vec();
             self.start += consumed;
             self.served += 1;
-            self.state.hand_off(head);
+            self.state.hand_off(head, res.hand_off_context.take());
             return;
         }
         if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {

@@ -74,6 +74,13 @@ pub(crate) struct Ctx<'a> {
     pub observer: &'a mut dyn Observer,
 }
 
+/// What a connection a handler handed off carries away from the engine.
+pub(crate) struct Taken {
+    pub head: Vec<u8>,
+    pub rest: Vec<u8>,
+    pub context: Option<crate::http::response::HandOffContext>,
+}
+
 /// Whether `advance` can go on at once or must wait for bytes, room or
 /// an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -450,14 +457,19 @@ impl Conn {
         next
     }
 
-    /// After `Next::HandOff`: the request head, and the bytes read after it
-    /// (a WebSocket client may send its first frame with the upgrade).
-    pub(crate) fn take_hand_off(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let head = self.state.take_hand_off()?;
+    /// After `Next::HandOff`: the request head, the bytes read after it (a
+    /// WebSocket client may send its first frame with the upgrade), and
+    /// what the handler told the receiver.
+    pub(crate) fn take_hand_off(&mut self) -> Option<Taken> {
+        let (head, context) = self.state.take_hand_off()?;
         let rest = self.rbuf[self.start..self.end].to_vec();
         self.start = 0;
         self.end = 0;
-        Some((head, rest))
+        Some(Taken {
+            head,
+            rest,
+            context,
+        })
     }
 
     fn write_deadline(&self, t: &Timeouts) -> Option<Instant> {

@@ -54,7 +54,10 @@ pub(super) enum Writing {
     Deferred(Box<Deferred>),
     /// A handler took the connection over: once the queue is sent, the
     /// socket leaves HTTP with the head and the bytes read after it.
-    HandOff { head: Vec<u8> },
+    HandOff {
+        head: Vec<u8>,
+        context: Option<crate::http::response::HandOffContext>,
+    },
     /// Everything is sent and our side is shut down: read and discard until
     /// the peer closes or `until` passes.
     Lingering { until: Instant },
@@ -165,9 +168,13 @@ impl State {
     }
 
     /// A handler took the connection over.
-    pub(super) fn hand_off(&mut self, head: Vec<u8>) {
+    pub(super) fn hand_off(
+        &mut self,
+        head: Vec<u8>,
+        context: Option<crate::http::response::HandOffContext>,
+    ) {
         self.reading = Reading::Closed;
-        self.writing = Writing::HandOff { head };
+        self.writing = Writing::HandOff { head, context };
     }
 
     /// The deferred response ended; the queue takes over again.
@@ -263,9 +270,11 @@ impl State {
     }
 
     /// After `Next::HandOff`: the request head; the connection is done.
-    pub(super) fn take_hand_off(&mut self) -> Option<Vec<u8>> {
+    pub(super) fn take_hand_off(
+        &mut self,
+    ) -> Option<(Vec<u8>, Option<crate::http::response::HandOffContext>)> {
         match std::mem::replace(&mut self.writing, Writing::Aborted) {
-            Writing::HandOff { head } => Some(head),
+            Writing::HandOff { head, context } => Some((head, context)),
             other => {
                 self.writing = other;
                 None
@@ -322,7 +331,10 @@ mod tests {
                     since: now,
                     seen: crate::http::events::Kept::default(),
                 })),
-                "hand-off" => Writing::HandOff { head: Vec::new() },
+                "hand-off" => Writing::HandOff {
+                    head: Vec::new(),
+                    context: None,
+                },
                 "lingering" => Writing::Lingering { until: now },
                 _ => Writing::Aborted,
             },

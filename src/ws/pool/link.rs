@@ -253,19 +253,12 @@ impl PoolLoop {
             return answer_503(h.socket, "shutting down");
         };
         l.next += 1;
-        let mut m = Message::new(Kind::PassConnection, l.next);
-        m.peer = Some(h.peer.to_string());
-        m.local = Some(h.local.to_string());
-        if h.tls {
-            m.flags |= wire::flags::SECURE;
-        }
-        m.head = h.head;
-        m.data = h.rest;
-        match l.send(&m, &[h.socket.as_fd()]) {
+        let (m, socket) = super::pass_connection(h, l.next);
+        match l.send(&m, &[socket.as_fd()]) {
             Ok(_) => {
-                l.forwarded.insert(m.id, Forwarded::Upgrade(h.socket));
+                l.forwarded.insert(m.id, Forwarded::Upgrade(socket));
             }
-            Err(_) => answer_503(h.socket, "the new process's WebSocket pool is gone"),
+            Err(_) => answer_503(socket, "the new process's WebSocket pool is gone"),
         }
     }
 

@@ -380,15 +380,8 @@ impl PoolLoop {
 
     /// Gives a connection to the least-loaded live worker.
     fn place(&mut self, h: HandedOff) {
-        let mut msg = Message::new(Kind::PassConnection, 0);
-        msg.peer = Some(h.peer.to_string());
-        msg.local = Some(h.local.to_string());
-        if h.tls {
-            msg.flags |= wire::flags::SECURE;
-        }
-        msg.head = h.head;
-        msg.data = h.rest;
-        if let Err((why, mut fds)) = self.give(msg, vec![h.socket], true, None) {
+        let (msg, socket) = pass_connection(h, 0);
+        if let Err((why, mut fds)) = self.give(msg, vec![socket], true, None) {
             crate::metrics::inc(crate::metrics::M::WsRefusedBusy);
             answer_503(fds.remove(0), why);
         }
@@ -594,4 +587,30 @@ impl PoolLoop {
             self.start_worker(i);
         }
     }
+}
+
+/// The `PASS_CONNECTION` that gives a worker an upgrade (`docs/handoff-protocol.md`):
+/// the peer, the address it reached, whether it came over TLS, the head
+/// and what was read after it, and what the HTTP process matched and
+/// computed (`ROUTE`, `ACCEPT`, `ENV`), so the worker parses nothing
+/// again. Returns the message and the socket to send with it.
+pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd) {
+    let mut msg = Message::new(Kind::PassConnection, id);
+    msg.peer = Some(h.peer.to_string());
+    msg.local = Some(h.local.to_string());
+    if h.tls {
+        msg.flags |= wire::flags::SECURE;
+    }
+    if let Some(a) = h
+        .context
+        .and_then(|c| c.downcast::<crate::ws::upgrade::Accepted>().ok())
+    {
+        msg.env = wire::encode_env(&a.env);
+        msg.route = Some(a.route);
+        msg.accept = Some(a.accept);
+    }
+    // Sent still: a worker older than ROUTE and ACCEPT parses it.
+    msg.head = h.head;
+    msg.data = h.rest;
+    (msg, h.socket)
 }

@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// What a hand-off asks of a worker (`Worker::request_of`).
+struct Asked {
+    /// The route's index.
+    route: usize,
+    /// `Sec-WebSocket-Accept`.
+    accept: String,
+    /// The request's variables for an `exec:` command.
+    env: Vec<(String, String)>,
+    /// The request target, for the access line.
+    target: String,
+}
+
 impl Worker {
     /// Only our own uid and the allowed ones may hand us connections: a
     /// peer that may write PASS_CONNECTION can make us speak on any socket
@@ -134,10 +146,24 @@ impl Worker {
         }
     }
 
-    /// Takes a handed-over connection: checks it, writes the 101, and
-    /// starts the protocol from the bytes already read.
-    pub(super) fn adopt(&mut self, fd: OwnedFd, msg: &wire::Message) -> Result<(), String> {
-        self.has_room()?;
+    /// What a hand-off says of its request: the route, the accept value,
+    /// the request's variables and its target. Taken from `ROUTE`, `ACCEPT`
+    /// and `ENV` as the HTTP process computed them; only a message from a
+    /// process older than those fields has its `HEAD` parsed here.
+    fn request_of(&self, msg: &wire::Message) -> Result<Asked, String> {
+        if let (Some(route), Some(accept)) = (&msg.route, &msg.accept) {
+            let env = wire::decode_env(&msg.env).ok_or("the ENV field is not NAME=VALUE pairs")?;
+            let target = env
+                .iter()
+                .find(|(k, _)| k == "REQUEST_URI")
+                .map_or_else(|| route.clone(), |(_, v)| v.clone());
+            return Ok(Asked {
+                route: self.route_of(route)?,
+                accept: accept.clone(),
+                env,
+                target,
+            });
+        }
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&msg.head) {
@@ -153,6 +179,30 @@ impl Worker {
             .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
             .map(|h| h.value.trim_ascii())
             .ok_or("no Sec-WebSocket-Key")?;
+        let env = crate::ws::exec::request_environment(
+            "GET",
+            target,
+            &self.cfg.routes[route].path,
+            req.headers.iter().map(|h| (h.name, h.value)),
+        );
+        Ok(Asked {
+            route,
+            accept: tungstenite::handshake::derive_accept_key(key),
+            env,
+            target: target.to_string(),
+        })
+    }
+
+    /// Takes a handed-over connection: checks it, writes the 101, and
+    /// starts the protocol from the bytes already read.
+    pub(super) fn adopt(&mut self, fd: OwnedFd, msg: &wire::Message) -> Result<(), String> {
+        self.has_room()?;
+        let Asked {
+            route,
+            accept,
+            mut env,
+            target,
+        } = self.request_of(msg)?;
         sys::prepare_adopted(fd.as_fd()).map_err(|e| e.to_string())?;
         let peer = msg
             .peer
@@ -161,14 +211,15 @@ impl Worker {
 
         let exec = match &self.cfg.routes[route].mode {
             Mode::Exec { command, binary } => {
-                let env = crate::ws::exec::environment(&crate::ws::exec::Meta {
-                    head: &req,
-                    route: &self.cfg.routes[route].path,
-                    peer: peer.parse().ok(),
-                    local: msg.local.as_deref().and_then(|l| l.parse().ok()),
-                    secure: msg.flags & wire::flags::SECURE != 0,
-                    passenv: &self.cfg.passenv,
-                });
+                crate::ws::exec::complete_environment(
+                    &mut env,
+                    &crate::ws::exec::Connection {
+                        peer: peer.parse().ok(),
+                        local: msg.local.as_deref().and_then(|l| l.parse().ok()),
+                        secure: msg.flags & wire::flags::SECURE != 0,
+                        passenv: &self.cfg.passenv,
+                    },
+                );
                 Some(
                     Exec::spawn(command, *binary, &env)
                         .map_err(|e| format!("cannot start {command:?}: {e}"))?,
@@ -177,7 +228,6 @@ impl Worker {
             _ => None,
         };
 
-        let accept = tungstenite::handshake::derive_accept_key(key);
         // The 101 goes out ahead of every frame, through the session's own
         // output (a full socket waits for writable; nothing sleeps).
         let mut stream = FdStream::new(fd, msg.data.clone());
