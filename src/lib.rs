@@ -58,7 +58,7 @@ pub use http::{
     SinkError, Timeouts, Version, WriteState,
 };
 pub use server::{
-    Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,
+    AccessLine, Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,
 };
 pub use sys::Addr;
 pub use tls::TlsMode;

@@ -329,10 +329,10 @@ fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
     let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", h.addr)).unwrap();
     ws.send(tungstenite::Message::text("hi")).unwrap();
     assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "hi");
+    // The worker's own line (the access line is the HTTP process's).
     assert!(wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .contains("\"GET /ws HTTP/1.1\" 101")
+        let log = std::fs::read_to_string(&file).unwrap();
+        log.contains("\"GET /ws HTTP/1.1\" 101") && log.contains("websocket /ws=echo worker=")
     }));
     assert!(!std::fs::read_to_string(&rotated).unwrap().contains("/ws"));
 }

@@ -778,9 +778,11 @@ fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
             .contains("404")
     );
     assert_eq!(ws("after"), "after\n");
+    // The worker's own line: it opened the new file too.
     assert!(
         wait_until(Duration::from_secs(5), || has(file, "GET /b.txt")
-            && has(file, "GET /echo HTTP/1.1\" 101")),
+            && has(file, "GET /echo HTTP/1.1\" 101")
+            && has(file, "websocket /echo=echo worker=")),
         "{}",
         c.ok(&format!("ls -l /var/log/handoff; cat {file}"))
     );

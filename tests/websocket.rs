@@ -972,3 +972,59 @@ fn next_text_of(ws: &mut WebSocket<std::os::unix::net::UnixStream>) -> String {
         }
     }
 }
+
+/// One access line for one upgrade, written by the HTTP process when the
+/// worker took it (with what the request said: its User-Agent, its time),
+/// and none by the worker; an upgrade no worker takes gets one 503 line.
+#[test]
+fn an_upgrade_has_one_access_line_with_its_outcome() {
+    let site = site();
+    let root = root_arg(site.path());
+    let h = Handoff::start(&[
+        "--root",
+        &root,
+        "--ws",
+        "/echo=echo",
+        "--ws-workers",
+        "1",
+        "--ws-max-connections",
+        "1",
+        "--access-log-format",
+        "json",
+    ]);
+    let req = upgrade_request(&h, "/echo", "t", &[("User-Agent", "probe/1")]);
+    let (mut ws, _) = tungstenite::client(req, h.connect()).unwrap();
+    ws.send(Message::text("hi")).unwrap();
+    assert_eq!(next_text(&mut ws), "hi");
+    // The worker is at its limit now: the next upgrade is refused, 503.
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser-Agent: second/1\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_head(&mut s).unwrap().status, 503);
+    let lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("\"request\":\"GET /echo HTTP/1.1\""))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut log = String::new();
+    wait_until(Duration::from_secs(3), || {
+        log = h.log();
+        lines(&log).len() >= 2
+    });
+    let lines = lines(&log);
+    assert_eq!(lines.len(), 2, "{log}");
+    let first = lines.iter().find(|l| l.contains("probe/1")).expect(&log);
+    assert!(first.contains("\"status\":101"), "{first}");
+    assert!(
+        first.contains("\"note\":\"websocket /echo worker="),
+        "{first}"
+    );
+    assert!(!first.contains("\"request_time\":null"), "{first}");
+    let second = lines.iter().find(|l| l.contains("second/1")).expect(&log);
+    assert!(second.contains("\"status\":503"), "{second}");
+    assert!(second.contains("at its limit"), "{second}");
+}

@@ -91,12 +91,9 @@ pub(crate) enum Event<'a> {
         note: &'a str,
     },
     /// A handler took the connection away from HTTP; its next owner
-    /// answers (and logs its own line).
-    HandedOff {
-        peer: &'a Addr,
-        request: Option<Seen<'a>>,
-        took: Duration,
-    },
+    /// answers, and writes the request's access line, which travels with
+    /// the connection (the server's `AccessLine`).
+    HandedOff { peer: &'a Addr },
     /// The engine refused what the client sent, answering `status`.
     Refused {
         peer: &'a Addr,

@@ -7,9 +7,9 @@ use std::os::fd::AsFd;
 
 use mio::Registry;
 
-use super::HandedOff;
 use super::connections::HandOff;
 use super::relays::Relays;
+use super::{AccessLine, HandedOff};
 use crate::conn_io::Transport;
 use crate::sys;
 
@@ -22,16 +22,19 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
     let (c, taken) = h;
     let peer = c.engine.peer().clone();
     let local = sys::local_addr(c.fd.as_fd());
-    let (
-        Some(crate::http::Taken {
-            head,
-            rest,
-            context,
-        }),
-        Some(hook),
-    ) = (taken, hook)
+    let Some(crate::http::Taken {
+        head,
+        rest,
+        context,
+        seen,
+    }) = taken
     else {
-        return tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
+        return tracing::error!(%peer, "a handed-off connection without its request; closed");
+    };
+    let access = AccessLine::new(peer.clone(), seen);
+    let Some(hook) = hook else {
+        tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
+        return access.write(None, "handed off, but no hand-off hook: closed");
     };
     match c.transport {
         Transport::Tls(tls) => match sys::fdpass::stream_pair() {
@@ -44,10 +47,14 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
                     local,
                     tls: true,
                     context,
+                    access,
                 });
                 relays.start(registry, c.fd, tls, ours);
             }
-            Err(e) => tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed"),
+            Err(e) => {
+                tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed");
+                access.write(None, "handed off, but no socketpair for TLS: closed");
+            }
         },
         _ => hook(HandedOff {
             socket: c.fd,
@@ -57,6 +64,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
             local,
             tls: false,
             context,
+            access,
         }),
     }
 }

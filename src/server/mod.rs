@@ -68,7 +68,7 @@ use relays::{RELAY_TOKENS, Relays};
 
 pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
-pub use options::{Added, HandedOff, Options, Socket};
+pub use options::{AccessLine, Added, HandedOff, Options, Socket};
 
 /// The token of the inbox's waker; slab keys never get near it.
 const WAKER: usize = usize::MAX;

@@ -44,25 +44,11 @@ impl Observer for Record {
                     .log();
                 }
             }
-            Event::HandedOff {
-                peer,
-                request,
-                took,
-            } => {
+            // Its access line travels with the connection
+            // (`HandedOff::access`): the receiver writes it with the outcome.
+            Event::HandedOff { peer } => {
                 crate::metrics::answered(None, 0);
-                if log::access_on() {
-                    Access {
-                        peer,
-                        line: request.map(|r| r.line),
-                        status: None,
-                        sent: 0,
-                        referer: request.and_then(|r| r.referer),
-                        agent: request.and_then(|r| r.agent),
-                        took: Some(took),
-                        note: "handed off",
-                    }
-                    .log();
-                }
+                tracing::debug!(%peer, "handed off");
             }
             Event::Refused {
                 peer,

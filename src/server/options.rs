@@ -186,4 +186,58 @@ pub struct HandedOff {
     pub tls: bool,
     /// What the handler told the receiver (`Response::hand_off_with`).
     pub context: Option<crate::http::HandOffContext>,
+    /// The request's access line, for the receiver to write once it knows
+    /// how the request ended (one line per request: the receiver writes
+    /// none of its own).
+    pub access: AccessLine,
+}
+
+/// The access line of a request whose connection was handed off: written
+/// once, by whoever learns how the request ended (`write`: a WebSocket
+/// worker's 101, or the 503 when none took it), or, if nobody does, when
+/// dropped, with no status and "handed off".
+pub struct AccessLine {
+    peer: Addr,
+    seen: crate::http::events::Kept,
+    written: bool,
+}
+
+impl AccessLine {
+    pub(crate) fn new(peer: Addr, seen: crate::http::events::Kept) -> AccessLine {
+        AccessLine {
+            peer,
+            seen,
+            written: false,
+        }
+    }
+
+    /// Writes the line: the status the client got (`None`: not ours to
+    /// say) and what there is to add.
+    pub fn write(mut self, status: Option<u16>, note: &str) {
+        self.emit(status, note);
+    }
+
+    fn emit(&mut self, status: Option<u16>, note: &str) {
+        if std::mem::replace(&mut self.written, true) || !crate::log::access_on() {
+            return;
+        }
+        let request = self.seen.seen();
+        crate::log::Access {
+            peer: &self.peer,
+            line: request.map(|r| r.line),
+            status,
+            sent: 0,
+            referer: request.and_then(|r| r.referer),
+            agent: request.and_then(|r| r.agent),
+            took: self.seen.took(std::time::Instant::now()),
+            note,
+        }
+        .log();
+    }
+}
+
+impl Drop for AccessLine {
+    fn drop(&mut self) {
+        self.emit(None, "handed off");
+    }
 }

@@ -84,15 +84,12 @@ impl Conn {
         let took = now.saturating_duration_since(self.phase_at);
         let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {
-            ctx.observer.event(Event::HandedOff {
-                peer: &self.peer,
-                request: seen,
-                took,
-            });
+            ctx.observer.event(Event::HandedOff { peer: &self.peer });
             let head = buf[..self.head.len].to_vec();
             self.start += consumed;
             self.served += 1;
-            self.state.hand_off(head, res.hand_off_context.take());
+            let kept = seen.map_or_else(Kept::default, |s| Kept::of(s, self.phase_at));
+            self.state.hand_off(head, res.hand_off_context.take(), kept);
             return;
         }
         if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {

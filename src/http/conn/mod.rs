@@ -79,6 +79,8 @@ pub(crate) struct Taken {
     pub head: Vec<u8>,
     pub rest: Vec<u8>,
     pub context: Option<crate::http::response::HandOffContext>,
+    /// What the request's access line repeats.
+    pub seen: crate::http::events::Kept,
 }
 
 /// Whether `advance` can go on at once or must wait for bytes, room or
@@ -461,7 +463,14 @@ impl Conn {
     /// WebSocket client may send its first frame with the upgrade), and
     /// what the handler told the receiver.
     pub(crate) fn take_hand_off(&mut self) -> Option<Taken> {
-        let (head, context) = self.state.take_hand_off()?;
+        let Writing::HandOff {
+            head,
+            context,
+            seen,
+        } = self.state.take_hand_off()?
+        else {
+            return None;
+        };
         let rest = self.rbuf[self.start..self.end].to_vec();
         self.start = 0;
         self.end = 0;
@@ -469,6 +478,7 @@ impl Conn {
             head,
             rest,
             context,
+            seen,
         })
     }
 

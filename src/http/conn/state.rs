@@ -57,6 +57,8 @@ pub(super) enum Writing {
     HandOff {
         head: Vec<u8>,
         context: Option<crate::http::response::HandOffContext>,
+        /// What its access line repeats (written by the receiver).
+        seen: crate::http::events::Kept,
     },
     /// Everything is sent and our side is shut down: read and discard until
     /// the peer closes or `until` passes.
@@ -172,9 +174,14 @@ impl State {
         &mut self,
         head: Vec<u8>,
         context: Option<crate::http::response::HandOffContext>,
+        seen: crate::http::events::Kept,
     ) {
         self.reading = Reading::Closed;
-        self.writing = Writing::HandOff { head, context };
+        self.writing = Writing::HandOff {
+            head,
+            context,
+            seen,
+        };
     }
 
     /// The deferred response ended; the queue takes over again.
@@ -269,12 +276,11 @@ impl State {
         }
     }
 
-    /// After `Next::HandOff`: the request head; the connection is done.
-    pub(super) fn take_hand_off(
-        &mut self,
-    ) -> Option<(Vec<u8>, Option<crate::http::response::HandOffContext>)> {
+    /// After `Next::HandOff`: what the hand-off carries (`Writing::HandOff`);
+    /// the connection is done.
+    pub(super) fn take_hand_off(&mut self) -> Option<Writing> {
         match std::mem::replace(&mut self.writing, Writing::Aborted) {
-            Writing::HandOff { head, context } => Some((head, context)),
+            w @ Writing::HandOff { .. } => Some(w),
             other => {
                 self.writing = other;
                 None
@@ -334,6 +340,7 @@ mod tests {
                 "hand-off" => Writing::HandOff {
                     head: Vec::new(),
                     context: None,
+                    seen: Default::default(),
                 },
                 "lingering" => Writing::Lingering { until: now },
                 _ => Writing::Aborted,

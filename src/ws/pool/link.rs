@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::{LINK, PoolLoop, answer_503};
+use super::{Held, LINK, PoolLoop};
 use crate::handoff::wire::{self, Kind, Message};
 use crate::server::HandedOff;
 use crate::sys::fdpass;
@@ -50,8 +50,9 @@ pub(super) struct Link {
 enum Forwarded {
     /// A worker's session: answer the worker under its ID.
     Session { worker: usize, id: u64 },
-    /// A new upgrade from our HTTP loops: our copy, for a 503.
-    Upgrade(OwnedFd),
+    /// A new upgrade from our HTTP loops: our copy, for a 503, and its
+    /// access line.
+    Upgrade(Held),
 }
 
 struct Logged {
@@ -249,16 +250,17 @@ impl PoolLoop {
     /// The old side: an upgrade our HTTP loops took after the move began
     /// goes to the new process's workers.
     pub(super) fn forward_upgrade(&mut self, h: HandedOff) {
+        let (held, mut m) = Held::of(h);
         let Some(l) = self.link.as_mut() else {
-            return answer_503(h.socket, "shutting down");
+            return held.refuse("shutting down");
         };
         l.next += 1;
-        let (m, socket) = super::pass_connection(h, l.next);
-        match l.send(&m, &[socket.as_fd()]) {
+        m.id = l.next;
+        match l.send(&m, &[held.fd.as_fd()]) {
             Ok(_) => {
-                l.forwarded.insert(m.id, Forwarded::Upgrade(socket));
+                l.forwarded.insert(m.id, Forwarded::Upgrade(held));
             }
-            Err(_) => answer_503(socket, "the new process's WebSocket pool is gone"),
+            Err(_) => held.refuse("the new process's WebSocket pool is gone"),
         }
     }
 
@@ -283,7 +285,7 @@ impl PoolLoop {
                 (false, Kind::PassWebsocket) if whole => self.take_session(m, rec.fds),
                 (false, Kind::PassConnection) if whole && rec.fds.len() == 1 => {
                     let id = m.id;
-                    if let Err((why, _)) = self.give(m, rec.fds, false, Some(id)) {
+                    if let Err((why, _, _)) = self.give(m, rec.fds, None, Some(id)) {
                         self.answer_link(Some(id), Message::refuse(0, why));
                     }
                 }
@@ -306,11 +308,10 @@ impl PoolLoop {
                 a.id = id;
                 self.tell(worker, &a);
             }
-            Forwarded::Upgrade(fd) if m.kind() == Kind::Refuse => answer_503(
-                fd,
-                m.reason.as_deref().unwrap_or("refused by the new process"),
-            ),
-            Forwarded::Upgrade(_) => {}
+            Forwarded::Upgrade(held) if m.kind() == Kind::Refuse => {
+                held.refuse(m.reason.as_deref().unwrap_or("refused by the new process"))
+            }
+            Forwarded::Upgrade(held) => held.taken("worker=new-process"),
         }
         self.check_stopped();
     }
@@ -338,7 +339,7 @@ impl PoolLoop {
         }
         m.backlog = backlog;
         m.seq = Some(self.seq);
-        if let Err((why, _)) = self.give(m, fds, false, Some(id)) {
+        if let Err((why, _, _)) = self.give(m, fds, None, Some(id)) {
             self.answer_link(Some(id), Message::refuse(0, why));
         }
     }
@@ -356,7 +357,7 @@ impl PoolLoop {
                     worker,
                     &Message::refuse(id, "the new process's pool is gone"),
                 ),
-                Forwarded::Upgrade(fd) => answer_503(fd, "the new process's pool is gone"),
+                Forwarded::Upgrade(held) => held.refuse("the new process's pool is gone"),
             }
         }
         if l.to_new {

@@ -30,7 +30,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::handoff::wire::{self, Kind, Message};
-use crate::server::HandedOff;
+use crate::server::{AccessLine, HandedOff};
 use crate::sys::{self, fdpass};
 
 mod link;
@@ -49,7 +49,7 @@ pub(crate) struct PoolConfig {
 }
 
 enum Msg {
-    HandOff(HandedOff),
+    HandOff(Box<HandedOff>),
     /// Ask every worker to close its connections (1001) and exit; tell
     /// this sender when all have.
     Shutdown(mpsc::Sender<()>, Box<dyn FnOnce() + Send>),
@@ -71,12 +71,12 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn hand_off(&self, h: HandedOff) {
-        match self.tx.send(Msg::HandOff(h)) {
+        match self.tx.send(Msg::HandOff(Box::new(h))) {
             Ok(()) => {
                 let _ = self.waker.wake();
             }
             Err(mpsc::SendError(Msg::HandOff(h))) => {
-                answer_503(h.socket, "the WebSocket pool is gone")
+                Held::of(*h).0.refuse("the WebSocket pool is gone")
             }
             Err(_) => {}
         }
@@ -156,11 +156,41 @@ enum Death {
     Hung,
 }
 
+/// An upgrade the pool holds until a worker answers: our copy of the
+/// socket, for a 503, and the request's access line, written once with
+/// the outcome (the worker writes none).
+pub(super) struct Held {
+    pub(super) fd: OwnedFd,
+    pub(super) access: AccessLine,
+    /// The route's path, for the line's note.
+    pub(super) route: String,
+}
+
+impl Held {
+    fn of(h: HandedOff) -> (Held, Message) {
+        let (msg, fd, access) = pass_connection(h, 0);
+        let route = msg.route.clone().unwrap_or_else(|| "-".into());
+        (Held { fd, access, route }, msg)
+    }
+
+    /// No worker took it: a 503, and the line says so.
+    pub(super) fn refuse(self, why: &str) {
+        answer_503(self.fd, why);
+        self.access.write(Some(503), why);
+    }
+
+    /// A worker took it (and wrote the 101): our copy closes.
+    pub(super) fn taken(self, by: &str) {
+        self.access
+            .write(Some(101), &format!("websocket {} {by}", self.route));
+    }
+}
+
 /// A connection or session given to a worker, until its answer.
 struct Pending {
-    /// Our copy, to answer 503 on if the worker refuses an upgrade; none
+    /// An upgrade we hold, to answer 503 on if the worker refuses it; none
     /// for a session, or for what came over the link (answered there).
-    fd: Option<OwnedFd>,
+    held: Option<Held>,
     worker: usize,
     deadline: Instant,
     /// It came from the old process's pool under this ID: the answer goes
@@ -261,11 +291,11 @@ impl PoolLoop {
                     WAKER => {
                         while let Ok(m) = self.rx.try_recv() {
                             match m {
-                                Msg::HandOff(h) if self.moving() => self.forward_upgrade(h),
+                                Msg::HandOff(h) if self.moving() => self.forward_upgrade(*h),
                                 Msg::HandOff(h) if self.stopping.is_some() => {
-                                    answer_503(h.socket, "shutting down")
+                                    Held::of(*h).0.refuse("shutting down")
                                 }
-                                Msg::HandOff(h) => self.place(h),
+                                Msg::HandOff(h) => self.place(*h),
                                 Msg::Shutdown(done, then) => self.shut_down(done, then),
                                 Msg::MoveTo(link, done, then) => self.move_to(link, done, then),
                                 Msg::LinkToOld(link) => self.link_to_old(link),
@@ -380,24 +410,28 @@ impl PoolLoop {
 
     /// Gives a connection to the least-loaded live worker.
     fn place(&mut self, h: HandedOff) {
-        let (msg, socket) = pass_connection(h, 0);
-        if let Err((why, mut fds)) = self.give(msg, vec![socket], true, None) {
+        let (held, msg) = Held::of(h);
+        if let Err((why, _, Some(held))) = self.give(msg, Vec::new(), Some(held), None) {
             crate::metrics::inc(crate::metrics::M::WsRefusedBusy);
-            answer_503(fds.remove(0), why);
+            held.refuse(why);
         }
     }
 
-    /// Sends `msg` (its ID set here) with `fds` to the least-loaded live
-    /// worker, to wait for its answer: the pending entry keeps the first fd
-    /// if `keep_first` (our copy, for a 503; the others are closed once
-    /// sent) and `link_id` (whom to answer). On failure, why, and the fds.
+    /// Sends `msg` (its ID set here) with `fds` (or a `held` upgrade's
+    /// socket) to the least-loaded live worker, to wait for its answer: the
+    /// pending entry keeps `held` (our copy, for a 503, and its access
+    /// line; the fds are closed once sent) and `link_id` (whom to answer).
+    /// On failure, why, the fds and `held`.
+    // The failure gives back what it was given, on a path taken only when
+    // no worker can take a connection: its size costs nothing that matters.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
     fn give(
         &mut self,
         mut msg: Message,
-        mut fds: Vec<OwnedFd>,
-        keep_first: bool,
+        fds: Vec<OwnedFd>,
+        held: Option<Held>,
         link_id: Option<u64>,
-    ) -> Result<(), (&'static str, Vec<OwnedFd>)> {
+    ) -> Result<(), (&'static str, Vec<OwnedFd>, Option<Held>)> {
         let mut order: Vec<usize> = (0..self.workers.len())
             .filter(|&i| self.workers[i].ctl.is_some())
             .collect();
@@ -407,22 +441,25 @@ impl PoolLoop {
         msg.id = id;
         let rec = msg.encode();
         if rec.len() > wire::MAX_MESSAGE {
-            return Err(("too many bytes arrived with the upgrade", fds));
+            return Err(("too many bytes arrived with the upgrade", fds, held));
         }
+        let mut held = held;
         for i in order {
             let Some(ctl) = &self.workers[i].ctl else {
                 continue;
             };
-            let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            let mut borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            if let Some(h) = &held {
+                borrowed.insert(0, h.fd.as_fd());
+            }
             match fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&rec)], &borrowed) {
                 Ok(_) => {
                     self.workers[i].inflight += 1;
                     let deadline = Instant::now() + self.cfg.ack_timeout;
-                    let keep = (keep_first && !fds.is_empty()).then(|| fds.swap_remove(0));
                     self.pending.insert(
                         id,
                         Pending {
-                            fd: keep,
+                            held: held.take(),
                             worker: i,
                             deadline,
                             link_id,
@@ -438,7 +475,7 @@ impl PoolLoop {
                 }
             }
         }
-        Err(("no WebSocket worker is available", fds))
+        Err(("no WebSocket worker is available", fds, held))
     }
 
     fn read_worker(&mut self, i: usize) {
@@ -462,6 +499,9 @@ impl PoolLoop {
                     if let Some(p) = self.pending.remove(&msg.id) {
                         crate::metrics::inc(crate::metrics::M::WsHandedOff);
                         self.workers[p.worker].inflight -= 1;
+                        if let Some(h) = p.held {
+                            h.taken(&self.worker_name(p.worker));
+                        }
                         self.workers[p.worker].load += 1; // until its LOAD says otherwise
                         self.answer_link(p.link_id, Message::ack(0));
                     }
@@ -471,8 +511,8 @@ impl PoolLoop {
                         crate::metrics::inc(crate::metrics::M::WsRefusedFailed);
                         self.workers[p.worker].inflight -= 1;
                         let why = msg.reason.as_deref().unwrap_or("refused by the worker");
-                        if let Some(fd) = p.fd {
-                            answer_503(fd, why);
+                        if let Some(h) = p.held {
+                            h.refuse(why);
                         }
                         self.answer_link(p.link_id, Message::refuse(0, why));
                     }
@@ -521,8 +561,8 @@ impl PoolLoop {
             if let Some(p) = self.pending.remove(&id) {
                 if ours_alone {
                     crate::metrics::inc(crate::metrics::M::WsRefusedFailed);
-                    if let Some(fd) = p.fd {
-                        answer_503(fd, "the WebSocket worker died");
+                    if let Some(h) = p.held {
+                        h.refuse("the WebSocket worker died");
                     }
                     self.answer_link(p.link_id, Message::refuse(0, "the WebSocket worker died"));
                 } else {
@@ -563,6 +603,14 @@ impl PoolLoop {
         w.load = 0;
     }
 
+    /// `worker=PID` (of a worker we started), or which one it is.
+    fn worker_name(&self, i: usize) -> String {
+        match self.workers[i].child.as_ref() {
+            Some(c) => format!("worker={}", c.id()),
+            None => format!("worker=#{i}"),
+        }
+    }
+
     fn expire(&mut self, now: Instant) {
         let mut hung: Vec<usize> = self
             .pending
@@ -594,7 +642,7 @@ impl PoolLoop {
 /// and what was read after it, and what the HTTP process matched and
 /// computed (`ROUTE`, `ACCEPT`, `ENV`), so the worker parses nothing
 /// again. Returns the message and the socket to send with it.
-pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd) {
+pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd, AccessLine) {
     let mut msg = Message::new(Kind::PassConnection, id);
     msg.peer = Some(h.peer.to_string());
     msg.local = Some(h.local.to_string());
@@ -612,5 +660,5 @@ pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd) {
     // Sent still: a worker older than ROUTE and ACCEPT parses it.
     msg.head = h.head;
     msg.data = h.rest;
-    (msg, h.socket)
+    (msg, h.socket, h.access)
 }

@@ -233,25 +233,15 @@ impl Worker {
         let mut stream = FdStream::new(fd, msg.data.clone());
         stream.owe(&crate::http::encode::switching_to_websocket(&accept));
         let token = self.insert_session(stream, route, peer.clone(), exec, &[])?;
-        let note = format!(
+        // The request's access line is the HTTP process's, written when we
+        // answer ACK (one line a request); this is the worker's own log.
+        tracing::info!(
+            peer = %peer,
+            target = %target,
             "websocket {} worker={}",
             self.cfg.routes[route],
             std::process::id()
         );
-        tracing::info!(peer = %peer, "{note}");
-        if crate::log::access_on() {
-            let line = format!("GET {target} HTTP/1.1");
-            // The HTTP process sends the peer as text.
-            let addr = match peer.parse() {
-                Ok(a) => crate::sys::Addr::Inet(a),
-                Err(_) if peer.starts_with("unix") => crate::sys::Addr::Unix(None),
-                Err(_) => crate::sys::Addr::Unknown,
-            };
-            crate::log::Access::bare(&addr, Some(&line))
-                .status(Some(101), 0)
-                .note(&note)
-                .log();
-        }
         // The client's first frames may have come with the upgrade.
         self.drive(token);
         Ok(())
