@@ -23,6 +23,7 @@ pub struct Request<'a> {
     pub(crate) state: super::deferred::ReadState,
 }
 
+#[inline]
 fn text(b: &[u8]) -> &str {
     // The head parser only lets ASCII through for these parts.
     std::str::from_utf8(b).unwrap_or("")
@@ -30,18 +31,21 @@ fn text(b: &[u8]) -> &str {
 
 impl<'a> Request<'a> {
     /// The request method, as sent (case-sensitive).
+    #[inline]
     pub fn method(&self) -> &'a str {
         text(self.head.method.get(self.buf))
     }
 
     /// The request target as sent (origin-form, absolute-form, `*`, or an
     /// authority for CONNECT).
+    #[inline]
     pub fn target(&self) -> &'a str {
         text(self.head.target.get(self.buf))
     }
 
     /// The path, still percent-encoded; `/` for an absolute-form target
     /// without one. Empty for `OPTIONS *` and CONNECT.
+    #[inline]
     pub fn path(&self) -> &'a str {
         let p = text(self.head.path.get(self.buf));
         if p.is_empty() && !self.head.asterisk && self.head.method.get(self.buf) != b"CONNECT" {
@@ -52,11 +56,13 @@ impl<'a> Request<'a> {
     }
 
     /// The query string after `?`, still percent-encoded.
+    #[inline]
     pub fn query(&self) -> Option<&'a str> {
         self.head.query.map(|q| text(q.get(self.buf)))
     }
 
     /// The request's HTTP version.
+    #[inline]
     pub fn version(&self) -> Version {
         if self.head.minor == 0 {
             Version::Http10
@@ -66,17 +72,20 @@ impl<'a> Request<'a> {
     }
 
     /// True for `OPTIONS *`.
+    #[inline]
     pub fn is_asterisk(&self) -> bool {
         self.head.asterisk
     }
 
     /// True for `HEAD` (the body is not sent).
+    #[inline]
     pub fn is_head(&self) -> bool {
         self.head.is_head
     }
 
     /// The authority the request is for: from an absolute-form target, else
     /// the Host header.
+    #[inline]
     pub fn host(&self) -> Option<&'a str> {
         self.head.host.map(|h| text(h.get(self.buf)))
     }
@@ -91,17 +100,20 @@ impl<'a> Request<'a> {
     }
 
     /// The first value of a header, by case-insensitive name, as bytes.
+    #[inline]
     pub fn header_bytes(&self, name: &str) -> Option<&'a [u8]> {
         self.header_all(name).next()
     }
 
     /// The first value of a header, if it is valid UTF-8.
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.header_bytes(name)
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// Every value of a header, by case-insensitive name.
+    #[inline]
     pub fn header_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
     where
         'a: 'n,
@@ -116,6 +128,7 @@ impl<'a> Request<'a> {
 
     /// The whole body (chunked framing removed). Bodies larger than
     /// `Limits::max_body` never reach a handler.
+    #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.body
     }
@@ -148,6 +161,7 @@ impl<'a> Request<'a> {
     }
 
     /// Who sent it: the socket peer (a proxy, if there is one).
+    #[inline]
     pub fn peer_addr(&self) -> &'a Addr {
         self.peer
     }

@@ -42,6 +42,14 @@ fn seen<'a>(req: &'a Request<'a>, line: &'a Line<'a>, wants: Wants) -> Option<Se
     })
 }
 
+/// What an access line written later needs of the request (a deferred
+/// response, a hand-off): copied out of line, off the common path.
+#[cold]
+#[inline(never)]
+fn kept(seen: Option<Seen<'_>>, began: std::time::Instant) -> Kept {
+    seen.map_or_else(Kept::default, |s| Kept::of(s, began))
+}
+
 impl Conn {
     /// Runs the handler on one complete request and queues its response.
     pub(super) fn dispatch(
@@ -84,18 +92,15 @@ impl Conn {
         let took = now.saturating_duration_since(self.phase_at);
         let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {
-            ctx.observer.event(Event::HandedOff { peer: &self.peer });
+            let kept = kept(seen, self.phase_at);
             let head = buf[..self.head.len].to_vec();
-            self.start += consumed;
-            self.served += 1;
-            let kept = seen.map_or_else(Kept::default, |s| Kept::of(s, self.phase_at));
-            self.state.hand_off(head, res.hand_off_context.take(), kept);
-            return;
+            let context = res.hand_off_context.take();
+            return self.handed_off(ctx, head, context, kept, consumed);
         }
         if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {
             let keep = self.head.keep_alive && !ctx.draining && !last;
             self.trouble(ctx, Severity::Debug, &"response deferred");
-            let seen = seen.map_or_else(Kept::default, |s| Kept::of(s, self.phase_at));
+            let seen = kept(seen, self.phase_at);
             self.start += consumed;
             self.served += 1;
             self.state.deferred(Deferred {
@@ -164,6 +169,24 @@ impl Conn {
         self.served += 1;
         self.phase_at = now;
         self.state.answered(keep);
+    }
+
+    /// A handler took the connection away from HTTP. Out of line and
+    /// cold: rare, and kept out of the common answer's code.
+    #[cold]
+    #[inline(never)]
+    fn handed_off(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        head: Vec<u8>,
+        context: Option<crate::http::response::HandOffContext>,
+        kept: Kept,
+        consumed: usize,
+    ) {
+        ctx.observer.event(Event::HandedOff { peer: &self.peer });
+        self.start += consumed;
+        self.served += 1;
+        self.state.hand_off(head, context, kept);
     }
 
     /// Answers a request the engine refuses, and stops reading requests.

@@ -463,14 +463,12 @@ impl Conn {
     /// WebSocket client may send its first frame with the upgrade), and
     /// what the handler told the receiver.
     pub(crate) fn take_hand_off(&mut self) -> Option<Taken> {
-        let Writing::HandOff {
+        let h = self.state.take_hand_off()?;
+        let state::HandingOff {
             head,
             context,
             seen,
-        } = self.state.take_hand_off()?
-        else {
-            return None;
-        };
+        } = *h;
         let rest = self.rbuf[self.start..self.end].to_vec();
         self.start = 0;
         self.end = 0;

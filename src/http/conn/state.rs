@@ -37,6 +37,14 @@ pub(super) enum Reading {
     Closed,
 }
 
+/// What a connection a handler handed off leaves HTTP with.
+pub(super) struct HandingOff {
+    pub(super) head: Vec<u8>,
+    pub(super) context: Option<crate::http::response::HandOffContext>,
+    /// What its access line repeats (written by the receiver).
+    pub(super) seen: crate::http::events::Kept,
+}
+
 /// A step-wise response in progress (`Response::defer`).
 pub(super) struct Deferred {
     pub(super) id: u64,
@@ -54,12 +62,9 @@ pub(super) enum Writing {
     Deferred(Box<Deferred>),
     /// A handler took the connection over: once the queue is sent, the
     /// socket leaves HTTP with the head and the bytes read after it.
-    HandOff {
-        head: Vec<u8>,
-        context: Option<crate::http::response::HandOffContext>,
-        /// What its access line repeats (written by the receiver).
-        seen: crate::http::events::Kept,
-    },
+    /// (Boxed, as `Deferred`: every transition moves this enum, and the
+    /// hand-off is rare.)
+    HandOff(Box<HandingOff>),
     /// Everything is sent and our side is shut down: read and discard until
     /// the peer closes or `until` passes.
     Lingering { until: Instant },
@@ -177,11 +182,11 @@ impl State {
         seen: crate::http::events::Kept,
     ) {
         self.reading = Reading::Closed;
-        self.writing = Writing::HandOff {
+        self.writing = Writing::HandOff(Box::new(HandingOff {
             head,
             context,
             seen,
-        };
+        }));
     }
 
     /// The deferred response ended; the queue takes over again.
@@ -262,7 +267,7 @@ impl State {
             Writing::Lingering { .. } => Next::Continue,
             Writing::Aborted => Next::Close,
             _ if idle_and_draining => Next::Close,
-            Writing::HandOff { .. } if out_empty => Next::HandOff,
+            Writing::HandOff(_) if out_empty => Next::HandOff,
             // Our side is shut down even when the peer has ended its input:
             // a TLS peer gets its close_notify. With `eof` the linger ends
             // on the next call.
@@ -278,9 +283,9 @@ impl State {
 
     /// After `Next::HandOff`: what the hand-off carries (`Writing::HandOff`);
     /// the connection is done.
-    pub(super) fn take_hand_off(&mut self) -> Option<Writing> {
+    pub(super) fn take_hand_off(&mut self) -> Option<Box<HandingOff>> {
         match std::mem::replace(&mut self.writing, Writing::Aborted) {
-            w @ Writing::HandOff { .. } => Some(w),
+            Writing::HandOff(h) => Some(h),
             other => {
                 self.writing = other;
                 None
@@ -311,7 +316,7 @@ mod tests {
         let w = match s.writing {
             Writing::Queue => "queue",
             Writing::Deferred(_) => "deferred",
-            Writing::HandOff { .. } => "hand-off",
+            Writing::HandOff(_) => "hand-off",
             Writing::Lingering { .. } => "lingering",
             Writing::Aborted => "aborted",
         };
@@ -337,11 +342,11 @@ mod tests {
                     since: now,
                     seen: crate::http::events::Kept::default(),
                 })),
-                "hand-off" => Writing::HandOff {
+                "hand-off" => Writing::HandOff(Box::new(HandingOff {
                     head: Vec::new(),
                     context: None,
                     seen: Default::default(),
-                },
+                })),
                 "lingering" => Writing::Lingering { until: now },
                 _ => Writing::Aborted,
             },
