@@ -27,17 +27,17 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// Why a socket asked to be served with TLS is refused.
 pub(crate) const NO_CERTIFICATE: &str = "TLS asked for but no certificate is configured";
 
-/// How a socket's bytes are framed before HTTP: TLS or not, and whether a
-/// PROXY protocol header comes first.
+/// What wraps a socket's HTTP bytes: TLS or not, and whether a PROXY
+/// protocol header comes first. (Not the body's framing, `http::head::Framing`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Framing {
+pub(crate) struct Wrapping {
     pub(crate) tls: TlsMode,
     pub(crate) proxy: Option<ProxyMode>,
 }
 
-impl From<TlsMode> for Framing {
-    fn from(tls: TlsMode) -> Framing {
-        Framing { tls, proxy: None }
+impl From<TlsMode> for Wrapping {
+    fn from(tls: TlsMode) -> Wrapping {
+        Wrapping { tls, proxy: None }
     }
 }
 
@@ -64,22 +64,22 @@ impl Transport {
     }
 
     /// The transport a socket framed so starts with.
-    pub(crate) fn for_framing(
-        framing: Framing,
+    pub(crate) fn for_wrapping(
+        wrapping: Wrapping,
         cfg: Option<&Arc<ServerConfig>>,
     ) -> io::Result<Transport> {
-        if let Some(mode) = framing.proxy {
-            if framing.tls != TlsMode::Off && cfg.is_none() {
+        if let Some(mode) = wrapping.proxy {
+            if wrapping.tls != TlsMode::Off && cfg.is_none() {
                 return Err(io::Error::other(NO_CERTIFICATE));
             }
             return Ok(Transport::Proxy {
                 mode,
                 buf: Vec::new(),
-                then: framing.tls,
+                then: wrapping.tls,
                 cfg: cfg.cloned(),
             });
         }
-        Self::for_mode(framing.tls, cfg)
+        Self::for_mode(wrapping.tls, cfg)
     }
 
     /// The transport a socket served in `mode` starts with.

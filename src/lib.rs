@@ -41,7 +41,7 @@ pub(crate) mod files;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod fuzzing;
-pub mod handoff;
+pub(crate) mod handoff;
 pub mod http;
 pub(crate) mod intake;
 pub(crate) mod log;
@@ -53,6 +53,7 @@ pub(crate) mod relay;
 pub(crate) mod server;
 pub(crate) mod ws;
 
+pub use handoff::{fdpass, wire};
 pub use http::{
     Body, BodyPlan, BodySink, BodyStream, Handler, Limits, Misuse, ReadState, Request, Response,
     SinkError, Timeouts, Version, WriteState,

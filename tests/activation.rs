@@ -134,31 +134,24 @@ fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
         &dir.path().join("log2"),
     );
     assert!(wait_until(Duration::from_secs(5), || ctl.exists()));
-    let conn = handoff::handoff::fdpass::seqpacket_connect(&ctl).unwrap();
-    handoff::handoff::fdpass::set_recv_timeout(
-        std::os::fd::AsFd::as_fd(&conn),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let conn = handoff::fdpass::seqpacket_connect(&ctl).unwrap();
+    handoff::fdpass::set_recv_timeout(std::os::fd::AsFd::as_fd(&conn), Duration::from_secs(10))
+        .unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = l.local_addr().unwrap();
-    let msg = handoff::handoff::wire::Message::new(handoff::handoff::wire::Kind::PassListener, 1);
-    handoff::handoff::fdpass::send_with_fds(
+    let msg = handoff::wire::Message::new(handoff::wire::Kind::PassListener, 1);
+    handoff::fdpass::send_with_fds(
         std::os::fd::AsFd::as_fd(&conn),
         &[std::io::IoSlice::new(&msg.encode())],
         &[std::os::fd::AsFd::as_fd(&l)],
     )
     .unwrap();
     let mut buf = vec![0u8; 4096];
-    let r = handoff::handoff::fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&conn), &mut buf)
+    let r = handoff::fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&conn), &mut buf)
         .unwrap()
         .unwrap();
-    let answer = handoff::handoff::wire::Message::decode(&buf[..r.len]).unwrap();
-    assert_eq!(
-        answer.kind(),
-        handoff::handoff::wire::Kind::Ack,
-        "{answer:?}"
-    );
+    let answer = handoff::wire::Message::decode(&buf[..r.len]).unwrap();
+    assert_eq!(answer.kind(), handoff::wire::Kind::Ack, "{answer:?}");
     assert!(get(addr.port(), "/c.txt").ends_with("charlie\n"));
 }
 

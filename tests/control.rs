@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use handoff::handoff::fdpass;
-use handoff::handoff::wire::{self, Kind, Message};
+use handoff::fdpass;
+use handoff::wire::{self, Kind, Message};
 
 struct Ctl {
     h: Handoff,

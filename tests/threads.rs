@@ -11,8 +11,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use handoff::handoff::fdpass;
-use handoff::handoff::wire::{Kind, Message};
+use handoff::fdpass;
+use handoff::wire::{Kind, Message};
 
 /// How many loops hold a listener on `addr`, by the log.
 fn loops_holding(log: &str, addr: &str) -> usize {

@@ -450,8 +450,8 @@ print("ok")
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
 fn serves_tls_on_a_connection_handed_over_marked_tls() {
-    use handoff::handoff::fdpass;
-    use handoff::handoff::wire::{self, Kind, Message};
+    use handoff::fdpass;
+    use handoff::wire::{self, Kind, Message};
     use std::os::fd::AsFd;
     let site = site();
     let dir = tempfile::tempdir().unwrap();

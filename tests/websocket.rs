@@ -851,10 +851,10 @@ impl Drop for KillOnDrop {
 /// and returns the kind of its answer.
 fn pass_to_worker(
     ctl: &std::os::fd::OwnedFd,
-    m: &handoff::handoff::wire::Message,
+    m: &handoff::wire::Message,
     theirs: &std::os::unix::net::UnixStream,
-) -> handoff::handoff::wire::Kind {
-    use handoff::handoff::{fdpass, wire};
+) -> handoff::wire::Kind {
+    use handoff::{fdpass, wire};
     use std::os::fd::AsFd;
     fdpass::send_with_fds(
         ctl.as_fd(),
@@ -893,7 +893,7 @@ fn read_101(s: &mut std::os::unix::net::UnixStream) -> String {
 /// hand-off of the older form (the head alone) is still served.
 #[test]
 fn a_worker_answers_from_route_accept_and_env_without_parsing_the_head_and_takes_the_old_form() {
-    use handoff::handoff::{fdpass, wire};
+    use handoff::{fdpass, wire};
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("worker.sock");

@@ -3,9 +3,9 @@
 
 use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
+use crate::ws::handshake;
 use crate::ws::origin::OriginPolicy;
 use crate::ws::route::Route;
-use crate::ws::upgrade as ws_upgrade;
 
 /// What `serve` answers: WebSocket paths are handed off to the workers (a
 /// bad upgrade gets 400, a wrong version or a plain request 426), anything
@@ -28,12 +28,12 @@ impl Handler for Site {
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             return self.files.handle(req, res);
         };
-        match ws_upgrade::check(req) {
+        match handshake::check(req) {
             Ok(()) => match self.origins.check(&route.mode, req) {
                 Ok(()) => {
                     // What the worker would otherwise parse again.
                     let key = req.header_bytes("sec-websocket-key").unwrap_or_default();
-                    res.hand_off_with(ws_upgrade::Accepted {
+                    res.hand_off_with(handshake::Accepted {
                         route: route.path.clone(),
                         accept: tungstenite::handshake::derive_accept_key(key.trim_ascii()),
                         env: crate::ws::exec::request_environment(

@@ -188,17 +188,17 @@ fn send_listeners(
             .map_err(|e| channel_error(&e, "could not pass the WebSocket pools' line"))?;
     }
     for (i, socket) in listeners.into_iter().enumerate() {
-        let (fd, framing) = socket.into_parts();
+        let (fd, wrapping) = socket.into_parts();
         let mut m = Message::new(Kind::PassListener, i as u64);
-        if framing.tls != TlsMode::Off {
+        if wrapping.tls != TlsMode::Off {
             m.flags |= wire::flags::TLS;
         }
-        if framing.proxy.is_some() {
+        if wrapping.proxy.is_some() {
             m.flags |= wire::flags::PROXY;
         }
         // The role, as the fd store names it: TLS auto and the PROXY
         // version survive the move.
-        m.name = Some(crate::intake::systemd::name_for(framing));
+        m.name = Some(crate::intake::systemd::name_for(wrapping));
         fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd.as_fd()])
             .map_err(|e| channel_error(&e, "could not pass a listener"))?;
     }

@@ -12,7 +12,7 @@ use mio::Registry;
 use mio::unix::SourceFd;
 
 use super::Socket;
-use crate::conn_io::Framing;
+use crate::conn_io::Wrapping;
 use crate::sys::{self, Addr, would_block};
 
 /// Listener tokens are this plus the listener's index, apart from the
@@ -23,7 +23,7 @@ struct Listener {
     fd: OwnedFd,
     local: Addr,
     unix: bool,
-    framing: Framing,
+    wrapping: Wrapping,
     /// Readiness not yet acted on (edge-triggered: we must remember it).
     ready: bool,
     /// Resting after accept failed for lack of fds or memory.
@@ -43,7 +43,7 @@ impl Listeners {
         epoll: BorrowedFd<'_>,
         fd: OwnedFd,
         unix: bool,
-        framing: Framing,
+        wrapping: Wrapping,
     ) -> io::Result<(usize, Addr)> {
         let token = LISTENER_TOKENS + self.list.len();
         sys::epoll_add_exclusive(epoll, fd.as_fd(), token)?;
@@ -52,7 +52,7 @@ impl Listeners {
             fd,
             local: local.clone(),
             unix,
-            framing,
+            wrapping,
             ready: true,
             backoff_until: None,
         }));
@@ -71,7 +71,7 @@ impl Listeners {
         self.list
             .iter()
             .flatten()
-            .map(|l| Ok(Socket::listener(l.fd.try_clone()?, l.unix, l.framing)))
+            .map(|l| Ok(Socket::listener(l.fd.try_clone()?, l.unix, l.wrapping)))
             .collect()
     }
 
@@ -108,7 +108,7 @@ impl Listeners {
             match sys::accept(l.fd.as_fd()) {
                 Ok((fd, peer)) => {
                     crate::metrics::inc(crate::metrics::M::AcceptedListener);
-                    out.push(Socket::accepted(fd, peer, l.unix, l.framing))
+                    out.push(Socket::accepted(fd, peer, l.unix, l.wrapping))
                 }
                 Err(e) if would_block(&e) => {
                     l.ready = false;
@@ -134,7 +134,7 @@ impl Listeners {
                 match sys::accept(l.fd.as_fd()) {
                     Ok((fd, peer)) => {
                         crate::metrics::inc(crate::metrics::M::AcceptedListener);
-                        out.push(Socket::accepted(fd, peer, l.unix, l.framing))
+                        out.push(Socket::accepted(fd, peer, l.unix, l.wrapping))
                     }
                     Err(_) => break,
                 }
@@ -311,7 +311,7 @@ pub(super) struct Queued {
     pub(super) fd: OwnedFd,
     pub(super) peer: Addr,
     pub(super) pre_read: Vec<u8>,
-    pub(super) framing: Framing,
+    pub(super) wrapping: Wrapping,
 }
 
 /// Connected sockets waiting for a slot under `max_concurrent`.

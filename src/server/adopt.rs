@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::{self, Queued};
 use super::{Added, Server, Socket};
-use crate::conn_io::Framing;
+use crate::conn_io::Wrapping;
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -53,7 +53,7 @@ impl Server {
         if self.admission.closed {
             return Err(io::Error::other("server is closed"));
         }
-        if sock.framing.tls != TlsMode::Off && self.shared.tls.is_none() {
+        if sock.wrapping.tls != TlsMode::Off && self.shared.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 crate::conn_io::NO_CERTIFICATE,
@@ -61,7 +61,7 @@ impl Server {
         }
         let kind = sock.classify_and_prepare()?;
         let Socket {
-            fd, peer, framing, ..
+            fd, peer, wrapping, ..
         } = sock;
         if let SockKind::Listener { unix } = kind {
             if !pre_read.is_empty() {
@@ -71,7 +71,7 @@ impl Server {
                 ));
             }
             let epoll = sys::poll_fd(&self.poll);
-            let (token, local) = self.admission.listeners.add(epoll, fd, unix, framing)?;
+            let (token, local) = self.admission.listeners.add(epoll, fd, unix, wrapping)?;
             tracing::debug!(%local, "listener added");
             self.accept_from(token);
             return Ok(Added::Listener(local));
@@ -83,14 +83,14 @@ impl Server {
                 fd,
                 peer,
                 pre_read,
-                framing,
+                wrapping,
             };
             self.admission
                 .queued
                 .offer(q, self.shared.opts.max_queued)?;
             return Ok(Added::Queued);
         }
-        self.serve(fd, peer, pre_read, framing)?;
+        self.serve(fd, peer, pre_read, wrapping)?;
         Ok(Added::Connection)
     }
 
@@ -101,10 +101,10 @@ impl Server {
         fd: OwnedFd,
         peer: Addr,
         pre_read: &[u8],
-        framing: Framing,
+        wrapping: Wrapping,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
-        let conn = (fd, peer, pre_read, framing);
+        let conn = (fd, peer, pre_read, wrapping);
         let token = self.conns.insert(registry, conn, now, &mut self.shared)?;
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
@@ -162,7 +162,7 @@ impl Server {
                 self.conns.unreserve();
                 break;
             };
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.framing) {
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping) {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }

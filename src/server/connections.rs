@@ -17,19 +17,19 @@ use slab::Slab;
 use super::Shared;
 use super::connection::{Connection, Engine, Outcome, Readiness};
 use super::timers::Timers;
-use crate::conn_io::Framing;
 use crate::conn_io::Transport;
+use crate::conn_io::Wrapping;
 use crate::http::deferred::{Job, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
 
 /// A connected socket to serve: its fd, its peer, the bytes already read
 /// from it, and its TLS mode.
-pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Framing);
+pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Wrapping);
 
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
-pub(super) type HandOff = (Connection, Option<crate::http::Taken>);
+pub(super) type Leaving = (Connection, Option<crate::http::Taken>);
 
 pub(super) struct Connections {
     entries: Slab<Box<Connection>>,
@@ -37,7 +37,7 @@ pub(super) struct Connections {
     next_gen: u64,
     /// Connections handed off, out of the table, for the server to give
     /// to its hook (`next_handed`).
-    handed: VecDeque<HandOff>,
+    handed: VecDeque<Leaving>,
     /// This table's size, for other threads (`Inbox::load`).
     load: Arc<AtomicUsize>,
     /// Slots taken under `max_concurrent` by every loop sharing the
@@ -160,7 +160,7 @@ impl Connections {
     }
 
     /// A connection a handler handed off, out of the table.
-    pub(super) fn next_handed(&mut self) -> Option<HandOff> {
+    pub(super) fn next_handed(&mut self) -> Option<Leaving> {
         self.handed.pop_front()
     }
 
@@ -189,11 +189,11 @@ impl Connections {
     fn try_insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, framing): NewConnection<'_>,
+        (fd, peer, pre_read, wrapping): NewConnection<'_>,
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
-        let mut transport = Transport::for_framing(framing, shared.tls.as_ref())?;
+        let mut transport = Transport::for_wrapping(wrapping, shared.tls.as_ref())?;
         let mut conn = Conn::new(peer, now);
         match &mut transport {
             // A front's DATA starts with the PROXY header: read it first.

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use mio::Registry;
 
-use super::connections::HandOff;
+use super::connections::Leaving;
 use super::relays::Relays;
 use super::{AccessLine, HandedOff};
 use crate::conn_io::Transport;
@@ -18,7 +18,7 @@ pub(super) type Hook = Box<dyn FnMut(HandedOff)>;
 
 /// Gives the connection to the hook; without a hook (or without the head)
 /// it is closed, with a log line.
-pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: HandOff) {
+pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: Leaving) {
     let (c, taken) = h;
     let peer = c.engine.peer().clone();
     let local = sys::local_addr(c.fd.as_fd());

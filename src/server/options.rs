@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use crate::conn_io::Framing;
+use crate::conn_io::Wrapping;
 use crate::http::{Limits, Timeouts};
 use crate::proxy::ProxyMode;
 use crate::sys::{self, Addr, SockKind};
@@ -54,7 +54,7 @@ pub struct Socket {
     pub(super) fd: OwnedFd,
     pub(super) kind: Option<SockKind>,
     pub(super) peer: Option<Addr>,
-    pub(super) framing: Framing,
+    pub(super) wrapping: Wrapping,
 }
 
 impl Socket {
@@ -64,21 +64,21 @@ impl Socket {
             fd,
             kind: None,
             peer: None,
-            framing: TlsMode::Off.into(),
+            wrapping: TlsMode::Off.into(),
         }
     }
 
     /// Serve with TLS: `On` for a listener taking only TLS or a connection
     /// that is TLS from its first byte, `Auto` to sniff (see `TlsMode`).
     pub fn tls(mut self, mode: TlsMode) -> Self {
-        self.framing.tls = mode;
+        self.wrapping.tls = mode;
         self
     }
 
     /// Every connection (from this listener) starts with a PROXY protocol
     /// header (`crate::proxy`), whose client address becomes the peer.
     pub fn proxy(mut self, mode: ProxyMode) -> Self {
-        self.framing.proxy = Some(mode);
+        self.wrapping.proxy = Some(mode);
         self
     }
     /// A socket whose peer is known better than `getpeername` would say
@@ -88,7 +88,7 @@ impl Socket {
             fd,
             kind: None,
             peer: Some(peer),
-            framing: TlsMode::Off.into(),
+            wrapping: TlsMode::Off.into(),
         }
     }
     /// What the socket is: as told, or asked of the kernel, in which case
@@ -110,29 +110,29 @@ impl Socket {
 
     /// The TLS mode it is served with.
     pub(crate) fn tls_mode(&self) -> TlsMode {
-        self.framing.tls
+        self.wrapping.tls
     }
 
     /// The fd and how it is framed (TLS, PROXY).
-    pub(crate) fn into_parts(self) -> (OwnedFd, Framing) {
-        (self.fd, self.framing)
+    pub(crate) fn into_parts(self) -> (OwnedFd, Wrapping) {
+        (self.fd, self.wrapping)
     }
 
-    pub(super) fn listener(fd: OwnedFd, unix: bool, framing: Framing) -> Self {
+    pub(super) fn listener(fd: OwnedFd, unix: bool, wrapping: Wrapping) -> Self {
         Socket {
             fd,
             kind: Some(SockKind::Listener { unix }),
             peer: None,
-            framing,
+            wrapping,
         }
     }
 
-    pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, framing: Framing) -> Self {
+    pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, wrapping: Wrapping) -> Self {
         Socket {
             fd,
             kind: Some(SockKind::Stream { unix }),
             peer: Some(peer),
-            framing,
+            wrapping,
         }
     }
 }

@@ -651,7 +651,7 @@ pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd, Acces
     }
     if let Some(a) = h
         .context
-        .and_then(|c| c.downcast::<crate::ws::upgrade::Accepted>().ok())
+        .and_then(|c| c.downcast::<crate::ws::handshake::Accepted>().ok())
     {
         msg.env = wire::encode_env(&a.env);
         msg.route = Some(a.route);
