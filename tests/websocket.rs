@@ -28,7 +28,7 @@ fn connect_ws(h: &Handoff, path: &str) -> Ws {
     ws
 }
 
-fn next_text(ws: &mut Ws) -> String {
+fn next_text<S: Read + Write>(ws: &mut WebSocket<S>) -> String {
     loop {
         match ws.read().expect("a message") {
             Message::Text(t) => return t.to_string(),
@@ -960,17 +960,7 @@ fn a_worker_answers_from_route_accept_and_env_without_parsing_the_head_and_takes
     );
     let mut ws = WebSocket::from_raw_socket(ours, tungstenite::protocol::Role::Client, None);
     ws.send(Message::text("old form")).unwrap();
-    assert_eq!(next_text_of(&mut ws), "old form");
-}
-
-fn next_text_of(ws: &mut WebSocket<std::os::unix::net::UnixStream>) -> String {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    assert_eq!(next_text(&mut ws), "old form");
 }
 
 /// One access line for one upgrade, written by the HTTP process when the
