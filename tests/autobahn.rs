@@ -60,14 +60,10 @@ backend to_tls
 }
 
 fn echo_server(extra: &[&str]) -> Handoff {
-    let site = site();
-    let root = root_arg(site.path());
-    let mut args = vec!["--root", &root, "--ws", "/echo=echo", "--ws-workers", "2"];
+    let mut args = vec!["--ws", "/echo=echo", "--ws-workers", "2"];
     args.extend_from_slice(extra);
-    let h = Handoff::start(&args);
     // The site folder may go: a WebSocket route needs no file.
-    drop(site);
-    h
+    serve_site(&args).0
 }
 
 fn run(addr: SocketAddr) {

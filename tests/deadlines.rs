@@ -5,17 +5,9 @@ use common::*;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn server(extra: &[&str]) -> (Handoff, tempfile::TempDir) {
-    let site = site();
-    let root = root_arg(site.path());
-    let mut args = vec!["--root", &root];
-    args.extend_from_slice(extra);
-    (Handoff::start(&args), site)
-}
-
 #[test]
 fn cuts_off_a_client_sending_one_byte_a_second_while_serving_others() {
-    let (h, _site) = server(&["--setup-timeout", "2"]);
+    let (h, _site) = serve_site(&["--setup-timeout", "2"]);
     let started = Instant::now();
     let mut slow = h.connect();
     let addr = h.addr;
@@ -61,7 +53,7 @@ fn cuts_off_a_client_sending_one_byte_a_second_while_serving_others() {
 
 #[test]
 fn closes_a_connection_that_sends_nothing_at_the_setup_deadline() {
-    let (h, _site) = server(&["--setup-timeout", "1"]);
+    let (h, _site) = serve_site(&["--setup-timeout", "1"]);
     let mut s = h.connect();
     let t = Instant::now();
     assert!(closed_within(&mut s, Duration::from_secs(3)));
@@ -70,7 +62,7 @@ fn closes_a_connection_that_sends_nothing_at_the_setup_deadline() {
 
 #[test]
 fn closes_an_idle_keep_alive_connection_at_the_intra_stream_deadline() {
-    let (h, _site) = server(&["--idle-timeout", "1"]);
+    let (h, _site) = serve_site(&["--idle-timeout", "1"]);
     let mut s = h.connect();
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -84,7 +76,7 @@ fn closes_an_idle_keep_alive_connection_at_the_intra_stream_deadline() {
 fn answers_408_when_the_body_stops_arriving() {
     // A WebSocket route reads a body whole before answering (files answer
     // at once and drop it).
-    let (h, _site) = server(&["--body-timeout", "1", "--ws", "/ws=echo"]);
+    let (h, _site) = serve_site(&["--body-timeout", "1", "--ws", "/ws=echo"]);
     let mut s = h.connect();
     s.write_all(b"POST /ws HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         .unwrap();
@@ -134,7 +126,7 @@ fn aborts_a_client_that_stops_reading_and_keeps_serving_others() {
 #[test]
 fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_steady_one_does_not()
 {
-    let (h, _site) = server(&[
+    let (h, _site) = serve_site(&[
         "--body-timeout",
         "2",
         "--body-min-rate",
@@ -185,7 +177,7 @@ fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_gap_is_long_and_a_s
 
 #[test]
 fn a_dropped_body_is_answered_at_once_and_cut_when_it_stalls_past_the_linger() {
-    let (h, _site) = server(&[]);
+    let (h, _site) = serve_site(&[]);
     h.warm(&["/a.txt"]);
     let before = h.settled_fds();
     let mut s = h.connect();

@@ -570,6 +570,23 @@ fn tls_client(
     rustls::StreamOwned::new(conn, tcp)
 }
 
+/// A `wss://` session to `path` at `a` (a TLS listener), trusting `pki`'s
+/// CA: the client's stream and the server's 101.
+fn wss(
+    pki: &Pki,
+    a: std::net::SocketAddr,
+    path: &str,
+) -> (
+    tungstenite::WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+    tungstenite::handshake::client::Response,
+) {
+    tungstenite::client(
+        format!("wss://localhost:{}{path}", a.port()),
+        tls_client(a, &pki.ca()),
+    )
+    .unwrap()
+}
+
 /// Reads slowly: 64 KiB at a time with a pause between.
 struct Slow<S>(S);
 impl<S: Read> Read for Slow<S> {
@@ -599,11 +616,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 fn an_exec_command_behind_wss_is_told_https_and_the_port_the_client_reached() {
     let (pki, _site, h) = wss_server(&["--ws", "/env=exec:env"]);
     let a = h.addr_of("https");
-    let (mut ws, _) = tungstenite::client(
-        format!("wss://localhost:{}/env", a.port()),
-        tls_client(a, &pki.ca()),
-    )
-    .unwrap();
+    let (mut ws, _) = wss(&pki, a, "/env");
     let mut lines = Vec::new();
     while let Ok(m) = ws.read() {
         match m {
@@ -667,11 +680,7 @@ fn holds_the_same_fds_after_tls_and_websocket_abuse() {
     let (pki, _site, h) = wss_server(&["--setup-timeout", "1"]);
     let a = h.addr_of("https");
     // Warm up every path once, then take the baseline.
-    let (mut ws, _) = tungstenite::client(
-        format!("wss://localhost:{}/echo", a.port()),
-        tls_client(a, &pki.ca()),
-    )
-    .unwrap();
+    let (mut ws, _) = wss(&pki, a, "/echo");
     ws.send(Message::text("warm")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("warm"));
     ws.close(None).unwrap();
@@ -695,11 +704,7 @@ fn holds_the_same_fds_after_tls_and_websocket_abuse() {
         let _ = t.read(&mut buf);
         drop(t);
         // wss: a message, then the TCP connection dropped mid-conversation.
-        let (mut ws, _) = tungstenite::client(
-            format!("wss://localhost:{}/echo", a.port()),
-            tls_client(a, &pki.ca()),
-        )
-        .unwrap();
+        let (mut ws, _) = wss(&pki, a, "/echo");
         ws.send(Message::binary(vec![7u8; 100_000])).unwrap();
         if i % 2 == 0 {
             let _ = ws.read();
@@ -743,11 +748,7 @@ fn on_sigterm_a_wss_client_gets_the_workers_1001_close_through_the_relay() {
     use tungstenite::Message;
     let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "10"]);
     let a = h.addr_of("https");
-    let (mut ws, _) = tungstenite::client(
-        format!("wss://localhost:{}/echo", a.port()),
-        tls_client(a, &pki.ca()),
-    )
-    .unwrap();
+    let (mut ws, _) = wss(&pki, a, "/echo");
     ws.send(Message::text("hi")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("hi"));
     h.signal(nix::sys::signal::Signal::SIGTERM);
@@ -772,11 +773,7 @@ fn a_wss_session_goes_on_across_an_upgrade_its_relay_kept_by_the_old_process_unt
     use tungstenite::Message;
     let (pki, _site, mut h) = wss_server(&["--shutdown-timeout", "30"]);
     let a = h.addr_of("https");
-    let (mut ws, _) = tungstenite::client(
-        format!("wss://localhost:{}/echo", a.port()),
-        tls_client(a, &pki.ca()),
-    )
-    .unwrap();
+    let (mut ws, _) = wss(&pki, a, "/echo");
     ws.send(Message::text("before")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("before"));
     h.signal(nix::sys::signal::Signal::SIGUSR2);

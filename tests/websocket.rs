@@ -14,11 +14,9 @@ use tungstenite::{Message, WebSocket};
 type Ws = WebSocket<TcpStream>;
 
 fn ws_server(extra: &[&str]) -> (Handoff, tempfile::TempDir) {
-    let site = site();
-    let root = root_arg(site.path());
-    let mut args = vec!["--root", &root, "--ws", "/echo=echo"];
+    let mut args = vec!["--ws", "/echo=echo"];
     args.extend_from_slice(extra);
-    (Handoff::start(&args), site)
+    serve_site(&args)
 }
 
 fn connect_ws(h: &Handoff, path: &str) -> Ws {
@@ -214,12 +212,7 @@ fn keeps_serving_when_a_worker_is_killed_and_starts_another_within_a_second() {
 }
 
 fn exec_server(route: &str) -> (Handoff, tempfile::TempDir) {
-    let site = site();
-    let root = root_arg(site.path());
-    (
-        Handoff::start(&["--root", &root, "--ws", route, "--ws-workers", "1"]),
-        site,
-    )
+    serve_site(&["--ws", route, "--ws-workers", "1"])
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -408,16 +401,7 @@ fn exec_ends_a_command_that_ignores_its_closed_stdin() {
 
 #[test]
 fn broadcast_delivers_every_message_once_to_three_clients_on_two_workers() {
-    let site = site();
-    let root = root_arg(site.path());
-    let h = Handoff::start(&[
-        "--root",
-        &root,
-        "--ws",
-        "/chat=broadcast",
-        "--ws-workers",
-        "2",
-    ]);
+    let (h, _site) = serve_site(&["--ws", "/chat=broadcast", "--ws-workers", "2"]);
     let mut clients: Vec<Ws> = (0..3).map(|_| connect_ws(&h, "/chat")).collect();
     // Least-loaded placement spreads three clients over both workers.
     let logs = || h.log();
@@ -968,11 +952,7 @@ fn a_worker_answers_from_route_accept_and_env_without_parsing_the_head_and_takes
 /// and none by the worker; an upgrade no worker takes gets one 503 line.
 #[test]
 fn an_upgrade_has_one_access_line_with_its_outcome() {
-    let site = site();
-    let root = root_arg(site.path());
-    let h = Handoff::start(&[
-        "--root",
-        &root,
+    let (h, _site) = serve_site(&[
         "--ws",
         "/echo=echo",
         "--ws-workers",

@@ -9,16 +9,7 @@ use std::io::Write;
 /// (`BodyPlan::Discard`); a WebSocket route reads it whole first, so the
 /// body rules are checked on `/ws`.
 fn server() -> (Handoff, tempfile::TempDir) {
-    let site = site();
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--max-body",
-        "1000",
-        "--ws",
-        "/ws=echo",
-    ]);
-    (h, site)
+    serve_site(&["--max-body", "1000", "--ws", "/ws=echo"])
 }
 
 fn status_of(resp: &str) -> &str {

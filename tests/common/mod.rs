@@ -600,3 +600,13 @@ pub fn upgrade_request(
     }
     req.body(()).unwrap()
 }
+
+/// `handoff serve --root SITE EXTRA…` on the test site (`site()`), which
+/// lives as long as the folder returned with it.
+pub fn serve_site(extra: &[&str]) -> (Handoff, tempfile::TempDir) {
+    let site = site();
+    let root = root_arg(site.path());
+    let mut args = vec!["--root", root.as_str()];
+    args.extend_from_slice(extra);
+    (Handoff::start(&args), site)
+}
