@@ -203,7 +203,18 @@ fn logged_request(h: &Handoff, file: &Path, path: &str) -> String {
                 .to_string();
             !line.is_empty()
         }),
-        "no line for {path}"
+        "no line for {path} in {}: {}\n(beside it: {:?})",
+        file.display(),
+        std::fs::read_to_string(file).unwrap_or_default(),
+        std::fs::read_dir(file.parent().unwrap())
+            .map(|d| d
+                .flatten()
+                .map(|e| (
+                    e.file_name(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ))
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
     );
     line
 }
@@ -321,6 +332,11 @@ fn sigusr1_opens_the_log_file_again_after_it_was_moved_in_workers_too() {
     let rotated = dir.path().join("handoff.log.1");
     std::fs::rename(&file, &rotated).unwrap();
     h.signal(nix::sys::signal::Signal::SIGUSR1);
+    // A request served before the signal is handled still goes to the old
+    // file, as with any server; the line says when it was.
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&file).is_ok_and(|l| l.contains("the log file is opened again"))
+    }));
     let line = logged_request(&h, &file, "/b.txt");
     assert!(line.contains("\"GET /b.txt HTTP/1.1\" 200"), "{line}");
     let old = std::fs::read_to_string(&rotated).unwrap();
@@ -353,8 +369,13 @@ fn sigusr1_passed_on_while_a_worker_starts_kills_none() {
             std::thread::sleep(Duration::from_micros(200));
         }
     };
-    let worker = children_of(h.pid() as i32);
-    assert_eq!(worker.len(), 1);
+    // The pool starts its worker a moment after the address is printed.
+    let mut worker = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        worker = children_of(h.pid() as i32);
+        worker.len() == 1
+            && std::fs::read_to_string(&file).is_ok_and(|l| l.contains("WebSocket worker ready"))
+    }));
     // Killed: the pool starts another 100 ms later, inside the storm.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker[0]),

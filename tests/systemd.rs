@@ -773,6 +773,16 @@ fn logrotate_rotates_the_log_file_of_the_service_and_its_workers() {
     let worker = c.ok(&format!("pgrep -P {pid}"));
 
     c.ok("logrotate -f /etc/logrotate.d/handoff");
+    // Served before the signal is handled, a request would still be logged
+    // in the old file; the service says when it has opened the new one.
+    assert!(
+        wait_until(Duration::from_secs(5), || has(
+            file,
+            "the log file is opened again"
+        )),
+        "{}",
+        c.ok(&format!("ls -l /var/log/handoff; cat {file}"))
+    );
     assert!(
         c.ok("curl -s http://127.0.0.1:8080/b.txt -o /dev/null -w '%{http_code}'")
             .contains("404")

@@ -610,8 +610,14 @@ fn on_sigterm_websocket_clients_get_a_1001_close_and_the_server_exits() {
 #[test]
 fn a_worker_that_does_not_take_a_connection_in_time_is_killed_and_only_one_answer_goes_out() {
     let (h, _site) = ws_server(&["--ws-workers", "1", "--ws-ack-timeout", "0.5"]);
-    let before = worker_pids(&h);
-    assert_eq!(before.len(), 1, "{before:?}");
+    // The pool starts its worker a moment after the address is printed.
+    // Wait for the pool's word that it runs: stopped between fork and exec,
+    // it would hold the pool inside `spawn` (which waits for the exec).
+    let mut before = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        before = worker_pids(&h);
+        before.len() == 1 && h.log().contains("WebSocket worker ready")
+    }));
     let stopped = nix::unistd::Pid::from_raw(before[0]);
     // Made slow on purpose: the worker cannot read its queue.
     nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).unwrap();

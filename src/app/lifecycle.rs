@@ -190,6 +190,10 @@ impl Lifecycle<'_> {
                 continue;
             }
             if sig == signal_hook::consts::SIGUSR1 {
+                // The log's flag was set in the same handler: writing this
+                // line opens the file again, so it is the new file's first
+                // (logrotate's postrotate can wait for it).
+                tracing::info!("SIGUSR1: the log file is opened again");
                 if let Some(pool) = &self.ws_pool {
                     pool.signal_workers(nix::sys::signal::Signal::SIGUSR1);
                 }

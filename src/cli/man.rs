@@ -37,8 +37,9 @@ systemd, RELOADING=1, then the new process's MAINPID= and READY=1 (or,
 if it fails, READY=1 again from the old one).
 .TP
 \fBSIGUSR1\fR
-Open the log file again (after logrotate moved it), and pass the signal on
-to the WebSocket workers (\fBsystemctl kill --kill-who=main -s USR1
+Open the log file again (after logrotate moved it), writing
+"SIGUSR1: the log file is opened again" as the new file's first line, and
+pass the signal on to the WebSocket workers (\fBsystemctl kill --kill-who=main -s USR1
 handoff\fR: the main process alone, as programs of exec routes would die
 of it).
 .SH ENVIRONMENT
