@@ -151,13 +151,20 @@ fn a_new_binary_that_exits_at_once_leaves_the_old_one_serving() {
     );
 }
 
-#[test]
-fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
-    let site = site();
+/// A "new binary" that starts and never says READY (`HANDOFF_UPGRADE_EXE`),
+/// in a folder that lives as long as the first value.
+fn never_ready_binary() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("hangs");
     std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (dir, script)
+}
+
+#[test]
+fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
+    let site = site();
+    let (_dir, script) = never_ready_binary();
     let h = Handoff::start_env(
         &[("HANDOFF_UPGRADE_EXE", script.to_str().unwrap())],
         &["--root", &root_arg(site.path()), "--upgrade-timeout", "1"],
@@ -201,10 +208,7 @@ fn a_new_binary_that_never_becomes_ready_is_killed_at_the_deadline() {
 #[test]
 fn sigterm_while_an_upgrade_is_starting_leaves_no_process_behind() {
     let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("hangs");
-    std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_dir, script) = never_ready_binary();
     let mut h = Handoff::start_env(
         &[("HANDOFF_UPGRADE_EXE", script.to_str().unwrap())],
         &["--root", &root_arg(site.path()), "--upgrade-timeout", "30"],

@@ -803,13 +803,7 @@ fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
         if let Some(uid) = extra {
             cmd.args(["--allow-uid", uid]);
         }
-        let worker = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let _worker = KillOnDrop(worker);
-        assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+        let _worker = standalone_worker(&mut cmd, &sock);
         // As a socket unit with SocketMode=0666 would make it.
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
         // 4 is REFUSE in the wire format.
@@ -827,6 +821,19 @@ fn a_worker_on_its_own_socket_refuses_peers_of_other_uids_unless_allowed() {
             );
         }
     }
+}
+
+/// Starts `cmd` (a `handoff ws-worker --socket SOCK …`) with its output
+/// dropped, and waits for its socket; it is killed when dropped.
+fn standalone_worker(cmd: &mut std::process::Command, sock: &std::path::Path) -> KillOnDrop {
+    let worker = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let worker = KillOnDrop(worker);
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    worker
 }
 
 struct KillOnDrop(std::process::Child);
@@ -887,15 +894,12 @@ fn a_worker_answers_from_route_accept_and_env_without_parsing_the_head_and_takes
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("worker.sock");
-    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["ws-worker", "--socket", sock.to_str().unwrap()])
-        .args(["--ws", "/echo=echo", "--ws", "/env=exec:env"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _worker = KillOnDrop(worker);
-    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let _worker = standalone_worker(
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["ws-worker", "--socket", sock.to_str().unwrap()])
+            .args(["--ws", "/echo=echo", "--ws", "/env=exec:env"]),
+        &sock,
+    );
     let ctl = fdpass::seqpacket_connect(&sock).unwrap();
 
     let (mut ours, theirs) = UnixStream::pair().unwrap();

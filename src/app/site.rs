@@ -5,7 +5,7 @@ use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
 use crate::ws::handshake;
 use crate::ws::origin::OriginPolicy;
-use crate::ws::route::Route;
+use crate::ws::route::{Mode, Route};
 
 /// What `serve` answers: WebSocket paths are handed off to the workers (a
 /// bad upgrade gets 400, a wrong version or a plain request 426), anything
@@ -33,15 +33,21 @@ impl Handler for Site {
                 Ok(()) => {
                     // What the worker would otherwise parse again.
                     let key = req.header_bytes("sec-websocket-key").unwrap_or_default();
-                    res.hand_off_with(handshake::Accepted {
-                        route: route.path.clone(),
-                        accept: tungstenite::handshake::derive_accept_key(key.trim_ascii()),
-                        env: crate::ws::exec::request_environment(
+                    // Only an `exec:` command reads the request's variables;
+                    // the others' worker needs the target alone (its log line).
+                    let env = match route.mode {
+                        Mode::Exec { .. } => crate::ws::exec::request_environment(
                             req.method(),
                             req.target(),
                             &route.path,
                             req.headers(),
                         ),
+                        _ => vec![("REQUEST_URI".into(), req.target().into())],
+                    };
+                    res.hand_off_with(handshake::Accepted {
+                        route: route.path.clone(),
+                        accept: tungstenite::handshake::derive_accept_key(key.trim_ascii()),
+                        env,
                     });
                 }
                 Err(why) => {

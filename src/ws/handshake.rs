@@ -13,7 +13,7 @@ pub(crate) struct Accepted {
     /// `Sec-WebSocket-Accept` for the request's key.
     pub accept: String,
     /// An `exec:` route's request variables (`exec::request_environment`);
-    /// empty for the others.
+    /// for the others, `REQUEST_URI` alone.
     pub env: Vec<(String, String)>,
 }
 
