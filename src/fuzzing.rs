@@ -329,34 +329,36 @@ impl Handler for Numbered {
     }
 }
 
-/// Takes all queued output as the I/O layer would (also the engine
-/// tests' harness).
+/// Takes all queued output through the same `drain_into` the I/O layer
+/// uses, into memory (also the engine tests' harness).
 pub(crate) fn drain(conn: &mut Conn) -> std::io::Result<Vec<u8>> {
-    let mut all = Vec::new();
-    let out = conn.output();
-    loop {
-        out.prepare()?;
-        let mut iov = [IoSlice::new(&[]); 16];
-        let n = out.gather(&mut iov);
-        if n > 0 {
-            let total: usize = iov[..n].iter().map(|s| s.len()).sum();
-            for s in &iov[..n] {
-                all.extend_from_slice(s);
-            }
-            out.advance(total);
-            continue;
+    let mut all = ToMemory(Vec::new());
+    conn.output().drain_into(&mut all)?;
+    Ok(all.0)
+}
+
+/// A sink that takes everything: output gathered in memory.
+struct ToMemory(Vec<u8>);
+
+impl crate::http::output::Sink for ToMemory {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for s in iov {
+            self.0.extend_from_slice(s);
+            n += s.len();
         }
-        if let Some(f) = out.front_file() {
-            let mut buf = vec![0; f.left as usize];
-            f.file.read_exact_at(&mut buf, *f.offset)?;
-            all.extend_from_slice(&buf);
-            let left = f.left;
-            out.advance_file(left);
-            continue;
-        }
-        break;
+        Ok(n)
     }
-    Ok(all)
+    fn file_step(&self, left: u64) -> usize {
+        left as usize
+    }
+    fn file(&mut self, f: crate::http::output::FileSlice<'_>) -> std::io::Result<usize> {
+        let start = self.0.len();
+        self.0.resize(start + f.left as usize, 0);
+        f.file.read_exact_at(&mut self.0[start..], *f.offset)?;
+        *f.offset += f.left;
+        Ok(f.left as usize)
+    }
 }
 
 /// One connection fed arbitrary bytes in arbitrary pieces, as the I/O

@@ -35,7 +35,6 @@ pub mod api;
 pub mod app;
 pub mod blocking;
 pub mod cli;
-pub(crate) mod conn_io;
 pub(crate) mod files;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
@@ -49,7 +48,6 @@ mod metrics;
 pub(crate) mod notify;
 pub(crate) mod pass;
 pub mod proxy;
-pub(crate) mod relay;
 pub(crate) mod server;
 pub(crate) mod ws;
 

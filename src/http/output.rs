@@ -59,7 +59,49 @@ pub(crate) struct FileSlice<'a> {
     pub left: u64,
 }
 
+/// Where queued output goes: straight to the socket (`writev`, `sendfile`)
+/// or into a TLS session as plaintext. Each takes what it can; 0 means it
+/// is full for now.
+pub(crate) trait Sink {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// How much of a file it is offered at once.
+    fn file_step(&self, left: u64) -> usize;
+    /// Takes up to `file_step` bytes of the file from `*f.offset`,
+    /// advancing the offset.
+    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize>;
+}
+
 impl Output {
+    /// Moves what the output queue holds into `sink` until the queue is empty
+    /// or the sink takes less than it was offered. Returns whether anything
+    /// moved and whether the sink is full.
+    pub(crate) fn drain_into(&mut self, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
+        let mut moved = false;
+        loop {
+            self.prepare()?;
+            let mut iov = [IoSlice::new(&[]); 32];
+            let n = self.gather(&mut iov);
+            let (offered, took) = if n > 0 {
+                let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
+                let w = sink.vectored(&iov[..n])?;
+                self.advance(w);
+                (offered, w)
+            } else {
+                let Some(f) = self.front_file() else {
+                    return Ok((moved, false));
+                };
+                let offered = sink.file_step(f.left);
+                let w = sink.file(f)?;
+                self.advance_file(w as u64);
+                (offered, w)
+            };
+            moved |= took > 0;
+            if took < offered {
+                return Ok((moved, true));
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

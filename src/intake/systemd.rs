@@ -26,7 +26,7 @@ pub(crate) enum Role {
 /// The fd name that gives a listener framed so its role back: `http`,
 /// `https` or `auto`, then `-proxy` (either PROXY version), `-proxy-v1` or
 /// `-proxy-v2` when its connections start with a PROXY header.
-pub(crate) fn name_for(f: crate::conn_io::Wrapping) -> String {
+pub(crate) fn name_for(f: crate::server::Wrapping) -> String {
     let base = match f.tls {
         crate::tls::TlsMode::Off => "http",
         crate::tls::TlsMode::On => "https",
@@ -105,7 +105,7 @@ mod tests {
                 Some(ProxyMode::V2),
                 Some(ProxyMode::Any),
             ] {
-                let name = name_for(crate::conn_io::Wrapping { tls, proxy });
+                let name = name_for(crate::server::Wrapping { tls, proxy });
                 assert_eq!(proxy_of(&name), proxy, "{name}");
                 assert_ne!(role(&name), Role::Control, "{name}");
             }

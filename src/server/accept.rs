@@ -12,7 +12,7 @@ use mio::Registry;
 use mio::unix::SourceFd;
 
 use super::Socket;
-use crate::conn_io::Wrapping;
+use super::connection::Wrapping;
 use crate::sys::{self, Addr, would_block};
 
 /// Listener tokens are this plus the listener's index, apart from the

@@ -6,8 +6,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::{self, Queued};
+use super::connection::Wrapping;
 use super::{Added, Server, Socket};
-use crate::conn_io::Wrapping;
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -56,7 +56,7 @@ impl Server {
         if sock.wrapping.tls != TlsMode::Off && self.shared.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                crate::conn_io::NO_CERTIFICATE,
+                super::connection::NO_CERTIFICATE,
             ));
         }
         let kind = sock.classify_and_prepare()?;
@@ -77,7 +77,11 @@ impl Server {
             return Ok(Added::Listener(local));
         }
         let peer = peer.unwrap_or_else(|| sys::peer_addr(fd.as_fd()));
-        if !self.conns.try_reserve(self.shared.opts.max_concurrent) {
+        if !self
+            .conns
+            .budget
+            .try_reserve(self.shared.opts.max_concurrent)
+        {
             let pre_read = pre_read.to_vec();
             let q = Queued {
                 fd,
@@ -113,7 +117,7 @@ impl Server {
 
     /// May the server take another connection now?
     pub(super) fn can_accept(&self) -> bool {
-        let (opts, in_use) = (&self.shared.opts, self.conns.in_use());
+        let (opts, in_use) = (&self.shared.opts, self.conns.budget.in_use());
         self.admission
             .is_open(self.shared.draining, in_use, opts.max_concurrent)
     }
@@ -121,7 +125,7 @@ impl Server {
     /// Accepts from a ready listener and adopts what it gave.
     pub(super) fn accept_from(&mut self, token: usize) {
         if self.can_accept() {
-            let in_use = self.conns.in_use();
+            let in_use = self.conns.budget.in_use();
             let got = self
                 .admission
                 .batch(token, in_use, &self.shared.opts, self.now);
@@ -133,7 +137,7 @@ impl Server {
     /// Closes the listeners for good and adopts what waited in their
     /// backlogs (`Admission::stop`).
     pub(super) fn stop_accepting(&mut self) {
-        let in_use = self.conns.in_use();
+        let in_use = self.conns.budget.in_use();
         let got = self
             .admission
             .stop(self.poll.registry(), in_use, &self.shared.opts);
@@ -155,11 +159,15 @@ impl Server {
     /// re-enters from inside closing.
     pub(super) fn admit(&mut self) {
         while !self.admission.closed && !self.admission.queued.is_empty() {
-            if !self.conns.try_reserve(self.shared.opts.max_concurrent) {
+            if !self
+                .conns
+                .budget
+                .try_reserve(self.shared.opts.max_concurrent)
+            {
                 break;
             }
             let Some(q) = self.admission.queued.pop() else {
-                self.conns.unreserve();
+                self.conns.budget.unreserve();
                 break;
             };
             if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping) {

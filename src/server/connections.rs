@@ -1,13 +1,14 @@
 //! The table of served connections, by token, and their deadlines: a
 //! connection enters (`insert`), is driven (`drive`, `fire_timers`,
 //! `reply`) and leaves (`remove`) here. What leaves by a hand-off is given
-//! back to the server, which knows where it goes.
+//! back to the server, which knows where it goes. Slots under
+//! `max_concurrent` are counted by `Budget`, deadlines by `Timers`.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
@@ -15,10 +16,9 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::Shared;
-use super::connection::{Connection, Engine, Outcome, Readiness};
+use super::budget::Budget;
+use super::connection::{Connection, Engine, Io, Outcome, Readiness, Transport, Wrapping};
 use super::timers::Timers;
-use crate::conn_io::Transport;
-use crate::conn_io::Wrapping;
 use crate::http::deferred::{Job, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
@@ -38,11 +38,9 @@ pub(super) struct Connections {
     /// Connections handed off, out of the table, for the server to give
     /// to its hook (`next_handed`).
     handed: VecDeque<Leaving>,
-    /// This table's size, for other threads (`Inbox::load`).
-    load: Arc<AtomicUsize>,
-    /// Slots taken under `max_concurrent` by every loop sharing the
-    /// budget (`Server::share_limit`); `None`: this table alone counts.
-    shared: Option<Arc<AtomicUsize>>,
+    /// Slots under `max_concurrent`; kept up to date as connections
+    /// enter and leave.
+    pub(super) budget: Budget,
     /// Handing over (`Server::hand_over`): where idle connections go.
     mover: Option<Mover>,
 }
@@ -60,8 +58,7 @@ impl Connections {
             timers: Timers::default(),
             next_gen: 0,
             handed: VecDeque::new(),
-            load,
-            shared: None,
+            budget: Budget::new(load),
             mover: None,
         }
     }
@@ -92,7 +89,7 @@ impl Connections {
         let Engine::Parked(p) = &c.engine else {
             return;
         };
-        match c.transport {
+        match c.io.transport {
             Transport::Plain => {}
             // Nothing read yet on an `auto` listener: whether it speaks TLS
             // is not known; it moves (or closes) once it has said.
@@ -105,48 +102,9 @@ impl Connections {
                 return;
             }
         }
-        match mover(c.fd.as_fd(), p.peer()) {
+        match mover(c.io.fd.as_fd(), p.peer()) {
             Ok(()) => drop(self.remove(registry, token, shared)),
             Err(e) => tracing::warn!(peer = %p.peer(), "handing over: kept a connection: {e}"),
-        }
-    }
-
-    /// Counts slots in a budget shared with other loops from now on.
-    pub(super) fn share(&mut self, budget: Arc<AtomicUsize>) {
-        budget.fetch_add(self.entries.len(), Ordering::AcqRel);
-        self.shared = Some(budget);
-    }
-
-    /// Is the budget shared with other loops?
-    pub(super) fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
-    /// Slots taken: by every loop sharing the budget, or by this one.
-    pub(super) fn in_use(&self) -> usize {
-        match &self.shared {
-            Some(b) => b.load(Ordering::Acquire),
-            None => self.entries.len(),
-        }
-    }
-
-    /// Takes a slot if fewer than `max` are taken (atomically against the
-    /// other loops sharing the budget). `insert` fills it; `unreserve`
-    /// gives it back if that fails.
-    pub(super) fn try_reserve(&self, max: usize) -> bool {
-        match &self.shared {
-            Some(b) => b
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                    (v < max).then_some(v + 1)
-                })
-                .is_ok(),
-            None => self.entries.len() < max,
-        }
-    }
-
-    pub(super) fn unreserve(&self) {
-        if let Some(b) = &self.shared {
-            b.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -181,7 +139,7 @@ impl Connections {
     ) -> io::Result<usize> {
         let r = self.try_insert(registry, new, now, shared);
         if r.is_err() {
-            self.unreserve();
+            self.budget.unreserve();
         }
         r
     }
@@ -208,22 +166,24 @@ impl Connections {
         )?;
         self.next_gen += 1;
         self.entries.insert(Box::new(Connection {
-            fd,
-            engine: Engine::Busy(Box::new(conn)),
-            transport,
-            ready: Readiness {
-                // Draining, a connection from the backlog is read at once:
-                // its request is what it is being accepted for, and without
-                // bytes it would be judged idle and closed.
-                readable: shared.draining,
-                writable: true,
-                peer_closed: false,
+            io: Io {
+                fd,
+                transport,
+                ready: Readiness {
+                    // Draining, a connection from the backlog is read at
+                    // once: its request is what it is being accepted for,
+                    // and without bytes it would be judged idle and closed.
+                    readable: shared.draining,
+                    writable: true,
+                    fin_queued: false,
+                },
             },
+            engine: Engine::Busy(Box::new(conn)),
             generation: self.next_gen,
             timer_at: None,
         }));
         crate::metrics::inc(crate::metrics::M::Opened);
-        self.load.store(self.entries.len(), Ordering::Relaxed);
+        self.budget.publish(self.entries.len());
         Ok(token)
     }
 
@@ -238,9 +198,9 @@ impl Connections {
     ) -> Option<Connection> {
         let c = self.entries.try_remove(token)?;
         crate::metrics::inc(crate::metrics::M::Closed);
-        self.load.store(self.entries.len(), Ordering::Relaxed);
-        self.unreserve();
-        let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
+        self.budget.publish(self.entries.len());
+        self.budget.unreserve();
+        let _ = registry.deregister(&mut SourceFd(&c.io.fd.as_raw_fd()));
         let mut c = *c;
         if let Engine::Busy(b) = &mut c.engine {
             b.release_buffers(&mut shared.pool);
@@ -258,7 +218,7 @@ impl Connections {
         registry: &Registry,
     ) {
         if let Some(c) = self.entries.get_mut(token) {
-            c.ready.update(ev);
+            c.io.ready.update(ev);
             self.drive(token, now, shared, registry);
         }
     }
@@ -380,7 +340,7 @@ impl Connections {
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
             if let Some(c) = self.entries.get_mut(t) {
-                c.ready.readable = true;
+                c.io.ready.readable = true;
                 self.drive(t, now, shared, registry);
             }
         }

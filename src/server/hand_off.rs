@@ -7,10 +7,10 @@ use std::os::fd::AsFd;
 
 use mio::Registry;
 
+use super::connection::Relays;
+use super::connection::Transport;
 use super::connections::Leaving;
-use super::relays::Relays;
 use super::{AccessLine, HandedOff};
-use crate::conn_io::Transport;
 use crate::sys;
 
 /// What the application does with a handed-off connection.
@@ -21,7 +21,7 @@ pub(super) type Hook = Box<dyn FnMut(HandedOff)>;
 pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Registry, h: Leaving) {
     let (c, taken) = h;
     let peer = c.engine.peer().clone();
-    let local = sys::local_addr(c.fd.as_fd());
+    let local = sys::local_addr(c.io.fd.as_fd());
     let Some(crate::http::Taken {
         head,
         rest,
@@ -36,7 +36,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
         tracing::error!(%peer, "a handler handed off a connection but no hand-off hook is set; closed");
         return access.write(None, "handed off, but no hand-off hook: closed");
     };
-    match c.transport {
+    match c.io.transport {
         Transport::Tls(tls) => match sys::fdpass::stream_pair() {
             Ok((ours, theirs)) => {
                 hook(HandedOff {
@@ -49,7 +49,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
                     context,
                     access,
                 });
-                relays.start(registry, c.fd, tls, ours);
+                relays.start(registry, c.io.fd, tls, ours);
             }
             Err(e) => {
                 tracing::error!(%peer, "no socketpair for a TLS hand-off: {e}; closed");
@@ -57,7 +57,7 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
             }
         },
         _ => hook(HandedOff {
-            socket: c.fd,
+            socket: c.io.fd,
             head,
             rest,
             peer,

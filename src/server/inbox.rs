@@ -28,6 +28,15 @@ pub struct Ticket(u64);
 /// A deferred response's job (`None`: the reply was dropped).
 pub(super) type Mail = (ReplyKey, Option<Job>);
 
+/// What other threads sent since the loop last looked. The inbox only
+/// carries messages; what they mean is the loop's (`Server::deliver`).
+pub(super) struct Delivery {
+    pub(super) commands: Vec<Command>,
+    /// Sockets to adopt, each sender told the outcome.
+    pub(super) sockets: Vec<Submission>,
+    pub(super) mail: Vec<Mail>,
+}
+
 /// What another thread may ask of the loop as a whole (the thread running
 /// the lifecycle, for the other loops of `--threads`).
 pub(super) enum Command {
@@ -127,24 +136,19 @@ impl Inbox {
         self.waker.wake()
     }
 
-    /// Commands since the last call, in order.
-    pub(super) fn take_commands(&self) -> Vec<Command> {
-        take(&self.commands)
-    }
-
     /// Makes the loop's current `step` return.
     pub fn wake(&self) -> io::Result<()> {
         self.waker.wake()
     }
 
-    /// Everything submitted since the last call, in order.
-    pub(super) fn take_submissions(&self) -> Vec<(Ticket, Submission)> {
-        take(&self.queue)
-    }
-
-    /// Deferred responses' jobs since the last call.
-    pub(super) fn take_mail(&self) -> Vec<Mail> {
-        take(&self.replies)
+    /// Everything sent since the last call, for the loop to act on in the
+    /// order `Delivery` gives: commands, sockets, deferred responses' jobs.
+    pub(super) fn take(&self) -> Delivery {
+        Delivery {
+            commands: take(&self.commands),
+            sockets: take(&self.queue).into_iter().map(|(_, s)| s).collect(),
+            mail: take(&self.replies),
+        }
     }
 }
 
@@ -156,39 +160,6 @@ impl Mailer for Inbox {
             .unwrap_or_else(|e| e.into_inner())
             .push((key, job));
         let _ = self.waker.wake();
-    }
-}
-
-/// Delivers what other threads sent the loop, in this order: commands,
-/// sockets to adopt (each sender told the outcome), deferred responses'
-/// jobs to their connections.
-pub(super) fn deliver(server: &mut super::Server) {
-    for c in server.inbox.take_commands() {
-        match c {
-            Command::Drain => server.drain(),
-            Command::Close => server.close(),
-            Command::Tls(cfg) => server.set_tls(cfg),
-            Command::HandOver(m) => server.hand_over(m),
-        }
-    }
-    for (_, m) in server.inbox.take_submissions() {
-        // A sender told "shutting down" still owns its socket and can give
-        // it to a process that is not.
-        let r = if server.shared.draining {
-            Err(io::Error::other("shutting down"))
-        } else {
-            server.adopt(m.socket, &m.pre_read, true)
-        };
-        if let Some(reply) = m.reply {
-            let _ = reply.send(r);
-        }
-    }
-    for (key, job) in server.inbox.take_mail() {
-        let registry = server.poll.registry();
-        server
-            .conns
-            .reply(key, job, server.now, &mut server.shared, registry);
-        server.give_handed();
     }
 }
 

@@ -9,10 +9,12 @@
 //! - `options.rs`: what the server is told (options, sockets);
 //! - `accept.rs`: listeners, the accept policy, the queue under
 //!   `max_concurrent`;
-//! - `connection.rs`: one connection's `ready()`;
+//! - `connection/`: the connection room: one connection's socket,
+//!   transport and engine, and its `ready()`; the `wss://` relays;
+//! - `connections.rs`: the table of connections, by token;
 //! - `timers.rs`, `date.rs`, `inbox.rs`: deadlines, the `Date` header, and
 //!   what other threads send the loop;
-//! - `relays.rs`: TLS WebSockets relayed to workers.
+//! - `hand_off.rs`: where a connection a handler handed off goes.
 //!
 //! Draining (`Server::drain`) answers every request whose bytes reached
 //! us: connections waiting in a listener's backlog are accepted before it
@@ -41,6 +43,7 @@
 
 mod accept;
 mod adopt;
+mod budget;
 mod connection;
 mod connections;
 mod date;
@@ -48,7 +51,6 @@ mod hand_off;
 mod inbox;
 mod observe;
 mod options;
-mod relays;
 mod timers;
 
 use std::io;
@@ -62,10 +64,12 @@ use crate::http::deferred::Mailer;
 use crate::http::{BufPool, Ctx, Handler, Spare};
 use crate::sys::Addr;
 use accept::{Admission, LISTENER_TOKENS};
+use connection::{RELAY_TOKENS, Relays};
 use connections::Connections;
 use date::DateCache;
-use relays::{RELAY_TOKENS, Relays};
+use inbox::Command;
 
+pub(crate) use connection::Wrapping;
 pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{AccessLine, Added, HandedOff, Options, Socket};
@@ -189,7 +193,7 @@ impl Server {
     /// thread): `max_concurrent` then holds for all of them together. Call
     /// it before adding sockets.
     pub fn share_limit(&mut self, budget: Arc<std::sync::atomic::AtomicUsize>) {
-        self.conns.share(budget);
+        self.conns.budget.share(budget);
     }
 
     /// A copy of every listener (a new fd on the same socket, with its TLS
@@ -212,11 +216,44 @@ impl Server {
         }
     }
 
+    /// Acts on what other threads sent: commands, then sockets to adopt
+    /// (each sender told the outcome), then deferred responses' jobs.
+    fn deliver(&mut self) {
+        let delivery = self.inbox.take();
+        for c in delivery.commands {
+            match c {
+                Command::Drain => self.drain(),
+                Command::Close => self.close(),
+                Command::Tls(cfg) => self.set_tls(cfg),
+                Command::HandOver(m) => self.hand_over(m),
+            }
+        }
+        for m in delivery.sockets {
+            // A sender told "shutting down" still owns its socket and can
+            // give it to a process that is not.
+            let r = if self.shared.draining {
+                Err(io::Error::other("shutting down"))
+            } else {
+                self.adopt(m.socket, &m.pre_read, true)
+            };
+            if let Some(reply) = m.reply {
+                let _ = reply.send(r);
+            }
+        }
+        for (key, job) in delivery.mail {
+            let registry = self.poll.registry();
+            self.conns
+                .reply(key, job, self.now, &mut self.shared, registry);
+            self.give_handed();
+        }
+    }
+
     /// How long the loop may wait before it must be stepped again: the next
     /// deadline, zero if a listener has work left, `None` for no limit.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let budget = self.conns.is_shared() && !self.admission.paused && !self.shared.draining;
+        let budget =
+            self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
@@ -235,7 +272,7 @@ impl Server {
         self.shared.date.refresh();
         for ev in events.iter() {
             match ev.token().0 {
-                WAKER => inbox::deliver(self),
+                WAKER => self.deliver(),
                 t if t >= LISTENER_TOKENS => {
                     self.admission.listeners.set_ready(t);
                     self.accept_from(t);
@@ -354,7 +391,7 @@ impl Server {
     /// Connections served by every server sharing this one's budget
     /// (`share_limit`), or by this one.
     pub fn connections_in_budget(&self) -> usize {
-        self.conns.in_use()
+        self.conns.budget.in_use()
     }
 
     /// Connected sockets waiting for a slot.

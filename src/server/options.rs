@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use crate::conn_io::Wrapping;
+use super::connection::Wrapping;
 use crate::http::{Limits, Timeouts};
 use crate::proxy::ProxyMode;
 use crate::sys::{self, Addr, SockKind};

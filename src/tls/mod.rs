@@ -3,7 +3,7 @@
 //! when `.ctx` is nil), reloading, and whether the kernel offers TLS.
 //!
 //! The TLS session itself runs inside the event loop as a non-blocking
-//! state of the connection (`server/connection.rs`); nothing here blocks.
+//! state of the connection (`server/connection/`); nothing here blocks.
 
 pub(crate) mod pump;
 use std::io;

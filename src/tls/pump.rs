@@ -1,5 +1,5 @@
 //! Moving TLS records between a rustls session and a non-blocking socket,
-//! for every place that does it: a served connection (`conn_io`), its
+//! for every place that does it: a served connection (`server/connection/io.rs`), its
 //! sniffed first bytes, and the relay of a `wss://` connection handed to a
 //! worker. Plaintext is the caller's business; records are this file's.
 

@@ -4,14 +4,15 @@
 //! state of the connection in the loop: nothing here blocks.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use mio::event::Event;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::http::output::{FileSlice, Output, SENDFILE_MAX};
+use crate::http::output::{FileSlice, SENDFILE_MAX, Sink};
 use crate::http::{BufPool, Conn, Limits};
 use crate::proxy::{self as proxy_header, ProxyMode};
 use crate::sys;
@@ -134,24 +135,110 @@ impl std::fmt::Display for Broken {
     }
 }
 
-/// Reads what the socket has into the engine. `Ok(true)` if anything moved.
-/// `peer_closed`: the readiness event said the peer sent its FIN
-/// (`EPOLLRDHUP`), so a short read has not seen everything: the end of
-/// input is still to be read, and no new edge will announce it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn read(
+/// A connection's end of the wire: its socket, what wraps its HTTP bytes,
+/// and the readiness the kernel last reported. `Connection::ready` moves
+/// bytes between this and the engine with `read`, `write` and `shutdown`.
+pub(crate) struct Io {
+    pub(crate) fd: OwnedFd,
+    pub(crate) transport: Transport,
+    pub(crate) ready: Readiness,
+}
+
+/// Readiness reported by edge-triggered events, remembered until acted on.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The kernel reported the peer's FIN (`EPOLLRDHUP`) queued behind the
+    /// data: a short read has not seen everything, and no new edge will
+    /// announce the rest. Not the end of input itself: that is stored
+    /// once, in the engine (`Conn::on_eof`, when a read returns 0).
+    pub(crate) fin_queued: bool,
+}
+
+impl Readiness {
+    /// Adds what an event reports. Errors and hang-ups count as ready both
+    /// ways: the next read or write says what happened.
+    pub(crate) fn update(&mut self, ev: &Event) {
+        self.fin_queued |= ev.is_read_closed();
+        self.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+        self.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+    }
+
+    /// After a read of `n` bytes into `room`: a short read drained the
+    /// socket (the next arrival raises a new edge), unless a FIN came with
+    /// the data, which raises none: then read once more to see the end.
+    fn after_read(&mut self, n: usize, room: usize) {
+        self.readable = n == room || self.fin_queued;
+    }
+}
+
+impl Io {
+    /// Reads what the socket has into the engine. `Ok(true)` if anything
+    /// moved.
+    pub(crate) fn read(
+        &mut self,
+        conn: &mut Conn,
+        pool: &mut BufPool,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<bool, Broken> {
+        let fd = self.fd.as_fd();
+        read(
+            fd,
+            &mut self.transport,
+            &mut self.ready,
+            conn,
+            pool,
+            limits,
+            now,
+        )
+    }
+
+    /// Writes what the engine owes until done or the socket is full.
+    /// `Ok(true)` if anything was written.
+    pub(crate) fn write(&mut self, conn: &mut Conn, now: Instant) -> io::Result<bool> {
+        let fd = self.fd.as_fd();
+        let writable = &mut self.ready.writable;
+        match &mut self.transport {
+            Transport::Plain | Transport::Sniff(_) | Transport::Proxy { .. } => {
+                write_plain(fd, conn, writable, now)
+            }
+            Transport::Tls(t) => write_tls(fd, t, conn, writable, now),
+        }
+    }
+
+    /// Can it write now, and is there anything to write (plaintext queued,
+    /// or TLS records)?
+    pub(crate) fn wants_write(&self, conn: &mut Conn) -> bool {
+        self.ready.writable && self.transport.wants_write(conn)
+    }
+
+    /// Our side is done: a TLS session says so (close_notify) before the
+    /// socket's write side is shut.
+    pub(crate) fn shutdown(&mut self) -> io::Result<()> {
+        let fd = self.fd.as_fd();
+        if let Transport::Tls(t) = &mut self.transport {
+            t.send_close_notify();
+            // Best effort: a peer that does not read gets a FIN without it.
+            let _ = pump::write_records(t, fd);
+        }
+        sys::shutdown_write(fd)
+    }
+}
+
+fn read(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
+    ready: &mut Readiness,
     conn: &mut Conn,
-    readable: &mut bool,
-    peer_closed: bool,
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
 ) -> Result<bool, Broken> {
     match transport {
         Transport::Plain | Transport::Sniff(_) => {
-            if !*readable {
+            if !ready.readable {
                 return Ok(false);
             }
             let Some(buf) = conn.read_buf(pool, limits) else {
@@ -161,19 +248,16 @@ pub(crate) fn read(
             let moved = match sys::read(fd, buf) {
                 Ok(0) => {
                     conn.on_eof();
-                    *readable = false;
+                    ready.readable = false;
                     true
                 }
                 Ok(n) => {
                     conn.filled(n, now);
-                    // A short read drained the socket; the next arrival
-                    // raises a new edge. A FIN that came with the data
-                    // raises none: read once more to see the end.
-                    *readable = n == room || peer_closed;
+                    ready.after_read(n, room);
                     true
                 }
                 Err(e) if would_block(&e) => {
-                    *readable = false;
+                    ready.readable = false;
                     false
                 }
                 Err(e) => return Err(Broken::Io("read", e)),
@@ -193,7 +277,7 @@ pub(crate) fn read(
                 match proxy_header::parse(*mode, buf) {
                     proxy_header::Parsed::Done { len, peer, .. } => break (len, peer),
                     proxy_header::Parsed::Bad(why) => return Err(Broken::Proxy(why)),
-                    proxy_header::Parsed::Partial if !*readable => return Ok(false),
+                    proxy_header::Parsed::Partial if !ready.readable => return Ok(false),
                     proxy_header::Parsed::Partial => {}
                 }
                 // Small reads: what follows the header is handed on to the
@@ -201,7 +285,7 @@ pub(crate) fn read(
                 let mut chunk = [0u8; 512];
                 match sys::read(fd, &mut chunk) {
                     Ok(0) => {
-                        *readable = false;
+                        ready.readable = false;
                         let why = if buf.is_empty() {
                             "closed before its PROXY header"
                         } else {
@@ -211,10 +295,10 @@ pub(crate) fn read(
                     }
                     Ok(n) => {
                         buf.extend_from_slice(&chunk[..n]);
-                        *readable = n == chunk.len() || peer_closed;
+                        ready.after_read(n, chunk.len());
                     }
                     Err(e) if would_block(&e) => {
-                        *readable = false;
+                        ready.readable = false;
                         return Ok(false);
                     }
                     Err(e) => return Err(Broken::Io("read", e)),
@@ -243,14 +327,14 @@ pub(crate) fn read(
         }
         Transport::Tls(t) => {
             let mut moved = false;
-            while *readable && conn.wants_read(limits) {
+            while ready.readable && conn.wants_read(limits) {
                 match pump::read_records(t, fd)? {
                     Records::Read => moved = true,
-                    Records::WouldBlock => *readable = false,
+                    Records::WouldBlock => ready.readable = false,
                     // Take the plaintext below, then read again.
                     Records::Full => {}
                     Records::Eof => {
-                        *readable = false;
+                        ready.readable = false;
                         // The peer closed; what it sent before is read
                         // first, then the engine sees the end.
                         plaintext(t, conn, pool, limits, now);
@@ -328,30 +412,13 @@ fn plaintext(
     }
 }
 
-/// Writes what the connection owes until done or the socket is full.
-/// `Ok(true)` if anything was written.
-pub(crate) fn write(
-    fd: BorrowedFd<'_>,
-    transport: &mut Transport,
-    conn: &mut Conn,
-    writable: &mut bool,
-    now: Instant,
-) -> io::Result<bool> {
-    match transport {
-        Transport::Plain | Transport::Sniff(_) | Transport::Proxy { .. } => {
-            write_plain(fd, conn, writable, now)
-        }
-        Transport::Tls(t) => write_tls(fd, t, conn, writable, now),
-    }
-}
-
 fn write_plain(
     fd: BorrowedFd<'_>,
     conn: &mut Conn,
     writable: &mut bool,
     now: Instant,
 ) -> io::Result<bool> {
-    let (moved, full) = drain(conn.output(), &mut ToSocket(fd))?;
+    let (moved, full) = conn.output().drain_into(&mut ToSocket(fd))?;
     if moved {
         conn.wrote(now);
     }
@@ -359,18 +426,6 @@ fn write_plain(
         *writable = false;
     }
     Ok(moved)
-}
-
-/// Where queued output goes: straight to the socket (`writev`, `sendfile`)
-/// or into a TLS session as plaintext. Each takes what it can; 0 means it
-/// is full for now.
-trait Sink {
-    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// How much of a file it is offered at once.
-    fn file_step(&self, left: u64) -> usize;
-    /// Takes up to `file_step` bytes of the file from `*f.offset`,
-    /// advancing the offset.
-    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize>;
 }
 
 /// Plaintext read from a file for TLS at once: one record's worth.
@@ -421,36 +476,6 @@ impl Sink for ToTls<'_> {
     }
 }
 
-/// Moves what the output queue holds into `sink` until the queue is empty
-/// or the sink takes less than it was offered. Returns whether anything
-/// moved and whether the sink is full.
-fn drain(out: &mut Output, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
-    let mut moved = false;
-    loop {
-        out.prepare()?;
-        let mut iov = [IoSlice::new(&[]); 32];
-        let n = out.gather(&mut iov);
-        let (offered, took) = if n > 0 {
-            let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
-            let w = sink.vectored(&iov[..n])?;
-            out.advance(w);
-            (offered, w)
-        } else {
-            let Some(f) = out.front_file() else {
-                return Ok((moved, false));
-            };
-            let offered = sink.file_step(f.left);
-            let w = sink.file(f)?;
-            out.advance_file(w as u64);
-            (offered, w)
-        };
-        moved |= took > 0;
-        if took < offered {
-            return Ok((moved, true));
-        }
-    }
-}
-
 fn write_tls(
     fd: BorrowedFd<'_>,
     t: &mut ServerConnection,
@@ -482,16 +507,7 @@ fn write_tls(
 /// Plaintext into rustls, as far as its buffer takes it. `Ok(true)` if it
 /// took anything.
 fn feed_tls(t: &mut ServerConnection, conn: &mut Conn) -> io::Result<bool> {
-    drain(conn.output(), &mut ToTls(t)).map(|(took, _)| took)
-}
-
-/// Our side is done: a TLS session says so (close_notify) before the
-/// socket's write side is shut.
-pub(crate) fn shutdown(fd: BorrowedFd<'_>, transport: &mut Transport) -> io::Result<()> {
-    if let Transport::Tls(t) = transport {
-        t.send_close_notify();
-        // Best effort: a peer that does not read gets a FIN without it.
-        let _ = pump::write_records(t, fd);
-    }
-    sys::shutdown_write(fd)
+    conn.output()
+        .drain_into(&mut ToTls(t))
+        .map(|(took, _)| took)
 }

@@ -1,16 +1,23 @@
-//! One served connection as the loop sees it: its socket, transport (plain
-//! or TLS), the sans-I/O engine, and the readiness the kernel reported. One
-//! `ready()` moves bytes both ways until nothing more can be done without
-//! waiting, and says what the loop should do with the socket.
+//! The connection room: one served connection as the loop sees it. It owns
+//! its socket, its transport (plain, TLS, a PROXY header first) and the
+//! readiness the kernel reported (`io.rs`), and its sans-I/O engine
+//! (`Engine`). One `ready()` moves bytes both ways until nothing more can
+//! be done without waiting, and says what the loop should do with it.
+//!
+//! A `wss://` connection handed to a worker stays here as a relay
+//! (`relay.rs`, one relay; `relays.rs`, the loop's table of them): its TLS
+//! session cannot leave the process.
 
-use std::os::fd::{AsFd, OwnedFd};
+mod io;
+mod relay;
+mod relays;
+
 use std::time::Instant;
 
-use mio::event::Event;
-
-use crate::conn_io::{self, Broken, Transport};
 use crate::http::{Conn, Ctx, Next, Parked, Spare, Timeouts};
 use crate::sys::Addr;
+pub(crate) use io::{Broken, Io, NO_CERTIFICATE, Readiness, Transport, Wrapping};
+pub(super) use relays::{RELAY_TOKENS, Relays};
 
 /// Parked connection states kept for reuse, at most.
 const MAX_SPARE: usize = 64;
@@ -72,26 +79,6 @@ impl Engine {
     }
 }
 
-/// Readiness reported by edge-triggered events, remembered until acted on.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Readiness {
-    pub(super) readable: bool,
-    pub(super) writable: bool,
-    /// The peer's FIN was reported (`EPOLLRDHUP`): its end of input must be
-    /// read even after a short read.
-    pub(super) peer_closed: bool,
-}
-
-impl Readiness {
-    /// Adds what an event reports. Errors and hang-ups count as ready both
-    /// ways: the next read or write says what happened.
-    pub(super) fn update(&mut self, ev: &Event) {
-        self.peer_closed |= ev.is_read_closed();
-        self.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
-        self.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
-    }
-}
-
 /// What the loop does with a connection after `ready()`.
 pub(super) enum Outcome {
     /// Wait for readiness or a deadline.
@@ -104,10 +91,9 @@ pub(super) enum Outcome {
 }
 
 pub(super) struct Connection {
-    pub(super) fd: OwnedFd,
+    /// The socket, its transport and readiness.
+    pub(super) io: Io,
     pub(super) engine: Engine,
-    pub(super) transport: Transport,
-    pub(super) ready: Readiness,
     /// Tells this connection from an earlier one in the same slot, for
     /// timers and deferred replies that outlive it.
     pub(super) generation: u64,
@@ -120,34 +106,19 @@ impl Connection {
     /// without waiting.
     pub(super) fn ready(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
         // A parked connection owes nothing: only input (or its end) wakes it.
-        if matches!(self.engine, Engine::Parked(_)) && !self.ready.readable {
+        if matches!(self.engine, Engine::Parked(_)) && !self.io.ready.readable {
             return Outcome::Wait;
         }
         let conn = self.engine.busy(ctx.spare, now);
         loop {
             let mut progress = false;
-            match conn_io::read(
-                self.fd.as_fd(),
-                &mut self.transport,
-                conn,
-                &mut self.ready.readable,
-                self.ready.peer_closed,
-                ctx.pool,
-                ctx.limits,
-                now,
-            ) {
+            match self.io.read(conn, ctx.pool, ctx.limits, now) {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
             }
             conn.advance(now, ctx);
-            if self.ready.writable && self.transport.wants_write(conn) {
-                match conn_io::write(
-                    self.fd.as_fd(),
-                    &mut self.transport,
-                    conn,
-                    &mut self.ready.writable,
-                    now,
-                ) {
+            if self.io.wants_write(conn) {
+                match self.io.write(conn, now) {
                     Ok(wrote) => progress |= wrote,
                     Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
                 }
@@ -156,7 +127,7 @@ impl Connection {
                 Next::Close => return Outcome::Close(None),
                 Next::HandOff => return Outcome::HandOff(conn.take_hand_off()),
                 Next::ShutdownWrite => {
-                    if let Err(e) = conn_io::shutdown(self.fd.as_fd(), &mut self.transport) {
+                    if let Err(e) = self.io.shutdown() {
                         return Outcome::Close(Some(Broken::Io("shutdown", e)));
                     }
                     progress = true;

@@ -1,6 +1,6 @@
 //! TLS WebSocket connections relayed to workers: the TLS session stays in
 //! this process and the worker gets a socketpair of plaintext (see
-//! `crate::relay`). Relays have a token space of their own: a relay's
+//! `relay.rs`). Relays have a token space of their own: a relay's
 //! client socket is `RELAY_TOKENS + 2 × key`, its pair end the next token,
 //! so either socket's readiness finds it.
 
@@ -10,17 +10,16 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use super::connection::Readiness;
-use crate::relay::Relay;
+use super::relay::Relay;
 
-pub(super) const RELAY_TOKENS: usize = usize::MAX / 4;
+pub(crate) const RELAY_TOKENS: usize = usize::MAX / 4;
 
 #[derive(Default)]
-pub(super) struct Relays(Slab<Relay>);
+pub(crate) struct Relays(Slab<Relay>);
 
 impl Relays {
     /// Starts relaying between a TLS client and a worker's socketpair end.
-    pub(super) fn start(
+    pub(crate) fn start(
         &mut self,
         registry: &Registry,
         client: OwnedFd,
@@ -43,21 +42,18 @@ impl Relays {
     }
 
     /// A readiness event for one of a relay's sockets.
-    pub(super) fn ready(&mut self, registry: &Registry, token: usize, ev: &mio::event::Event) {
+    pub(crate) fn ready(&mut self, registry: &Registry, token: usize, ev: &mio::event::Event) {
         let n = token - RELAY_TOKENS;
         let key = n / 2;
         let Some(r) = self.0.get_mut(key) else {
             return;
         };
-        let mut ready = Readiness::default();
-        ready.update(ev);
-        if n.is_multiple_of(2) {
-            r.client_readable |= ready.readable;
-            r.client_writable |= ready.writable;
+        let end = if n.is_multiple_of(2) {
+            &mut r.client
         } else {
-            r.pair_readable |= ready.readable;
-            r.pair_writable |= ready.writable;
-        }
+            &mut r.pair
+        };
+        end.ready.update(ev);
         self.drive(registry, key);
     }
 
@@ -77,20 +73,20 @@ impl Relays {
 
     fn close(&mut self, registry: &Registry, key: usize) {
         if let Some(r) = self.0.try_remove(key) {
-            for fd in [&r.client, &r.pair] {
+            for fd in [&r.client.fd, &r.pair.fd] {
                 let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
         }
     }
 
-    pub(super) fn close_all(&mut self, registry: &Registry) {
+    pub(crate) fn close_all(&mut self, registry: &Registry) {
         let keys: Vec<usize> = self.0.iter().map(|(k, _)| k).collect();
         for k in keys {
             self.close(registry, k);
         }
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }
