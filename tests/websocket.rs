@@ -1008,3 +1008,68 @@ fn an_upgrade_has_one_access_line_with_its_outcome() {
     assert!(second.contains("\"status\":503"), "{second}");
     assert!(second.contains("at its limit"), "{second}");
 }
+
+/// The pool gives a worker it starts its routes and limits in one
+/// `CONFIGURE` (the settings file's keys): a worker started with no route
+/// serves the routes it is sent, and refuses, with why, a configuration
+/// it does not understand (keeping the one it had).
+#[test]
+fn a_worker_serves_the_routes_a_configure_message_gives_and_refuses_a_bad_one() {
+    use handoff::{fdpass, wire};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("worker.sock");
+    let _worker = standalone_worker(
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff")).args([
+            "ws-worker",
+            "--socket",
+            sock.to_str().unwrap(),
+        ]),
+        &sock,
+    );
+    let ctl = fdpass::seqpacket_connect(&sock).unwrap();
+    let configure = |data: &str| {
+        let mut m = wire::Message::new(wire::Kind::Configure, 0);
+        m.data = data.as_bytes().to_vec();
+        fdpass::send_with_fds(ctl.as_fd(), &[std::io::IoSlice::new(&m.encode())], &[]).unwrap();
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        loop {
+            let r = fdpass::recv_with_fds(ctl.as_fd(), &mut buf)
+                .unwrap()
+                .expect("an answer");
+            let m = wire::Message::decode(&buf[..r.len]).unwrap();
+            // LOAD reports come between answers.
+            if m.kind() != wire::Kind::Load {
+                return m;
+            }
+        }
+    };
+    let upgrade = |id: u64| {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut m = wire::Message::new(wire::Kind::PassConnection, id);
+        m.route = Some("/said".into());
+        m.accept = Some("x".into());
+        (pass_to_worker(&ctl, &m, &theirs), ours)
+    };
+    // No route yet: refused.
+    assert_eq!(upgrade(1).0, wire::Kind::Refuse);
+
+    let answer = configure("ws = [\"/said=echo\"]\nws-max-message = 4096\n");
+    assert_eq!(answer.kind(), wire::Kind::Ack, "{answer:?}");
+    let (kind, mut ours) = upgrade(2);
+    assert_eq!(kind, wire::Kind::Ack);
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    read_101(&mut ours);
+    let mut ws = WebSocket::from_raw_socket(ours, tungstenite::protocol::Role::Client, None);
+    ws.send(Message::text("configured")).unwrap();
+    assert_eq!(next_text(&mut ws), "configured");
+
+    let answer = configure("ws = [\"/said=echo\"]\nws-max-mesage = 1\n");
+    assert_eq!(answer.kind(), wire::Kind::Refuse);
+    let why = answer.reason.unwrap_or_default();
+    assert!(why.contains("unknown key ws-max-mesage"), "{why}");
+    // The configuration it had still holds.
+    assert_eq!(upgrade(3).0, wire::Kind::Ack);
+}

@@ -80,8 +80,9 @@ impl LogConfig {
         }
     }
 
-    /// The flags that give a worker process the same.
-    fn args(&self) -> Vec<String> {
+    /// The flags that give a worker process the same (a process's own
+    /// output, set before it reads any message).
+    pub(crate) fn args(&self) -> Vec<String> {
         let mut a = vec![
             "--access-log-format".into(),
             self.access_format.name().into(),
@@ -113,36 +114,6 @@ pub struct WsConfig {
     pub origins: OriginPolicy,
     /// Limits each worker applies.
     pub worker: WorkerConfig,
-}
-
-impl WsConfig {
-    /// Arguments that give a worker process the same routes and limits.
-    pub fn worker_args(&self, log: &LogConfig) -> Vec<String> {
-        let w = &self.worker;
-        let mut a = Vec::new();
-        for r in &self.routes {
-            a.push("--ws".into());
-            a.push(r.to_string());
-        }
-        a.extend([
-            "--ws-max-connections".into(),
-            w.max_connections.to_string(),
-            "--ws-max-message".into(),
-            w.max_message.to_string(),
-            "--ws-max-frame".into(),
-            w.max_frame.to_string(),
-            "--ws-ping-interval".into(),
-            w.ping_interval.as_secs_f64().to_string(),
-            "--ws-idle-timeout".into(),
-            w.idle_timeout.as_secs_f64().to_string(),
-        ]);
-        for name in &w.passenv {
-            a.push("--ws-passenv".into());
-            a.push(name.clone());
-        }
-        a.extend(log.args());
-        a
-    }
 }
 
 /// `--ws-passenv NAME`: a portable variable name (letters, digits, `_`).

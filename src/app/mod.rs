@@ -153,7 +153,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     if !cfg.ws.routes.is_empty() {
         ws_pool = Some(pool::start(PoolConfig {
             workers: cfg.ws.workers,
-            worker_args: cfg.ws.worker_args(&cfg.log),
+            worker: cfg.ws.worker.clone(),
+            log_args: cfg.log.args(),
             external: cfg.ws.external.clone(),
             ack_timeout: cfg.ws.ack_timeout,
         })?);

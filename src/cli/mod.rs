@@ -191,10 +191,11 @@ mod tests {
         command().debug_assert();
     }
 
-    /// `serve` starts its workers with flags made by `WsConfig::worker_args`;
-    /// parsed by `ws-worker`, they must give the same configuration.
+    /// `serve` gives the workers it starts their routes and limits in a
+    /// `CONFIGURE` message; read there, they must be the ones `serve` has,
+    /// and the same as `ws-worker` given the same flags.
     #[test]
-    fn a_workers_flags_give_back_the_configuration_serve_has() {
+    fn a_worker_is_given_the_configuration_serve_has() {
         let args = [
             "handoff",
             "serve",
@@ -221,8 +222,10 @@ mod tests {
             panic!("not serve");
         };
         let cfg = serve.config().unwrap();
+        let sent = cfg.ws.worker.to_settings();
+        assert_eq!(WorkerConfig::from_settings(&sent).unwrap(), cfg.ws.worker);
         let mut worker = vec!["handoff".to_string(), "ws-worker".into()];
-        worker.extend(cfg.ws.worker_args(&cfg.log));
+        worker.extend(args[2..].iter().map(|a| a.to_string()));
         let Some(Command::WsWorker(w)) = Cli::parse_from(worker).command else {
             panic!("not ws-worker");
         };

@@ -51,6 +51,11 @@ pub enum Kind {
     /// client that pinned the fingerprint keeps working. Only on the
     /// upgrade channel, never over a control socket.
     PassCertificate = 11,
+    /// A pool → a worker it started, first on their control socket, no
+    /// fd, ID 0: the routes and limits the worker serves with (`DATA`: a
+    /// TOML table with the settings file's keys, `ws`, `ws-max-message`,
+    /// …). Answered with `ACK` or `REFUSE` (REASON), ID 0.
+    Configure = 12,
 }
 
 impl Kind {
@@ -67,6 +72,7 @@ impl Kind {
             9 => Kind::PassWebsocket,
             10 => Kind::PassChannel,
             11 => Kind::PassCertificate,
+            12 => Kind::Configure,
             _ => return None,
         })
     }

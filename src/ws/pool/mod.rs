@@ -40,8 +40,12 @@ use link::Link;
 pub(crate) struct PoolConfig {
     /// Worker processes to start (`handoff ws-worker`).
     pub workers: usize,
-    /// Arguments for each worker after `ws-worker --ctl-fd 3`.
-    pub worker_args: Vec<String>,
+    /// The routes and limits every worker it starts is given, in one
+    /// `CONFIGURE` message before anything else (`WorkerConfig::to_settings`).
+    pub worker: crate::ws::worker::WorkerConfig,
+    /// Where its workers log, as `ws-worker` flags (`--log-file`, …): a
+    /// process's own output, which it needs before any message comes.
+    pub log_args: Vec<String>,
     /// Workers running on their own, reached by path.
     pub external: Vec<PathBuf>,
     /// How long a worker has to take a connection.
@@ -372,7 +376,7 @@ impl PoolLoop {
                 // Shown by ps as this binary, not as /proc/self/exe.
                 std::os::unix::process::CommandExt::arg0(&mut cmd, sys::process::own_argv0());
                 cmd.args(["ws-worker", "--ctl-fd", "3"])
-                    .args(&self.cfg.worker_args)
+                    .args(&self.cfg.log_args)
                     .stdin(Stdio::null());
                 w.child = Some(sys::process::spawn_worker(&mut cmd, theirs)?);
                 Ok(ours)
@@ -395,6 +399,9 @@ impl PoolLoop {
                 );
                 w.ctl = Some(c);
                 w.load = 0;
+                if w.external.is_none() {
+                    self.configure(i);
+                }
             }
             Err(e) => {
                 tracing::error!(
@@ -402,9 +409,31 @@ impl PoolLoop {
                     "cannot start WebSocket worker: {e}; retrying in {:?}",
                     w.backoff
                 );
+                // Started but not reachable: it goes, reaped, before
+                // another is started in its place.
+                if let Some(mut c) = w.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
                 w.restart_at = Some(now + w.backoff);
                 w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+
+    /// Gives a worker it started its routes and limits: the first message
+    /// on a socket nothing has written to yet, so the worker reads it
+    /// before any hand-off. A worker that cannot be told is taken for
+    /// gone (reaped and started again, as when its socket closes).
+    fn configure(&mut self, i: usize) {
+        let mut m = Message::new(Kind::Configure, 0);
+        m.data = self.cfg.worker.to_settings().into_bytes();
+        let Some(ctl) = &self.workers[i].ctl else {
+            return;
+        };
+        if let Err(e) = fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&m.encode())], &[]) {
+            tracing::warn!(worker = i, "cannot configure WebSocket worker: {e}");
+            self.died(i, Death::Gone);
         }
     }
 
@@ -506,6 +535,13 @@ impl PoolLoop {
                         self.answer_link(p.link_id, Message::ack(0));
                     }
                 }
+                // Its CONFIGURE refused: it serves no route, and every
+                // hand-off to it is refused with why.
+                Kind::Refuse if msg.id == 0 => tracing::error!(
+                    worker = i,
+                    "WebSocket worker refused its configuration: {}",
+                    msg.reason.as_deref().unwrap_or("")
+                ),
                 Kind::Refuse => {
                     if let Some(p) = self.pending.remove(&msg.id) {
                         crate::metrics::inc(crate::metrics::M::WsRefusedFailed);

@@ -125,6 +125,20 @@ impl Worker {
                     self.send_ctl(token, &answer);
                     self.report_load();
                 }
+                Kind::Configure => {
+                    let answer =
+                        match WorkerConfig::from_settings(&String::from_utf8_lossy(&msg.data)) {
+                            Ok(cfg) => {
+                                self.configure(cfg);
+                                wire::Message::ack(msg.id)
+                            }
+                            Err(why) => {
+                                tracing::error!("{why}");
+                                wire::Message::refuse(msg.id, why)
+                            }
+                        };
+                    self.send_ctl(token, &answer);
+                }
                 Kind::Ack => self.moved(msg.id),
                 Kind::Refuse => self.not_moved(msg.id, msg.reason.as_deref().unwrap_or("")),
                 other => {

@@ -16,6 +16,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+mod config;
 mod ctl;
 mod moving;
 mod session;
@@ -24,49 +25,18 @@ mod stream;
 use session::{WsConn, queue, would_block};
 use stream::FdStream;
 
+pub use config::WorkerConfig;
+
 use super::exec::{Exec, Output, Reaping};
 use super::route::{Mode, Route};
 use crate::handoff::wire::{self, Kind};
 use crate::sys::{self, fdpass};
 
-/// What a WebSocket worker serves and its limits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkerConfig {
-    /// The routes it serves.
-    pub routes: Vec<Route>,
-    /// Most connections this worker serves; more are refused (the HTTP
-    /// process answers those with 503).
-    pub max_connections: usize,
-    /// Largest message, reassembled from frames.
-    pub max_message: usize,
-    /// Largest single frame.
-    pub max_frame: usize,
-    /// A ping goes to each connection this often.
-    pub ping_interval: Duration,
-    /// A connection from which nothing (not even a pong) arrives for this
-    /// long is closed.
-    pub idle_timeout: Duration,
-    /// Uids (besides our own) allowed to connect to a listening control
-    /// socket (`--socket`, a systemd socket); checked with `SO_PEERCRED`.
-    pub allowed_uids: Vec<u32>,
-    /// The worker's own environment variables an `exec:` command is given
-    /// (`--ws-passenv`); it gets none of the others.
-    pub passenv: Vec<String>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            routes: Vec::new(),
-            max_connections: 10_000,
-            max_message: 64 << 20,
-            max_frame: 16 << 20,
-            ping_interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
-            allowed_uids: Vec::new(),
-            passenv: Vec::new(),
-        }
-    }
+/// tungstenite's limits for a session, from the worker's.
+fn tungstenite_config(cfg: &WorkerConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_message))
+        .max_frame_size(Some(cfg.max_frame))
 }
 
 enum Entry {
@@ -97,9 +67,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn new(cfg: WorkerConfig) -> io::Result<Worker> {
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(cfg.max_message))
-            .max_frame_size(Some(cfg.max_frame));
+        let ws_config = tungstenite_config(&cfg);
         let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
         Ok(Worker {
@@ -115,6 +83,19 @@ impl Worker {
             moving: None,
             next_move: 0,
         })
+    }
+
+    /// Serves with these routes and limits from now on (a pool's
+    /// `CONFIGURE`); sessions already open keep the limits they began with.
+    /// Who may connect to a listening control socket stays as it was.
+    pub(crate) fn configure(&mut self, cfg: WorkerConfig) {
+        let allowed_uids = std::mem::take(&mut self.cfg.allowed_uids);
+        self.ws_config = tungstenite_config(&cfg);
+        self.cfg = WorkerConfig {
+            allowed_uids,
+            ..cfg
+        };
+        tracing::debug!(routes = self.cfg.routes.len(), "configured by the pool");
     }
 
     /// A socket to an HTTP process (one end of a socketpair).
