@@ -35,6 +35,7 @@ pub mod api;
 pub mod app;
 pub mod blocking;
 pub mod cli;
+pub(crate) mod event_loop;
 pub(crate) mod files;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]

@@ -58,8 +58,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll};
 
+use crate::event_loop::{self, WAKER};
 use crate::http::deferred::Mailer;
 use crate::http::{BufPool, Ctx, Handler, Spare};
 use crate::sys::Addr;
@@ -73,9 +74,6 @@ pub(crate) use connection::Wrapping;
 pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{AccessLine, Added, HandedOff, Options, Socket};
-
-/// The token of the inbox's waker; slab keys never get near it.
-const WAKER: usize = usize::MAX;
 
 /// What every connection borrows while it advances; kept apart from the
 /// connection table so both can be borrowed at once.
@@ -158,7 +156,7 @@ impl Server {
     /// A server answering with `handler`; it has no socket until one is added.
     pub fn new(opts: Options, handler: impl Handler + 'static) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let inbox = Inbox::new(Waker::new(poll.registry(), Token(WAKER))?);
+        let inbox = Inbox::new(event_loop::waker(&poll)?);
         let shared = Shared::new(opts, Box::new(handler), Arc::new(inbox.clone()));
         Ok(Server {
             poll,
@@ -263,11 +261,7 @@ impl Server {
     pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let wait = timers::earliest(timeout, self.timeout());
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        crate::log::batch(true);
-        let r = match self.poll.poll(&mut events, wait) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            r => r,
-        };
+        let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
         self.shared.date.refresh();
         for ev in events.iter() {
@@ -291,9 +285,7 @@ impl Server {
         self.conns.fire_timers(self.now, &mut self.shared, registry);
         self.give_handed();
         self.admit();
-        crate::log::flush();
-        crate::log::batch(false);
-        r
+        turn.map(drop)
     }
 
     /// Steps until the server is empty: no listener, no connection, nothing

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::event_loop::{self, WAKER};
 use crate::handoff::wire::{self, Kind, Message};
 use crate::server::{AccessLine, HandedOff};
 use crate::sys::{self, fdpass};
@@ -132,7 +133,6 @@ impl Pool {
     }
 }
 
-const WAKER: usize = usize::MAX;
 const LINK: usize = usize::MAX - 1;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -214,7 +214,7 @@ fn answer_503(fd: OwnedFd, why: &str) {
 
 pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
     let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), Token(WAKER))?);
+    let waker = Arc::new(event_loop::waker(&poll)?);
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("ws-pool".into())
@@ -281,15 +281,11 @@ impl PoolLoop {
                 .map(|p| p.deadline)
                 .chain(self.workers.iter().filter_map(|w| w.restart_at))
                 .min();
-            crate::log::batch(true);
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, next.map(|n| n.saturating_duration_since(now)))
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                tracing::error!("WebSocket pool: {e}");
-                return;
-            }
+            let timeout = next.map(|n| n.saturating_duration_since(now));
+            let _turn = match event_loop::wait(&mut self.poll, &mut events, timeout) {
+                Ok(t) => t,
+                Err(e) => return tracing::error!("WebSocket pool: {e}"),
+            };
             for ev in events.iter() {
                 match ev.token().0 {
                     WAKER => {
@@ -312,8 +308,6 @@ impl PoolLoop {
                 }
             }
             self.expire(Instant::now());
-            crate::log::flush();
-            crate::log::batch(false);
         }
     }
 

@@ -155,15 +155,8 @@ impl Worker {
                 tick_every = tick_every.min(Duration::from_millis(100));
             }
             next_tick = next_tick.min(now + tick_every);
-            crate::log::batch(true);
-            match self
-                .poll
-                .poll(&mut events, Some(next_tick.saturating_duration_since(now)))
-            {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            let timeout = Some(next_tick.saturating_duration_since(now));
+            let _turn = crate::event_loop::wait(&mut self.poll, &mut events, timeout)?;
             let tokens: Vec<usize> = events.iter().map(|e| e.token().0).collect();
             for t in tokens {
                 self.on_event(t);
@@ -176,8 +169,6 @@ impl Worker {
             if self.moving.is_some() {
                 self.move_what_can_move();
             }
-            crate::log::flush();
-            crate::log::batch(false);
         }
         Ok(())
     }
