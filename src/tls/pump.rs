@@ -128,12 +128,18 @@ pub(crate) fn write_records(t: &mut ServerConnection, fd: BorrowedFd<'_>) -> io:
     Ok(w)
 }
 
+/// The tests' TLS client, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/tls_client.rs"]
+#[allow(unreachable_pub)]
+mod tls_client;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
     use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::net::UnixStream;
-    use std::sync::Arc;
 
     /// A server session with a fresh self-signed certificate and a client
     /// that trusts it.
@@ -141,20 +147,8 @@ pub(crate) mod tests {
         let names = vec!["localhost".to_string()];
         let (key, _, pem) = crate::tls::self_signed(&names).unwrap();
         let server = ServerConnection::new(crate::tls::server_config(vec![key]).unwrap()).unwrap();
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let client =
-            rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+        let cfg = super::tls_client::trusting(pem.as_bytes());
+        let client = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
         (server, client)
     }
 

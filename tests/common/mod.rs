@@ -2,6 +2,8 @@
 //! address it prints, and speak raw bytes to it.
 #![allow(dead_code)]
 
+pub mod tls_client;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
