@@ -65,19 +65,28 @@ pub(super) struct Lifecycle<'a> {
     /// Draining: hears when the WebSocket workers have said goodbye.
     pub(super) workers_done: Option<mpsc::Receiver<()>>,
     pub(super) idle_since: Instant,
-    /// What SIGUSR2 starts, and the outcome of an upgrade under way.
+    /// Replacing the binary: requests, the one under way, its outcome.
+    pub(super) upgrades: Upgrades,
+}
+
+/// What replacing the binary needs between turns: what SIGUSR2 or `handoff
+/// upgrade` starts, the upgrade under way and how it ends, and who waits to
+/// hear how.
+pub(super) struct Upgrades {
+    /// What starts the new process and hands it the listeners.
     pub(super) successor: Successor,
+    /// The outcome of the upgrade under way.
     pub(super) upgrading: Option<mpsc::Receiver<Outcome>>,
     /// Set to end the upgrade under way (its new process killed and
     /// collected) when this process is asked to stop meanwhile.
-    pub(super) cancel_upgrade: Arc<AtomicBool>,
+    pub(super) cancel: Arc<AtomicBool>,
     /// A stop signal came while an upgrade was under way: drain once its
     /// outcome is known (a new process that was ready first is handed the
     /// connections instead, as in any upgrade).
-    pub(super) stop_after_upgrade: bool,
+    pub(super) stop_after: bool,
     /// `handoff upgrade` requests from the control socket, and those
     /// waiting for the outcome of the upgrade under way.
-    pub(super) upgrade_requests: mpsc::Receiver<UpgradeRequest>,
+    pub(super) requests: mpsc::Receiver<UpgradeRequest>,
     pub(super) waiting: Vec<UpgradeRequest>,
     /// `handoff upgrade` answers being written (`ControlConfig::answering`).
     pub(super) answering: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -86,38 +95,48 @@ pub(super) struct Lifecycle<'a> {
     pub(super) controls: Vec<crate::intake::control::Control>,
 }
 
+impl Upgrades {
+    /// Answers every `handoff upgrade` waiting for this outcome.
+    fn tell_waiting(&mut self, outcome: Result<u32, String>) {
+        for tx in self.waiting.drain(..) {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+}
+
 impl Lifecycle<'_> {
     /// SIGUSR2: start the new binary and hand it the listeners, unless an
     /// upgrade is under way or this process is draining.
     fn start_upgrade(&mut self, server: &Server) {
-        if self.upgrading.is_some() || self.deadline.is_some() {
+        if self.upgrades.upgrading.is_some() || self.deadline.is_some() {
             tracing::warn!("upgrade asked for while an upgrade or a drain is under way; ignored");
             return;
         }
         let controls = self
+            .upgrades
             .controls
             .iter()
             .filter_map(|c| c.listener.try_clone().ok())
             .collect();
-        self.cancel_upgrade.store(false, Ordering::Release);
+        self.upgrades.cancel.store(false, Ordering::Release);
         self.notifier.reloading("upgrade: starting the new binary");
-        match self.successor.start(
+        match self.upgrades.successor.start(
             server,
             self.cfg.upgrade_timeout,
             self.inbox.clone(),
             self.ws_pool.is_some(),
             controls,
-            self.cancel_upgrade.clone(),
+            self.upgrades.cancel.clone(),
         ) {
             Ok(rx) => {
                 tracing::info!("upgrade: the new process is starting");
-                self.upgrading = Some(rx);
+                self.upgrades.upgrading = Some(rx);
             }
             Err(e) => {
                 tracing::warn!("upgrade failed, serving on: {e}");
                 self.notifier
                     .reloaded(status(server), &format!("upgrade failed, serving on: {e}"));
-                self.tell_waiting(Err(e.to_string()));
+                self.upgrades.tell_waiting(Err(e.to_string()));
             }
         }
     }
@@ -125,8 +144,8 @@ impl Lifecycle<'_> {
     /// Exiting at once: the upgrade under way ends first (its thread kills
     /// and collects the new process within `CANCEL_CHECK`).
     fn end_upgrade_now(&mut self) {
-        if let Some(rx) = self.upgrading.take() {
-            self.cancel_upgrade.store(true, Ordering::Release);
+        if let Some(rx) = self.upgrades.upgrading.take() {
+            self.upgrades.cancel.store(true, Ordering::Release);
             if let Ok(Ok(ready)) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
                 // Ready first: it serves; its listeners are its own.
                 tracing::warn!(
@@ -134,13 +153,6 @@ impl Lifecycle<'_> {
                     "the new process was ready as we exit; it serves on"
                 );
             }
-        }
-    }
-
-    /// Answers every `handoff upgrade` waiting for this outcome.
-    fn tell_waiting(&mut self, outcome: Result<u32, String>) {
-        for tx in self.waiting.drain(..) {
-            let _ = tx.send(outcome.clone());
         }
     }
 
@@ -199,7 +211,7 @@ impl Lifecycle<'_> {
                 }
                 continue;
             }
-            if self.deadline.is_some() || self.stop_after_upgrade {
+            if self.deadline.is_some() || self.upgrades.stop_after {
                 tracing::warn!(sig, "second signal: exiting now");
                 self.end_upgrade_now();
                 server.close();
@@ -207,12 +219,12 @@ impl Lifecycle<'_> {
                 self.notifier.stopping();
                 return Go::Exit;
             }
-            if self.upgrading.is_some() {
+            if self.upgrades.upgrading.is_some() {
                 // Leaving now would leave the new process running, with
                 // nobody to kill it at its deadline or to reap it.
                 tracing::info!(sig, "stopping: ending the upgrade under way first");
-                self.cancel_upgrade.store(true, Ordering::Release);
-                self.stop_after_upgrade = true;
+                self.upgrades.cancel.store(true, Ordering::Release);
+                self.upgrades.stop_after = true;
                 continue;
             }
             tracing::info!(
@@ -222,26 +234,26 @@ impl Lifecycle<'_> {
             );
             self.drain(server, now);
         }
-        while let Ok(tx) = self.upgrade_requests.try_recv() {
+        while let Ok(tx) = self.upgrades.requests.try_recv() {
             if self.deadline.is_some() {
                 let _ = tx.send(Err("this process is stopping".into()));
                 continue;
             }
-            self.waiting.push(tx);
-            if self.upgrading.is_none() {
+            self.upgrades.waiting.push(tx);
+            if self.upgrades.upgrading.is_none() {
                 self.start_upgrade(server);
             }
         }
-        if let Some(rx) = &self.upgrading {
+        if let Some(rx) = &self.upgrades.upgrading {
             match rx.try_recv() {
                 Ok(Ok(Ready {
                     pid,
                     mover,
                     pool_line,
                 })) => {
-                    self.upgrading = None;
-                    self.stop_after_upgrade = false;
-                    self.tell_waiting(Ok(pid));
+                    self.upgrades.upgrading = None;
+                    self.upgrades.stop_after = false;
+                    self.upgrades.tell_waiting(Ok(pid));
                     tracing::info!(
                         pid,
                         connections = server.connections_in_budget(),
@@ -252,7 +264,7 @@ impl Lifecycle<'_> {
                     server.hand_over(mover.clone());
                     self.others.hand_over(&mover);
                     // New peers of the control socket are the new process's.
-                    for c in self.controls.drain(..) {
+                    for c in self.upgrades.controls.drain(..) {
                         c.stop();
                     }
                     match (pool_line, &self.ws_pool) {
@@ -266,10 +278,10 @@ impl Lifecycle<'_> {
                     }
                     self.deadline = Some(now + self.cfg.shutdown_timeout);
                 }
-                Ok(Err(why)) if self.stop_after_upgrade => {
-                    self.upgrading = None;
-                    self.stop_after_upgrade = false;
-                    self.tell_waiting(Err(why.clone()));
+                Ok(Err(why)) if self.upgrades.stop_after => {
+                    self.upgrades.upgrading = None;
+                    self.upgrades.stop_after = false;
+                    self.upgrades.tell_waiting(Err(why.clone()));
                     tracing::info!(
                         connections = server.connections_in_budget(),
                         "upgrade ended ({why}); draining: no new connections; answering those in flight"
@@ -277,13 +289,13 @@ impl Lifecycle<'_> {
                     self.drain(server, now);
                 }
                 Ok(Err(why)) => {
-                    self.upgrading = None;
+                    self.upgrades.upgrading = None;
                     tracing::warn!("upgrade failed, serving on: {why}");
                     self.notifier.reloaded(
                         status(server),
                         &format!("upgrade failed, serving on: {why}"),
                     );
-                    self.tell_waiting(Err(why));
+                    self.upgrades.tell_waiting(Err(why));
                 }
                 Err(_) => {}
             }
@@ -296,7 +308,11 @@ impl Lifecycle<'_> {
             if workers_gone {
                 self.workers_done = None;
             }
-            let answered = self.answering.load(std::sync::atomic::Ordering::Acquire) == 0;
+            let answered = self
+                .upgrades
+                .answering
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 0;
             if server.is_empty() && workers_gone && self.others.done() && answered {
                 tracing::info!("drained; exiting");
                 return Go::Exit;

@@ -20,7 +20,7 @@ pub use config::{
     DEFAULT_LISTEN, INTERNAL_ENV, LogConfig, ServeConfig, WorkerArgs, WsConfig, default_root,
     env_name,
 };
-use lifecycle::{Go, Lifecycle};
+use lifecycle::{Go, Lifecycle, Upgrades};
 use site::Site;
 
 pub use crate::files::FileCache;
@@ -280,14 +280,16 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         deadline: None,
         workers_done: None,
         idle_since: Instant::now(),
-        successor,
-        upgrading: None,
-        cancel_upgrade: Arc::default(),
-        stop_after_upgrade: false,
-        upgrade_requests,
-        waiting: Vec::new(),
-        answering,
-        controls,
+        upgrades: Upgrades {
+            successor,
+            upgrading: None,
+            cancel: Arc::default(),
+            stop_after: false,
+            requests: upgrade_requests,
+            waiting: Vec::new(),
+            answering,
+            controls,
+        },
     };
     loop {
         let now = Instant::now();
