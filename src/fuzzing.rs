@@ -36,6 +36,7 @@ fn small_limits() -> Limits {
         min_output_chunk: 0,
         max_pipelined: 4,
         max_output_buffer: 2048,
+        max_concurrent_streams: 4,
     }
 }
 

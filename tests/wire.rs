@@ -114,6 +114,26 @@ fn maps_each_size_limit_to_its_status() {
     assert_eq!(status_of(&h.exchange(chunked_over.as_bytes())), "413");
 }
 
+/// The HTTP/2 preface on a plain listener is HTTP/2 with prior knowledge
+/// (the server's SETTINGS comes first); with `--http2 off` it is a version
+/// this server does not speak.
+#[test]
+fn answers_the_http2_preface_with_settings_or_with_505_when_http2_is_off() {
+    use std::io::{Read, Write};
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let (h, _site) = server();
+    let mut s = h.connect();
+    s.write_all(preface).unwrap();
+    let mut frame = [0u8; 9];
+    s.read_exact(&mut frame).unwrap();
+    // A frame header: 24-bit length, type 4 (SETTINGS), flags 0, stream 0.
+    assert_eq!((frame[3], frame[4]), (4, 0), "{frame:?}");
+    assert_eq!(&frame[5..9], &[0, 0, 0, 0]);
+
+    let (h, _site) = serve_site(&["--http2", "off"]);
+    assert_eq!(status_of(&h.exchange(preface)), "505");
+}
+
 #[test]
 fn answers_unknown_codings_with_501_and_other_versions_with_505() {
     let (h, _site) = server();
@@ -124,10 +144,6 @@ fn answers_unknown_codings_with_501_and_other_versions_with_505() {
             )
         ),
         "501"
-    );
-    assert_eq!(
-        status_of(&h.exchange(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")),
-        "505"
     );
     assert_eq!(
         status_of(&h.exchange(b"GET / HTTP/3.0\r\nHost: t\r\n\r\n")),

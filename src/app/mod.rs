@@ -146,7 +146,12 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     if tls_cfg.is_some() {
         tracing::info!(
             kernel_tls = tls::kernel_tls_available(),
-            "TLS ready (TLS 1.3 and 1.2, ALPN http/1.1)"
+            "TLS ready (TLS 1.3 and 1.2, ALPN {})",
+            if cfg.options.http2 {
+                "h2, http/1.1"
+            } else {
+                "http/1.1"
+            }
         );
     }
     let mut ws_pool = None;

@@ -206,6 +206,15 @@ pub(super) fn seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// `on` or `off`.
+fn on_off(v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{v:?}: on or off")),
+    }
+}
+
 #[derive(Args)]
 pub(super) struct ServeArgs {
     /// Read settings from this TOML file: each key is one of these options'
@@ -292,6 +301,15 @@ pub(super) struct ServeArgs {
     /// PREFIX/share/handoff/site, or the repository's when run from it).
     #[arg(long)]
     pub(super) root: Option<PathBuf>,
+    /// Serve HTTP/2 as well as HTTP/1.1 (on|off): on TLS listeners to clients
+    /// that offer h2 by ALPN, on plain ones to clients that begin with its
+    /// preface (prior knowledge). WebSockets stay on HTTP/1.1.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub(super) http2: bool,
+    /// HTTP/2 streams one connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with REFUSED_STREAM.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
+    pub(super) max_concurrent_streams: u32,
     /// Most connections served at once; at the limit, accepting stops.
     #[arg(long, default_value_t = Options::default().max_concurrent)]
     pub(super) max_concurrent: usize,
@@ -353,6 +371,7 @@ impl ServeArgs {
                 max_header_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,
                 max_body: self.max_body,
+                max_concurrent_streams: self.max_concurrent_streams,
                 ..Limits::default()
             },
             timeouts: Timeouts {
@@ -363,6 +382,7 @@ impl ServeArgs {
                 write_progress: self.write_timeout.0,
                 ..Timeouts::default()
             },
+            http2: self.http2,
             ..Options::default()
         };
         Ok(ServeConfig {

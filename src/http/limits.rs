@@ -32,8 +32,14 @@ pub struct Limits {
     /// stop parsing pipelined requests (and so stop reading) until it drains.
     pub max_pipelined: usize,
     /// Bytes of response queued on one connection past which we stop
-    /// parsing further pipelined requests.
+    /// parsing further pipelined requests; for HTTP/2, the most a stream
+    /// may have queued in `h2` beyond what its windows let go.
     pub max_output_buffer: usize,
+    /// HTTP/2: streams a client may have open at once on one connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused with
+    /// `REFUSED_STREAM`. The request head limits (`max_header_bytes` for
+    /// the header list) are HTTP/1.1's.
+    pub max_concurrent_streams: u32,
 }
 
 /// The hard cap on `max_headers`: httparse parses into an array on the stack.
@@ -52,6 +58,7 @@ impl Default for Limits {
             min_output_chunk: 0,
             max_pipelined: 16,
             max_output_buffer: 256 * 1024,
+            max_concurrent_streams: 100,
         }
     }
 }

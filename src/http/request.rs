@@ -11,6 +11,8 @@ pub enum Version {
     Http10,
     /// HTTP/1.1.
     Http11,
+    /// HTTP/2 (one stream of a connection).
+    Http2,
 }
 
 /// One request, valid for the duration of the handler call.
@@ -21,6 +23,9 @@ pub struct Request<'a> {
     pub(crate) trailers: &'a [u8],
     pub(crate) peer: &'a Addr,
     pub(crate) state: super::deferred::ReadState,
+    /// Came as an HTTP/2 stream (its head was rebuilt as HTTP/1.1's for
+    /// the one parser and the one set of rules).
+    pub(crate) http2: bool,
 }
 
 #[inline]
@@ -64,7 +69,9 @@ impl<'a> Request<'a> {
     /// The request's HTTP version.
     #[inline]
     pub fn version(&self) -> Version {
-        if self.head.minor == 0 {
+        if self.http2 {
+            Version::Http2
+        } else if self.head.minor == 0 {
             Version::Http10
         } else {
             Version::Http11

@@ -177,6 +177,7 @@ impl Connections {
                     writable: true,
                     fin_queued: false,
                 },
+                http2: shared.opts.http2,
             },
             engine: Engine::Busy(Box::new(conn)),
             generation: self.next_gen,
@@ -306,8 +307,7 @@ impl Connections {
                 }
             }
             let mut ctx = shared.ctx(None);
-            let conn = c.engine.busy(ctx.spare, now);
-            let expired = conn.on_timeout(now, &mut ctx);
+            let expired = c.engine.on_timeout(now, &mut ctx);
             if let Some(e) = &expired {
                 use crate::metrics::{M, inc};
                 inc(match e {
@@ -319,14 +319,14 @@ impl Connections {
             }
             match expired {
                 Some(Expired::Write | Expired::Linger) => {
-                    tracing::debug!(peer = %conn.peer(), "deadline passed; closing");
+                    tracing::debug!(peer = %c.engine.peer(), "deadline passed; closing");
                     drop(self.remove(registry, token, shared));
                 }
                 Some(Expired::Idle | Expired::Request) => {
                     self.drive(token, now, shared, registry);
                 }
                 None => {
-                    let deadline = conn.deadline(ctx.timeouts);
+                    let deadline = c.engine.deadline(ctx.timeouts);
                     self.timers
                         .schedule(deadline, token, generation, &mut c.timer_at);
                 }

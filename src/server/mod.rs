@@ -183,7 +183,17 @@ impl Server {
     }
 
     /// TLS for connections accepted from now on (live ones keep theirs).
+    /// With `Options::http2` off, `h2` is taken out of its ALPN list, so
+    /// clients agree on HTTP/1.1.
     pub fn set_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
+        let offers_h2 = cfg.alpn_protocols.iter().any(|p| p == b"h2");
+        let cfg = if offers_h2 && !self.shared.opts.http2 {
+            let mut c = (*cfg).clone();
+            c.alpn_protocols.retain(|p| p != b"h2");
+            Arc::new(c)
+        } else {
+            cfg
+        };
         self.shared.tls = Some(cfg);
     }
 

@@ -33,6 +33,10 @@ pub struct Options {
     pub accept_batch: usize,
     /// Header fields added to every response (Moonbridge's `static_headers`).
     pub static_headers: Vec<(String, String)>,
+    /// Serve HTTP/2 too: to TLS clients that offer `h2` by ALPN (the TLS
+    /// configuration must offer it, `tls::server_config` does), and to
+    /// plain-text clients that start with its preface (prior knowledge).
+    pub http2: bool,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
             accept_backoff: Duration::from_millis(100),
             accept_batch: 64,
             static_headers: Vec::new(),
+            http2: true,
         }
     }
 }

@@ -131,7 +131,9 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// A server configuration: TLS 1.3 and 1.2, ALPN `http/1.1`.
+/// A server configuration: TLS 1.3 and 1.2, ALPN `h2` (preferred) and
+/// `http/1.1`. A server with HTTP/2 off offers `http/1.1` alone
+/// (`Server::set_tls`).
 pub(crate) fn server_config(keys: Vec<CertifiedKey>) -> io::Result<Arc<rustls::ServerConfig>> {
     let resolver = Arc::new(SniResolver::new(keys)?);
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
@@ -139,7 +141,7 @@ pub(crate) fn server_config(keys: Vec<CertifiedKey>) -> io::Result<Arc<rustls::S
         .map_err(invalid)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 

@@ -69,6 +69,7 @@ impl Conn {
             trailers: &buf[trailers],
             peer: &self.peer,
             state: ReadState::Finished,
+            http2: false,
         };
         let mut res = Response::new(ctx.scratch);
         self.next_reply += 1;

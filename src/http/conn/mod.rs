@@ -360,6 +360,13 @@ impl Conn {
         v
     }
 
+    /// Nothing answered yet and no request under way past its head: the
+    /// bytes so far may still turn out to be another protocol's (HTTP/2's
+    /// preface).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.served == 0 && matches!(self.state.reading, Reading::Idle | Reading::Head)
+    }
+
     /// The peer shut down its side (read returned 0).
     pub(crate) fn on_eof(&mut self) {
         self.state.eof = true;

@@ -66,6 +66,7 @@ impl Conn {
                         trailers: &[],
                         peer: &self.peer,
                         state: ReadState::MessageReady,
+                        http2: false,
                     };
                     catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
                 };

@@ -13,7 +13,7 @@ use mio::event::Event;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::http::output::{FileSlice, SENDFILE_MAX, Sink};
-use crate::http::{BufPool, Conn, Limits};
+use crate::http::{BufPool, EngineIo, Limits};
 use crate::proxy::{self as proxy_header, ProxyMode};
 use crate::sys;
 use crate::tls::TlsMode;
@@ -97,7 +97,7 @@ impl Transport {
     }
 
     /// Is there anything to write (plaintext queued, or TLS records)?
-    pub(crate) fn wants_write(&self, conn: &mut Conn) -> bool {
+    pub(crate) fn wants_write(&self, conn: &mut impl EngineIo) -> bool {
         !conn.output().is_empty() || matches!(self, Transport::Tls(t) if t.wants_write())
     }
 }
@@ -142,6 +142,9 @@ pub(crate) struct Io {
     pub(crate) fd: OwnedFd,
     pub(crate) transport: Transport,
     pub(crate) ready: Readiness,
+    /// HTTP/2 is served here (`--http2`): by ALPN on TLS, by its preface
+    /// on plain connections.
+    pub(crate) http2: bool,
 }
 
 /// Readiness reported by edge-triggered events, remembered until acted on.
@@ -178,7 +181,7 @@ impl Io {
     /// moved.
     pub(crate) fn read(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut impl EngineIo,
         pool: &mut BufPool,
         limits: &Limits,
         now: Instant,
@@ -197,7 +200,7 @@ impl Io {
 
     /// Writes what the engine owes until done or the socket is full.
     /// `Ok(true)` if anything was written.
-    pub(crate) fn write(&mut self, conn: &mut Conn, now: Instant) -> io::Result<bool> {
+    pub(crate) fn write(&mut self, conn: &mut impl EngineIo, now: Instant) -> io::Result<bool> {
         let fd = self.fd.as_fd();
         let writable = &mut self.ready.writable;
         match &mut self.transport {
@@ -208,9 +211,24 @@ impl Io {
         }
     }
 
+    /// Does the client speak HTTP/2? `first`: what it has sent so far.
+    /// Over TLS, ALPN said so in the handshake (the preface comes next and
+    /// is `h2`'s to check); otherwise its first bytes are the preface
+    /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
+    pub(crate) fn offers_h2(&self, first: &[u8]) -> Option<bool> {
+        match &self.transport {
+            Transport::Tls(t) if t.alpn_protocol() == Some(b"h2") => Some(true),
+            Transport::Tls(_) => Some(false),
+            // Not known yet which (a first byte or a PROXY header to come).
+            Transport::Sniff(_) | Transport::Proxy { .. } => Some(false),
+            Transport::Plain if first.is_empty() => Some(false),
+            Transport::Plain => crate::http::h2::preface(first),
+        }
+    }
+
     /// Can it write now, and is there anything to write (plaintext queued,
     /// or TLS records)?
-    pub(crate) fn wants_write(&self, conn: &mut Conn) -> bool {
+    pub(crate) fn wants_write(&self, conn: &mut impl EngineIo) -> bool {
         self.ready.writable && self.transport.wants_write(conn)
     }
 
@@ -231,7 +249,7 @@ fn read(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
     ready: &mut Readiness,
-    conn: &mut Conn,
+    conn: &mut impl EngineIo,
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
@@ -356,7 +374,7 @@ fn read(
 fn sniff(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
-    conn: &mut Conn,
+    conn: &mut impl EngineIo,
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
@@ -384,7 +402,7 @@ fn sniff(
 /// engine is told the input has ended.
 fn plaintext(
     t: &mut ServerConnection,
-    conn: &mut Conn,
+    conn: &mut impl EngineIo,
     pool: &mut BufPool,
     limits: &Limits,
     now: Instant,
@@ -414,7 +432,7 @@ fn plaintext(
 
 fn write_plain(
     fd: BorrowedFd<'_>,
-    conn: &mut Conn,
+    conn: &mut impl EngineIo,
     writable: &mut bool,
     now: Instant,
 ) -> io::Result<bool> {
@@ -479,7 +497,7 @@ impl Sink for ToTls<'_> {
 fn write_tls(
     fd: BorrowedFd<'_>,
     t: &mut ServerConnection,
-    conn: &mut Conn,
+    conn: &mut impl EngineIo,
     writable: &mut bool,
     now: Instant,
 ) -> io::Result<bool> {
@@ -506,7 +524,7 @@ fn write_tls(
 
 /// Plaintext into rustls, as far as its buffer takes it. `Ok(true)` if it
 /// took anything.
-fn feed_tls(t: &mut ServerConnection, conn: &mut Conn) -> io::Result<bool> {
+fn feed_tls(t: &mut ServerConnection, conn: &mut impl EngineIo) -> io::Result<bool> {
     conn.output()
         .drain_into(&mut ToTls(t))
         .map(|(took, _)| took)

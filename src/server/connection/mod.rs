@@ -14,7 +14,8 @@ mod relays;
 
 use std::time::Instant;
 
-use crate::http::{Conn, Ctx, Next, Parked, Spare, Timeouts};
+use crate::http::h2::H2Conn;
+use crate::http::{Conn, Ctx, Expired, Next, Parked, Spare, Timeouts};
 use crate::sys::Addr;
 pub(crate) use io::{Broken, Io, NO_CERTIFICATE, Readiness, Transport, Wrapping};
 pub(super) use relays::{RELAY_TOKENS, Relays};
@@ -22,17 +23,19 @@ pub(super) use relays::{RELAY_TOKENS, Relays};
 /// Parked connection states kept for reuse, at most.
 const MAX_SPARE: usize = 64;
 
-/// The engine of one connection: busy (the full sans-I/O state, boxed), or
-/// parked between requests in its smallest form.
+/// The engine of one connection: HTTP/1.1's, busy (the full sans-I/O
+/// state, boxed) or parked between requests in its smallest form; or
+/// HTTP/2's.
 pub(super) enum Engine {
     Busy(Box<Conn>),
     Parked(Parked),
+    H2(Box<H2Conn>),
 }
 
 impl Engine {
-    /// The full state, brought back (into a spare allocation) if it was
-    /// parked.
-    pub(super) fn busy(&mut self, spare: &mut Spare, now: Instant) -> &mut Conn {
+    /// HTTP/1.1's full state, brought back (into a spare allocation) if it
+    /// was parked; `None` for HTTP/2.
+    pub(super) fn busy(&mut self, spare: &mut Spare, now: Instant) -> Option<&mut Conn> {
         if let Engine::Parked(p) = self {
             let p = std::mem::replace(p, Parked::empty(now));
             let mut b = spare
@@ -42,9 +45,17 @@ impl Engine {
             *self = Engine::Busy(b);
         }
         match self {
-            Engine::Busy(b) => b,
-            Engine::Parked(_) => unreachable!("a parked engine was made busy above"),
+            Engine::Busy(b) => Some(b),
+            Engine::Parked(_) | Engine::H2(_) => None,
         }
+    }
+
+    /// Handles a deadline that may have passed (`None`: it had not).
+    pub(super) fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
+        if let Engine::H2(h) = self {
+            return h.on_timeout(now, ctx);
+        }
+        self.busy(ctx.spare, now)?.on_timeout(now, ctx)
     }
 
     /// Parks the connection if it is idle with nothing buffered; the
@@ -67,6 +78,7 @@ impl Engine {
         match self {
             Engine::Busy(b) => b.peer(),
             Engine::Parked(p) => p.peer(),
+            Engine::H2(h) => h.peer(),
         }
     }
 
@@ -75,6 +87,7 @@ impl Engine {
         match self {
             Engine::Busy(b) => b.deadline(t),
             Engine::Parked(p) => Some(p.deadline(t)),
+            Engine::H2(h) => h.deadline(t),
         }
     }
 }
@@ -109,12 +122,30 @@ impl Connection {
         if matches!(self.engine, Engine::Parked(_)) && !self.io.ready.readable {
             return Outcome::Wait;
         }
-        let conn = self.engine.busy(ctx.spare, now);
+        let Some(conn) = self.engine.busy(ctx.spare, now) else {
+            return self.ready_h2(now, ctx);
+        };
         loop {
             let mut progress = false;
             match self.io.read(conn, ctx.pool, ctx.limits, now) {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
+            }
+            if conn.is_fresh() && self.io.http2 {
+                match self.io.offers_h2(conn.unparsed()) {
+                    Some(true) => {
+                        let first = conn.take_unparsed();
+                        let h2 = H2Conn::new(conn.peer().clone(), now, &first, ctx.limits);
+                        conn.release_buffers(ctx.pool);
+                        self.engine = Engine::H2(Box::new(h2));
+                        return self.ready_h2(now, ctx);
+                    }
+                    // Part of the preface: wait for the rest before the
+                    // HTTP/1.1 parser takes it for a request.
+                    None if !progress => return Outcome::Wait,
+                    None => continue,
+                    Some(false) => {}
+                }
             }
             conn.advance(now, ctx);
             if self.io.wants_write(conn) {
@@ -139,6 +170,33 @@ impl Connection {
                     conn.release_buffers(ctx.pool);
                     self.engine.park(ctx.spare);
                 }
+                return Outcome::Wait;
+            }
+        }
+    }
+
+    /// `ready()` for an HTTP/2 connection: the same moves, its engine.
+    fn ready_h2(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
+        let Engine::H2(h2) = &mut self.engine else {
+            return Outcome::Close(None);
+        };
+        loop {
+            let mut progress = false;
+            match self.io.read(&mut **h2, ctx.pool, ctx.limits, now) {
+                Ok(moved) => progress |= moved,
+                Err(e) => return Outcome::Close(Some(e)),
+            }
+            h2.advance(now, ctx);
+            if self.io.wants_write(&mut **h2) {
+                match self.io.write(&mut **h2, now) {
+                    Ok(wrote) => progress |= wrote,
+                    Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
+                }
+            }
+            if let Next::Close = h2.next() {
+                return Outcome::Close(None);
+            }
+            if !progress {
                 return Outcome::Wait;
             }
         }

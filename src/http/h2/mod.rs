@@ -1,0 +1,350 @@
+//! The HTTP/2 engine, sans-I/O, beside HTTP/1.1's (`conn/`): bytes in,
+//! bytes out, the same typed events, the same handlers.
+//!
+//! Framing, HPACK, flow control and the protocol's state machines are
+//! hyperium's `h2` crate (it passes h2spec, and carries the fixes for the
+//! rapid-reset and CONTINUATION floods), driven without a runtime: it runs
+//! over in-memory buffers (`pipe.rs`) that the server's connection fills
+//! from the socket and drains to it, and it is polled here, with a waker
+//! that does nothing, whenever bytes arrive or leave or a deadline passes:
+//! everything that can make it progress is one of those. Each request is
+//! one `Stream` (`stream.rs`).
+
+mod pipe;
+mod stream;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::server::{self, Connection, Handshake};
+
+use super::conn::{Ctx, Expired, Next};
+use super::engine_io::EngineIo;
+use super::events::{Event, Severity};
+use super::limits::{Limits, Timeouts};
+use super::output::Output;
+use super::pool::BufPool;
+use super::response::Body;
+use crate::sys::Addr;
+use pipe::{OUTPUT_LIMIT, Pipe};
+use stream::Stream;
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Bytes read from the socket that `h2` has not taken yet, at most.
+const INPUT_LIMIT: usize = 256 * 1024;
+/// One read from the socket, at most.
+const READ_SIZE: usize = 16 * 1024;
+
+/// What a connection's first bytes say: `Some(true)` the HTTP/2 preface,
+/// `Some(false)` something else, `None` too few bytes to tell.
+pub(crate) fn preface(first: &[u8]) -> Option<bool> {
+    let n = first.len().min(PREFACE.len());
+    if first[..n] != PREFACE[..n] {
+        Some(false)
+    } else if n == PREFACE.len() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+enum State {
+    /// Waiting for the preface and the client's SETTINGS.
+    Handshaking(Handshake<Pipe, Bytes>),
+    Open(Connection<Pipe, Bytes>),
+    /// Ended (GOAWAY sent or received, an error, the peer's close): what
+    /// is owed goes out, then the socket closes.
+    Closed,
+}
+
+pub(crate) struct H2Conn {
+    pipe: Pipe,
+    state: State,
+    streams: Vec<Stream>,
+    out: Output,
+    rbuf: Vec<u8>,
+    peer: Addr,
+    accepted: Instant,
+    /// When the last stream ended (the idle deadline).
+    idle_since: Instant,
+    write_progress: Instant,
+    /// A graceful GOAWAY was asked for (draining, handing over, idle).
+    going_away: bool,
+}
+
+impl H2Conn {
+    /// A connection whose first bytes (`first`: the preface, maybe more)
+    /// were read by someone else: HTTP/1.1's engine, which saw the
+    /// preface, or the TLS session that agreed on `h2` by ALPN.
+    pub(crate) fn new(peer: Addr, now: Instant, first: &[u8], limits: &Limits) -> H2Conn {
+        let pipe = Pipe::default();
+        pipe.0.borrow_mut().input.extend_from_slice(first);
+        let handshake = server::Builder::new()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_send_buffer_size(limits.max_output_buffer)
+            .handshake(pipe.clone());
+        H2Conn {
+            pipe,
+            state: State::Handshaking(handshake),
+            streams: Vec::new(),
+            out: Output::default(),
+            rbuf: Vec::new(),
+            peer,
+            accepted: now,
+            idle_since: now,
+            write_progress: now,
+            going_away: false,
+        }
+    }
+
+    pub(crate) fn peer(&self) -> &Addr {
+        &self.peer
+    }
+
+    /// Asks for a graceful end: GOAWAY with 2^31−1, a PING, then GOAWAY
+    /// with the last stream taken (`h2`'s two steps); open streams finish.
+    pub(crate) fn go_away(&mut self) {
+        if self.going_away {
+            return;
+        }
+        self.going_away = true;
+        if let State::Open(c) = &mut self.state {
+            c.graceful_shutdown();
+        }
+    }
+
+    /// Takes what arrived, runs handlers on complete requests, and queues
+    /// what the windows let go, until nothing more moves.
+    pub(crate) fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if ctx.draining {
+            self.go_away();
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let mut progress = self.poll_connection(&mut cx, now, ctx);
+            for s in &mut self.streams {
+                progress |= s.drive(&mut cx, &self.peer, now, ctx);
+            }
+            let before = self.streams.len();
+            self.streams.retain(|s| !s.is_done());
+            if self.streams.len() < before && self.streams.is_empty() {
+                self.idle_since = now;
+            }
+            progress |= self.take_output(ctx.pool);
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Lets `h2` read frames, write what is queued, and give new streams.
+    fn poll_connection(&mut self, cx: &mut Context<'_>, now: Instant, ctx: &mut Ctx<'_>) -> bool {
+        let mut progress = false;
+        if let State::Handshaking(hs) = &mut self.state {
+            match Pin::new(hs).poll(cx) {
+                Poll::Ready(Ok(mut c)) => {
+                    if self.going_away {
+                        c.graceful_shutdown();
+                    }
+                    self.state = State::Open(c);
+                    self.idle_since = now;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.trouble(ctx, Severity::Debug, &format_args!("HTTP/2 preface: {e}"));
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+        }
+        let State::Open(c) = &mut self.state else {
+            return progress;
+        };
+        loop {
+            match c.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    let s = Stream::open(req, respond, &self.peer, now, ctx);
+                    self.streams.push(s);
+                    progress = true;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // A connection error: h2 has queued its GOAWAY.
+                    let severity = if e.is_io() {
+                        Severity::Debug
+                    } else {
+                        Severity::Info
+                    };
+                    let peer = &self.peer;
+                    let what = format_args!("HTTP/2: {e}");
+                    ctx.observer.event(Event::Trouble {
+                        peer,
+                        severity,
+                        what: &what,
+                    });
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Ready(None) => {
+                    self.state = State::Closed;
+                    return true;
+                }
+                Poll::Pending => return progress,
+            }
+        }
+    }
+
+    /// Moves what `h2` wrote into the output queue, while it is under its
+    /// bound (past it, `h2` waits: back-pressure from the socket).
+    fn take_output(&mut self, pool: &mut BufPool) -> bool {
+        if self.out.bytes() >= OUTPUT_LIMIT {
+            return false;
+        }
+        let mut b = self.pipe.0.borrow_mut();
+        if b.output.is_empty() {
+            return false;
+        }
+        let bytes = std::mem::take(&mut b.output);
+        drop(b);
+        if self.out.is_empty() {
+            self.write_progress = Instant::now().min(self.write_progress.max(self.accepted));
+        }
+        self.out.push_body(pool, Body::Bytes(bytes), false);
+        true
+    }
+
+    fn trouble(&self, ctx: &mut Ctx<'_>, severity: Severity, what: &dyn std::fmt::Display) {
+        ctx.observer.event(Event::Trouble {
+            peer: &self.peer,
+            severity,
+            what,
+        });
+    }
+
+    /// What to do with the socket after this turn.
+    pub(crate) fn next(&mut self) -> Next {
+        let owed = !self.out.is_empty() || !self.pipe.0.borrow().output.is_empty();
+        if matches!(self.state, State::Closed) && !owed {
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// When the connection next needs attention if nothing happens.
+    pub(crate) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+        let write = (!self.out.is_empty()).then(|| self.write_progress + t.write_progress);
+        let read = match &self.state {
+            State::Handshaking(_) => Some(self.accepted + t.connection_setup),
+            State::Open(_) if self.streams.is_empty() => Some(self.idle_since + t.intra_stream),
+            State::Open(_) => self
+                .streams
+                .iter()
+                .filter(|s| s.is_receiving())
+                .map(|s| s.progress + t.body_progress)
+                .min(),
+            State::Closed => None,
+        };
+        match (write, read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles a deadline that may have passed (`None`: it had not).
+    pub(crate) fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
+        let t = ctx.timeouts;
+        if !self.out.is_empty() && self.write_progress + t.write_progress <= now {
+            self.out.clear();
+            return Some(Expired::Write);
+        }
+        match &self.state {
+            State::Handshaking(_) if self.accepted + t.connection_setup <= now => {
+                self.trouble(ctx, Severity::Debug, &"HTTP/2 preface not received in time");
+                self.state = State::Closed;
+                Some(Expired::Idle)
+            }
+            State::Open(_)
+                if self.streams.is_empty() && self.idle_since + t.intra_stream <= now =>
+            {
+                self.go_away();
+                Some(Expired::Idle)
+            }
+            State::Open(_)
+                if self
+                    .streams
+                    .iter()
+                    .any(|s| s.is_receiving() && s.progress + t.body_progress <= now) =>
+            {
+                // A stalled body: the connection goes (its other streams
+                // finish first), the stalled stream with it.
+                self.trouble(ctx, Severity::Debug, &"an HTTP/2 request body stalled");
+                self.go_away();
+                self.state = State::Closed;
+                Some(Expired::Request)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl EngineIo for H2Conn {
+    fn wants_read(&self, _limits: &Limits) -> bool {
+        let b = self.pipe.0.borrow();
+        !b.eof && !matches!(self.state, State::Closed) && b.unread() < INPUT_LIMIT
+    }
+    fn read_buf(&mut self, _pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
+        if !self.wants_read(limits) {
+            return None;
+        }
+        if self.rbuf.len() < READ_SIZE {
+            self.rbuf.resize(READ_SIZE, 0);
+        }
+        Some(&mut self.rbuf[..])
+    }
+    fn filled(&mut self, n: usize, _now: Instant) {
+        let rbuf = &self.rbuf[..n];
+        self.pipe.0.borrow_mut().input.extend_from_slice(rbuf);
+    }
+    fn feed(&mut self, bytes: &[u8], _pool: &mut BufPool, _now: Instant) {
+        self.pipe.0.borrow_mut().input.extend_from_slice(bytes);
+    }
+    fn unparsed(&self) -> &[u8] {
+        &[]
+    }
+    fn take_unparsed(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn on_eof(&mut self) {
+        self.pipe.0.borrow_mut().eof = true;
+    }
+    fn set_peer(&mut self, peer: Addr) {
+        self.peer = peer;
+    }
+    fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+    fn wrote(&mut self, now: Instant) {
+        self.write_progress = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_the_preface_from_http1_and_waits_for_enough_bytes() {
+        assert_eq!(preface(PREFACE), Some(true));
+        assert_eq!(preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"), Some(true));
+        assert_eq!(preface(b"PRI * HTTP/2"), None);
+        assert_eq!(preface(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(preface(b"PRI * HTTP/1.1\r\n"), Some(false));
+    }
+}

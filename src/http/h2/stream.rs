@@ -1,0 +1,582 @@
+//! One HTTP/2 stream: its request head rebuilt as HTTP/1.1's and parsed by
+//! the one parser (the same rules, the same `Request` for handlers), its
+//! body taken as the handler's `BodyPlan` says (the window opens only as
+//! the body is taken), the handler's one answer, and the response's DATA
+//! sent as the peer's windows allow.
+
+use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+
+use super::super::conn::Ctx;
+use super::super::deferred::ReadState;
+use super::super::events::{Event, Seen, Severity, Wants};
+use super::super::head::{self, Head};
+use super::super::request::Request;
+use super::super::response::{Body, BodyStream, Response};
+use super::super::sink::{BodyPlan, BodySink};
+use super::super::status::{Reject, has_no_body};
+use crate::sys::Addr;
+
+/// Most body bytes offered to `h2` at once: it frames them by the peer's
+/// `SETTINGS_MAX_FRAME_SIZE` and sends as its windows allow.
+const STEP: usize = 64 * 1024;
+
+/// Header fields that mean something only to one HTTP/1.1 connection: not
+/// allowed in HTTP/2 (RFC 9113 §8.2.2), so a handler's are left out.
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `METHOD TARGET HTTP/2.0` for the access line.
+struct Line<'a>(&'a Request<'a>);
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} HTTP/2.0", self.0.method(), self.0.target())
+    }
+}
+
+/// What is done with the request body as it arrives.
+enum Plan {
+    /// Gathered whole, up to `max_body`.
+    Buffer(Vec<u8>),
+    /// Given to the handler's sink piece by piece.
+    Sink(Box<dyn BodySink>, u64),
+}
+
+/// Where the response body comes from.
+enum Source {
+    Mem(Bytes),
+    File {
+        file: Arc<File>,
+        offset: u64,
+        left: u64,
+    },
+    Stream(Box<dyn BodyStream>),
+}
+
+impl Source {
+    fn of(body: Body) -> Source {
+        match body {
+            Body::Empty => Source::Mem(Bytes::new()),
+            Body::Bytes(v) => Source::Mem(Bytes::from(v)),
+            Body::Static(s) => Source::Mem(Bytes::from_static(s)),
+            Body::Shared { bytes, start, len } => {
+                Source::Mem(Bytes::copy_from_slice(&bytes[start..start + len]))
+            }
+            Body::File { file, offset, len } => Source::File {
+                file,
+                offset,
+                left: len,
+            },
+            Body::Stream(s) => Source::Stream(s),
+        }
+    }
+
+    /// How much it would send now, at most.
+    fn wants(&self) -> usize {
+        match self {
+            Source::Mem(b) => b.len().min(STEP),
+            Source::File { left, .. } => (*left).min(STEP as u64) as usize,
+            Source::Stream(_) => STEP,
+        }
+    }
+
+    /// Up to `max` bytes, and whether they are the last.
+    fn take(&mut self, max: usize) -> std::io::Result<(Bytes, bool)> {
+        match self {
+            Source::Mem(b) => {
+                let n = b.len().min(max);
+                let chunk = b.split_to(n);
+                Ok((chunk, b.is_empty()))
+            }
+            Source::File { file, offset, left } => {
+                // No sendfile under framing: a window's worth is read.
+                let n = (*left).min(max as u64) as usize;
+                let mut v = vec![0u8; n];
+                file.read_exact_at(&mut v, *offset)?;
+                *offset += n as u64;
+                *left -= n as u64;
+                Ok((Bytes::from(v), *left == 0))
+            }
+            Source::Stream(s) => {
+                let mut v = Vec::new();
+                let more = s.read_into(&mut v, max)?;
+                Ok((Bytes::from(v), !more))
+            }
+        }
+    }
+}
+
+enum Phase {
+    /// Reading the request body.
+    Receiving(RecvStream, Plan),
+    /// Answered; reading and throwing away the rest of the body while
+    /// the response goes out (`BodyPlan::Discard`, or a refused body).
+    Sending(SendStream<Bytes>, Source),
+    Done,
+}
+
+pub(super) struct Stream {
+    /// The request head as HTTP/1.1 text, and its parse.
+    buf: Vec<u8>,
+    head: Head,
+    respond: Option<SendResponse<Bytes>>,
+    phase: Phase,
+    /// A body still coming after the answer, read and dropped.
+    drain: Option<RecvStream>,
+    began: Instant,
+    /// When body bytes last came (the body deadline).
+    pub(super) progress: Instant,
+}
+
+impl Stream {
+    /// A new stream: its head rebuilt and checked; a request without a body
+    /// is answered at once.
+    pub(super) fn open(
+        req: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        peer: &Addr,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> Stream {
+        let (parts, recv) = req.into_parts();
+        let buf = rebuild_head(&parts);
+        let mut s = Stream {
+            buf,
+            head: Head::default(),
+            respond: Some(respond),
+            phase: Phase::Done,
+            drain: None,
+            began: now,
+            progress: now,
+        };
+        let mut scanned = 0;
+        match head::parse(&s.buf, &mut scanned, ctx.limits, &mut s.head) {
+            Ok(true) => {}
+            Ok(false) => {
+                let rej = Reject::new(400, "an incomplete request head");
+                s.refuse(rej, Some(recv), peer, ctx);
+                return s;
+            }
+            Err(rej) => {
+                s.refuse(rej, Some(recv), peer, ctx);
+                return s;
+            }
+        }
+        if recv.is_end_stream() {
+            s.answer(&[], None, peer, now, ctx);
+            return s;
+        }
+        let plan = {
+            let req = s.request(&[], peer, ReadState::MessageReady);
+            catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
+        };
+        match plan {
+            Ok(BodyPlan::Buffer) => s.phase = Phase::Receiving(recv, Plan::Buffer(Vec::new())),
+            Ok(BodyPlan::Stream(sink)) => s.phase = Phase::Receiving(recv, Plan::Sink(sink, 0)),
+            Ok(BodyPlan::Skip | BodyPlan::Discard) => {
+                s.drain = Some(recv);
+                s.answer(&[], None, peer, now, ctx);
+            }
+            Err(_) => {
+                let what = "on_head panicked; answered 500";
+                ctx.observer.event(Event::Trouble {
+                    peer,
+                    severity: Severity::Error,
+                    what: &what,
+                });
+                s.refuse(Reject::new(500, "handler panicked"), Some(recv), peer, ctx);
+            }
+        }
+        s
+    }
+
+    /// Nothing more to do: answered, sent, and the body read.
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done) && self.drain.is_none()
+    }
+
+    /// Still reading its request body (the body deadline applies).
+    pub(super) fn is_receiving(&self) -> bool {
+        matches!(self.phase, Phase::Receiving(..))
+    }
+
+    fn request<'a>(&'a self, body: &'a [u8], peer: &'a Addr, state: ReadState) -> Request<'a> {
+        Request {
+            buf: &self.buf,
+            head: &self.head,
+            body,
+            trailers: &[],
+            peer,
+            state,
+            http2: true,
+        }
+    }
+
+    /// Moves what can move. `true` if anything did.
+    pub(super) fn drive(
+        &mut self,
+        cx: &mut Context<'_>,
+        peer: &Addr,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let mut progress = self.drain_body(cx);
+        loop {
+            let moved = match &mut self.phase {
+                Phase::Receiving(..) => self.receive(cx, peer, now, ctx),
+                Phase::Sending(..) => self.send(cx, peer, ctx),
+                Phase::Done => false,
+            };
+            progress |= moved;
+            if !moved {
+                return progress;
+            }
+        }
+    }
+
+    /// A body being thrown away: read it and give its window back.
+    fn drain_body(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(recv) = &mut self.drain else {
+            return false;
+        };
+        let mut moved = false;
+        loop {
+            match recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(d))) => {
+                    let _ = recv.flow_control().release_capacity(d.len());
+                    moved = true;
+                }
+                Poll::Ready(_) => {
+                    self.drain = None;
+                    return true;
+                }
+                Poll::Pending => return moved,
+            }
+        }
+    }
+
+    fn receive(
+        &mut self,
+        cx: &mut Context<'_>,
+        peer: &Addr,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let Phase::Receiving(recv, plan) = &mut self.phase else {
+            return false;
+        };
+        match recv.poll_data(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Some(Ok(data))) => {
+                self.progress = now;
+                let n = data.len();
+                let refused = match plan {
+                    Plan::Buffer(b) if (b.len() + n) as u64 > ctx.limits.max_body => {
+                        Some(Reject::new(413, "request body too large"))
+                    }
+                    Plan::Buffer(b) => {
+                        b.extend_from_slice(&data);
+                        None
+                    }
+                    Plan::Sink(_, got) if *got + n as u64 > ctx.limits.max_streamed_body => {
+                        Some(Reject::new(413, "request body too large"))
+                    }
+                    Plan::Sink(sink, got) => {
+                        *got += n as u64;
+                        match catch_unwind(AssertUnwindSafe(|| sink.data(&data))) {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(Reject {
+                                status: e.status,
+                                reason: e.reason,
+                            }),
+                            Err(_) => Some(Reject::new(500, "handler panicked")),
+                        }
+                    }
+                };
+                // Taken: the peer may send as much again.
+                let _ = recv.flow_control().release_capacity(n);
+                if let Some(rej) = refused {
+                    let Phase::Receiving(recv, _) = std::mem::replace(&mut self.phase, Phase::Done)
+                    else {
+                        return true;
+                    };
+                    self.refuse(rej, Some(recv), peer, ctx);
+                }
+                true
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The peer reset the stream: nobody to answer.
+                let what = format_args!("HTTP/2 stream reset while its body came: {e}");
+                ctx.observer.event(Event::Trouble {
+                    peer,
+                    severity: Severity::Debug,
+                    what: &what,
+                });
+                self.phase = Phase::Done;
+                self.respond = None;
+                true
+            }
+            Poll::Ready(None) => {
+                let Phase::Receiving(_, plan) = std::mem::replace(&mut self.phase, Phase::Done)
+                else {
+                    return true;
+                };
+                match plan {
+                    Plan::Buffer(body) => self.answer(&body, None, peer, now, ctx),
+                    Plan::Sink(mut sink, _) => self.answer(&[], Some(&mut *sink), peer, now, ctx),
+                }
+                true
+            }
+        }
+    }
+
+    /// Sends what the windows allow. `true` if anything went.
+    fn send(&mut self, cx: &mut Context<'_>, peer: &Addr, ctx: &mut Ctx<'_>) -> bool {
+        let Phase::Sending(send, source) = &mut self.phase else {
+            return false;
+        };
+        let mut moved = false;
+        loop {
+            send.reserve_capacity(source.wants().max(1));
+            let cap = match send.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(n))) => n,
+                Poll::Ready(Some(Err(_)) | None) => {
+                    // Reset by the peer (or the connection ended).
+                    self.phase = Phase::Done;
+                    return true;
+                }
+                Poll::Pending => send.capacity(),
+            };
+            if cap == 0 {
+                return moved;
+            }
+            let (chunk, last) = match source.take(cap) {
+                Ok(c) => c,
+                Err(e) => {
+                    let what = format_args!("HTTP/2 response body failed: {e}; stream reset");
+                    ctx.observer.event(Event::Trouble {
+                        peer,
+                        severity: Severity::Warn,
+                        what: &what,
+                    });
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    self.phase = Phase::Done;
+                    return true;
+                }
+            };
+            if chunk.is_empty() && !last {
+                // A stream body with nothing yet: asked again next turn.
+                return moved;
+            }
+            if send.send_data(chunk, last).is_err() || last {
+                self.phase = Phase::Done;
+                return true;
+            }
+            moved = true;
+        }
+    }
+
+    /// Answers a request the engine refuses (its head, its body).
+    fn refuse(&mut self, rej: Reject, recv: Option<RecvStream>, peer: &Addr, ctx: &mut Ctx<'_>) {
+        ctx.observer.event(Event::Refused {
+            peer,
+            status: rej.status,
+            reason: &rej.reason,
+        });
+        let body = format!("{} {}\n", rej.status, rej.reason);
+        let headers = b"content-type: text/plain; charset=utf-8\r\n";
+        self.respond_with(rej.status, headers, Body::Bytes(body.into_bytes()), ctx);
+        // What the client still sends is read and dropped (its window
+        // given back), so the connection's window does not close.
+        self.drain = recv;
+    }
+
+    /// Runs the handler on the complete request and starts the response.
+    fn answer(
+        &mut self,
+        body: &[u8],
+        sink: Option<&mut dyn BodySink>,
+        peer: &Addr,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut res = Response::new(ctx.scratch);
+        let outcome = {
+            let req = self.request(body, peer, ReadState::Finished);
+            catch_unwind(AssertUnwindSafe(|| match sink {
+                Some(s) => s.finish(&req, &mut res),
+                None => ctx.handler.handle(&req, &mut res),
+            }))
+        };
+        let failed: &'static [u8] = b"500 Internal Server Error\n";
+        let text: &'static [u8] = b"content-type: text/plain; charset=utf-8\r\n";
+        let (status, body, headers, note, trouble): (u16, Body, Vec<u8>, &str, Option<&str>) =
+            match outcome {
+                Ok(()) if res.hand_off => (
+                    500,
+                    Body::Static(failed),
+                    text.to_vec(),
+                    "hand_off on an HTTP/2 stream",
+                    Some(
+                        "a handler handed off an HTTP/2 stream: only an HTTP/1.1 connection can be taken over; answered 500",
+                    ),
+                ),
+                Ok(()) if res.deferred => (
+                    500,
+                    Body::Static(failed),
+                    text.to_vec(),
+                    "deferred on an HTTP/2 stream",
+                    Some(
+                        "a handler deferred its response on an HTTP/2 stream, which is not served yet; answered 500",
+                    ),
+                ),
+                Ok(()) if res.misuse.is_none() => {
+                    let body = std::mem::replace(&mut res.body, Body::Empty);
+                    (res.status, body, res.headers.clone(), "", None)
+                }
+                Ok(()) => (
+                    500,
+                    Body::Static(failed),
+                    text.to_vec(),
+                    "handler misused the response",
+                    Some("handler misused the response"),
+                ),
+                Err(_) => (
+                    500,
+                    Body::Static(failed),
+                    text.to_vec(),
+                    "handler panicked",
+                    Some("handler panicked; answered 500"),
+                ),
+            };
+        if let Some(what) = trouble {
+            ctx.observer.event(Event::Trouble {
+                peer,
+                severity: Severity::Error,
+                what: &what,
+            });
+        }
+        let sent = if self.head.is_head || has_no_body(status) {
+            0
+        } else {
+            body.len().unwrap_or(0)
+        };
+        self.respond_with(status, &headers, body, ctx);
+        let req = self.request(&[], peer, ReadState::Finished);
+        let line = Line(&req);
+        let wants = ctx.observer.wants();
+        let client = wants == Wants::LineAndClient;
+        let seen = (wants != Wants::Nothing).then(|| Seen {
+            line: &line,
+            referer: client.then(|| req.header_bytes("referer")).flatten(),
+            agent: client.then(|| req.header_bytes("user-agent")).flatten(),
+        });
+        ctx.observer.event(Event::Answered {
+            peer,
+            request: seen,
+            status,
+            sent,
+            took: Some(now.saturating_duration_since(self.began)),
+            note,
+        });
+    }
+
+    /// Sends the response head, and then the body as the windows allow.
+    /// `lines`: `Name: value` lines (the connection-specific ones are left
+    /// out); `date`, the static fields and `content-length` are ours.
+    fn respond_with(&mut self, status: u16, lines: &[u8], body: Body, ctx: &mut Ctx<'_>) {
+        let Some(mut respond) = self.respond.take() else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let no_body = self.head.is_head || has_no_body(status);
+        let mut b = http::Response::builder().status(status);
+        b = b.header("date", ctx.date);
+        let lines_of = |text: &[u8], b: http::response::Builder| {
+            let mut b = b;
+            for line in text.split(|&c| c == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let Some(colon) = line.iter().position(|&c| c == b':') else {
+                    continue;
+                };
+                let name = String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase();
+                if CONNECTION_SPECIFIC.contains(&name.as_str()) {
+                    continue;
+                }
+                let value = line[colon + 1..].trim_ascii();
+                b = b.header(name, value);
+            }
+            b
+        };
+        b = lines_of(ctx.static_headers, b);
+        b = lines_of(lines, b);
+        if !has_no_body(status)
+            && let Some(n) = body.len()
+        {
+            b = b.header("content-length", n);
+        }
+        let Ok(head) = b.body(()) else {
+            // A field `http` refuses though our checks let it through.
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            self.phase = Phase::Done;
+            return;
+        };
+        let end = no_body || body.is_empty();
+        match respond.send_response(head, end) {
+            Ok(send) if !end => self.phase = Phase::Sending(send, Source::of(body)),
+            _ => self.phase = Phase::Done,
+        }
+    }
+}
+
+/// The request head as HTTP/1.1 text: `METHOD TARGET HTTP/1.1`, `host`
+/// from `:authority`, then every field (the `h2` crate has already refused
+/// connection-specific ones, bad pseudo-fields and `TE` other than
+/// `trailers`).
+fn rebuild_head(parts: &http::request::Parts) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(parts.method.as_str().as_bytes());
+    b.push(b' ');
+    match parts.uri.path_and_query() {
+        Some(pq) => b.extend_from_slice(pq.as_str().as_bytes()),
+        None => match parts.uri.authority() {
+            // CONNECT names an authority, not a path.
+            Some(a) => b.extend_from_slice(a.as_str().as_bytes()),
+            None => b.push(b'/'),
+        },
+    }
+    b.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = parts.uri.authority();
+    if let Some(a) = authority {
+        b.extend_from_slice(b"host: ");
+        b.extend_from_slice(a.as_str().as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        // `:authority` wins over a `host` field (RFC 9113 §8.3.1).
+        if authority.is_some() && name == http::header::HOST {
+            continue;
+        }
+        b.extend_from_slice(name.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
