@@ -57,6 +57,10 @@ request = function() return req end
 """)
 
 PORT, TLS_PORT = 18400, 18401
+# nginx 1.22 takes h2c (prior knowledge) only on a listener of its own,
+# which then speaks nothing else: the h2c cases reach nginx here, the
+# others on PORT, where HTTP/1.1 and h2c share the listener.
+H2C_PORT = 18402
 
 
 def config(name):
@@ -96,9 +100,14 @@ http {{
     fastcgi_temp_path {work}/nginx-fcgi;
     uwsgi_temp_path {work}/nginx-uwsgi;
     scgi_temp_path {work}/nginx-scgi;
+    # HTTP/2 as nginx 1.22 has it: `http2` on the listen line. Streams and
+    # requests per connection high enough that it never sends GOAWAY in
+    # a run (http2_max_requests is keepalive_requests since 1.19.7).
+    http2_max_concurrent_streams 128;
     server {{ listen 127.0.0.1:{PORT}; root {www}; }}
+    server {{ listen 127.0.0.1:{H2C_PORT} http2; root {www}; }}
     server {{
-        listen 127.0.0.1:{TLS_PORT} ssl;
+        listen 127.0.0.1:{TLS_PORT} ssl http2;
         ssl_certificate {work}/cert.pem;
         ssl_certificate_key {work}/key.pem;
         root {www};
@@ -120,6 +129,14 @@ server.max-fds = 19000
 server.max-connections = 20000
 server.network-backend = "sendfile"
 mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream")
+# HTTP/2 is on by default in 1.4.69 (server.h2proto), h2c by prior
+# knowledge on the plain port and h2 by ALPN on the TLS one.
+server.modules += ("mod_openssl")
+$SERVER["socket"] == "127.0.0.1:{TLS_PORT}" {{
+    ssl.engine = "enable"
+    ssl.pemfile = "{work}/cert.pem"
+    ssl.privkey = "{work}/key.pem"
+}}
 """)
         return ["lighttpd", "-D", "-f", conf]
     raise ValueError(name)
@@ -191,6 +208,46 @@ def wrk(url, conns, script=None):
     bps = float(num) * unit[tr[len(num):]]
     errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
     return rps, bps, errors
+
+
+def h2load(url, conns, streams):
+    """req/s of h2load for SECONDS on `conns` connections with `streams`
+    requests in flight on each; failed requests are reported."""
+    out = subprocess.run(
+        ["h2load", "-D", str(SECONDS), "-c", str(conns), "-m", str(streams), "-t", "1", url],
+        capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("finished in"))
+    rps = float(line.split(",")[1].split()[0])
+    done = next(l for l in out.splitlines() if l.startswith("requests:"))
+    errors = [] if " 0 failed, 0 errored" in done else [done]
+    return rps, errors
+
+
+# name: (servers, connections, streams per connection, tls)
+H2 = {
+    "h2c-small-c10m10": (SERVERS[1:], 10, 10, False),
+    "h2c-small-c100m1": (SERVERS[1:], 100, 1, False),
+    "h2-small-c10m10": (SERVERS[1:], 10, 10, True),
+    "h2-small-c100m1": (SERVERS[1:], 100, 1, True),
+}
+
+
+def h2_throughput(case):
+    servers, conns, streams, tls = H2[case]
+    got = {s: [] for s in servers}
+    for _ in range(ROUNDS):
+        for s in servers:
+            with Server(s):
+                if tls:
+                    url = f"https://127.0.0.1:{TLS_PORT}/small.txt"
+                else:
+                    port = H2C_PORT if s == "nginx" else PORT
+                    url = f"http://127.0.0.1:{port}/small.txt"
+                rps, errors = h2load(url, conns, streams)
+                if errors:
+                    print(f"  {case} {s}: {errors}", file=sys.stderr)
+                got[s].append(rps)
+    return {s: statistics.median(v) for s, v in got.items()}, "req/s"
 
 
 # name: (servers, path, connections, script, tls, figure)
@@ -363,12 +420,14 @@ def fmt(v, figure):
 
 def main():
     cases = os.environ.get("BENCH_CASES")
-    want = cases.split(",") if cases else list(THROUGHPUT) + ["memory", "syscalls", "instructions"]
+    want = cases.split(",") if cases else list(THROUGHPUT) + list(H2) + ["memory", "syscalls", "instructions"]
     rows = []
     for case in want:
         t0 = time.time()
         if case in THROUGHPUT:
             res, figure = throughput(case)
+        elif case in H2:
+            res, figure = h2_throughput(case)
         elif case == "memory":
             n = idle_count()
             res, figure = idle_memory(n), "B"

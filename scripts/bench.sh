@@ -12,6 +12,8 @@ missing=()
 for tool in wrk nginx lighttpd strace valgrind openssl; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+[ -e /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -27,6 +27,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 # A real load balancer in front, speaking the PROXY protocol
 # (tests/proxy.rs), and TLS to us for Autobahn over wss (tests/autobahn.rs).
 command -v haproxy >/dev/null || missing+=(haproxy)
+# HTTP/2 clients we did not write: nghttp and h2load (tests/http2.rs,
+# scripts/bench.sh); curl's --http2 comes with Debian's curl.
+{ command -v nghttp && command -v h2load; } >/dev/null || missing+=(nghttp2-client)
 # systemd-socket-activate and systemd-analyze come with systemd.
 { command -v systemd-socket-activate && command -v systemd-analyze; } >/dev/null || missing+=(systemd)
 # The man page is rendered by man, the completions loaded by each shell

@@ -37,6 +37,8 @@ fn small_limits() -> Limits {
         max_pipelined: 4,
         max_output_buffer: 2048,
         max_concurrent_streams: 4,
+        max_control_frames_per_second: 20,
+        max_resets_per_second: 10,
     }
 }
 

@@ -40,6 +40,13 @@ pub struct Limits {
     /// `REFUSED_STREAM`. The request head limits (`max_header_bytes` for
     /// the header list) are HTTP/1.1's.
     pub max_concurrent_streams: u32,
+    /// HTTP/2: SETTINGS, PING, PRIORITY and empty DATA frames a client may
+    /// send a second on one connection (they cost the server and give the
+    /// client nothing); past it, GOAWAY `ENHANCE_YOUR_CALM`.
+    pub max_control_frames_per_second: u32,
+    /// HTTP/2: streams a client may reset a second on one connection
+    /// (rapid reset, CVE-2023-44487); past it, GOAWAY `ENHANCE_YOUR_CALM`.
+    pub max_resets_per_second: u32,
 }
 
 /// The hard cap on `max_headers`: httparse parses into an array on the stack.
@@ -59,6 +66,8 @@ impl Default for Limits {
             max_pipelined: 16,
             max_output_buffer: 256 * 1024,
             max_concurrent_streams: 100,
+            max_control_frames_per_second: 200,
+            max_resets_per_second: 100,
         }
     }
 }

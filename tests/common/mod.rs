@@ -2,6 +2,7 @@
 //! address it prints, and speak raw bytes to it.
 #![allow(dead_code)]
 
+pub mod h2raw;
 pub mod tls_client;
 
 use std::io::{BufRead, BufReader, Read, Write};

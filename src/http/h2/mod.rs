@@ -10,6 +10,7 @@
 //! everything that can make it progress is one of those. Each request is
 //! one `Stream` (`stream.rs`).
 
+mod guard;
 mod pipe;
 mod stream;
 
@@ -29,6 +30,7 @@ use super::output::Output;
 use super::pool::BufPool;
 use super::response::Body;
 use crate::sys::Addr;
+use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};
 use stream::Stream;
 
@@ -75,6 +77,11 @@ pub(crate) struct H2Conn {
     write_progress: Instant,
     /// A graceful GOAWAY was asked for (draining, handing over, idle).
     going_away: bool,
+    /// Looks at every frame before `h2` does (`guard.rs`).
+    guard: Guard,
+    /// The guard refused a frame: the connection ends with this GOAWAY,
+    /// once what came before it is handled.
+    doomed: Option<Violation>,
 }
 
 impl H2Conn {
@@ -83,13 +90,16 @@ impl H2Conn {
     /// preface, or the TLS session that agreed on `h2` by ALPN.
     pub(crate) fn new(peer: Addr, now: Instant, first: &[u8], limits: &Limits) -> H2Conn {
         let pipe = Pipe::default();
-        pipe.0.borrow_mut().input.extend_from_slice(first);
+        let rates = Rates {
+            control: limits.max_control_frames_per_second,
+            resets: limits.max_resets_per_second,
+        };
         let handshake = server::Builder::new()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_send_buffer_size(limits.max_output_buffer)
             .handshake(pipe.clone());
-        H2Conn {
+        let mut h = H2Conn {
             pipe,
             state: State::Handshaking(handshake),
             streams: Vec::new(),
@@ -100,7 +110,44 @@ impl H2Conn {
             idle_since: now,
             write_progress: now,
             going_away: false,
+            guard: Guard::new(rates, now),
+            doomed: None,
+        };
+        h.take_in(first, now);
+        h
+    }
+
+    /// Bytes from the client, through the guard, for `h2`.
+    fn take_in(&mut self, bytes: &[u8], now: Instant) {
+        if self.doomed.is_some() {
+            return;
         }
+        let input = &mut self.pipe.0.borrow_mut().input;
+        match self.guard.inspect(bytes, now) {
+            Ok(()) => input.extend_from_slice(bytes),
+            Err((n, v)) => {
+                input.extend_from_slice(&bytes[..n]);
+                self.doomed = Some(v);
+            }
+        }
+    }
+
+    /// After the frames before a refused one were handled: the guard's
+    /// GOAWAY, after whatever `h2` wrote, and the end.
+    fn end_refused(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(v) = self.doomed else {
+            return;
+        };
+        if matches!(self.state, State::Closed) && self.streams.is_empty() {
+            return;
+        }
+        self.take_output(ctx.pool);
+        let what = format_args!("HTTP/2: {}; GOAWAY (code {:#x})", v.why, v.code);
+        self.trouble(ctx, Severity::Info, &what);
+        let f = guard::goaway(self.guard.highest_stream, v.code);
+        self.out.push_body(ctx.pool, Body::Bytes(f), false);
+        self.state = State::Closed;
+        self.streams.clear();
     }
 
     pub(crate) fn peer(&self) -> &Addr {
@@ -138,9 +185,10 @@ impl H2Conn {
             }
             progress |= self.take_output(ctx.pool);
             if !progress {
-                return;
+                break;
             }
         }
+        self.end_refused(ctx);
     }
 
     /// Lets `h2` read frames, write what is queued, and give new streams.
@@ -241,6 +289,7 @@ impl H2Conn {
     pub(crate) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         let write = (!self.out.is_empty()).then(|| self.write_progress + t.write_progress);
         let read = match &self.state {
+            _ if !self.guard.set_up => Some(self.accepted + t.connection_setup),
             State::Handshaking(_) => Some(self.accepted + t.connection_setup),
             State::Open(_) if self.streams.is_empty() => Some(self.idle_since + t.intra_stream),
             State::Open(_) => self
@@ -264,8 +313,11 @@ impl H2Conn {
             self.out.clear();
             return Some(Expired::Write);
         }
+        let set_up = self.guard.set_up && !matches!(self.state, State::Handshaking(_));
         match &self.state {
-            State::Handshaking(_) if self.accepted + t.connection_setup <= now => {
+            State::Handshaking(_) | State::Open(_)
+                if !set_up && self.accepted + t.connection_setup <= now =>
+            {
                 self.trouble(ctx, Severity::Debug, &"HTTP/2 preface not received in time");
                 self.state = State::Closed;
                 Some(Expired::Idle)
@@ -297,7 +349,10 @@ impl H2Conn {
 impl EngineIo for H2Conn {
     fn wants_read(&self, _limits: &Limits) -> bool {
         let b = self.pipe.0.borrow();
-        !b.eof && !matches!(self.state, State::Closed) && b.unread() < INPUT_LIMIT
+        !b.eof
+            && self.doomed.is_none()
+            && !matches!(self.state, State::Closed)
+            && b.unread() < INPUT_LIMIT
     }
     fn read_buf(&mut self, _pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
         if !self.wants_read(limits) {
@@ -308,12 +363,13 @@ impl EngineIo for H2Conn {
         }
         Some(&mut self.rbuf[..])
     }
-    fn filled(&mut self, n: usize, _now: Instant) {
-        let rbuf = &self.rbuf[..n];
-        self.pipe.0.borrow_mut().input.extend_from_slice(rbuf);
+    fn filled(&mut self, n: usize, now: Instant) {
+        let bytes = std::mem::take(&mut self.rbuf);
+        self.take_in(&bytes[..n], now);
+        self.rbuf = bytes;
     }
-    fn feed(&mut self, bytes: &[u8], _pool: &mut BufPool, _now: Instant) {
-        self.pipe.0.borrow_mut().input.extend_from_slice(bytes);
+    fn feed(&mut self, bytes: &[u8], _pool: &mut BufPool, now: Instant) {
+        self.take_in(bytes, now);
     }
     fn unparsed(&self) -> &[u8] {
         &[]

@@ -505,32 +505,7 @@ impl Stream {
             return;
         };
         let no_body = self.head.is_head || has_no_body(status);
-        let mut b = http::Response::builder().status(status);
-        b = b.header("date", ctx.date);
-        let lines_of = |text: &[u8], b: http::response::Builder| {
-            let mut b = b;
-            for line in text.split(|&c| c == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let Some(colon) = line.iter().position(|&c| c == b':') else {
-                    continue;
-                };
-                let name = String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase();
-                if CONNECTION_SPECIFIC.contains(&name.as_str()) {
-                    continue;
-                }
-                let value = line[colon + 1..].trim_ascii();
-                b = b.header(name, value);
-            }
-            b
-        };
-        b = lines_of(ctx.static_headers, b);
-        b = lines_of(lines, b);
-        if !has_no_body(status)
-            && let Some(n) = body.len()
-        {
-            b = b.header("content-length", n);
-        }
-        let Ok(head) = b.body(()) else {
+        let Some(head) = response_head(status, ctx.date, ctx.static_headers, lines, &body) else {
             // A field `http` refuses though our checks let it through.
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
             self.phase = Phase::Done;
@@ -542,6 +517,51 @@ impl Stream {
             _ => self.phase = Phase::Done,
         }
     }
+}
+
+/// The response head: `date`, the static fields, the handler's
+/// (`Name: value` lines, names lowercased, the connection-specific ones
+/// left out), and `content-length` when the body's length is known.
+/// `None` if `http` refuses a field.
+fn response_head(
+    status: u16,
+    date: &[u8],
+    static_headers: &[u8],
+    lines: &[u8],
+    body: &Body,
+) -> Option<http::Response<()>> {
+    use http::header::{CONTENT_LENGTH, DATE, HeaderName, HeaderValue};
+    let mut map = http::HeaderMap::with_capacity(8);
+    map.insert(DATE, HeaderValue::from_bytes(date).ok()?);
+    for line in static_headers
+        .split(|&c| c == b'\n')
+        .chain(lines.split(|&c| c == b'\n'))
+    {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        if CONNECTION_SPECIFIC
+            .iter()
+            .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        // `from_bytes` lowercases the name, as HTTP/2 wants it.
+        let name = HeaderName::from_bytes(name).ok()?;
+        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+        map.append(name, value);
+    }
+    if !has_no_body(status)
+        && let Some(n) = body.len()
+    {
+        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let mut head = http::Response::new(());
+    *head.status_mut() = http::StatusCode::from_u16(status).ok()?;
+    *head.headers_mut() = map;
+    Some(head)
 }
 
 /// The request head as HTTP/1.1 text: `METHOD TARGET HTTP/1.1`, `host`
