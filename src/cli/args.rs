@@ -310,6 +310,14 @@ pub(super) struct ServeArgs {
     /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with REFUSED_STREAM.
     #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
     pub(super) max_concurrent_streams: u32,
+    /// HTTP/2 SETTINGS, PING, PRIORITY and empty DATA frames one connection
+    /// may send a second; past it, GOAWAY ENHANCE_YOUR_CALM.
+    #[arg(long, default_value_t = Limits::default().max_control_frames_per_second)]
+    pub(super) max_control_frames_per_second: u32,
+    /// HTTP/2 streams one connection may reset a second (rapid reset);
+    /// past it, GOAWAY ENHANCE_YOUR_CALM.
+    #[arg(long, default_value_t = Limits::default().max_resets_per_second)]
+    pub(super) max_resets_per_second: u32,
     /// Most connections served at once; at the limit, accepting stops.
     #[arg(long, default_value_t = Options::default().max_concurrent)]
     pub(super) max_concurrent: usize,
@@ -372,6 +380,8 @@ impl ServeArgs {
                 max_headers: self.max_headers,
                 max_body: self.max_body,
                 max_concurrent_streams: self.max_concurrent_streams,
+                max_control_frames_per_second: self.max_control_frames_per_second,
+                max_resets_per_second: self.max_resets_per_second,
                 ..Limits::default()
             },
             timeouts: Timeouts {

@@ -83,9 +83,20 @@ impl Connections {
         let Some(mover) = &self.mover else {
             return;
         };
-        let Some(c) = self.entries.get(token) else {
+        let Some(c) = self.entries.get_mut(token) else {
             return;
         };
+        // An HTTP/2 connection's state (HPACK tables, streams) lives in the
+        // h2 crate and cannot move: it is told to go away gracefully, its
+        // streams finish here, and its client opens its next connection to
+        // the new process.
+        if let Engine::H2(h) = &mut c.engine {
+            if h.go_away() {
+                tracing::debug!(peer = %h.peer(), "handing over: GOAWAY to an HTTP/2 connection");
+                self.drive(token, Instant::now(), shared, registry);
+            }
+            return;
+        }
         let Engine::Parked(p) = &c.engine else {
             return;
         };
@@ -96,6 +107,10 @@ impl Connections {
             Transport::Sniff(_) => return,
             // Its PROXY header is not in yet: likewise.
             Transport::Proxy { .. } => return,
+            // Mid-handshake: its client has asked for nothing yet and
+            // would see a reset; once it has (and been answered, or gone
+            // HTTP/2 and been told to go away) it is judged again.
+            Transport::Tls(ref t) if t.is_handshaking() => return,
             Transport::Tls(_) => {
                 tracing::debug!(peer = %p.peer(), "handing over: an idle TLS connection is closed");
                 drop(self.remove(registry, token, shared));

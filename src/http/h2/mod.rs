@@ -156,14 +156,16 @@ impl H2Conn {
 
     /// Asks for a graceful end: GOAWAY with 2^31−1, a PING, then GOAWAY
     /// with the last stream taken (`h2`'s two steps); open streams finish.
-    pub(crate) fn go_away(&mut self) {
+    /// `true` if it was not asked for before.
+    pub(crate) fn go_away(&mut self) -> bool {
         if self.going_away {
-            return;
+            return false;
         }
         self.going_away = true;
         if let State::Open(c) = &mut self.state {
             c.graceful_shutdown();
         }
+        true
     }
 
     /// Takes what arrived, runs handlers on complete requests, and queues
