@@ -35,5 +35,43 @@ fn the_demo_page_shows_the_echo_in_headless_chromium() {
     if let Ok(keep) = std::env::var("KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
+    assert!(stdout.contains("protocol: http/1.1"), "{stdout}");
     assert!(h.log().contains("\"GET /echo HTTP/1.1\" 101 -"));
+}
+
+/// Over HTTPS Chromium loads the page over HTTP/2 (ALPN h2) and opens the
+/// page's WebSocket on an HTTP/1.1 connection of its own (no RFC 8441
+/// extended CONNECT is offered), which is handed to a worker as ever.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
+fn chromium_loads_the_demo_page_over_h2_and_its_websocket_over_http11() {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let python = venv_tool("BROWSER_PYTHON", "python");
+    let h = Handoff::start(&[
+        "--root",
+        &format!("{manifest}/site"),
+        "--ws",
+        "/echo=echo",
+        "--listen",
+        "127.0.0.1:0,tls=on",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("ws.png");
+    let https = h.addr_of("https");
+    let out = Command::new(python)
+        .arg(format!("{manifest}/tests/browser/echo.py"))
+        .arg(format!("https://localhost:{}", https.port()))
+        .arg(&shot)
+        .output()
+        .expect("run the browser driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("echoed: echo from chromium"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("protocol: h2"), "{stdout}");
+    let log = h.log();
+    assert!(log.contains("\"GET /ws.html HTTP/2.0\" 200"), "{log}");
+    assert!(log.contains("\"GET /echo HTTP/1.1\" 101 -"), "{log}");
 }
