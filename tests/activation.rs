@@ -90,6 +90,35 @@ fn serves_one_socket_from_systemd_socket_activate() {
     );
 }
 
+/// HTTP/2 on a socket systemd gave: h2c by prior knowledge (a client by
+/// hand; Debian's curl cannot reuse such a connection), several streams on
+/// one connection.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_with_prior_knowledge_on_a_socket_from_systemd() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _o = activate(
+        &[
+            "-l",
+            &listen,
+            BIN,
+            "serve",
+            "--root",
+            &root_arg(site.path()),
+        ],
+        &dir.path().join("log"),
+    );
+    wait_for_port(port);
+    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
+    c.get(1, "/a.txt");
+    assert_eq!(c.response(1).1, b"alpha\n");
+    c.get(3, "/b.txt");
+    assert_eq!(c.response(3).1, b"bravo\n");
+}
+
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
@@ -181,6 +210,44 @@ fn serves_an_accept_yes_connection_with_keep_alive_and_exits() {
         both.contains("alpha\n") && both.ends_with("bravo\n"),
         "{both}"
     );
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("died with code 0")),
+        "the per-connection process did not exit cleanly:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// HTTP/2 on an `Accept=yes` connection: the one process serves its
+/// streams, and exits when the client has gone.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_on_an_accept_yes_connection_and_exits() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.path().join("log");
+    let _o = activate(
+        &[
+            "-l",
+            &listen,
+            "-a",
+            BIN,
+            "serve",
+            "--root",
+            &root_arg(site.path()),
+        ],
+        &log,
+    );
+    wait_for_port(port);
+    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
+    c.get(1, "/a.txt");
+    assert_eq!(c.response(1).1, b"alpha\n");
+    c.get(3, "/b.txt");
+    assert_eq!(c.response(3).1, b"bravo\n");
+    drop(c);
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
             .unwrap_or_default()

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use handoff::{Added, Options, Request, Response, Server};
 
+mod common;
+
 fn echo(req: &Request<'_>, res: &mut Response<'_>) {
     if req.path() == "/panic" {
         panic!("handler bug");
@@ -180,6 +182,65 @@ fn a_listener_with_more_waiting_than_one_batch_is_emptied_without_new_arrivals()
         .filter(|out| out.contains("200 OK"))
         .count();
     assert_eq!(answered, 10, "connections left in the backlog");
+}
+
+/// A socket passed with part of the HTTP/2 preface already read (by a
+/// front that sniffed it) is served as HTTP/2, by the same handler, which
+/// is told the version.
+#[test]
+fn add_stream_serves_http2_whose_preface_came_in_part_with_the_pre_read_bytes() {
+    use common::h2raw::{self, PREFACE};
+    let mut s = Server::new(
+        Options::default(),
+        |req: &Request<'_>, res: &mut Response<'_>| {
+            res.body(format!("{:?} {}", req.version(), req.path()));
+        },
+    )
+    .unwrap();
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    s.add_stream(ours, &PREFACE[..10]).unwrap();
+    pump(&mut s, 20);
+    // Not taken for an HTTP/1.1 request meanwhile: nothing was answered.
+    assert_eq!(available(&mut theirs), "");
+    let mut rest = PREFACE[10..].to_vec();
+    let frame = |ty: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[ty, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    rest.extend(frame(h2raw::SETTINGS, 0, 0, &[]));
+    let fields = h2raw::get_fields("/over-h2");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    rest.extend(frame(
+        h2raw::HEADERS,
+        h2raw::END_HEADERS | h2raw::END_STREAM,
+        1,
+        &h2raw::block(&fields),
+    ));
+    theirs.write_all(&rest).unwrap();
+    pump(&mut s, 100);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = theirs.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    // Walk the frames: the DATA of stream 1 is the handler's answer.
+    let mut i = 0;
+    let mut body = Vec::new();
+    while i + 9 <= out.len() {
+        let len = u32::from_be_bytes([0, out[i], out[i + 1], out[i + 2]]) as usize;
+        if out[i + 3] == h2raw::DATA {
+            body.extend_from_slice(&out[i + 9..i + 9 + len]);
+        }
+        i += 9 + len;
+    }
+    assert_eq!(String::from_utf8_lossy(&body), "Http2 /over-h2");
 }
 
 #[test]
