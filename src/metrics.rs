@@ -55,9 +55,13 @@ pub(crate) enum M {
     CutRequest,
     CutWrite,
     CutLinger,
+    H2Connections,
+    H2Requests,
+    H2GoAway,
+    H2Calmed,
 }
 
-const COUNT: usize = M::CutLinger as usize + 1;
+const COUNT: usize = M::H2Calmed as usize + 1;
 
 /// Each series: metric name, labels, help (given once per name), type.
 const SERIES: [(&str, &str, &str, &str); COUNT] = [
@@ -179,6 +183,25 @@ const SERIES: [(&str, &str, &str, &str); COUNT] = [
     ("handoff_deadline_cuts_total", "kind=\"request\"", "", ""),
     ("handoff_deadline_cuts_total", "kind=\"write\"", "", ""),
     ("handoff_deadline_cuts_total", "kind=\"linger\"", "", ""),
+    (
+        "handoff_http2_connections_total",
+        "",
+        "Connections served as HTTP/2 (by ALPN or the preface).",
+        "counter",
+    ),
+    (
+        "handoff_http2_requests_total",
+        "",
+        "Requests answered on HTTP/2 streams (also counted in handoff_requests_total).",
+        "counter",
+    ),
+    (
+        "handoff_http2_goaways_total",
+        "reason=\"protocol\"",
+        "HTTP/2 connections ended with an error GOAWAY for what the client sent, by reason: protocol (a frame of the wrong shape), calm (a flood: ENHANCE_YOUR_CALM).",
+        "counter",
+    ),
+    ("handoff_http2_goaways_total", "reason=\"calm\"", "", ""),
 ];
 
 struct Block([AtomicU64; COUNT]);

@@ -955,3 +955,43 @@ fn three_upgrades_in_a_row_lose_no_request_of_a_client_that_reconnects_after_goa
         h.log()
     );
 }
+
+#[test]
+fn metrics_count_http2_connections_requests_and_goaways_by_reason() {
+    let site = site();
+    let root = root_arg(site.path());
+    let h = Handoff::start(&["--root", &root, "--metrics", "127.0.0.1:0"]);
+    let metrics: std::net::SocketAddr = h
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|l| l.strip_suffix("/metrics"))
+        .expect("the metrics address")
+        .parse()
+        .unwrap();
+    let mut c = H2::connect(h.addr);
+    for id in [1, 3, 5] {
+        c.get(id, "/a.txt");
+        c.response(id);
+    }
+    let mut flood = H2::connect(h.addr);
+    for _ in 0..1000 {
+        flood.send(PING, 0, 0, b"8 bytes!");
+    }
+    assert_eq!(flood.goaway(), ENHANCE_YOUR_CALM);
+    let mut bad = H2::connect(h.addr);
+    bad.send(PING, 0, 0, b"short");
+    assert_eq!(bad.goaway(), FRAME_SIZE_ERROR);
+    let mut s = std::net::TcpStream::connect(metrics).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_to_close(&mut s);
+    for want in [
+        "handoff_http2_connections_total 3",
+        "handoff_http2_requests_total 3",
+        "handoff_http2_goaways_total{reason=\"calm\"} 1",
+        "handoff_http2_goaways_total{reason=\"protocol\"} 1",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+}

@@ -89,6 +89,8 @@ pub(crate) enum Event<'a> {
         took: Option<Duration>,
         /// What there is to add (`deferred`, `handler panicked`).
         note: &'a str,
+        /// On an HTTP/2 stream (else HTTP/1.x).
+        http2: bool,
     },
     /// A handler took the connection away from HTTP; its next owner
     /// answers, and writes the request's access line, which travels with
@@ -99,6 +101,14 @@ pub(crate) enum Event<'a> {
         peer: &'a Addr,
         status: u16,
         reason: &'a str,
+    },
+    /// An HTTP/2 connection is ended by GOAWAY with an error `code`
+    /// (RFC 9113 §7) for what the client sent: a frame of the wrong
+    /// shape, or a flood (`ENHANCE_YOUR_CALM`).
+    GoAway {
+        peer: &'a Addr,
+        code: u32,
+        why: &'a str,
     },
     /// Something that is no answer but is worth saying.
     Trouble {

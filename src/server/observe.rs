@@ -28,8 +28,12 @@ impl Observer for Record {
                 sent,
                 took,
                 note,
+                http2,
             } => {
                 crate::metrics::answered(Some(status), sent);
+                if http2 {
+                    crate::metrics::inc(crate::metrics::M::H2Requests);
+                }
                 if log::access_on() {
                     Access {
                         peer,
@@ -66,6 +70,15 @@ impl Observer for Record {
                         .note(reason)
                         .log();
                 }
+            }
+            Event::GoAway { peer, code, why } => {
+                use crate::metrics::{M, inc};
+                inc(if code == 0xb {
+                    M::H2Calmed
+                } else {
+                    M::H2GoAway
+                });
+                tracing::info!(%peer, code, "HTTP/2: {why}; GOAWAY");
             }
             Event::Trouble {
                 peer,

@@ -165,6 +165,7 @@ impl Conn {
             sent,
             took: Some(took),
             note,
+            http2: false,
         });
         self.start += consumed;
         self.served += 1;
@@ -256,6 +257,7 @@ impl Conn {
                 sent,
                 took: d.seen.took(now),
                 note: "deferred",
+                http2: false,
             });
             let keep = d.st.keep_alive;
             self.out.end_response();

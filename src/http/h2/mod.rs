@@ -142,8 +142,11 @@ impl H2Conn {
             return;
         }
         self.take_output(ctx.pool);
-        let what = format_args!("HTTP/2: {}; GOAWAY (code {:#x})", v.why, v.code);
-        self.trouble(ctx, Severity::Info, &what);
+        ctx.observer.event(Event::GoAway {
+            peer: &self.peer,
+            code: v.code,
+            why: v.why,
+        });
         let f = guard::goaway(self.guard.highest_stream, v.code);
         self.out.push_body(ctx.pool, Body::Bytes(f), false);
         self.state = State::Closed;

@@ -493,6 +493,7 @@ impl Stream {
             sent,
             took: Some(now.saturating_duration_since(self.began)),
             note,
+            http2: true,
         });
     }
 

@@ -43,6 +43,7 @@ impl Observer for Recorder {
             } => format!("answered {} {status} {sent} {note}", seen(request)),
             Event::HandedOff { .. } => "handed off".to_string(),
             Event::Refused { status, reason, .. } => format!("refused {status} {reason}"),
+            Event::GoAway { code, why, .. } => format!("goaway {code} {why}"),
             Event::Trouble { severity, what, .. } => format!("{severity:?}: {what}"),
         });
     }

@@ -137,6 +137,7 @@ impl Connection {
                         let first = conn.take_unparsed();
                         let h2 = H2Conn::new(conn.peer().clone(), now, &first, ctx.limits);
                         conn.release_buffers(ctx.pool);
+                        crate::metrics::inc(crate::metrics::M::H2Connections);
                         self.engine = Engine::H2(Box::new(h2));
                         return self.ready_h2(now, ctx);
                     }
