@@ -392,3 +392,86 @@ fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
     pump(&mut s, 50);
     assert!(s.is_empty());
 }
+
+/// Runs a server on its own thread (made there: a handler need not be
+/// `Send`), listening on a loopback port; the server ends with the test.
+fn serve_in_background(
+    opts: Options,
+    handler: impl Fn(&Request<'_>, &mut Response<'_>) + Send + 'static,
+) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = Server::new(opts, handler).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        tx.send(l.local_addr().unwrap()).unwrap();
+        s.add_socket(OwnedFd::from(l)).unwrap();
+        loop {
+            s.step(Some(Duration::from_millis(50))).unwrap();
+        }
+    });
+    rx.recv().unwrap()
+}
+
+/// A deferred response (`Response::defer`) on an HTTP/2 stream, written
+/// from another thread in steps, trailers included; one dropped
+/// unanswered gets a 500; one never finished gets a 504 at the deadline.
+#[test]
+fn a_deferred_response_is_written_in_steps_on_an_http2_stream() {
+    use common::h2raw::*;
+    let opts = Options {
+        timeouts: handoff::http::Timeouts {
+            response: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let addr = serve_in_background(opts, |req: &Request<'_>, res: &mut Response<'_>| {
+        let reply = res.defer();
+        match req.path() {
+            "/later" => {
+                std::thread::spawn(move || {
+                    reply.send(|w| {
+                        w.status(200).unwrap();
+                        w.header("x-step", "1").unwrap();
+                        w.write(b"written ").unwrap();
+                    });
+                    std::thread::sleep(Duration::from_millis(20));
+                    reply.send(|w| {
+                        w.write(b"later").unwrap();
+                        w.finish_with_trailers(&[("x-sum", b"13")]).unwrap();
+                    });
+                });
+            }
+            "/dropped" => drop(reply),
+            // Kept, never sent: the deadline answers.
+            _ => std::mem::forget(reply),
+        }
+    });
+    let mut c = H2::connect(addr);
+    c.get(1, "/later");
+    let h = c.until(HEADERS, Some(1)).unwrap();
+    assert_eq!(h.payload[0], 0x88, "an indexed :status 200");
+    let mut body = Vec::new();
+    let trailers = loop {
+        let f = c.next().expect("the rest");
+        match f.ty {
+            DATA if f.stream == 1 => body.extend_from_slice(&f.payload),
+            HEADERS if f.stream == 1 => break f,
+            _ => {}
+        }
+    };
+    assert_eq!(body, b"written later");
+    assert_eq!(
+        trailers.flags & END_STREAM,
+        END_STREAM,
+        "trailers end the stream"
+    );
+    c.get(3, "/dropped");
+    let (status, body) = c.response(3);
+    // 500 is in HPACK's static table at index 14.
+    assert_eq!(status, 0x8e, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, b"500 the response was dropped\n");
+    c.get(5, "/forgotten");
+    let (_, body) = c.response(5);
+    assert_eq!(body, b"504 the response was not ready in time\n");
+}

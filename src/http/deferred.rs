@@ -57,6 +57,12 @@ pub(crate) struct Stepwise {
     pub minor: u8,
     pub keep_alive: bool,
     trailers_allowed: bool,
+    /// For an HTTP/2 stream: no head is written (the stream sends the
+    /// status and fields as HEADERS), the body goes out as it is (DATA
+    /// frames delimit it), and trailers are kept for the stream to send.
+    h2: bool,
+    /// HTTP/2: the trailers `end` was given.
+    pub(crate) trailers: Vec<(String, Vec<u8>)>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -79,7 +85,27 @@ impl Stepwise {
             minor,
             keep_alive,
             trailers_allowed: false,
+            h2: false,
+            trailers: Vec::new(),
         }
+    }
+
+    /// The steps of a response on an HTTP/2 stream (see `h2`).
+    pub(crate) fn for_h2(is_head: bool) -> Stepwise {
+        Stepwise {
+            h2: true,
+            ..Stepwise::new(is_head, 1, true)
+        }
+    }
+
+    /// The handler's header lines (`Name: value\r\n` each).
+    pub(crate) fn header_lines(&self) -> &[u8] {
+        &self.headers
+    }
+
+    /// The body's declared length, if `Content-Length` was given.
+    pub(crate) fn length(&self) -> Option<u64> {
+        self.length
     }
 
     pub(crate) fn status_code(&self) -> u16 {
@@ -150,6 +176,11 @@ impl Stepwise {
         }
         if self.status == 0 {
             return Err(Misuse("no status before the header section"));
+        }
+        if self.h2 {
+            self.trailers_allowed = true;
+            self.state = WriteState::MetadataIssued;
+            return Ok(());
         }
         let f = super::encode::ResponseFraming::decide(
             self.status,
@@ -252,6 +283,12 @@ impl Stepwise {
             && !self.is_head
         {
             return Err(Misuse("less body than Content-Length said"));
+        }
+        if self.h2 {
+            self.trailers = trailers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect();
         }
         if self.chunked && !self.is_head {
             out.extend_from_slice(b"0\r\n");

@@ -289,14 +289,14 @@ impl Connections {
         if c.generation != key.generation {
             return; // that connection is gone and its slot reused
         }
-        // A parked connection has no deferred response: nothing to run.
-        let Engine::Busy(conn) = &mut c.engine else {
-            return;
-        };
         let mut ctx = shared.ctx(None);
-        match job {
-            Some(job) => conn.write_deferred(key.id, job, now, &mut ctx),
-            None => conn.abandon(key.id, now, &mut ctx),
+        match (&mut c.engine, job) {
+            (Engine::Busy(conn), Some(job)) => conn.write_deferred(key.id, job, now, &mut ctx),
+            (Engine::Busy(conn), None) => conn.abandon(key.id, now, &mut ctx),
+            // On HTTP/2 the reply names its stream.
+            (Engine::H2(h), job) => h.reply(key.id, job, now, &mut ctx),
+            // A parked connection has no deferred response: nothing to run.
+            (Engine::Parked(_), _) => return,
         }
         self.drive(key.token, now, shared, registry)
     }

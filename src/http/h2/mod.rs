@@ -23,6 +23,7 @@ use bytes::Bytes;
 use h2::server::{self, Connection, Handshake};
 
 use super::conn::{Ctx, Expired, Next};
+use super::deferred::Job;
 use super::engine_io::EngineIo;
 use super::events::{Event, Severity};
 use super::limits::{Limits, Timeouts};
@@ -280,6 +281,14 @@ impl H2Conn {
         });
     }
 
+    /// Runs a deferred response's job on the stream it was meant for, if
+    /// it is still there (`None`: every `Reply` was dropped).
+    pub(crate) fn reply(&mut self, id: u64, job: Option<Job>, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.id == id) {
+            s.deferred_job(job, &self.peer, now, ctx);
+        }
+    }
+
     /// What to do with the socket after this turn.
     pub(crate) fn next(&mut self) -> Next {
         let owed = !self.out.is_empty() || !self.pipe.0.borrow().output.is_empty();
@@ -300,8 +309,13 @@ impl H2Conn {
             State::Open(_) => self
                 .streams
                 .iter()
-                .filter(|s| s.is_receiving())
-                .map(|s| s.progress + t.body_progress)
+                .filter_map(|s| {
+                    if s.is_receiving() {
+                        Some(s.progress + t.body_progress)
+                    } else {
+                        s.deferred_until(t.response)
+                    }
+                })
                 .min(),
             State::Closed => None,
         };
@@ -332,6 +346,20 @@ impl H2Conn {
             {
                 self.go_away();
                 Some(Expired::Idle)
+            }
+            State::Open(_)
+                if self
+                    .streams
+                    .iter()
+                    .any(|s| s.deferred_until(t.response).is_some_and(|d| d <= now)) =>
+            {
+                let peer = self.peer.clone();
+                for s in &mut self.streams {
+                    if s.deferred_until(t.response).is_some_and(|d| d <= now) {
+                        s.deferred_late(&peer, ctx);
+                    }
+                }
+                Some(Expired::Request)
             }
             State::Open(_)
                 if self

@@ -17,9 +17,10 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 
 use super::super::conn::Ctx;
-use super::super::deferred::ReadState;
-use super::super::events::{Event, Seen, Severity, Wants};
+use super::super::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
+use super::super::events::{Event, Kept, Seen, Severity, Wants};
 use super::super::head::{self, Head};
+use super::super::output::{FileSlice, Output, Sink};
 use super::super::request::Request;
 use super::super::response::{Body, BodyStream, Response};
 use super::super::sink::{BodyPlan, BodySink};
@@ -121,16 +122,35 @@ impl Source {
     }
 }
 
+/// A response the handler deferred (`Response::defer`), written in steps
+/// by jobs its `Reply` sends: the same `Writer` as on HTTP/1.1, over a
+/// `Stepwise` that writes no framing (`Stepwise::for_h2`).
+struct Deferred {
+    st: Stepwise,
+    /// What the jobs wrote: body bytes only.
+    out: Output,
+    /// Once the status and fields went as HEADERS.
+    send: Option<SendStream<Bytes>>,
+    /// Body bytes waiting for the windows.
+    queued: std::collections::VecDeque<Bytes>,
+    /// What the access line repeats, kept from the request.
+    kept: Kept,
+}
+
 enum Phase {
     /// Reading the request body.
     Receiving(RecvStream, Plan),
     /// Answered; reading and throwing away the rest of the body while
     /// the response goes out (`BodyPlan::Discard`, or a refused body).
     Sending(SendStream<Bytes>, Source),
+    /// Waiting for a deferred response's jobs, and sending what they wrote.
+    Deferred(Box<Deferred>),
     Done,
 }
 
 pub(super) struct Stream {
+    /// The stream's id: a deferred response's `Reply` names it.
+    pub(super) id: u64,
     /// The request head as HTTP/1.1 text, and its parse.
     buf: Vec<u8>,
     head: Head,
@@ -156,6 +176,7 @@ impl Stream {
         let (parts, recv) = req.into_parts();
         let buf = rebuild_head(&parts);
         let mut s = Stream {
+            id: u64::from(u32::from(respond.stream_id())),
             buf,
             head: Head::default(),
             respond: Some(respond),
@@ -240,6 +261,7 @@ impl Stream {
             let moved = match &mut self.phase {
                 Phase::Receiving(..) => self.receive(cx, peer, now, ctx),
                 Phase::Sending(..) => self.send(cx, peer, ctx),
+                Phase::Deferred(..) => self.send_deferred(cx, peer, now, ctx),
                 Phase::Done => false,
             };
             progress |= moved;
@@ -391,6 +413,233 @@ impl Stream {
         }
     }
 
+    /// Runs a deferred response's job (`None`: every `Reply` was dropped).
+    pub(super) fn deferred_job(
+        &mut self,
+        job: Option<Job>,
+        peer: &Addr,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Phase::Deferred(d) = &mut self.phase else {
+            return;
+        };
+        let Some(job) = job else {
+            return self.abandon(peer, ctx);
+        };
+        let mut w = Writer {
+            st: &mut d.st,
+            out: &mut d.out,
+            pool: ctx.pool,
+            date: ctx.date,
+            static_headers: ctx.static_headers,
+            min_chunk: ctx.limits.min_output_chunk,
+        };
+        if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
+            let what = "a deferred response's job panicked";
+            ctx.observer.event(Event::Trouble {
+                peer,
+                severity: Severity::Error,
+                what: &what,
+            });
+            return self.abandon(peer, ctx);
+        }
+        let mut bytes = Taken(Vec::new());
+        if d.out.drain_into(&mut bytes).is_err() {
+            return self.abandon(peer, ctx);
+        }
+        if !bytes.0.is_empty() {
+            d.queued.push_back(Bytes::from(bytes.0));
+        }
+        if d.send.is_none() && d.st.state != WriteState::Empty {
+            let status = d.st.status_code();
+            let ended = d.st.state == WriteState::Finished
+                && d.queued.is_empty()
+                && d.st.trailers.is_empty();
+            let no_body = self.head.is_head || has_no_body(status);
+            let length = if no_body { None } else { d.st.length() };
+            let Some(respond) = self.respond.as_mut() else {
+                self.phase = Phase::Done;
+                return;
+            };
+            let Some(head) = response_head(
+                status,
+                ctx.date,
+                ctx.static_headers,
+                d.st.header_lines(),
+                length,
+            ) else {
+                respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                self.phase = Phase::Done;
+                return;
+            };
+            let end = ended || (no_body && d.st.state == WriteState::Finished);
+            match respond.send_response(head, end) {
+                Ok(send) => d.send = Some(send),
+                Err(_) => {
+                    self.phase = Phase::Done;
+                    return;
+                }
+            }
+            if end {
+                d.queued.clear();
+                d.st.trailers.clear();
+                d.send = None;
+            }
+        }
+        if d.st.state == WriteState::Finished {
+            ctx.observer.event(Event::Answered {
+                peer,
+                request: d.kept.seen(),
+                status: d.st.status_code(),
+                sent: d.st.body_sent(),
+                took: d.kept.took(now),
+                note: "deferred",
+                http2: true,
+            });
+            if d.send.is_none() {
+                // The end went with the HEADERS.
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Every `Reply` was dropped (or a job panicked): a 500 if nothing
+    /// went yet, else the stream is reset (a body cut short must not look
+    /// whole).
+    fn abandon(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
+        let Phase::Deferred(d) = &mut self.phase else {
+            return;
+        };
+        if d.st.state == WriteState::Finished {
+            return;
+        }
+        match d.send.as_mut() {
+            None => {
+                let what = "a deferred response was dropped unanswered; 500";
+                ctx.observer.event(Event::Trouble {
+                    peer,
+                    severity: Severity::Error,
+                    what: &what,
+                });
+                self.refuse(
+                    Reject::new(500, "the response was dropped"),
+                    None,
+                    peer,
+                    ctx,
+                );
+            }
+            Some(send) => {
+                let what = "a deferred response was dropped half-written; stream reset";
+                ctx.observer.event(Event::Trouble {
+                    peer,
+                    severity: Severity::Error,
+                    what: &what,
+                });
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// A deferred response not finished by `deadline`: as `abandon`, 504
+    /// if nothing went yet.
+    pub(super) fn deferred_late(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
+        let Phase::Deferred(d) = &mut self.phase else {
+            return;
+        };
+        let what = "a deferred response was not finished in time";
+        ctx.observer.event(Event::Trouble {
+            peer,
+            severity: Severity::Warn,
+            what: &what,
+        });
+        if d.send.is_none() {
+            self.refuse(
+                Reject::new(504, "the response was not ready in time"),
+                None,
+                peer,
+                ctx,
+            );
+        } else {
+            self.abandon(peer, ctx);
+        }
+    }
+
+    /// When a deferred response must be finished by: `response` after
+    /// the request began.
+    pub(super) fn deferred_until(&self, response: std::time::Duration) -> Option<Instant> {
+        self.is_deferred().then(|| self.began + response)
+    }
+
+    /// Waiting for a deferred response's jobs (`true` while none finished).
+    pub(super) fn is_deferred(&self) -> bool {
+        matches!(&self.phase, Phase::Deferred(d) if d.st.state != WriteState::Finished)
+    }
+
+    /// Sends what a deferred response's jobs wrote, as the windows allow.
+    fn send_deferred(
+        &mut self,
+        cx: &mut Context<'_>,
+        _peer: &Addr,
+        _now: Instant,
+        _ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let Phase::Deferred(d) = &mut self.phase else {
+            return false;
+        };
+        let Some(send) = d.send.as_mut() else {
+            return false;
+        };
+        let finished = d.st.state == WriteState::Finished;
+        let mut moved = false;
+        while let Some(front) = d.queued.front_mut() {
+            send.reserve_capacity(front.len().min(STEP));
+            let cap = match send.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(n))) => n,
+                Poll::Ready(Some(Err(_)) | None) => {
+                    self.phase = Phase::Done;
+                    return true;
+                }
+                Poll::Pending => send.capacity(),
+            };
+            if cap == 0 {
+                return moved;
+            }
+            let chunk = front.split_to(cap.min(front.len()));
+            if front.is_empty() {
+                d.queued.pop_front();
+            }
+            let last = finished && d.queued.is_empty() && d.st.trailers.is_empty();
+            if send.send_data(chunk, last).is_err() || last {
+                self.phase = Phase::Done;
+                return true;
+            }
+            moved = true;
+        }
+        if finished {
+            // Everything went: the end, with the trailers if any.
+            let end = if d.st.trailers.is_empty() {
+                send.send_data(Bytes::new(), true).is_ok()
+            } else {
+                let mut map = http::HeaderMap::new();
+                for (n, v) in &d.st.trailers {
+                    if let (Ok(n), Ok(v)) = (
+                        http::header::HeaderName::from_bytes(n.as_bytes()),
+                        http::header::HeaderValue::from_bytes(v),
+                    ) {
+                        map.append(n, v);
+                    }
+                }
+                send.send_trailers(map).is_ok()
+            };
+            let _ = end;
+            self.phase = Phase::Done;
+            return true;
+        }
+        moved
+    }
+
     /// Answers a request the engine refuses (its head, its body).
     fn refuse(&mut self, rej: Reject, recv: Option<RecvStream>, peer: &Addr, ctx: &mut Ctx<'_>) {
         ctx.observer.event(Event::Refused {
@@ -416,6 +665,17 @@ impl Stream {
         ctx: &mut Ctx<'_>,
     ) {
         let mut res = Response::new(ctx.scratch);
+        let id = self.id;
+        res.reply = ctx.replies.map(|(m, token, generation)| {
+            (
+                m,
+                ReplyKey {
+                    token,
+                    generation,
+                    id,
+                },
+            )
+        });
         let outcome = {
             let req = self.request(body, peer, ReadState::Finished);
             catch_unwind(AssertUnwindSafe(|| match sink {
@@ -436,15 +696,28 @@ impl Stream {
                         "a handler handed off an HTTP/2 stream: only an HTTP/1.1 connection can be taken over; answered 500",
                     ),
                 ),
-                Ok(()) if res.deferred => (
-                    500,
-                    Body::Static(failed),
-                    text.to_vec(),
-                    "deferred on an HTTP/2 stream",
-                    Some(
-                        "a handler deferred its response on an HTTP/2 stream, which is not served yet; answered 500",
-                    ),
-                ),
+                Ok(()) if res.deferred && res.misuse.is_none() => {
+                    let kept = {
+                        let req = self.request(&[], peer, ReadState::Finished);
+                        let line = Line(&req);
+                        let wants = ctx.observer.wants();
+                        let client = wants == Wants::LineAndClient;
+                        let seen = (wants != Wants::Nothing).then(|| Seen {
+                            line: &line,
+                            referer: client.then(|| req.header_bytes("referer")).flatten(),
+                            agent: client.then(|| req.header_bytes("user-agent")).flatten(),
+                        });
+                        seen.map_or_else(Kept::default, |s| Kept::of(s, self.began))
+                    };
+                    self.phase = Phase::Deferred(Box::new(Deferred {
+                        st: Stepwise::for_h2(self.head.is_head),
+                        out: Output::default(),
+                        send: None,
+                        queued: Default::default(),
+                        kept,
+                    }));
+                    return;
+                }
                 Ok(()) if res.misuse.is_none() => {
                     let body = std::mem::replace(&mut res.body, Body::Empty);
                     (res.status, body, res.headers.clone(), "", None)
@@ -506,7 +779,12 @@ impl Stream {
             return;
         };
         let no_body = self.head.is_head || has_no_body(status);
-        let Some(head) = response_head(status, ctx.date, ctx.static_headers, lines, &body) else {
+        let length = if has_no_body(status) {
+            None
+        } else {
+            body.len()
+        };
+        let Some(head) = response_head(status, ctx.date, ctx.static_headers, lines, length) else {
             // A field `http` refuses though our checks let it through.
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
             self.phase = Phase::Done;
@@ -520,6 +798,28 @@ impl Stream {
     }
 }
 
+/// A sink that takes everything: what a deferred response's jobs wrote.
+struct Taken(Vec<u8>);
+
+impl Sink for Taken {
+    fn vectored(&mut self, iov: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for s in iov {
+            self.0.extend_from_slice(s);
+            n += s.len();
+        }
+        Ok(n)
+    }
+    fn file_step(&self, left: u64) -> usize {
+        left as usize
+    }
+    fn file(&mut self, f: FileSlice<'_>) -> std::io::Result<usize> {
+        // The writer queues bytes, never files.
+        let _ = f;
+        Ok(0)
+    }
+}
+
 /// The response head: `date`, the static fields, the handler's
 /// (`Name: value` lines, names lowercased, the connection-specific ones
 /// left out), and `content-length` when the body's length is known.
@@ -529,7 +829,7 @@ fn response_head(
     date: &[u8],
     static_headers: &[u8],
     lines: &[u8],
-    body: &Body,
+    length: Option<u64>,
 ) -> Option<http::Response<()>> {
     use http::header::{CONTENT_LENGTH, DATE, HeaderName, HeaderValue};
     let mut map = http::HeaderMap::with_capacity(8);
@@ -554,9 +854,7 @@ fn response_head(
         let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
         map.append(name, value);
     }
-    if !has_no_body(status)
-        && let Some(n) = body.len()
-    {
+    if let Some(n) = length {
         map.insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
     let mut head = http::Response::new(());
