@@ -35,7 +35,7 @@ run() {
     cov=$(grep -oE 'cov: [0-9]+' "fuzz/logs/$t.log" | tail -1 || true)
     echo "fuzz: $t ok: $runs executions in ${secs} s, $cov"
 }
-targets=(head chunked multipart urlencoded wire proxy engine)
+targets=(head chunked multipart urlencoded wire proxy engine h2)
 status=0
 for ((i = 0; i < ${#targets[@]}; i += 2)); do
     pids=()
