@@ -293,16 +293,18 @@ fn openssl_s_client_sees_alpn_and_the_certificate_for_its_sni() {
 #[ignore = "full tier (scripts/test.sh): needs openssl"]
 fn with_http2_off_alpn_offers_http11_alone() {
     let site = site();
-    let h = Handoff::start(&[
-        "--root",
-        &root_arg(site.path()),
-        "--listen",
-        "127.0.0.1:0,tls=on",
-        "--http2",
-        "off",
-    ]);
-    let out = s_client(h.addr_of("https"), Some("localhost"));
-    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    let root = root_arg(site.path());
+    // Off for the server, and off for one listener.
+    for args in [
+        vec!["--listen", "127.0.0.1:0,tls=on", "--http2", "off"],
+        vec!["--listen", "127.0.0.1:0,tls=on,http2=off"],
+    ] {
+        let mut all = vec!["--root", root.as_str()];
+        all.extend(args.iter().copied());
+        let h = Handoff::start(&all);
+        let out = s_client(h.addr_of("https"), Some("localhost"));
+        assert!(out.contains("ALPN protocol: http/1.1"), "{args:?}: {out}");
+    }
 }
 
 #[test]

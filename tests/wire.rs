@@ -132,6 +132,30 @@ fn answers_the_http2_preface_with_settings_or_with_505_when_http2_is_off() {
 
     let (h, _site) = serve_site(&["--http2", "off"]);
     assert_eq!(status_of(&h.exchange(preface)), "505");
+
+    // Off on one listener only: the other still speaks HTTP/2.
+    // (The harness adds a listener of its own, with HTTP/2.)
+    let (h, _site) = serve_site(&["--listen", "127.0.0.1:0,http2=off"]);
+    let plain: Vec<std::net::SocketAddr> = h
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("listening on http://"))
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(plain.len(), 2, "{:?}", h.lines);
+    let mut answers = Vec::new();
+    for a in plain {
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        s.write_all(preface).unwrap();
+        // A SETTINGS frame is at least 9 bytes; the 505's status line more.
+        let mut first = [0u8; 9];
+        s.read_exact(&mut first).unwrap();
+        answers.push(first.starts_with(b"HTTP/1.1 "));
+    }
+    answers.sort();
+    assert_eq!(answers, [false, true], "one 505, one SETTINGS");
 }
 
 #[test]

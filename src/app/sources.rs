@@ -69,7 +69,9 @@ pub(super) fn add_sources(
             Role::Https => TlsMode::On,
             Role::Auto => TlsMode::Auto,
         };
-        let mut socket = Socket::new(a.fd).tls(tls);
+        let mut socket = Socket::new(a.fd)
+            .tls(tls)
+            .http2(crate::intake::systemd::http2_of(&a.name));
         if let Some(p) = crate::intake::systemd::proxy_of(&a.name) {
             socket = socket.proxy(p);
         }
@@ -165,6 +167,7 @@ pub(super) fn bind_listeners(
             spec: ListenSpec::Tcp(DEFAULT_LISTEN.into()),
             tls: TlsMode::Off,
             proxy: None,
+            http2: true,
         });
     }
     let have: Vec<_> = activated
@@ -180,7 +183,9 @@ pub(super) fn bind_listeners(
             tracing::info!(listen = ?l.spec, "listener taken from systemd's fd store");
             continue;
         }
-        let mut socket = Socket::new(listen::bind(&l.spec)?).tls(l.tls);
+        let mut socket = Socket::new(listen::bind(&l.spec)?)
+            .tls(l.tls)
+            .http2(l.http2);
         if let Some(p) = l.proxy {
             socket = socket.proxy(p);
         }

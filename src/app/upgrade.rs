@@ -327,14 +327,14 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
             controls.push(fd);
             continue;
         }
-        use crate::intake::systemd::{Role, proxy_of, role};
+        use crate::intake::systemd::{Role, http2_of, proxy_of, role};
         let name = m.name.as_deref().unwrap_or("");
         let tls = match (role(name), m.flags & wire::flags::TLS != 0) {
             (Role::Auto, _) => TlsMode::Auto,
             (_, true) => TlsMode::On,
             _ => TlsMode::Off,
         };
-        let mut socket = Socket::new(fd).tls(tls);
+        let mut socket = Socket::new(fd).tls(tls).http2(http2_of(name));
         if let Some(p) = proxy_of(name)
             .or((m.flags & wire::flags::PROXY != 0).then_some(crate::proxy::ProxyMode::Any))
         {

@@ -25,22 +25,33 @@ pub struct Listen {
     pub tls: crate::tls::TlsMode,
     /// Whether they start with a PROXY protocol header.
     pub proxy: Option<crate::proxy::ProxyMode>,
+    /// Whether HTTP/2 is served there (`http2=off`: HTTP/1.1 alone).
+    pub http2: bool,
 }
 
 impl Listen {
-    /// `ADDR`, then any of `,tls=auto|on|off` (default off) and
-    /// `,proxy=v1|v2|any` (default none), in either order.
+    /// `ADDR`, then any of `,tls=auto|on|off` (default off),
+    /// `,proxy=v1|v2|any` (default none) and `,http2=on|off` (default on),
+    /// in any order.
     pub fn parse(s: &str) -> Result<Listen, String> {
         let mut addr = s;
         let mut tls = None;
         let mut proxy = None;
+        let mut http2 = None;
         while let Some((a, opt)) = addr.rsplit_once(',') {
             match opt.split_once('=') {
                 Some(("tls", m)) if tls.is_none() => tls = Some(crate::tls::TlsMode::parse(m)?),
                 Some(("proxy", m)) if proxy.is_none() => {
                     proxy = Some(crate::proxy::ProxyMode::parse(m)?)
                 }
-                Some((k, _)) if k == "tls" || k == "proxy" => {
+                Some(("http2", m)) if http2.is_none() => {
+                    http2 = Some(match m {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(format!("{s:?}: http2= takes on or off")),
+                    })
+                }
+                Some((k, _)) if k == "tls" || k == "proxy" || k == "http2" => {
                     return Err(format!("{s:?}: {k}= given twice"));
                 }
                 _ => break, // a comma in a socket path
@@ -51,6 +62,7 @@ impl Listen {
             spec: ListenSpec::parse(addr)?,
             tls: tls.unwrap_or(crate::tls::TlsMode::Off),
             proxy,
+            http2: http2.unwrap_or(true),
         })
     }
 }
@@ -171,5 +183,10 @@ mod tests {
         );
         assert!(Listen::parse("127.0.0.1:1,proxy=v3").is_err());
         assert!(Listen::parse("127.0.0.1:1,proxy=v1,proxy=v2").is_err());
+        assert!(Listen::parse("127.0.0.1:1").unwrap().http2);
+        let l = Listen::parse("127.0.0.1:1,http2=off,tls=on").unwrap();
+        assert!(!l.http2);
+        assert_eq!(l.tls, crate::tls::TlsMode::On);
+        assert!(Listen::parse("127.0.0.1:1,http2=maybe").is_err());
     }
 }

@@ -25,23 +25,38 @@ pub(crate) enum Role {
 
 /// The fd name that gives a listener framed so its role back: `http`,
 /// `https` or `auto`, then `-proxy` (either PROXY version), `-proxy-v1` or
-/// `-proxy-v2` when its connections start with a PROXY header.
+/// `-proxy-v2` when its connections start with a PROXY header, then
+/// `-http1` when HTTP/2 is not served on it.
 pub(crate) fn name_for(f: crate::server::Wrapping) -> String {
     let base = match f.tls {
         crate::tls::TlsMode::Off => "http",
         crate::tls::TlsMode::On => "https",
         crate::tls::TlsMode::Auto => "auto",
     };
-    match f.proxy {
+    let named = match f.proxy {
         None => base.to_string(),
         Some(ProxyMode::Any) => format!("{base}-proxy"),
         Some(ProxyMode::V1) => format!("{base}-proxy-v1"),
         Some(ProxyMode::V2) => format!("{base}-proxy-v2"),
+    };
+    if f.http2 {
+        named
+    } else {
+        format!("{named}{HTTP1_ONLY}")
     }
+}
+
+/// The suffix of a name whose listener serves HTTP/1.1 alone.
+const HTTP1_ONLY: &str = "-http1";
+
+/// Is HTTP/2 served on a listener of this name (`name_for`)?
+pub(crate) fn http2_of(name: &str) -> bool {
+    !name.ends_with(HTTP1_ONLY)
 }
 
 /// The PROXY header a name's connections start with (`name_for`).
 pub(crate) fn proxy_of(name: &str) -> Option<ProxyMode> {
+    let name = name.strip_suffix(HTTP1_ONLY).unwrap_or(name);
     if name.ends_with("-proxy-v1") {
         Some(ProxyMode::V1)
     } else if name.ends_with("-proxy-v2") {
@@ -54,6 +69,7 @@ pub(crate) fn proxy_of(name: &str) -> Option<ProxyMode> {
 }
 
 pub(crate) fn role(name: &str) -> Role {
+    let name = name.strip_suffix(HTTP1_ONLY).unwrap_or(name);
     let name = name.split("-proxy").next().unwrap_or(name);
     match name {
         "control" => Role::Control,
@@ -105,9 +121,18 @@ mod tests {
                 Some(ProxyMode::V2),
                 Some(ProxyMode::Any),
             ] {
-                let name = name_for(crate::server::Wrapping { tls, proxy });
-                assert_eq!(proxy_of(&name), proxy, "{name}");
-                assert_ne!(role(&name), Role::Control, "{name}");
+                for http2 in [true, false] {
+                    let name = name_for(crate::server::Wrapping { tls, proxy, http2 });
+                    assert_eq!(proxy_of(&name), proxy, "{name}");
+                    assert_eq!(http2_of(&name), http2, "{name}");
+                    assert_ne!(role(&name), Role::Control, "{name}");
+                    let want = match tls {
+                        TlsMode::Off => Role::Http,
+                        TlsMode::On => Role::Https,
+                        TlsMode::Auto => Role::Auto,
+                    };
+                    assert_eq!(role(&name), want, "{name}");
+                }
             }
         }
     }

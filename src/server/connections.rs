@@ -166,7 +166,13 @@ impl Connections {
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
-        let mut transport = Transport::for_wrapping(wrapping, shared.tls.as_ref())?;
+        let http2 = shared.opts.http2 && wrapping.http2;
+        let tls = if http2 {
+            &shared.tls
+        } else {
+            &shared.tls_http1
+        };
+        let mut transport = Transport::for_wrapping(wrapping, tls.as_ref())?;
         let mut conn = Conn::new(peer, now);
         match &mut transport {
             // A front's DATA starts with the PROXY header: read it first.
@@ -192,7 +198,7 @@ impl Connections {
                     writable: true,
                     fin_queued: false,
                 },
-                http2: shared.opts.http2,
+                http2,
             },
             engine: Engine::Busy(Box::new(conn)),
             generation: self.next_gen,

@@ -85,6 +85,9 @@ struct Shared {
     date: DateCache,
     draining: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The same without `h2` in ALPN, for listeners that serve HTTP/1.1
+    /// alone.
+    tls_http1: Option<Arc<rustls::ServerConfig>>,
     static_headers: Vec<u8>,
     mailer: Arc<dyn Mailer>,
     /// Engine states given up by parked connections, reused by the next
@@ -109,6 +112,7 @@ impl Shared {
             date: DateCache::default(),
             draining: false,
             tls: None,
+            tls_http1: None,
             static_headers,
             mailer,
             spare: Vec::new(),
@@ -186,15 +190,20 @@ impl Server {
     /// With `Options::http2` off, `h2` is taken out of its ALPN list, so
     /// clients agree on HTTP/1.1.
     pub fn set_tls(&mut self, cfg: Arc<rustls::ServerConfig>) {
-        let offers_h2 = cfg.alpn_protocols.iter().any(|p| p == b"h2");
-        let cfg = if offers_h2 && !self.shared.opts.http2 {
+        let http1 = if cfg.alpn_protocols.iter().any(|p| p == b"h2") {
             let mut c = (*cfg).clone();
             c.alpn_protocols.retain(|p| p != b"h2");
             Arc::new(c)
         } else {
+            cfg.clone()
+        };
+        let cfg = if self.shared.opts.http2 {
             cfg
+        } else {
+            http1.clone()
         };
         self.shared.tls = Some(cfg);
+        self.shared.tls_http1 = Some(http1);
     }
 
     /// Counts connections in `budget`, shared with other servers (one per

@@ -86,6 +86,15 @@ impl Socket {
         self.wrapping.proxy = Some(mode);
         self
     }
+    /// Whether HTTP/2 is served on it (from this listener): `false` keeps
+    /// it to HTTP/1.1 (no `h2` in ALPN, the preface answered 505), as
+    /// `--listen ADDR,http2=off`. On by default, unless the server's
+    /// `Options::http2` is off.
+    pub fn http2(mut self, on: bool) -> Self {
+        self.wrapping.http2 = on;
+        self
+    }
+
     /// A socket whose peer is known better than `getpeername` would say
     /// (the client behind a proxy).
     pub fn with_peer(fd: OwnedFd, peer: Addr) -> Self {

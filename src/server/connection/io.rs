@@ -28,17 +28,24 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// Why a socket asked to be served with TLS is refused.
 pub(crate) const NO_CERTIFICATE: &str = "TLS asked for but no certificate is configured";
 
-/// What wraps a socket's HTTP bytes: TLS or not, and whether a PROXY
-/// protocol header comes first. (Not the body's framing, `http::head::Framing`.)
+/// What wraps a socket's HTTP bytes: TLS or not, whether a PROXY
+/// protocol header comes first, and whether HTTP/2 may be spoken there
+/// (`--listen ADDR,http2=off` says not; the server's `--http2 off` says not
+/// anywhere). (Not the body's framing, `http::head::Framing`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Wrapping {
     pub(crate) tls: TlsMode,
     pub(crate) proxy: Option<ProxyMode>,
+    pub(crate) http2: bool,
 }
 
 impl From<TlsMode> for Wrapping {
     fn from(tls: TlsMode) -> Wrapping {
-        Wrapping { tls, proxy: None }
+        Wrapping {
+            tls,
+            proxy: None,
+            http2: true,
+        }
     }
 }
 
