@@ -408,6 +408,50 @@ def idle_memory(count):
     return res
 
 
+def h2_idle_memory(count):
+    """Bytes of server RSS per idle HTTP/2 connection (h2c by prior
+    knowledge): `count` connections each get one response, then sit idle."""
+    def frame(ty, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([ty, flags]) + stream.to_bytes(4, "big") + payload
+    block = b"\x82\x86\x04\x0a/small.txt\x01\x01x"
+    hello = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
+             + frame(4, 1, 0, b"") + frame(1, 5, 1, block))
+    res = {}
+    for s in SERVERS[1:]:
+        port = H2C_PORT if s == "nginx" else PORT
+        with Server(s) as srv:
+            wait_port(port, srv.proc)
+            time.sleep(0.3)
+            before = rss_kib(srv.proc.pid)
+            sel = selectors.DefaultSelector()
+            socks = []
+            for _ in range(count):
+                c = socket.create_connection(("127.0.0.1", port))
+                c.sendall(hello)
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ)
+                socks.append(c)
+            pending, bufs = count, {}
+            while pending:
+                ready = sel.select(timeout=10)
+                if not ready:
+                    raise RuntimeError(f"{s}: h2 answers stopped coming")
+                for key, _ in ready:
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        raise RuntimeError(f"{s} closed an HTTP/2 connection")
+                    bufs[key.fd] = bufs.get(key.fd, b"") + data
+                    if SMALL in bufs[key.fd]:
+                        sel.unregister(key.fileobj)
+                        pending -= 1
+            time.sleep(0.5)
+            after = rss_kib(srv.proc.pid)
+            res[s] = (after - before) * 1024 / count
+            for c in socks:
+                c.close()
+    return res
+
+
 def fmt(v, figure):
     if figure == "GB/s":
         return f"{v:.2f} GB/s"
@@ -420,7 +464,7 @@ def fmt(v, figure):
 
 def main():
     cases = os.environ.get("BENCH_CASES")
-    want = cases.split(",") if cases else list(THROUGHPUT) + list(H2) + ["memory", "syscalls", "instructions"]
+    want = cases.split(",") if cases else list(THROUGHPUT) + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
     rows = []
     for case in want:
         t0 = time.time()
@@ -432,6 +476,10 @@ def main():
             n = idle_count()
             res, figure = idle_memory(n), "B"
             case = f"idle RSS per keep-alive conn ({n})"
+        elif case == "h2-memory":
+            n = idle_count()
+            res, figure = h2_idle_memory(n), "B"
+            case = f"idle RSS per HTTP/2 conn ({n})"
         elif case == "syscalls":
             rows.append(("syscalls per small request", syscalls(1), "n"))
             res, figure, case = syscalls(16), "n", "syscalls per request, pipelined x16"

@@ -195,6 +195,24 @@ impl H2Conn {
             }
         }
         self.end_refused(ctx);
+        self.release_buffers(ctx.pool);
+    }
+
+    /// Between turns an HTTP/2 connection keeps only what `h2` keeps: the
+    /// read buffer goes back to the pool, and emptied buffers give their
+    /// memory back (an idle connection should cost little, as nginx's).
+    fn release_buffers(&mut self, pool: &mut BufPool) {
+        if !self.rbuf.is_empty() {
+            pool.give_filled(std::mem::take(&mut self.rbuf));
+        }
+        let mut b = self.pipe.0.borrow_mut();
+        if b.unread() == 0 && b.input.capacity() > 0 {
+            b.input = Vec::new();
+        }
+        drop(b);
+        if self.out.is_empty() {
+            self.out.release(pool);
+        }
     }
 
     /// Lets `h2` read frames, write what is queued, and give new streams.
@@ -387,14 +405,17 @@ impl EngineIo for H2Conn {
             && !matches!(self.state, State::Closed)
             && b.unread() < INPUT_LIMIT
     }
-    fn read_buf(&mut self, _pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
+    fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
         if !self.wants_read(limits) {
             return None;
         }
-        if self.rbuf.len() < READ_SIZE {
-            self.rbuf.resize(READ_SIZE, 0);
+        // Borrowed from the loop's pool for the turn (`advance` gives it
+        // back): an idle connection holds no read buffer.
+        if self.rbuf.is_empty() {
+            self.rbuf = pool.take_filled();
         }
-        Some(&mut self.rbuf[..])
+        let n = self.rbuf.len().min(READ_SIZE);
+        Some(&mut self.rbuf[..n])
     }
     fn filled(&mut self, n: usize, now: Instant) {
         let bytes = std::mem::take(&mut self.rbuf);
