@@ -475,3 +475,48 @@ fn a_deferred_response_is_written_in_steps_on_an_http2_stream() {
     let (_, body) = c.response(5);
     assert_eq!(body, b"504 the response was not ready in time\n");
 }
+
+/// On HTTP/2 a client that asks for `100 Continue` gets it before it
+/// sends the body, and the body's trailers reach the handler as on
+/// HTTP/1.1 (`Request::trailers`).
+#[test]
+fn an_http2_request_gets_100_continue_and_its_trailers_reach_the_handler() {
+    use common::h2raw::*;
+    let addr = serve_in_background(
+        Options::default(),
+        |req: &Request<'_>, res: &mut Response<'_>| {
+            let trailers: Vec<String> = req
+                .trailers()
+                .iter()
+                .map(|(n, v)| format!("{n}={}", String::from_utf8_lossy(v)))
+                .collect();
+            res.body(format!(
+                "{} {}",
+                String::from_utf8_lossy(req.body()),
+                trailers.join(",")
+            ));
+        },
+    );
+    let mut c = H2::connect(addr);
+    c.headers(
+        1,
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "t"),
+            (":path", "/up"),
+            ("expect", "100-continue"),
+        ],
+        false,
+    );
+    // The 100 comes before any of the body was sent: a HEADERS without
+    // END_STREAM (100 is not in HPACK's static table).
+    let interim = c.until(HEADERS, Some(1)).expect("a 100");
+    assert_eq!(interim.flags & END_STREAM, 0);
+    assert_ne!(interim.payload[0], 0x88, "not the final 200 yet");
+    c.send(DATA, 0, 1, b"hello");
+    c.headers(1, &[("x-sum", "5")], true);
+    let (status, body) = c.response(1);
+    assert_eq!(status, 0x88);
+    assert_eq!(String::from_utf8_lossy(&body), "hello x-sum=5");
+}

@@ -158,6 +158,9 @@ pub(super) struct Stream {
     phase: Phase,
     /// A body still coming after the answer, read and dropped.
     drain: Option<RecvStream>,
+    /// The request's trailer fields, `name: value\r\n` each, as HTTP/1.1's
+    /// trailer section (`Request::trailers`).
+    trailers: Vec<u8>,
     began: Instant,
     /// When body bytes last came (the body deadline).
     pub(super) progress: Instant,
@@ -182,6 +185,7 @@ impl Stream {
             respond: Some(respond),
             phase: Phase::Done,
             drain: None,
+            trailers: Vec::new(),
             began: now,
             progress: now,
         };
@@ -206,6 +210,17 @@ impl Stream {
             let req = s.request(&[], peer, ReadState::MessageReady);
             catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
         };
+        // A client waiting for `100 Continue` before it sends the body
+        // (RFC 9110 §10.1.1) hears it only when the body will be read.
+        let reads_body = matches!(plan, Ok(BodyPlan::Buffer | BodyPlan::Stream(_)));
+        if reads_body
+            && s.head.expect_continue
+            && let Some(respond) = s.respond.as_mut()
+        {
+            let mut continue_ = http::Response::new(());
+            *continue_.status_mut() = http::StatusCode::CONTINUE;
+            let _ = respond.send_informational(continue_);
+        }
         match plan {
             Ok(BodyPlan::Buffer) => s.phase = Phase::Receiving(recv, Plan::Buffer(Vec::new())),
             Ok(BodyPlan::Stream(sink)) => s.phase = Phase::Receiving(recv, Plan::Sink(sink, 0)),
@@ -241,7 +256,7 @@ impl Stream {
             buf: &self.buf,
             head: &self.head,
             body,
-            trailers: &[],
+            trailers: &self.trailers,
             peer,
             state,
             http2: true,
@@ -354,6 +369,14 @@ impl Stream {
                 true
             }
             Poll::Ready(None) => {
+                // The body has ended; trailers, if the client sent some,
+                // are here by now.
+                match recv.poll_trailers(cx) {
+                    Poll::Ready(Ok(Some(map))) => self.trailers = trailer_lines(&map),
+                    // Not yet: asked again on the next turn.
+                    Poll::Pending => return false,
+                    Poll::Ready(_) => {}
+                }
                 let Phase::Receiving(_, plan) = std::mem::replace(&mut self.phase, Phase::Done)
                 else {
                     return true;
@@ -796,6 +819,18 @@ impl Stream {
             _ => self.phase = Phase::Done,
         }
     }
+}
+
+/// Trailer fields as HTTP/1.1's trailer section has them.
+fn trailer_lines(map: &http::HeaderMap) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in map {
+        b.extend_from_slice(n.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(v.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b
 }
 
 /// A sink that takes everything: what a deferred response's jobs wrote.
