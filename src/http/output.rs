@@ -75,6 +75,7 @@ impl Output {
     /// Moves what the output queue holds into `sink` until the queue is empty
     /// or the sink takes less than it was offered. Returns whether anything
     /// moved and whether the sink is full.
+    #[inline(always)]
     pub(crate) fn drain_into(&mut self, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
         let mut moved = false;
         loop {
@@ -137,6 +138,16 @@ impl Output {
             }
         }
         r
+    }
+
+    /// Bytes another framing layer made (HTTP/2's frames), queued as
+    /// they are: apart from `push_body`, whose one caller on HTTP/1.1's
+    /// request path keeps it inlined there.
+    pub(crate) fn push_owned(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.bytes += bytes.len();
+            self.items.push_back(Item::Owned(bytes, 0));
+        }
     }
 
     pub(crate) fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {

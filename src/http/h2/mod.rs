@@ -29,7 +29,6 @@ use super::events::{Event, Severity};
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
-use super::response::Body;
 use crate::sys::Addr;
 use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};
@@ -142,14 +141,14 @@ impl H2Conn {
         if matches!(self.state, State::Closed) && self.streams.is_empty() {
             return;
         }
-        self.take_output(ctx.pool);
+        self.take_output();
         ctx.observer.event(Event::GoAway {
             peer: &self.peer,
             code: v.code,
             why: v.why,
         });
         let f = guard::goaway(self.guard.highest_stream, v.code);
-        self.out.push_body(ctx.pool, Body::Bytes(f), false);
+        self.out.push_owned(f);
         self.state = State::Closed;
         self.streams.clear();
     }
@@ -189,7 +188,7 @@ impl H2Conn {
             if self.streams.len() < before && self.streams.is_empty() {
                 self.idle_since = now;
             }
-            progress |= self.take_output(ctx.pool);
+            progress |= self.take_output();
             if !progress {
                 break;
             }
@@ -274,7 +273,7 @@ impl H2Conn {
 
     /// Moves what `h2` wrote into the output queue, while it is under its
     /// bound (past it, `h2` waits: back-pressure from the socket).
-    fn take_output(&mut self, pool: &mut BufPool) -> bool {
+    fn take_output(&mut self) -> bool {
         if self.out.bytes() >= OUTPUT_LIMIT {
             return false;
         }
@@ -287,7 +286,7 @@ impl H2Conn {
         if self.out.is_empty() {
             self.write_progress = Instant::now().min(self.write_progress.max(self.accepted));
         }
-        self.out.push_body(pool, Body::Bytes(bytes), false);
+        self.out.push_owned(bytes);
         true
     }
 

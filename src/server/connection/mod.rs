@@ -35,6 +35,7 @@ pub(super) enum Engine {
 impl Engine {
     /// HTTP/1.1's full state, brought back (into a spare allocation) if it
     /// was parked; `None` for HTTP/2.
+    #[inline]
     pub(super) fn busy(&mut self, spare: &mut Spare, now: Instant) -> Option<&mut Conn> {
         if let Engine::Parked(p) = self {
             let p = std::mem::replace(p, Parked::empty(now));
@@ -60,6 +61,7 @@ impl Engine {
 
     /// Parks the connection if it is idle with nothing buffered; the
     /// engine's allocation goes to `spare`.
+    #[inline]
     fn park(&mut self, spare: &mut Spare) {
         let Engine::Busy(b) = self else {
             return;
@@ -83,6 +85,7 @@ impl Engine {
     }
 
     /// When the connection next needs attention if nothing happens.
+    #[inline]
     pub(super) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         match self {
             Engine::Busy(b) => b.deadline(t),
@@ -133,14 +136,7 @@ impl Connection {
             }
             if conn.is_fresh() && self.io.http2 {
                 match self.io.offers_h2(conn.unparsed()) {
-                    Some(true) => {
-                        let first = conn.take_unparsed();
-                        let h2 = H2Conn::new(conn.peer().clone(), now, &first, ctx.limits);
-                        conn.release_buffers(ctx.pool);
-                        crate::metrics::inc(crate::metrics::M::H2Connections);
-                        self.engine = Engine::H2(Box::new(h2));
-                        return self.ready_h2(now, ctx);
-                    }
+                    Some(true) => return self.start_h2(now, ctx),
                     // Part of the preface: wait for the rest before the
                     // HTTP/1.1 parser takes it for a request.
                     None if !progress => return Outcome::Wait,
@@ -176,7 +172,25 @@ impl Connection {
         }
     }
 
+    /// The client speaks HTTP/2: what HTTP/1.1's engine read goes to a
+    /// new HTTP/2 engine, which takes over. Out of line: once a
+    /// connection, and kept out of HTTP/1.1's request path.
+    #[cold]
+    #[inline(never)]
+    fn start_h2(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
+        let Engine::Busy(conn) = &mut self.engine else {
+            return Outcome::Close(None);
+        };
+        let first = conn.take_unparsed();
+        let h2 = H2Conn::new(conn.peer().clone(), now, &first, ctx.limits);
+        conn.release_buffers(ctx.pool);
+        crate::metrics::inc(crate::metrics::M::H2Connections);
+        self.engine = Engine::H2(Box::new(h2));
+        self.ready_h2(now, ctx)
+    }
+
     /// `ready()` for an HTTP/2 connection: the same moves, its engine.
+    #[inline(never)]
     fn ready_h2(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
         let Engine::H2(h2) = &mut self.engine else {
             return Outcome::Close(None);
