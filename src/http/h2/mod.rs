@@ -10,6 +10,7 @@
 //! everything that can make it progress is one of those. Each request is
 //! one `Stream` (`stream.rs`).
 
+mod fields;
 mod guard;
 mod pipe;
 mod stream;

@@ -20,21 +20,23 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
 use crate::event_loop::{self, WAKER};
 use crate::handoff::wire::{self, Kind, Message};
-use crate::server::{AccessLine, HandedOff};
+use crate::server::HandedOff;
 use crate::sys::{self, fdpass};
 
+mod held;
 mod link;
+mod workers;
+use held::Held;
 use link::Link;
 
 #[derive(Clone, Debug)]
@@ -160,36 +162,6 @@ enum Death {
     Hung,
 }
 
-/// An upgrade the pool holds until a worker answers: our copy of the
-/// socket, for a 503, and the request's access line, written once with
-/// the outcome (the worker writes none).
-pub(super) struct Held {
-    pub(super) fd: OwnedFd,
-    pub(super) access: AccessLine,
-    /// The route's path, for the line's note.
-    pub(super) route: String,
-}
-
-impl Held {
-    fn of(h: HandedOff) -> (Held, Message) {
-        let (msg, fd, access) = pass_connection(h, 0);
-        let route = msg.route.clone().unwrap_or_else(|| "-".into());
-        (Held { fd, access, route }, msg)
-    }
-
-    /// No worker took it: a 503, and the line says so.
-    pub(super) fn refuse(self, why: &str) {
-        answer_503(self.fd, why);
-        self.access.write(Some(503), why);
-    }
-
-    /// A worker took it (and wrote the 101): our copy closes.
-    pub(super) fn taken(self, by: &str) {
-        self.access
-            .write(Some(101), &format!("websocket {} {by}", self.route));
-    }
-}
-
 /// A connection or session given to a worker, until its answer.
 struct Pending {
     /// An upgrade we hold, to answer 503 on if the worker refuses it; none
@@ -200,16 +172,6 @@ struct Pending {
     /// It came from the old process's pool under this ID: the answer goes
     /// back there.
     link_id: Option<u64>,
-}
-
-/// Writes a 503 on a connection the pool could not place, and closes it.
-fn answer_503(fd: OwnedFd, why: &str) {
-    tracing::warn!(peer = %sys::peer_addr(fd.as_fd()), "WebSocket upgrade answered 503: {why}");
-    let resp = crate::http::encode::canned(503, why, "Retry-After: 1\r\n");
-    // A fresh socket's buffer takes this whole; if it does not, the client
-    // sees a closed connection, which is also an answer.
-    let _ = sys::write(fd.as_fd(), &resp);
-    let _ = sys::shutdown_write(fd.as_fd());
 }
 
 pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
@@ -353,84 +315,6 @@ impl PoolLoop {
         }
     }
 
-    fn start_worker(&mut self, i: usize) {
-        let now = Instant::now();
-        let w = &mut self.workers[i];
-        w.restart_at = None;
-        w.started = now;
-        let ctl = match &w.external {
-            Some(path) => fdpass::seqpacket_connect(path),
-            None => (|| {
-                let (ours, theirs) = fdpass::seqpacket_pair()?;
-                // Not `current_exe()`: after a package upgrade replaced the
-                // binary, that path names the new file (or a "(deleted)"
-                // one); /proc/self/exe is the binary this process runs, the
-                // one that speaks its wire format.
-                let mut cmd = Command::new("/proc/self/exe");
-                // Shown by ps as this binary, not as /proc/self/exe.
-                std::os::unix::process::CommandExt::arg0(&mut cmd, sys::process::own_argv0());
-                cmd.args(["ws-worker", "--ctl-fd", "3"])
-                    .args(&self.cfg.log_args)
-                    .stdin(Stdio::null());
-                w.child = Some(sys::process::spawn_worker(&mut cmd, theirs)?);
-                Ok(ours)
-            })(),
-        };
-        match ctl.and_then(|c| {
-            sys::prepare_adopted(c.as_fd())?;
-            self.poll.registry().register(
-                &mut SourceFd(&c.as_raw_fd()),
-                Token(i),
-                Interest::READABLE,
-            )?;
-            Ok(c)
-        }) {
-            Ok(c) => {
-                tracing::info!(
-                    worker = i,
-                    pid = w.child.as_ref().map(|c| c.id()),
-                    "WebSocket worker ready"
-                );
-                w.ctl = Some(c);
-                w.load = 0;
-                if w.external.is_none() {
-                    self.configure(i);
-                }
-            }
-            Err(e) => {
-                tracing::error!(
-                    worker = i,
-                    "cannot start WebSocket worker: {e}; retrying in {:?}",
-                    w.backoff
-                );
-                // Started but not reachable: it goes, reaped, before
-                // another is started in its place.
-                if let Some(mut c) = w.child.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                w.restart_at = Some(now + w.backoff);
-                w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-
-    /// Gives a worker it started its routes and limits: the first message
-    /// on a socket nothing has written to yet, so the worker reads it
-    /// before any hand-off. A worker that cannot be told is taken for
-    /// gone (reaped and started again, as when its socket closes).
-    fn configure(&mut self, i: usize) {
-        let mut m = Message::new(Kind::Configure, 0);
-        m.data = self.cfg.worker.to_settings().into_bytes();
-        let Some(ctl) = &self.workers[i].ctl else {
-            return;
-        };
-        if let Err(e) = fdpass::send_with_fds(ctl.as_fd(), &[IoSlice::new(&m.encode())], &[]) {
-            tracing::warn!(worker = i, "cannot configure WebSocket worker: {e}");
-            self.died(i, Death::Gone);
-        }
-    }
-
     /// Gives a connection to the least-loaded live worker.
     fn place(&mut self, h: HandedOff) {
         let (held, msg) = Held::of(h);
@@ -557,82 +441,6 @@ impl PoolLoop {
         }
     }
 
-    /// A worker is gone (or hung): answer what it had not taken, and start
-    /// another.
-    fn died(&mut self, i: usize, death: Death) {
-        let now = Instant::now();
-        let w = &mut self.workers[i];
-        if let Some(c) = w.ctl.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&c.as_raw_fd()));
-        }
-        let stopping = self.stopping.is_some();
-        let status = w.child.take().map(|mut c| {
-            // Shutting down, a worker closes its socket as it exits: wait
-            // for it rather than cutting its goodbyes short. A hung one is
-            // killed even then.
-            if !stopping || death == Death::Hung {
-                let _ = c.kill();
-            }
-            c.wait().map(|s| s.to_string()).unwrap_or_default()
-        });
-        // After `wait` a worker we started cannot touch its connections any
-        // more; a hung worker of its own may still take what is queued to it.
-        let ours_alone = death == Death::Gone || status.is_some();
-        let lost: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.worker == i)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some(p) = self.pending.remove(&id) {
-                if ours_alone {
-                    crate::metrics::inc(crate::metrics::M::WsRefusedFailed);
-                    if let Some(h) = p.held {
-                        h.refuse("the WebSocket worker died");
-                    }
-                    self.answer_link(p.link_id, Message::refuse(0, "the WebSocket worker died"));
-                } else {
-                    tracing::warn!(
-                        worker = i,
-                        "left a connection to a WebSocket worker that does not answer"
-                    );
-                    // It may still take it: the other side must not serve it too.
-                    self.answer_link(p.link_id, Message::ack(0));
-                }
-            }
-        }
-        let w = &mut self.workers[i];
-        if stopping {
-            tracing::info!(
-                worker = i,
-                status = status.as_deref().unwrap_or("-"),
-                "WebSocket worker exited"
-            );
-            w.inflight = 0;
-            w.load = 0;
-            self.check_stopped();
-            return;
-        }
-        if now.duration_since(w.started) >= HEALTHY_AFTER {
-            w.backoff = FIRST_BACKOFF;
-        }
-        w.restart_at = Some(now + w.backoff);
-        crate::metrics::inc(crate::metrics::M::WorkerRestarts);
-        tracing::error!(
-            worker = i,
-            status = status.as_deref().unwrap_or("-"),
-            "WebSocket worker died; restarting in {:?}",
-            w.backoff
-        );
-        w.backoff = (w.backoff * 2).min(MAX_BACKOFF);
-        w.inflight = 0;
-        w.load = 0;
-    }
-
     /// `worker=PID` (of a worker we started), or which one it is.
     fn worker_name(&self, i: usize) -> String {
         match self.workers[i].child.as_ref() {
@@ -665,30 +473,4 @@ impl PoolLoop {
             self.start_worker(i);
         }
     }
-}
-
-/// The `PASS_CONNECTION` that gives a worker an upgrade (`docs/handoff-protocol.md`):
-/// the peer, the address it reached, whether it came over TLS, the head
-/// and what was read after it, and what the HTTP process matched and
-/// computed (`ROUTE`, `ACCEPT`, `ENV`), so the worker parses nothing
-/// again. Returns the message and the socket to send with it.
-pub(super) fn pass_connection(h: HandedOff, id: u64) -> (Message, OwnedFd, AccessLine) {
-    let mut msg = Message::new(Kind::PassConnection, id);
-    msg.peer = Some(h.peer.to_string());
-    msg.local = Some(h.local.to_string());
-    if h.tls {
-        msg.flags |= wire::flags::SECURE;
-    }
-    if let Some(a) = h
-        .context
-        .and_then(|c| c.downcast::<crate::ws::handshake::Accepted>().ok())
-    {
-        msg.env = wire::encode_env(&a.env);
-        msg.route = Some(a.route);
-        msg.accept = Some(a.accept);
-    }
-    // Sent still: a worker older than ROUTE and ACCEPT parses it.
-    msg.head = h.head;
-    msg.data = h.rest;
-    (msg, h.socket, h.access)
 }

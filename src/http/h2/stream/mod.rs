@@ -4,11 +4,11 @@
 //! the body is taken), the handler's one answer, and the response's DATA
 //! sent as the peer's windows allow.
 
+mod body;
+mod deferred;
+
 use std::fmt;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -16,30 +16,23 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 
-use super::super::conn::Ctx;
-use super::super::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
-use super::super::events::{Event, Kept, Seen, Severity, Wants};
-use super::super::head::{self, Head};
-use super::super::output::{FileSlice, Output, Sink};
-use super::super::request::Request;
-use super::super::response::{Body, BodyStream, Response};
-use super::super::sink::{BodyPlan, BodySink};
-use super::super::status::{Reject, has_no_body};
+use super::fields::{rebuild_head, response_head, trailer_lines};
+use crate::http::conn::Ctx;
+use crate::http::deferred::{ReadState, ReplyKey, Stepwise};
+use crate::http::events::{Event, Kept, Seen, Severity, Wants};
+use crate::http::head::{self, Head};
+use crate::http::output::Output;
+use crate::http::request::Request;
+use crate::http::response::{Body, Response};
+use crate::http::sink::{BodyPlan, BodySink};
+use crate::http::status::{Reject, has_no_body};
 use crate::sys::Addr;
+use body::Source;
+use deferred::Deferred;
 
 /// Most body bytes offered to `h2` at once: it frames them by the peer's
 /// `SETTINGS_MAX_FRAME_SIZE` and sends as its windows allow.
 const STEP: usize = 64 * 1024;
-
-/// Header fields that mean something only to one HTTP/1.1 connection: not
-/// allowed in HTTP/2 (RFC 9113 §8.2.2), so a handler's are left out.
-const CONNECTION_SPECIFIC: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// `METHOD TARGET HTTP/2.0` for the access line.
 struct Line<'a>(&'a Request<'a>);
@@ -56,85 +49,6 @@ enum Plan {
     Buffer(Vec<u8>),
     /// Given to the handler's sink piece by piece.
     Sink(Box<dyn BodySink>, u64),
-}
-
-/// Where the response body comes from.
-enum Source {
-    Mem(Bytes),
-    File {
-        file: Arc<File>,
-        offset: u64,
-        left: u64,
-    },
-    Stream(Box<dyn BodyStream>),
-}
-
-impl Source {
-    fn of(body: Body) -> Source {
-        match body {
-            Body::Empty => Source::Mem(Bytes::new()),
-            Body::Bytes(v) => Source::Mem(Bytes::from(v)),
-            Body::Static(s) => Source::Mem(Bytes::from_static(s)),
-            Body::Shared { bytes, start, len } => {
-                Source::Mem(Bytes::copy_from_slice(&bytes[start..start + len]))
-            }
-            Body::File { file, offset, len } => Source::File {
-                file,
-                offset,
-                left: len,
-            },
-            Body::Stream(s) => Source::Stream(s),
-        }
-    }
-
-    /// How much it would send now, at most.
-    fn wants(&self) -> usize {
-        match self {
-            Source::Mem(b) => b.len().min(STEP),
-            Source::File { left, .. } => (*left).min(STEP as u64) as usize,
-            Source::Stream(_) => STEP,
-        }
-    }
-
-    /// Up to `max` bytes, and whether they are the last.
-    fn take(&mut self, max: usize) -> std::io::Result<(Bytes, bool)> {
-        match self {
-            Source::Mem(b) => {
-                let n = b.len().min(max);
-                let chunk = b.split_to(n);
-                Ok((chunk, b.is_empty()))
-            }
-            Source::File { file, offset, left } => {
-                // No sendfile under framing: a window's worth is read.
-                let n = (*left).min(max as u64) as usize;
-                let mut v = vec![0u8; n];
-                file.read_exact_at(&mut v, *offset)?;
-                *offset += n as u64;
-                *left -= n as u64;
-                Ok((Bytes::from(v), *left == 0))
-            }
-            Source::Stream(s) => {
-                let mut v = Vec::new();
-                let more = s.read_into(&mut v, max)?;
-                Ok((Bytes::from(v), !more))
-            }
-        }
-    }
-}
-
-/// A response the handler deferred (`Response::defer`), written in steps
-/// by jobs its `Reply` sends: the same `Writer` as on HTTP/1.1, over a
-/// `Stepwise` that writes no framing (`Stepwise::for_h2`).
-struct Deferred {
-    st: Stepwise,
-    /// What the jobs wrote: body bytes only.
-    out: Output,
-    /// Once the status and fields went as HEADERS.
-    send: Option<SendStream<Bytes>>,
-    /// Body bytes waiting for the windows.
-    queued: std::collections::VecDeque<Bytes>,
-    /// What the access line repeats, kept from the request.
-    kept: Kept,
 }
 
 enum Phase {
@@ -436,233 +350,6 @@ impl Stream {
         }
     }
 
-    /// Runs a deferred response's job (`None`: every `Reply` was dropped).
-    pub(super) fn deferred_job(
-        &mut self,
-        job: Option<Job>,
-        peer: &Addr,
-        now: Instant,
-        ctx: &mut Ctx<'_>,
-    ) {
-        let Phase::Deferred(d) = &mut self.phase else {
-            return;
-        };
-        let Some(job) = job else {
-            return self.abandon(peer, ctx);
-        };
-        let mut w = Writer {
-            st: &mut d.st,
-            out: &mut d.out,
-            pool: ctx.pool,
-            date: ctx.date,
-            static_headers: ctx.static_headers,
-            min_chunk: ctx.limits.min_output_chunk,
-        };
-        if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
-            let what = "a deferred response's job panicked";
-            ctx.observer.event(Event::Trouble {
-                peer,
-                severity: Severity::Error,
-                what: &what,
-            });
-            return self.abandon(peer, ctx);
-        }
-        let mut bytes = Taken(Vec::new());
-        if d.out.drain_into(&mut bytes).is_err() {
-            return self.abandon(peer, ctx);
-        }
-        if !bytes.0.is_empty() {
-            d.queued.push_back(Bytes::from(bytes.0));
-        }
-        if d.send.is_none() && d.st.state != WriteState::Empty {
-            let status = d.st.status_code();
-            let ended = d.st.state == WriteState::Finished
-                && d.queued.is_empty()
-                && d.st.trailers.is_empty();
-            let no_body = self.head.is_head || has_no_body(status);
-            let length = if no_body { None } else { d.st.length() };
-            let Some(respond) = self.respond.as_mut() else {
-                self.phase = Phase::Done;
-                return;
-            };
-            let Some(head) = response_head(
-                status,
-                ctx.date,
-                ctx.static_headers,
-                d.st.header_lines(),
-                length,
-            ) else {
-                respond.send_reset(h2::Reason::INTERNAL_ERROR);
-                self.phase = Phase::Done;
-                return;
-            };
-            let end = ended || (no_body && d.st.state == WriteState::Finished);
-            match respond.send_response(head, end) {
-                Ok(send) => d.send = Some(send),
-                Err(_) => {
-                    self.phase = Phase::Done;
-                    return;
-                }
-            }
-            if end {
-                d.queued.clear();
-                d.st.trailers.clear();
-                d.send = None;
-            }
-        }
-        if d.st.state == WriteState::Finished {
-            ctx.observer.event(Event::Answered {
-                peer,
-                request: d.kept.seen(),
-                status: d.st.status_code(),
-                sent: d.st.body_sent(),
-                took: d.kept.took(now),
-                note: "deferred",
-                http2: true,
-            });
-            if d.send.is_none() {
-                // The end went with the HEADERS.
-                self.phase = Phase::Done;
-            }
-        }
-    }
-
-    /// Every `Reply` was dropped (or a job panicked): a 500 if nothing
-    /// went yet, else the stream is reset (a body cut short must not look
-    /// whole).
-    fn abandon(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
-        let Phase::Deferred(d) = &mut self.phase else {
-            return;
-        };
-        if d.st.state == WriteState::Finished {
-            return;
-        }
-        match d.send.as_mut() {
-            None => {
-                let what = "a deferred response was dropped unanswered; 500";
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Error,
-                    what: &what,
-                });
-                self.refuse(
-                    Reject::new(500, "the response was dropped"),
-                    None,
-                    peer,
-                    ctx,
-                );
-            }
-            Some(send) => {
-                let what = "a deferred response was dropped half-written; stream reset";
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Error,
-                    what: &what,
-                });
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-                self.phase = Phase::Done;
-            }
-        }
-    }
-
-    /// A deferred response not finished by `deadline`: as `abandon`, 504
-    /// if nothing went yet.
-    pub(super) fn deferred_late(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
-        let Phase::Deferred(d) = &mut self.phase else {
-            return;
-        };
-        let what = "a deferred response was not finished in time";
-        ctx.observer.event(Event::Trouble {
-            peer,
-            severity: Severity::Warn,
-            what: &what,
-        });
-        if d.send.is_none() {
-            self.refuse(
-                Reject::new(504, "the response was not ready in time"),
-                None,
-                peer,
-                ctx,
-            );
-        } else {
-            self.abandon(peer, ctx);
-        }
-    }
-
-    /// When a deferred response must be finished by: `response` after
-    /// the request began.
-    pub(super) fn deferred_until(&self, response: std::time::Duration) -> Option<Instant> {
-        self.is_deferred().then(|| self.began + response)
-    }
-
-    /// Waiting for a deferred response's jobs (`true` while none finished).
-    pub(super) fn is_deferred(&self) -> bool {
-        matches!(&self.phase, Phase::Deferred(d) if d.st.state != WriteState::Finished)
-    }
-
-    /// Sends what a deferred response's jobs wrote, as the windows allow.
-    fn send_deferred(
-        &mut self,
-        cx: &mut Context<'_>,
-        _peer: &Addr,
-        _now: Instant,
-        _ctx: &mut Ctx<'_>,
-    ) -> bool {
-        let Phase::Deferred(d) = &mut self.phase else {
-            return false;
-        };
-        let Some(send) = d.send.as_mut() else {
-            return false;
-        };
-        let finished = d.st.state == WriteState::Finished;
-        let mut moved = false;
-        while let Some(front) = d.queued.front_mut() {
-            send.reserve_capacity(front.len().min(STEP));
-            let cap = match send.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) => n,
-                Poll::Ready(Some(Err(_)) | None) => {
-                    self.phase = Phase::Done;
-                    return true;
-                }
-                Poll::Pending => send.capacity(),
-            };
-            if cap == 0 {
-                return moved;
-            }
-            let chunk = front.split_to(cap.min(front.len()));
-            if front.is_empty() {
-                d.queued.pop_front();
-            }
-            let last = finished && d.queued.is_empty() && d.st.trailers.is_empty();
-            if send.send_data(chunk, last).is_err() || last {
-                self.phase = Phase::Done;
-                return true;
-            }
-            moved = true;
-        }
-        if finished {
-            // Everything went: the end, with the trailers if any.
-            let end = if d.st.trailers.is_empty() {
-                send.send_data(Bytes::new(), true).is_ok()
-            } else {
-                let mut map = http::HeaderMap::new();
-                for (n, v) in &d.st.trailers {
-                    if let (Ok(n), Ok(v)) = (
-                        http::header::HeaderName::from_bytes(n.as_bytes()),
-                        http::header::HeaderValue::from_bytes(v),
-                    ) {
-                        map.append(n, v);
-                    }
-                }
-                send.send_trailers(map).is_ok()
-            };
-            let _ = end;
-            self.phase = Phase::Done;
-            return true;
-        }
-        moved
-    }
-
     /// Answers a request the engine refuses (its head, its body).
     fn refuse(&mut self, rej: Reject, recv: Option<RecvStream>, peer: &Addr, ctx: &mut Ctx<'_>) {
         ctx.observer.event(Event::Refused {
@@ -819,118 +506,4 @@ impl Stream {
             _ => self.phase = Phase::Done,
         }
     }
-}
-
-/// Trailer fields as HTTP/1.1's trailer section has them.
-fn trailer_lines(map: &http::HeaderMap) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (n, v) in map {
-        b.extend_from_slice(n.as_str().as_bytes());
-        b.extend_from_slice(b": ");
-        b.extend_from_slice(v.as_bytes());
-        b.extend_from_slice(b"\r\n");
-    }
-    b
-}
-
-/// A sink that takes everything: what a deferred response's jobs wrote.
-struct Taken(Vec<u8>);
-
-impl Sink for Taken {
-    fn vectored(&mut self, iov: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        let mut n = 0;
-        for s in iov {
-            self.0.extend_from_slice(s);
-            n += s.len();
-        }
-        Ok(n)
-    }
-    fn file_step(&self, left: u64) -> usize {
-        left as usize
-    }
-    fn file(&mut self, f: FileSlice<'_>) -> std::io::Result<usize> {
-        // The writer queues bytes, never files.
-        let _ = f;
-        Ok(0)
-    }
-}
-
-/// The response head: `date`, the static fields, the handler's
-/// (`Name: value` lines, names lowercased, the connection-specific ones
-/// left out), and `content-length` when the body's length is known.
-/// `None` if `http` refuses a field.
-fn response_head(
-    status: u16,
-    date: &[u8],
-    static_headers: &[u8],
-    lines: &[u8],
-    length: Option<u64>,
-) -> Option<http::Response<()>> {
-    use http::header::{CONTENT_LENGTH, DATE, HeaderName, HeaderValue};
-    let mut map = http::HeaderMap::with_capacity(8);
-    map.insert(DATE, HeaderValue::from_bytes(date).ok()?);
-    for line in static_headers
-        .split(|&c| c == b'\n')
-        .chain(lines.split(|&c| c == b'\n'))
-    {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&c| c == b':') else {
-            continue;
-        };
-        let name = &line[..colon];
-        if CONNECTION_SPECIFIC
-            .iter()
-            .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        // `from_bytes` lowercases the name, as HTTP/2 wants it.
-        let name = HeaderName::from_bytes(name).ok()?;
-        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
-        map.append(name, value);
-    }
-    if let Some(n) = length {
-        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    let mut head = http::Response::new(());
-    *head.status_mut() = http::StatusCode::from_u16(status).ok()?;
-    *head.headers_mut() = map;
-    Some(head)
-}
-
-/// The request head as HTTP/1.1 text: `METHOD TARGET HTTP/1.1`, `host`
-/// from `:authority`, then every field (the `h2` crate has already refused
-/// connection-specific ones, bad pseudo-fields and `TE` other than
-/// `trailers`).
-fn rebuild_head(parts: &http::request::Parts) -> Vec<u8> {
-    let mut b = Vec::with_capacity(256);
-    b.extend_from_slice(parts.method.as_str().as_bytes());
-    b.push(b' ');
-    match parts.uri.path_and_query() {
-        Some(pq) => b.extend_from_slice(pq.as_str().as_bytes()),
-        None => match parts.uri.authority() {
-            // CONNECT names an authority, not a path.
-            Some(a) => b.extend_from_slice(a.as_str().as_bytes()),
-            None => b.push(b'/'),
-        },
-    }
-    b.extend_from_slice(b" HTTP/1.1\r\n");
-    let authority = parts.uri.authority();
-    if let Some(a) = authority {
-        b.extend_from_slice(b"host: ");
-        b.extend_from_slice(a.as_str().as_bytes());
-        b.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in &parts.headers {
-        // `:authority` wins over a `host` field (RFC 9113 §8.3.1).
-        if authority.is_some() && name == http::header::HOST {
-            continue;
-        }
-        b.extend_from_slice(name.as_str().as_bytes());
-        b.extend_from_slice(b": ");
-        b.extend_from_slice(value.as_bytes());
-        b.extend_from_slice(b"\r\n");
-    }
-    b.extend_from_slice(b"\r\n");
-    b
 }
