@@ -45,7 +45,7 @@ use crate::notify::Notifier;
 use crate::server::{Loops, Server};
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
-use crate::ws::pool::{self, PoolConfig};
+use crate::ws::pool::{self, Pool, PoolConfig};
 use crate::ws::worker::Worker;
 
 fn announce(out: &mut Vec<String>, addr: &Addr, tls: TlsMode) {
@@ -154,60 +154,10 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             }
         );
     }
-    let mut ws_pool = None;
-    if !cfg.ws.routes.is_empty() {
-        ws_pool = Some(pool::start(PoolConfig {
-            workers: cfg.ws.workers,
-            worker: cfg.ws.worker.clone(),
-            log_args: cfg.log.args(),
-            external: cfg.ws.external.clone(),
-            ack_timeout: cfg.ws.ack_timeout,
-        })?);
-    }
-    // Sessions from the old process's WebSocket pool come on this line; a
-    // process with no pool lets it close (the old one's say goodbye).
-    if let (Some(line), Some(pool)) = (passed.as_mut().and_then(|p| p.pool_line.take()), &ws_pool) {
-        pool.link_to_old(line);
-    }
-    let mut control_cfg = ControlConfig::default();
-    control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
-    let (upgrade_tx, upgrade_requests) = std::sync::mpsc::channel();
-    control_cfg.upgrades = Some(upgrade_tx);
-    control_cfg.upgrade_wait = cfg.upgrade_timeout + Duration::from_secs(5);
+    let ws_pool = start_ws_pool(&cfg, passed.as_mut())?;
+    let (control_cfg, upgrade_requests) = control_config(&cfg);
     let answering = control_cfg.answering.clone();
-    // Every loop's server is made alike: its own handler (and open-file
-    // cache), the TLS configuration, the one WebSocket pool, and one budget
-    // under max_concurrent for the whole process.
-    let budget = Arc::new(AtomicUsize::new(0));
-    let make: threads::MakeServer = {
-        let (opts, routes, origins) = (
-            cfg.options.clone(),
-            cfg.ws.routes.clone(),
-            cfg.ws.origins.clone(),
-        );
-        let (file_cache, tls_cfg, ws_pool, budget) = (
-            cfg.file_cache.clone(),
-            tls_cfg.clone(),
-            ws_pool.clone(),
-            budget.clone(),
-        );
-        Arc::new(move || {
-            let site = Site {
-                files: StaticFiles::new(&root, file_cache.clone())?,
-                ws_routes: routes.clone(),
-                origins: origins.clone(),
-            };
-            let mut server = Server::new(opts.clone(), site)?;
-            server.share_limit(budget.clone());
-            if let Some(c) = &tls_cfg {
-                server.set_tls(c.clone());
-            }
-            if let Some(pool) = ws_pool.clone() {
-                server.on_hand_off(move |h| pool.hand_off(h));
-            }
-            Ok(server)
-        })
-    };
+    let make = server_maker(&cfg, root, tls_cfg, ws_pool.clone());
     let mut server = make()?;
     let inbox = server.inbox();
     let others = threads::Others::spawn(cfg.threads.max(1) - 1, make, inbox.clone())?;
@@ -254,15 +204,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         lines.insert(0, m);
     }
     if !cfg.inetd {
-        // Announcing is a courtesy: a closed stdout must not stop a server.
-        let mut stdout = io::stdout().lock();
-        let announced = lines
-            .iter()
-            .try_for_each(|l| writeln!(stdout, "{l}"))
-            .and_then(|()| stdout.flush());
-        if let Err(e) = announced {
-            tracing::warn!("could not print the addresses on stdout: {e}");
-        }
+        print_lines(&lines);
     }
 
     // Before READY: once systemd hears READY it may restart us at once.
@@ -302,6 +244,92 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         if life.after_step(&mut server, Instant::now()) == Go::Exit {
             return Ok(());
         }
+    }
+}
+
+/// The WebSocket pool, when there are `--ws` paths; in an upgrade, linked
+/// to the old process's pool, whose sessions come on that line (a process
+/// with no pool lets it close: the old one's say goodbye).
+fn start_ws_pool(
+    cfg: &ServeConfig,
+    passed: Option<&mut upgrade::Passed>,
+) -> io::Result<Option<Pool>> {
+    if cfg.ws.routes.is_empty() {
+        return Ok(None);
+    }
+    let pool = pool::start(PoolConfig {
+        workers: cfg.ws.workers,
+        worker: cfg.ws.worker.clone(),
+        log_args: cfg.log.args(),
+        external: cfg.ws.external.clone(),
+        ack_timeout: cfg.ws.ack_timeout,
+    })?;
+    if let Some(line) = passed.and_then(|p| p.pool_line.take()) {
+        pool.link_to_old(line);
+    }
+    Ok(Some(pool))
+}
+
+/// The control socket's settings, and where its `handoff upgrade`
+/// requests arrive.
+fn control_config(
+    cfg: &ServeConfig,
+) -> (
+    ControlConfig,
+    std::sync::mpsc::Receiver<crate::intake::control::UpgradeRequest>,
+) {
+    let mut control_cfg = ControlConfig::default();
+    control_cfg.allowed_uids.extend(&cfg.control_allow_uids);
+    let (upgrade_tx, upgrade_requests) = std::sync::mpsc::channel();
+    control_cfg.upgrades = Some(upgrade_tx);
+    control_cfg.upgrade_wait = cfg.upgrade_timeout + Duration::from_secs(5);
+    (control_cfg, upgrade_requests)
+}
+
+/// Makes every loop's server alike: its own handler (and open-file cache),
+/// the TLS configuration, the one WebSocket pool, and one budget under
+/// `max_concurrent` for the whole process.
+fn server_maker(
+    cfg: &ServeConfig,
+    root: std::path::PathBuf,
+    tls_cfg: Option<Arc<rustls::ServerConfig>>,
+    ws_pool: Option<Pool>,
+) -> threads::MakeServer {
+    let budget = Arc::new(AtomicUsize::new(0));
+    let (opts, routes, origins, file_cache) = (
+        cfg.options.clone(),
+        cfg.ws.routes.clone(),
+        cfg.ws.origins.clone(),
+        cfg.file_cache.clone(),
+    );
+    Arc::new(move || {
+        let site = Site {
+            files: StaticFiles::new(&root, file_cache.clone())?,
+            ws_routes: routes.clone(),
+            origins: origins.clone(),
+        };
+        let mut server = Server::new(opts.clone(), site)?;
+        server.share_limit(budget.clone());
+        if let Some(c) = &tls_cfg {
+            server.set_tls(c.clone());
+        }
+        if let Some(pool) = ws_pool.clone() {
+            server.on_hand_off(move |h| pool.hand_off(h));
+        }
+        Ok(server)
+    })
+}
+
+/// Prints where it serves on stdout. A courtesy: a closed stdout must not
+/// stop a server.
+fn print_lines(lines: &[String]) {
+    let mut stdout = io::stdout().lock();
+    let announced = lines
+        .iter()
+        .try_for_each(|l| writeln!(stdout, "{l}"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = announced {
+        tracing::warn!("could not print the addresses on stdout: {e}");
     }
 }
 
