@@ -520,3 +520,98 @@ fn an_http2_request_gets_100_continue_and_its_trailers_reach_the_handler() {
     assert_eq!(status, 0x88);
     assert_eq!(String::from_utf8_lossy(&body), "hello x-sum=5");
 }
+
+/// Request bodies held for handlers on one HTTP/2 connection are bounded
+/// by `max_body` in all (plus the stream holding the most), however many
+/// streams the client opens: windows are given back only so far, and a
+/// client that keeps to them (as this one does, frame by frame) can send
+/// no more. Without the bound, 5 streams could hold 5 × `max_body`.
+#[test]
+fn an_http2_connection_holds_no_more_body_than_max_body_and_its_leader() {
+    use common::h2raw::*;
+    use std::collections::HashMap;
+    let max_body = 100_000;
+    let opts = Options {
+        limits: handoff::http::Limits {
+            max_body,
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let addr = serve_in_background(opts, |req: &Request<'_>, res: &mut Response<'_>| {
+        res.body(format!("{}", req.body().len()));
+    });
+    let mut c = H2::connect(addr);
+    let streams = [1u32, 3, 5, 7, 9];
+    for id in streams {
+        c.headers(
+            id,
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":authority", "t"),
+                (":path", "/up"),
+            ],
+            false,
+        );
+    }
+    // Windows as RFC 9113 has them: 65,535 each to begin with.
+    let mut conn_window: i64 = 65_535;
+    let mut windows: HashMap<u32, i64> = streams.iter().map(|&s| (s, 65_535)).collect();
+    let want = 90_000i64;
+    let mut sent: HashMap<u32, i64> = streams.iter().map(|&s| (s, 0)).collect();
+    c.s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    loop {
+        // Send what the windows allow, 4 KiB at a time, round robin.
+        let mut moved = false;
+        for id in streams {
+            let w = windows[&id]
+                .min(conn_window)
+                .min(want - sent[&id])
+                .min(4096);
+            if w > 0 {
+                c.send(DATA, 0, id, &vec![b'x'; w as usize]);
+                *windows.get_mut(&id).unwrap() -= w;
+                conn_window -= w;
+                *sent.get_mut(&id).unwrap() += w;
+                moved = true;
+            }
+        }
+        if moved {
+            continue;
+        }
+        // Blocked: wait for WINDOW_UPDATEs; none in 300 ms ends the test.
+        let mut h = [0u8; 9];
+        if c.s.read_exact(&mut h).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let mut p = vec![0u8; len];
+        c.s.read_exact(&mut p).unwrap();
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        if h[3] == WINDOW_UPDATE {
+            let inc = i64::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff);
+            if stream == 0 {
+                conn_window += inc;
+            } else if let Some(w) = windows.get_mut(&stream) {
+                *w += inc;
+            }
+        }
+    }
+    let total: i64 = sent.values().sum();
+    // Held: at most max_body in all plus the leader's own (at most
+    // max_body), plus one initial connection window in flight.
+    assert!(
+        total <= 2 * max_body as i64 + 65_535,
+        "the client could send {total} bytes: {sent:?}"
+    );
+    assert!(total > max_body as i64, "it could send only {total}");
+    // The one holding the most finishes; its answer frees room.
+    let leader = *streams.iter().max_by_key(|s| sent[s]).unwrap();
+    c.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.send(DATA, END_STREAM, leader, b"");
+    let (status, body) = c.response(leader);
+    assert_eq!(status, 0x88);
+    assert_eq!(String::from_utf8_lossy(&body), sent[&leader].to_string());
+}

@@ -33,7 +33,7 @@ use super::pool::BufPool;
 use crate::sys::Addr;
 use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};
-use stream::Stream;
+use stream::{Room, Stream};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -181,8 +181,9 @@ impl H2Conn {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             let mut progress = self.poll_connection(&mut cx, now, ctx);
+            let mut room = self.room(ctx.limits);
             for s in &mut self.streams {
-                progress |= s.drive(&mut cx, &self.peer, now, ctx);
+                progress |= s.drive(&mut cx, &self.peer, now, ctx, &mut room);
             }
             let before = self.streams.len();
             self.streams.retain(|s| !s.is_done());
@@ -212,6 +213,28 @@ impl H2Conn {
         drop(b);
         if self.out.is_empty() {
             self.out.release(pool);
+        }
+    }
+
+    /// Body bytes the connection's streams may still hold for handlers:
+    /// `max_body` in all (a connection holds no more than one HTTP/1.1
+    /// connection may, however many streams it opens), beyond which
+    /// windows are given back only to the stream holding the most.
+    fn room(&self, limits: &Limits) -> Room {
+        let cap = usize::try_from(limits.max_body).unwrap_or(usize::MAX);
+        let mut held = 0;
+        let mut leader = None;
+        let mut most = 0;
+        for s in &self.streams {
+            let b = s.buffered();
+            held += b;
+            if b > most {
+                (most, leader) = (b, Some(s.id));
+            }
+        }
+        Room {
+            bytes: cap.saturating_sub(held),
+            leader,
         }
     }
 

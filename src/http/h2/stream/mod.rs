@@ -43,6 +43,15 @@ impl fmt::Display for Line<'_> {
     }
 }
 
+/// How many body bytes a connection may still hold for its streams'
+/// handlers before their windows stop being given back, and the stream
+/// that may go on anyway (the one holding the most: it finishes first and
+/// frees its share, so streams never wait on each other for good).
+pub(in crate::http::h2) struct Room {
+    pub(in crate::http::h2) bytes: usize,
+    pub(in crate::http::h2) leader: Option<u64>,
+}
+
 /// What is done with the request body as it arrives.
 enum Plan {
     /// Gathered whole, up to `max_body`.
@@ -75,6 +84,8 @@ pub(super) struct Stream {
     /// The request's trailer fields, `name: value\r\n` each, as HTTP/1.1's
     /// trailer section (`Request::trailers`).
     trailers: Vec<u8>,
+    /// Body bytes held whose window was not given back yet.
+    unreleased: usize,
     began: Instant,
     /// When body bytes last came (the body deadline).
     pub(super) progress: Instant,
@@ -100,6 +111,7 @@ impl Stream {
             phase: Phase::Done,
             drain: None,
             trailers: Vec::new(),
+            unreleased: 0,
             began: now,
             progress: now,
         };
@@ -177,18 +189,30 @@ impl Stream {
         }
     }
 
-    /// Moves what can move. `true` if anything did.
+    /// Body bytes held for the handler (a `BodyPlan::Buffer` body).
+    pub(super) fn buffered(&self) -> usize {
+        match &self.phase {
+            Phase::Receiving(_, Plan::Buffer(b)) => b.len(),
+            _ => 0,
+        }
+    }
+
+    /// Moves what can move. `true` if anything did. `room`: body bytes the
+    /// connection may still hold for its streams' handlers, beyond what
+    /// they hold (`Buffers`).
     pub(super) fn drive(
         &mut self,
         cx: &mut Context<'_>,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
+        room: &mut Room,
     ) -> bool {
         let mut progress = self.drain_body(cx);
+        self.release_held(room);
         loop {
             let moved = match &mut self.phase {
-                Phase::Receiving(..) => self.receive(cx, peer, now, ctx),
+                Phase::Receiving(..) => self.receive(cx, peer, now, ctx, room),
                 Phase::Sending(..) => self.send(cx, peer, ctx),
                 Phase::Deferred(..) => self.send_deferred(cx, peer, now, ctx),
                 Phase::Done => false,
@@ -221,12 +245,36 @@ impl Stream {
         }
     }
 
+    /// Gives back the window of body bytes held unreleased, as far as the
+    /// connection's room allows (always, for the stream holding the most).
+    fn release_held(&mut self, room: &mut Room) {
+        if self.unreleased == 0 {
+            return;
+        }
+        let Phase::Receiving(recv, Plan::Buffer(b)) = &mut self.phase else {
+            self.unreleased = 0;
+            return;
+        };
+        let give = if room.leader == Some(self.id) {
+            self.unreleased
+        } else {
+            self.unreleased.min(room.bytes)
+        };
+        if give > 0 {
+            let _ = recv.flow_control().release_capacity(give);
+            room.bytes = room.bytes.saturating_sub(give);
+            self.unreleased -= give;
+        }
+        let _ = b;
+    }
+
     fn receive(
         &mut self,
         cx: &mut Context<'_>,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
+        room: &mut Room,
     ) -> bool {
         let Phase::Receiving(recv, plan) = &mut self.phase else {
             return false;
@@ -259,8 +307,15 @@ impl Stream {
                         }
                     }
                 };
-                // Taken: the peer may send as much again.
-                let _ = recv.flow_control().release_capacity(n);
+                // Taken: the peer may send as much again, at once if the
+                // handler's sink took it, else as the connection's room for
+                // held bodies allows (`release_held`).
+                if matches!(plan, Plan::Buffer(_)) && refused.is_none() {
+                    self.unreleased += n;
+                    self.release_held(room);
+                } else {
+                    let _ = recv.flow_control().release_capacity(n);
+                }
                 if let Some(rej) = refused {
                     let Phase::Receiving(recv, _) = std::mem::replace(&mut self.phase, Phase::Done)
                     else {
