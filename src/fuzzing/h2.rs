@@ -36,6 +36,7 @@ pub fn h2(data: &[u8]) {
     let mut scratch = Vec::new();
     let mut spare: Spare = Vec::new();
     let mut deaf = crate::http::events::Deaf;
+    let mut heads = crate::http::h2::Heads::default();
     let mut now = Instant::now();
     let mut conn = H2Conn::new(Addr::Unknown, now, &first, &limits);
     let mut out = Vec::new();
@@ -53,6 +54,7 @@ pub fn h2(data: &[u8]) {
                 replies: None,
                 spare: &mut spare,
                 observer: &mut deaf,
+                heads: &mut heads,
             }
         };
     }

@@ -386,6 +386,7 @@ pub fn engine(data: &[u8]) {
     let mut scratch = Vec::new();
     let mut spare: Spare = Vec::new();
     let mut deaf = crate::http::events::Deaf;
+    let mut heads = crate::http::h2::Heads::default();
     let mut now = Instant::now();
     let mut conn = Conn::new(Addr::Unknown, now);
     let mut out = Vec::new();
@@ -403,6 +404,7 @@ pub fn engine(data: &[u8]) {
                 replies: None,
                 spare: &mut spare,
                 observer: &mut deaf,
+                heads: &mut heads,
             }
         };
     }

@@ -95,6 +95,8 @@ struct Shared {
     spare: Spare,
     /// Where the engine's events go: the access line, metrics, the log.
     observer: observe::Record,
+    /// HTTP/2 response heads built before (`http::h2::Heads`).
+    heads: crate::http::h2::Heads,
 }
 
 impl Shared {
@@ -117,6 +119,7 @@ impl Shared {
             mailer,
             spare: Vec::new(),
             observer: observe::Record,
+            heads: Default::default(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Shared {
             replies: conn.map(|(token, generation)| (&self.mailer, token, generation)),
             spare: &mut self.spare,
             observer: &mut self.observer,
+            heads: &mut self.heads,
         }
     }
 }

@@ -24,20 +24,67 @@ pub(super) fn trailer_lines(map: &http::HeaderMap) -> Vec<u8> {
     b
 }
 
-/// The response head: `date`, the static fields, the handler's
-/// (`Name: value` lines, names lowercased, the connection-specific ones
-/// left out), and `content-length` when the body's length is known.
-/// `None` if `http` refuses a field.
-pub(super) fn response_head(
-    status: u16,
-    date: &[u8],
-    static_headers: &[u8],
-    lines: &[u8],
-    length: Option<u64>,
-) -> Option<http::Response<()>> {
-    use http::header::{CONTENT_LENGTH, DATE, HeaderName, HeaderValue};
+/// Response heads built from a handler's lines, the last few kept (a
+/// connection or a loop serving the same files again, as a page's assets
+/// are, builds each head once: building one cost some 5,000 instructions,
+/// callgrind), and the `date` value of the current second.
+#[derive(Default)]
+pub(crate) struct Heads {
+    recent: std::collections::VecDeque<(Box<[u8]>, http::HeaderMap)>,
+    date: Option<(Box<[u8]>, http::HeaderValue)>,
+}
+
+/// Heads kept, at most.
+const KEPT: usize = 8;
+
+impl Heads {
+    /// The response head: `date`, the static fields, the handler's
+    /// (`Name: value` lines, names lowercased, the connection-specific
+    /// ones left out), and `content-length` when the body's length is
+    /// known. `None` if `http` refuses a field.
+    pub(super) fn response(
+        &mut self,
+        status: u16,
+        date: &[u8],
+        static_headers: &[u8],
+        lines: &[u8],
+        length: Option<u64>,
+    ) -> Option<http::Response<()>> {
+        use http::header::{CONTENT_LENGTH, DATE, HeaderValue};
+        let mut map = match self.recent.iter().find(|(k, _)| **k == *lines) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let m = fields_of(static_headers, lines)?;
+                if self.recent.len() == KEPT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((lines.into(), m.clone()));
+                m
+            }
+        };
+        let date = match &self.date {
+            Some((d, v)) if **d == *date => v.clone(),
+            _ => {
+                let v = HeaderValue::from_bytes(date).ok()?;
+                self.date = Some((date.into(), v.clone()));
+                v
+            }
+        };
+        map.insert(DATE, date);
+        if let Some(n) = length {
+            map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        let mut head = http::Response::new(());
+        *head.status_mut() = http::StatusCode::from_u16(status).ok()?;
+        *head.headers_mut() = map;
+        Some(head)
+    }
+}
+
+/// The static fields and the handler's, as a header map.
+fn fields_of(static_headers: &[u8], lines: &[u8]) -> Option<http::HeaderMap> {
+    use http::header::{HeaderName, HeaderValue};
     let mut map = http::HeaderMap::with_capacity(8);
-    map.insert(DATE, HeaderValue::from_bytes(date).ok()?);
     for line in static_headers
         .split(|&c| c == b'\n')
         .chain(lines.split(|&c| c == b'\n'))
@@ -58,13 +105,7 @@ pub(super) fn response_head(
         let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
         map.append(name, value);
     }
-    if let Some(n) = length {
-        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
-    }
-    let mut head = http::Response::new(());
-    *head.status_mut() = http::StatusCode::from_u16(status).ok()?;
-    *head.headers_mut() = map;
-    Some(head)
+    Some(map)
 }
 
 /// The request head as HTTP/1.1 text: `METHOD TARGET HTTP/1.1`, `host`
@@ -102,4 +143,39 @@ pub(super) fn rebuild_head(parts: &http::request::Parts) -> Vec<u8> {
     }
     b.extend_from_slice(b"\r\n");
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_head_is_the_one_built_and_takes_the_current_date() {
+        let mut h = Heads::default();
+        let lines = b"Content-Type: text/plain\r\nConnection: close\r\nX-A: 1\r\n";
+        let first = h
+            .response(200, b"D1", b"Server: t\r\n", lines, Some(5))
+            .unwrap();
+        let again = h
+            .response(404, b"D2", b"Server: t\r\n", lines, None)
+            .unwrap();
+        assert_eq!(first.headers()["content-type"], "text/plain");
+        assert_eq!(first.headers()["server"], "t");
+        assert_eq!(first.headers()["x-a"], "1");
+        assert!(
+            first.headers().get("connection").is_none(),
+            "connection-specific"
+        );
+        assert_eq!(first.headers()["content-length"], "5");
+        assert_eq!(first.headers()["date"], "D1");
+        assert_eq!(again.status(), 404);
+        assert_eq!(again.headers()["date"], "D2");
+        assert!(again.headers().get("content-length").is_none());
+        assert_eq!(again.headers()["x-a"], "1");
+        // A field `http` refuses is no head at all.
+        assert!(
+            h.response(200, b"D2", b"", b"Bad Name: x\r\n", None)
+                .is_none()
+        );
+    }
 }

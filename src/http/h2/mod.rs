@@ -31,6 +31,7 @@ use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
 use crate::sys::Addr;
+pub(crate) use fields::Heads;
 use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};
 use stream::{Room, Stream};

@@ -16,6 +16,7 @@ struct Env {
     now: Instant,
     spare: Spare,
     events: Recorder,
+    heads: crate::http::h2::Heads,
 }
 
 /// Writes down every event the engine gives, one line each.
@@ -63,6 +64,7 @@ impl Env {
             replies: None,
             spare: &mut self.spare,
             observer: &mut self.events,
+            heads: &mut self.heads,
         }
     }
 }
@@ -102,6 +104,7 @@ impl Harness {
                 now,
                 spare: Vec::new(),
                 events: Recorder::default(),
+                heads: Default::default(),
             },
         }
     }

@@ -14,7 +14,6 @@ use super::{Phase, STEP, Stream};
 use crate::http::conn::Ctx;
 use crate::http::deferred::{Job, Stepwise, WriteState, Writer};
 use crate::http::events::{Event, Kept, Severity};
-use crate::http::h2::fields::response_head;
 use crate::http::output::{FileSlice, Output, Sink};
 use crate::http::status::{Reject, has_no_body};
 use crate::sys::Addr;
@@ -84,7 +83,7 @@ impl Stream {
                 self.phase = Phase::Done;
                 return;
             };
-            let Some(head) = response_head(
+            let Some(head) = ctx.heads.response(
                 status,
                 ctx.date,
                 ctx.static_headers,

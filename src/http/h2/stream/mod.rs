@@ -16,7 +16,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 
-use super::fields::{rebuild_head, response_head, trailer_lines};
+use super::fields::{rebuild_head, trailer_lines};
 use crate::http::conn::Ctx;
 use crate::http::deferred::{ReadState, ReplyKey, Stepwise};
 use crate::http::events::{Event, Kept, Seen, Severity, Wants};
@@ -549,7 +549,10 @@ impl Stream {
         } else {
             body.len()
         };
-        let Some(head) = response_head(status, ctx.date, ctx.static_headers, lines, length) else {
+        let Some(head) = ctx
+            .heads
+            .response(status, ctx.date, ctx.static_headers, lines, length)
+        else {
             // A field `http` refuses though our checks let it through.
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
             self.phase = Phase::Done;
