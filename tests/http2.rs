@@ -16,6 +16,15 @@ fn server() -> (Handoff, tempfile::TempDir) {
     serve_site(&["--max-body", "1000"])
 }
 
+/// Connects, lets `send` send what it will, and returns the code of the
+/// GOAWAY the server answers with.
+fn goaway_after(send: impl FnOnce(&mut H2)) -> u32 {
+    let (h, _site) = server();
+    let mut c = H2::connect(h.addr);
+    send(&mut c);
+    c.goaway()
+}
+
 // ---- the connection (§3, §4, §6.5, §6.7, §6.9) ----
 
 #[test]
@@ -90,112 +99,112 @@ fn refuses_a_preface_that_is_not_followed_by_settings() {
 
 #[test]
 fn a_frame_larger_than_max_frame_size_is_a_frame_size_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    // 16 384 is SETTINGS_MAX_FRAME_SIZE's initial value.
-    c.send(PING, 0, 0, &vec![0u8; 16_385]);
-    assert_eq!(c.goaway(), FRAME_SIZE_ERROR);
+    let code = goaway_after(|c| {
+        // 16 384 is SETTINGS_MAX_FRAME_SIZE's initial value.
+        c.send(PING, 0, 0, &vec![0u8; 16_385]);
+    });
+    assert_eq!(code, FRAME_SIZE_ERROR);
 }
 
 #[test]
 fn a_settings_ack_with_a_payload_is_a_frame_size_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(SETTINGS, ACK, 0, &[0, 1, 0, 0, 0x10, 0]);
-    assert_eq!(c.goaway(), FRAME_SIZE_ERROR);
+    let code = goaway_after(|c| {
+        c.send(SETTINGS, ACK, 0, &[0, 1, 0, 0, 0x10, 0]);
+    });
+    assert_eq!(code, FRAME_SIZE_ERROR);
 }
 
 #[test]
 fn settings_whose_length_is_not_a_multiple_of_six_is_a_frame_size_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10]);
-    assert_eq!(c.goaway(), FRAME_SIZE_ERROR);
+    let code = goaway_after(|c| {
+        c.send(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10]);
+    });
+    assert_eq!(code, FRAME_SIZE_ERROR);
 }
 
 #[test]
 fn settings_on_a_stream_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(SETTINGS, 0, 1, &[]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(SETTINGS, 0, 1, &[]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_ping_of_other_than_eight_bytes_is_a_frame_size_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(PING, 0, 0, b"seven!!");
-    assert_eq!(c.goaway(), FRAME_SIZE_ERROR);
+    let code = goaway_after(|c| {
+        c.send(PING, 0, 0, b"seven!!");
+    });
+    assert_eq!(code, FRAME_SIZE_ERROR);
 }
 
 #[test]
 fn a_ping_on_a_stream_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(PING, 0, 1, b"8 bytes!");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(PING, 0, 1, b"8 bytes!");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn data_on_stream_zero_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(DATA, 0, 0, b"x");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(DATA, 0, 0, b"x");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn headers_on_stream_zero_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.get(0, "/a.txt");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.get(0, "/a.txt");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_client_stream_with_an_even_id_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.get(2, "/a.txt");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.get(2, "/a.txt");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_stream_id_lower_than_one_already_used_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.get(5, "/a.txt");
-    c.response(5);
-    c.get(3, "/a.txt");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.get(5, "/a.txt");
+        c.response(5);
+        c.get(3, "/a.txt");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_push_promise_from_a_client_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(PUSH_PROMISE, END_HEADERS, 1, &[0, 0, 0, 2]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(PUSH_PROMISE, END_HEADERS, 1, &[0, 0, 0, 2]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_rst_stream_on_an_idle_stream_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(RST_STREAM, 0, 1, &[0, 0, 0, 8]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(RST_STREAM, 0, 1, &[0, 0, 0, 8]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_rst_stream_of_other_than_four_bytes_is_a_frame_size_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    let f = get_fields("/a.txt");
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    c.headers(1, &f, false);
-    c.send(RST_STREAM, 0, 1, &[0, 0, 8]);
-    assert_eq!(c.goaway(), FRAME_SIZE_ERROR);
+    let code = goaway_after(|c| {
+        let f = get_fields("/a.txt");
+        let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        c.headers(1, &f, false);
+        c.send(RST_STREAM, 0, 1, &[0, 0, 8]);
+    });
+    assert_eq!(code, FRAME_SIZE_ERROR);
 }
 
 #[test]
@@ -210,66 +219,66 @@ fn a_priority_frame_of_other_than_five_bytes_is_a_stream_frame_size_error() {
 
 #[test]
 fn a_continuation_without_headers_before_it_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(CONTINUATION, END_HEADERS, 1, &block(&[("x", "y")]));
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(CONTINUATION, END_HEADERS, 1, &block(&[("x", "y")]));
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn another_frame_inside_a_header_block_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    let f = get_fields("/a.txt");
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    // HEADERS without END_HEADERS, then a PING before its CONTINUATION.
-    c.send(HEADERS, END_STREAM, 1, &block(&f));
-    c.send(PING, 0, 0, b"8 bytes!");
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        let f = get_fields("/a.txt");
+        let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        // HEADERS without END_HEADERS, then a PING before its CONTINUATION.
+        c.send(HEADERS, END_STREAM, 1, &block(&f));
+        c.send(PING, 0, 0, b"8 bytes!");
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 // ---- flow control (§6.9) ----
 
 #[test]
 fn a_window_update_of_zero_on_the_connection_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 0]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 0]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_window_over_two_to_the_31_is_a_flow_control_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes());
-    assert_eq!(c.goaway(), FLOW_CONTROL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes());
+    });
+    assert_eq!(code, FLOW_CONTROL_ERROR);
 }
 
 #[test]
 fn an_initial_window_size_over_two_to_the_31_is_a_flow_control_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31.
-    c.send(SETTINGS, 0, 0, &[0, 4, 0x80, 0, 0, 0]);
-    assert_eq!(c.goaway(), FLOW_CONTROL_ERROR);
+    let code = goaway_after(|c| {
+        // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31.
+        c.send(SETTINGS, 0, 0, &[0, 4, 0x80, 0, 0, 0]);
+    });
+    assert_eq!(code, FLOW_CONTROL_ERROR);
 }
 
 #[test]
 fn enable_push_other_than_zero_or_one_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    c.send(SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 2]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        c.send(SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 2]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]
 fn a_max_frame_size_outside_its_range_is_a_protocol_error() {
-    let (h, _site) = server();
-    let mut c = H2::connect(h.addr);
-    // SETTINGS_MAX_FRAME_SIZE (5) = 16 383, under the minimum.
-    c.send(SETTINGS, 0, 0, &[0, 5, 0, 0, 0x3f, 0xff]);
-    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let code = goaway_after(|c| {
+        // SETTINGS_MAX_FRAME_SIZE (5) = 16 383, under the minimum.
+        c.send(SETTINGS, 0, 0, &[0, 5, 0, 0, 0x3f, 0xff]);
+    });
+    assert_eq!(code, PROTOCOL_ERROR);
 }
 
 #[test]

@@ -20,6 +20,24 @@ pub(crate) struct Seen<'a> {
     pub agent: Option<&'a [u8]>,
 }
 
+impl<'a> Seen<'a> {
+    /// What the observer wants of `req` for its events (`line`: the
+    /// request line as its protocol writes it), if anything.
+    #[inline]
+    pub(crate) fn of(
+        req: &'a crate::http::Request<'a>,
+        line: &'a dyn fmt::Display,
+        wants: Wants,
+    ) -> Option<Seen<'a>> {
+        let client = wants == Wants::LineAndClient;
+        (wants != Wants::Nothing).then(|| Seen {
+            line,
+            referer: client.then(|| req.header_bytes("referer")).flatten(),
+            agent: client.then(|| req.header_bytes("user-agent")).flatten(),
+        })
+    }
+}
+
 /// `Seen`, kept where the request is answered later than it was read (a
 /// deferred response): made only when the observer wants it.
 #[derive(Default)]

@@ -9,7 +9,7 @@ use super::state::{Deferred, KeepAlive};
 use super::{Conn, Ctx};
 use crate::http::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
-use crate::http::events::{Event, Kept, Seen, Severity, Wants};
+use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
 use crate::http::request::Request;
@@ -30,16 +30,6 @@ impl std::fmt::Display for Line<'_> {
             self.1
         )
     }
-}
-
-/// What the observer wants of `req` for its events.
-fn seen<'a>(req: &'a Request<'a>, line: &'a Line<'a>, wants: Wants) -> Option<Seen<'a>> {
-    let client = wants == Wants::LineAndClient;
-    (wants != Wants::Nothing).then(|| Seen {
-        line,
-        referer: client.then(|| req.header_bytes("referer")).flatten(),
-        agent: client.then(|| req.header_bytes("user-agent")).flatten(),
-    })
 }
 
 /// What an access line written later needs of the request (a deferred
@@ -89,7 +79,7 @@ impl Conn {
             None => ctx.handler.handle(&req, &mut res),
         }));
         let line = Line(&req, self.head.minor);
-        let seen = seen(&req, &line, ctx.observer.wants());
+        let seen = Seen::of(&req, &line, ctx.observer.wants());
         let took = now.saturating_duration_since(self.phase_at);
         let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {

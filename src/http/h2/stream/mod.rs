@@ -19,7 +19,7 @@ use h2::{RecvStream, SendStream};
 use super::fields::{rebuild_head, trailer_lines};
 use crate::http::conn::Ctx;
 use crate::http::deferred::{ReadState, ReplyKey, Stepwise};
-use crate::http::events::{Event, Kept, Seen, Severity, Wants};
+use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::head::{self, Head};
 use crate::http::output::Output;
 use crate::http::request::Request;
@@ -465,14 +465,8 @@ impl Stream {
                     let kept = {
                         let req = self.request(&[], peer, ReadState::Finished);
                         let line = Line(&req);
-                        let wants = ctx.observer.wants();
-                        let client = wants == Wants::LineAndClient;
-                        let seen = (wants != Wants::Nothing).then(|| Seen {
-                            line: &line,
-                            referer: client.then(|| req.header_bytes("referer")).flatten(),
-                            agent: client.then(|| req.header_bytes("user-agent")).flatten(),
-                        });
-                        seen.map_or_else(Kept::default, |s| Kept::of(s, self.began))
+                        Seen::of(&req, &line, ctx.observer.wants())
+                            .map_or_else(Kept::default, |s| Kept::of(s, self.began))
                     };
                     self.phase = Phase::Deferred(Box::new(Deferred {
                         st: Stepwise::for_h2(self.head.is_head),
@@ -517,13 +511,7 @@ impl Stream {
         self.respond_with(status, &headers, body, ctx);
         let req = self.request(&[], peer, ReadState::Finished);
         let line = Line(&req);
-        let wants = ctx.observer.wants();
-        let client = wants == Wants::LineAndClient;
-        let seen = (wants != Wants::Nothing).then(|| Seen {
-            line: &line,
-            referer: client.then(|| req.header_bytes("referer")).flatten(),
-            agent: client.then(|| req.header_bytes("user-agent")).flatten(),
-        });
+        let seen = Seen::of(&req, &line, ctx.observer.wants());
         ctx.observer.event(Event::Answered {
             peer,
             request: seen,
