@@ -199,9 +199,7 @@ fn a_rst_stream_on_an_idle_stream_is_a_protocol_error() {
 #[test]
 fn a_rst_stream_of_other_than_four_bytes_is_a_frame_size_error() {
     let code = goaway_after(|c| {
-        let f = get_fields("/a.txt");
-        let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        c.headers(1, &f, false);
+        c.get_with(1, "/a.txt", &[], false);
         c.send(RST_STREAM, 0, 1, &[0, 0, 8]);
     });
     assert_eq!(code, FRAME_SIZE_ERROR);
@@ -329,10 +327,7 @@ fn a_request_without_method_is_a_stream_protocol_error() {
 fn an_uppercase_field_name_is_a_stream_protocol_error() {
     let (h, _site) = server();
     let mut c = H2::connect(h.addr);
-    let mut f = get_fields("/a.txt");
-    f.push(("X-Upper", "1".into()));
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    c.headers(1, &f, true);
+    c.get_with(1, "/a.txt", &[("X-Upper", "1")], true);
     // Malformed: a stream error, which `h2` (its HPACK decoder refuses
     // the name) makes the connection's, as §5.4 allows.
     match c.reset(1) {
@@ -344,10 +339,7 @@ fn an_uppercase_field_name_is_a_stream_protocol_error() {
 fn a_connection_specific_field_is_a_stream_protocol_error() {
     let (h, _site) = server();
     let mut c = H2::connect(h.addr);
-    let mut f = get_fields("/a.txt");
-    f.push(("connection", "keep-alive".into()));
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    c.headers(1, &f, true);
+    c.get_with(1, "/a.txt", &[("connection", "keep-alive")], true);
     assert_eq!(c.reset(1), Ok(PROTOCOL_ERROR));
 }
 
@@ -355,10 +347,7 @@ fn a_connection_specific_field_is_a_stream_protocol_error() {
 fn te_other_than_trailers_is_a_stream_protocol_error() {
     let (h, _site) = server();
     let mut c = H2::connect(h.addr);
-    let mut f = get_fields("/a.txt");
-    f.push(("te", "gzip".into()));
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    c.headers(1, &f, true);
+    c.get_with(1, "/a.txt", &[("te", "gzip")], true);
     assert_eq!(c.reset(1), Ok(PROTOCOL_ERROR));
 }
 
@@ -422,9 +411,7 @@ fn an_hpack_decoding_error_ends_the_connection_with_protocol_error_not_compressi
 fn data_on_a_stream_the_client_ended_ends_the_connection() {
     let (h, _site) = server();
     let mut c = H2::connect(h.addr);
-    let f = get_fields("/a.txt");
-    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    c.headers(1, &f, true);
+    c.get_with(1, "/a.txt", &[], true);
     c.send(DATA, 0, 1, b"late");
     match c.reset(1) {
         Ok(code) | Err(code) => assert!([STREAM_CLOSED, PROTOCOL_ERROR].contains(&code), "{code}"),

@@ -126,9 +126,16 @@ impl H2 {
 
     /// A GET for `path` on `stream`.
     pub fn get(&mut self, stream: u32, path: &str) {
+        self.get_with(stream, path, &[], true);
+    }
+
+    /// A GET for `path` with `extra` fields after the usual ones; `end`:
+    /// END_STREAM on its HEADERS.
+    pub fn get_with(&mut self, stream: u32, path: &str, extra: &[(&str, &str)], end: bool) {
         let f = get_fields(path);
-        let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        self.headers(stream, &f, true);
+        let mut f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        f.extend_from_slice(extra);
+        self.headers(stream, &f, end);
     }
 
     /// The next frame; `None` at the end of the connection.
