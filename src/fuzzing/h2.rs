@@ -2,10 +2,8 @@
 
 use std::time::Instant;
 
-use super::{control, drain, pieces, small_limits};
-use crate::http::conn::{Ctx, Next, Spare};
-use crate::http::limits::Timeouts;
-use crate::http::pool::BufPool;
+use super::{Env, control, drain, pieces};
+use crate::http::conn::Next;
 use crate::http::{Request, Response};
 use crate::sys::Addr;
 
@@ -30,32 +28,14 @@ pub fn h2(data: &[u8]) {
         res.header("X-Path", req.path())
             .body(format!("{} {}", req.method(), req.body().len()));
     };
-    let limits = small_limits();
-    let timeouts = Timeouts::default();
-    let mut pool = BufPool::default();
-    let mut scratch = Vec::new();
-    let mut spare: Spare = Vec::new();
-    let mut deaf = crate::http::events::Deaf;
-    let mut heads = crate::http::h2::Heads::default();
+    let mut env = Env::default();
+    let (limits, timeouts) = (env.limits.clone(), env.timeouts.clone());
     let mut now = Instant::now();
     let mut conn = H2Conn::new(Addr::Unknown, now, &first, &limits);
     let mut out = Vec::new();
     macro_rules! ctx {
         () => {
-            Ctx {
-                handler: &handler,
-                limits: &limits,
-                timeouts: &timeouts,
-                date: b"Sun, 22 Nov 2026 00:00:00 GMT",
-                pool: &mut pool,
-                scratch: &mut scratch,
-                draining: false,
-                static_headers: b"",
-                replies: None,
-                spare: &mut spare,
-                observer: &mut deaf,
-                heads: &mut heads,
-            }
+            env.ctx(&handler)
         };
     }
     conn.advance(now, &mut ctx!());
@@ -73,7 +53,7 @@ pub fn h2(data: &[u8]) {
             }
             conn.advance(now, &mut ctx!());
         }
-        let Some(buf) = conn.read_buf(&mut pool, &limits) else {
+        let Some(buf) = conn.read_buf(&mut env.pool, &limits) else {
             break;
         };
         let n = buf.len().min(piece.len());

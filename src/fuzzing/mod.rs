@@ -42,6 +42,50 @@ fn small_limits() -> Limits {
     }
 }
 
+/// What an engine borrows from its loop, for a target that runs one.
+struct Env {
+    limits: Limits,
+    timeouts: Timeouts,
+    pool: BufPool,
+    scratch: Vec<u8>,
+    spare: Spare,
+    deaf: crate::http::events::Deaf,
+    heads: crate::http::h2::Heads,
+}
+
+impl Default for Env {
+    fn default() -> Env {
+        Env {
+            limits: small_limits(),
+            timeouts: Timeouts::default(),
+            pool: BufPool::default(),
+            scratch: Vec::new(),
+            spare: Vec::new(),
+            deaf: crate::http::events::Deaf,
+            heads: Default::default(),
+        }
+    }
+}
+
+impl Env {
+    fn ctx<'a>(&'a mut self, handler: &'a dyn Handler) -> Ctx<'a> {
+        Ctx {
+            handler,
+            limits: &self.limits,
+            timeouts: &self.timeouts,
+            date: b"Sun, 22 Nov 2026 00:00:00 GMT",
+            pool: &mut self.pool,
+            scratch: &mut self.scratch,
+            draining: false,
+            static_headers: b"",
+            replies: None,
+            spare: &mut self.spare,
+            observer: &mut self.deaf,
+            heads: &mut self.heads,
+        }
+    }
+}
+
 /// Splits `data` into a control prefix and the rest: the first byte says
 /// how many control bytes follow (at most 32).
 fn control(data: &[u8]) -> (&[u8], &[u8]) {
@@ -380,32 +424,14 @@ pub fn engine(data: &[u8]) {
         input: given.clone(),
         broken: broken.clone(),
     };
-    let limits = small_limits();
-    let timeouts = Timeouts::default();
-    let mut pool = BufPool::default();
-    let mut scratch = Vec::new();
-    let mut spare: Spare = Vec::new();
-    let mut deaf = crate::http::events::Deaf;
-    let mut heads = crate::http::h2::Heads::default();
+    let mut env = Env::default();
+    let (limits, timeouts) = (env.limits.clone(), env.timeouts.clone());
     let mut now = Instant::now();
     let mut conn = Conn::new(Addr::Unknown, now);
     let mut out = Vec::new();
     macro_rules! ctx {
         () => {
-            Ctx {
-                handler: &handler,
-                limits: &limits,
-                timeouts: &timeouts,
-                date: b"Sun, 22 Nov 2026 00:00:00 GMT",
-                pool: &mut pool,
-                scratch: &mut scratch,
-                draining: false,
-                static_headers: b"",
-                replies: None,
-                spare: &mut spare,
-                observer: &mut deaf,
-                heads: &mut heads,
-            }
+            env.ctx(&handler)
         };
     }
     let mut left: Vec<&[u8]> = pieces(ctl, input);
@@ -430,7 +456,7 @@ pub fn engine(data: &[u8]) {
             if turns > 10_000 {
                 break 'feed;
             }
-            let Some(buf) = conn.read_buf(&mut pool, &limits) else {
+            let Some(buf) = conn.read_buf(&mut env.pool, &limits) else {
                 // Not reading: output may be what holds it up.
                 out.extend(drain(&mut conn).expect("no files are served here"));
                 conn.advance(now, &mut ctx!());
@@ -442,7 +468,7 @@ pub fn engine(data: &[u8]) {
                     Next::Close => break 'feed,
                     _ => {}
                 }
-                if conn.read_buf(&mut pool, &limits).is_none() {
+                if conn.read_buf(&mut env.pool, &limits).is_none() {
                     break 'feed;
                 }
                 continue;
@@ -477,7 +503,7 @@ pub fn engine(data: &[u8]) {
         }
         out.extend(drain(&mut conn).expect("no files are served here"));
     }
-    conn.release_buffers(&mut pool);
+    conn.release_buffers(&mut env.pool);
     assert!(
         !broken.get(),
         "a handler was given a body that was never sent"
