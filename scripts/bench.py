@@ -370,57 +370,15 @@ def idle_count():
     return min(want, (hard - 1000) // 2) if hard != resource.RLIM_INFINITY else want
 
 
-def idle_memory(count):
-    """Bytes of server RSS per idle keep-alive connection: `count`
-    connections each make one request, then sit idle."""
+def idle_rss(count, hello, port_of=lambda s: PORT):
+    """Bytes of server RSS per idle connection: `count` connections each
+    send `hello`, get one response (the small file), then sit idle."""
     res = {}
     for s in SERVERS[1:]:
-        with Server(s) as srv:
-            requests(100)
-            time.sleep(0.3)
-            before = rss_kib(srv.proc.pid)
-            sel = selectors.DefaultSelector()
-            socks = []
-            for _ in range(count):
-                c = socket.create_connection(("127.0.0.1", PORT))
-                c.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-                c.setblocking(False)
-                sel.register(c, selectors.EVENT_READ)
-                socks.append(c)
-            pending, bufs = count, {}
-            while pending:
-                ready = sel.select(timeout=10)
-                if not ready:
-                    raise RuntimeError(f"{s}: answers stopped coming")
-                for key, _ in ready:
-                    data = key.fileobj.recv(4096)
-                    if not data:
-                        raise RuntimeError(f"{s} closed a keep-alive connection")
-                    bufs[key.fd] = bufs.get(key.fd, b"") + data
-                    if bufs[key.fd].endswith(SMALL):
-                        sel.unregister(key.fileobj)
-                        pending -= 1
-            time.sleep(0.5)
-            after = rss_kib(srv.proc.pid)
-            res[s] = (after - before) * 1024 / count
-            for c in socks:
-                c.close()
-    return res
-
-
-def h2_idle_memory(count):
-    """Bytes of server RSS per idle HTTP/2 connection (h2c by prior
-    knowledge): `count` connections each get one response, then sit idle."""
-    def frame(ty, flags, stream, payload):
-        return len(payload).to_bytes(3, "big") + bytes([ty, flags]) + stream.to_bytes(4, "big") + payload
-    block = b"\x82\x86\x04\x0a/small.txt\x01\x01x"
-    hello = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
-             + frame(4, 1, 0, b"") + frame(1, 5, 1, block))
-    res = {}
-    for s in SERVERS[1:]:
-        port = H2C_PORT if s == "nginx" else PORT
+        port = port_of(s)
         with Server(s) as srv:
             wait_port(port, srv.proc)
+            requests(100)
             time.sleep(0.3)
             before = rss_kib(srv.proc.pid)
             sel = selectors.DefaultSelector()
@@ -435,11 +393,11 @@ def h2_idle_memory(count):
             while pending:
                 ready = sel.select(timeout=10)
                 if not ready:
-                    raise RuntimeError(f"{s}: h2 answers stopped coming")
+                    raise RuntimeError(f"{s}: answers stopped coming")
                 for key, _ in ready:
                     data = key.fileobj.recv(65536)
                     if not data:
-                        raise RuntimeError(f"{s} closed an HTTP/2 connection")
+                        raise RuntimeError(f"{s} closed a connection meant to stay")
                     bufs[key.fd] = bufs.get(key.fd, b"") + data
                     if SMALL in bufs[key.fd]:
                         sel.unregister(key.fileobj)
@@ -450,6 +408,21 @@ def h2_idle_memory(count):
             for c in socks:
                 c.close()
     return res
+
+
+def idle_memory(count):
+    """Per idle keep-alive HTTP/1.1 connection."""
+    return idle_rss(count, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def h2_idle_memory(count):
+    """Per idle HTTP/2 connection (h2c by prior knowledge)."""
+    def frame(ty, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([ty, flags]) + stream.to_bytes(4, "big") + payload
+    block = b"\x82\x86\x04\x0a/small.txt\x01\x01x"
+    hello = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
+             + frame(4, 1, 0, b"") + frame(1, 5, 1, block))
+    return idle_rss(count, hello, lambda s: H2C_PORT if s == "nginx" else PORT)
 
 
 def fmt(v, figure):
