@@ -50,7 +50,7 @@ struct Env {
     scratch: Vec<u8>,
     spare: Spare,
     deaf: crate::http::events::Deaf,
-    heads: crate::http::h2::Heads,
+    heads: crate::http::fields::Heads,
 }
 
 impl Default for Env {

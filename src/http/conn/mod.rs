@@ -74,7 +74,7 @@ pub(crate) struct Ctx<'a> {
     pub observer: &'a mut dyn Observer,
     /// HTTP/2 response heads built before, shared by the loop's
     /// connections.
-    pub heads: &'a mut crate::http::h2::Heads,
+    pub heads: &'a mut crate::http::fields::Heads,
 }
 
 /// What a connection a handler handed off carries away from the engine.

@@ -10,7 +10,6 @@
 //! everything that can make it progress is one of those. Each request is
 //! one `Stream` (`stream.rs`).
 
-mod fields;
 mod guard;
 mod pipe;
 mod stream;
@@ -31,7 +30,6 @@ use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
 use crate::sys::Addr;
-pub(crate) use fields::Heads;
 use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};
 use stream::{Room, Stream};

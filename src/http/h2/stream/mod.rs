@@ -16,10 +16,10 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 
-use super::fields::{rebuild_head, trailer_lines};
 use crate::http::conn::Ctx;
 use crate::http::deferred::{ReadState, ReplyKey, Stepwise};
 use crate::http::events::{Event, Kept, Seen, Severity};
+use crate::http::fields::{rebuild_head, trailer_lines};
 use crate::http::head::{self, Head};
 use crate::http::output::Output;
 use crate::http::request::Request;

@@ -4,7 +4,7 @@
 
 /// Header fields that mean something only to one HTTP/1.1 connection: not
 /// allowed in HTTP/2 (RFC 9113 §8.2.2), so a handler's are left out.
-pub(super) const CONNECTION_SPECIFIC: [&str; 5] = [
+const CONNECTION_SPECIFIC: [&str; 5] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -13,7 +13,7 @@ pub(super) const CONNECTION_SPECIFIC: [&str; 5] = [
 ];
 
 /// Trailer fields as HTTP/1.1's trailer section has them.
-pub(super) fn trailer_lines(map: &http::HeaderMap) -> Vec<u8> {
+pub(crate) fn trailer_lines(map: &http::HeaderMap) -> Vec<u8> {
     let mut b = Vec::new();
     for (n, v) in map {
         b.extend_from_slice(n.as_str().as_bytes());
@@ -42,7 +42,7 @@ impl Heads {
     /// (`Name: value` lines, names lowercased, the connection-specific
     /// ones left out), and `content-length` when the body's length is
     /// known. `None` if `http` refuses a field.
-    pub(super) fn response(
+    pub(crate) fn response(
         &mut self,
         status: u16,
         date: &[u8],
@@ -112,7 +112,7 @@ fn fields_of(static_headers: &[u8], lines: &[u8]) -> Option<http::HeaderMap> {
 /// from `:authority`, then every field (the `h2` crate has already refused
 /// connection-specific ones, bad pseudo-fields and `TE` other than
 /// `trailers`).
-pub(super) fn rebuild_head(parts: &http::request::Parts) -> Vec<u8> {
+pub(crate) fn rebuild_head(parts: &http::request::Parts) -> Vec<u8> {
     let mut b = Vec::with_capacity(256);
     b.extend_from_slice(parts.method.as_str().as_bytes());
     b.push(b' ');
