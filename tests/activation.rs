@@ -257,6 +257,39 @@ fn serves_http2_on_an_accept_yes_connection_and_exits() {
     );
 }
 
+/// HTTP/2 on inetd `nowait`'s stdin: the connection speaks it from its
+/// first byte.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_on_inetd_nowait_stdin() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.path().join("log");
+    let applog = dir.path().join("app.log");
+    let _o = activate(
+        &[
+            "-l",
+            &listen,
+            "-a",
+            "--inetd",
+            BIN,
+            "serve",
+            "--inetd",
+            "--root",
+            &root_arg(site.path()),
+            "--log-file",
+            applog.to_str().unwrap(),
+        ],
+        &log,
+    );
+    wait_for_port(port);
+    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
+    c.get(1, "/a.txt");
+    assert_eq!(c.response(1).1, b"alpha\n");
+}
+
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {

@@ -102,6 +102,30 @@ fn serves_a_handed_over_connection_with_its_pre_read_bytes() {
     )));
 }
 
+/// A connection handed over with part of the HTTP/2 preface already read
+/// (a front that sniffed it) is served as HTTP/2.
+#[test]
+fn serves_http2_on_a_handed_over_connection_whose_preface_came_in_part() {
+    use common::h2raw::{H2, PREFACE, SETTINGS};
+    let c = server(&[]);
+    let conn = connect(&c.path);
+    let (ours, client) = tcp_pair();
+    let mut m = Message::new(Kind::PassConnection, 12);
+    m.data = PREFACE[..7].to_vec();
+    let answer = ask(&conn, &m, &[ours.as_fd()]);
+    assert_eq!((answer.kind(), answer.id), (Kind::Ack, 12), "{answer:?}");
+    drop(ours);
+    let mut h2 = H2 { s: client };
+    h2.s.write_all(&PREFACE[7..]).unwrap();
+    h2.send(SETTINGS, 0, 0, &[]);
+    h2.get(1, "/a.txt");
+    assert_eq!(h2.response(1).1, b"alpha\n");
+    assert!(wait_until(Duration::from_secs(2), || c
+        .h
+        .log()
+        .contains("\"GET /a.txt HTTP/2.0\" 200")));
+}
+
 #[test]
 fn accepts_from_a_handed_over_listener() {
     let c = server(&[]);
