@@ -138,35 +138,29 @@ impl H2 {
         self.headers(stream, &f, end);
     }
 
+    /// Fills `buf`; `None` at the end of the connection.
+    fn read_or_end(&mut self, buf: &mut [u8]) -> Option<()> {
+        match self.s.read_exact(buf) {
+            Ok(()) => Some(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("reading a frame: {e}"),
+        }
+    }
+
     /// The next frame; `None` at the end of the connection.
     pub fn next(&mut self) -> Option<Frame> {
         let mut h = [0u8; 9];
-        match self.s.read_exact(&mut h) {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-                ) =>
-            {
-                return None;
-            }
-            Err(e) => panic!("reading a frame: {e}"),
-        }
+        self.read_or_end(&mut h)?;
         let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
         let mut payload = vec![0u8; len];
-        match self.s.read_exact(&mut payload) {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-                ) =>
-            {
-                return None;
-            }
-            Err(e) => panic!("reading a frame: {e}"),
-        }
+        self.read_or_end(&mut payload)?;
         Some(Frame {
             ty: h[3],
             flags: h[4],
