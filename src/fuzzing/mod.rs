@@ -6,8 +6,6 @@
 //! compiled only for fuzzing and tests.
 
 use std::cell::{Cell, RefCell};
-use std::io::IoSlice;
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -379,33 +377,7 @@ impl Handler for Numbered {
 /// Takes all queued output through the same `drain_into` the I/O layer
 /// uses, into memory (also the engine tests' harness).
 pub(crate) fn drain(conn: &mut impl crate::http::EngineIo) -> std::io::Result<Vec<u8>> {
-    let mut all = ToMemory(Vec::new());
-    conn.output().drain_into(&mut all)?;
-    Ok(all.0)
-}
-
-/// A sink that takes everything: output gathered in memory.
-struct ToMemory(Vec<u8>);
-
-impl crate::http::output::Sink for ToMemory {
-    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        let mut n = 0;
-        for s in iov {
-            self.0.extend_from_slice(s);
-            n += s.len();
-        }
-        Ok(n)
-    }
-    fn file_step(&self, left: u64) -> usize {
-        left as usize
-    }
-    fn file(&mut self, f: crate::http::output::FileSlice<'_>) -> std::io::Result<usize> {
-        let start = self.0.len();
-        self.0.resize(start + f.left as usize, 0);
-        f.file.read_exact_at(&mut self.0[start..], *f.offset)?;
-        *f.offset += f.left;
-        Ok(f.left as usize)
-    }
+    conn.output().take_all()
 }
 
 /// One connection fed arbitrary bytes in arbitrary pieces, as the I/O

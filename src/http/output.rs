@@ -71,6 +71,31 @@ pub(crate) trait Sink {
     fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize>;
 }
 
+/// A sink that takes everything: output gathered in memory.
+struct ToMemory(Vec<u8>);
+
+impl Sink for ToMemory {
+    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut n = 0;
+        for s in iov {
+            self.0.extend_from_slice(s);
+            n += s.len();
+        }
+        Ok(n)
+    }
+    fn file_step(&self, left: u64) -> usize {
+        left as usize
+    }
+    fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let start = self.0.len();
+        self.0.resize(start + f.left as usize, 0);
+        f.file.read_exact_at(&mut self.0[start..], *f.offset)?;
+        *f.offset += f.left;
+        Ok(f.left as usize)
+    }
+}
+
 impl Output {
     /// Moves what the output queue holds into `sink` until the queue is empty
     /// or the sink takes less than it was offered. Returns whether anything
@@ -101,6 +126,15 @@ impl Output {
                 return Ok((moved, true));
             }
         }
+    }
+
+    /// Everything queued, files read, as one buffer: what a deferred
+    /// HTTP/2 response's jobs wrote, and the fuzz and engine tests'
+    /// output.
+    pub(crate) fn take_all(&mut self) -> io::Result<Vec<u8>> {
+        let mut all = ToMemory(Vec::new());
+        self.drain_into(&mut all)?;
+        Ok(all.0)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -221,21 +221,7 @@ impl Conn {
         if self.out.is_empty() {
             self.write_progress = now;
         }
-        let mut w = Writer {
-            st: &mut d.st,
-            out: &mut self.out,
-            pool: ctx.pool,
-            date: ctx.date,
-            static_headers: ctx.static_headers,
-            min_chunk: ctx.limits.min_output_chunk,
-        };
-        if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
-            let what = "a deferred response's job panicked";
-            ctx.observer.event(Event::Trouble {
-                peer: &self.peer,
-                severity: Severity::Error,
-                what: &what,
-            });
+        if !run_job(job, &mut d.st, &mut self.out, &self.peer, ctx) {
             return self.abandon(id, now, ctx);
         }
         if d.st.state == WriteState::Finished {
@@ -279,6 +265,36 @@ impl Conn {
             self.state.abort();
         }
     }
+}
+
+/// Runs a deferred response's job with a writer over `st` and `out`, on
+/// either engine. `false`: the job panicked (said as trouble); the caller
+/// abandons the response.
+pub(crate) fn run_job(
+    job: Job,
+    st: &mut Stepwise,
+    out: &mut Output,
+    peer: &crate::sys::Addr,
+    ctx: &mut Ctx<'_>,
+) -> bool {
+    let mut w = Writer {
+        st,
+        out,
+        pool: ctx.pool,
+        date: ctx.date,
+        static_headers: ctx.static_headers,
+        min_chunk: ctx.limits.min_output_chunk,
+    };
+    if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
+        let what = "a deferred response's job panicked";
+        ctx.observer.event(Event::Trouble {
+            peer,
+            severity: Severity::Error,
+            what: &what,
+        });
+        return false;
+    }
+    true
 }
 
 /// Writes a response head into `out` and queues its body. Returns whether

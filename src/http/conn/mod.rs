@@ -6,6 +6,7 @@
 //! byte slices.
 
 mod dispatch;
+pub(crate) use dispatch::run_job;
 mod read;
 mod state;
 

@@ -3,18 +3,17 @@
 //! that writes no framing; what they wrote goes as HEADERS, DATA as the
 //! windows allow, and trailers.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Instant;
 
 use bytes::Bytes;
 use h2::SendStream;
 
-use super::{Phase, STEP, Stream};
-use crate::http::conn::Ctx;
-use crate::http::deferred::{Job, Stepwise, WriteState, Writer};
+use super::{Phase, STEP, Stream, window};
+use crate::http::conn::{Ctx, run_job};
+use crate::http::deferred::{Job, Stepwise, WriteState};
 use crate::http::events::{Event, Kept, Severity};
-use crate::http::output::{FileSlice, Output, Sink};
+use crate::http::output::Output;
 use crate::http::status::{Reject, has_no_body};
 use crate::sys::Addr;
 
@@ -48,29 +47,14 @@ impl Stream {
         let Some(job) = job else {
             return self.abandon(peer, ctx);
         };
-        let mut w = Writer {
-            st: &mut d.st,
-            out: &mut d.out,
-            pool: ctx.pool,
-            date: ctx.date,
-            static_headers: ctx.static_headers,
-            min_chunk: ctx.limits.min_output_chunk,
+        if !run_job(job, &mut d.st, &mut d.out, peer, ctx) {
+            return self.abandon(peer, ctx);
+        }
+        let Ok(bytes) = d.out.take_all() else {
+            return self.abandon(peer, ctx);
         };
-        if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
-            let what = "a deferred response's job panicked";
-            ctx.observer.event(Event::Trouble {
-                peer,
-                severity: Severity::Error,
-                what: &what,
-            });
-            return self.abandon(peer, ctx);
-        }
-        let mut bytes = Taken(Vec::new());
-        if d.out.drain_into(&mut bytes).is_err() {
-            return self.abandon(peer, ctx);
-        }
-        if !bytes.0.is_empty() {
-            d.queued.push_back(Bytes::from(bytes.0));
+        if !bytes.is_empty() {
+            d.queued.push_back(Bytes::from(bytes));
         }
         if d.send.is_none() && d.st.state != WriteState::Empty {
             let status = d.st.status_code();
@@ -202,13 +186,7 @@ impl Stream {
     }
 
     /// Sends what a deferred response's jobs wrote, as the windows allow.
-    pub(super) fn send_deferred(
-        &mut self,
-        cx: &mut Context<'_>,
-        _peer: &Addr,
-        _now: Instant,
-        _ctx: &mut Ctx<'_>,
-    ) -> bool {
+    pub(super) fn send_deferred(&mut self, cx: &mut Context<'_>) -> bool {
         let Phase::Deferred(d) = &mut self.phase else {
             return false;
         };
@@ -218,14 +196,9 @@ impl Stream {
         let finished = d.st.state == WriteState::Finished;
         let mut moved = false;
         while let Some(front) = d.queued.front_mut() {
-            send.reserve_capacity(front.len().min(STEP));
-            let cap = match send.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) => n,
-                Poll::Ready(Some(Err(_)) | None) => {
-                    self.phase = Phase::Done;
-                    return true;
-                }
-                Poll::Pending => send.capacity(),
+            let Some(cap) = window(send, front.len().min(STEP), cx) else {
+                self.phase = Phase::Done;
+                return true;
             };
             if cap == 0 {
                 return moved;
@@ -242,9 +215,10 @@ impl Stream {
             moved = true;
         }
         if finished {
-            // Everything went: the end, with the trailers if any.
-            let end = if d.st.trailers.is_empty() {
-                send.send_data(Bytes::new(), true).is_ok()
+            // Everything went: the end, with the trailers if any (a stream
+            // that fails here is gone already: nothing more to do).
+            if d.st.trailers.is_empty() {
+                let _ = send.send_data(Bytes::new(), true);
             } else {
                 let mut map = http::HeaderMap::new();
                 for (n, v) in &d.st.trailers {
@@ -255,34 +229,11 @@ impl Stream {
                         map.append(n, v);
                     }
                 }
-                send.send_trailers(map).is_ok()
-            };
-            let _ = end;
+                let _ = send.send_trailers(map);
+            }
             self.phase = Phase::Done;
             return true;
         }
         moved
-    }
-}
-
-/// A sink that takes everything: what a deferred response's jobs wrote.
-struct Taken(Vec<u8>);
-
-impl Sink for Taken {
-    fn vectored(&mut self, iov: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        let mut n = 0;
-        for s in iov {
-            self.0.extend_from_slice(s);
-            n += s.len();
-        }
-        Ok(n)
-    }
-    fn file_step(&self, left: u64) -> usize {
-        left as usize
-    }
-    fn file(&mut self, f: FileSlice<'_>) -> std::io::Result<usize> {
-        // The writer queues bytes, never files.
-        let _ = f;
-        Ok(0)
     }
 }

@@ -43,6 +43,19 @@ impl fmt::Display for Line<'_> {
     }
 }
 
+/// Room in the peer's windows for up to `want` bytes of a stream's DATA
+/// (asked for now): `Some(0)` none yet, `None` the stream is gone (reset
+/// by the peer, or the connection ended).
+fn window(send: &mut SendStream<Bytes>, want: usize, cx: &mut Context<'_>) -> Option<usize> {
+    send.reserve_capacity(want.max(1));
+    match send.poll_capacity(cx) {
+        Poll::Ready(Some(Ok(n))) => Some(n),
+        Poll::Ready(Some(Err(_)) | None) => None,
+        // Capacity already there raises no new readiness.
+        Poll::Pending => Some(send.capacity()),
+    }
+}
+
 /// How many body bytes a connection may still hold for its streams'
 /// handlers before their windows stop being given back, and the stream
 /// that may go on anyway (the one holding the most: it finishes first and
@@ -214,7 +227,7 @@ impl Stream {
             let moved = match &mut self.phase {
                 Phase::Receiving(..) => self.receive(cx, peer, now, ctx, room),
                 Phase::Sending(..) => self.send(cx, peer, ctx),
-                Phase::Deferred(..) => self.send_deferred(cx, peer, now, ctx),
+                Phase::Deferred(..) => self.send_deferred(cx),
                 Phase::Done => false,
             };
             progress |= moved;
@@ -251,7 +264,7 @@ impl Stream {
         if self.unreleased == 0 {
             return;
         }
-        let Phase::Receiving(recv, Plan::Buffer(b)) = &mut self.phase else {
+        let Phase::Receiving(recv, Plan::Buffer(_)) = &mut self.phase else {
             self.unreleased = 0;
             return;
         };
@@ -265,7 +278,6 @@ impl Stream {
             room.bytes = room.bytes.saturating_sub(give);
             self.unreleased -= give;
         }
-        let _ = b;
     }
 
     fn receive(
@@ -366,15 +378,10 @@ impl Stream {
         };
         let mut moved = false;
         loop {
-            send.reserve_capacity(source.wants().max(1));
-            let cap = match send.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) => n,
-                Poll::Ready(Some(Err(_)) | None) => {
-                    // Reset by the peer (or the connection ended).
-                    self.phase = Phase::Done;
-                    return true;
-                }
-                Poll::Pending => send.capacity(),
+            let Some(cap) = window(send, source.wants(), cx) else {
+                // Reset by the peer (or the connection ended).
+                self.phase = Phase::Done;
+                return true;
             };
             if cap == 0 {
                 return moved;
@@ -479,7 +486,9 @@ impl Stream {
                 }
                 Ok(()) if res.misuse.is_none() => {
                     let body = std::mem::replace(&mut res.body, Body::Empty);
-                    (res.status, body, res.headers.clone(), "", None)
+                    // Taken, not copied: the loop's scratch buffer, given
+                    // back below.
+                    (res.status, body, std::mem::take(res.headers), "", None)
                 }
                 Ok(()) => (
                     500,
@@ -509,6 +518,9 @@ impl Stream {
             body.len().unwrap_or(0)
         };
         self.respond_with(status, &headers, body, ctx);
+        let mut headers = headers;
+        headers.clear();
+        *ctx.scratch = headers;
         let req = self.request(&[], peer, ReadState::Finished);
         let line = Line(&req);
         let seen = Seen::of(&req, &line, ctx.observer.wants());
