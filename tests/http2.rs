@@ -540,6 +540,35 @@ fn an_idle_connection_is_sent_goaway_at_the_idle_deadline() {
     );
 }
 
+/// A client that opens no window for the response (its initial window 0)
+/// is cut at the write deadline, counted from when the response began to
+/// wait, not from the connection's last write long before.
+#[test]
+fn a_peer_that_never_opens_its_window_is_cut_at_the_write_deadline() {
+    let site = site();
+    let root = root_arg(site.path());
+    let h = Handoff::start(&["--root", &root, "--write-timeout", "1"]);
+    let mut c = H2::open(h.addr);
+    c.s.write_all(PREFACE).unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0.
+    c.send(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    c.until(SETTINGS, None).unwrap();
+    c.send(SETTINGS, ACK, 0, &[]);
+    // Quiet for longer than the write deadline first.
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    c.get(1, "/a.txt");
+    c.until(HEADERS, Some(1)).expect("the response head");
+    while let Some(f) = c.next() {
+        assert_ne!(f.ty, DATA, "DATA beyond a window of 0");
+    }
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "cut after {took:?}"
+    );
+}
+
 #[test]
 fn a_preface_that_never_comes_is_cut_at_the_setup_deadline() {
     let site = site();

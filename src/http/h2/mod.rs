@@ -177,6 +177,7 @@ impl H2Conn {
         if ctx.draining {
             self.go_away();
         }
+        let owed_before = self.owes();
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             let mut progress = self.poll_connection(&mut cx, now, ctx);
@@ -196,6 +197,17 @@ impl H2Conn {
         }
         self.end_refused(ctx);
         self.release_buffers(ctx.pool);
+        // The write deadline counts from when something became owed, not
+        // from the last write before it (as HTTP/1.1's does).
+        if !owed_before && self.owes() {
+            self.write_progress = now;
+        }
+    }
+
+    /// Does the peer owe us reading: bytes queued for the socket, or a
+    /// response waiting for its windows to open?
+    fn owes(&self) -> bool {
+        !self.out.is_empty() || self.streams.iter().any(Stream::awaits_window)
     }
 
     /// Between turns an HTTP/2 connection keeps only what `h2` keeps: the
@@ -306,9 +318,6 @@ impl H2Conn {
         }
         let bytes = std::mem::take(&mut b.output);
         drop(b);
-        if self.out.is_empty() {
-            self.write_progress = Instant::now().min(self.write_progress.max(self.accepted));
-        }
         self.out.push_owned(bytes);
         true
     }
@@ -341,7 +350,7 @@ impl H2Conn {
 
     /// When the connection next needs attention if nothing happens.
     pub(crate) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
-        let write = (!self.out.is_empty()).then(|| self.write_progress + t.write_progress);
+        let write = self.owes().then(|| self.write_progress + t.write_progress);
         let read = match &self.state {
             _ if !self.guard.set_up => Some(self.accepted + t.connection_setup),
             State::Handshaking(_) => Some(self.accepted + t.connection_setup),
@@ -368,7 +377,9 @@ impl H2Conn {
     /// Handles a deadline that may have passed (`None`: it had not).
     pub(crate) fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Expired> {
         let t = ctx.timeouts;
-        if !self.out.is_empty() && self.write_progress + t.write_progress <= now {
+        if self.owes() && self.write_progress + t.write_progress <= now {
+            // Nothing left for the write deadline: the socket took nothing,
+            // or the peer opened no window.
             self.out.clear();
             return Some(Expired::Write);
         }

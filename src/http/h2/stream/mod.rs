@@ -190,6 +190,16 @@ impl Stream {
         matches!(self.phase, Phase::Receiving(..))
     }
 
+    /// Has a response that waits for the peer's windows (a body being
+    /// sent, or a deferred one's bytes queued).
+    pub(super) fn awaits_window(&self) -> bool {
+        match &self.phase {
+            Phase::Sending(..) => true,
+            Phase::Deferred(d) => d.send.is_some() && !d.queued.is_empty(),
+            _ => false,
+        }
+    }
+
     fn request<'a>(&'a self, body: &'a [u8], peer: &'a Addr, state: ReadState) -> Request<'a> {
         Request {
             buf: &self.buf,
