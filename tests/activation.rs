@@ -90,35 +90,6 @@ fn serves_one_socket_from_systemd_socket_activate() {
     );
 }
 
-/// HTTP/2 on a socket systemd gave: h2c by prior knowledge (a client by
-/// hand; Debian's curl cannot reuse such a connection), several streams on
-/// one connection.
-#[test]
-#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
-fn serves_http2_with_prior_knowledge_on_a_socket_from_systemd() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            BIN,
-            "serve",
-            "--root",
-            &root_arg(site.path()),
-        ],
-        &dir.path().join("log"),
-    );
-    wait_for_port(port);
-    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
-    c.get(1, "/a.txt");
-    assert_eq!(c.response(1).1, b"alpha\n");
-    c.get(3, "/b.txt");
-    assert_eq!(c.response(3).1, b"bravo\n");
-}
-
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
@@ -217,77 +188,6 @@ fn serves_an_accept_yes_connection_with_keep_alive_and_exits() {
         "the per-connection process did not exit cleanly:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-}
-
-/// HTTP/2 on an `Accept=yes` connection: the one process serves its
-/// streams, and exits when the client has gone.
-#[test]
-#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
-fn serves_http2_on_an_accept_yes_connection_and_exits() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            "-a",
-            BIN,
-            "serve",
-            "--root",
-            &root_arg(site.path()),
-        ],
-        &log,
-    );
-    wait_for_port(port);
-    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
-    c.get(1, "/a.txt");
-    assert_eq!(c.response(1).1, b"alpha\n");
-    c.get(3, "/b.txt");
-    assert_eq!(c.response(3).1, b"bravo\n");
-    drop(c);
-    assert!(
-        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("died with code 0")),
-        "the per-connection process did not exit cleanly:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-}
-
-/// HTTP/2 on inetd `nowait`'s stdin: the connection speaks it from its
-/// first byte.
-#[test]
-#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
-fn serves_http2_on_inetd_nowait_stdin() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
-    let applog = dir.path().join("app.log");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            "-a",
-            "--inetd",
-            BIN,
-            "serve",
-            "--inetd",
-            "--root",
-            &root_arg(site.path()),
-            "--log-file",
-            applog.to_str().unwrap(),
-        ],
-        &log,
-    );
-    wait_for_port(port);
-    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
-    c.get(1, "/a.txt");
-    assert_eq!(c.response(1).1, b"alpha\n");
 }
 
 #[test]
@@ -539,4 +439,79 @@ fn listen_variables_meant_for_another_process_are_ignored_and_not_passed_on() {
         };
         assert_eq!(got, "unset unset unset", "LISTEN_PID={pid}");
     }
+}
+
+// ---- HTTP/2 on each of these sources ----
+
+/// `handoff serve` on a test site under systemd-socket-activate: `flags`
+/// for it (`-a`, `--inetd`), `serve` after `--root`.
+struct Activated {
+    port: u16,
+    log: std::path::PathBuf,
+    _owner: Owner,
+    _dir: tempfile::TempDir,
+    _site: tempfile::TempDir,
+}
+
+fn serve_activated(flags: &[&str], serve: &[&str]) -> Activated {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.path().join("log");
+    let root = root_arg(site.path());
+    let mut args = vec!["-l", listen.as_str()];
+    args.extend_from_slice(flags);
+    args.extend([BIN, "serve", "--root", root.as_str()]);
+    args.extend_from_slice(serve);
+    let owner = activate(&args, &log);
+    wait_for_port(port);
+    Activated {
+        port,
+        log,
+        _owner: owner,
+        _dir: dir,
+        _site: site,
+    }
+}
+
+/// Two streams on one HTTP/2 connection (prior knowledge, a client by
+/// hand: Debian's curl cannot reuse such a connection).
+fn two_h2_gets(port: u16) {
+    let mut c = common::h2raw::H2::connect(([127, 0, 0, 1], port).into());
+    c.get(1, "/a.txt");
+    assert_eq!(c.response(1).1, b"alpha\n");
+    c.get(3, "/b.txt");
+    assert_eq!(c.response(3).1, b"bravo\n");
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_with_prior_knowledge_on_a_socket_from_systemd() {
+    let a = serve_activated(&[], &[]);
+    two_h2_gets(a.port);
+}
+
+/// The one process of an `Accept=yes` connection serves its streams, and
+/// exits when the client has gone.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_on_an_accept_yes_connection_and_exits() {
+    let a = serve_activated(&["-a"], &[]);
+    two_h2_gets(a.port);
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&a.log)
+            .unwrap_or_default()
+            .contains("died with code 0")),
+        "the per-connection process did not exit cleanly:\n{}",
+        std::fs::read_to_string(&a.log).unwrap_or_default()
+    );
+}
+
+/// inetd `nowait`'s stdin speaks HTTP/2 from its first byte.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn serves_http2_on_inetd_nowait_stdin() {
+    let a = serve_activated(&["-a", "--inetd"], &["--inetd"]);
+    two_h2_gets(a.port);
 }

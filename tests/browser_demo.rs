@@ -8,26 +8,41 @@ use common::*;
 
 use std::process::Command;
 
-#[test]
-#[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
-fn the_demo_page_shows_the_echo_in_headless_chromium() {
+/// The demo site served with the echo route (and `extra`).
+fn demo(extra: &[&str]) -> Handoff {
+    let site = format!("{}/site", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["--root", site.as_str(), "--ws", "/echo=echo"];
+    args.extend_from_slice(extra);
+    Handoff::start(&args)
+}
+
+/// Runs the browser driver on `base` (it saves a screenshot to `shot`):
+/// its output, once it has seen the echo.
+fn chromium(base: &str, shot: &std::path::Path) -> String {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let python = venv_tool("BROWSER_PYTHON", "python");
-    let h = Handoff::start(&["--root", &format!("{manifest}/site"), "--ws", "/echo=echo"]);
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("ws.png");
     let out = Command::new(python)
         .arg(format!("{manifest}/tests/browser/echo.py"))
-        .arg(format!("http://{}", h.addr))
-        .arg(&shot)
+        .arg(base)
+        .arg(shot)
         .output()
         .expect("run the browser driver");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("echoed: echo from chromium"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
+fn the_demo_page_shows_the_echo_in_headless_chromium() {
+    let h = demo(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("ws.png");
+    let stdout = chromium(&format!("http://{}", h.addr), &shot);
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 1000,
         "no screenshot"
@@ -45,30 +60,12 @@ fn the_demo_page_shows_the_echo_in_headless_chromium() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
 fn chromium_loads_the_demo_page_over_h2_and_its_websocket_over_http11() {
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let python = venv_tool("BROWSER_PYTHON", "python");
-    let h = Handoff::start(&[
-        "--root",
-        &format!("{manifest}/site"),
-        "--ws",
-        "/echo=echo",
-        "--listen",
-        "127.0.0.1:0,tls=on",
-    ]);
+    let h = demo(&["--listen", "127.0.0.1:0,tls=on"]);
     let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("ws.png");
     let https = h.addr_of("https");
-    let out = Command::new(python)
-        .arg(format!("{manifest}/tests/browser/echo.py"))
-        .arg(format!("https://localhost:{}", https.port()))
-        .arg(&shot)
-        .output()
-        .expect("run the browser driver");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("echoed: echo from chromium"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = chromium(
+        &format!("https://localhost:{}", https.port()),
+        &dir.path().join("ws.png"),
     );
     assert!(stdout.contains("protocol: h2"), "{stdout}");
     let log = h.log();

@@ -928,26 +928,7 @@ fn three_upgrades_in_a_row_lose_no_request_of_a_client_that_reconnects_after_goa
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    h.signal(Signal::SIGUSR2);
-    assert!(
-        h.wait_exit(Duration::from_secs(15))
-            .is_some_and(|s| s.success()),
-        "{}",
-        h.log()
-    );
-    let mut serving = *new_pids(&h.log()).last().expect("a new process");
-    for round in 2..=3 {
-        std::thread::sleep(Duration::from_millis(500));
-        kill(Pid::from_raw(serving), Signal::SIGUSR2).unwrap();
-        assert!(
-            wait_until(Duration::from_secs(15), || !alive(serving)),
-            "round {round}: {serving} did not hand over\n{}",
-            h.log()
-        );
-        serving = *new_pids(&h.log()).last().expect("a new process");
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let serving = upgrade_in_a_row(&mut h, 3, Duration::from_millis(500));
     std::fs::write(&stop, b"").unwrap();
     let mut ok = 0;
     let mut bad = Vec::new();

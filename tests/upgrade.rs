@@ -291,26 +291,7 @@ fn keep_alive_connections_stay_the_same_across_ten_upgrades_in_a_row() {
     let clients: Vec<_> = (0..4)
         .map(|_| keep_alive_client(h.addr, stop.clone()))
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    h.signal(Signal::SIGUSR2);
-    assert!(
-        h.wait_exit(Duration::from_secs(10))
-            .is_some_and(|s| s.success())
-    );
-    let mut serving = *new_pids(&h.log()).last().expect("a new process");
-    for round in 2..=10 {
-        std::thread::sleep(Duration::from_millis(200));
-        kill(Pid::from_raw(serving), Signal::SIGUSR2).unwrap();
-        assert!(
-            wait_until(Duration::from_secs(10), || !alive(serving)),
-            "round {round}: {serving} did not hand over\n{}",
-            h.log()
-        );
-        let pids = new_pids(&h.log());
-        assert_eq!(pids.len(), round, "{}", h.log());
-        serving = pids[round - 1];
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let serving = upgrade_in_a_row(&mut h, 10, Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let _ = kill(Pid::from_raw(serving), Signal::SIGTERM);

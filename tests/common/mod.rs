@@ -613,3 +613,34 @@ pub fn serve_site(extra: &[&str]) -> (Handoff, tempfile::TempDir) {
     args.extend_from_slice(extra);
     (Handoff::start(&args), site)
 }
+
+/// Upgrades the binary `rounds` times in a row, `pause` apart: SIGUSR2 to
+/// `h`'s process, then to each new one once the one before has handed
+/// over and exited. Returns the PID serving at the end.
+pub fn upgrade_in_a_row(h: &mut Handoff, rounds: usize, pause: Duration) -> i32 {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    std::thread::sleep(pause);
+    h.signal(Signal::SIGUSR2);
+    assert!(
+        h.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        h.log()
+    );
+    let mut serving = *new_pids(&h.log()).last().expect("a new process");
+    for round in 2..=rounds {
+        std::thread::sleep(pause);
+        kill(Pid::from_raw(serving), Signal::SIGUSR2).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || !alive(serving)),
+            "round {round}: {serving} did not hand over\n{}",
+            h.log()
+        );
+        let pids = new_pids(&h.log());
+        assert_eq!(pids.len(), round, "{}", h.log());
+        serving = pids[round - 1];
+    }
+    std::thread::sleep(pause);
+    serving
+}
