@@ -12,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb@3.8.0
 command -v cargo-generate-rpm >/dev/null || cargo install --locked --quiet cargo-generate-rpm@0.21.1
 
-cargo build --release --quiet
+cargo build --release --quiet --features cli
 bin=target/release/handoff
 mkdir -p target/pkg
 "$bin" man | gzip -9n >target/pkg/handoff.1.gz

@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 # The first release build takes minutes (about 4 on 2 cores): cargo shows
 # its progress, so that a build is not taken for a hang.
 [ -x target/release/handoff ] || echo "== building handoff (release; the first build takes a few minutes)" >&2
-cargo build --release
+cargo build --release --features cli
 exec target/release/handoff serve --ws /echo=echo "$@"

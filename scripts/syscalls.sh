@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
 command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
-cargo build --release --quiet
+cargo build --release --quiet --features cli
 out=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$out"' EXIT
 run() {

@@ -20,6 +20,14 @@
 //! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
+// Without the `cli` feature the binary's rooms are left out, and with them
+// the only callers of some crate-private helpers (the static files, the
+// log sinks, the WebSocket pool's syscalls). Dead code is still caught in
+// the build with `cli` (the tests and clippy's).
+#![cfg_attr(
+    not(feature = "cli"),
+    allow(dead_code, unused_imports, unreachable_pub)
+)]
 
 // The public API is what the README's library section documents: the
 // server and its options, the handler and request/response types, `api`,
@@ -32,8 +40,10 @@ pub(crate) mod sys;
 pub(crate) mod tls;
 
 pub mod api;
+#[cfg(feature = "cli")]
 pub mod app;
 pub mod blocking;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub(crate) mod event_loop;
 pub(crate) mod files;
@@ -46,10 +56,13 @@ pub mod http;
 pub(crate) mod intake;
 pub(crate) mod log;
 mod metrics;
-pub(crate) mod notify;
+pub mod notify;
+#[cfg(feature = "cli")]
 pub(crate) mod pass;
 pub mod proxy;
 pub(crate) mod server;
+pub mod service;
+#[cfg(feature = "cli")]
 pub(crate) mod ws;
 
 pub use handoff::{fdpass, wire};

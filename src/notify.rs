@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-pub(crate) struct Notifier {
+/// Tells the service manager (`NOTIFY_SOCKET`) how the service is.
+pub struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
     next_ping: Option<Instant>,
@@ -27,7 +28,8 @@ fn status_line((connections, queued): (usize, usize)) -> String {
 }
 
 impl Notifier {
-    pub(crate) fn from_env() -> Notifier {
+    /// From `NOTIFY_SOCKET` and `WATCHDOG_USEC`.
+    pub fn from_env() -> Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
         let watchdog = if enabled {
             sd_notify::watchdog_enabled()
@@ -45,7 +47,7 @@ impl Notifier {
     }
 
     /// Is there a service manager to tell (`NOTIFY_SOCKET`)?
-    pub(crate) fn enabled(&self) -> bool {
+    pub fn enabled(&self) -> bool {
         self.enabled
     }
 
@@ -62,7 +64,7 @@ impl Notifier {
     /// `LISTEN_FDS` and no connection attempt is refused meanwhile (they
     /// wait in the backlog). systemd keeps one copy of a socket however
     /// often it is given, and only with `FileDescriptorStoreMax=` set.
-    pub(crate) fn store(&self, named: &[(&str, std::os::fd::BorrowedFd<'_>)]) {
+    pub fn store(&self, named: &[(&str, std::os::fd::BorrowedFd<'_>)]) {
         for (name, fd) in named {
             let states = [NotifyState::FdStore, NotifyState::FdName(name)];
             if let Err(e) = sd_notify::notify_with_fds(&states, &[*fd]) {
@@ -74,7 +76,7 @@ impl Notifier {
     /// READY=1 with the first STATUS. `replacing`: this process replaced
     /// another (`docs/upgrade.md`), so MAINPID= comes in the same message
     /// and systemd follows it (the unit needs `NotifyAccess=all`).
-    pub(crate) fn ready(&mut self, counts: (usize, usize), replacing: bool) {
+    pub fn ready(&mut self, counts: (usize, usize), replacing: bool) {
         self.send_ready(counts, &status_line(counts), replacing);
         self.ping(Instant::now());
     }
@@ -93,7 +95,7 @@ impl Notifier {
     /// Sends STATUS (connections, queued) if it changed and a second has
     /// passed since the last. Called every loop turn: the line is formatted
     /// only when it is sent.
-    pub(crate) fn status(&mut self, now: Instant, counts: (usize, usize)) {
+    pub fn status(&mut self, now: Instant, counts: (usize, usize)) {
         if !self.enabled || counts == self.last_status {
             self.pending = false;
         } else if now >= self.next_status {
@@ -115,14 +117,14 @@ impl Notifier {
     }
 
     /// Pings the watchdog if due. Call it from the loop, every turn.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Instant) {
         if self.next_ping.is_some_and(|t| now >= t) {
             self.ping(now);
         }
     }
 
     /// When the loop must wake up next for the watchdog or a STATUS update.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         let status = (self.enabled && self.pending).then_some(self.next_status);
         match (self.next_ping, status) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -136,7 +138,7 @@ impl Notifier {
     /// comes from the new process after an upgrade, or from this one
     /// ([`Notifier::reloaded`]) after a certificate reload or a failed
     /// upgrade.
-    pub(crate) fn reloading(&mut self, what: &str) {
+    pub fn reloading(&mut self, what: &str) {
         if !self.enabled {
             return;
         }
@@ -148,12 +150,13 @@ impl Notifier {
     }
 
     /// READY=1 after [`Notifier::reloading`], the outcome in STATUS.
-    pub(crate) fn reloaded(&mut self, counts: (usize, usize), outcome: &str) {
+    pub fn reloaded(&mut self, counts: (usize, usize), outcome: &str) {
         let status = format!("{}; {outcome}", status_line(counts));
         self.send_ready(counts, &status, false);
     }
 
-    pub(crate) fn stopping(&mut self) {
+    /// STOPPING=1; the watchdog is no longer pinged.
+    pub fn stopping(&mut self) {
         self.send(&[NotifyState::Stopping]);
         self.watchdog = None;
         self.next_ping = None;

@@ -7,8 +7,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::upgrade;
 use crate::files::FileCache;
+use crate::handoff::upgrade;
 use crate::intake::listen::Listen;
 use crate::log::{AccessFormat, LogTarget};
 use crate::server::Options;

@@ -10,8 +10,8 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use super::threads::Others;
-use super::upgrade::{Outcome, Ready, Successor};
 use super::{ServeConfig, reload_certificates, status};
+use crate::handoff::upgrade::{Outcome, Ready, Successor};
 use crate::intake::control::UpgradeRequest;
 use crate::notify::Notifier;
 use crate::server::{Inbox, Server};
@@ -19,27 +19,10 @@ use crate::ws::pool::Pool;
 
 /// Signals reach the loop through a thread that wakes it.
 pub(super) fn signals(waker: Inbox) -> std::io::Result<mpsc::Receiver<i32>> {
-    let (sig_tx, sig_rx) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGUSR2,
-        // Also a flag of the log's (crate::log), which reopens the file;
-        // here it is passed on to the WebSocket workers.
-        signal_hook::consts::SIGUSR1,
-    ])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig_tx.send(sig).is_err() {
-                    break;
-                }
-                let _ = waker.wake();
-            }
-        })?;
-    Ok(sig_rx)
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    // SIGUSR1 is also a flag of the log's (crate::log), which reopens the
+    // file; here it is passed on to the WebSocket workers.
+    crate::service::signals::forward(waker, &[SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGUSR1])
 }
 
 /// Whether the process goes on.

@@ -14,7 +14,6 @@ pub mod settings;
 mod site;
 mod sources;
 mod threads;
-mod upgrade;
 
 pub use config::{
     DEFAULT_LISTEN, INTERNAL_ENV, LogConfig, ServeConfig, WorkerArgs, WsConfig, default_root,
@@ -24,6 +23,7 @@ use lifecycle::{Go, Lifecycle, Upgrades};
 use site::Site;
 
 pub use crate::files::FileCache;
+use crate::handoff::upgrade;
 pub use crate::intake::listen::{Listen, ListenSpec};
 pub use crate::log::AccessFormat;
 pub use crate::log::fatal;

@@ -20,7 +20,7 @@ use crate::tls::TlsMode;
 pub(super) struct Given {
     pub(super) activated: Vec<Activated>,
     pub(super) inetd: Option<OwnedFd>,
-    pub(super) upgrade: Option<super::upgrade::Passed>,
+    pub(super) upgrade: Option<crate::handoff::upgrade::Passed>,
 }
 
 /// Adds every source's sockets; returns how many listeners there are, the
@@ -53,35 +53,29 @@ pub(super) fn add_sources(
             tracing::debug!(name = %a.name, "systemd fd given twice; one kept");
             continue;
         }
-        let tls = match a.role {
-            Role::Control => {
-                if let crate::sys::Addr::Unix(Some(p)) = crate::sys::local_addr(a.fd.as_fd()) {
+        let name = a.name.clone();
+        let socket = match a.into_socket() {
+            Ok(s) => s,
+            Err(fd) => {
+                if let crate::sys::Addr::Unix(Some(p)) = crate::sys::local_addr(fd.as_fd()) {
                     control_paths.push(p);
                 }
                 controls.push(
-                    control::spawn(a.fd, control_cfg.clone(), loops.clone()).map_err(|e| {
-                        io::Error::new(e.kind(), format!("systemd fd {:?}: {e}", a.name))
+                    control::spawn(fd, control_cfg.clone(), loops.clone()).map_err(|e| {
+                        io::Error::new(e.kind(), format!("systemd fd {name:?}: {e}"))
                     })?,
                 );
                 continue;
             }
-            Role::Http => TlsMode::Off,
-            Role::Https => TlsMode::On,
-            Role::Auto => TlsMode::Auto,
         };
-        let mut socket = Socket::new(a.fd)
-            .tls(tls)
-            .http2(crate::intake::systemd::http2_of(&a.name));
-        if let Some(p) = crate::intake::systemd::proxy_of(&a.name) {
-            socket = socket.proxy(p);
-        }
+        let tls = socket.tls_mode();
         match server.add_socket(socket) {
             Ok(Added::Listener(addr)) => {
                 listeners += 1;
                 announce(lines, &addr, tls);
             }
-            Ok(_) => tracing::info!(name = %a.name, "serving one connection (Accept=yes)"),
-            Err(e) => tracing::error!(name = %a.name, "systemd fd refused: {e}"),
+            Ok(_) => tracing::info!(%name, "serving one connection (Accept=yes)"),
+            Err(e) => tracing::error!(%name, "systemd fd refused: {e}"),
         }
     }
     if let Some(fd) = inetd_fd {
@@ -183,13 +177,7 @@ pub(super) fn bind_listeners(
             tracing::info!(listen = ?l.spec, "listener taken from systemd's fd store");
             continue;
         }
-        let mut socket = Socket::new(listen::bind(&l.spec)?)
-            .tls(l.tls)
-            .http2(l.http2);
-        if let Some(p) = l.proxy {
-            socket = socket.proxy(p);
-        }
-        out.push(socket);
+        out.push(l.bind()?);
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! control socket (a front proxy passing us sockets), the WebSocket
 //! worker handoff (`crate::ws::pool`) and the upgrade. See `docs/handoff-protocol.md`.
 
+pub(crate) mod upgrade;
 pub mod wire;
 
 /// The sending side, for a program that hands sockets to `handoff`'s

@@ -67,6 +67,20 @@ impl Listen {
     }
 }
 
+impl Listen {
+    /// Binds and listens (non-blocking, close-on-exec, the largest backlog
+    /// the kernel allows), framed as said.
+    pub fn bind(&self) -> io::Result<crate::server::Socket> {
+        let socket = crate::server::Socket::new(bind(&self.spec)?)
+            .tls(self.tls)
+            .http2(self.http2);
+        Ok(match self.proxy {
+            Some(p) => socket.proxy(p),
+            None => socket,
+        })
+    }
+}
+
 impl ListenSpec {
     /// `host:port`, `[v6]:port`, or a Unix socket path (anything with a
     /// `/`, or `unix:PATH`).

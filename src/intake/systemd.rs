@@ -85,6 +85,27 @@ pub(crate) struct Activated {
     pub role: Role,
 }
 
+impl Activated {
+    /// The socket to serve, framed as its name says (TLS, PROXY header,
+    /// HTTP/2); `Err(fd)` for a control socket, which is not served as HTTP.
+    pub(crate) fn into_socket(self) -> Result<crate::server::Socket, OwnedFd> {
+        use crate::tls::TlsMode;
+        let tls = match self.role {
+            Role::Control => return Err(self.fd),
+            Role::Http => TlsMode::Off,
+            Role::Https => TlsMode::On,
+            Role::Auto => TlsMode::Auto,
+        };
+        let socket = crate::server::Socket::new(self.fd)
+            .tls(tls)
+            .http2(http2_of(&self.name));
+        Ok(match proxy_of(&self.name) {
+            Some(p) => socket.proxy(p),
+            None => socket,
+        })
+    }
+}
+
 /// Takes the activation fds and clears the `LISTEN_*` variables. Must run
 /// before any thread starts. Empty when the process was not activated.
 pub(crate) fn take() -> io::Result<Vec<Activated>> {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{Level, Metadata};
 
+#[cfg(feature = "cli")]
 use tracing_subscriber::EnvFilter;
+#[cfg(feature = "cli")]
 use tracing_subscriber::fmt::MakeWriter;
 
 pub(crate) mod access;
@@ -264,8 +266,10 @@ impl Write for LogWriter {
 }
 
 /// Makes a writer per event, with its level.
+#[cfg(feature = "cli")]
 pub(crate) struct MakeLogWriter;
 
+#[cfg(feature = "cli")]
 impl<'a> MakeWriter<'a> for MakeLogWriter {
     type Writer = LogWriter;
     fn make_writer(&'a self) -> Self::Writer {
@@ -294,6 +298,7 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(d) && ino.parse() == Ok(i)
 }
 
+#[cfg(feature = "cli")]
 /// Installs the subscriber: `RUST_LOG` filters it, `info` by default (one
 /// access line per request under the target `handoff::access`).
 pub(crate) fn init(target: LogTarget, format: AccessFormat) -> io::Result<()> {

@@ -163,6 +163,7 @@ fn pem_error(e: rustls::pki_types::pem::Error) -> String {
 /// A self-signed certificate for `names`, its SHA-256 fingerprint, and the
 /// certificate and its key as PEM (the certificate first), which
 /// `from_pem` reads back: what an upgrade gives the new process.
+#[cfg(feature = "cli")]
 pub(crate) fn self_signed(names: &[String]) -> io::Result<(CertifiedKey, String, String)> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(names.to_vec()).map_err(invalid)?;

@@ -33,16 +33,16 @@ pub(crate) const ENV_EXE: &str = "HANDOFF_UPGRADE_EXE";
 /// What to start: the path this process was started from, read at start
 /// (after a package replaces the file, `/proc/self/exe` names the old,
 /// deleted one), and our own arguments.
-pub(super) struct Successor {
+pub(crate) struct Successor {
     exe: PathBuf,
     args: Vec<OsString>,
     /// The self-signed certificate and key we serve (PEM), given to the
     /// new process so that its fingerprint survives the upgrade.
-    pub(super) self_signed: Option<String>,
+    pub(crate) self_signed: Option<String>,
 }
 
 impl Successor {
-    pub(super) fn of_this_process() -> io::Result<Successor> {
+    pub(crate) fn of_this_process() -> io::Result<Successor> {
         let exe = match std::env::var_os(ENV_EXE) {
             Some(p) => PathBuf::from(p),
             None => std::env::current_exe()?,
@@ -59,7 +59,7 @@ impl Successor {
     /// PID, or why it failed), then wakes the loop through `wake`.
     /// `cancel`, once set, ends the wait early: the new process is killed
     /// and collected, and the outcome says so (unless it was ready first).
-    pub(super) fn start(
+    pub(crate) fn start(
         &self,
         server: &Server,
         timeout: Duration,
@@ -119,14 +119,14 @@ impl Successor {
 
 /// The new process is ready: its PID, what moves connections to it, and
 /// the line to its WebSocket pool (if we have one).
-pub(super) struct Ready {
-    pub(super) pid: u32,
-    pub(super) mover: Mover,
-    pub(super) pool_line: Option<OwnedFd>,
+pub(crate) struct Ready {
+    pub(crate) pid: u32,
+    pub(crate) mover: Mover,
+    pub(crate) pool_line: Option<OwnedFd>,
 }
 
 /// How an upgrade ended: ready, or why not.
-pub(super) type Outcome = Result<Ready, String>;
+pub(crate) type Outcome = Result<Ready, String>;
 
 /// The role of the WebSocket pools' line in the list of listeners.
 const POOL_LINE: &str = "ws-pool";
@@ -135,12 +135,12 @@ const CONTROL: &str = "control";
 
 /// What the process we replace passed: its listeners, its control sockets,
 /// and the line to its WebSocket pool.
-pub(super) struct Passed {
-    pub(super) listeners: Vec<Socket>,
-    pub(super) controls: Vec<OwnedFd>,
-    pub(super) pool_line: Option<OwnedFd>,
+pub(crate) struct Passed {
+    pub(crate) listeners: Vec<Socket>,
+    pub(crate) controls: Vec<OwnedFd>,
+    pub(crate) pool_line: Option<OwnedFd>,
     /// The self-signed certificate and key it served (PEM).
-    pub(super) self_signed: Option<String>,
+    pub(crate) self_signed: Option<String>,
 }
 
 const ENDED: &str = "the new process ended before it was ready";
@@ -211,7 +211,7 @@ fn send_listeners(
 }
 
 /// Why an upgrade ended when this process was asked to stop meanwhile.
-pub(super) const CANCELLED: &str = "this process was asked to stop; the new one was ended";
+pub(crate) const CANCELLED: &str = "this process was asked to stop; the new one was ended";
 
 /// How often the wait for READY looks at its `cancel` flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -282,14 +282,14 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// In the new process: the channel from the process it replaces, if this
 /// is an upgrade (taken once; the variable is removed).
-pub(super) fn take_channel() -> io::Result<Option<OwnedFd>> {
+pub(crate) fn take_channel() -> io::Result<Option<OwnedFd>> {
     sys::process::take_env_fd(ENV_FD)
 }
 
 /// In the new process: the listeners the old one passed, until the ACK
 /// that ends the list (its ID is how many there were), and the line to the
 /// old process's WebSocket pool if it sent one.
-pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
+pub(crate) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
     let mut out = Vec::new();
     let mut controls = Vec::new();
     let mut line = None;
@@ -347,7 +347,7 @@ pub(super) fn receive_listeners(chan: &OwnedFd) -> io::Result<Passed> {
 /// In the new process, once it serves: tells the old one, then takes the
 /// connections it moves (`PASS_CONNECTION`, answered `ACK` or `REFUSE` as
 /// on the control socket) until it closes the channel.
-pub(super) fn say_ready(chan: OwnedFd, loops: Loops) -> io::Result<()> {
+pub(crate) fn say_ready(chan: OwnedFd, loops: Loops) -> io::Result<()> {
     let m = Message::new(Kind::Ready, u64::from(std::process::id()));
     fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[])?;
     std::thread::Builder::new()
