@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use handoff::blocking::ThreadPool;
-use handoff::{Options, Request, Response, Server};
+use handoff::{Answer, Options, Request, Response, Server};
 
 fn count_primes(n: u64) -> u64 {
     (2..n)
@@ -35,18 +35,11 @@ fn main() -> std::io::Result<()> {
             let reply = res.defer();
             let queued = pool.execute(move || {
                 let count = count_primes(n);
-                reply.send(move |w| {
-                    // Errors here are misuse of the writer, not I/O: report them.
-                    let r = (|| {
-                        w.status(200)?;
-                        w.header("Content-Type", "text/plain")?;
-                        w.write(format!("{count} primes below {n}\n").as_bytes())?;
-                        w.finish()
-                    })();
-                    if let Err(e) = r {
-                        eprintln!("writer misuse: {e}");
-                    }
-                });
+                let answer = Answer::new(200)
+                    .header("Content-Type", "text/plain")
+                    .body(format!("{count} primes below {n}\n"));
+                // Gone: the client left while we counted; nobody to tell.
+                let _ = reply.answer(answer);
             });
             if queued.is_err() {
                 // The pool is full: the dropped reply answers 500.

@@ -67,8 +67,8 @@ pub(crate) mod ws;
 
 pub use handoff::{fdpass, wire};
 pub use http::{
-    Body, BodyPlan, BodySink, BodyStream, Handler, Limits, Misuse, ReadState, Request, Response,
-    SinkError, Timeouts, Version, WriteState,
+    Answer, Body, BodyPlan, BodySink, BodyStream, Gone, Handler, Limits, Misuse, ReadState, Reply,
+    Request, Response, SinkError, StreamWaker, Timeouts, Version, WriteState,
 };
 pub use server::{
     AccessLine, Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,

@@ -30,12 +30,14 @@ fn serve() -> std::net::SocketAddr {
                     let reply = res.defer();
                     let _ = pool.execute(move || {
                         std::thread::sleep(Duration::from_millis(ms)); // blocking, off the loop
-                        reply.send(move |w| {
-                            w.status(200).unwrap();
-                            w.header("Content-Length", path.len().to_string()).unwrap();
-                            w.write(path.as_bytes()).unwrap();
-                            w.finish().unwrap();
-                        });
+                        reply
+                            .send(move |w| {
+                                w.status(200).unwrap();
+                                w.header("Content-Length", path.len().to_string()).unwrap();
+                                w.write(path.as_bytes()).unwrap();
+                                w.finish().unwrap();
+                            })
+                            .unwrap();
                     });
                 } else {
                     res.body(req.path().to_string());

@@ -430,16 +430,20 @@ fn a_deferred_response_is_written_in_steps_on_an_http2_stream() {
         match req.path() {
             "/later" => {
                 std::thread::spawn(move || {
-                    reply.send(|w| {
-                        w.status(200).unwrap();
-                        w.header("x-step", "1").unwrap();
-                        w.write(b"written ").unwrap();
-                    });
+                    reply
+                        .send(|w| {
+                            w.status(200).unwrap();
+                            w.header("x-step", "1").unwrap();
+                            w.write(b"written ").unwrap();
+                        })
+                        .unwrap();
                     std::thread::sleep(Duration::from_millis(20));
-                    reply.send(|w| {
-                        w.write(b"later").unwrap();
-                        w.finish_with_trailers(&[("x-sum", b"13")]).unwrap();
-                    });
+                    reply
+                        .send(|w| {
+                            w.write(b"later").unwrap();
+                            w.finish_with_trailers(&[("x-sum", b"13")]).unwrap();
+                        })
+                        .unwrap();
                 });
             }
             "/dropped" => drop(reply),

@@ -63,6 +63,9 @@ pub(crate) struct Stepwise {
     h2: bool,
     /// HTTP/2: the trailers `end` was given.
     pub(crate) trailers: Vec<(String, Vec<u8>)>,
+    /// What the `Reply` shares with us (dropped with us: the response is
+    /// over), and the response's own deadline.
+    deferral: Option<super::response::Deferral>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -87,7 +90,23 @@ impl Stepwise {
             trailers_allowed: false,
             h2: false,
             trailers: Vec::new(),
+            deferral: None,
         }
+    }
+
+    /// Tied to the `Reply` that writes it (`Response::defer`).
+    pub(crate) fn linked(mut self, d: Option<super::response::Deferral>) -> Stepwise {
+        self.deferral = d;
+        self
+    }
+
+    /// How long it may take: its own limit (`Response::defer_within`), else
+    /// `default` (`Timeouts::response`).
+    pub(crate) fn limit(&self, default: std::time::Duration) -> std::time::Duration {
+        self.deferral
+            .as_ref()
+            .and_then(|d| d.within)
+            .unwrap_or(default)
     }
 
     /// The steps of a response on an HTTP/2 stream (see `h2`).
@@ -175,7 +194,8 @@ impl Stepwise {
             WriteState::Finished => return Err(Misuse("the response is finished")),
         }
         if self.status == 0 {
-            return Err(Misuse("no status before the header section"));
+            // As on `Response`: 200 unless said otherwise.
+            self.status = 200;
         }
         if self.h2 {
             self.trailers_allowed = true;
@@ -302,6 +322,83 @@ impl Stepwise {
         }
         self.state = WriteState::Finished;
         Ok(())
+    }
+}
+
+// ---- the writer a reply's jobs are given ----
+
+use super::output::Output;
+use super::pool::BufPool;
+pub(crate) use super::reply::{Job, Mailer, ReplyKey};
+
+/// Writes a deferred response in steps (on the event loop).
+pub struct Writer<'a> {
+    pub(crate) st: &'a mut Stepwise,
+    pub(crate) out: &'a mut Output,
+    pub(crate) pool: &'a mut BufPool,
+    pub(crate) date: &'a [u8],
+    pub(crate) static_headers: &'a [u8],
+    pub(crate) min_chunk: usize,
+}
+
+impl Writer<'_> {
+    /// How far the response has been written.
+    pub fn write_state(&self) -> WriteState {
+        self.st.state
+    }
+
+    /// The request was read whole before the handler ran.
+    pub fn read_state(&self) -> ReadState {
+        ReadState::Finished
+    }
+
+    /// Sets the status; only before anything was sent.
+    pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
+        self.st.status(code)
+    }
+
+    /// A header field; `Content-Length` declares the body's length (then
+    /// enforced), other framing fields are the engine's.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), Misuse> {
+        self.st.header(name, value.as_ref())
+    }
+
+    /// Sends the status line and header section (done by the first `write`
+    /// or `finish` if not called).
+    pub fn finish_headers(&mut self) -> Result<(), Misuse> {
+        let (st, date, sh) = (&mut *self.st, self.date, self.static_headers);
+        self.out
+            .with_mem(self.pool, |b| st.finish_headers(b, date, sh))
+    }
+
+    /// Body data (dropped for HEAD requests; held until the minimum output
+    /// chunk size gathers or `flush`).
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Misuse> {
+        if self.st.state == WriteState::Empty {
+            self.finish_headers()?;
+        }
+        let (st, min) = (&mut *self.st, self.min_chunk);
+        self.out.with_mem(self.pool, |b| st.data(data, b, min))
+    }
+
+    /// Sends held-back body data now.
+    pub fn flush(&mut self) {
+        let st = &mut *self.st;
+        self.out.with_mem(self.pool, |b| st.flush(b));
+    }
+
+    /// Ends the response.
+    pub fn finish(&mut self) -> Result<(), Misuse> {
+        self.finish_with_trailers(&[])
+    }
+
+    /// Ends the response with trailer fields (a chunked body only).
+    pub fn finish_with_trailers(&mut self, trailers: &[(&str, &[u8])]) -> Result<(), Misuse> {
+        if self.st.state == WriteState::Empty {
+            self.finish_headers()?;
+        }
+        let st = &mut *self.st;
+        self.out.with_mem(self.pool, |b| st.end(trailers, b))
     }
 }
 
@@ -435,131 +532,5 @@ mod tests {
         s.end(&[], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
-    }
-}
-
-// ---- deferred replies ----
-
-use std::sync::Arc;
-
-use super::output::Output;
-use super::pool::BufPool;
-
-/// Which response a reply completes: the connection (its token and
-/// generation in the server) and the request on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ReplyKey {
-    pub token: usize,
-    pub generation: u64,
-    pub id: u64,
-}
-
-/// Work to run on the event loop with the response's writer.
-pub(crate) type Job = Box<dyn FnOnce(&mut Writer<'_>) + Send>;
-
-/// How replies reach the event loop (the server's inbox, which wakes it).
-pub(crate) trait Mailer: Send + Sync {
-    /// `None`: every handle to the reply was dropped.
-    fn send(&self, key: ReplyKey, job: Option<Job>);
-}
-
-struct ReplyInner {
-    key: ReplyKey,
-    mailer: Arc<dyn Mailer>,
-}
-
-impl Drop for ReplyInner {
-    fn drop(&mut self) {
-        self.mailer.send(self.key, None);
-    }
-}
-
-/// A response the handler deferred (`Response::defer`): send it from any
-/// thread, in one go or in steps. Cheap to clone. When every clone is
-/// dropped without the response finished, the client gets a 500 (or, if
-/// the response had begun, the connection is cut: a truncated body must
-/// not look whole).
-#[derive(Clone)]
-pub struct Reply(Arc<ReplyInner>);
-
-impl Reply {
-    pub(crate) fn new(key: ReplyKey, mailer: Arc<dyn Mailer>) -> Reply {
-        Reply(Arc::new(ReplyInner { key, mailer }))
-    }
-
-    /// Runs `f` on the event loop with the response's writer.
-    pub fn send(&self, f: impl FnOnce(&mut Writer<'_>) + Send + 'static) {
-        self.0.mailer.send(self.0.key, Some(Box::new(f)));
-    }
-}
-
-/// Writes a deferred response in steps (on the event loop).
-pub struct Writer<'a> {
-    pub(crate) st: &'a mut Stepwise,
-    pub(crate) out: &'a mut Output,
-    pub(crate) pool: &'a mut BufPool,
-    pub(crate) date: &'a [u8],
-    pub(crate) static_headers: &'a [u8],
-    pub(crate) min_chunk: usize,
-}
-
-impl Writer<'_> {
-    /// How far the response has been written.
-    pub fn write_state(&self) -> WriteState {
-        self.st.state
-    }
-
-    /// The request was read whole before the handler ran.
-    pub fn read_state(&self) -> ReadState {
-        ReadState::Finished
-    }
-
-    /// Sets the status; only before anything was sent.
-    pub fn status(&mut self, code: u16) -> Result<(), Misuse> {
-        self.st.status(code)
-    }
-
-    /// A header field; `Content-Length` declares the body's length (then
-    /// enforced), other framing fields are the engine's.
-    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), Misuse> {
-        self.st.header(name, value.as_ref())
-    }
-
-    /// Sends the status line and header section (done by the first `write`
-    /// or `finish` if not called).
-    pub fn finish_headers(&mut self) -> Result<(), Misuse> {
-        let (st, date, sh) = (&mut *self.st, self.date, self.static_headers);
-        self.out
-            .with_mem(self.pool, |b| st.finish_headers(b, date, sh))
-    }
-
-    /// Body data (dropped for HEAD requests; held until the minimum output
-    /// chunk size gathers or `flush`).
-    pub fn write(&mut self, data: &[u8]) -> Result<(), Misuse> {
-        if self.st.state == WriteState::Empty {
-            self.finish_headers()?;
-        }
-        let (st, min) = (&mut *self.st, self.min_chunk);
-        self.out.with_mem(self.pool, |b| st.data(data, b, min))
-    }
-
-    /// Sends held-back body data now.
-    pub fn flush(&mut self) {
-        let st = &mut *self.st;
-        self.out.with_mem(self.pool, |b| st.flush(b));
-    }
-
-    /// Ends the response.
-    pub fn finish(&mut self) -> Result<(), Misuse> {
-        self.finish_with_trailers(&[])
-    }
-
-    /// Ends the response with trailer fields (a chunked body only).
-    pub fn finish_with_trailers(&mut self, trailers: &[(&str, &[u8])]) -> Result<(), Misuse> {
-        if self.st.state == WriteState::Empty {
-            self.finish_headers()?;
-        }
-        let st = &mut *self.st;
-        self.out.with_mem(self.pool, |b| st.end(trailers, b))
     }
 }

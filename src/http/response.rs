@@ -4,6 +4,7 @@
 //! misuse is recorded and answered with a 500 instead.
 
 pub use super::body::{Body, BodyStream};
+use super::reply::{Letter, Link, Mailer, Reply, ReplyKey, Shared, StreamWaker};
 
 /// What a handler tells the hand-off's receiver (`Response::hand_off_with`):
 /// any type, downcast there.
@@ -20,11 +21,8 @@ pub struct Response<'a> {
     /// What the handler knew when it handed off (`hand_off_with`).
     pub(crate) hand_off_context: Option<HandOffContext>,
     /// Set by the engine: how to make a `Reply` for this response.
-    pub(crate) reply: Option<(
-        &'a std::sync::Arc<dyn super::deferred::Mailer>,
-        super::deferred::ReplyKey,
-    )>,
-    pub(crate) deferred: bool,
+    pub(crate) reply: Option<(&'a std::sync::Arc<dyn Mailer>, ReplyKey)>,
+    pub(crate) deferred: Option<Deferral>,
 }
 
 fn is_token(s: &str) -> bool {
@@ -45,7 +43,7 @@ impl<'a> Response<'a> {
             hand_off: false,
             hand_off_context: None,
             reply: None,
-            deferred: false,
+            deferred: None,
         }
     }
 
@@ -139,19 +137,50 @@ impl<'a> Response<'a> {
     /// Answers later, from any thread: the handler returns, the connection
     /// waits (later pipelined requests wait behind it), and the `Reply`
     /// writes the response in steps when it is ready, for example when work
-    /// on a thread pool is done (see `handoff::blocking`). Anything else set
-    /// on this response is ignored.
-    pub fn defer(&mut self) -> super::deferred::Reply {
-        self.deferred = true;
+    /// on a thread pool is done (see `handoff::blocking`), or a future
+    /// completes it (`Reply::spawn`). It must end within
+    /// `Timeouts::response` ([`Response::defer_within`] sets another limit
+    /// for this one). Anything else set on this response is ignored.
+    pub fn defer(&mut self) -> Reply {
+        let shared = std::sync::Arc::new(Shared::default());
+        self.deferred = Some(Deferral {
+            link: Link(shared.clone()),
+            within: None,
+        });
+        let (mailer, key) = self.mailer();
+        Reply::new(key, mailer, shared)
+    }
+
+    /// [`Response::defer`], with `limit` for this response instead of
+    /// `Timeouts::response`: a long stream (Server-Sent Events) on one
+    /// route, a short deadline on the others. Past it the connection is
+    /// closed (a 503 if nothing was sent yet).
+    pub fn defer_within(&mut self, limit: std::time::Duration) -> Reply {
+        let reply = self.defer();
+        if let Some(d) = &mut self.deferred {
+            d.within = Some(limit);
+        }
+        reply
+    }
+
+    /// Wakes this response's connection so that its streamed body
+    /// (`Body::Stream`) is asked again: a stream that had nothing to give
+    /// waits for this (or for the socket) instead of being polled.
+    pub fn stream_waker(&self) -> StreamWaker {
+        let (mailer, key) = self.mailer();
+        StreamWaker::new(key, mailer)
+    }
+
+    fn mailer(&self) -> (std::sync::Arc<dyn Mailer>, ReplyKey) {
         match &self.reply {
-            Some((mailer, key)) => super::deferred::Reply::new(*key, (*mailer).clone()),
-            None => super::deferred::Reply::new(
-                super::deferred::ReplyKey {
+            Some((mailer, key)) => ((*mailer).clone(), *key),
+            None => (
+                std::sync::Arc::new(NoMailer),
+                ReplyKey {
                     token: usize::MAX,
                     generation: 0,
                     id: 0,
                 },
-                std::sync::Arc::new(NoMailer),
             ),
         }
     }
@@ -165,6 +194,16 @@ impl<'a> Response<'a> {
 /// Where replies go when the engine runs without a server (tests): nowhere.
 struct NoMailer;
 
-impl super::deferred::Mailer for NoMailer {
-    fn send(&self, _: super::deferred::ReplyKey, _: Option<super::deferred::Job>) {}
+impl Mailer for NoMailer {
+    fn send(&self, _: ReplyKey, _: Letter) {}
+}
+
+/// A deferred response, for the engine to keep while it is written.
+pub(crate) struct Deferral {
+    /// Held for its `Drop`: when the response ends or its connection
+    /// goes, every `Reply` hears it.
+    #[allow(dead_code)]
+    pub(crate) link: Link,
+    /// Its own deadline (`defer_within`).
+    pub(crate) within: Option<std::time::Duration>,
 }

@@ -19,7 +19,7 @@ use super::Shared;
 use super::budget::Budget;
 use super::connection::{Connection, Engine, Io, Outcome, Readiness, Transport, Wrapping};
 use super::timers::Timers;
-use crate::http::deferred::{Job, ReplyKey};
+use crate::http::reply::{Letter, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
 
@@ -284,7 +284,7 @@ impl Connections {
     pub(super) fn reply(
         &mut self,
         key: ReplyKey,
-        job: Option<Job>,
+        letter: Letter,
         now: Instant,
         shared: &mut Shared,
         registry: &Registry,
@@ -296,11 +296,16 @@ impl Connections {
             return; // that connection is gone and its slot reused
         }
         let mut ctx = shared.ctx(None);
-        match (&mut c.engine, job) {
-            (Engine::Busy(conn), Some(job)) => conn.write_deferred(key.id, job, now, &mut ctx),
-            (Engine::Busy(conn), None) => conn.abandon(key.id, now, &mut ctx),
+        match (&mut c.engine, letter) {
+            // A streamed body has more: driving the connection pulls it.
+            (_, Letter::Wake) => {}
+            (Engine::Busy(conn), Letter::Job(job)) => {
+                conn.write_deferred(key.id, job, now, &mut ctx)
+            }
+            (Engine::Busy(conn), Letter::Dropped) => conn.abandon(key.id, now, &mut ctx),
             // On HTTP/2 the reply names its stream.
-            (Engine::H2(h), job) => h.reply(key.id, job, now, &mut ctx),
+            (Engine::H2(h), Letter::Job(job)) => h.reply(key.id, Some(job), now, &mut ctx),
+            (Engine::H2(h), Letter::Dropped) => h.reply(key.id, None, now, &mut ctx),
             // A parked connection has no deferred response: nothing to run.
             (Engine::Parked(_), _) => return,
         }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use mio::Waker;
 
 use super::options::{Added, Socket};
-use crate::http::deferred::{Job, Mailer, ReplyKey};
+use crate::http::reply::{Letter, Mailer, ReplyKey};
 
 /// A socket submitted from another thread, with where to send the outcome.
 pub struct Submission {
@@ -25,8 +25,9 @@ pub struct Submission {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(u64);
 
-/// A deferred response's job (`None`: the reply was dropped).
-pub(super) type Mail = (ReplyKey, Option<Job>);
+/// What came for a response: a deferred response's job, word that its
+/// reply was dropped, or a wake-up for its streamed body.
+pub(super) type Mail = (ReplyKey, Letter);
 
 /// What other threads sent since the loop last looked. The inbox only
 /// carries messages; what they mean is the loop's (`Server::deliver`).
@@ -154,11 +155,11 @@ impl Inbox {
 
 /// Deferred responses reach the loop through the inbox too.
 impl Mailer for Inbox {
-    fn send(&self, key: ReplyKey, job: Option<Job>) {
+    fn send(&self, key: ReplyKey, letter: Letter) {
         self.replies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((key, job));
+            .push((key, letter));
         let _ = self.waker.wake();
     }
 }

@@ -261,10 +261,10 @@ impl Server {
                 let _ = reply.send(r);
             }
         }
-        for (key, job) in delivery.mail {
+        for (key, letter) in delivery.mail {
             let registry = self.poll.registry();
             self.conns
-                .reply(key, job, self.now, &mut self.shared, registry);
+                .reply(key, letter, self.now, &mut self.shared, registry);
             self.give_handed();
         }
     }

@@ -88,15 +88,16 @@ impl Conn {
             let context = res.hand_off_context.take();
             return self.handed_off(ctx, head, context, kept, consumed);
         }
-        if matches!(outcome, Ok(())) && res.deferred && res.misuse.is_none() {
+        if matches!(outcome, Ok(())) && res.deferred.is_some() && res.misuse.is_none() {
             let keep = self.head.keep_alive && !ctx.draining && !last;
+            let deferral = res.deferred.take();
             self.trouble(ctx, Severity::Debug, &"response deferred");
             let seen = kept(seen, self.phase_at);
             self.start += consumed;
             self.served += 1;
             self.state.deferred(Deferred {
                 id: reply_id,
-                st: Stepwise::new(self.head.is_head, self.head.minor, keep),
+                st: Stepwise::new(self.head.is_head, self.head.minor, keep).linked(deferral),
                 since: now,
                 seen,
             });

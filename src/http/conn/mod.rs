@@ -497,7 +497,7 @@ impl Conn {
 
     fn read_deadline(&self, t: &Timeouts) -> Option<Instant> {
         if let Writing::Deferred(d) = &self.state.writing {
-            return Some(d.since + t.response);
+            return Some(d.since + d.st.limit(t.response));
         }
         match self.state.reading {
             Reading::Idle if self.out.is_empty() => {

@@ -177,12 +177,12 @@ impl Stream {
         &self,
         response: std::time::Duration,
     ) -> Option<Instant> {
-        self.is_deferred().then(|| self.began + response)
-    }
-
-    /// Waiting for a deferred response's jobs (`true` while none finished).
-    pub(in crate::http::h2) fn is_deferred(&self) -> bool {
-        matches!(&self.phase, Phase::Deferred(d) if d.st.state != WriteState::Finished)
+        match &self.phase {
+            Phase::Deferred(d) if d.st.state != WriteState::Finished => {
+                Some(self.began + d.st.limit(response))
+            }
+            _ => None,
+        }
     }
 
     /// Sends what a deferred response's jobs wrote, as the windows allow.

@@ -478,7 +478,7 @@ impl Stream {
                         "a handler handed off an HTTP/2 stream: only an HTTP/1.1 connection can be taken over; answered 500",
                     ),
                 ),
-                Ok(()) if res.deferred && res.misuse.is_none() => {
+                Ok(()) if res.deferred.is_some() && res.misuse.is_none() => {
                     let kept = {
                         let req = self.request(&[], peer, ReadState::Finished);
                         let line = Line(&req);
@@ -486,7 +486,7 @@ impl Stream {
                             .map_or_else(Kept::default, |s| Kept::of(s, self.began))
                     };
                     self.phase = Phase::Deferred(Box::new(Deferred {
-                        st: Stepwise::for_h2(self.head.is_head),
+                        st: Stepwise::for_h2(self.head.is_head).linked(res.deferred.take()),
                         out: Output::default(),
                         send: None,
                         queued: Default::default(),
