@@ -85,6 +85,21 @@ struct Collector<'r> {
     current: Current,
     collected: usize,
     limit: usize,
+    /// A field's handler failed: a failure of ours, not the client's.
+    failed: Option<std::io::Error>,
+}
+
+/// Why the parser stops when a field's handler failed (`Collector::failed`
+/// holds the error itself).
+const HANDLER_FAILED: Malformed = Malformed("the field's handler failed");
+
+impl Collector<'_> {
+    fn run(&mut self, i: usize, ev: Event<'_>) -> Result<(), Malformed> {
+        (self.routes[i].sink)(ev).map_err(|e| {
+            self.failed = Some(e);
+            HANDLER_FAILED
+        })
+    }
 }
 
 enum Current {
@@ -97,8 +112,7 @@ impl PartSink for Collector<'_> {
     fn start(&mut self, meta: &PartMeta) -> Result<(), Malformed> {
         if let Some(i) = self.routes.iter().position(|r| (r.matches)(&meta.name)) {
             self.current = Current::Route(i);
-            return (self.routes[i].sink)(Event::Start(meta))
-                .map_err(|_| Malformed("the field's handler failed"));
+            return self.run(i, Event::Start(meta));
         }
         self.form.fields.push(Field {
             name: meta.name.clone(),
@@ -112,8 +126,7 @@ impl PartSink for Collector<'_> {
 
     fn data(&mut self, chunk: &[u8]) -> Result<(), Malformed> {
         match self.current {
-            Current::Route(i) => (self.routes[i].sink)(Event::Data(chunk))
-                .map_err(|_| Malformed("the field's handler failed")),
+            Current::Route(i) => self.run(i, Event::Data(chunk)),
             Current::Collect => {
                 self.collected += chunk.len();
                 if self.collected > self.limit {
@@ -130,8 +143,7 @@ impl PartSink for Collector<'_> {
 
     fn end(&mut self) -> Result<(), Malformed> {
         let r = match self.current {
-            Current::Route(i) => (self.routes[i].sink)(Event::End)
-                .map_err(|_| Malformed("the field's handler failed")),
+            Current::Route(i) => self.run(i, Event::End),
             _ => Ok(()),
         };
         self.current = Current::None;
@@ -169,6 +181,7 @@ impl<'a> Request<'a> {
                     current: Current::None,
                     collected: 0,
                     limit: usize::MAX,
+                    failed: None,
                 };
                 p.feed(self.body(), &mut c)?;
                 p.finish()?;
@@ -304,10 +317,7 @@ fn bad(m: Malformed) -> SinkError {
     } else {
         400
     };
-    SinkError {
-        status,
-        reason: Cow::Borrowed(m.0),
-    }
+    SinkError::new(status, Cow::Borrowed(m.0))
 }
 
 impl BodySink for StreamForm {
@@ -327,6 +337,7 @@ impl BodySink for StreamForm {
                     current: Current::None,
                     collected: self.collected,
                     limit: self.limit,
+                    failed: None,
                 };
                 // The parser's part state lives in the parser; the
                 // collector's "current" is restored from the form.
@@ -334,7 +345,11 @@ impl BodySink for StreamForm {
                 let r = p.feed(chunk, &mut c);
                 self.collected = c.collected;
                 self.form = c.form;
-                r.map_err(bad)
+                match (r, c.failed) {
+                    // The cause goes to the log; the client hears a 500.
+                    (Err(_), Some(e)) => Err(SinkError::new(500, HANDLER_FAILED.0).because(e)),
+                    (r, _) => r.map_err(bad),
+                }
             }
         }
     }

@@ -8,11 +8,17 @@
 
 pub mod form;
 pub mod headers;
+#[cfg(feature = "json")]
+pub mod json;
+pub mod middleware;
 pub mod multipart;
 pub(crate) mod params;
+pub mod router;
 pub mod urlencoded;
 
 pub use form::{Field, Form, StreamForm};
+pub use middleware::{Middleware, Wrap};
+pub use router::{PathParams, Route, Router};
 pub use urlencoded::Params;
 
 /// Input that cannot be decoded: answered with 400 and this reason.

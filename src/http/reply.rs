@@ -222,6 +222,15 @@ impl Answer {
         self
     }
 
+    /// Puts it in a response being answered now (a middleware's refusal).
+    pub fn apply(self, res: &mut super::Response<'_>) {
+        res.status(self.status);
+        for (n, v) in &self.headers {
+            res.header(n, v);
+        }
+        res.body(self.body);
+    }
+
     fn write(self, w: &mut Writer<'_>) {
         let r = (|| -> Result<(), Misuse> {
             w.status(self.status)?;

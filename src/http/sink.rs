@@ -13,12 +13,21 @@ use super::{Request, Response};
 
 /// Why a sink stopped taking the body: answered with this status, and the
 /// connection closes (the rest of the body is not read).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SinkError {
     /// The status answered.
     pub status: u16,
     /// Why, in the answer's body and the log.
     pub reason: Cow<'static, str>,
+    /// What failed on our side (a disk full, a database gone): in the log
+    /// line, never in the answer.
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PartialEq for SinkError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.status, &self.reason) == (other.status, &other.reason)
+    }
 }
 
 impl SinkError {
@@ -27,7 +36,42 @@ impl SinkError {
         SinkError {
             status,
             reason: reason.into(),
+            cause: None,
         }
+    }
+
+    /// Keeps the error behind it (for a 5xx: the server failed), which the
+    /// log line gives.
+    pub fn because(mut self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.cause = Some(std::sync::Arc::from(cause.into()));
+        self
+    }
+
+    /// The error behind it, if one was kept.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
+    /// What the log says of it: a server failure (5xx) as an error with
+    /// its cause, a refusal of the client's body as information.
+    pub(crate) fn logged(&self) -> (super::events::Severity, String) {
+        use super::events::Severity;
+        let severity = if self.status >= 500 {
+            Severity::Error
+        } else {
+            Severity::Info
+        };
+        let what = match &self.cause {
+            Some(c) => format!(
+                "body refused by the handler: {} ({}): {c}",
+                self.reason, self.status
+            ),
+            None => format!(
+                "body refused by the handler: {} ({})",
+                self.reason, self.status
+            ),
+        };
+        (severity, what)
     }
 }
 

@@ -143,7 +143,13 @@ impl<'a> Access<'a> {
             out.clear();
             let now = TURN_TIME.with(|c| c.get()).unwrap_or_else(SystemTime::now);
             render(f, self, now, out, scratch);
-            let _ = super::LogWriter::access().write_all(out.as_bytes());
+            if super::ours() {
+                let _ = super::LogWriter::access().write_all(out.as_bytes());
+            } else {
+                // A program on the library: its subscriber decides where
+                // (and whether) access lines go.
+                tracing::info!(target: "handoff::access", "{}", out.trim_end());
+            }
         });
     }
 }

@@ -136,6 +136,12 @@ fn sink() -> &'static Sink {
     SINK.get().unwrap_or(&Sink::Stderr)
 }
 
+/// Are the log's lines ours to write (the binary set up its sink)? In a
+/// program on the library they go to its own tracing subscriber instead.
+pub(crate) fn ours() -> bool {
+    SINK.get().is_some()
+}
+
 fn emit(data: &[u8]) {
     match sink() {
         Sink::Stderr | Sink::Journal => {

@@ -12,10 +12,11 @@ use crate::http::encode::{self, ResponseFraming};
 use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
+use crate::http::refusal;
 use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::sink::BodySink;
-use crate::http::status::{Reject, reason_phrase};
+use crate::http::status::Reject;
 
 /// `METHOD TARGET HTTP/1.x`, formatted only if the access line is logged.
 pub(super) struct Line<'a>(pub(super) &'a Request<'a>, pub(super) u8);
@@ -190,19 +191,14 @@ impl Conn {
             status: rej.status,
             reason: &rej.reason,
         });
-        let body = format!(
-            "{} {}: {}\n",
-            rej.status,
-            reason_phrase(rej.status),
-            rej.reason
-        );
+        let (lines, body) = refusal::render(ctx.handler, &rej, || refusal::plain_h1(&rej));
         encode(
             &mut self.out,
             ctx.pool,
             ctx.date,
             rej.status,
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            Body::Bytes(body.into_bytes()),
+            &lines,
+            body,
             false,
             1,
             false,

@@ -40,6 +40,16 @@ pub trait Handler {
         let _ = req;
         BodyPlan::Buffer
     }
+
+    /// Renders a request the engine answers itself (a malformed request's
+    /// 400, a slow one's 408, a body or head too large, 413 and 431, the
+    /// 500 of a handler that panicked or dropped its reply): `None`, the
+    /// default, answers in plain text. The status and what becomes of the
+    /// connection stay the engine's.
+    fn refusal(&self, refusal: &super::Refusal<'_>) -> Option<super::Rendered> {
+        let _ = refusal;
+        None
+    }
 }
 
 impl<F> Handler for F

@@ -264,11 +264,8 @@ impl Conn {
                 if chunk > 0 {
                     let pieces = self.rbuf[h..h + chunk].chunks(ctx.limits.max_input_chunk.max(1));
                     if let Err(e) = pieces.into_iter().try_for_each(|p| sink.data(p)) {
-                        let what = format_args!(
-                            "body refused by the handler: {} ({})",
-                            e.reason, e.status
-                        );
-                        self.trouble(ctx, Severity::Info, &what);
+                        let (severity, what) = e.logged();
+                        self.trouble(ctx, severity, &what);
                         return self.stop_with(
                             Reject {
                                 status: e.status,

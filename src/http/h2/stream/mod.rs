@@ -321,10 +321,18 @@ impl Stream {
                         *got += n as u64;
                         match catch_unwind(AssertUnwindSafe(|| sink.data(&data))) {
                             Ok(Ok(())) => None,
-                            Ok(Err(e)) => Some(Reject {
-                                status: e.status,
-                                reason: e.reason,
-                            }),
+                            Ok(Err(e)) => {
+                                let (severity, what) = e.logged();
+                                ctx.observer.event(Event::Trouble {
+                                    peer,
+                                    severity,
+                                    what: &what,
+                                });
+                                Some(Reject {
+                                    status: e.status,
+                                    reason: e.reason,
+                                })
+                            }
                             Err(_) => Some(Reject::new(500, "handler panicked")),
                         }
                     }
@@ -429,9 +437,9 @@ impl Stream {
             status: rej.status,
             reason: &rej.reason,
         });
-        let body = format!("{} {}\n", rej.status, rej.reason);
-        let headers = b"content-type: text/plain; charset=utf-8\r\n";
-        self.respond_with(rej.status, headers, Body::Bytes(body.into_bytes()), ctx);
+        let plain = || format!("{} {}\n", rej.status, rej.reason);
+        let (lines, body) = crate::http::refusal::render(ctx.handler, &rej, plain);
+        self.respond_with(rej.status, &lines, body, ctx);
         // What the client still sends is read and dropped (its window
         // given back), so the connection's window does not close.
         self.drain = recv;
