@@ -29,6 +29,9 @@ pub struct Field {
 pub struct Form {
     /// The fields, in the order they came.
     pub fields: Vec<Field>,
+    /// Where the files of fields streamed to disk went
+    /// (`StreamForm::save_post_param`), in order.
+    pub saved: Vec<std::path::PathBuf>,
 }
 
 impl Form {
@@ -163,6 +166,7 @@ impl<'a> Request<'a> {
             Kind::UrlEncoded => {
                 let p = urlencoded::parse(self.body())?;
                 Ok(Form {
+                    saved: Vec::new(),
                     fields: p
                         .iter()
                         .map(|(n, v)| Field {
@@ -245,6 +249,8 @@ struct Route {
 /// }
 /// ```
 pub struct StreamForm {
+    /// Files saved by `save_post_param` (given to the form at the end).
+    saved: std::rc::Rc<std::cell::RefCell<Vec<std::path::PathBuf>>>,
     kind: KindState,
     routes: Vec<Route>,
     form: Form,
@@ -267,6 +273,7 @@ impl StreamForm {
             Kind::Multipart(b) => KindState::Multipart(multipart::Parser::new(&b)),
         };
         Ok(StreamForm {
+            saved: Default::default(),
             kind,
             routes: Vec::new(),
             form: Form::default(),
@@ -297,6 +304,32 @@ impl StreamForm {
             sink: Box::new(callback),
         });
         self
+    }
+
+    /// Saves the file of each field called `name` in `dir`, under the last
+    /// component of the name the client gave it (`upload` if that is
+    /// empty, starts with a dot or holds a control character), replacing
+    /// a file of that name. The paths are in `Form::saved`. A file that
+    /// cannot be written fails the request with a 500, its cause logged.
+    pub fn save_post_param(self, name: &str, dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir = dir.into();
+        let saved = self.saved.clone();
+        let mut file: Option<std::fs::File> = None;
+        self.stream_post_param(name, move |ev| match ev {
+            Event::Start(meta) => {
+                let path = dir.join(safe_file_name(meta.file_name.as_deref()));
+                file = Some(std::fs::File::create(&path)?);
+                saved.borrow_mut().push(path);
+                Ok(())
+            }
+            Event::Data(d) => file
+                .as_mut()
+                .map_or(Ok(()), |f| std::io::Write::write_all(f, d)),
+            Event::End => {
+                file = None;
+                Ok(())
+            }
+        })
     }
 
     /// Answers the request once the whole body has been through.
@@ -375,12 +408,25 @@ impl BodySink for StreamForm {
             res.close();
             return;
         }
+        self.form.saved = std::mem::take(&mut *self.saved.borrow_mut());
         match self.finish.as_mut() {
             Some(f) => f(req, &self.form, res),
             None => {
                 res.status(204);
             }
         }
+    }
+}
+
+/// A file name a client gave, safe to join to a folder: its last
+/// component, or `upload` when that is empty, `.`-led (`..`, hidden
+/// files) or holds a control character.
+fn safe_file_name(given: Option<&str>) -> &str {
+    let base = given.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    if base.is_empty() || base.starts_with('.') || base.chars().any(char::is_control) {
+        "upload"
+    } else {
+        base
     }
 }
 

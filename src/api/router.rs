@@ -60,6 +60,34 @@ where
     }
 }
 
+/// A route that streams its request body: `on_head` says how (a
+/// `BodyPlan::Stream` whose sink answers at the end); a request that came
+/// without a body is answered 400.
+pub fn streamed<F>(on_head: F) -> Streamed<F>
+where
+    F: Fn(&Request<'_>, &PathParams<'_>) -> BodyPlan,
+{
+    Streamed(on_head)
+}
+
+/// See [`streamed`].
+pub struct Streamed<F>(F);
+
+impl<F> Route for Streamed<F>
+where
+    F: Fn(&Request<'_>, &PathParams<'_>) -> BodyPlan,
+{
+    fn handle(&self, _: &Request<'_>, res: &mut Response<'_>, _: &PathParams<'_>) {
+        res.status(400)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body("400 Bad Request: a body was expected\n");
+    }
+
+    fn on_head(&self, req: &Request<'_>, params: &PathParams<'_>) -> BodyPlan {
+        (self.0)(req, params)
+    }
+}
+
 type Render = Box<dyn Fn(&Refusal<'_>) -> Option<Rendered>>;
 
 /// Routes by method and path (see the module).
