@@ -619,3 +619,23 @@ fn an_http2_connection_holds_no_more_body_than_max_body_and_its_leader() {
     assert_eq!(status, 0x88);
     assert_eq!(String::from_utf8_lossy(&body), sent[&leader].to_string());
 }
+
+/// A foreign poll loop takes `timeout()` in whole milliseconds: it is
+/// rounded up, never down to a 0 ms wait that would spin.
+#[test]
+fn timeout_is_whole_milliseconds_rounded_up_for_a_foreign_poll_loop() {
+    let mut s = server(4);
+    let (ours, mut client) = UnixStream::pair().unwrap();
+    s.add_socket(OwnedFd::from(ours)).unwrap();
+    client.set_nonblocking(true).unwrap();
+    client.write_all(REQ).unwrap();
+    pump(&mut s, 30);
+    assert!(available(&mut client).contains("path=/x"));
+    // An idle keep-alive connection: its idle deadline is pending.
+    for _ in 0..50 {
+        let t = s.timeout().expect("the idle deadline");
+        assert!(t > Duration::ZERO);
+        assert_eq!(t.subsec_nanos() % 1_000_000, 0, "{t:?}");
+        std::thread::sleep(Duration::from_micros(137));
+    }
+}

@@ -134,7 +134,7 @@ impl Reply {
     /// Completes the response with `fut`, polled on the event loop (a job
     /// per wake-up: its waker posts to the loop's inbox). For futures that
     /// need no runtime of their own (channels, other replies, `gone`);
-    /// work that needs tokio's goes to [`Reply::spawn_on`]. The future is
+    /// work that needs tokio's goes to `Reply::spawn_on` (feature `tokio`). The future is
     /// dropped, unfinished, when the client leaves.
     pub fn spawn(self, fut: impl Future<Output = Answer> + Send + 'static) {
         let task = Arc::new(Task {

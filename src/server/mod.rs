@@ -270,13 +270,22 @@ impl Server {
     }
 
     /// How long the loop may wait before it must be stepped again: the next
-    /// deadline, zero if a listener has work left, `None` for no limit.
+    /// deadline, zero if a listener has work left, `None` for no limit. In
+    /// whole milliseconds, rounded up: a foreign loop that truncates to
+    /// milliseconds (`poll(2)`'s unit) would otherwise wait 0 ms and spin
+    /// until the deadline passes.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let budget =
             self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
-        timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
+        timers::earliest(self.conns.next_deadline(), wake).map(|n| {
+            let left = n
+                .saturating_duration_since(now)
+                .as_nanos()
+                .div_ceil(1_000_000);
+            Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+        })
     }
 
     /// Waits up to `timeout` (or the next deadline) for events, and handles
