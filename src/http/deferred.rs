@@ -65,7 +65,7 @@ pub(crate) struct Stepwise {
     pub(crate) trailers: Vec<(String, Vec<u8>)>,
     /// What the `Reply` shares with us (dropped with us: the response is
     /// over), and the response's own deadline.
-    deferral: Option<super::response::Deferral>,
+    deferral: Option<super::link::Deferral>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -95,7 +95,7 @@ impl Stepwise {
     }
 
     /// Tied to the `Reply` that writes it (`Response::defer`).
-    pub(crate) fn linked(mut self, d: Option<super::response::Deferral>) -> Stepwise {
+    pub(crate) fn linked(mut self, d: Option<super::link::Deferral>) -> Stepwise {
         self.deferral = d;
         self
     }
@@ -329,7 +329,6 @@ impl Stepwise {
 
 use super::output::Output;
 use super::pool::BufPool;
-pub(crate) use super::reply::{Job, Mailer, ReplyKey};
 
 /// Writes a deferred response in steps (on the event loop).
 pub struct Writer<'a> {

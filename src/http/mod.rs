@@ -11,6 +11,7 @@ pub(crate) mod fields;
 pub(crate) mod h2;
 pub(crate) mod head;
 pub(crate) mod limits;
+pub(crate) mod link;
 pub(crate) mod output;
 pub(crate) mod percent;
 pub(crate) mod pool;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::deferred::{Misuse, Writer};
+use super::link::Shared;
 
 /// Which response a reply completes: the connection (its token and
 /// generation in the server) and the request on it.
@@ -37,28 +38,6 @@ pub(crate) enum Letter {
 /// How replies reach the event loop (the server's inbox, which wakes it).
 pub(crate) trait Mailer: Send + Sync {
     fn send(&self, key: ReplyKey, letter: Letter);
-}
-
-/// What a reply and the engine share: whether the response can still be
-/// written, and who waits to hear that it cannot. The engine holds a
-/// `Link` in the response's state; dropping it (the response ended, or
-/// the connection is gone) tells every `Reply`.
-#[derive(Default)]
-pub(crate) struct Shared {
-    over: AtomicBool,
-    waiting: Mutex<Vec<Waker>>,
-}
-
-/// The engine's end of `Shared` (see there).
-pub(crate) struct Link(pub(crate) Arc<Shared>);
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.0.over.store(true, Ordering::Release);
-        let waiting =
-            std::mem::take(&mut *self.0.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-        waiting.into_iter().for_each(Waker::wake);
-    }
 }
 
 struct ReplyInner {

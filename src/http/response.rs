@@ -4,7 +4,8 @@
 //! misuse is recorded and answered with a 500 instead.
 
 pub use super::body::{Body, BodyStream};
-use super::reply::{Letter, Link, Mailer, Reply, ReplyKey, Shared, StreamWaker};
+use super::link::{Deferral, Link, Shared};
+use super::reply::{Letter, Mailer, Reply, ReplyKey, StreamWaker};
 
 /// What a handler tells the hand-off's receiver (`Response::hand_off_with`):
 /// any type, downcast there.
@@ -196,14 +197,4 @@ struct NoMailer;
 
 impl Mailer for NoMailer {
     fn send(&self, _: ReplyKey, _: Letter) {}
-}
-
-/// A deferred response, for the engine to keep while it is written.
-pub(crate) struct Deferral {
-    /// Held for its `Drop`: when the response ends or its connection
-    /// goes, every `Reply` hears it.
-    #[allow(dead_code)]
-    pub(crate) link: Link,
-    /// Its own deadline (`defer_within`).
-    pub(crate) within: Option<std::time::Duration>,
 }

@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll};
 
 use crate::event_loop::{self, WAKER};
-use crate::http::deferred::Mailer;
+use crate::http::reply::Mailer;
 use crate::http::{BufPool, Ctx, Handler, Spare};
 use crate::sys::Addr;
 use accept::{Admission, LISTENER_TOKENS};

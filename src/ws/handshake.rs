@@ -1,5 +1,5 @@
 //! Is a request a valid WebSocket opening handshake (RFC 6455 §4.2.1)? (Not
-//! to be confused with `app/upgrade.rs`, which replaces the binary.)
+//! to be confused with `handoff/upgrade.rs`, which replaces the binary.)
 
 use crate::http::Request;
 use crate::http::head::csv;

@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use super::state::{Deferred, KeepAlive};
 use super::{Conn, Ctx};
-use crate::http::deferred::{Job, ReadState, ReplyKey, Stepwise, WriteState, Writer};
+use crate::http::deferred::{ReadState, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
 use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
 use crate::http::refusal;
+use crate::http::reply::{Job, ReplyKey};
 use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::sink::BodySink;

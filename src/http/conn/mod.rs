@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::chunked::MAX_CHUNK_LINE;
-use super::deferred::Mailer;
 use super::head::Head;
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
+use super::reply::Mailer;
 use super::request::Request;
 use super::response::Response;
 use super::sink::BodyPlan;

@@ -23,12 +23,12 @@ use bytes::Bytes;
 use h2::server::{self, Connection, Handshake};
 
 use super::conn::{Ctx, Expired, Next};
-use super::deferred::Job;
 use super::engine_io::EngineIo;
 use super::events::{Event, Severity};
 use super::limits::{Limits, Timeouts};
 use super::output::Output;
 use super::pool::BufPool;
+use super::reply::Job;
 use crate::sys::Addr;
 use guard::{Guard, Rates, Violation};
 use pipe::{OUTPUT_LIMIT, Pipe};

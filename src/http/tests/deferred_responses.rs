@@ -7,7 +7,7 @@ fn deferring(_: &Request<'_>, res: &mut Response<'_>) {
     let _reply = res.defer();
 }
 
-fn job(f: impl FnOnce(&mut Writer<'_>) + Send + 'static) -> deferred::Job {
+fn job(f: impl FnOnce(&mut Writer<'_>) + Send + 'static) -> reply::Job {
     Box::new(f)
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::deferred::{self, Writer};
+use super::deferred::Writer;
 use super::*;
 use crate::http::events::{Event, Observer, Seen, Wants};
 use crate::sys::Addr;

@@ -11,9 +11,10 @@ use h2::SendStream;
 
 use super::{Phase, STEP, Stream, window};
 use crate::http::conn::{Ctx, run_job};
-use crate::http::deferred::{Job, Stepwise, WriteState};
+use crate::http::deferred::{Stepwise, WriteState};
 use crate::http::events::{Event, Kept, Severity};
 use crate::http::output::Output;
+use crate::http::reply::Job;
 use crate::http::status::{Reject, has_no_body};
 use crate::sys::Addr;
 

@@ -17,11 +17,12 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 
 use crate::http::conn::Ctx;
-use crate::http::deferred::{ReadState, ReplyKey, Stepwise};
+use crate::http::deferred::{ReadState, Stepwise};
 use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::fields::{rebuild_head, trailer_lines};
 use crate::http::head::{self, Head};
 use crate::http::output::Output;
+use crate::http::reply::ReplyKey;
 use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::sink::{BodyPlan, BodySink};
