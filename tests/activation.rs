@@ -33,17 +33,6 @@ fn activate(args: &[&str], log: &std::path::Path) -> Owner {
     Owner(child)
 }
 
-fn wait_for_port(port: u16) {
-    assert!(
-        wait_until(Duration::from_secs(5), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "nothing listens on {port}"
-    );
-}
-
 fn get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

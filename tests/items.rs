@@ -67,14 +67,7 @@ fn start(notify: Option<&std::path::Path>) -> Service {
         .stdout(Stdio::null())
         .spawn()
         .expect("systemd-socket-activate must be installed (scripts/test.sh installs systemd)");
-    assert!(
-        wait_until(Duration::from_secs(5), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "nothing listens on {port}"
-    );
+    wait_for_port(port);
     Service {
         child,
         port,

@@ -393,24 +393,7 @@ fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
     assert!(s.is_empty());
 }
 
-/// Runs a server on its own thread (made there: a handler need not be
-/// `Send`), listening on a loopback port; the server ends with the test.
-fn serve_in_background(
-    opts: Options,
-    handler: impl Fn(&Request<'_>, &mut Response<'_>) + Send + 'static,
-) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = Server::new(opts, handler).unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        tx.send(l.local_addr().unwrap()).unwrap();
-        s.add_socket(OwnedFd::from(l)).unwrap();
-        loop {
-            s.step(Some(Duration::from_millis(50))).unwrap();
-        }
-    });
-    rx.recv().unwrap()
-}
+use common::serve_in_background;
 
 /// A deferred response (`Response::defer`) on an HTTP/2 stream, written
 /// from another thread in steps, trailers included; one dropped

@@ -4,34 +4,17 @@
 //! replies, polled on the loop or on a tokio runtime.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use handoff::{Answer, Body, BodyStream, Options, Request, Response, Server};
+use handoff::{Answer, Body, BodyStream, Options};
 
 mod common;
 
-/// Runs a server on its own thread, listening on a loopback port.
-fn serve(
-    opts: Options,
-    handler: impl Fn(&Request<'_>, &mut Response<'_>) + Send + 'static,
-) -> SocketAddr {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = Server::new(opts, handler).unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        tx.send(l.local_addr().unwrap()).unwrap();
-        s.add_socket(OwnedFd::from(l)).unwrap();
-        loop {
-            s.step(Some(Duration::from_millis(50))).unwrap();
-        }
-    });
-    rx.recv().unwrap()
-}
+use common::serve_in_background as serve;
 
 fn get(addr: SocketAddr, path: &str) -> TcpStream {
     let mut c = TcpStream::connect(addr).unwrap();

@@ -644,3 +644,34 @@ pub fn upgrade_in_a_row(h: &mut Handoff, rounds: usize, pause: Duration) -> i32 
     std::thread::sleep(pause);
     serving
 }
+
+/// Runs a library `Server` on its own thread, listening on a loopback
+/// port; it ends with the test.
+pub fn serve_in_background(
+    opts: handoff::Options,
+    handler: impl Fn(&handoff::Request<'_>, &mut handoff::Response<'_>) + Send + 'static,
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = handoff::Server::new(opts, handler).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tx.send(l.local_addr().unwrap()).unwrap();
+        s.add_socket(std::os::fd::OwnedFd::from(l)).unwrap();
+        loop {
+            s.step(Some(Duration::from_millis(50))).unwrap();
+        }
+    });
+    rx.recv().unwrap()
+}
+
+/// Waits until something accepts on the loopback `port`.
+pub fn wait_for_port(port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(5), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "nothing listens on {port}"
+    );
+}
