@@ -202,3 +202,41 @@ fn a_future_on_a_tokio_runtime_completes_a_deferred_response() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"from tokio\n"[..]));
     drop(rt);
 }
+
+#[test]
+fn a_streamed_body_on_an_http2_stream_is_asked_again_when_woken() {
+    use common::h2raw::*;
+    let addr = serve(Options::default(), |_req, res| {
+        let count = Arc::new(AtomicUsize::new(0));
+        let waker = res.stream_waker().waker();
+        let ticking = count.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(100));
+                ticking.fetch_add(1, Ordering::AcqRel);
+                waker.wake_by_ref();
+            }
+        });
+        res.body(Body::Stream(Box::new(Ticks(count, 0))));
+    });
+    let began = Instant::now();
+    let mut c = H2::connect(addr);
+    c.get(1, "/ticks");
+    c.until(HEADERS, Some(1)).expect("the response's head");
+    let mut body = Vec::new();
+    loop {
+        let f = c.next().expect("more of the body");
+        if f.ty == DATA && f.stream == 1 {
+            body.extend_from_slice(&f.payload);
+            if f.flags & END_STREAM != 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&body), "tick 1\ntick 2\ntick 3\n");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+}
