@@ -95,6 +95,10 @@ impl Notifier {
     /// Sends STATUS (connections, queued) if it changed and a second has
     /// passed since the last. Called every loop turn: the line is formatted
     /// only when it is sent.
+    // Called every turn: public now, so it no longer gets the inlining a
+    // crate-private function with one caller got (callgrind: 19
+    // instructions a turn for the call).
+    #[inline]
     pub fn status(&mut self, now: Instant, counts: (usize, usize)) {
         if !self.enabled || counts == self.last_status {
             self.pending = false;
@@ -117,6 +121,7 @@ impl Notifier {
     }
 
     /// Pings the watchdog if due. Call it from the loop, every turn.
+    #[inline]
     pub fn tick(&mut self, now: Instant) {
         if self.next_ping.is_some_and(|t| now >= t) {
             self.ping(now);
@@ -124,6 +129,7 @@ impl Notifier {
     }
 
     /// When the loop must wake up next for the watchdog or a STATUS update.
+    #[inline]
     pub fn next_due(&self) -> Option<Instant> {
         let status = (self.enabled && self.pending).then_some(self.next_status);
         match (self.next_ping, status) {

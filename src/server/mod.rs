@@ -275,23 +275,25 @@ impl Server {
     /// milliseconds (`poll(2)`'s unit) would otherwise wait 0 ms and spin
     /// until the deadline passes.
     pub fn timeout(&self) -> Option<Duration> {
+        self.next_wait().map(|left| {
+            let ms = u64::from(left.subsec_nanos()).div_ceil(1_000_000);
+            Duration::from_secs(left.as_secs()) + Duration::from_millis(ms)
+        })
+    }
+
+    /// `timeout` as it is, for our own wait (mio rounds it up itself).
+    fn next_wait(&self) -> Option<Duration> {
         let now = Instant::now();
         let budget =
             self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
-        timers::earliest(self.conns.next_deadline(), wake).map(|n| {
-            let left = n
-                .saturating_duration_since(now)
-                .as_nanos()
-                .div_ceil(1_000_000);
-            Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
-        })
+        timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
 
     /// Waits up to `timeout` (or the next deadline) for events, and handles
     /// them: accepts, reads, answers, writes, and fires expired deadlines.
     pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let wait = timers::earliest(timeout, self.timeout());
+        let wait = timers::earliest(timeout, self.next_wait());
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
