@@ -239,9 +239,12 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         },
     };
     loop {
-        let now = Instant::now();
+        // The clock as the loop last read it: the lifecycle's deadlines
+        // are coarse (seconds), and a read per turn is what a request costs.
+        let now = server.now();
         server.step(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
-        if life.after_step(&mut server, Instant::now()) == Go::Exit {
+        let now = server.now();
+        if life.after_step(&mut server, now) == Go::Exit {
             return Ok(());
         }
     }

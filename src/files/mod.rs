@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use crate::http::{Body, BodyPlan, Handler, Request, Response};
 pub use cache::FileCache;
@@ -239,7 +238,7 @@ impl Handler for StaticFiles {
             }
         }
         let path = req.path();
-        let now = Instant::now();
+        let now = req.now();
         let file = match self.cache.fresh(path, now) {
             Some(f) => f,
             None => match self.open(path) {

@@ -26,6 +26,8 @@ pub struct Request<'a> {
     /// Came as an HTTP/2 stream (its head was rebuilt as HTTP/1.1's for
     /// the one parser and the one set of rules).
     pub(crate) http2: bool,
+    /// The loop's clock for this turn (one read per turn, passed down).
+    pub(crate) now: std::time::Instant,
 }
 
 #[inline]
@@ -35,6 +37,14 @@ fn text(b: &[u8]) -> &str {
 }
 
 impl<'a> Request<'a> {
+    /// The event loop's clock as it read it for the turn that runs this
+    /// handler: what a handler should use rather than `Instant::now`,
+    /// which costs a clock read per call.
+    #[inline]
+    pub fn now(&self) -> std::time::Instant {
+        self.now
+    }
+
     /// The request method, as sent (case-sensitive).
     #[inline]
     pub fn method(&self) -> &'a str {

@@ -281,6 +281,11 @@ impl Server {
         })
     }
 
+    /// The clock as the loop read it after its last wait (once a turn).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// `timeout` as it is, for our own wait (mio rounds it up itself).
     fn next_wait(&self) -> Option<Duration> {
         let now = Instant::now();

@@ -62,6 +62,7 @@ impl Conn {
             peer: &self.peer,
             state: ReadState::Finished,
             http2: false,
+            now,
         };
         let mut res = Response::new(ctx.scratch);
         self.next_reply += 1;

@@ -67,6 +67,7 @@ impl Conn {
                         peer: &self.peer,
                         state: ReadState::MessageReady,
                         http2: false,
+                        now,
                     };
                     catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
                 };

@@ -147,7 +147,7 @@ impl Stream {
             return s;
         }
         let plan = {
-            let req = s.request(&[], peer, ReadState::MessageReady);
+            let req = s.request(&[], peer, ReadState::MessageReady, now);
             catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
         };
         // A client waiting for `100 Continue` before it sends the body
@@ -201,7 +201,13 @@ impl Stream {
         }
     }
 
-    fn request<'a>(&'a self, body: &'a [u8], peer: &'a Addr, state: ReadState) -> Request<'a> {
+    fn request<'a>(
+        &'a self,
+        body: &'a [u8],
+        peer: &'a Addr,
+        state: ReadState,
+        now: Instant,
+    ) -> Request<'a> {
         Request {
             buf: &self.buf,
             head: &self.head,
@@ -210,6 +216,7 @@ impl Stream {
             peer,
             state,
             http2: true,
+            now,
         }
     }
 
@@ -468,7 +475,7 @@ impl Stream {
             )
         });
         let outcome = {
-            let req = self.request(body, peer, ReadState::Finished);
+            let req = self.request(body, peer, ReadState::Finished, now);
             catch_unwind(AssertUnwindSafe(|| match sink {
                 Some(s) => s.finish(&req, &mut res),
                 None => ctx.handler.handle(&req, &mut res),
@@ -489,7 +496,7 @@ impl Stream {
                 ),
                 Ok(()) if res.deferred.is_some() && res.misuse.is_none() => {
                     let kept = {
-                        let req = self.request(&[], peer, ReadState::Finished);
+                        let req = self.request(&[], peer, ReadState::Finished, now);
                         let line = Line(&req);
                         Seen::of(&req, &line, ctx.observer.wants())
                             .map_or_else(Kept::default, |s| Kept::of(s, self.began))
@@ -540,7 +547,7 @@ impl Stream {
         let mut headers = headers;
         headers.clear();
         *ctx.scratch = headers;
-        let req = self.request(&[], peer, ReadState::Finished);
+        let req = self.request(&[], peer, ReadState::Finished, now);
         let line = Line(&req);
         let seen = Seen::of(&req, &line, ctx.observer.wants());
         ctx.observer.event(Event::Answered {
