@@ -28,6 +28,10 @@ pub struct Request<'a> {
     pub(crate) http2: bool,
     /// The loop's clock for this turn (one read per turn, passed down).
     pub(crate) now: std::time::Instant,
+    /// The method and target, checked as UTF-8 once (handlers ask for
+    /// them, and for the path inside the target, several times).
+    method: &'a str,
+    target: &'a str,
 }
 
 #[inline]
@@ -36,7 +40,41 @@ fn text(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
 }
 
+/// `part` of the target (the path, the query) as a slice of the target
+/// already checked, if it lies within it.
+#[inline]
+fn within(target: &str, t: super::head::Span, part: super::head::Span) -> Option<&str> {
+    let start = part.start.checked_sub(t.start)? as usize;
+    let end = part.end.checked_sub(t.start)? as usize;
+    target.get(start..end)
+}
+
 impl<'a> Request<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        buf: &'a [u8],
+        head: &'a Head,
+        body: &'a [u8],
+        trailers: &'a [u8],
+        peer: &'a Addr,
+        state: super::deferred::ReadState,
+        http2: bool,
+        now: std::time::Instant,
+    ) -> Request<'a> {
+        Request {
+            buf,
+            head,
+            body,
+            trailers,
+            peer,
+            state,
+            http2,
+            now,
+            method: text(head.method.get(buf)),
+            target: text(head.target.get(buf)),
+        }
+    }
+
     /// The event loop's clock as it read it for the turn that runs this
     /// handler: what a handler should use rather than `Instant::now`,
     /// which costs a clock read per call.
@@ -48,22 +86,23 @@ impl<'a> Request<'a> {
     /// The request method, as sent (case-sensitive).
     #[inline]
     pub fn method(&self) -> &'a str {
-        text(self.head.method.get(self.buf))
+        self.method
     }
 
     /// The request target as sent (origin-form, absolute-form, `*`, or an
     /// authority for CONNECT).
     #[inline]
     pub fn target(&self) -> &'a str {
-        text(self.head.target.get(self.buf))
+        self.target
     }
 
     /// The path, still percent-encoded; `/` for an absolute-form target
     /// without one. Empty for `OPTIONS *` and CONNECT.
     #[inline]
     pub fn path(&self) -> &'a str {
-        let p = text(self.head.path.get(self.buf));
-        if p.is_empty() && !self.head.asterisk && self.head.method.get(self.buf) != b"CONNECT" {
+        let p = within(self.target, self.head.target, self.head.path)
+            .unwrap_or_else(|| text(self.head.path.get(self.buf)));
+        if p.is_empty() && !self.head.asterisk && self.method != "CONNECT" {
             "/"
         } else {
             p
@@ -73,7 +112,9 @@ impl<'a> Request<'a> {
     /// The query string after `?`, still percent-encoded.
     #[inline]
     pub fn query(&self) -> Option<&'a str> {
-        self.head.query.map(|q| text(q.get(self.buf)))
+        self.head.query.map(|q| {
+            within(self.target, self.head.target, q).unwrap_or_else(|| text(q.get(self.buf)))
+        })
     }
 
     /// The request's HTTP version.

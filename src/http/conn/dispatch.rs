@@ -54,16 +54,16 @@ impl Conn {
         sink: Option<&mut dyn BodySink>,
     ) {
         let buf = &self.rbuf[self.start..self.start + consumed];
-        let req = Request {
+        let req = Request::new(
             buf,
-            head: &self.head,
-            body: &buf[body],
-            trailers: &buf[trailers],
-            peer: &self.peer,
-            state: ReadState::Finished,
-            http2: false,
+            &self.head,
+            &buf[body],
+            &buf[trailers],
+            &self.peer,
+            ReadState::Finished,
+            false,
             now,
-        };
+        );
         let mut res = Response::new(ctx.scratch);
         self.next_reply += 1;
         let reply_id = self.next_reply;

@@ -59,16 +59,16 @@ impl Conn {
                 // Ask the handler what to do with the body.
                 let plan = {
                     let buf = &self.rbuf[self.start..self.start + self.head.len];
-                    let req = Request {
+                    let req = Request::new(
                         buf,
-                        head: &self.head,
-                        body: &[],
-                        trailers: &[],
-                        peer: &self.peer,
-                        state: ReadState::MessageReady,
-                        http2: false,
+                        &self.head,
+                        &[],
+                        &[],
+                        &self.peer,
+                        ReadState::MessageReady,
+                        false,
                         now,
-                    };
+                    );
                     catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
                 };
                 let (limit, sink) = match plan {

@@ -208,16 +208,16 @@ impl Stream {
         state: ReadState,
         now: Instant,
     ) -> Request<'a> {
-        Request {
-            buf: &self.buf,
-            head: &self.head,
+        Request::new(
+            &self.buf,
+            &self.head,
             body,
-            trailers: &self.trailers,
+            &self.trailers,
             peer,
             state,
-            http2: true,
+            true,
             now,
-        }
+        )
     }
 
     /// Body bytes held for the handler (a `BodyPlan::Buffer` body).
