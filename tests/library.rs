@@ -622,3 +622,26 @@ fn timeout_is_whole_milliseconds_rounded_up_for_a_foreign_poll_loop() {
         std::thread::sleep(Duration::from_micros(137));
     }
 }
+
+#[test]
+fn headers_first_finds_the_first_value_of_each_name_in_any_case() {
+    let mut s = Server::new(
+        Options::default(),
+        |req: &Request<'_>, res: &mut Response<'_>| {
+            let [a, b, c] = req.headers_first(["x-one", "X-TWO", "x-absent"]);
+            let show = |v: Option<&[u8]>| {
+                v.map_or("-".into(), |v| String::from_utf8_lossy(v).into_owned())
+            };
+            res.body(format!("{} {} {}", show(a), show(b), show(c)));
+        },
+    )
+    .unwrap();
+    let (ours, mut client) = UnixStream::pair().unwrap();
+    s.add_socket(OwnedFd::from(ours)).unwrap();
+    client.set_nonblocking(true).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nx-two: 2\r\nX-One: 1\r\nx-one: again\r\nX-Two: twice\r\n\r\n")
+        .unwrap();
+    pump(&mut s, 30);
+    assert!(available(&mut client).ends_with("1 2 -"));
+}

@@ -257,24 +257,40 @@ impl Handler for StaticFiles {
         let size = file.len;
         let etag = &file.etag[..];
         let modified = file.modified;
-        let since = |name: &str| {
-            req.header(name)
+        // The six fields the preconditions and ranges read, in one pass.
+        let [
+            if_match,
+            if_unmodified,
+            if_none_match,
+            if_modified,
+            range,
+            if_range,
+        ] = req.headers_first([
+            "if-match",
+            "if-unmodified-since",
+            "if-none-match",
+            "if-modified-since",
+            "range",
+            "if-range",
+        ]);
+        let since = |v: Option<&[u8]>| {
+            v.and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| httpdate::parse_http_date(v).ok())
         };
 
         // Preconditions in the order of RFC 9110 §13.2.2.
-        if let Some(im) = req.header_bytes("if-match") {
+        if let Some(im) = if_match {
             if !etag_matches(im, etag, false) {
                 return plain(res, 412, "412 Precondition Failed\n");
             }
-        } else if let Some(t) = since("if-unmodified-since")
+        } else if let Some(t) = since(if_unmodified)
             && modified > t
         {
             return plain(res, 412, "412 Precondition Failed\n");
         }
-        let not_modified = match req.header_bytes("if-none-match") {
+        let not_modified = match if_none_match {
             Some(inm) => etag_matches(inm, etag, true),
-            None => since("if-modified-since").is_some_and(|t| modified <= t),
+            None => since(if_modified).is_some_and(|t| modified <= t),
         };
         res.checked_headers(&file.validators);
         if not_modified {
@@ -282,11 +298,11 @@ impl Handler for StaticFiles {
             return;
         }
 
-        let mut range = match req.header_bytes("range") {
+        let mut range = match range {
             Some(r) if req.method() == "GET" => parse_range(r, size),
             _ => RangeReq::None,
         };
-        if let Some(ir) = req.header_bytes("if-range") {
+        if let Some(ir) = if_range {
             // A weak tag or another date means "the whole file".
             let fresh = if ir.starts_with(b"\"") {
                 ir.trim_ascii() == etag.as_bytes()

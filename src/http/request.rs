@@ -157,6 +157,28 @@ impl<'a> Request<'a> {
             .map(move |(n, v)| (text(n.get(buf)), v.get(buf)))
     }
 
+    /// The first value of each of several headers (case-insensitive
+    /// names), found in one pass over the fields: cheaper than a lookup
+    /// each when a handler wants several (a file's preconditions).
+    pub fn headers_first<const N: usize>(&self, names: [&str; N]) -> [Option<&'a [u8]>; N] {
+        let mut found = [None; N];
+        let mut left = N;
+        for (n, v) in &self.head.headers {
+            let n = n.get(self.buf);
+            for (want, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_none() && n.eq_ignore_ascii_case(want.as_bytes()) {
+                    *slot = Some(v.get(self.buf));
+                    left -= 1;
+                    break;
+                }
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        found
+    }
+
     /// The first value of a header, by case-insensitive name, as bytes.
     #[inline]
     pub fn header_bytes(&self, name: &str) -> Option<&'a [u8]> {
