@@ -37,7 +37,9 @@ pub struct Request<'a> {
 #[inline]
 fn text(b: &[u8]) -> &str {
     // The head parser only lets ASCII through for these parts.
-    std::str::from_utf8(b).unwrap_or("")
+    crate::sys::text::ascii(b)
+        .or_else(|| std::str::from_utf8(b).ok())
+        .unwrap_or("")
 }
 
 /// `part` of the target (the path, the query) as a slice of the target

@@ -18,6 +18,7 @@ use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStor
 pub(crate) mod fdpass;
 pub(crate) mod fs;
 pub(crate) mod process;
+pub(crate) mod text;
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
