@@ -119,20 +119,26 @@ impl BodyStream for Ticks {
     }
 }
 
+/// A `Ticks` body, and a thread that moves its counter three times, 100 ms
+/// apart, calling `wake` after each.
+fn ticking(res: &mut handoff::Response<'_>, wake: impl Fn() + Send + 'static) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let moved = count.clone();
+    std::thread::spawn(move || {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(100));
+            moved.fetch_add(1, Ordering::AcqRel);
+            wake();
+        }
+    });
+    res.body(Body::Stream(Box::new(Ticks(count, 0))));
+}
+
 #[test]
 fn a_streamed_body_that_had_nothing_is_asked_again_when_woken() {
     let addr = serve(Options::default(), |_req, res| {
-        let count = Arc::new(AtomicUsize::new(0));
         let waker = res.stream_waker();
-        let ticking = count.clone();
-        std::thread::spawn(move || {
-            for _ in 0..3 {
-                std::thread::sleep(Duration::from_millis(100));
-                ticking.fetch_add(1, Ordering::AcqRel);
-                waker.wake();
-            }
-        });
-        res.body(Body::Stream(Box::new(Ticks(count, 0))));
+        ticking(res, move || waker.wake());
     });
     let began = Instant::now();
     let mut c = get(addr, "/ticks");
@@ -207,17 +213,9 @@ fn a_future_on_a_tokio_runtime_completes_a_deferred_response() {
 fn a_streamed_body_on_an_http2_stream_is_asked_again_when_woken() {
     use common::h2raw::*;
     let addr = serve(Options::default(), |_req, res| {
-        let count = Arc::new(AtomicUsize::new(0));
+        // Through a `std::task::Waker`, as a stream fed by a future would.
         let waker = res.stream_waker().waker();
-        let ticking = count.clone();
-        std::thread::spawn(move || {
-            for _ in 0..3 {
-                std::thread::sleep(Duration::from_millis(100));
-                ticking.fetch_add(1, Ordering::AcqRel);
-                waker.wake_by_ref();
-            }
-        });
-        res.body(Body::Stream(Box::new(Ticks(count, 0))));
+        ticking(res, move || waker.wake_by_ref());
     });
     let began = Instant::now();
     let mut c = H2::connect(addr);
