@@ -75,12 +75,17 @@ fn start(notify: Option<&std::path::Path>) -> Service {
     }
 }
 
-/// The PIDs of the example serving `uploads` (its command line names it).
+/// The PIDs of the example serving `uploads` (its command line names it;
+/// under `-a`, systemd-socket-activate's own does too, so the process's
+/// name must be the example's).
 fn serving(uploads: &tempfile::TempDir) -> Vec<i32> {
     let dir = uploads.path().to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "items")
+        })
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let c = String::from_utf8_lossy(&c);
@@ -179,6 +184,32 @@ fn every_route_answers_under_systemd_socket_activation() {
     assert!(
         took >= Duration::from_millis(2900),
         "6 ticks over 3 s, not {took:?}"
+    );
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate and curl"]
+fn under_accept_yes_each_connection_gets_a_process_that_exits_when_it_closes() {
+    let uploads = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut owner = Command::new("systemd-socket-activate")
+        .args(["-a", "-l", &format!("127.0.0.1:{port}")])
+        .arg(example())
+        .arg(uploads.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate must be installed (scripts/test.sh installs systemd)");
+    wait_for_port(port);
+    let home = curl(&[&format!("http://127.0.0.1:{port}/")]);
+    assert!(text(&home).contains(r#""items""#), "{}", text(&home));
+    // The connection is closed: its process has nothing left and exits.
+    let gone = wait_until(Duration::from_secs(5), || serving(&uploads).is_empty());
+    let _ = owner.kill();
+    let _ = owner.wait();
+    assert!(
+        gone,
+        "the Accept=yes process exits once its connection has closed"
     );
 }
 

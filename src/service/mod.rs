@@ -166,8 +166,9 @@ impl Service {
     }
 
     /// Tells systemd it is ready (and, in an upgrade, the process it
-    /// replaces), then serves until a signal ends it: drained, handed over,
-    /// or closed at the drain timeout.
+    /// replaces), then serves until a signal ends it (drained, handed
+    /// over, or closed at the drain timeout) or nothing is left to serve
+    /// (the one connection of an `Accept=yes` service has ended).
     pub fn run(self) -> io::Result<()> {
         let Service {
             mut server,
@@ -289,19 +290,21 @@ impl Life {
                 }
             }
         }
-        if let Some(d) = self.deadline {
-            if server.is_empty() {
-                tracing::info!("drained; exiting");
-                return true;
-            }
-            if now >= d {
-                tracing::warn!(
-                    connections = server.connections_in_budget(),
-                    "drain timeout: closing what is left"
-                );
-                server.close();
-                return true;
-            }
+        if server.is_empty() {
+            // Drained, handed over, or the one connection it was given
+            // (`Accept=yes`, inetd `nowait`) has ended.
+            tracing::info!("nothing left to serve; exiting");
+            return true;
+        }
+        if let Some(d) = self.deadline
+            && now >= d
+        {
+            tracing::warn!(
+                connections = server.connections_in_budget(),
+                "drain timeout: closing what is left"
+            );
+            server.close();
+            return true;
         }
         self.notifier.tick(now);
         self.notifier.status(now, counts(server));
