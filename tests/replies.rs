@@ -238,3 +238,28 @@ fn a_streamed_body_on_an_http2_stream_is_asked_again_when_woken() {
         began.elapsed()
     );
 }
+
+#[test]
+fn the_gone_future_wakes_its_waiter_when_the_response_is_cut_at_its_deadline() {
+    let (heard_tx, heard) = mpsc::channel();
+    let heard_tx = Mutex::new(heard_tx);
+    let addr = serve(Options::default(), move |_req, res| {
+        let reply = res.defer_within(Duration::from_millis(200));
+        let tx = heard_tx.lock().unwrap().clone();
+        std::thread::spawn(move || {
+            let began = Instant::now();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(reply.gone());
+            tx.send(began.elapsed()).unwrap();
+        });
+    });
+    let mut c = get(addr, "/never");
+    let r = common::read_response(&mut c).unwrap();
+    assert!(r.status >= 500, "{}", r.status);
+    let took = heard
+        .recv_timeout(Duration::from_secs(5))
+        .expect("gone() woke its waiter");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}

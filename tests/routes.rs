@@ -232,3 +232,41 @@ fn a_failing_field_handler_is_a_500_with_its_cause_in_the_log() {
         log.text()
     );
 }
+
+#[test]
+fn json_bodies_are_read_as_types_and_the_wrong_ones_are_415_or_400() {
+    use handoff::api::json::{RequestJson, ResponseJson};
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Item {
+        name: String,
+    }
+    let (addr, _) = serve(|| {
+        |req: &Request<'_>, res: &mut Response<'_>| match req.json::<Item>() {
+            Ok(item) => {
+                res.status(201).json(&item);
+            }
+            Err(e) => {
+                res.status(e.status)
+                    .json(&serde_json::json!({ "error": e.message }));
+            }
+        }
+    });
+    let post = |ct: &str, body: &str| {
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        ask(addr, req.as_bytes())
+    };
+    let r = post("application/json", r#"{"name":"pen"}"#);
+    assert_eq!((r.status, r.text()), (201, r#"{"name":"pen"}"#.to_string()));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        post("application/problem+json; charset=utf-8", r#"{"name":"a"}"#).status,
+        201
+    );
+    assert_eq!(post("text/plain", r#"{"name":"pen"}"#).status, 415);
+    let r = post("application/json", r#"{"nom":"pen"}"#);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("missing field"), "{}", r.text());
+}
