@@ -123,11 +123,7 @@ impl Stream {
         match d.send.as_mut() {
             None => {
                 let what = "a deferred response was dropped unanswered; 500";
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Error,
-                    what: &what,
-                });
+                super::trouble(ctx, peer, Severity::Error, &what);
                 self.refuse(
                     Reject::new(500, "the response was dropped"),
                     None,
@@ -137,11 +133,7 @@ impl Stream {
             }
             Some(send) => {
                 let what = "a deferred response was dropped half-written; stream reset";
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Error,
-                    what: &what,
-                });
+                super::trouble(ctx, peer, Severity::Error, &what);
                 send.send_reset(h2::Reason::INTERNAL_ERROR);
                 self.phase = Phase::Done;
             }
@@ -155,11 +147,7 @@ impl Stream {
             return;
         };
         let what = "a deferred response was not finished in time";
-        ctx.observer.event(Event::Trouble {
-            peer,
-            severity: Severity::Warn,
-            what: &what,
-        });
+        super::trouble(ctx, peer, Severity::Warn, &what);
         if d.send.is_none() {
             self.refuse(
                 Reject::new(504, "the response was not ready in time"),

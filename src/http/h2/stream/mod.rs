@@ -105,6 +105,15 @@ pub(super) struct Stream {
     pub(super) progress: Instant,
 }
 
+/// Tells the connection's observer of trouble with a stream.
+fn trouble(ctx: &mut Ctx<'_>, peer: &Addr, severity: Severity, what: &dyn std::fmt::Display) {
+    ctx.observer.event(Event::Trouble {
+        peer,
+        severity,
+        what,
+    });
+}
+
 impl Stream {
     /// A new stream: its head rebuilt and checked; a request without a body
     /// is answered at once.
@@ -170,11 +179,7 @@ impl Stream {
             }
             Err(_) => {
                 let what = "on_head panicked; answered 500";
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Error,
-                    what: &what,
-                });
+                trouble(ctx, peer, Severity::Error, &what);
                 s.refuse(Reject::new(500, "handler panicked"), Some(recv), peer, ctx);
             }
         }
@@ -331,11 +336,7 @@ impl Stream {
                             Ok(Ok(())) => None,
                             Ok(Err(e)) => {
                                 let (severity, what) = e.logged();
-                                ctx.observer.event(Event::Trouble {
-                                    peer,
-                                    severity,
-                                    what: &what,
-                                });
+                                trouble(ctx, peer, severity, &what);
                                 Some(Reject {
                                     status: e.status,
                                     reason: e.reason,
@@ -366,11 +367,7 @@ impl Stream {
             Poll::Ready(Some(Err(e))) => {
                 // The peer reset the stream: nobody to answer.
                 let what = format_args!("HTTP/2 stream reset while its body came: {e}");
-                ctx.observer.event(Event::Trouble {
-                    peer,
-                    severity: Severity::Debug,
-                    what: &what,
-                });
+                trouble(ctx, peer, Severity::Debug, &what);
                 self.phase = Phase::Done;
                 self.respond = None;
                 true
@@ -416,11 +413,7 @@ impl Stream {
                 Ok(c) => c,
                 Err(e) => {
                     let what = format_args!("HTTP/2 response body failed: {e}; stream reset");
-                    ctx.observer.event(Event::Trouble {
-                        peer,
-                        severity: Severity::Warn,
-                        what: &what,
-                    });
+                    trouble(ctx, peer, Severity::Warn, &what);
                     send.send_reset(h2::Reason::INTERNAL_ERROR);
                     self.phase = Phase::Done;
                     return true;
@@ -532,11 +525,7 @@ impl Stream {
                 ),
             };
         if let Some(what) = trouble {
-            ctx.observer.event(Event::Trouble {
-                peer,
-                severity: Severity::Error,
-                what: &what,
-            });
+            self::trouble(ctx, peer, Severity::Error, &what);
         }
         let sent = if self.head.is_head || has_no_body(status) {
             0
