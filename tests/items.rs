@@ -49,16 +49,12 @@ impl Drop for Service {
 
 /// Without `-a`, systemd-socket-activate binds the port and execs the
 /// service with it as `LISTEN_FDS=1`: the child is the service itself.
-/// `notify`: a datagram socket standing for systemd's `NOTIFY_SOCKET`.
-fn start(notify: Option<&std::path::Path>) -> Service {
+/// `flags`: systemd-socket-activate's own, before `-l`.
+fn start(flags: &[String]) -> Service {
     let uploads = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut cmd = Command::new("systemd-socket-activate");
-    if let Some(n) = notify {
-        // It gives the service only the variables it is told to.
-        cmd.arg(format!("--setenv=NOTIFY_SOCKET={}", n.display()));
-    }
-    let child = cmd
+    let child = Command::new("systemd-socket-activate")
+        .args(flags)
         .arg("-l")
         .arg(format!("127.0.0.1:{port}"))
         .arg(example())
@@ -112,7 +108,7 @@ const TOKEN: &str = "Authorization: Bearer secret";
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate and curl"]
 fn every_route_answers_under_systemd_socket_activation() {
-    let s = start(None);
+    let s = start(&[]);
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", s.port);
     let code = |o: &Output| text(o).lines().last().unwrap_or("").to_string();
     let home = curl(&[&url("/")]);
@@ -190,23 +186,13 @@ fn every_route_answers_under_systemd_socket_activation() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate and curl"]
 fn under_accept_yes_each_connection_gets_a_process_that_exits_when_it_closes() {
-    let uploads = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut owner = Command::new("systemd-socket-activate")
-        .args(["-a", "-l", &format!("127.0.0.1:{port}")])
-        .arg(example())
-        .arg(uploads.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("systemd-socket-activate must be installed (scripts/test.sh installs systemd)");
-    wait_for_port(port);
-    let home = curl(&[&format!("http://127.0.0.1:{port}/")]);
+    // Here the child is systemd-socket-activate, which spawns the service
+    // per connection.
+    let s = start(&["-a".into()]);
+    let home = curl(&[&format!("http://127.0.0.1:{}/", s.port)]);
     assert!(text(&home).contains(r#""items""#), "{}", text(&home));
     // The connection is closed: its process has nothing left and exits.
-    let gone = wait_until(Duration::from_secs(5), || serving(&uploads).is_empty());
-    let _ = owner.kill();
-    let _ = owner.wait();
+    let gone = wait_until(Duration::from_secs(5), || serving(&s.uploads).is_empty());
     assert!(
         gone,
         "the Accept=yes process exits once its connection has closed"
@@ -247,7 +233,8 @@ fn sigusr2_upgrades_under_keep_alive_requests_and_sigterm_lets_a_stream_finish()
         let n = notify.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let mut s = start(Some(&notify_path));
+    // It gives the service only the variables it is told to.
+    let mut s = start(&[format!("--setenv=NOTIFY_SOCKET={}", notify_path.display())]);
     let first = s.child.id() as i32;
     assert!(said().contains("READY=1"));
     let stop = Arc::new(AtomicBool::new(false));
