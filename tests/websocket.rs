@@ -144,9 +144,15 @@ fn workers_are_named_as_the_binary_so_pgrep_finds_them() {
         workers.len() == 2
     }));
     for pid in &workers {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        let argv0 =
-            String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap()).into_owned();
+        // Between fork and exec a child's cmdline reads empty (a loaded
+        // machine shows it): wait for the exec, then check what it is.
+        let mut argv0 = String::new();
+        wait_until(Duration::from_secs(5), || {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            argv0 = String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or(&[]))
+                .into_owned();
+            !argv0.is_empty()
+        });
         assert_eq!(argv0, env!("CARGO_BIN_EXE_handoff"), "argv[0] of {pid}");
         // Named as it starts, a moment after exec.
         let mut comm = String::new();
