@@ -33,6 +33,38 @@ fn activate(args: &[&str], log: &std::path::Path) -> Owner {
     Owner(child)
 }
 
+/// `handoff serve` on a test site under systemd-socket-activate: `flags`
+/// for it (`-a`, `--inetd`), `serve` after `--root`.
+struct Activated {
+    port: u16,
+    log: std::path::PathBuf,
+    owner: Owner,
+    _dir: tempfile::TempDir,
+    _site: tempfile::TempDir,
+}
+
+fn serve_activated(flags: &[&str], serve: &[&str]) -> Activated {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let root = root_arg(site.path());
+    let (child, ports) = socket_activate(1, &log, |p| {
+        let mut args = vec!["-l".to_string(), format!("127.0.0.1:{}", p[0])];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([BIN, "serve", "--root", root.as_str()].map(String::from));
+        args.extend(serve.iter().map(|f| f.to_string()));
+        args
+    });
+    wait_for_port(ports[0]);
+    Activated {
+        port: ports[0],
+        log,
+        owner: Owner(child),
+        _dir: dir,
+        _site: site,
+    }
+}
+
 fn get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -56,22 +88,8 @@ fn get_twice(port: u16) -> String {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_one_socket_from_systemd_socket_activate() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            BIN,
-            "serve",
-            "--root",
-            &root_arg(site.path()),
-        ],
-        &dir.path().join("log"),
-    );
-    wait_for_port(port);
+    let a = serve_activated(&[], &[]);
+    let port = a.port;
     assert!(get(port, "/a.txt").ends_with("alpha\n"));
     assert!(
         get(port, "/b.txt").ends_with("bravo\n"),
@@ -84,23 +102,25 @@ fn serves_one_socket_from_systemd_socket_activate() {
 fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
     let site = site();
     let dir = tempfile::tempdir().unwrap();
-    let (p1, p2) = (free_port(), free_port());
-    let (l1, l2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
     let log = dir.path().join("log");
-    let _o = activate(
-        &[
+    let root = root_arg(site.path());
+    let (child, ports) = socket_activate(2, &log, |p| {
+        [
             "-l",
-            &l1,
+            &format!("127.0.0.1:{}", p[0]),
             "-l",
-            &l2,
+            &format!("127.0.0.1:{}", p[1]),
             "--fdname=http:http",
             BIN,
             "serve",
             "--root",
-            &root_arg(site.path()),
-        ],
-        &log,
-    );
+            &root,
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let _o = Owner(child);
+    let (p1, p2) = (ports[0], ports[1]);
     wait_for_port(p1);
     assert!(get(p1, "/a.txt").ends_with("alpha\n"));
     assert!(get(p2, "/b.txt").ends_with("bravo\n"));
@@ -147,64 +167,32 @@ fn serves_two_named_sockets_and_takes_a_control_socket_by_name() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_an_accept_yes_connection_with_keep_alive_and_exits() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            "-a",
-            BIN,
-            "serve",
-            "--root",
-            &root_arg(site.path()),
-        ],
-        &log,
-    );
-    wait_for_port(port);
+    let a = serve_activated(&["-a"], &[]);
+    let (port, log) = (a.port, &a.log);
     let both = get_twice(port);
     assert!(
         both.contains("alpha\n") && both.ends_with("bravo\n"),
         "{both}"
     );
     assert!(
-        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(log)
             .unwrap_or_default()
             .contains("died with code 0")),
         "the per-connection process did not exit cleanly:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        std::fs::read_to_string(log).unwrap_or_default()
     );
 }
 
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {
-    let site = site();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
     let applog = dir.path().join("app.log");
-    let _o = activate(
-        &[
-            "-l",
-            &listen,
-            "-a",
-            "--inetd",
-            BIN,
-            "serve",
-            "--inetd",
-            "--root",
-            &root_arg(site.path()),
-            "--log-file",
-            applog.to_str().unwrap(),
-        ],
-        &log,
+    let a = serve_activated(
+        &["-a", "--inetd"],
+        &["--inetd", "--log-file", applog.to_str().unwrap()],
     );
-    wait_for_port(port);
+    let (port, log) = (a.port, &a.log);
     let both = get_twice(port);
     // Nothing but HTTP reached the client: no log line, no banner.
     assert!(
@@ -213,7 +201,7 @@ fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {
     );
     assert_eq!(both.matches("HTTP/1.1 ").count(), 2);
     assert!(wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&log)
+        std::fs::read_to_string(log)
             .unwrap_or_default()
             .contains("died with code 0")
     }));
@@ -227,34 +215,24 @@ fn serves_inetd_nowait_on_stdin_and_keeps_stdout_clean() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
 fn accepts_from_an_inetd_wait_listener_and_exits_when_idle() {
-    let site = site();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let applog = dir.path().join("app.log");
-    let mut o = activate(
+    let mut a = serve_activated(
+        &["--inetd"],
         &[
-            "-l",
-            &listen,
-            "--inetd",
-            BIN,
-            "serve",
             "--inetd",
             "--idle-exit",
             "1",
-            "--root",
-            &root_arg(site.path()),
             "--log-file",
             applog.to_str().unwrap(),
         ],
-        &dir.path().join("log"),
     );
-    wait_for_port(port);
+    let port = a.port;
     assert!(get(port, "/a.txt").ends_with("alpha\n"));
     assert!(get(port, "/b.txt").ends_with("bravo\n"));
     // Without -a, systemd-socket-activate execs handoff itself: it exits 0
     // after a second without connections.
-    let status = wait_exit(&mut o.0, Duration::from_secs(5)).expect("did not exit when idle");
+    let status = wait_exit(&mut a.owner.0, Duration::from_secs(5)).expect("did not exit when idle");
     assert!(status.success());
     assert!(
         std::fs::read_to_string(&applog)
@@ -431,38 +409,6 @@ fn listen_variables_meant_for_another_process_are_ignored_and_not_passed_on() {
 }
 
 // ---- HTTP/2 on each of these sources ----
-
-/// `handoff serve` on a test site under systemd-socket-activate: `flags`
-/// for it (`-a`, `--inetd`), `serve` after `--root`.
-struct Activated {
-    port: u16,
-    log: std::path::PathBuf,
-    _owner: Owner,
-    _dir: tempfile::TempDir,
-    _site: tempfile::TempDir,
-}
-
-fn serve_activated(flags: &[&str], serve: &[&str]) -> Activated {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = dir.path().join("log");
-    let root = root_arg(site.path());
-    let mut args = vec!["-l", listen.as_str()];
-    args.extend_from_slice(flags);
-    args.extend([BIN, "serve", "--root", root.as_str()]);
-    args.extend_from_slice(serve);
-    let owner = activate(&args, &log);
-    wait_for_port(port);
-    Activated {
-        port,
-        log,
-        _owner: owner,
-        _dir: dir,
-        _site: site,
-    }
-}
 
 /// Two streams on one HTTP/2 connection (prior knowledge, a client by
 /// hand: Debian's curl cannot reuse such a connection).

@@ -9,7 +9,7 @@ use common::*;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +34,8 @@ struct Service {
     child: Child,
     port: u16,
     uploads: tempfile::TempDir,
+    /// systemd-socket-activate's stderr.
+    _log: tempfile::TempDir,
 }
 
 impl Drop for Service {
@@ -52,22 +54,23 @@ impl Drop for Service {
 /// `flags`: systemd-socket-activate's own, before `-l`.
 fn start(flags: &[String]) -> Service {
     let uploads = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new("systemd-socket-activate")
-        .args(flags)
-        .arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(example())
-        .arg(uploads.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("systemd-socket-activate must be installed (scripts/test.sh installs systemd)");
-    wait_for_port(port);
+    let log = tempfile::tempdir().unwrap();
+    let (child, ports) = socket_activate(1, &log.path().join("stderr"), |p| {
+        let mut args = flags.to_vec();
+        args.extend([
+            "-l".to_string(),
+            format!("127.0.0.1:{}", p[0]),
+            example().display().to_string(),
+            uploads.path().display().to_string(),
+        ]);
+        args
+    });
+    wait_for_port(ports[0]);
     Service {
         child,
-        port,
+        port: ports[0],
         uploads,
+        _log: log,
     }
 }
 

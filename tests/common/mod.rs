@@ -498,6 +498,49 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// systemd-socket-activate listening on `ports` TCP ports that were free a
+/// moment ago, its stderr in `log`; `args` makes its arguments from the
+/// ports. A port can be taken between `free_port` and the bind (a parallel
+/// test's listener, a client's source port): then systemd-socket-activate
+/// fails to listen, and this starts it again on fresh ports rather than
+/// let the test talk to somebody else's server.
+pub fn socket_activate(
+    ports: usize,
+    log: &Path,
+    args: impl Fn(&[u16]) -> Vec<String>,
+) -> (Child, Vec<u16>) {
+    let listening = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("Listening on ")
+            .count()
+    };
+    for _ in 0..5 {
+        let p: Vec<u16> = (0..ports).map(|_| free_port()).collect();
+        let mut child = Command::new("systemd-socket-activate")
+            .args(args(&p))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("systemd-socket-activate must be installed (scripts/test.sh installs systemd)");
+        let mut exited = false;
+        wait_until(Duration::from_secs(5), || {
+            exited = child.try_wait().unwrap().is_some();
+            exited || listening() >= ports
+        });
+        if !exited && listening() >= ports {
+            return (child, p);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!(
+        "systemd-socket-activate did not listen on fresh ports five times:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 /// A real HAProxy, killed when dropped.
 pub struct Haproxy(Child, tempfile::TempDir);
 
