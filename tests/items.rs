@@ -229,7 +229,7 @@ fn sigusr2_upgrades_under_keep_alive_requests_and_sigterm_lets_a_stream_finish()
     let notify_path = notify_dir.path().join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
     let said = || {
         let mut buf = [0u8; 4096];
