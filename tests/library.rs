@@ -645,3 +645,81 @@ fn headers_first_finds_the_first_value_of_each_name_in_any_case() {
     pump(&mut s, 30);
     assert!(available(&mut client).ends_with("1 2 -"));
 }
+
+/// A large file goes out a share at a time: with room in the socket and
+/// more to send, the connection yields, and the loop asks to be stepped
+/// again at once (its other connections' turn comes between); the whole
+/// file arrives, in order.
+#[test]
+fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let content: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+    let len = content.len() as u64;
+    let mut s = Server::new(
+        Options::default(),
+        move |_: &Request<'_>, res: &mut Response<'_>| {
+            res.body(handoff::Body::File {
+                file: file.clone(),
+                offset: 0,
+                len,
+            });
+        },
+    )
+    .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (ours, _) = l.accept().unwrap();
+    s.add_socket(OwnedFd::from(ours)).unwrap();
+    let reader = std::thread::spawn(move || {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The kernel grows a connection's buffers as it is used: the
+        // first responses may find the socket full before a share is
+        // spent, the later ones not.
+        (0..8)
+            .map(|_| {
+                client.write_all(REQ).unwrap();
+                one_response(&mut client)
+            })
+            .collect::<Vec<_>>()
+    });
+    fn one_response(client: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut body_at = None;
+        loop {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            body_at =
+                body_at.or_else(|| got.windows(4).position(|w| w == b"\r\n\r\n").map(|e| e + 4));
+            if let Some(at) = body_at
+                && got.len() - at == 4 << 20
+            {
+                return got.split_off(at);
+            }
+        }
+    }
+    let (mut turns, mut at_once) = (0, 0);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < end {
+        s.step(Some(Duration::from_millis(5))).unwrap();
+        turns += 1;
+        if s.timeout() == Some(Duration::ZERO) {
+            at_once += 1;
+        }
+    }
+    for got in reader.join().unwrap() {
+        assert!(got == content, "the file arrives whole");
+    }
+    // 8 times 4 MiB in shares of 256 KiB: some turns end with more to send
+    // and room for it.
+    assert!(
+        at_once >= 2,
+        "{at_once} of {turns} turns asked for another at once"
+    );
+}

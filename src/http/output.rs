@@ -64,7 +64,8 @@ pub(crate) struct FileSlice<'a> {
 /// is full for now.
 pub(crate) trait Sink {
     fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// How much of a file it is offered at once.
+    /// How much of a file it is offered at once; 0 when its share for now
+    /// is spent (`drain_into` stops there, the socket not full).
     fn file_step(&self, left: u64) -> usize;
     /// Takes up to `file_step` bytes of the file from `*f.offset`,
     /// advancing the offset.
@@ -117,6 +118,10 @@ impl Output {
                     return Ok((moved, false));
                 };
                 let offered = sink.file_step(f.left);
+                if offered == 0 {
+                    // The sink's share for now is spent.
+                    return Ok((moved, false));
+                }
                 let w = sink.file(f)?;
                 self.advance_file(w as u64);
                 (offered, w)

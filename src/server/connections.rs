@@ -43,6 +43,9 @@ pub(super) struct Connections {
     pub(super) budget: Budget,
     /// Handing over (`Server::hand_over`): where idle connections go.
     mover: Option<Mover>,
+    /// Connections that yielded with more to write (token, generation):
+    /// driven again after this turn's events.
+    again: Vec<(usize, u64)>,
 }
 
 /// Gives an idle plain connection (its fd, and who is at the other end) to
@@ -57,6 +60,7 @@ impl Connections {
             entries: Slab::new(),
             timers: Timers::default(),
             next_gen: 0,
+            again: Vec::new(),
             handed: VecDeque::new(),
             budget: Budget::new(load),
             mover: None,
@@ -197,6 +201,7 @@ impl Connections {
                     readable: shared.draining,
                     writable: true,
                     fin_queued: false,
+                    yielded: false,
                 },
                 http2,
             },
@@ -259,6 +264,12 @@ impl Connections {
         };
         let mut ctx = shared.ctx(Some((token, c.generation)));
         match c.ready(now, &mut ctx) {
+            Outcome::Yield => {
+                self.again.push((token, c.generation));
+                let deadline = c.engine.deadline(ctx.timeouts);
+                self.timers
+                    .schedule(deadline, token, c.generation, &mut c.timer_at);
+            }
             Outcome::Wait => {
                 let deadline = c.engine.deadline(ctx.timeouts);
                 self.timers
@@ -275,6 +286,24 @@ impl Connections {
                 if let Some(c) = self.remove(registry, token, shared) {
                     self.handed.push_back((c, taken));
                 }
+            }
+        }
+    }
+
+    /// Has a connection yielded, to be driven again without waiting?
+    pub(super) fn has_again(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    /// Drives again the connections that yielded.
+    pub(super) fn run_again(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
+        for (token, generation) in std::mem::take(&mut self.again) {
+            if self
+                .entries
+                .get(token)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.drive(token, now, shared, registry);
             }
         }
     }

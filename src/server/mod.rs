@@ -270,7 +270,8 @@ impl Server {
     }
 
     /// How long the loop may wait before it must be stepped again: the next
-    /// deadline, zero if a listener has work left, `None` for no limit. In
+    /// deadline, zero if a listener or a connection sending a large body
+    /// has work left, `None` for no limit. In
     /// whole milliseconds, rounded up: a foreign loop that truncates to
     /// milliseconds (`poll(2)`'s unit) would otherwise wait 0 ms and spin
     /// until the deadline passes.
@@ -291,6 +292,9 @@ impl Server {
         let now = Instant::now();
         let budget =
             self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
+        if self.conns.has_again() {
+            return Some(Duration::ZERO);
+        }
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
@@ -321,6 +325,7 @@ impl Server {
         }
         self.events = events;
         let registry = self.poll.registry();
+        self.conns.run_again(self.now, &mut self.shared, registry);
         self.conns.fire_timers(self.now, &mut self.shared, registry);
         self.give_handed();
         self.admit();

@@ -164,6 +164,9 @@ pub(crate) struct Readiness {
     /// announce the rest. Not the end of input itself: that is stored
     /// once, in the engine (`Conn::on_eof`, when a read returns 0).
     pub(crate) fin_queued: bool,
+    /// Not the kernel's word: a write stopped with its share for the turn
+    /// spent (`WRITE_SHARE`), the socket not full.
+    pub(crate) yielded: bool,
 }
 
 impl Readiness {
@@ -212,7 +215,7 @@ impl Io {
         let writable = &mut self.ready.writable;
         match &mut self.transport {
             Transport::Plain | Transport::Sniff(_) | Transport::Proxy { .. } => {
-                write_plain(fd, conn, writable, now)
+                write_plain(fd, conn, writable, &mut self.ready.yielded, now)
             }
             Transport::Tls(t) => write_tls(fd, t, conn, writable, now),
         }
@@ -441,9 +444,17 @@ fn write_plain(
     fd: BorrowedFd<'_>,
     conn: &mut impl EngineIo,
     writable: &mut bool,
+    yielded: &mut bool,
     now: Instant,
 ) -> io::Result<bool> {
-    let (moved, full) = conn.output().drain_into(&mut ToSocket(fd))?;
+    let mut sink = ToSocket {
+        fd,
+        share: WRITE_SHARE,
+    };
+    let (moved, full) = conn.output().drain_into(&mut sink)?;
+    // Its share spent, with more to send and room in the socket: the
+    // others go first, then this connection again (`Outcome::Yield`).
+    *yielded = sink.share == 0 && !full && !conn.output().is_empty();
     if moved {
         conn.wrote(now);
     }
@@ -456,22 +467,41 @@ fn write_plain(
 /// Plaintext read from a file for TLS at once: one record's worth.
 const TLS_FILE_STEP: usize = 16 * 1024;
 
-struct ToSocket<'a>(BorrowedFd<'a>);
+/// How many file bytes one connection sends in a turn of the loop before
+/// the others have theirs. Why: one 1 MiB `sendfile` filled the socket past
+/// what the client had read, and the kernel profile
+/// (`scripts/large-files.py`) showed our thread at a full core in the send
+/// path, working off the client's ACKs queued behind the socket's lock and
+/// waking the client, with a third of both CPUs idle: 2.4-2.7 GB/s on the
+/// bench's 1 MiB case against lighttpd's 4.6-5.2, which sends 256 KiB per
+/// connection per turn. In turns of 256 KiB: 3.9. Fairer to the loop's
+/// other clients, too.
+const WRITE_SHARE: usize = 256 * 1024;
+
+struct ToSocket<'a> {
+    fd: BorrowedFd<'a>,
+    /// File bytes it may still take this turn.
+    share: usize,
+}
 
 impl Sink for ToSocket<'_> {
     fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        match sys::writev(self.0, iov) {
+        match sys::writev(self.fd, iov) {
             Err(e) if would_block(&e) => Ok(0),
             r => r,
         }
     }
     fn file_step(&self, left: u64) -> usize {
-        (left as usize).min(SENDFILE_MAX)
+        (left as usize).min(SENDFILE_MAX).min(self.share)
     }
     fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize> {
         let count = self.file_step(f.left);
-        match sys::sendfile(self.0, f.file.as_fd(), f.offset, count) {
+        match sys::sendfile(self.fd, f.file.as_fd(), f.offset, count) {
             Ok(0) => Err(io::Error::other("file shrank while being sent")),
+            Ok(n) => {
+                self.share -= n;
+                Ok(n)
+            }
             Err(e) if would_block(&e) => Ok(0),
             r => r,
         }

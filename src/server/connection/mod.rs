@@ -99,6 +99,8 @@ impl Engine {
 pub(super) enum Outcome {
     /// Wait for readiness or a deadline.
     Wait,
+    /// More to do, after the others' turn.
+    Yield,
     /// Close the socket; `Some` says why it broke.
     Close(Option<Broken>),
     /// A handler took the connection over: the request head and the bytes
@@ -149,6 +151,9 @@ impl Connection {
                 match self.io.write(conn, now) {
                     Ok(wrote) => progress |= wrote,
                     Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
+                }
+                if std::mem::take(&mut self.io.ready.yielded) {
+                    return Outcome::Yield;
                 }
             }
             match conn.next(now, ctx.timeouts, ctx.draining) {

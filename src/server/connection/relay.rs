@@ -41,6 +41,7 @@ impl End {
                 readable: true,
                 writable: true,
                 fin_queued: false,
+                yielded: false,
             },
             eof: false,
             shut: false,
