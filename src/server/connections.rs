@@ -296,7 +296,11 @@ impl Connections {
     }
 
     /// Drives again the connections that yielded.
+    #[inline]
     pub(super) fn run_again(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
+        if self.again.is_empty() {
+            return;
+        }
         for (token, generation) in std::mem::take(&mut self.again) {
             if self
                 .entries
