@@ -201,7 +201,6 @@ impl Connections {
                     readable: shared.draining,
                     writable: true,
                     fin_queued: false,
-                    yielded: false,
                 },
                 http2,
             },
@@ -263,18 +262,18 @@ impl Connections {
             return;
         };
         let mut ctx = shared.ctx(Some((token, c.generation)));
-        match c.ready(now, &mut ctx) {
-            Outcome::Yield => {
-                self.again.push((token, c.generation));
+        let outcome = c.ready(now, &mut ctx);
+        let yielded = matches!(outcome, Outcome::Yield);
+        match outcome {
+            Outcome::Wait | Outcome::Yield => {
                 let deadline = c.engine.deadline(ctx.timeouts);
                 self.timers
                     .schedule(deadline, token, c.generation, &mut c.timer_at);
-            }
-            Outcome::Wait => {
-                let deadline = c.engine.deadline(ctx.timeouts);
-                self.timers
-                    .schedule(deadline, token, c.generation, &mut c.timer_at);
-                self.move_if_idle(token, shared, registry);
+                if yielded {
+                    self.again.push((token, c.generation));
+                } else {
+                    self.move_if_idle(token, shared, registry);
+                }
             }
             Outcome::Close(why) => {
                 if let Some(why) = why {

@@ -271,10 +271,9 @@ impl Server {
 
     /// How long the loop may wait before it must be stepped again: the next
     /// deadline, zero if a listener or a connection sending a large body
-    /// has work left, `None` for no limit. In
-    /// whole milliseconds, rounded up: a foreign loop that truncates to
-    /// milliseconds (`poll(2)`'s unit) would otherwise wait 0 ms and spin
-    /// until the deadline passes.
+    /// has work left, `None` for no limit. In whole milliseconds, rounded
+    /// up: a foreign loop that truncates to milliseconds (`poll(2)`'s
+    /// unit) would otherwise wait 0 ms and spin until the deadline passes.
     pub fn timeout(&self) -> Option<Duration> {
         self.next_wait().map(|left| {
             let ms = u64::from(left.subsec_nanos()).div_ceil(1_000_000);
@@ -289,12 +288,12 @@ impl Server {
 
     /// `timeout` as it is, for our own wait (mio rounds it up itself).
     fn next_wait(&self) -> Option<Duration> {
-        let now = Instant::now();
-        let budget =
-            self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         if self.conns.has_again() {
             return Some(Duration::ZERO);
         }
+        let now = Instant::now();
+        let budget =
+            self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }

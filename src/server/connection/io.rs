@@ -164,8 +164,16 @@ pub(crate) struct Readiness {
     /// announce the rest. Not the end of input itself: that is stored
     /// once, in the engine (`Conn::on_eof`, when a read returns 0).
     pub(crate) fin_queued: bool,
-    /// Not the kernel's word: a write stopped with its share for the turn
-    /// spent (`WRITE_SHARE`), the socket not full.
+}
+
+/// What one `Io::write` did.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wrote {
+    /// Anything was written.
+    pub(crate) moved: bool,
+    /// It stopped with its share for the turn spent (`WRITE_SHARE`), more
+    /// to send and room in the socket: the others go first, then this
+    /// connection again (`Outcome::Yield`).
     pub(crate) yielded: bool,
 }
 
@@ -208,16 +216,19 @@ impl Io {
         )
     }
 
-    /// Writes what the engine owes until done or the socket is full.
-    /// `Ok(true)` if anything was written.
-    pub(crate) fn write(&mut self, conn: &mut impl EngineIo, now: Instant) -> io::Result<bool> {
+    /// Writes what the engine owes until done, the socket is full, or
+    /// its share of a file for this turn is spent.
+    pub(crate) fn write(&mut self, conn: &mut impl EngineIo, now: Instant) -> io::Result<Wrote> {
         let fd = self.fd.as_fd();
         let writable = &mut self.ready.writable;
         match &mut self.transport {
             Transport::Plain | Transport::Sniff(_) | Transport::Proxy { .. } => {
-                write_plain(fd, conn, writable, &mut self.ready.yielded, now)
+                write_plain(fd, conn, writable, now)
             }
-            Transport::Tls(t) => write_tls(fd, t, conn, writable, now),
+            Transport::Tls(t) => write_tls(fd, t, conn, writable, now).map(|moved| Wrote {
+                moved,
+                yielded: false,
+            }),
         }
     }
 
@@ -444,24 +455,23 @@ fn write_plain(
     fd: BorrowedFd<'_>,
     conn: &mut impl EngineIo,
     writable: &mut bool,
-    yielded: &mut bool,
     now: Instant,
-) -> io::Result<bool> {
+) -> io::Result<Wrote> {
     let mut sink = ToSocket {
         fd,
         share: WRITE_SHARE,
     };
     let (moved, full) = conn.output().drain_into(&mut sink)?;
-    // Its share spent, with more to send and room in the socket: the
-    // others go first, then this connection again (`Outcome::Yield`).
-    *yielded = sink.share == 0 && !full && !conn.output().is_empty();
     if moved {
         conn.wrote(now);
     }
     if full {
         *writable = false;
     }
-    Ok(moved)
+    Ok(Wrote {
+        moved,
+        yielded: sink.share == 0 && !full && !conn.output().is_empty(),
+    })
 }
 
 /// Plaintext read from a file for TLS at once: one record's worth.

@@ -149,11 +149,9 @@ impl Connection {
             conn.advance(now, ctx);
             if self.io.wants_write(conn) {
                 match self.io.write(conn, now) {
-                    Ok(wrote) => progress |= wrote,
+                    Ok(w) if w.yielded => return Outcome::Yield,
+                    Ok(w) => progress |= w.moved,
                     Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
-                }
-                if std::mem::take(&mut self.io.ready.yielded) {
-                    return Outcome::Yield;
                 }
             }
             match conn.next(now, ctx.timeouts, ctx.draining) {
@@ -208,8 +206,9 @@ impl Connection {
             }
             h2.advance(now, ctx);
             if self.io.wants_write(&mut **h2) {
+                // HTTP/2 frames its files in memory: no share to yield.
                 match self.io.write(&mut **h2, now) {
-                    Ok(wrote) => progress |= wrote,
+                    Ok(w) => progress |= w.moved,
                     Err(e) => return Outcome::Close(Some(Broken::Io("write", e))),
                 }
             }

@@ -41,7 +41,6 @@ impl End {
                 readable: true,
                 writable: true,
                 fin_queued: false,
-                yielded: false,
             },
             eof: false,
             shut: false,
