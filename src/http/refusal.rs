@@ -1,4 +1,4 @@
-//! How a refusal of the engine's reads to the client: plain text unless
+//! How the engine's own refusals read to the client: plain text unless
 //! the handler renders it (`Handler::refusal`), so that an API keeps its
 //! own error format (JSON, problem details) for the 400, 408, 413 and 431
 //! it never sees, and for the 500 of a handler that failed.

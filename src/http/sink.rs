@@ -61,16 +61,13 @@ impl SinkError {
         } else {
             Severity::Info
         };
-        let what = match &self.cause {
-            Some(c) => format!(
-                "body refused by the handler: {} ({}): {c}",
-                self.reason, self.status
-            ),
-            None => format!(
-                "body refused by the handler: {} ({})",
-                self.reason, self.status
-            ),
-        };
+        let mut what = format!(
+            "body refused by the handler: {} ({})",
+            self.reason, self.status
+        );
+        if let Some(c) = &self.cause {
+            what += &format!(": {c}");
+        }
         (severity, what)
     }
 }
