@@ -7,13 +7,13 @@ use crate::http::conn::Next;
 use crate::http::{Request, Response};
 use crate::sys::Addr;
 
-/// The HTTP/2 engine (the guard, then `h2`) fed arbitrary frames in
+/// The HTTP/2 engine (its session, HPACK decoder and streams) fed arbitrary frames in
 /// arbitrary pieces after the preface and an empty SETTINGS (control
 /// byte 0x80 of the first: no preface, the bytes as they are), with
 /// deadlines passing (0x40). It must not panic, and what it writes must
 /// be whole frames, the first of them SETTINGS when the client's preface
 /// was one (after one that is not, RFC 9113 §3.4 lets the server end
-/// the connection as it likes: `h2` sends a bare GOAWAY).
+/// the connection as it likes: we send GOAWAY `PROTOCOL_ERROR`).
 pub fn h2(data: &[u8]) {
     use crate::http::EngineIo;
     use crate::http::h2::{H2Conn, PREFACE};

@@ -109,7 +109,7 @@ impl Stepwise {
             .unwrap_or(default)
     }
 
-    /// The steps of a response on an HTTP/2 stream (see `h2`).
+    /// The steps of a response on an HTTP/2 stream (see `http::h2`).
     pub(crate) fn for_h2(is_head: bool) -> Stepwise {
         Stepwise {
             h2: true,

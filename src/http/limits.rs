@@ -32,8 +32,8 @@ pub struct Limits {
     /// stop parsing pipelined requests (and so stop reading) until it drains.
     pub max_pipelined: usize,
     /// Bytes of response queued on one connection past which we stop
-    /// parsing further pipelined requests; for HTTP/2, the most a stream
-    /// may have queued in `h2` beyond what its windows let go.
+    /// parsing further pipelined requests; for HTTP/2, past which streams
+    /// wait for the socket before they send more DATA.
     pub max_output_buffer: usize,
     /// HTTP/2: streams a client may have open at once on one connection
     /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused with

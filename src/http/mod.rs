@@ -7,7 +7,6 @@ pub(crate) mod deferred;
 pub(crate) mod encode;
 pub(crate) mod engine_io;
 pub(crate) mod events;
-pub(crate) mod fields;
 pub(crate) mod h2;
 pub(crate) mod head;
 pub(crate) mod limits;

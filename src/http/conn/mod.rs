@@ -83,9 +83,9 @@ pub(crate) struct Ctx<'a> {
     pub spare: &'a mut Spare,
     /// Hears what happens (the engine's one way out: `http::events`).
     pub observer: &'a mut dyn Observer,
-    /// HTTP/2 response heads built before, shared by the loop's
-    /// connections.
-    pub heads: &'a mut crate::http::fields::Heads,
+    /// HTTP/2 response header blocks encoded before, shared by the
+    /// loop's connections.
+    pub heads: &'a mut crate::http::h2::Blocks,
 }
 
 /// What a connection a handler handed off carries away from the engine.

@@ -234,7 +234,7 @@ impl Io {
 
     /// Does the client speak HTTP/2? `first`: what it has sent so far.
     /// Over TLS, ALPN said so in the handshake (the preface comes next and
-    /// is `h2`'s to check); otherwise its first bytes are the preface
+    /// is the HTTP/2 engine's to check); otherwise its first bytes are the preface
     /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
     pub(crate) fn offers_h2(&self, first: &[u8]) -> Option<bool> {
         match &self.transport {

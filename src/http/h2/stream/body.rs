@@ -1,18 +1,21 @@
 //! Where a response body comes from on HTTP/2: bytes, a file read a
-//! window's worth at a time (no `sendfile` under framing), or a stream.
+//! frame's worth at a time straight into the frame (no `sendfile` under
+//! framing), or a stream.
 
 use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use super::STEP;
 use crate::http::response::{Body, BodyStream};
 
 /// Where the response body comes from.
 pub(super) enum Source {
-    Mem(Bytes),
+    /// An in-memory body (`Bytes`, `Static` or `Shared`), sent from `pos`.
+    Mem {
+        body: Body,
+        pos: usize,
+    },
     File {
         file: Arc<File>,
         offset: u64,
@@ -21,54 +24,62 @@ pub(super) enum Source {
     Stream(Box<dyn BodyStream>),
 }
 
+/// The bytes of an in-memory body.
+fn bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Bytes(v) => v,
+        Body::Static(s) => s,
+        Body::Shared { bytes, start, len } => &bytes[*start..*start + *len],
+        Body::Empty | Body::File { .. } | Body::Stream(_) => &[],
+    }
+}
+
 impl Source {
     pub(super) fn of(body: Body) -> Source {
         match body {
-            Body::Empty => Source::Mem(Bytes::new()),
-            Body::Bytes(v) => Source::Mem(Bytes::from(v)),
-            Body::Static(s) => Source::Mem(Bytes::from_static(s)),
-            Body::Shared { bytes, start, len } => {
-                Source::Mem(Bytes::copy_from_slice(&bytes[start..start + len]))
-            }
             Body::File { file, offset, len } => Source::File {
                 file,
                 offset,
                 left: len,
             },
             Body::Stream(s) => Source::Stream(s),
+            body => Source::Mem { body, pos: 0 },
         }
     }
 
-    /// How much it would send now, at most.
-    pub(super) fn wants(&self) -> usize {
+    /// Appends up to `max` bytes to `out` (a DATA frame being written);
+    /// `Ok(true)` when they are the last.
+    pub(super) fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
         match self {
-            Source::Mem(b) => b.len().min(STEP),
-            Source::File { left, .. } => (*left).min(STEP as u64) as usize,
-            Source::Stream(_) => STEP,
-        }
-    }
-
-    /// Up to `max` bytes, and whether they are the last.
-    pub(super) fn take(&mut self, max: usize) -> std::io::Result<(Bytes, bool)> {
-        match self {
-            Source::Mem(b) => {
-                let n = b.len().min(max);
-                let chunk = b.split_to(n);
-                Ok((chunk, b.is_empty()))
+            Source::Mem { body, pos } => {
+                let b = bytes(body);
+                let n = (b.len() - *pos).min(max);
+                out.extend_from_slice(&b[*pos..*pos + n]);
+                *pos += n;
+                Ok(*pos == b.len())
             }
             Source::File { file, offset, left } => {
-                // No sendfile under framing: a window's worth is read.
                 let n = (*left).min(max as u64) as usize;
-                let mut v = vec![0u8; n];
-                file.read_exact_at(&mut v, *offset)?;
+                let start = out.len();
+                out.resize(start + n, 0);
+                if let Err(e) = file.read_exact_at(&mut out[start..], *offset) {
+                    out.truncate(start);
+                    return Err(e);
+                }
                 *offset += n as u64;
                 *left -= n as u64;
-                Ok((Bytes::from(v), *left == 0))
+                Ok(*left == 0)
             }
             Source::Stream(s) => {
-                let mut v = Vec::new();
-                let more = s.read_into(&mut v, max)?;
-                Ok((Bytes::from(v), !more))
+                let start = out.len();
+                let more = s.read_into(out, max)?;
+                if out.len() - start > max {
+                    out.truncate(start);
+                    return Err(io::Error::other(
+                        "a BodyStream gave more than it was asked for",
+                    ));
+                }
+                Ok(!more)
             }
         }
     }

@@ -3,13 +3,12 @@
 //! that writes no framing; what they wrote goes as HEADERS, DATA as the
 //! windows allow, and trailers.
 
-use std::task::Context;
 use std::time::Instant;
 
-use bytes::Bytes;
-use h2::SendStream;
-
-use super::{Phase, STEP, Stream, window};
+use super::super::fields::{response_block, trailer_block};
+use super::super::frame::INTERNAL_ERROR;
+use super::super::session::Session;
+use super::{Phase, Stream};
 use crate::http::conn::{Ctx, run_job};
 use crate::http::deferred::{Stepwise, WriteState};
 use crate::http::events::{Event, Kept, Severity};
@@ -25,10 +24,9 @@ pub(super) struct Deferred {
     pub(super) st: Stepwise,
     /// What the jobs wrote: body bytes only.
     pub(super) out: Output,
-    /// Once the status and fields went as HEADERS.
-    pub(super) send: Option<SendStream<Bytes>>,
-    /// Body bytes waiting for the windows.
-    pub(super) queued: std::collections::VecDeque<Bytes>,
+    /// Body bytes waiting for the windows, from `pos`.
+    pub(super) queued: Vec<u8>,
+    pub(super) pos: usize,
     /// What the access line repeats, kept from the request.
     pub(super) kept: Kept,
 }
@@ -38,6 +36,7 @@ impl Stream {
     pub(in crate::http::h2) fn deferred_job(
         &mut self,
         job: Option<Job>,
+        sess: &mut Session,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
@@ -46,51 +45,41 @@ impl Stream {
             return;
         };
         let Some(job) = job else {
-            return self.abandon(peer, ctx);
+            return self.abandon(sess, peer, ctx);
         };
         if !run_job(job, &mut d.st, &mut d.out, peer, ctx) {
-            return self.abandon(peer, ctx);
+            return self.abandon(sess, peer, ctx);
         }
         let Ok(bytes) = d.out.take_all() else {
-            return self.abandon(peer, ctx);
+            return self.abandon(sess, peer, ctx);
         };
-        if !bytes.is_empty() {
-            d.queued.push_back(Bytes::from(bytes));
+        if d.pos == d.queued.len() {
+            d.queued.clear();
+            d.pos = 0;
         }
-        if d.send.is_none() && d.st.state != WriteState::Empty {
+        d.queued.extend_from_slice(&bytes);
+        if !self.answered && d.st.state != WriteState::Empty {
             let status = d.st.status_code();
             let ended = d.st.state == WriteState::Finished
                 && d.queued.is_empty()
                 && d.st.trailers.is_empty();
             let no_body = self.head.is_head || has_no_body(status);
             let length = if no_body { None } else { d.st.length() };
-            let Some(respond) = self.respond.as_mut() else {
-                self.phase = Phase::Done;
-                return;
-            };
-            let Some(head) = ctx.heads.response(
-                status,
-                ctx.date,
-                ctx.static_headers,
-                d.st.header_lines(),
-                length,
-            ) else {
-                respond.send_reset(h2::Reason::INTERNAL_ERROR);
-                self.phase = Phase::Done;
-                return;
-            };
             let end = ended || (no_body && d.st.state == WriteState::Finished);
-            match respond.send_response(head, end) {
-                Ok(send) => d.send = Some(send),
-                Err(_) => {
-                    self.phase = Phase::Done;
-                    return;
-                }
+            let (date, statics, lines) = (ctx.date, ctx.static_headers, d.st.header_lines());
+            let blocks = &mut *ctx.heads;
+            let sent = sess.send_headers(self.id as u32, end, |b| {
+                response_block(b, blocks, status, date, statics, lines, length)
+            });
+            if !sent {
+                self.phase = Phase::Done;
+                return;
             }
+            self.answered = true;
             if end {
                 d.queued.clear();
+                d.pos = 0;
                 d.st.trailers.clear();
-                d.send = None;
             }
         }
         if d.st.state == WriteState::Finished {
@@ -103,60 +92,59 @@ impl Stream {
                 note: "deferred",
                 http2: true,
             });
-            if d.send.is_none() {
-                // The end went with the HEADERS.
-                self.phase = Phase::Done;
-            }
         }
+        self.send_deferred(sess);
     }
 
     /// Every `Reply` was dropped (or a job panicked): a 500 if nothing
     /// went yet, else the stream is reset (a body cut short must not look
     /// whole).
-    pub(super) fn abandon(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
+    pub(super) fn abandon(&mut self, sess: &mut Session, peer: &Addr, ctx: &mut Ctx<'_>) {
         let Phase::Deferred(d) = &mut self.phase else {
             return;
         };
         if d.st.state == WriteState::Finished {
             return;
         }
-        match d.send.as_mut() {
-            None => {
-                let what = "a deferred response was dropped unanswered; 500";
-                super::trouble(ctx, peer, Severity::Error, &what);
-                self.refuse(
-                    Reject::new(500, "the response was dropped"),
-                    None,
-                    peer,
-                    ctx,
-                );
-            }
-            Some(send) => {
-                let what = "a deferred response was dropped half-written; stream reset";
-                super::trouble(ctx, peer, Severity::Error, &what);
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-                self.phase = Phase::Done;
-            }
+        if self.answered {
+            let what = "a deferred response was dropped half-written; stream reset";
+            super::trouble(ctx, peer, Severity::Error, &what);
+            sess.reset(self.id as u32, INTERNAL_ERROR);
+            self.phase = Phase::Done;
+        } else {
+            let what = "a deferred response was dropped unanswered; 500";
+            super::trouble(ctx, peer, Severity::Error, &what);
+            self.refuse(
+                Reject::new(500, "the response was dropped"),
+                sess,
+                peer,
+                ctx,
+            );
         }
     }
 
     /// A deferred response not finished by `deadline`: as `abandon`, 504
     /// if nothing went yet.
-    pub(in crate::http::h2) fn deferred_late(&mut self, peer: &Addr, ctx: &mut Ctx<'_>) {
-        let Phase::Deferred(d) = &mut self.phase else {
+    pub(in crate::http::h2) fn deferred_late(
+        &mut self,
+        sess: &mut Session,
+        peer: &Addr,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Phase::Deferred(_) = &self.phase else {
             return;
         };
         let what = "a deferred response was not finished in time";
         super::trouble(ctx, peer, Severity::Warn, &what);
-        if d.send.is_none() {
+        if self.answered {
+            self.abandon(sess, peer, ctx);
+        } else {
             self.refuse(
                 Reject::new(504, "the response was not ready in time"),
-                None,
+                sess,
                 peer,
                 ctx,
             );
-        } else {
-            self.abandon(peer, ctx);
         }
     }
 
@@ -174,55 +162,62 @@ impl Stream {
         }
     }
 
-    /// Sends what a deferred response's jobs wrote, as the windows allow.
-    pub(super) fn send_deferred(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Sends what a deferred response's jobs wrote, as the windows allow,
+    /// and its end once the jobs finished it.
+    pub(super) fn send_deferred(&mut self, sess: &mut Session) -> bool {
+        let id = self.id as u32;
         let Phase::Deferred(d) = &mut self.phase else {
             return false;
         };
-        let Some(send) = d.send.as_mut() else {
+        if !self.answered {
             return false;
-        };
+        }
         let finished = d.st.state == WriteState::Finished;
         let mut moved = false;
-        while let Some(front) = d.queued.front_mut() {
-            let Some(cap) = window(send, front.len().min(STEP), cx) else {
+        while d.pos < d.queued.len() {
+            let Some(cap) = sess.capacity(id) else {
                 self.phase = Phase::Done;
                 return true;
             };
             if cap == 0 {
                 return moved;
             }
-            let chunk = front.split_to(cap.min(front.len()));
-            if front.is_empty() {
-                d.queued.pop_front();
-            }
-            let last = finished && d.queued.is_empty() && d.st.trailers.is_empty();
-            if send.send_data(chunk, last).is_err() || last {
-                self.phase = Phase::Done;
-                return true;
-            }
-            moved = true;
-        }
-        if finished {
-            // Everything went: the end, with the trailers if any (a stream
-            // that fails here is gone already: nothing more to do).
-            if d.st.trailers.is_empty() {
-                let _ = send.send_data(Bytes::new(), true);
-            } else {
-                let mut map = http::HeaderMap::new();
-                for (n, v) in &d.st.trailers {
-                    if let (Ok(n), Ok(v)) = (
-                        http::header::HeaderName::from_bytes(n.as_bytes()),
-                        http::header::HeaderValue::from_bytes(v),
-                    ) {
-                        map.append(n, v);
-                    }
+            let (pos, queued) = (&mut d.pos, &d.queued);
+            let last_bytes = finished && d.st.trailers.is_empty();
+            let sent = sess.send_data_with(id, cap, |out, max| {
+                let n = (queued.len() - *pos).min(max);
+                out.extend_from_slice(&queued[*pos..*pos + n]);
+                *pos += n;
+                Ok(last_bytes && *pos == queued.len())
+            });
+            match sent {
+                Ok((_, true)) => {
+                    self.phase = Phase::Done;
+                    return true;
                 }
-                let _ = send.send_trailers(map);
+                Ok(_) => moved = true,
+                Err(_) => {
+                    self.phase = Phase::Done;
+                    return true;
+                }
             }
+        }
+        if !finished {
+            return moved;
+        }
+        if sess.capacity(id).is_none() {
+            // Ended with the HEADERS, or gone.
             self.phase = Phase::Done;
             return true;
         }
-        moved
+        // Everything went: the end, with the trailers if any.
+        if d.st.trailers.is_empty() {
+            let _ = sess.send_data_with(id, 0, |_, _| Ok(true));
+        } else {
+            let trailers = std::mem::take(&mut d.st.trailers);
+            sess.send_headers(id, true, |b| trailer_block(b, &trailers));
+        }
+        self.phase = Phase::Done;
+        true
     }
 }

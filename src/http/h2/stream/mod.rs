@@ -9,17 +9,15 @@ mod deferred;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
-
+use super::fields::response_block;
+use super::frame::INTERNAL_ERROR;
+use super::hpack;
+use super::session::{Opened, Session};
 use crate::http::conn::Ctx;
 use crate::http::deferred::{ReadState, Stepwise};
 use crate::http::events::{Event, Kept, Seen, Severity};
-use crate::http::fields::{rebuild_head, trailer_lines};
 use crate::http::head::{self, Head};
 use crate::http::output::Output;
 use crate::http::reply::ReplyKey;
@@ -31,29 +29,12 @@ use crate::sys::Addr;
 use body::Source;
 use deferred::Deferred;
 
-/// Most body bytes offered to `h2` at once: it frames them by the peer's
-/// `SETTINGS_MAX_FRAME_SIZE` and sends as its windows allow.
-const STEP: usize = 64 * 1024;
-
 /// `METHOD TARGET HTTP/2.0` for the access line.
 struct Line<'a>(&'a Request<'a>);
 
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} HTTP/2.0", self.0.method(), self.0.target())
-    }
-}
-
-/// Room in the peer's windows for up to `want` bytes of a stream's DATA
-/// (asked for now): `Some(0)` none yet, `None` the stream is gone (reset
-/// by the peer, or the connection ended).
-fn window(send: &mut SendStream<Bytes>, want: usize, cx: &mut Context<'_>) -> Option<usize> {
-    send.reserve_capacity(want.max(1));
-    match send.poll_capacity(cx) {
-        Poll::Ready(Some(Ok(n))) => Some(n),
-        Poll::Ready(Some(Err(_)) | None) => None,
-        // Capacity already there raises no new readiness.
-        Poll::Pending => Some(send.capacity()),
     }
 }
 
@@ -76,10 +57,9 @@ enum Plan {
 
 enum Phase {
     /// Reading the request body.
-    Receiving(RecvStream, Plan),
-    /// Answered; reading and throwing away the rest of the body while
-    /// the response goes out (`BodyPlan::Discard`, or a refused body).
-    Sending(SendStream<Bytes>, Source),
+    Receiving(Plan),
+    /// Answered; the body goes as the windows allow.
+    Sending(Source),
     /// Waiting for a deferred response's jobs, and sending what they wrote.
     Deferred(Box<Deferred>),
     Done,
@@ -91,10 +71,9 @@ pub(super) struct Stream {
     /// The request head as HTTP/1.1 text, and its parse.
     buf: Vec<u8>,
     head: Head,
-    respond: Option<SendResponse<Bytes>>,
+    /// The response's HEADERS went.
+    answered: bool,
     phase: Phase,
-    /// A body still coming after the answer, read and dropped.
-    drain: Option<RecvStream>,
     /// The request's trailer fields, `name: value\r\n` each, as HTTP/1.1's
     /// trailer section (`Request::trailers`).
     trailers: Vec<u8>,
@@ -115,44 +94,46 @@ fn trouble(ctx: &mut Ctx<'_>, peer: &Addr, severity: Severity, what: &dyn std::f
 }
 
 impl Stream {
-    /// A new stream: its head rebuilt and checked; a request without a body
-    /// is answered at once.
+    /// A new stream: its head checked; a request without a body is
+    /// answered at once.
     pub(super) fn open(
-        req: http::Request<RecvStream>,
-        respond: SendResponse<Bytes>,
+        o: Opened,
+        sess: &mut Session,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) -> Stream {
-        let (parts, recv) = req.into_parts();
-        let buf = rebuild_head(&parts);
         let mut s = Stream {
-            id: u64::from(u32::from(respond.stream_id())),
-            buf,
+            id: u64::from(o.id),
+            buf: o.head,
             head: Head::default(),
-            respond: Some(respond),
+            answered: false,
             phase: Phase::Done,
-            drain: None,
             trailers: Vec::new(),
             unreleased: 0,
             began: now,
             progress: now,
         };
+        if o.oversized {
+            let rej = Reject::new(431, "request header fields too large");
+            s.refuse(rej, sess, peer, ctx);
+            return s;
+        }
         let mut scanned = 0;
         match head::parse(&s.buf, &mut scanned, ctx.limits, &mut s.head) {
             Ok(true) => {}
             Ok(false) => {
                 let rej = Reject::new(400, "an incomplete request head");
-                s.refuse(rej, Some(recv), peer, ctx);
+                s.refuse(rej, sess, peer, ctx);
                 return s;
             }
             Err(rej) => {
-                s.refuse(rej, Some(recv), peer, ctx);
+                s.refuse(rej, sess, peer, ctx);
                 return s;
             }
         }
-        if recv.is_end_stream() {
-            s.answer(&[], None, peer, now, ctx);
+        if o.end {
+            s.answer(&[], None, sess, peer, now, ctx);
             return s;
         }
         let plan = {
@@ -162,33 +143,29 @@ impl Stream {
         // A client waiting for `100 Continue` before it sends the body
         // (RFC 9110 §10.1.1) hears it only when the body will be read.
         let reads_body = matches!(plan, Ok(BodyPlan::Buffer | BodyPlan::Stream(_)));
-        if reads_body
-            && s.head.expect_continue
-            && let Some(respond) = s.respond.as_mut()
-        {
-            let mut continue_ = http::Response::new(());
-            *continue_.status_mut() = http::StatusCode::CONTINUE;
-            let _ = respond.send_informational(continue_);
+        if reads_body && s.head.expect_continue {
+            sess.send_headers(o.id, false, |b| hpack::status(b, 100));
         }
         match plan {
-            Ok(BodyPlan::Buffer) => s.phase = Phase::Receiving(recv, Plan::Buffer(Vec::new())),
-            Ok(BodyPlan::Stream(sink)) => s.phase = Phase::Receiving(recv, Plan::Sink(sink, 0)),
-            Ok(BodyPlan::Skip | BodyPlan::Discard) => {
-                s.drain = Some(recv);
-                s.answer(&[], None, peer, now, ctx);
-            }
+            Ok(BodyPlan::Buffer) => s.phase = Phase::Receiving(Plan::Buffer(Vec::new())),
+            Ok(BodyPlan::Stream(sink)) => s.phase = Phase::Receiving(Plan::Sink(sink, 0)),
+            Ok(BodyPlan::Skip | BodyPlan::Discard) => s.answer(&[], None, sess, peer, now, ctx),
             Err(_) => {
                 let what = "on_head panicked; answered 500";
                 trouble(ctx, peer, Severity::Error, &what);
-                s.refuse(Reject::new(500, "handler panicked"), Some(recv), peer, ctx);
+                s.refuse(Reject::new(500, "handler panicked"), sess, peer, ctx);
             }
         }
         s
     }
 
-    /// Nothing more to do: answered, sent, and the body read.
+    fn sid(&self) -> u32 {
+        self.id as u32
+    }
+
+    /// Nothing more to do: answered and sent.
     pub(super) fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Done) && self.drain.is_none()
+        matches!(self.phase, Phase::Done)
     }
 
     /// Still reading its request body (the body deadline applies).
@@ -201,7 +178,7 @@ impl Stream {
     pub(super) fn awaits_window(&self) -> bool {
         match &self.phase {
             Phase::Sending(..) => true,
-            Phase::Deferred(d) => d.send.is_some() && !d.queued.is_empty(),
+            Phase::Deferred(d) => self.answered && d.pos < d.queued.len(),
             _ => false,
         }
     }
@@ -228,7 +205,7 @@ impl Stream {
     /// Body bytes held for the handler (a `BodyPlan::Buffer` body).
     pub(super) fn buffered(&self) -> usize {
         match &self.phase {
-            Phase::Receiving(_, Plan::Buffer(b)) => b.len(),
+            Phase::Receiving(Plan::Buffer(b)) => b.len(),
             _ => 0,
         }
     }
@@ -238,19 +215,19 @@ impl Stream {
     /// they hold (`Buffers`).
     pub(super) fn drive(
         &mut self,
-        cx: &mut Context<'_>,
+        sess: &mut Session,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
         room: &mut Room,
     ) -> bool {
-        let mut progress = self.drain_body(cx);
-        self.release_held(room);
+        let mut progress = false;
+        self.release_held(sess, room);
         loop {
             let moved = match &mut self.phase {
-                Phase::Receiving(..) => self.receive(cx, peer, now, ctx, room),
-                Phase::Sending(..) => self.send(cx, peer, ctx),
-                Phase::Deferred(..) => self.send_deferred(cx),
+                Phase::Receiving(..) => self.receive(sess, peer, now, ctx, room),
+                Phase::Sending(..) => self.send(sess, peer, ctx),
+                Phase::Deferred(..) => self.send_deferred(sess),
                 Phase::Done => false,
             };
             progress |= moved;
@@ -260,44 +237,24 @@ impl Stream {
         }
     }
 
-    /// A body being thrown away: read it and give its window back.
-    fn drain_body(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(recv) = &mut self.drain else {
-            return false;
-        };
-        let mut moved = false;
-        loop {
-            match recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(d))) => {
-                    let _ = recv.flow_control().release_capacity(d.len());
-                    moved = true;
-                }
-                Poll::Ready(_) => {
-                    self.drain = None;
-                    return true;
-                }
-                Poll::Pending => return moved,
-            }
-        }
-    }
-
     /// Gives back the window of body bytes held unreleased, as far as the
     /// connection's room allows (always, for the stream holding the most).
-    fn release_held(&mut self, room: &mut Room) {
+    fn release_held(&mut self, sess: &mut Session, room: &mut Room) {
         if self.unreleased == 0 {
             return;
         }
-        let Phase::Receiving(recv, Plan::Buffer(_)) = &mut self.phase else {
+        if !matches!(self.phase, Phase::Receiving(Plan::Buffer(_))) {
+            // The session gave it back when the stream's side ended.
             self.unreleased = 0;
             return;
-        };
+        }
         let give = if room.leader == Some(self.id) {
             self.unreleased
         } else {
             self.unreleased.min(room.bytes)
         };
         if give > 0 {
-            let _ = recv.flow_control().release_capacity(give);
+            sess.release(self.sid(), give);
             room.bytes = room.bytes.saturating_sub(give);
             self.unreleased -= give;
         }
@@ -305,103 +262,100 @@ impl Stream {
 
     fn receive(
         &mut self,
-        cx: &mut Context<'_>,
+        sess: &mut Session,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
         room: &mut Room,
     ) -> bool {
-        let Phase::Receiving(recv, plan) = &mut self.phase else {
+        let id = self.sid();
+        let Some(data) = sess.take_data(id) else {
+            // The peer reset the stream: nobody to answer.
+            trouble(
+                ctx,
+                peer,
+                Severity::Debug,
+                &"HTTP/2 stream reset while its body came",
+            );
+            self.phase = Phase::Done;
+            return true;
+        };
+        let Phase::Receiving(plan) = &mut self.phase else {
             return false;
         };
-        match recv.poll_data(cx) {
-            Poll::Pending => false,
-            Poll::Ready(Some(Ok(data))) => {
-                self.progress = now;
-                let n = data.len();
-                let refused = match plan {
-                    Plan::Buffer(b) if (b.len() + n) as u64 > ctx.limits.max_body => {
-                        Some(Reject::new(413, "request body too large"))
-                    }
-                    Plan::Buffer(b) => {
-                        b.extend_from_slice(&data);
-                        None
-                    }
-                    Plan::Sink(_, got) if *got + n as u64 > ctx.limits.max_streamed_body => {
-                        Some(Reject::new(413, "request body too large"))
-                    }
-                    Plan::Sink(sink, got) => {
-                        *got += n as u64;
-                        match catch_unwind(AssertUnwindSafe(|| sink.data(&data))) {
-                            Ok(Ok(())) => None,
-                            Ok(Err(e)) => {
-                                let (severity, what) = e.logged();
-                                trouble(ctx, peer, severity, &what);
-                                Some(Reject {
-                                    status: e.status,
-                                    reason: e.reason,
-                                })
-                            }
-                            Err(_) => Some(Reject::new(500, "handler panicked")),
-                        }
-                    }
-                };
-                // Taken: the peer may send as much again, at once if the
-                // handler's sink took it, else as the connection's room for
-                // held bodies allows (`release_held`).
-                if matches!(plan, Plan::Buffer(_)) && refused.is_none() {
-                    self.unreleased += n;
-                    self.release_held(room);
-                } else {
-                    let _ = recv.flow_control().release_capacity(n);
-                }
-                if let Some(rej) = refused {
-                    let Phase::Receiving(recv, _) = std::mem::replace(&mut self.phase, Phase::Done)
-                    else {
-                        return true;
-                    };
-                    self.refuse(rej, Some(recv), peer, ctx);
-                }
-                true
+        if data.is_empty() {
+            if sess.remote_ended(id) != Some(true) {
+                return false;
             }
-            Poll::Ready(Some(Err(e))) => {
-                // The peer reset the stream: nobody to answer.
-                let what = format_args!("HTTP/2 stream reset while its body came: {e}");
-                trouble(ctx, peer, Severity::Debug, &what);
-                self.phase = Phase::Done;
-                self.respond = None;
-                true
+            // The body has ended, and its trailers came with the end.
+            self.trailers = sess.take_trailers(id);
+            let Phase::Receiving(plan) = std::mem::replace(&mut self.phase, Phase::Done) else {
+                return true;
+            };
+            match plan {
+                Plan::Buffer(body) => self.answer(&body, None, sess, peer, now, ctx),
+                Plan::Sink(mut sink, _) => self.answer(&[], Some(&mut *sink), sess, peer, now, ctx),
             }
-            Poll::Ready(None) => {
-                // The body has ended; trailers, if the client sent some,
-                // are here by now.
-                match recv.poll_trailers(cx) {
-                    Poll::Ready(Ok(Some(map))) => self.trailers = trailer_lines(&map),
-                    // Not yet: asked again on the next turn.
-                    Poll::Pending => return false,
-                    Poll::Ready(_) => {}
-                }
-                let Phase::Receiving(_, plan) = std::mem::replace(&mut self.phase, Phase::Done)
-                else {
-                    return true;
-                };
-                match plan {
-                    Plan::Buffer(body) => self.answer(&body, None, peer, now, ctx),
-                    Plan::Sink(mut sink, _) => self.answer(&[], Some(&mut *sink), peer, now, ctx),
-                }
-                true
-            }
+            return true;
         }
+        self.progress = now;
+        let n = data.len();
+        let refused = match plan {
+            Plan::Buffer(b) if (b.len() + n) as u64 > ctx.limits.max_body => {
+                Some(Reject::new(413, "request body too large"))
+            }
+            Plan::Buffer(b) => {
+                if b.is_empty() {
+                    *b = data;
+                } else {
+                    b.extend_from_slice(&data);
+                }
+                None
+            }
+            Plan::Sink(_, got) if *got + n as u64 > ctx.limits.max_streamed_body => {
+                Some(Reject::new(413, "request body too large"))
+            }
+            Plan::Sink(sink, got) => {
+                *got += n as u64;
+                match catch_unwind(AssertUnwindSafe(|| sink.data(&data))) {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => {
+                        let (severity, what) = e.logged();
+                        trouble(ctx, peer, severity, &what);
+                        Some(Reject {
+                            status: e.status,
+                            reason: e.reason,
+                        })
+                    }
+                    Err(_) => Some(Reject::new(500, "handler panicked")),
+                }
+            }
+        };
+        // Taken: the peer may send as much again, at once if the handler's
+        // sink took it, else as the connection's room for held bodies
+        // allows (`release_held`).
+        if matches!(plan, Plan::Buffer(_)) && refused.is_none() {
+            self.unreleased += n;
+            self.release_held(sess, room);
+        } else {
+            sess.release(id, n);
+        }
+        if let Some(rej) = refused {
+            self.phase = Phase::Done;
+            self.refuse(rej, sess, peer, ctx);
+        }
+        true
     }
 
     /// Sends what the windows allow. `true` if anything went.
-    fn send(&mut self, cx: &mut Context<'_>, peer: &Addr, ctx: &mut Ctx<'_>) -> bool {
-        let Phase::Sending(send, source) = &mut self.phase else {
+    fn send(&mut self, sess: &mut Session, peer: &Addr, ctx: &mut Ctx<'_>) -> bool {
+        let id = self.sid();
+        let Phase::Sending(source) = &mut self.phase else {
             return false;
         };
         let mut moved = false;
         loop {
-            let Some(cap) = window(send, source.wants(), cx) else {
+            let Some(cap) = sess.capacity(id) else {
                 // Reset by the peer (or the connection ended).
                 self.phase = Phase::Done;
                 return true;
@@ -409,41 +363,38 @@ impl Stream {
             if cap == 0 {
                 return moved;
             }
-            let (chunk, last) = match source.take(cap) {
-                Ok(c) => c,
-                Err(e) => {
-                    let what = format_args!("HTTP/2 response body failed: {e}; stream reset");
-                    trouble(ctx, peer, Severity::Warn, &what);
-                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+            match sess.send_data_with(id, cap, |out, max| source.fill(out, max)) {
+                Ok((_, true)) => {
                     self.phase = Phase::Done;
                     return true;
                 }
-            };
-            if chunk.is_empty() && !last {
                 // A stream body with nothing yet: asked again next turn.
-                return moved;
+                Ok((0, false)) => return moved,
+                Ok(_) => moved = true,
+                Err(e) => {
+                    let what = format_args!("HTTP/2 response body failed: {e}; stream reset");
+                    trouble(ctx, peer, Severity::Warn, &what);
+                    sess.reset(id, INTERNAL_ERROR);
+                    self.phase = Phase::Done;
+                    return true;
+                }
             }
-            if send.send_data(chunk, last).is_err() || last {
-                self.phase = Phase::Done;
-                return true;
-            }
-            moved = true;
         }
     }
 
-    /// Answers a request the engine refuses (its head, its body).
-    fn refuse(&mut self, rej: Reject, recv: Option<RecvStream>, peer: &Addr, ctx: &mut Ctx<'_>) {
+    /// Answers a request the engine refuses (its head, its body). What
+    /// the client still sends is dropped, its window given back, so the
+    /// connection's window does not close.
+    fn refuse(&mut self, rej: Reject, sess: &mut Session, peer: &Addr, ctx: &mut Ctx<'_>) {
         ctx.observer.event(Event::Refused {
             peer,
             status: rej.status,
             reason: &rej.reason,
         });
+        sess.discard_body(self.sid());
         let plain = || format!("{} {}\n", rej.status, rej.reason);
         let (lines, body) = crate::http::refusal::render(ctx.handler, &rej, plain);
-        self.respond_with(rej.status, &lines, body, ctx);
-        // What the client still sends is read and dropped (its window
-        // given back), so the connection's window does not close.
-        self.drain = recv;
+        self.respond_with(rej.status, &lines, body, sess, ctx);
     }
 
     /// Runs the handler on the complete request and starts the response.
@@ -451,10 +402,13 @@ impl Stream {
         &mut self,
         body: &[u8],
         sink: Option<&mut dyn BodySink>,
+        sess: &mut Session,
         peer: &Addr,
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) {
+        // Whatever of the body the handler did not ask for is dropped.
+        sess.discard_body(self.sid());
         let mut res = Response::new(ctx.scratch);
         let id = self.id;
         res.reply = ctx.replies.map(|(m, token, generation)| {
@@ -497,8 +451,8 @@ impl Stream {
                     self.phase = Phase::Deferred(Box::new(Deferred {
                         st: Stepwise::for_h2(self.head.is_head).linked(res.deferred.take()),
                         out: Output::default(),
-                        send: None,
-                        queued: Default::default(),
+                        queued: Vec::new(),
+                        pos: 0,
                         kept,
                     }));
                     return;
@@ -532,7 +486,7 @@ impl Stream {
         } else {
             body.len().unwrap_or(0)
         };
-        self.respond_with(status, &headers, body, ctx);
+        self.respond_with(status, &headers, body, sess, ctx);
         let mut headers = headers;
         headers.clear();
         *ctx.scratch = headers;
@@ -553,30 +507,32 @@ impl Stream {
     /// Sends the response head, and then the body as the windows allow.
     /// `lines`: `Name: value` lines (the connection-specific ones are left
     /// out); `date`, the static fields and `content-length` are ours.
-    fn respond_with(&mut self, status: u16, lines: &[u8], body: Body, ctx: &mut Ctx<'_>) {
-        let Some(mut respond) = self.respond.take() else {
-            self.phase = Phase::Done;
+    fn respond_with(
+        &mut self,
+        status: u16,
+        lines: &[u8],
+        body: Body,
+        sess: &mut Session,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.phase = Phase::Done;
+        if self.answered {
             return;
-        };
+        }
         let no_body = self.head.is_head || has_no_body(status);
         let length = if has_no_body(status) {
             None
         } else {
             body.len()
         };
-        let Some(head) = ctx
-            .heads
-            .response(status, ctx.date, ctx.static_headers, lines, length)
-        else {
-            // A field `http` refuses though our checks let it through.
-            respond.send_reset(h2::Reason::INTERNAL_ERROR);
-            self.phase = Phase::Done;
-            return;
-        };
-        let end = no_body || body.is_empty();
-        match respond.send_response(head, end) {
-            Ok(send) if !end => self.phase = Phase::Sending(send, Source::of(body)),
-            _ => self.phase = Phase::Done,
+        let end = no_body || body.len() == Some(0);
+        let (date, statics, blocks) = (ctx.date, ctx.static_headers, &mut *ctx.heads);
+        let sent = sess.send_headers(self.sid(), end, |b| {
+            response_block(b, blocks, status, date, statics, lines, length)
+        });
+        self.answered = sent;
+        if sent && !end {
+            self.phase = Phase::Sending(Source::of(body));
         }
     }
 }
