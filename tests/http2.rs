@@ -865,7 +865,77 @@ with httpx.Client(http2=True, verify=False) as client:
     assert_eq!(out, "200 bravo\nHTTP/2 200 charlie\n");
 }
 
-/// An HTTP/2 connection's state lives in the `h2` crate and cannot move:
+/// In an upgrade an idle h2c connection moves to the new process with its
+/// state: the client's next request, whose `:path` is an index into the
+/// HPACK table its earlier request filled, is answered there, with no
+/// GOAWAY, and the old process has exited.
+#[test]
+fn an_idle_h2c_connection_moves_to_the_new_process_with_its_hpack_table() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path())]);
+    let mut c = H2::connect(h.addr);
+    // :method GET, :scheme http, :authority t, then `:path /b.txt` as a
+    // literal with incremental indexing: entry 62 of the server's table.
+    let mut first = vec![0x82, 0x86, 0x41, 1, b't', 0x44, 6];
+    first.extend_from_slice(b"/b.txt");
+    c.send(HEADERS, END_HEADERS | END_STREAM, 1, &first);
+    assert_eq!(c.response(1).1, b"bravo\n");
+    let old = h.child.id() as i32;
+    upgrade_in_a_row(&mut h, 1, Duration::from_millis(300));
+    assert!(!alive(old), "the old process held on\n{}", h.log());
+    // Indexes 62 (`:path /b.txt`, the newest entry) and 63 (`:authority
+    // t`): only a table carried over can read them.
+    c.send(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &[0x82, 0x86, 0xbe, 0xbf],
+    );
+    let h3 = c.next().expect("an answer on the moved connection");
+    assert_eq!((h3.ty, h3.stream), (HEADERS, 3), "{h3:?}\n{}", h.log());
+    let d = c.until(DATA, Some(3)).expect("its body");
+    assert_eq!(d.payload, b"bravo\n");
+}
+
+/// h2load, which never opens a new connection after a GOAWAY, under
+/// three upgrades in a row: its h2c connections move between requests,
+/// so none of its requests fails.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs h2load"]
+fn three_upgrades_in_a_row_under_h2load_lose_no_request_as_h2c_connections_move() {
+    let site = site();
+    let mut h = Handoff::start(&["--root", &root_arg(site.path())]);
+    let url = format!("http://{}/a.txt", h.addr);
+    let load = std::thread::spawn(move || {
+        run(std::process::Command::new("h2load").args(["-c", "10", "-m", "10", "-D", "5", &url]))
+    });
+    let serving = upgrade_in_a_row(&mut h, 3, Duration::from_millis(800));
+    let out = load.join().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serving),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let n = |what: &str| -> u64 {
+        let at = line.find(what).unwrap_or_else(|| panic!("{line}"));
+        line[..at]
+            .trim_end()
+            .rsplit([' ', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!((n(" failed"), n(" errored")), (0, 0), "{out}\n{}", h.log());
+    assert!(n(" succeeded") > 1000, "{out}");
+    assert!(out.contains(" 0 4xx, 0 5xx"), "{out}");
+    eprintln!("{line}");
+}
+
+/// An HTTP/2 connection over TLS cannot move (its TLS session cannot):
 /// in an upgrade the old process tells each one to go away gracefully
 /// (GOAWAY with 2^31-1, a PING, GOAWAY with the last stream; its streams
 /// finished) and the client opens its next connection to the new process,
@@ -940,7 +1010,7 @@ fn three_upgrades_in_a_row_lose_no_request_of_a_client_that_reconnects_after_goa
         h.log()
     );
     assert!(ok > 200, "{ok}");
-    // The route taken: connections told to go away, not moved.
+    // The route taken over TLS: connections told to go away, not moved.
     assert!(
         h.log()
             .contains("handing over: GOAWAY to an HTTP/2 connection"),

@@ -252,13 +252,14 @@ fn mover(chan: OwnedFd) -> io::Result<Mover> {
     fdpass::set_recv_timeout(chan.as_fd(), ANSWER_WITHIN)?;
     let chan = std::sync::Mutex::new(chan);
     let next = std::sync::atomic::AtomicU64::new(0);
-    Ok(Arc::new(move |fd, peer| {
+    Ok(Arc::new(move |fd, peer, h2_state| {
         let chan = chan.lock().unwrap_or_else(|e| e.into_inner());
         let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = Message::new(Kind::PassConnection, id);
         if let crate::sys::Addr::Inet(a) = peer {
             m.peer = Some(a.to_string());
         }
+        m.h2_state = h2_state.to_vec();
         fdpass::send_with_fds(chan.as_fd(), &[IoSlice::new(&m.encode())], &[fd])?;
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
         let r = fdpass::recv_with_fds(chan.as_fd(), &mut buf)?

@@ -126,6 +126,12 @@ pub mod tag {
     /// a NUL (`encode_env`). With `ROUTE` and `ACCEPT`, the worker need not
     /// parse `HEAD` (sent still, for workers older than these fields).
     pub const ENV: u16 = 16;
+    /// `PASS_CONNECTION`: the socket is an HTTP/2 connection between
+    /// requests, and this is its state (settings, windows, the last stream,
+    /// the HPACK table: `docs/upgrade.md`), which the receiver goes on
+    /// from. Critical: a receiver that cannot must refuse it, or the
+    /// client's next header block would be read against an empty table.
+    pub const H2_STATE: u16 = CRITICAL | 1;
     /// Tags at or above this are critical: a receiver that does not know one
     /// must refuse the message rather than skip it.
     pub const CRITICAL: u16 = 0x8000;
@@ -193,6 +199,8 @@ pub struct Message {
     pub accept: Option<String>,
     /// An `exec:` route's request variables (`ENV`, `encode_env`).
     pub env: Vec<u8>,
+    /// A moving HTTP/2 connection's state (`H2_STATE`).
+    pub h2_state: Vec<u8>,
 }
 
 impl Message {
@@ -271,6 +279,9 @@ impl Message {
         }
         if !self.env.is_empty() {
             field(&mut body, tag::ENV, &self.env);
+        }
+        if !self.h2_state.is_empty() {
+            field(&mut body, tag::H2_STATE, &self.h2_state);
         }
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
@@ -384,6 +395,10 @@ impl Message {
                 tag::ROUTE => m.route = Some(text(v)?),
                 tag::ACCEPT => m.accept = Some(text(v)?),
                 tag::ENV => m.env = v.to_vec(),
+                tag::H2_STATE if !m.h2_state.is_empty() || v.is_empty() => {
+                    return fail(m.id, "H2_STATE twice, or empty".into());
+                }
+                tag::H2_STATE => m.h2_state = v.to_vec(),
                 t if t >= tag::CRITICAL => {
                     return fail(m.id, format!("unknown critical field {t:#x}"));
                 }
@@ -563,9 +578,27 @@ mod tests {
         let n = (m.len() - HEADER_LEN) as u32;
         m[8..12].copy_from_slice(&n.to_be_bytes());
         assert_eq!(Message::decode(&m).unwrap().id, 3);
-        field(&mut m, 0x8001, b"must understand");
+        field(&mut m, 0x80ff, b"must understand");
         let n = (m.len() - HEADER_LEN) as u32;
         m[8..12].copy_from_slice(&n.to_be_bytes());
         assert!(Message::decode(&m).unwrap_err().1.contains("critical"));
+    }
+
+    #[test]
+    fn carries_an_http2_state_once_and_refuses_it_twice_or_empty() {
+        let mut m = Message::new(Kind::PassConnection, 4);
+        m.h2_state = b"state".to_vec();
+        let rec = m.encode();
+        assert_eq!(Message::decode(&rec).unwrap().h2_state, b"state");
+        let mut twice = rec.clone();
+        field(&mut twice, tag::H2_STATE, b"again");
+        let n = (twice.len() - HEADER_LEN) as u32;
+        twice[8..12].copy_from_slice(&n.to_be_bytes());
+        assert!(Message::decode(&twice).unwrap_err().1.contains("H2_STATE"));
+        let mut empty = Message::new(Kind::PassConnection, 4).encode();
+        field(&mut empty, tag::H2_STATE, b"");
+        let n = (empty.len() - HEADER_LEN) as u32;
+        empty[8..12].copy_from_slice(&n.to_be_bytes());
+        assert!(Message::decode(&empty).unwrap_err().1.contains("H2_STATE"));
     }
 }

@@ -281,8 +281,11 @@ fn handle(
         }
         _ => return Err((id, "PASS_CONNECTION with a listening socket".into())),
     }
-    if kind == Kind::PassListener && !msg.data.is_empty() {
-        return Err((id, "a listener has no pre-read bytes".into()));
+    if kind == Kind::PassListener && !(msg.data.is_empty() && msg.h2_state.is_empty()) {
+        return Err((
+            id,
+            "a listener has no pre-read bytes or HTTP/2 state".into(),
+        ));
     }
     // A connection goes to the least-loaded loop; a listener to the first,
     // whose answer is reported, and then a copy to every other loop.
@@ -317,6 +320,9 @@ fn handle(
         msg.flags & wire::flags::PROXY != 0 && (kind == Kind::PassListener || msg.peer.is_none());
     if proxy {
         socket = socket.proxy(crate::proxy::ProxyMode::Any);
+    }
+    if !msg.h2_state.is_empty() {
+        socket = socket.resuming_h2(msg.h2_state);
     }
     let (tx, rx) = mpsc::channel();
     let ticket = inbox
@@ -373,12 +379,22 @@ mod tests {
         inbox: &crate::server::Inbox,
         timeout: Duration,
     ) -> (Result<u64, (u64, String)>, UnixStream) {
+        pass_connection_with(inbox, timeout, Vec::new())
+    }
+
+    fn pass_connection_with(
+        inbox: &crate::server::Inbox,
+        timeout: Duration,
+        h2_state: Vec<u8>,
+    ) -> (Result<u64, (u64, String)>, UnixStream) {
         let (ours, client) = UnixStream::pair().unwrap();
         let cfg = ControlConfig {
             adopt_timeout: timeout,
             ..ControlConfig::default()
         };
-        let rec = Message::new(Kind::PassConnection, 7).encode();
+        let mut m = Message::new(Kind::PassConnection, 7);
+        m.h2_state = h2_state;
+        let rec = m.encode();
         let r = handle(
             &rec,
             vec![OwnedFd::from(ours)],
@@ -399,6 +415,23 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_connection_with_an_http2_state_that_does_not_read_is_refused_and_not_kept() {
+        let mut s = server();
+        let inbox = s.inbox();
+        let t = std::thread::spawn(move || {
+            pass_connection_with(&inbox, Duration::from_secs(5), b"not a state".to_vec())
+        });
+        while !t.is_finished() {
+            s.step(Some(Duration::from_millis(10))).unwrap();
+        }
+        let (r, _client) = t.join().unwrap();
+        let (id, why) = r.unwrap_err();
+        assert_eq!(id, 7);
+        assert!(why.contains("HTTP/2 state"), "{why}");
+        assert_eq!(s.connections(), 0);
     }
 
     #[test]

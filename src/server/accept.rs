@@ -312,6 +312,7 @@ pub(super) struct Queued {
     pub(super) peer: Addr,
     pub(super) pre_read: Vec<u8>,
     pub(super) wrapping: Wrapping,
+    pub(super) resume_h2: Option<Box<[u8]>>,
 }
 
 /// Connected sockets waiting for a slot under `max_concurrent`.

@@ -61,13 +61,17 @@ impl Server {
         }
         let kind = sock.classify_and_prepare()?;
         let Socket {
-            fd, peer, wrapping, ..
+            fd,
+            peer,
+            wrapping,
+            resume_h2,
+            ..
         } = sock;
         if let SockKind::Listener { unix } = kind {
-            if !pre_read.is_empty() {
+            if !pre_read.is_empty() || resume_h2.is_some() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "a listener has no pre-read bytes",
+                    "a listener has no pre-read bytes or HTTP/2 state",
                 ));
             }
             let epoll = sys::poll_fd(&self.poll);
@@ -88,13 +92,14 @@ impl Server {
                 peer,
                 pre_read,
                 wrapping,
+                resume_h2,
             };
             self.admission
                 .queued
                 .offer(q, self.shared.opts.max_queued)?;
             return Ok(Added::Queued);
         }
-        self.serve(fd, peer, pre_read, wrapping)?;
+        self.serve(fd, peer, pre_read, wrapping, resume_h2.as_deref())?;
         Ok(Added::Connection)
     }
 
@@ -106,9 +111,10 @@ impl Server {
         peer: Addr,
         pre_read: &[u8],
         wrapping: Wrapping,
+        resume_h2: Option<&[u8]>,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
-        let conn = (fd, peer, pre_read, wrapping);
+        let conn = (fd, peer, pre_read, wrapping, resume_h2);
         let token = self.conns.insert(registry, conn, now, &mut self.shared)?;
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
@@ -170,7 +176,8 @@ impl Server {
                 self.conns.budget.unreserve();
                 break;
             };
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping) {
+            let resume = q.resume_h2.as_deref();
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping, resume) {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }

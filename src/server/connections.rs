@@ -25,7 +25,10 @@ use crate::sys::Addr;
 
 /// A connected socket to serve: its fd, its peer, the bytes already read
 /// from it, and its TLS mode.
-pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Wrapping);
+/// A connection to serve: its socket, peer, the bytes read already, how
+/// it is framed, and the state of an HTTP/2 connection another process
+/// parked, if it is one.
+pub(super) type NewConnection<'a> = (OwnedFd, Addr, &'a [u8], Wrapping, Option<&'a [u8]>);
 
 /// A connection a handler handed off, out of the table: the request head
 /// and the bytes read after it go with it.
@@ -48,11 +51,14 @@ pub(super) struct Connections {
     again: Vec<(usize, u64)>,
 }
 
-/// Gives an idle plain connection (its fd, and who is at the other end) to
-/// another owner, typically another process over the wire format. `Ok`:
-/// taken, this server closes its copy; `Err`: not taken, it serves on.
-pub type Mover =
-    Arc<dyn Fn(std::os::fd::BorrowedFd<'_>, &crate::sys::Addr) -> io::Result<()> + Send + Sync>;
+/// Gives an idle plain connection (its fd, who is at the other end, and,
+/// for an HTTP/2 connection, its state: empty for HTTP/1.1) to another
+/// owner, typically another process over the wire format (`H2_STATE`).
+/// `Ok`: taken, this server closes its copy; `Err`: not taken, it serves
+/// on.
+pub type Mover = Arc<
+    dyn Fn(std::os::fd::BorrowedFd<'_>, &crate::sys::Addr, &[u8]) -> io::Result<()> + Send + Sync,
+>;
 
 impl Connections {
     pub(super) fn new(load: Arc<AtomicUsize>) -> Connections {
@@ -90,11 +96,27 @@ impl Connections {
         let Some(c) = self.entries.get_mut(token) else {
             return;
         };
-        // An HTTP/2 connection's state (HPACK tables, streams) lives in the
-        // h2 crate and cannot move: it is told to go away gracefully, its
-        // streams finish here, and its client opens its next connection to
-        // the new process.
+        // An HTTP/2 connection moves with its state once it is between
+        // requests with nothing owed; over TLS (its session cannot move),
+        // or if the new process will not take it, it is told to go away
+        // gracefully, its streams finish here, and its client opens its
+        // next connection to the new process.
         if let Engine::H2(h) = &mut c.engine {
+            let plain = matches!(c.io.transport, Transport::Plain);
+            if let Some(state) = h.park().filter(|_| plain) {
+                match mover(c.io.fd.as_fd(), h.peer(), &state) {
+                    Ok(()) => {
+                        drop(self.remove(registry, token, shared));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %h.peer(), "handing over: an HTTP/2 connection stays: {e}")
+                    }
+                }
+            } else if plain && !h.is_ending() {
+                // Not between requests yet: judged again after its turn.
+                return;
+            }
             if h.go_away() {
                 tracing::debug!(peer = %h.peer(), "handing over: GOAWAY to an HTTP/2 connection");
                 self.drive(token, Instant::now(), shared, registry);
@@ -121,7 +143,7 @@ impl Connections {
                 return;
             }
         }
-        match mover(c.io.fd.as_fd(), p.peer()) {
+        match mover(c.io.fd.as_fd(), p.peer(), &[]) {
             Ok(()) => drop(self.remove(registry, token, shared)),
             Err(e) => tracing::warn!(peer = %p.peer(), "handing over: kept a connection: {e}"),
         }
@@ -166,23 +188,55 @@ impl Connections {
     fn try_insert(
         &mut self,
         registry: &Registry,
-        (fd, peer, pre_read, wrapping): NewConnection<'_>,
+        (fd, peer, pre_read, wrapping, resume_h2): NewConnection<'_>,
         now: Instant,
         shared: &mut Shared,
     ) -> io::Result<usize> {
         let http2 = shared.opts.http2 && wrapping.http2;
+        let engine = match resume_h2 {
+            None => None,
+            // A moved connection's TLS session does not move with it (and
+            // a PROXY header was read by the process it comes from).
+            Some(_) if !http2 || wrapping.tls != crate::tls::TlsMode::Off => {
+                let e = "an HTTP/2 state for a socket not served plain with HTTP/2 here";
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+            }
+            Some(state) => {
+                let limits = &shared.opts.limits;
+                let h2 =
+                    crate::http::h2::H2Conn::resume(peer.clone(), now, state, pre_read, limits)
+                        .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+                crate::metrics::inc(crate::metrics::M::H2Connections);
+                Some(Engine::H2(Box::new(h2)))
+            }
+        };
+        let wrapping = Wrapping {
+            proxy: if engine.is_some() {
+                None
+            } else {
+                wrapping.proxy
+            },
+            ..wrapping
+        };
         let tls = if http2 {
             &shared.tls
         } else {
             &shared.tls_http1
         };
         let mut transport = Transport::for_wrapping(wrapping, tls.as_ref())?;
-        let mut conn = Conn::new(peer, now);
-        match &mut transport {
-            // A front's DATA starts with the PROXY header: read it first.
-            Transport::Proxy { buf, .. } => buf.extend_from_slice(pre_read),
-            _ => conn.feed(pre_read, &mut shared.pool, now),
-        }
+        let engine = match engine {
+            Some(e) => e,
+            None => {
+                let mut conn = Conn::new(peer, now);
+                match &mut transport {
+                    // A front's DATA starts with the PROXY header: read it
+                    // first.
+                    Transport::Proxy { buf, .. } => buf.extend_from_slice(pre_read),
+                    _ => conn.feed(pre_read, &mut shared.pool, now),
+                }
+                Engine::Busy(Box::new(conn))
+            }
+        };
         let token = self.entries.vacant_key();
         registry.register(
             &mut SourceFd(&fd.as_raw_fd()),
@@ -204,7 +258,7 @@ impl Connections {
                 },
                 http2,
             },
-            engine: Engine::Busy(Box::new(conn)),
+            engine,
             generation: self.next_gen,
             timer_at: None,
         }));

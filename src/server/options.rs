@@ -60,6 +60,9 @@ pub struct Socket {
     pub(super) kind: Option<SockKind>,
     pub(super) peer: Option<Addr>,
     pub(super) wrapping: Wrapping,
+    /// An HTTP/2 connection another process parked, going on here
+    /// (`H2Conn::park`, the wire format's `H2_STATE`).
+    pub(super) resume_h2: Option<Box<[u8]>>,
 }
 
 impl Socket {
@@ -70,6 +73,7 @@ impl Socket {
             kind: None,
             peer: None,
             wrapping: TlsMode::Off.into(),
+            resume_h2: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl Socket {
             kind: None,
             peer: Some(peer),
             wrapping: TlsMode::Off.into(),
+            resume_h2: None,
         }
     }
     /// What the socket is: as told, or asked of the kernel, in which case
@@ -122,6 +127,13 @@ impl Socket {
         Ok(k)
     }
 
+    /// An HTTP/2 connection another process parked (`H2Conn::park`),
+    /// which goes on here from its state instead of starting afresh.
+    pub(crate) fn resuming_h2(mut self, state: Vec<u8>) -> Self {
+        self.resume_h2 = Some(state.into());
+        self
+    }
+
     /// The TLS mode it is served with.
     pub(crate) fn tls_mode(&self) -> TlsMode {
         self.wrapping.tls
@@ -138,6 +150,7 @@ impl Socket {
             kind: Some(SockKind::Listener { unix }),
             peer: None,
             wrapping,
+            resume_h2: None,
         }
     }
 
@@ -147,6 +160,7 @@ impl Socket {
             kind: Some(SockKind::Stream { unix }),
             peer: Some(peer),
             wrapping,
+            resume_h2: None,
         }
     }
 }

@@ -143,13 +143,45 @@ impl Decoder {
         let r = self.decode_with(block, &mut field, &mut names, &mut values);
         self.names = names;
         self.values = values;
-        if self.names.capacity() > 4096 {
-            self.names = Vec::new();
-        }
-        if self.values.capacity() > 4096 {
-            self.values = Vec::new();
-        }
         r
+    }
+
+    /// The table as it stands (its maximum, then its entries, oldest
+    /// first), for a connection moving to a new process.
+    pub(super) fn park(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.max as u32).to_be_bytes());
+        out.extend_from_slice(&(self.table.len() as u32).to_be_bytes());
+        for (n, v) in self.table.iter().rev() {
+            out.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            out.extend_from_slice(n);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+
+    /// The table `park` wrote, checked: within the size we announce.
+    pub(super) fn resume(r: &mut Reader<'_>) -> Result<Decoder, &'static str> {
+        let mut d = Decoder::new();
+        d.max = r.u32()? as usize;
+        if d.max > TABLE_SIZE {
+            return Err("a table larger than SETTINGS_HEADER_TABLE_SIZE");
+        }
+        for _ in 0..r.u32()? {
+            let n = r.bytes()?;
+            let v = r.bytes()?;
+            if d.size + entry_size(n, v) > d.max {
+                return Err("table entries over the table's size");
+            }
+            d.insert(n, v);
+        }
+        Ok(d)
+    }
+
+    /// Gives back the scratch buffers' memory (an idle connection keeps
+    /// only its table).
+    pub(super) fn shrink(&mut self) {
+        self.names = Vec::new();
+        self.values = Vec::new();
     }
 
     fn decode_with(
@@ -252,6 +284,38 @@ impl Decoder {
             };
             self.size -= entry_size(&n, &v);
         }
+    }
+}
+
+/// Reads what `park` methods wrote: big-endian numbers and byte strings
+/// with a 4-byte length, each checked against what is left.
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if n > self.0.len() {
+            return Err("the state is cut short");
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    pub(super) fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+    pub(super) fn u32(&mut self) -> Result<u32, &'static str> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(super) fn i64(&mut self) -> Result<i64, &'static str> {
+        let b = self.take(8)?;
+        let mut a = [0; 8];
+        a.copy_from_slice(b);
+        Ok(i64::from_be_bytes(a))
+    }
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
+        let n = self.u32()? as usize;
+        self.take(n)
     }
 }
 

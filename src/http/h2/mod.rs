@@ -39,6 +39,18 @@ const INPUT_LIMIT: usize = 64 * 1024;
 /// One read from the socket, at most.
 const READ_SIZE: usize = 16 * 1024;
 
+/// The session's settings from the server's limits.
+fn config(limits: &Limits) -> Config {
+    Config {
+        max_streams: limits.max_concurrent_streams,
+        max_header_list: limits.max_header_bytes,
+        rates: Rates {
+            control: limits.max_control_frames_per_second,
+            resets: limits.max_resets_per_second,
+        },
+    }
+}
+
 /// What a connection's first bytes say: `Some(true)` the HTTP/2 preface,
 /// `Some(false)` something else, `None` too few bytes to tell.
 pub(crate) fn preface(first: &[u8]) -> Option<bool> {
@@ -73,16 +85,44 @@ impl H2Conn {
     /// were read by someone else: HTTP/1.1's engine, which saw the
     /// preface, or the TLS session that agreed on `h2` by ALPN.
     pub(crate) fn new(peer: Addr, now: Instant, first: &[u8], limits: &Limits) -> H2Conn {
-        let cfg = Config {
-            max_streams: limits.max_concurrent_streams,
-            max_header_list: limits.max_header_bytes,
-            rates: Rates {
-                control: limits.max_control_frames_per_second,
-                resets: limits.max_resets_per_second,
-            },
-        };
-        let mut h = H2Conn {
-            sess: Session::new(cfg, now),
+        let mut h = H2Conn::with(Session::new(config(limits), now), peer, now);
+        h.take_in(first, now);
+        h
+    }
+
+    /// A connection another process parked (`park`) and passed here with
+    /// its socket, going on where it was; `pre_read`: what that process
+    /// read after (nothing, as it parks only between frames).
+    pub(crate) fn resume(
+        peer: Addr,
+        now: Instant,
+        state: &[u8],
+        pre_read: &[u8],
+        limits: &Limits,
+    ) -> Result<H2Conn, &'static str> {
+        let sess = Session::resume(config(limits), state, now)?;
+        let mut h = H2Conn::with(sess, peer, now);
+        h.take_in(pre_read, now);
+        Ok(h)
+    }
+
+    /// What a new process needs to go on with this connection, if it is
+    /// between requests with nothing owed either way; `None` otherwise
+    /// (it is asked again after its next turn).
+    pub(crate) fn park(&self) -> Option<Vec<u8>> {
+        let idle = self.streams.is_empty() && self.opened.is_empty() && self.out.is_empty();
+        (idle && self.sess.movable()).then(|| self.sess.park())
+    }
+
+    /// A GOAWAY went or came, or the connection failed: it is ending and
+    /// will not be between requests for a move.
+    pub(crate) fn is_ending(&self) -> bool {
+        !self.sess.movable() && (self.sess.going_away() || self.sess.is_over())
+    }
+
+    fn with(sess: Session, peer: Addr, now: Instant) -> H2Conn {
+        H2Conn {
+            sess,
             streams: Vec::new(),
             out: Output::default(),
             rbuf: Vec::new(),
@@ -92,9 +132,7 @@ impl H2Conn {
             write_progress: now,
             opened: Vec::new(),
             told: false,
-        };
-        h.take_in(first, now);
-        h
+        }
     }
 
     fn take_in(&mut self, bytes: &[u8], now: Instant) {
@@ -185,6 +223,10 @@ impl H2Conn {
             pool.give_filled(std::mem::take(&mut self.rbuf));
         }
         self.sess.shrink();
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+            self.opened = Vec::new();
+        }
         if self.out.is_empty() {
             self.out.release(pool);
         }

@@ -23,7 +23,7 @@ use super::frame::{
     PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM,
     SETTINGS, STREAM_CLOSED, WINDOW_UPDATE,
 };
-use super::hpack;
+use super::hpack::{self, Reader};
 
 /// CONTINUATION frames one header block may take; a block that needs more
 /// is a flood (CVE-2024-27316: a legitimate one fits in a few).
@@ -34,6 +34,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// (`STREAM_CLOSED`, or ignored after our reset) from one on a stream
 /// that never was (`PROTOCOL_ERROR`).
 const RECENT: usize = 32;
+/// The version of what `Session::park` writes.
+const PARKED: u8 = 1;
 /// The PING of the graceful GOAWAY's first step.
 const GOAWAY_PING: [u8; 8] = *b"handoff!";
 
@@ -259,11 +261,124 @@ impl Session {
         if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
             self.inbuf = Vec::new();
         }
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+            self.decoder.shrink();
+        }
         for s in &mut self.streams {
             if s.inbox.is_empty() && s.inbox.capacity() > 0 {
                 s.inbox = Vec::new();
             }
         }
+    }
+
+    // ---- moving to a new process ----
+
+    /// Between requests with nothing in flight either way, nothing owed,
+    /// no end under way: the connection could move to a new process with
+    /// what `park` writes.
+    pub(super) fn movable(&self) -> bool {
+        self.reading == Reading::Frames
+            && self.streams.is_empty()
+            && self.block.is_none()
+            && self.inbuf.is_empty()
+            && self.out.is_empty()
+            && self.going == Going::No
+            && !self.peer_going
+            && self.failed.is_none()
+            && !self.eof
+    }
+
+    /// What a new process needs to go on with the connection: the last
+    /// stream, the settings both ways, the four windows, the streams
+    /// closed lately and the HPACK table (`docs/upgrade.md`). Our encoder
+    /// keeps no table, so there is nothing of its to carry.
+    pub(super) fn park(&self) -> Vec<u8> {
+        let mut b = vec![PARKED];
+        for v in [
+            self.highest,
+            self.cfg.max_streams,
+            u32::try_from(self.cfg.max_header_list).unwrap_or(u32::MAX),
+        ] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&self.peer_initial_window.to_be_bytes());
+        b.extend_from_slice(&(self.peer_max_frame as u32).to_be_bytes());
+        b.extend_from_slice(&self.send_window.to_be_bytes());
+        b.extend_from_slice(&self.recv_window.to_be_bytes());
+        b.extend_from_slice(&self.recv_unacked.to_be_bytes());
+        b.extend_from_slice(&(self.recent.len() as u32).to_be_bytes());
+        for &(id, how) in &self.recent {
+            b.extend_from_slice(&id.to_be_bytes());
+            b.push(u8::from(how == Closed::ByUs));
+        }
+        self.decoder.park(&mut b);
+        b
+    }
+
+    /// A connection another process parked (`park`), checked. If our
+    /// settings differ from those it announced, new SETTINGS go out.
+    pub(super) fn resume(cfg: Config, state: &[u8], now: Instant) -> Result<Session, &'static str> {
+        let mut r = Reader(state);
+        if r.u8()? != PARKED {
+            return Err("an HTTP/2 state of another version");
+        }
+        let window = |v: i64| (0..=MAX_WINDOW).contains(&v);
+        let highest = r.u32()?;
+        let (streams_said, list_said) = (r.u32()?, r.u32()?);
+        let peer_initial_window = r.i64()?;
+        let peer_max_frame = r.u32()?;
+        let send_window = r.i64()?;
+        let recv_window = r.i64()?;
+        let recv_unacked = r.u32()?;
+        if i64::from(highest) > MAX_WINDOW
+            || !window(peer_initial_window)
+            || !(16_384..=16_777_215).contains(&peer_max_frame)
+            || !window(send_window)
+            || !window(recv_window)
+            || i64::from(recv_unacked) > MAX_WINDOW
+        {
+            return Err("an HTTP/2 state out of range");
+        }
+        let n = r.u32()? as usize;
+        if n > RECENT {
+            return Err("an HTTP/2 state out of range");
+        }
+        let mut recent = VecDeque::with_capacity(n);
+        for _ in 0..n {
+            let id = r.u32()?;
+            let how = if r.u8()? == 1 {
+                Closed::ByUs
+            } else {
+                Closed::Done
+            };
+            recent.push_back((id, how));
+        }
+        let decoder = hpack::Decoder::resume(&mut r)?;
+        if !r.0.is_empty() {
+            return Err("bytes after the HTTP/2 state");
+        }
+        let list = u32::try_from(cfg.max_header_list).unwrap_or(u32::MAX);
+        let changed = (cfg.max_streams, list) != (streams_said, list_said);
+        let mut s = Session::new(cfg, now);
+        if !changed {
+            s.out.clear();
+        }
+        s.reading = Reading::Frames;
+        s.highest = highest;
+        s.peer_initial_window = peer_initial_window;
+        s.peer_max_frame = peer_max_frame as usize;
+        s.send_window = send_window;
+        s.recv_window = recv_window;
+        s.recv_unacked = recv_unacked;
+        s.recent = recent;
+        s.decoder = decoder;
+        Ok(s)
+    }
+
+    /// A graceful end was asked for or the client said GOAWAY.
+    pub(super) fn going_away(&self) -> bool {
+        self.going != Going::No || self.peer_going
     }
 
     // ---- reading ----
@@ -1420,5 +1535,87 @@ mod tests {
         let f = frames(&s.out);
         assert_eq!((f[0].0, f[0].2), (RST_STREAM, 1));
         assert_eq!(f[0].3, PROTOCOL_ERROR.to_be_bytes());
+    }
+
+    fn config(max_streams: u32) -> Config {
+        Config {
+            max_streams,
+            max_header_list: 16 * 1024,
+            rates: Rates {
+                control: 10,
+                resets: 10,
+            },
+        }
+    }
+
+    #[test]
+    fn a_parked_session_goes_on_in_another_with_its_hpack_table_and_windows() {
+        let mut s = session();
+        let mut o = Vec::new();
+        // :path /b.txt with incremental indexing: entry 62 of the table.
+        let mut h = b"\x82\x86\x41\x01t".to_vec();
+        h.extend_from_slice(b"\x44\x06/b.txt");
+        s.take_in(
+            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &h),
+            Instant::now(),
+            &mut o,
+        );
+        s.take_in(
+            &frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0x10, 0]),
+            Instant::now(),
+            &mut o,
+        );
+        assert!(!s.movable(), "stream 1 is open");
+        assert!(s.send_headers(1, true, |b| hpack::status(b, 200)));
+        s.out.clear();
+        assert!(s.movable());
+        let state = s.park();
+        let mut n = Session::resume(config(2), &state, Instant::now()).unwrap();
+        assert!(n.set_up());
+        assert!(n.out.is_empty(), "the same settings: nothing to announce");
+        // Index 62 on the new side: the table came along.
+        let mut o = Vec::new();
+        n.take_in(
+            &frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                b"\x82\x86\xbe\x41\x01t",
+            ),
+            Instant::now(),
+            &mut o,
+        );
+        assert_eq!(o[0].head, b"GET /b.txt HTTP/1.1\r\nhost: t\r\n\r\n");
+        assert_eq!(
+            n.capacity(3),
+            Some(4096),
+            "the client's initial window came along"
+        );
+        // A stream id at or under the last one is refused as before.
+        n.take_in(
+            &frame(HEADERS, END_HEADERS | END_STREAM, 1, GET),
+            Instant::now(),
+            &mut o,
+        );
+        assert_eq!(goaway_code(&n), STREAM_CLOSED);
+    }
+
+    #[test]
+    fn a_resumed_session_announces_settings_that_changed_and_refuses_a_bad_state() {
+        let s = session();
+        let state = s.park();
+        let n = Session::resume(config(5), &state, Instant::now()).unwrap();
+        let f = frames(&n.out);
+        assert_eq!(f[0].0, SETTINGS);
+        assert_eq!(&f[0].3[..6], &[0, 3, 0, 0, 0, 5]);
+        for cut in 0..state.len() {
+            assert!(Session::resume(config(2), &state[..cut], Instant::now()).is_err());
+        }
+        let mut longer = state.clone();
+        longer.push(0);
+        assert!(Session::resume(config(2), &longer, Instant::now()).is_err());
+        let mut other = state.clone();
+        other[0] = 2;
+        assert!(Session::resume(config(2), &other, Instant::now()).is_err());
     }
 }
