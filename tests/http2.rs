@@ -405,6 +405,220 @@ fn data_on_a_stream_the_client_ended_is_a_stream_closed_error() {
     assert_eq!(c.response(3).1, b"alpha\n");
 }
 
+/// A POST whose body is still to come: stream `id` stays open on the
+/// client's side.
+fn open_post(c: &mut H2, id: u32) {
+    c.headers(
+        id,
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "t"),
+            (":path", "/a.txt"),
+        ],
+        false,
+    );
+}
+
+/// The rest of RFC 9113 §5–§8's and RFC 7541's MUSTs, case by case on
+/// one server: what the client sends, and the RST_STREAM (`Ok`) or GOAWAY
+/// (`Err`) code that must come back.
+#[test]
+fn each_remaining_wrong_frame_or_field_gets_the_code_the_rfcs_give_it() {
+    let (h, _site) = server();
+    let get = get_block("/a.txt");
+    type Case = (&'static str, Box<dyn Fn(&mut H2)>, u32, Result<u32, u32>);
+    let cases: Vec<Case> = vec![
+        (
+            "HEADERS depending on its own stream (§5.3.1)",
+            Box::new({
+                let get = get.clone();
+                move |c: &mut H2| {
+                    let mut p = vec![0, 0, 0, 1, 16];
+                    p.extend_from_slice(&get);
+                    c.send(HEADERS, END_HEADERS | END_STREAM | 0x20, 1, &p);
+                }
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "PRIORITY depending on its own stream (§5.3.1)",
+            Box::new(|c: &mut H2| {
+                c.send(PRIORITY, 0, 3, &[0, 0, 0, 3, 16]);
+            }),
+            3,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "DATA whose padding is as long as its payload (§6.1)",
+            Box::new(|c: &mut H2| {
+                open_post(c, 1);
+                c.send(DATA, 0x8, 1, &[5, b'a']);
+            }),
+            1,
+            Err(PROTOCOL_ERROR),
+        ),
+        (
+            "a WINDOW_UPDATE of 0 on a stream (§6.9)",
+            Box::new(|c: &mut H2| {
+                open_post(c, 1);
+                c.send(WINDOW_UPDATE, 0, 1, &[0, 0, 0, 0]);
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "a stream's window over 2^31-1 (§6.9.1)",
+            Box::new(|c: &mut H2| {
+                open_post(c, 1);
+                c.send(WINDOW_UPDATE, 0, 1, &0x7fff_ffffu32.to_be_bytes());
+            }),
+            1,
+            Ok(FLOW_CONTROL_ERROR),
+        ),
+        (
+            "WINDOW_UPDATE on an idle stream (§5.1)",
+            Box::new(|c: &mut H2| {
+                c.send(WINDOW_UPDATE, 0, 5, &[0, 0, 0, 1]);
+            }),
+            5,
+            Err(PROTOCOL_ERROR),
+        ),
+        (
+            "HEADERS on a closed stream (§5.1)",
+            Box::new(|c: &mut H2| {
+                c.get(1, "/a.txt");
+                c.response(1);
+                c.get(1, "/a.txt");
+            }),
+            1,
+            Err(STREAM_CLOSED),
+        ),
+        (
+            "a second HEADERS without END_STREAM (§8.1)",
+            Box::new(|c: &mut H2| {
+                open_post(c, 1);
+                c.headers(1, &[("x-a", "1")], false);
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "a pseudo-field in trailers (§8.1)",
+            Box::new(|c: &mut H2| {
+                open_post(c, 1);
+                c.headers(1, &[(":path", "/")], true);
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "`:path` twice (§8.3.1)",
+            Box::new(|c: &mut H2| {
+                c.get_with(1, "/a.txt", &[(":path", "/b.txt")], true);
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "an empty `:path` (§8.3.1)",
+            Box::new(|c: &mut H2| {
+                c.get(1, "");
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "`:status` in a request (§8.3)",
+            Box::new(|c: &mut H2| {
+                c.headers(
+                    1,
+                    &[
+                        (":status", "200"),
+                        (":method", "GET"),
+                        (":scheme", "http"),
+                        (":path", "/"),
+                    ],
+                    true,
+                );
+            }),
+            1,
+            Ok(PROTOCOL_ERROR),
+        ),
+        (
+            "an unknown frame inside a header block (§4.3, §5.5)",
+            Box::new({
+                let get = get.clone();
+                move |c: &mut H2| {
+                    c.send(HEADERS, END_STREAM, 1, &get);
+                    c.send(0xbe, 0, 1, b"?");
+                }
+            }),
+            1,
+            Err(PROTOCOL_ERROR),
+        ),
+        (
+            "EOS in a Huffman string (RFC 7541 §5.2)",
+            Box::new(|c: &mut H2| {
+                c.send(
+                    HEADERS,
+                    END_HEADERS | END_STREAM,
+                    1,
+                    &[0x00, 0x81, 0x61, 0x84, 0xff, 0xff, 0xff, 0xff],
+                );
+            }),
+            1,
+            Err(COMPRESSION_ERROR),
+        ),
+        (
+            "a table size update after a field (RFC 7541 §4.2)",
+            Box::new(|c: &mut H2| {
+                c.send(HEADERS, END_HEADERS | END_STREAM, 1, &[0x82, 0x20]);
+            }),
+            1,
+            Err(COMPRESSION_ERROR),
+        ),
+        (
+            "index 0 (RFC 7541 §6.1)",
+            Box::new(|c: &mut H2| {
+                c.send(HEADERS, END_HEADERS | END_STREAM, 1, &[0x80]);
+            }),
+            1,
+            Err(COMPRESSION_ERROR),
+        ),
+    ];
+    for (what, send, stream, want) in cases {
+        let mut c = H2::connect(h.addr);
+        send(&mut c);
+        assert_eq!(c.reset(stream), want, "{what}");
+    }
+}
+
+#[test]
+fn a_window_of_one_byte_gets_one_byte_and_undefined_flags_and_codes_change_nothing() {
+    let (h, _site) = server();
+    let mut c = H2::open(h.addr);
+    c.s.write_all(PREFACE).unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 1 (RFC 9113 §6.9.1).
+    c.send(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 1]);
+    c.until(SETTINGS, None).unwrap();
+    c.send(SETTINGS, ACK, 0, &[]);
+    c.get(1, "/a.txt");
+    let d = c.until(DATA, Some(1)).expect("DATA");
+    assert_eq!(d.payload, b"a");
+    // A PING with undefined flags and the reserved bit set (§4.1), and
+    // RST_STREAM and GOAWAY codes nobody defined (§7): no error.
+    c.send(PING, 0xf0, 0x8000_0000, b"8 bytes!");
+    assert_eq!(c.until(PING, None).unwrap().payload, b"8 bytes!");
+    c.send(RST_STREAM, 0, 1, &[0, 0, 0xbe, 0xef]);
+    c.get(3, "/b.txt");
+    // Its window is one byte too: opened here for the rest.
+    c.send(WINDOW_UPDATE, 0, 3, &[0, 0, 1, 0]);
+    c.send(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]);
+    assert_eq!(c.response(3).1, b"bravo\n");
+}
+
 #[test]
 fn a_body_over_max_body_is_answered_413_and_the_rest_is_not_kept() {
     let (h, _site) = server();
