@@ -210,17 +210,36 @@ def wrk(url, conns, script=None):
     return rps, bps, errors
 
 
-def h2load(url, conns, streams):
+def cpu_seconds(pid):
+    """User and system CPU time of `pid` and its children so far."""
+    ticks = 0
+    for p in [pid] + children(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def h2load(url, conns, streams, pid=None):
     """req/s of h2load for SECONDS on `conns` connections with `streams`
-    requests in flight on each; failed requests are reported."""
+    requests in flight on each, and the server's CPU microseconds per
+    request (h2load's one thread can be what caps the req/s on a small
+    machine: the CPU each request cost the server is the figure that
+    compares then); failed requests are reported."""
+    before = cpu_seconds(pid) if pid else 0
     out = subprocess.run(
         ["h2load", "-D", str(SECONDS), "-c", str(conns), "-m", str(streams), "-t", "1", url],
         capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - before if pid else 0
     line = next(l for l in out.splitlines() if l.startswith("finished in"))
     rps = float(line.split(",")[1].split()[0])
     done = next(l for l in out.splitlines() if l.startswith("requests:"))
+    n = int(done.split()[1])
     errors = [] if " 0 failed, 0 errored" in done else [done]
-    return rps, errors
+    return rps, errors, cpu * 1e6 / max(n, 1)
 
 
 # name: (servers, connections, streams per connection, tls)
@@ -235,19 +254,22 @@ H2 = {
 def h2_throughput(case):
     servers, conns, streams, tls = H2[case]
     got = {s: [] for s in servers}
+    cpu = {s: [] for s in servers}
     for _ in range(ROUNDS):
         for s in servers:
-            with Server(s):
+            with Server(s) as srv:
                 if tls:
                     url = f"https://127.0.0.1:{TLS_PORT}/small.txt"
                 else:
                     port = H2C_PORT if s == "nginx" else PORT
                     url = f"http://127.0.0.1:{port}/small.txt"
-                rps, errors = h2load(url, conns, streams)
+                rps, errors, us = h2load(url, conns, streams, srv.proc.pid)
                 if errors:
                     print(f"  {case} {s}: {errors}", file=sys.stderr)
                 got[s].append(rps)
-    return {s: statistics.median(v) for s, v in got.items()}, "req/s"
+                cpu[s].append(us)
+    median = lambda d: {s: statistics.median(v) for s, v in d.items()}
+    return median(got), "req/s", median(cpu)
 
 
 # name: (servers, path, connections, script, tls, figure)
@@ -432,6 +454,8 @@ def fmt(v, figure):
         return f"{v / 1000:.1f}k"
     if figure == "B":
         return f"{v:.0f} B"
+    if figure == "us":
+        return f"{v:.2f} us"
     return f"{v:.2f}"
 
 
@@ -444,7 +468,9 @@ def main():
         if case in THROUGHPUT:
             res, figure = throughput(case)
         elif case in H2:
-            res, figure = h2_throughput(case)
+            res, figure, cpu = h2_throughput(case)
+            rows.append((case, res, figure))
+            res, figure, case = cpu, "us", f"{case} server CPU/req"
         elif case == "memory":
             n = idle_count()
             res, figure = idle_memory(n), "B"
@@ -462,7 +488,7 @@ def main():
             raise SystemExit(f"unknown case {case}")
         rows.append((case, res, figure))
         print(f"  ({case}: {time.time() - t0:.0f} s)", file=sys.stderr)
-    lower_is_better = ("n", "B")
+    lower_is_better = ("n", "B", "us")
     print()
     print(f"{'case':<40} " + " ".join(f"{s:>12}" for s in SERVERS) + "   handoff/floor  handoff/lighttpd  handoff/nginx")
     for case, res, figure in rows:
@@ -474,7 +500,7 @@ def main():
             else:
                 ratios.append("-")
         print(f"{case:<40} {cells}   {ratios[0]:>13}  {ratios[1]:>16}  {ratios[2]:>13}")
-    print(f"\n(ratios: handoff's figure over the peer's; for syscalls, instructions and memory lower is better)")
+    print(f"\n(ratios: handoff's figure over the peer's; for syscalls, instructions, memory and CPU lower is better)")
     shutil.rmtree(work, ignore_errors=True)
 
 
