@@ -48,7 +48,7 @@ struct Env {
     scratch: Vec<u8>,
     spare: Spare,
     deaf: crate::http::events::Deaf,
-    heads: crate::http::h2::Blocks,
+    heads: crate::http::blocks::Blocks,
 }
 
 impl Default for Env {

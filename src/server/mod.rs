@@ -95,8 +95,8 @@ struct Shared {
     spare: Spare,
     /// Where the engine's events go: the access line, metrics, the log.
     observer: observe::Record,
-    /// HTTP/2 response header blocks encoded before (`http::h2::Blocks`).
-    heads: crate::http::h2::Blocks,
+    /// HTTP/2 response header blocks encoded before (`http::blocks::Blocks`).
+    heads: crate::http::blocks::Blocks,
 }
 
 impl Shared {

@@ -85,7 +85,7 @@ pub(crate) struct Ctx<'a> {
     pub observer: &'a mut dyn Observer,
     /// HTTP/2 response header blocks encoded before, shared by the
     /// loop's connections.
-    pub heads: &'a mut crate::http::h2::Blocks,
+    pub heads: &'a mut crate::http::blocks::Blocks,
 }
 
 /// What a connection a handler handed off carries away from the engine.

@@ -5,6 +5,7 @@
 //! `Name: value` lines encoded for HPACK.
 
 use super::hpack;
+use crate::http::blocks::Blocks;
 
 /// Header fields that mean something only to one HTTP/1.1 connection:
 /// malformed in an HTTP/2 request (RFC 9113 §8.2.2), left out of our
@@ -247,55 +248,6 @@ impl RequestHead {
     }
 }
 
-/// The static fields and a handler's lines, encoded, for the last few
-/// line sets seen: a loop serving the same files again (as a page's
-/// assets are) encodes each set once. The key is the lines as the handler
-/// gave them (a cached file's are the same bytes each time).
-#[derive(Default)]
-pub(crate) struct Blocks {
-    statics: Box<[u8]>,
-    recent: std::collections::VecDeque<Encoded>,
-}
-
-/// A handler's lines, and the static fields and those lines encoded.
-type Encoded = (Box<[u8]>, Box<[u8]>);
-
-/// Encoded line sets kept, at most.
-const KEPT: usize = 8;
-
-impl Blocks {
-    /// Appends the encoded static fields and `lines` to `out`.
-    fn put(&mut self, out: &mut Vec<u8>, static_headers: &[u8], lines: &[u8]) {
-        if *self.statics != *static_headers {
-            self.statics = static_headers.into();
-            self.recent.clear();
-        }
-        if let Some((_, block)) = self.recent.iter().find(|(k, _)| **k == *lines) {
-            out.extend_from_slice(block);
-            return;
-        }
-        let start = out.len();
-        for line in static_headers
-            .split(|&c| c == b'\n')
-            .chain(lines.split(|&c| c == b'\n'))
-        {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|&c| c == b':') else {
-                continue;
-            };
-            let name = &line[..colon];
-            if name.is_empty() || connection_specific(name) {
-                continue;
-            }
-            hpack::field(out, name, line[colon + 1..].trim_ascii());
-        }
-        if self.recent.len() == KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((lines.into(), out[start..].into()));
-    }
-}
-
 /// A response's header block: `:status`, `date`, the static fields, the
 /// handler's (`Name: value` lines, the connection-specific ones left
 /// out), and `content-length` when the body's length is known.
@@ -312,7 +264,22 @@ pub(super) fn response_block(
     if !date.is_empty() {
         hpack::field(out, b"date", date);
     }
-    blocks.put(out, static_headers, lines);
+    blocks.put(out, static_headers, lines, |out| {
+        for line in static_headers
+            .split(|&c| c == b'\n')
+            .chain(lines.split(|&c| c == b'\n'))
+        {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&c| c == b':') else {
+                continue;
+            };
+            let name = &line[..colon];
+            if name.is_empty() || connection_specific(name) {
+                continue;
+            }
+            hpack::field(out, name, line[colon + 1..].trim_ascii());
+        }
+    });
     if let Some(n) = length {
         let mut digits = itoa::Buffer::new();
         hpack::field(out, b"content-length", digits.format(n).as_bytes());

@@ -10,8 +10,6 @@
 //! (`stream/`), whose head goes through HTTP/1.1's one parser.
 
 mod fields;
-
-pub(crate) use fields::Blocks;
 pub(crate) mod frame;
 mod hpack;
 mod session;

@@ -634,6 +634,15 @@ impl Session {
             ));
         }
         b.bytes.extend_from_slice(p);
+        // Encoders use Huffman only where it is shorter, so a block is no
+        // longer than the field list it carries: one twice the list's
+        // limit is not a request to answer 431 but memory to refuse.
+        if b.bytes.len() > 2 * self.cfg.max_header_list.max(MAX_FRAME) {
+            return Err(conn(
+                ENHANCE_YOUR_CALM,
+                "a header block over twice the header list's limit",
+            ));
+        }
         if h.flags & END_HEADERS == 0 {
             return Ok(());
         }
@@ -1617,5 +1626,35 @@ mod tests {
         let mut other = state.clone();
         other[0] = 2;
         assert!(Session::resume(config(2), &other, Instant::now()).is_err());
+    }
+
+    #[test]
+    fn a_header_block_larger_than_twice_the_list_limit_is_refused_before_it_ends() {
+        let cfg = Config {
+            max_streams: 2,
+            max_header_list: 16 * 1024,
+            rates: Rates {
+                control: 10,
+                resets: 10,
+            },
+        };
+        let mut s = Session::new(cfg, Instant::now());
+        let mut first = PREFACE.to_vec();
+        first.extend(frame(SETTINGS, 0, 0, &[]));
+        let mut o = Vec::new();
+        s.take_in(&first, Instant::now(), &mut o);
+        s.take_in(&frame(HEADERS, 0, 1, &[0; 16_000]), Instant::now(), &mut o);
+        s.take_in(
+            &frame(CONTINUATION, 0, 1, &[0; 16_000]),
+            Instant::now(),
+            &mut o,
+        );
+        assert!(s.failed.is_none());
+        s.take_in(
+            &frame(CONTINUATION, 0, 1, &[0; 16_000]),
+            Instant::now(),
+            &mut o,
+        );
+        assert_eq!(s.failed.map(|v| v.code), Some(ENHANCE_YOUR_CALM));
     }
 }

@@ -16,7 +16,7 @@ struct Env {
     now: Instant,
     spare: Spare,
     events: Recorder,
-    heads: crate::http::h2::Blocks,
+    heads: crate::http::blocks::Blocks,
 }
 
 /// Writes down every event the engine gives, one line each.
