@@ -196,18 +196,24 @@ class Server:
         self.stop()
 
 
-def wrk(url, conns, script=None):
+def wrk(url, conns, script=None, pid=None):
+    """req/s, bytes/s and errors of wrk for SECONDS, and the server's CPU
+    microseconds per request (`pid`'s and its children's)."""
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{SECONDS}s", url]
     if script:
         cmd[1:1] = ["-s", script]
+    before = cpu_seconds(pid) if pid else 0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - before if pid else 0
     rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
     tr = next(l.split()[1] for l in out.splitlines() if l.startswith("Transfer/sec"))
     unit = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
     num = tr.rstrip("KMGB")
     bps = float(num) * unit[tr[len(num):]]
     errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
-    return rps, bps, errors
+    # wrk counts responses, pipelined ones each.
+    n = int(next(l.split()[0] for l in out.splitlines() if "requests in" in l))
+    return rps, bps, errors, cpu * 1e6 / max(n, 1)
 
 
 def cpu_seconds(pid):
@@ -286,15 +292,18 @@ THROUGHPUT = {
 def throughput(case):
     servers, path, conns, script, tls, figure = THROUGHPUT[case]
     got = {s: [] for s in servers}
+    cpu = {s: [] for s in servers}
     for _ in range(ROUNDS):
         for s in servers:
-            with Server(s):
+            with Server(s) as srv:
                 url = f"{'https' if tls else 'http'}://127.0.0.1:{TLS_PORT if tls else PORT}{path}"
-                rps, bps, errors = wrk(url, conns, script)
+                rps, bps, errors, us = wrk(url, conns, script, srv.proc.pid)
                 if errors and case != "404":
                     print(f"  {case} {s}: {errors}", file=sys.stderr)
                 got[s].append(bps / 1e9 if figure == "GB/s" else rps)
-    return {s: statistics.median(v) for s, v in got.items()}, figure
+                cpu[s].append(us)
+    median = lambda d: {s: statistics.median(v) for s, v in d.items()}
+    return median(got), figure, median(cpu)
 
 
 def requests(n, batch=1):
@@ -466,7 +475,9 @@ def main():
     for case in want:
         t0 = time.time()
         if case in THROUGHPUT:
-            res, figure = throughput(case)
+            res, figure, cpu = throughput(case)
+            rows.append((case, res, figure))
+            res, figure, case = cpu, "us", f"{case} server CPU/req"
         elif case in H2:
             res, figure, cpu = h2_throughput(case)
             rows.append((case, res, figure))
