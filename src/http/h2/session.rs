@@ -1075,6 +1075,7 @@ impl Session {
         if !self.streams[i].local_open {
             return false;
         }
+        self.room_for(1024);
         // Encoded in place after room for the frame head, which is filled
         // in once the length is known (a block that needs CONTINUATIONs
         // is taken out and split).
@@ -1094,6 +1095,17 @@ impl Session {
             self.end_local(i);
         }
         true
+    }
+
+    /// `out` is a new buffer each turn (the engine takes it whole, without
+    /// a copy): sized once for what comes, not grown push by push (one
+    /// allocation a turn instead of several: callgrind counted about
+    /// 1,000 instructions a request in reallocation with one request a
+    /// turn).
+    fn room_for(&mut self, n: usize) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(n);
+        }
     }
 
     fn patch_head(&mut self, at: usize, len: usize, ty: u8, flags: u8, stream: u32) {
@@ -1118,6 +1130,7 @@ impl Session {
             return Ok((0, false));
         }
         let max = max.min(self.peer_max_frame);
+        self.room_for(1024);
         let start = self.out.len();
         self.out.extend_from_slice(&[0; 9]);
         let last = match fill(&mut self.out, max) {
