@@ -1095,7 +1095,9 @@ fn an_idle_h2c_connection_moves_to_the_new_process_with_its_hpack_table() {
     c.send(HEADERS, END_HEADERS | END_STREAM, 1, &first);
     assert_eq!(c.response(1).1, b"bravo\n");
     let old = h.child.id() as i32;
-    upgrade_in_a_row(&mut h, 1, Duration::from_millis(300));
+    let serving = upgrade_in_a_row(&mut h, 1, Duration::from_millis(300));
+    // The new process is not the test's child: it is ended here.
+    let stop = Stopper(serving);
     assert!(!alive(old), "the old process held on\n{}", h.log());
     // Indexes 62 (`:path /b.txt`, the newest entry) and 63 (`:authority
     // t`): only a table carried over can read them.
@@ -1109,6 +1111,19 @@ fn an_idle_h2c_connection_moves_to_the_new_process_with_its_hpack_table() {
     assert_eq!((h3.ty, h3.stream), (HEADERS, 3), "{h3:?}\n{}", h.log());
     let d = c.until(DATA, Some(3)).expect("its body");
     assert_eq!(d.payload, b"bravo\n");
+    drop(stop);
+}
+
+/// Ends a process (SIGTERM) when dropped, the test passing or not.
+struct Stopper(i32);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
 }
 
 /// h2load, which never opens a new connection after a GOAWAY, under
@@ -1124,11 +1139,8 @@ fn three_upgrades_in_a_row_under_h2load_lose_no_request_as_h2c_connections_move(
         run(std::process::Command::new("h2load").args(["-c", "10", "-m", "10", "-D", "5", &url]))
     });
     let serving = upgrade_in_a_row(&mut h, 3, Duration::from_millis(800));
+    let _stop = Stopper(serving);
     let out = load.join().unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(serving),
-        nix::sys::signal::Signal::SIGTERM,
-    );
     let line = out
         .lines()
         .find(|l| l.starts_with("requests:"))

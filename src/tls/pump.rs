@@ -19,6 +19,21 @@ impl Read for FdIo<'_> {
     }
 }
 
+/// A socket read for rustls that notes whether the read came back
+/// shorter than asked.
+struct Reading<'a> {
+    fd: BorrowedFd<'a>,
+    short: bool,
+}
+
+impl Read for Reading<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = sys::read(self.fd, buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
 impl Write for FdIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         sys::write(self.0, buf)
@@ -33,6 +48,10 @@ impl Write for FdIo<'_> {
 pub(crate) enum Records {
     /// Records were read and processed: there may be plaintext.
     Read,
+    /// As `Read`, and the read was shorter than rustls asked for: the
+    /// socket had no more then (edge-triggered, a new arrival raises a new
+    /// edge), so no `read` is spent to hear `EAGAIN`.
+    Drained,
     /// Nothing more until the socket is readable again.
     WouldBlock,
     /// rustls holds as much plaintext as it takes: read that first.
@@ -63,8 +82,10 @@ pub(crate) fn read_records(
     t: &mut ServerConnection,
     fd: BorrowedFd<'_>,
 ) -> Result<Records, Failed> {
-    let got = match t.read_tls(&mut FdIo(fd)) {
+    let mut rd = Reading { fd, short: false };
+    let got = match t.read_tls(&mut rd) {
         Ok(0) => Records::Eof,
+        Ok(_) if rd.short => Records::Drained,
         Ok(_) => Records::Read,
         Err(e) if would_block(&e) => return Ok(Records::WouldBlock),
         Err(e) if e.kind() == io::ErrorKind::Other => return Ok(Records::Full),

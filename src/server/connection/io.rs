@@ -369,6 +369,10 @@ fn read(
             while ready.readable && conn.wants_read(limits) {
                 match pump::read_records(t, fd)? {
                     Records::Read => moved = true,
+                    Records::Drained => {
+                        moved = true;
+                        ready.readable = false;
+                    }
                     Records::WouldBlock => ready.readable = false,
                     // Take the plaintext below, then read again.
                     Records::Full => {}

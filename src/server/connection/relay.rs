@@ -128,6 +128,10 @@ impl Relay {
                         moved = true;
                     }
                     Records::Read => moved = true,
+                    Records::Drained => {
+                        moved = true;
+                        self.client.ready.readable = false;
+                    }
                     Records::WouldBlock => self.client.ready.readable = false,
                     // rustls' plaintext buffer is full: drain it first.
                     Records::Full => {}
