@@ -623,16 +623,7 @@ fn a_window_of_one_byte_gets_one_byte_and_undefined_flags_and_codes_change_nothi
 fn a_body_over_max_body_is_answered_413_and_the_rest_is_not_kept() {
     let (h, _site) = server();
     let mut c = H2::connect(h.addr);
-    c.headers(
-        1,
-        &[
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":authority", "t"),
-            (":path", "/a.txt"),
-        ],
-        false,
-    );
+    open_post(&mut c, 1);
     // --max-body 1000.
     c.send(DATA, 0, 1, &[b'x'; 1001]);
     let h1 = c.until(HEADERS, Some(1)).expect("an answer");
@@ -651,16 +642,7 @@ fn more_streams_than_max_concurrent_streams_are_refused() {
     let mut c = H2::connect(h.addr);
     // Three requests whose bodies never come: the third is one too many.
     for id in [1, 3, 5] {
-        c.headers(
-            id,
-            &[
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":authority", "t"),
-                (":path", "/a.txt"),
-            ],
-            false,
-        );
+        open_post(&mut c, id);
     }
     assert_eq!(c.reset(5), Ok(REFUSED_STREAM));
 }

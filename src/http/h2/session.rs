@@ -1232,15 +1232,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        let cfg = Config {
-            max_streams: 2,
-            max_header_list: 16 * 1024,
-            rates: Rates {
-                control: 10,
-                resets: 10,
-            },
-        };
-        let mut s = Session::new(cfg, Instant::now());
+        let mut s = Session::new(config(2), Instant::now());
         let mut first = PREFACE.to_vec();
         first.extend(frame(SETTINGS, 0, 0, &[]));
         let mut o = Vec::new();
@@ -1643,19 +1635,8 @@ mod tests {
 
     #[test]
     fn a_header_block_larger_than_twice_the_list_limit_is_refused_before_it_ends() {
-        let cfg = Config {
-            max_streams: 2,
-            max_header_list: 16 * 1024,
-            rates: Rates {
-                control: 10,
-                resets: 10,
-            },
-        };
-        let mut s = Session::new(cfg, Instant::now());
-        let mut first = PREFACE.to_vec();
-        first.extend(frame(SETTINGS, 0, 0, &[]));
+        let mut s = session();
         let mut o = Vec::new();
-        s.take_in(&first, Instant::now(), &mut o);
         s.take_in(&frame(HEADERS, 0, 1, &[0; 16_000]), Instant::now(), &mut o);
         s.take_in(
             &frame(CONTINUATION, 0, 1, &[0; 16_000]),
