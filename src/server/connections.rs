@@ -23,8 +23,6 @@ use crate::http::reply::{Letter, ReplyKey};
 use crate::http::{Conn, Expired};
 use crate::sys::Addr;
 
-/// A connected socket to serve: its fd, its peer, the bytes already read
-/// from it, and its TLS mode.
 /// A connection to serve: its socket, peer, the bytes read already, how
 /// it is framed, and the state of an HTTP/2 connection another process
 /// parked, if it is one.
@@ -102,20 +100,21 @@ impl Connections {
         // gracefully, its streams finish here, and its client opens its
         // next connection to the new process.
         if let Engine::H2(h) = &mut c.engine {
-            let plain = matches!(c.io.transport, Transport::Plain);
-            if let Some(state) = h.park().filter(|_| plain) {
-                match mover(c.io.fd.as_fd(), h.peer(), &state) {
-                    Ok(()) => {
-                        drop(self.remove(registry, token, shared));
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %h.peer(), "handing over: an HTTP/2 connection stays: {e}")
-                    }
+            if matches!(c.io.transport, Transport::Plain) {
+                match h.park() {
+                    Some(state) => match mover(c.io.fd.as_fd(), h.peer(), &state) {
+                        Ok(()) => {
+                            drop(self.remove(registry, token, shared));
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %h.peer(), "handing over: an HTTP/2 connection stays: {e}")
+                        }
+                    },
+                    // Not between requests yet: judged again after its turn.
+                    None if !h.is_ending() => return,
+                    None => {}
                 }
-            } else if plain && !h.is_ending() {
-                // Not between requests yet: judged again after its turn.
-                return;
             }
             if h.go_away() {
                 tracing::debug!(peer = %h.peer(), "handing over: GOAWAY to an HTTP/2 connection");
@@ -193,39 +192,27 @@ impl Connections {
         shared: &mut Shared,
     ) -> io::Result<usize> {
         let http2 = shared.opts.http2 && wrapping.http2;
-        let engine = match resume_h2 {
-            None => None,
-            // A moved connection's TLS session does not move with it (and
-            // a PROXY header was read by the process it comes from).
-            Some(_) if !http2 || wrapping.tls != crate::tls::TlsMode::Off => {
-                let e = "an HTTP/2 state for a socket not served plain with HTTP/2 here";
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
-            }
-            Some(state) => {
-                let limits = &shared.opts.limits;
-                let h2 =
-                    crate::http::h2::H2Conn::resume(peer.clone(), now, state, pre_read, limits)
-                        .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
-                crate::metrics::inc(crate::metrics::M::H2Connections);
-                Some(Engine::H2(Box::new(h2)))
-            }
-        };
-        let wrapping = Wrapping {
-            proxy: if engine.is_some() {
-                None
-            } else {
-                wrapping.proxy
-            },
-            ..wrapping
-        };
+        // A moved connection's TLS session does not move with it, and its
+        // PROXY header was read by the process it comes from.
+        let plain = wrapping.tls == crate::tls::TlsMode::Off && wrapping.proxy.is_none();
+        if resume_h2.is_some() && !(http2 && plain) {
+            let e = "an HTTP/2 state for a socket not served plain with HTTP/2 here";
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+        }
         let tls = if http2 {
             &shared.tls
         } else {
             &shared.tls_http1
         };
         let mut transport = Transport::for_wrapping(wrapping, tls.as_ref())?;
-        let engine = match engine {
-            Some(e) => e,
+        let engine = match resume_h2 {
+            Some(state) => {
+                let limits = &shared.opts.limits;
+                let h2 = crate::http::h2::H2Conn::resume(peer, now, state, pre_read, limits)
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+                crate::metrics::inc(crate::metrics::M::H2Connections);
+                Engine::H2(Box::new(h2))
+            }
             None => {
                 let mut conn = Conn::new(peer, now);
                 match &mut transport {

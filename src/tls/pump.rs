@@ -10,14 +10,8 @@ use rustls::ServerConnection;
 
 use crate::sys::{self, would_block};
 
-/// A socket as `Read + Write` for rustls.
+/// A socket as `Write` for rustls (reads go through `Reading`).
 pub(crate) struct FdIo<'a>(pub BorrowedFd<'a>);
-
-impl Read for FdIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(self.0, buf)
-    }
-}
 
 /// A socket read for rustls that notes whether the read came back
 /// shorter than asked.

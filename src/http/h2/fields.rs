@@ -152,10 +152,9 @@ impl RequestHead {
         match name {
             b"te" if value != b"trailers" => return self.bad("TE other than trailers"),
             b"content-length" => {
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok());
+                // HTTP/1.1's rules for the value (the head is parsed by
+                // them again, as text).
+                let n = crate::http::head::parse_content_length(value).ok();
                 match (n, self.content_length) {
                     (None, _) => return self.bad("a content-length that is not a number"),
                     (Some(a), Some(b)) if a != b => {

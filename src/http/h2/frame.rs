@@ -71,11 +71,16 @@ impl Head {
 
 /// Appends a frame head.
 pub(super) fn head(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, stream: u32) {
+    out.extend_from_slice(&head_bytes(len, ty, flags, stream));
+}
+
+/// A frame head's 9 bytes (also written over room kept for it, once a
+/// payload written in place has its length).
+pub(super) fn head_bytes(len: usize, ty: u8, flags: u8, stream: u32) -> [u8; 9] {
     debug_assert!(len < 1 << 24);
-    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.push(ty);
-    out.push(flags);
-    out.extend_from_slice(&stream.to_be_bytes());
+    let [_, a, b, c] = (len as u32).to_be_bytes();
+    let [d, e, f, g] = stream.to_be_bytes();
+    [a, b, c, ty, flags, d, e, f, g]
 }
 
 pub(super) fn settings(out: &mut Vec<u8>, values: &[(u16, u32)]) {

@@ -115,7 +115,7 @@ impl H2Conn {
     /// A GOAWAY went or came, or the connection failed: it is ending and
     /// will not be between requests for a move.
     pub(crate) fn is_ending(&self) -> bool {
-        !self.sess.movable() && (self.sess.going_away() || self.sess.is_over())
+        self.sess.going_away() || self.sess.is_over()
     }
 
     fn with(sess: Session, peer: Addr, now: Instant) -> H2Conn {

@@ -62,6 +62,23 @@ pub(super) struct Config {
     pub rates: Rates,
 }
 
+impl Config {
+    /// The settings we announce: `(max_streams, max_header_list)`.
+    fn announced(&self) -> (u32, u32) {
+        let list = u32::try_from(self.max_header_list).unwrap_or(u32::MAX);
+        (self.max_streams, list)
+    }
+}
+
+/// `SETTINGS_MAX_FRAME_SIZE`'s allowed values (§6.5.2).
+const FRAME_SIZES: std::ops::RangeInclusive<u32> = 16_384..=16_777_215;
+
+/// The stream a priority (HEADERS' or PRIORITY's first 4 bytes) depends
+/// on, the exclusive bit dropped.
+fn dependency(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff
+}
+
 /// A request whose head came: the engine's to answer.
 pub(super) struct Opened {
     pub id: u32,
@@ -121,8 +138,9 @@ struct St {
     content_length: Option<u64>,
     received: u64,
     trailers: Vec<u8>,
-    /// Nobody will read the rest of its body: what comes is dropped and
-    /// its window given back at once.
+    /// Nobody will read the rest of its body (the handler said so, or
+    /// the response went): what comes is dropped and its window given back
+    /// at once.
     discard: bool,
 }
 
@@ -186,14 +204,12 @@ impl Session {
     /// A new connection: our SETTINGS go out at once (§3.4).
     pub(super) fn new(cfg: Config, now: Instant) -> Session {
         let mut out = Vec::with_capacity(64);
+        let (streams, list) = cfg.announced();
         frame::settings(
             &mut out,
             &[
-                (frame::MAX_CONCURRENT_STREAMS, cfg.max_streams),
-                (
-                    frame::MAX_HEADER_LIST_SIZE,
-                    u32::try_from(cfg.max_header_list).unwrap_or(u32::MAX),
-                ),
+                (frame::MAX_CONCURRENT_STREAMS, streams),
+                (frame::MAX_HEADER_LIST_SIZE, list),
             ],
         );
         Session {
@@ -295,11 +311,8 @@ impl Session {
     /// keeps no table, so there is nothing of its to carry.
     pub(super) fn park(&self) -> Vec<u8> {
         let mut b = vec![PARKED];
-        for v in [
-            self.highest,
-            self.cfg.max_streams,
-            u32::try_from(self.cfg.max_header_list).unwrap_or(u32::MAX),
-        ] {
+        let (streams, list) = self.cfg.announced();
+        for v in [self.highest, streams, list] {
             b.extend_from_slice(&v.to_be_bytes());
         }
         b.extend_from_slice(&self.peer_initial_window.to_be_bytes());
@@ -333,7 +346,7 @@ impl Session {
         let recv_unacked = r.u32()?;
         if i64::from(highest) > MAX_WINDOW
             || !window(peer_initial_window)
-            || !(16_384..=16_777_215).contains(&peer_max_frame)
+            || !FRAME_SIZES.contains(&peer_max_frame)
             || !window(send_window)
             || !window(recv_window)
             || i64::from(recv_unacked) > MAX_WINDOW
@@ -358,8 +371,7 @@ impl Session {
         if !r.0.is_empty() {
             return Err("bytes after the HTTP/2 state");
         }
-        let list = u32::try_from(cfg.max_header_list).unwrap_or(u32::MAX);
-        let changed = (cfg.max_streams, list) != (streams_said, list_said);
+        let changed = cfg.announced() != (streams_said, list_said);
         let mut s = Session::new(cfg, now);
         if !changed {
             s.out.clear();
@@ -568,11 +580,12 @@ impl Session {
             return Err(Wrong::Stream(h.stream, PROTOCOL_ERROR));
         }
         let padding = (h.len - body.len()) as u32;
-        let keep = s.local_open && !s.discard;
-        if keep {
+        let dropped = if s.discard {
+            body.len() as u32
+        } else {
             s.inbox.extend_from_slice(body);
-        }
-        let dropped = if keep { 0 } else { body.len() as u32 };
+            0
+        };
         if end {
             s.remote_open = false;
         }
@@ -598,8 +611,7 @@ impl Session {
             if frag.len() < 5 {
                 return Err(conn(FRAME_SIZE_ERROR, "HEADERS too short for its priority"));
             }
-            let dep = u32::from_be_bytes([frag[0], frag[1], frag[2], frag[3]]) & 0x7fff_ffff;
-            self_dependent = dep == h.stream;
+            self_dependent = dependency(frag) == h.stream;
             frag = &frag[5..];
         }
         if h.stream <= self.highest && self.find(h.stream).is_none() {
@@ -753,8 +765,7 @@ impl Session {
             return Err(Wrong::Stream(h.stream, FRAME_SIZE_ERROR));
         }
         self.count_control()?;
-        let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
-        if dep == h.stream {
+        if dependency(p) == h.stream {
             return Err(Wrong::Stream(h.stream, PROTOCOL_ERROR));
         }
         // Priorities are a hint (§5.3, deprecated); we answer in order.
@@ -782,10 +793,7 @@ impl Session {
             ));
         }
         if let Some(i) = self.find(h.stream) {
-            let s = self.streams.swap_remove(i);
-            // What it held no longer counts against the connection.
-            self.give_back(s.inbox.len() as u32 + s.held);
-            self.forget(h.stream, Closed::Done);
+            self.remove(i, Closed::Done);
         }
         Ok(())
     }
@@ -842,7 +850,7 @@ impl Session {
                     }
                 }
                 frame::MAX_FRAME_SIZE => {
-                    if !(16_384..=16_777_215).contains(&v) {
+                    if !FRAME_SIZES.contains(&v) {
                         return Err(conn(
                             PROTOCOL_ERROR,
                             "SETTINGS_MAX_FRAME_SIZE out of its range",
@@ -1001,9 +1009,14 @@ impl Session {
     /// Nobody will read the rest of `id`'s body: what it holds and what
     /// comes goes back to the client's windows.
     pub(super) fn discard_body(&mut self, id: u32) {
-        let Some(i) = self.find(id) else {
-            return;
-        };
+        if let Some(i) = self.find(id) {
+            self.discard(i);
+        }
+    }
+
+    /// Stream `i`'s body is read no further: what it holds goes back to
+    /// the windows now, and what still comes as it arrives.
+    fn discard(&mut self, i: usize) {
         let s = &mut self.streams[i];
         if s.discard {
             return;
@@ -1109,9 +1122,7 @@ impl Session {
     }
 
     fn patch_head(&mut self, at: usize, len: usize, ty: u8, flags: u8, stream: u32) {
-        let mut h = Vec::with_capacity(9);
-        frame::head(&mut h, len, ty, flags, stream);
-        self.out[at..at + 9].copy_from_slice(&h);
+        self.out[at..at + 9].copy_from_slice(&frame::head_bytes(len, ty, flags, stream));
     }
 
     /// One DATA frame for `id`, its payload appended by `fill` (at most
@@ -1177,28 +1188,20 @@ impl Session {
 
     /// Our side of stream `i` has ended.
     fn end_local(&mut self, i: usize) {
-        let s = &mut self.streams[i];
-        s.local_open = false;
-        // A body still coming is not read now: what it holds and what
-        // comes goes back to the windows.
-        let held = s.inbox.len() as u32 + s.held;
-        s.inbox = Vec::new();
-        s.held = 0;
-        let id = s.id;
-        if held > 0 {
-            self.stream_give_back(i, held);
-        }
+        self.streams[i].local_open = false;
+        // A body still coming is not read now: the response went.
+        self.discard(i);
+        let id = self.streams[i].id;
         self.reap(id);
     }
 
     /// A stream error: RST_STREAM, and the stream is forgotten (§5.4.2).
     pub(super) fn reset(&mut self, id: u32, code: u32) {
         frame::rst_stream(&mut self.out, id, code);
-        if let Some(i) = self.find(id) {
-            let s = self.streams.swap_remove(i);
-            self.give_back(s.inbox.len() as u32 + s.held);
+        match self.find(id) {
+            Some(i) => self.remove(i, Closed::ByUs),
+            None => self.forget(id, Closed::ByUs),
         }
-        self.forget(id, Closed::ByUs);
     }
 
     /// Forgets a stream ended both ways.
@@ -1206,10 +1209,17 @@ impl Session {
         if let Some(i) = self.find(id) {
             let s = &self.streams[i];
             if !s.remote_open && !s.local_open {
-                self.streams.swap_remove(i);
-                self.forget(id, Closed::Done);
+                self.remove(i, Closed::Done);
             }
         }
+    }
+
+    /// Takes stream `i` out: what it held no longer counts against the
+    /// connection's window, and it is remembered as closed `how`.
+    fn remove(&mut self, i: usize, how: Closed) {
+        let s = self.streams.swap_remove(i);
+        self.give_back(s.inbox.len() as u32 + s.held);
+        self.forget(s.id, how);
     }
 
     fn forget(&mut self, id: u32, how: Closed) {

@@ -191,7 +191,7 @@ pub(crate) fn csv(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|s| !s.is_empty())
 }
 
-fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
+pub(crate) fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
     let bad = || Reject::new(400, "invalid Content-Length");
     let mut value: Option<u64> = None;
     // A list of identical values ("5, 5") is allowed by RFC 9110 §8.6;

@@ -41,6 +41,7 @@ impl Stream {
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) {
+        let id = self.sid();
         let Phase::Deferred(d) = &mut self.phase else {
             return;
         };
@@ -68,7 +69,7 @@ impl Stream {
             let end = ended || (no_body && d.st.state == WriteState::Finished);
             let (date, statics, lines) = (ctx.date, ctx.static_headers, d.st.header_lines());
             let blocks = &mut *ctx.heads;
-            let sent = sess.send_headers(self.id as u32, end, |b| {
+            let sent = sess.send_headers(id, end, |b| {
                 response_block(b, blocks, status, date, statics, lines, length)
             });
             if !sent {
@@ -109,7 +110,7 @@ impl Stream {
         if self.answered {
             let what = "a deferred response was dropped half-written; stream reset";
             super::trouble(ctx, peer, Severity::Error, &what);
-            sess.reset(self.id as u32, INTERNAL_ERROR);
+            sess.reset(self.sid(), INTERNAL_ERROR);
             self.phase = Phase::Done;
         } else {
             let what = "a deferred response was dropped unanswered; 500";
@@ -165,7 +166,7 @@ impl Stream {
     /// Sends what a deferred response's jobs wrote, as the windows allow,
     /// and its end once the jobs finished it.
     pub(super) fn send_deferred(&mut self, sess: &mut Session) -> bool {
-        let id = self.id as u32;
+        let id = self.sid();
         let Phase::Deferred(d) = &mut self.phase else {
             return false;
         };

@@ -159,7 +159,7 @@ impl Stream {
         s
     }
 
-    fn sid(&self) -> u32 {
+    pub(super) fn sid(&self) -> u32 {
         self.id as u32
     }
 
