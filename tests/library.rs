@@ -723,3 +723,52 @@ fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once
         "{at_once} of {turns} turns asked for another at once"
     );
 }
+
+/// Over a Unix socket a share has no segment to end on (it asks the
+/// socket's TCP segment size and gets none): the file still arrives whole,
+/// share after share.
+#[test]
+fn a_large_file_goes_out_whole_over_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let content: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
+    let len = content.len() as u64;
+    let mut s = Server::new(
+        Options::default(),
+        move |_: &Request<'_>, res: &mut Response<'_>| {
+            res.body(handoff::Body::File {
+                file: file.clone(),
+                offset: 0,
+                len,
+            });
+        },
+    )
+    .unwrap();
+    let (mut client, ours) = UnixStream::pair().unwrap();
+    s.add_socket(OwnedFd::from(ours)).unwrap();
+    let reader = std::thread::spawn(move || {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(REQ).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                && got.len() - (at + 4) == 3 << 20
+            {
+                return got.split_off(at + 4);
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < end {
+        s.step(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert!(reader.join().unwrap() == content, "the file arrives whole");
+}

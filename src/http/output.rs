@@ -63,10 +63,11 @@ pub(crate) struct FileSlice<'a> {
 /// or into a TLS session as plaintext. Each takes what it can; 0 means it
 /// is full for now.
 pub(crate) trait Sink {
-    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// `file_next`: a file range follows these bytes in the queue.
+    fn vectored(&mut self, iov: &[IoSlice<'_>], file_next: bool) -> io::Result<usize>;
     /// How much of a file it is offered at once; 0 when its share for now
     /// is spent (`drain_into` stops there, the socket not full).
-    fn file_step(&self, left: u64) -> usize;
+    fn file_step(&mut self, left: u64) -> usize;
     /// Takes up to `file_step` bytes of the file from `*f.offset`,
     /// advancing the offset.
     fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize>;
@@ -76,7 +77,7 @@ pub(crate) trait Sink {
 struct ToMemory(Vec<u8>);
 
 impl Sink for ToMemory {
-    fn vectored(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn vectored(&mut self, iov: &[IoSlice<'_>], _: bool) -> io::Result<usize> {
         let mut n = 0;
         for s in iov {
             self.0.extend_from_slice(s);
@@ -84,7 +85,7 @@ impl Sink for ToMemory {
         }
         Ok(n)
     }
-    fn file_step(&self, left: u64) -> usize {
+    fn file_step(&mut self, left: u64) -> usize {
         left as usize
     }
     fn file(&mut self, f: FileSlice<'_>) -> io::Result<usize> {
@@ -107,10 +108,10 @@ impl Output {
         loop {
             self.prepare()?;
             let mut iov = [IoSlice::new(&[]); 32];
-            let n = self.gather(&mut iov);
+            let (n, file_next) = self.gather(&mut iov);
             let (offered, took) = if n > 0 {
                 let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
-                let w = sink.vectored(&iov[..n])?;
+                let w = sink.vectored(&iov[..n], file_next)?;
                 self.advance(w);
                 (offered, w)
             } else {
@@ -295,8 +296,9 @@ impl Output {
     }
 
     /// Fills `iov` with the in-memory bytes at the front of the queue, up to
-    /// the first file. Returns how many slices it filled.
-    pub(crate) fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> usize {
+    /// the first file. Returns how many slices it filled, and whether it
+    /// stopped at a file (which then follows those bytes).
+    pub(crate) fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> (usize, bool) {
         let mut n = 0;
         let mut mem_pos = self.pos;
         // Start of a run of in-memory items that are adjacent in `buf`
@@ -329,7 +331,7 @@ impl Output {
                     }
                     &chunk[*pos..]
                 }
-                Item::File { .. } => break,
+                Item::File { .. } => return (n, true),
             };
             run = None;
             if n == iov.len() {
@@ -338,7 +340,7 @@ impl Output {
             iov[n] = IoSlice::new(slice);
             n += 1;
         }
-        n
+        (n, false)
     }
 
     /// The file range at the front, once no memory bytes are ahead of it.
@@ -464,7 +466,7 @@ mod tests {
         loop {
             out.prepare().unwrap();
             let mut iov = [IoSlice::new(&[]); 8];
-            let n = out.gather(&mut iov);
+            let (n, _) = out.gather(&mut iov);
             if n == 0 {
                 break;
             }
@@ -497,7 +499,7 @@ mod tests {
             out.end_response();
         }
         let mut iov = [IoSlice::new(&[]); 8];
-        assert_eq!(out.gather(&mut iov), 1);
+        assert_eq!(out.gather(&mut iov), (1, false));
         assert_eq!(out.responses(), 3);
         assert_eq!(drain(&mut out), b"HEADbodyHEADbodyHEADbody");
         assert_eq!(out.responses(), 0);
@@ -521,7 +523,11 @@ mod tests {
         );
         out.end_response();
         let mut iov = [IoSlice::new(&[]); 8];
-        assert_eq!(out.gather(&mut iov), 1, "head and body in one slice");
+        assert_eq!(
+            out.gather(&mut iov),
+            (1, false),
+            "head and body in one slice"
+        );
         assert_eq!(&*iov[0], b"HEADlpha");
         let big: Arc<[u8]> = vec![b'z'; COPY_LIMIT + 1].into();
         out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
@@ -536,7 +542,7 @@ mod tests {
         );
         out.end_response();
         let mut iov = [IoSlice::new(&[]); 8];
-        assert_eq!(out.gather(&mut iov), 2, "one writev, no file");
+        assert_eq!(out.gather(&mut iov), (2, false), "one writev, no file");
         assert!(out.front_file().is_none());
         let all = drain(&mut out);
         assert_eq!(all.len(), 8 + 4 + big.len());

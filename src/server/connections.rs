@@ -244,6 +244,7 @@ impl Connections {
                     fin_queued: false,
                 },
                 http2,
+                mss: 0,
             },
             engine,
             generation: self.next_gen,

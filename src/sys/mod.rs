@@ -189,6 +189,14 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usiz
     retry(|| nix::sys::uio::writev(fd, iov))
 }
 
+/// One `sendmsg(2)` of `iov` with `MSG_MORE`: the kernel holds a partial
+/// segment for what the caller sends next (a file body after its head).
+/// (nix names no `MSG_MORE`; the bit is libc's.)
+pub(crate) fn send_more(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    let flags = socket::MsgFlags::from_bits_retain(libc::MSG_MORE) | socket::MsgFlags::MSG_NOSIGNAL;
+    retry(|| socket::sendmsg::<()>(fd.as_raw_fd(), iov, &[], flags, None))
+}
+
 /// One `sendfile(2)` from `file` at `*offset`, advancing it.
 pub(crate) fn sendfile(
     out: BorrowedFd<'_>,
@@ -279,13 +287,22 @@ pub(crate) const NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// Sets `TCP_NOTSENT_LOWAT` (inherited by what a listener accepts).
 pub(crate) fn set_notsent_lowat(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
-    let v = bytes as libc::c_int;
+    set_tcp_int(fd, libc::TCP_NOTSENT_LOWAT, bytes as libc::c_int)
+}
+
+/// The segment size a TCP socket sends now (`TCP_MAXSEG`).
+pub(crate) fn tcp_mss(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    socket::getsockopt(&fd, sockopt::TcpMaxSeg).map_err(errno)
+}
+
+/// An int option at `IPPROTO_TCP` level that nix does not name.
+fn set_tcp_int(fd: BorrowedFd<'_>, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: an int option read by the kernel from our stack for the call.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
+            opt,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
