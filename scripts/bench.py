@@ -286,6 +286,7 @@ THROUGHPUT = {
     "256KiB": (SERVERS[1:], "/256k.bin", 8, None, False, "GB/s"),
     "404": (SERVERS[1:], "/missing", 32, None, False, "req/s"),
     "https-small": (["nginx", "handoff"], "/small.txt", 32, None, True, "req/s"),
+    "https-1MiB": (["nginx", "handoff"], "/1m.bin", 8, None, True, "GB/s"),
 }
 
 

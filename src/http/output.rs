@@ -52,6 +52,17 @@ pub(crate) struct Output {
     bytes: usize,
 }
 
+/// What follows the bytes `Output::gather` gathered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Nothing: they are the whole queue.
+    Nothing,
+    /// A file range.
+    File,
+    /// More that did not fit, or a stream that goes on.
+    More,
+}
+
 /// A file range at the front of the queue, for the I/O layer to `sendfile`.
 pub(crate) struct FileSlice<'a> {
     pub file: &'a File,
@@ -108,10 +119,16 @@ impl Output {
         loop {
             self.prepare()?;
             let mut iov = [IoSlice::new(&[]); 32];
-            let (n, file_next) = self.gather(&mut iov);
+            let (n, then) = self.gather(&mut iov);
             let (offered, took) = if n > 0 {
                 let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
-                let w = sink.vectored(&iov[..n], file_next)?;
+                let w = sink.vectored(&iov[..n], then == Then::File)?;
+                if w == offered && then == Then::Nothing {
+                    // All of it, the usual end of a turn: no walk item by
+                    // item, no second look at an empty queue.
+                    self.clear();
+                    return Ok((true, false));
+                }
                 self.advance(w);
                 (offered, w)
             } else {
@@ -296,9 +313,9 @@ impl Output {
     }
 
     /// Fills `iov` with the in-memory bytes at the front of the queue, up to
-    /// the first file. Returns how many slices it filled, and whether it
-    /// stopped at a file (which then follows those bytes).
-    pub(crate) fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> (usize, bool) {
+    /// the first file. Returns how many slices it filled, and what follows
+    /// them.
+    pub(crate) fn gather<'b>(&'b self, iov: &mut [IoSlice<'b>]) -> (usize, Then) {
         let mut n = 0;
         let mut mem_pos = self.pos;
         // Start of a run of in-memory items that are adjacent in `buf`
@@ -314,7 +331,7 @@ impl Output {
                         continue;
                     }
                     if n == iov.len() {
-                        break;
+                        return (n, Then::More);
                     }
                     run = Some(from);
                     iov[n] = IoSlice::new(&self.buf[from..mem_pos]);
@@ -325,22 +342,32 @@ impl Output {
                 Item::Owned(v, p) => &v[*p..],
                 Item::Static(v, p) => &v[*p..],
                 Item::Shared(v, r) => &v[r.clone()],
-                Item::Stream { chunk, pos, .. } => {
+                Item::Stream {
+                    chunk, pos, ended, ..
+                } => {
                     if *pos == chunk.len() {
-                        break;
+                        return (n, Then::More);
+                    }
+                    if !*ended {
+                        // What follows waits for the stream's next chunk.
+                        if n < iov.len() {
+                            iov[n] = IoSlice::new(&chunk[*pos..]);
+                            n += 1;
+                        }
+                        return (n, Then::More);
                     }
                     &chunk[*pos..]
                 }
-                Item::File { .. } => return (n, true),
+                Item::File { .. } => return (n, Then::File),
             };
             run = None;
             if n == iov.len() {
-                break;
+                return (n, Then::More);
             }
             iov[n] = IoSlice::new(slice);
             n += 1;
         }
-        (n, false)
+        (n, Then::Nothing)
     }
 
     /// The file range at the front, once no memory bytes are ahead of it.
@@ -447,7 +474,8 @@ impl Output {
         }
     }
 
-    /// Drops everything queued (the connection is being aborted).
+    /// Drops everything queued: all of it went out, or the connection is
+    /// being aborted.
     pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.buf.clear();
@@ -499,7 +527,7 @@ mod tests {
             out.end_response();
         }
         let mut iov = [IoSlice::new(&[]); 8];
-        assert_eq!(out.gather(&mut iov), (1, false));
+        assert_eq!(out.gather(&mut iov), (1, Then::Nothing));
         assert_eq!(out.responses(), 3);
         assert_eq!(drain(&mut out), b"HEADbodyHEADbodyHEADbody");
         assert_eq!(out.responses(), 0);
@@ -525,7 +553,7 @@ mod tests {
         let mut iov = [IoSlice::new(&[]); 8];
         assert_eq!(
             out.gather(&mut iov),
-            (1, false),
+            (1, Then::Nothing),
             "head and body in one slice"
         );
         assert_eq!(&*iov[0], b"HEADlpha");
@@ -542,11 +570,36 @@ mod tests {
         );
         out.end_response();
         let mut iov = [IoSlice::new(&[]); 8];
-        assert_eq!(out.gather(&mut iov), (2, false), "one writev, no file");
+        assert_eq!(
+            out.gather(&mut iov),
+            (2, Then::Nothing),
+            "one writev, no file"
+        );
         assert!(out.front_file().is_none());
         let all = drain(&mut out);
         assert_eq!(all.len(), 8 + 4 + big.len());
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_queue_written_whole_at_once_is_empty_but_a_stream_in_it_is_read_to_its_end() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        for _ in 0..2 {
+            out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
+            out.end_response();
+        }
+        assert_eq!(out.take_all().unwrap(), b"HEADHEAD");
+        assert!(out.is_empty());
+        assert_eq!((out.responses(), out.bytes()), (0, 0));
+        out.with_mem(&mut pool, |b| b.extend_from_slice(b"HEAD"));
+        out.push_body(&mut pool, Body::Stream(Box::new(Counter(3))), false);
+        out.end_response();
+        out.with_mem(&mut pool, |b| b.extend_from_slice(b"NEXT"));
+        out.end_response();
+        assert_eq!(out.take_all().unwrap(), b"HEADabcabcabcNEXT");
+        assert!(out.is_empty());
+        assert_eq!(out.responses(), 0);
     }
 
     #[test]

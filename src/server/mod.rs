@@ -291,6 +291,9 @@ impl Server {
         if self.conns.has_again() {
             return Some(Duration::ZERO);
         }
+        // Read afresh: a program on the library may call `step` long after
+        // the last turn, and a wait from that turn's clock would oversleep
+        // the deadlines it passed meanwhile.
         let now = Instant::now();
         let budget =
             self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
@@ -305,7 +308,7 @@ impl Server {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
-        self.shared.date.refresh();
+        self.shared.date.refresh(self.now);
         for ev in events.iter() {
             match ev.token().0 {
                 WAKER => self.deliver(),

@@ -403,6 +403,27 @@ fn streams_chunked_to_http11_and_close_delimited_to_http10() {
 }
 
 #[test]
+fn a_pipelined_response_waits_behind_a_streamed_body_until_the_stream_ends() {
+    let mut h = Harness::new(|req: &Request<'_>, res: &mut Response<'_>| {
+        if req.path() == "/stream" {
+            res.body(Body::Stream(Box::new(Three(3))));
+        } else {
+            res.body(Body::Static(b"after"));
+        }
+    });
+    h.feed(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    let out = h.take();
+    let stream_end = out.find("0\r\n\r\n").expect("the stream ends");
+    let next = out.rfind("HTTP/1.1 200").unwrap();
+    assert!(
+        next > stream_end,
+        "the second response follows the stream: {out:?}"
+    );
+    assert_eq!(out.matches("part").count(), 3);
+    assert!(out.ends_with("\r\n\r\nafter"), "{out:?}");
+}
+
+#[test]
 fn sends_408_when_a_head_is_not_finished_before_the_setup_deadline() {
     let mut h = Harness::new(echo_path);
     h.feed(b"GET / HTTP/1.1\r\nHo");
