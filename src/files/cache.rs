@@ -84,7 +84,10 @@ impl Identity {
 struct Slot {
     cached: Arc<Cached>,
     id: Identity,
-    checked: Instant,
+    /// When it is to be checked again (`None`: the check interval runs
+    /// past what an `Instant` holds). A comparison per request, not a
+    /// subtraction.
+    until: Option<Instant>,
 }
 
 pub(crate) struct OpenFiles {
@@ -112,7 +115,7 @@ impl OpenFiles {
     pub(crate) fn fresh(&self, key: &str, now: Instant) -> Option<Arc<Cached>> {
         let slots = self.slots.borrow();
         let s = slots.get(key)?;
-        (now.saturating_duration_since(s.checked) < self.cfg.check).then(|| s.cached.clone())
+        s.until.is_none_or(|u| now < u).then(|| s.cached.clone())
     }
 
     /// After a fresh open of `key`: the cached entry if it is the same file
@@ -131,7 +134,7 @@ impl OpenFiles {
         if let Some(s) = slots.get_mut(key)
             && s.id == id
         {
-            s.checked = now;
+            s.until = now.checked_add(self.cfg.check);
             return s.cached.clone();
         }
         let cached = Arc::new(self.make(file, meta, content_type()));
@@ -149,7 +152,7 @@ impl OpenFiles {
             Slot {
                 cached: cached.clone(),
                 id,
-                checked: now,
+                until: now.checked_add(self.cfg.check),
             },
         );
         cached

@@ -9,7 +9,7 @@ use super::state::{Deferred, KeepAlive};
 use super::{Conn, Ctx};
 use crate::http::deferred::{ReadState, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
-use crate::http::events::{Event, Kept, Seen, Severity};
+use crate::http::events::{Event, Kept, Seen, Severity, Wants};
 use crate::http::output::Output;
 use crate::http::pool::BufPool;
 use crate::http::refusal;
@@ -82,8 +82,10 @@ impl Conn {
             None => ctx.handler.handle(&req, &mut res),
         }));
         let line = Line(&req, self.head.minor);
-        let seen = Seen::of(&req, &line, ctx.observer.wants());
-        let took = now.saturating_duration_since(self.phase_at);
+        let wants = ctx.observer.wants();
+        let seen = Seen::of(&req, &line, wants);
+        // Only an access line reads it.
+        let took = (wants != Wants::Nothing).then(|| now.saturating_duration_since(self.phase_at));
         let last = self.state.keep_alive == KeepAlive::Disabled;
         if matches!(outcome, Ok(())) && res.hand_off {
             let kept = kept(seen, self.phase_at);
@@ -157,7 +159,7 @@ impl Conn {
             request: seen,
             status,
             sent,
-            took: Some(took),
+            took,
             note,
             http2: false,
         });
