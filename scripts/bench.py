@@ -41,6 +41,22 @@ with open(f"{www}/256k.bin", "wb") as f:
     f.write(os.urandom(256 * 1024))
 with open(f"{www}/1m.bin", "wb") as f:
     f.write(os.urandom(1024 * 1024))
+
+
+def stylesheet(size):
+    """A made-up stylesheet of `size` bytes, varied as real ones are."""
+    props = ["color", "margin", "padding", "border-top", "font-size", "line-height", "background"]
+    out, i = [], 0
+    while sum(map(len, out)) < size:
+        h = (i * 2654435761) & 0xFFFFFF
+        out.append(f".c{i:x}-{h % 977} > .item:hover {{ {props[i % 7]}: #{h:06x}; "
+                   f"{props[(i * 3) % 7]}: {h % 37}px {i % 11}em; }}\n")
+        i += 1
+    return "".join(out)[:size].encode()
+
+
+with open(f"{www}/100k.css", "wb") as f:
+    f.write(stylesheet(100 * 1024))
 subprocess.run(
     ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
      "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -94,7 +110,14 @@ http {{
     tcp_nodelay on;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
-    types {{ text/plain txt; application/octet-stream bin; }}
+    types {{ text/plain txt; application/octet-stream bin; text/css css; }}
+    # The compression case: on the fly at nginx's default level, and a
+    # precompressed .gz served when there is one (there is not).
+    gzip on;
+    gzip_static on;
+    gzip_types text/css;
+    gzip_min_length 1024;
+    gzip_vary on;
     client_body_temp_path {work}/nginx-body;
     proxy_temp_path {work}/nginx-proxy;
     fastcgi_temp_path {work}/nginx-fcgi;
@@ -128,7 +151,13 @@ server.max-keep-alive-idle = 300
 server.max-fds = 19000
 server.max-connections = 20000
 server.network-backend = "sendfile"
-mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream")
+mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream", ".css" => "text/css")
+# The compression case: brotli or gzip, compressed once into its cache.
+server.modules += ("mod_deflate")
+deflate.mimetypes = ("text/css")
+deflate.allowed-encodings = ("br", "gzip")
+deflate.cache-dir = "{work}/lighttpd-deflate"
+
 # HTTP/2 is on by default in 1.4.69 (server.h2proto), h2c by prior
 # knowledge on the plain port and h2 by ALPN on the TLS one.
 server.modules += ("mod_openssl")
@@ -196,12 +225,14 @@ class Server:
         self.stop()
 
 
-def wrk(url, conns, script=None, pid=None):
+def wrk(url, conns, script=None, pid=None, header=None):
     """req/s, bytes/s and errors of wrk for SECONDS, and the server's CPU
     microseconds per request (`pid`'s and its children's)."""
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{SECONDS}s", url]
     if script:
         cmd[1:1] = ["-s", script]
+    if header:
+        cmd[1:1] = ["-H", header]
     before = cpu_seconds(pid) if pid else 0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - before if pid else 0
@@ -305,6 +336,28 @@ def throughput(case):
                 cpu[s].append(us)
     median = lambda d: {s: statistics.median(v) for s, v in d.items()}
     return median(got), figure, median(cpu)
+
+
+def compressed():
+    """A 100 KiB stylesheet to clients that take brotli and gzip: req/s,
+    bytes per response (head included) and the server's CPU per request."""
+    servers = SERVERS[1:]
+    rps, size, cpu = ({s: [] for s in servers} for _ in range(3))
+    url = f"http://127.0.0.1:{PORT}/100k.css"
+    header = "Accept-Encoding: br, gzip"
+    for _ in range(ROUNDS):
+        for s in servers:
+            with Server(s) as srv:
+                # lighttpd compresses into its cache on the first request.
+                subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", header, url])
+                r, bps, errors, us = wrk(url, 32, None, srv.proc.pid, header)
+                if errors:
+                    print(f"  compressed {s}: {errors}", file=sys.stderr)
+                rps[s].append(r)
+                size[s].append(bps / r)
+                cpu[s].append(us)
+    median = lambda d: {s: statistics.median(v) for s, v in d.items()}
+    return median(rps), median(size), median(cpu)
 
 
 def requests(n, batch=1):
@@ -471,7 +524,7 @@ def fmt(v, figure):
 
 def main():
     cases = os.environ.get("BENCH_CASES")
-    want = cases.split(",") if cases else list(THROUGHPUT) + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
+    want = cases.split(",") if cases else list(THROUGHPUT) + ["css100k-br-gzip"] + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
     rows = []
     for case in want:
         t0 = time.time()
@@ -482,6 +535,11 @@ def main():
         elif case in H2:
             res, figure, cpu = h2_throughput(case)
             rows.append((case, res, figure))
+            res, figure, case = cpu, "us", f"{case} server CPU/req"
+        elif case == "css100k-br-gzip":
+            r, size, cpu = compressed()
+            rows.append((case, r, "req/s"))
+            rows.append((f"{case} bytes/response", size, "B"))
             res, figure, case = cpu, "us", f"{case} server CPU/req"
         elif case == "memory":
             n = idle_count()

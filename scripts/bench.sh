@@ -14,6 +14,8 @@ for tool in wrk nginx lighttpd strace valgrind openssl; do
 done
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 [ -e /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
+[ -e /usr/lib/lighttpd/mod_deflate.so ] || missing+=(lighttpd-mod-deflate)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

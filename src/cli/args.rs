@@ -259,6 +259,12 @@ pub(super) struct ServeArgs {
     /// (a changed file is served fresh within this).
     #[arg(long, default_value_t = Seconds(FileCache::default().check))]
     pub(super) file_cache_check: Seconds,
+    /// Compress text files (text/*, JSON, JavaScript, SVG, XML; 1 KiB to
+    /// 2 MiB) on the fly for clients that accept brotli or gzip, once per
+    /// file, kept with the open-file cache (on|off). Precompressed siblings
+    /// (style.css.br, .zst, .gz) are served whenever present.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub(super) compress: bool,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
@@ -407,6 +413,7 @@ impl ServeArgs {
             file_cache: FileCache {
                 entries: self.file_cache,
                 check: self.file_cache_check.0,
+                compress: self.compress,
                 ..FileCache::default()
             },
             idle_exit: self.idle_exit,

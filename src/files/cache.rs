@@ -11,7 +11,8 @@
 //! size, mtime and ctime to the nanosecond). So a changed file is served
 //! fresh, with a new `ETag`, within `check` of its change.
 //!
-//! The cache is bounded by entries (each holds one fd): past `entries` an
+//! The cache is bounded by entries (each holds at most one fd: a small file
+//! kept in memory holds none, its fd closed once read): past `entries` an
 //! arbitrary entry is dropped, so a scan over many distinct files keeps the
 //! fd count flat. One cache per event loop, no lock: handlers run on their
 //! loop's thread.
@@ -20,18 +21,28 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use super::coding::{self, Coding};
 
 /// How the open-file cache is sized.
 #[derive(Clone, Debug)]
 pub struct FileCache {
-    /// Most paths kept (each holds an open fd); 0 turns the cache off.
+    /// Most paths kept (each holds an open fd, unless it is kept in
+    /// memory); 0 turns the cache off.
     pub entries: usize,
     /// How long an entry is trusted before the path is looked at again.
     pub check: Duration,
     /// Files up to this size are kept in memory too.
     pub in_memory: u64,
+    /// Text files (`text/*`, JSON, JavaScript, SVG, XML) of 1 KiB to
+    /// 2 MiB are compressed on the fly for clients that accept brotli or
+    /// gzip, once per file, and the result kept with the entry (with the
+    /// `compress` feature; without it, only precompressed siblings such as
+    /// `style.css.br` are served, and those always are).
+    pub compress: bool,
 }
 
 impl Default for FileCache {
@@ -40,23 +51,145 @@ impl Default for FileCache {
             entries: 1024,
             check: Duration::from_secs(1),
             in_memory: 16 * 1024,
+            compress: true,
         }
     }
 }
 
-/// What a path resolved to, shared by every response that serves it.
+/// Most bytes of on-the-fly compressed variants one loop's cache holds;
+/// past it, files go out as they are until entries are dropped.
+const CODED_BUDGET: usize = 64 << 20;
+
+/// What a path resolved to, shared by every response that serves it; or
+/// one coding of that (`Cached::coded`).
 pub(crate) struct Cached {
-    pub(crate) file: Arc<File>,
+    pub(crate) source: Source,
     pub(crate) len: u64,
     pub(crate) etag: String,
     /// The time `Last-Modified` says (whole seconds).
     pub(crate) modified: SystemTime,
-    /// `ETag` and `Last-Modified` lines, and `Content-Type` and
-    /// `Accept-Ranges` lines, built and checked once per file.
+    /// `ETag` and `Last-Modified` lines (and `Vary` where it has codings),
+    /// and the `Content-Type` and `Accept-Ranges` (or `Content-Encoding`)
+    /// lines, built and checked once per file.
     pub(crate) validators: Vec<u8>,
     pub(crate) representation: Vec<u8>,
-    /// The whole file, when it is small.
-    pub(crate) bytes: Option<Arc<[u8]>>,
+    /// Its codings (`Coding::index`): a precompressed sibling found beside
+    /// it, or made on the fly when a client first takes that coding.
+    coded: [OnceLock<Option<Arc<Cached>>>; 3],
+    /// Worth compressing on the fly (type and size, `FileCache::compress`).
+    compressible: bool,
+    /// What its bytes hold of the loop's budget for coded variants.
+    /// Read by nothing: its `Drop` gives the bytes back.
+    _held: Option<Held>,
+}
+
+/// Where a representation's bytes are.
+pub(crate) enum Source {
+    /// Small files, and what was compressed on the fly.
+    Memory(Arc<[u8]>),
+    File(Arc<File>),
+}
+
+/// Bytes counted against `CODED_BUDGET`, given back when dropped.
+struct Held {
+    budget: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Cached {
+    /// Has it a coding other than identity (and so `Vary`)?
+    pub(crate) fn may_code(&self, c: Coding) -> bool {
+        match self.coded[c.index()].get() {
+            Some(v) => v.is_some(),
+            None => self.compressible && coding::can_compress(c),
+        }
+    }
+
+    /// Its `c` coding: the sibling, or compressed now and kept. `None`
+    /// when it has none (not smaller, or the budget spent).
+    pub(crate) fn coded(&self, c: Coding, budget: &Arc<AtomicUsize>) -> Option<Arc<Cached>> {
+        self.coded[c.index()]
+            .get_or_init(|| self.compress(c, budget).map(Arc::new))
+            .clone()
+    }
+
+    fn compress(&self, c: Coding, budget: &Arc<AtomicUsize>) -> Option<Cached> {
+        if !self.compressible {
+            return None;
+        }
+        let bytes = match &self.source {
+            Source::Memory(b) => coding::compress(c, b)?,
+            Source::File(f) => coding::compress(c, &read_whole(f, self.len)?)?,
+        };
+        let n = bytes.len();
+        if budget.fetch_add(n, Ordering::Relaxed) + n > CODED_BUDGET {
+            budget.fetch_sub(n, Ordering::Relaxed);
+            return None;
+        }
+        let held = Held {
+            budget: budget.clone(),
+            bytes: n,
+        };
+        let etag = format!("{}-{}\"", self.etag.trim_end_matches('"'), c.token());
+        let content_type = content_type_of(&self.representation);
+        Some(coded_entry(
+            Source::Memory(bytes.into()),
+            n as u64,
+            etag,
+            self.modified,
+            content_type,
+            c,
+            Some(held),
+        ))
+    }
+}
+
+/// The `Content-Type` value in a representation's lines (ours: the
+/// first line).
+fn content_type_of(representation: &[u8]) -> &str {
+    std::str::from_utf8(representation)
+        .ok()
+        .and_then(|r| r.strip_prefix("Content-Type: "))
+        .and_then(|r| r.split("\r\n").next())
+        .unwrap_or("application/octet-stream")
+}
+
+/// A coded representation's entry: its own tag and bytes, the file's
+/// type, `Content-Encoding` and `Vary`.
+fn coded_entry(
+    source: Source,
+    len: u64,
+    etag: String,
+    modified: SystemTime,
+    content_type: &str,
+    c: Coding,
+    held: Option<Held>,
+) -> Cached {
+    let last_modified = httpdate::fmt_http_date(modified);
+    Cached {
+        source,
+        len,
+        validators: format!(
+            "ETag: {etag}\r\nLast-Modified: {last_modified}\r\nVary: Accept-Encoding\r\n"
+        )
+        .into_bytes(),
+        representation: format!(
+            "Content-Type: {content_type}\r\nContent-Encoding: {}\r\n",
+            c.token()
+        )
+        .into_bytes(),
+        etag,
+        modified,
+        coded: Default::default(),
+        compressible: false,
+        _held: held,
+    }
 }
 
 /// What makes two opens the same file unchanged.
@@ -83,16 +216,26 @@ impl Identity {
 
 struct Slot {
     cached: Arc<Cached>,
-    id: Identity,
+    /// The file's, and each precompressed sibling's.
+    id: (Identity, [Option<Identity>; 3]),
     /// When it is to be checked again (`None`: the check interval runs
     /// past what an `Instant` holds). A comparison per request, not a
     /// subtraction.
     until: Option<Instant>,
 }
 
+/// A file opened for a path, and its precompressed siblings (`Coding::index`).
+pub(crate) struct Found {
+    pub(crate) file: File,
+    pub(crate) meta: Metadata,
+    pub(crate) siblings: [Option<(File, Metadata)>; 3],
+}
+
 pub(crate) struct OpenFiles {
     cfg: FileCache,
     slots: RefCell<HashMap<Box<str>, Slot, Keyed>>,
+    /// Bytes of on-the-fly coded variants held (`CODED_BUDGET`).
+    coded: Arc<AtomicUsize>,
 }
 
 /// The table's hash: foldhash, seeded per process, instead of SipHash
@@ -108,7 +251,13 @@ impl OpenFiles {
         OpenFiles {
             cfg,
             slots: RefCell::new(HashMap::with_hasher(Keyed::default())),
+            coded: Arc::default(),
         }
+    }
+
+    /// The loop's budget for coded variants, for `Cached::coded`.
+    pub(crate) fn coded_budget(&self) -> &Arc<AtomicUsize> {
+        &self.coded
     }
 
     /// The entry for `key` if it was checked less than `check` ago.
@@ -119,17 +268,22 @@ impl OpenFiles {
     }
 
     /// After a fresh open of `key`: the cached entry if it is the same file
-    /// unchanged (the new fd is closed), else a new entry made from `file`.
-    /// `content_type` is asked only for a new entry.
+    /// unchanged, siblings too (the new fds are closed), else a new entry
+    /// made from `found`. `content_type` is asked only for a new entry.
     pub(crate) fn opened(
         &self,
         key: &str,
-        file: File,
-        meta: &Metadata,
+        found: Found,
         content_type: impl FnOnce() -> String,
         now: Instant,
     ) -> Arc<Cached> {
-        let id = Identity::of(meta);
+        let id = (
+            Identity::of(&found.meta),
+            found
+                .siblings
+                .each_ref()
+                .map(|s| s.as_ref().map(|(_, m)| Identity::of(m))),
+        );
         let mut slots = self.slots.borrow_mut();
         if let Some(s) = slots.get_mut(key)
             && s.id == id
@@ -137,7 +291,7 @@ impl OpenFiles {
             s.until = now.checked_add(self.cfg.check);
             return s.cached.clone();
         }
-        let cached = Arc::new(self.make(file, meta, content_type()));
+        let cached = Arc::new(self.make(found, content_type()));
         if self.cfg.entries == 0 {
             return cached;
         }
@@ -163,13 +317,68 @@ impl OpenFiles {
         self.slots.borrow_mut().remove(key);
     }
 
-    /// Entries held (each with one open fd).
+    /// Entries held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.borrow().len()
     }
 
-    fn make(&self, file: File, meta: &Metadata, content_type: String) -> Cached {
+    fn make(&self, found: Found, content_type: String) -> Cached {
+        let Found {
+            file,
+            meta,
+            siblings,
+        } = found;
+        let (len, modified, tag) = self.stamp(&meta);
+        let source = self.source(file, len);
+        let compressible = self.cfg.compress
+            && coding::compressible_type(&content_type)
+            && (coding::COMPRESS_MIN..=coding::COMPRESS_MAX).contains(&len);
+        let coded: [OnceLock<Option<Arc<Cached>>>; 3] = Default::default();
+        for (c, sibling) in Coding::ALL.into_iter().zip(siblings) {
+            if let Some((f, m)) = sibling {
+                let (len, modified, tag) = self.stamp(&m);
+                let etag = format!("\"{tag}-{}\"", c.token());
+                let entry = coded_entry(
+                    self.source(f, len),
+                    len,
+                    etag,
+                    modified,
+                    &content_type,
+                    c,
+                    None,
+                );
+                let _ = coded[c.index()].set(Some(Arc::new(entry)));
+            }
+        }
+        let vary = if compressible || coded.iter().any(|c| c.get().is_some()) {
+            "Vary: Accept-Encoding\r\n"
+        } else {
+            ""
+        };
+        let etag = format!("\"{tag}\"");
+        let last_modified = httpdate::fmt_http_date(modified);
+        // Every part is ours (hex digits, an IMF-fixdate, a MIME type from
+        // mime_guess's table): no CR, LF or NUL can be in them.
+        let validators =
+            format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n{vary}").into_bytes();
+        let representation =
+            format!("Content-Type: {content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
+        Cached {
+            source,
+            len,
+            etag,
+            modified,
+            validators,
+            representation,
+            coded,
+            compressible,
+            _held: None,
+        }
+    }
+
+    /// A file's length, `Last-Modified` time and the inside of its tag.
+    fn stamp(&self, meta: &Metadata) -> (u64, SystemTime, String) {
         let len = meta.len();
         let mtime = meta
             .modified()
@@ -177,28 +386,18 @@ impl OpenFiles {
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .unwrap_or_default();
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime.as_secs());
-        let bytes = (len <= self.cfg.in_memory)
+        let tag = format!("{:x}-{:x}-{len:x}", mtime.as_secs(), mtime.subsec_nanos());
+        (len, modified, tag)
+    }
+
+    /// In memory when small (and read whole), else the fd.
+    fn source(&self, file: File, len: u64) -> Source {
+        match (len <= self.cfg.in_memory)
             .then(|| read_whole(&file, len))
-            .flatten();
-        let etag = format!(
-            "\"{:x}-{:x}-{len:x}\"",
-            mtime.as_secs(),
-            mtime.subsec_nanos()
-        );
-        let last_modified = httpdate::fmt_http_date(modified);
-        // Every part is ours (hex digits, an IMF-fixdate, a MIME type from
-        // mime_guess's table): no CR, LF or NUL can be in them.
-        let validators = format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n").into_bytes();
-        let representation =
-            format!("Content-Type: {content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
-        Cached {
-            file: Arc::new(file),
-            len,
-            etag,
-            modified,
-            validators,
-            representation,
-            bytes,
+            .flatten()
+        {
+            Some(bytes) => Source::Memory(bytes),
+            None => Source::File(Arc::new(file)),
         }
     }
 }
@@ -219,10 +418,14 @@ fn read_whole(file: &File, len: u64) -> Option<Arc<[u8]>> {
 mod tests {
     use super::*;
 
-    fn open(dir: &std::path::Path, name: &str) -> (File, Metadata) {
+    fn open(dir: &std::path::Path, name: &str) -> Found {
         let f = File::open(dir.join(name)).unwrap();
         let m = f.metadata().unwrap();
-        (f, m)
+        Found {
+            file: f,
+            meta: m,
+            siblings: Default::default(),
+        }
     }
 
     fn cache(entries: usize) -> OpenFiles {
@@ -232,27 +435,36 @@ mod tests {
         })
     }
 
+    fn mem(c: &Cached) -> Option<&[u8]> {
+        match &c.source {
+            Source::Memory(b) => Some(b),
+            Source::File(_) => None,
+        }
+    }
+
     #[test]
     fn keeps_the_entry_while_the_file_is_unchanged_and_replaces_it_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"one").unwrap();
         let c = cache(8);
         let now = Instant::now();
-        let (f, m) = open(dir.path(), "a");
-        let first = c.opened("/a", f, &m, || "text/plain".into(), now);
-        assert_eq!(first.bytes.as_deref(), Some(&b"one"[..]));
+        let first = c.opened("/a", open(dir.path(), "a"), || "text/plain".into(), now);
+        assert_eq!(mem(&first), Some(&b"one"[..]));
         assert!(c.fresh("/a", now).is_some());
         assert!(
             c.fresh("/a", now + Duration::from_secs(1)).is_none(),
             "stale after check"
         );
-        let (f, m) = open(dir.path(), "a");
-        let again = c.opened("/a", f, &m, || unreachable!("same file"), now);
+        let again = c.opened(
+            "/a",
+            open(dir.path(), "a"),
+            || unreachable!("same file"),
+            now,
+        );
         assert!(Arc::ptr_eq(&first, &again));
         std::fs::write(dir.path().join("a"), b"two!").unwrap();
-        let (f, m) = open(dir.path(), "a");
-        let changed = c.opened("/a", f, &m, || "text/plain".into(), now);
-        assert_eq!(changed.bytes.as_deref(), Some(&b"two!"[..]));
+        let changed = c.opened("/a", open(dir.path(), "a"), || "text/plain".into(), now);
+        assert_eq!(mem(&changed), Some(&b"two!"[..]));
         assert_ne!(changed.etag, first.etag);
     }
 
@@ -264,8 +476,12 @@ mod tests {
         for i in 0..200 {
             let name = format!("f{i}");
             std::fs::write(dir.path().join(&name), b"x").unwrap();
-            let (f, m) = open(dir.path(), &name);
-            c.opened(&format!("/{name}"), f, &m, String::new, now);
+            c.opened(
+                &format!("/{name}"),
+                open(dir.path(), &name),
+                String::new,
+                now,
+            );
         }
         assert_eq!(c.len(), 16);
     }
@@ -275,10 +491,70 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big"), vec![7u8; 20 * 1024]).unwrap();
         let c = cache(0);
-        let (f, m) = open(dir.path(), "big");
-        let e = c.opened("/big", f, &m, String::new, Instant::now());
-        assert!(e.bytes.is_none());
+        let e = c.opened("/big", open(dir.path(), "big"), String::new, Instant::now());
+        assert!(mem(&e).is_none());
         assert_eq!(e.len, 20 * 1024);
         assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn a_sibling_that_appears_or_changes_makes_a_new_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.css"), b"body{}").unwrap();
+        let c = cache(8);
+        let now = Instant::now();
+        let ty = || "text/css".to_string();
+        let first = c.opened("/a.css", open(dir.path(), "a.css"), ty, now);
+        assert!(!first.may_code(Coding::Gzip), "1 KiB is the least worth it");
+        assert!(!String::from_utf8_lossy(&first.validators).contains("Vary"));
+        std::fs::write(dir.path().join("a.css.gz"), b"zipped").unwrap();
+        let mut found = open(dir.path(), "a.css");
+        found.siblings[Coding::Gzip.index()] = {
+            let s = open(dir.path(), "a.css.gz");
+            Some((s.file, s.meta))
+        };
+        let with = c.opened("/a.css", found, ty, now);
+        assert!(!Arc::ptr_eq(&first, &with));
+        assert!(with.may_code(Coding::Gzip));
+        assert!(!with.may_code(Coding::Br));
+        assert!(String::from_utf8_lossy(&with.validators).contains("Vary: Accept-Encoding\r\n"));
+        let gz = with.coded(Coding::Gzip, c.coded_budget()).unwrap();
+        assert_eq!(mem(&gz), Some(&b"zipped"[..]));
+        assert!(gz.etag.ends_with("-gzip\""));
+        let rep = String::from_utf8_lossy(&gz.representation).into_owned();
+        assert_eq!(rep, "Content-Type: text/css\r\nContent-Encoding: gzip\r\n");
+    }
+
+    #[cfg(feature = "compress")]
+    #[test]
+    fn a_text_file_is_compressed_once_and_its_bytes_count_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "p { margin: 0 }\n".repeat(400);
+        std::fs::write(dir.path().join("a.css"), &text).unwrap();
+        let c = cache(8);
+        let now = Instant::now();
+        let e = c.opened(
+            "/a.css",
+            open(dir.path(), "a.css"),
+            || "text/css".into(),
+            now,
+        );
+        assert!(e.may_code(Coding::Br) && e.may_code(Coding::Gzip));
+        assert!(!e.may_code(Coding::Zstd), "zstd only from a sibling");
+        let br = e.coded(Coding::Br, c.coded_budget()).unwrap();
+        let again = e.coded(Coding::Br, c.coded_budget()).unwrap();
+        assert!(Arc::ptr_eq(&br, &again), "compressed once");
+        assert_eq!(c.coded_budget().load(Ordering::Relaxed), br.len as usize);
+        assert_ne!(br.etag, e.etag);
+        drop((br, again, e));
+        // The entry is replaced when the file changes: its bytes go back.
+        std::fs::write(dir.path().join("a.css"), "q{}\n".repeat(400)).unwrap();
+        c.opened(
+            "/a.css",
+            open(dir.path(), "a.css"),
+            || "text/css".into(),
+            now,
+        );
+        assert_eq!(c.coded_budget().load(Ordering::Relaxed), 0);
     }
 }

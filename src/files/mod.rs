@@ -12,15 +12,18 @@
 //! trusted for a second; small files are answered from memory.
 
 mod cache;
+mod coding;
 
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::http::{Body, BodyPlan, Handler, Request, Response};
 pub use cache::FileCache;
-use cache::OpenFiles;
+use cache::{Cached, Found, OpenFiles, Source};
+use coding::Coding;
 
 pub(crate) struct StaticFiles {
     root: OwnedFd,
@@ -31,9 +34,10 @@ pub(crate) struct StaticFiles {
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 enum Opened {
-    /// The file, its metadata, and whether it is a folder's index.html
-    /// (whose type is not to be guessed from the URL).
-    File(File, std::fs::Metadata, bool),
+    /// The file, its metadata, its path beneath the root, and whether it
+    /// is a folder's index.html (whose type is not to be guessed from the
+    /// URL). Boxed: the metadata is most of its size.
+    File(File, Box<std::fs::Metadata>, String, bool),
     /// A folder asked for without its trailing slash.
     Redirect,
     Status(u16),
@@ -88,7 +92,7 @@ impl StaticFiles {
             };
             return match self.open_beneath(&index) {
                 Ok(f) => match f.metadata() {
-                    Ok(m) if m.is_file() => Opened::File(f, m, true),
+                    Ok(m) if m.is_file() => Opened::File(f, Box::new(m), index, true),
                     _ => Opened::Status(404),
                 },
                 Err(e) => Opened::Status(status_of(&e)),
@@ -97,7 +101,35 @@ impl StaticFiles {
         if !meta.is_file() {
             return Opened::Status(404);
         }
-        Opened::File(file, meta, false)
+        Opened::File(file, Box::new(meta), rel, false)
+    }
+
+    /// The precompressed siblings of the file at `rel` (`style.css.br`,
+    /// `.zst`, `.gz`) that open as regular files beneath the root.
+    fn siblings(&self, rel: &str) -> [Option<(File, std::fs::Metadata)>; 3] {
+        Coding::ALL.map(|c| {
+            let f = self.open_beneath(&format!("{rel}{}", c.suffix())).ok()?;
+            let m = f.metadata().ok()?;
+            m.is_file().then_some((f, m))
+        })
+    }
+
+    /// The representation to answer with: a coding the client accepts
+    /// and the file has (a Range request gets the file as it is).
+    fn representation(
+        &self,
+        file: Arc<Cached>,
+        accept: Option<&[u8]>,
+        ranged: bool,
+    ) -> Arc<Cached> {
+        let Some(accept) = accept else { return file };
+        if ranged {
+            return file;
+        }
+        let Some(c) = coding::choose(coding::weights(accept), |c| file.may_code(c)) else {
+            return file;
+        };
+        file.coded(c, self.cache.coded_budget()).unwrap_or(file)
     }
 }
 
@@ -242,11 +274,16 @@ impl Handler for StaticFiles {
         let file = match self.cache.fresh(path, now) {
             Some(f) => f,
             None => match self.open(path) {
-                Opened::File(f, meta, index) => {
+                Opened::File(file, meta, rel, index) => {
                     // A folder's index.html is typed as HTML, not by the URL.
                     let type_from = Path::new(if index { "index.html" } else { path });
+                    let found = Found {
+                        file,
+                        meta: *meta,
+                        siblings: self.siblings(&rel),
+                    };
                     self.cache
-                        .opened(path, f, &meta, || content_type(type_from), now)
+                        .opened(path, found, || content_type(type_from), now)
                 }
                 other => {
                     self.cache.forget(path);
@@ -254,11 +291,10 @@ impl Handler for StaticFiles {
                 }
             },
         };
-        let size = file.len;
-        let etag = &file.etag[..];
-        let modified = file.modified;
-        // The six fields the preconditions and ranges read, in one pass.
+        // The fields the coding, the preconditions and ranges read, in one
+        // pass.
         let [
+            accept,
             if_match,
             if_unmodified,
             if_none_match,
@@ -266,6 +302,7 @@ impl Handler for StaticFiles {
             range,
             if_range,
         ] = req.headers_first([
+            "accept-encoding",
             "if-match",
             "if-unmodified-since",
             "if-none-match",
@@ -273,6 +310,11 @@ impl Handler for StaticFiles {
             "range",
             "if-range",
         ]);
+        let ranged = range.is_some() && req.method() == "GET";
+        let file = self.representation(file, accept, ranged);
+        let size = file.len;
+        let etag = &file.etag[..];
+        let modified = file.modified;
         let since = |v: Option<&[u8]>| {
             v.and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| httpdate::parse_http_date(v).ok())
@@ -334,14 +376,14 @@ impl Handler for StaticFiles {
         // Only an answer that carries the file (or a part of it) describes
         // it with the file's Content-Type and Accept-Ranges.
         res.checked_headers(&file.representation);
-        res.body(match &file.bytes {
-            Some(bytes) => Body::Shared {
+        res.body(match &file.source {
+            Source::Memory(bytes) => Body::Shared {
                 bytes: bytes.clone(),
                 start: offset as usize,
                 len: len as usize,
             },
-            None => Body::File {
-                file: file.file.clone(),
+            Source::File(f) => Body::File {
+                file: f.clone(),
                 offset,
                 len,
             },
