@@ -72,6 +72,22 @@ end
 request = function() return req end
 """)
 
+# The compression case: nginx on the fly at its default level (and a
+# precompressed .gz when there is one: there is not), lighttpd brotli or
+# gzip compressed once into its cache.
+NGINX_GZIP = """
+    gzip on;
+    gzip_static on;
+    gzip_types text/css;
+    gzip_min_length 1024;
+    gzip_vary on;"""
+LIGHTTPD_DEFLATE = """
+server.modules += ("mod_deflate")
+deflate.mimetypes = ("text/css")
+deflate.allowed-encodings = ("br", "gzip")
+deflate.cache-dir = "{work}/lighttpd-deflate"
+"""
+
 PORT, TLS_PORT = 18400, 18401
 # nginx 1.22 takes h2c (prior knowledge) only on a listener of its own,
 # which then speaks nothing else: the h2c cases reach nginx here, the
@@ -79,8 +95,10 @@ PORT, TLS_PORT = 18400, 18401
 H2C_PORT = 18402
 
 
-def config(name):
-    """The command line that starts `name` on PORT (and TLS_PORT)."""
+def config(name, compress=False):
+    """The command line that starts `name` on PORT (and TLS_PORT); with
+    `compress`, nginx and lighttpd compress stylesheets (only for that
+    case: their compression modules cost them on every request)."""
     if name == "floor":
         return [FLOOR, f"127.0.0.1:{PORT}"]
     if name == "handoff":
@@ -110,14 +128,7 @@ http {{
     tcp_nodelay on;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
-    types {{ text/plain txt; application/octet-stream bin; text/css css; }}
-    # The compression case: on the fly at nginx's default level, and a
-    # precompressed .gz served when there is one (there is not).
-    gzip on;
-    gzip_static on;
-    gzip_types text/css;
-    gzip_min_length 1024;
-    gzip_vary on;
+    types {{ text/plain txt; application/octet-stream bin; text/css css; }}{NGINX_GZIP if compress else ""}
     client_body_temp_path {work}/nginx-body;
     proxy_temp_path {work}/nginx-proxy;
     fastcgi_temp_path {work}/nginx-fcgi;
@@ -152,12 +163,7 @@ server.max-fds = 19000
 server.max-connections = 20000
 server.network-backend = "sendfile"
 mimetype.assign = (".txt" => "text/plain", ".bin" => "application/octet-stream", ".css" => "text/css")
-# The compression case: brotli or gzip, compressed once into its cache.
-server.modules += ("mod_deflate")
-deflate.mimetypes = ("text/css")
-deflate.allowed-encodings = ("br", "gzip")
-deflate.cache-dir = "{work}/lighttpd-deflate"
-
+{LIGHTTPD_DEFLATE.format(work=work) if compress else ""}
 # HTTP/2 is on by default in 1.4.69 (server.h2proto), h2c by prior
 # knowledge on the plain port and h2 by ALPN on the TLS one.
 server.modules += ("mod_openssl")
@@ -197,10 +203,10 @@ def wait_port(port, proc, timeout=60):
 
 
 class Server:
-    def __init__(self, name, wrapper=()):
+    def __init__(self, name, wrapper=(), compress=False):
         self.name = name
         env = dict(os.environ, RUST_LOG="warn")
-        self.proc = subprocess.Popen(list(wrapper) + config(name), env=env,
+        self.proc = subprocess.Popen(list(wrapper) + config(name, compress), env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(PORT, self.proc)
 
@@ -347,7 +353,7 @@ def compressed():
     header = "Accept-Encoding: br, gzip"
     for _ in range(ROUNDS):
         for s in servers:
-            with Server(s) as srv:
+            with Server(s, compress=True) as srv:
                 # lighttpd compresses into its cache on the first request.
                 subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", header, url])
                 r, bps, errors, us = wrk(url, 32, None, srv.proc.pid, header)
