@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 fn etag(h: &Handoff, path: &str) -> (u16, String, Option<String>) {

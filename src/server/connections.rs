@@ -100,7 +100,7 @@ impl Connections {
         // gracefully, its streams finish here, and its client opens its
         // next connection to the new process.
         if let Engine::H2(h) = &mut c.engine {
-            if matches!(c.io.transport, Transport::Plain) {
+            if matches!(c.io.transport, Transport::Plain(_)) {
                 match h.park() {
                     Some(state) => match mover(c.io.fd.as_fd(), h.peer(), &state) {
                         Ok(()) => {
@@ -126,7 +126,7 @@ impl Connections {
             return;
         };
         match c.io.transport {
-            Transport::Plain => {}
+            Transport::Plain(_) => {}
             // Nothing read yet on an `auto` listener: whether it speaks TLS
             // is not known; it moves (or closes) once it has said.
             Transport::Sniff(_) => return,
@@ -244,7 +244,6 @@ impl Connections {
                     fin_queued: false,
                 },
                 http2,
-                mss: 0,
             },
             engine,
             generation: self.next_gen,
