@@ -7,6 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::rules::HeaderRule;
 use crate::files::FileCache;
 use crate::handoff::upgrade;
 use crate::intake::listen::Listen;
@@ -42,6 +43,11 @@ pub struct ServeConfig {
     pub upgrade_timeout: Duration,
     /// The open-file cache of the static files.
     pub file_cache: FileCache,
+    /// Header fields for responses under a path prefix (`--header`; the
+    /// ones for every response are `Options::static_headers`).
+    pub headers: Vec<HeaderRule>,
+    /// Content types by file extension, before the built-in table (`--mime`).
+    pub types: Vec<(String, String)>,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod check;
 mod config;
 mod lifecycle;
+mod rules;
 pub mod settings;
 mod site;
 mod sources;
@@ -34,6 +35,7 @@ pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
 pub use check::{Stage, check, stage_of, staged_config};
+pub use rules::{HeaderRule, parse_mime};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -305,11 +307,13 @@ fn server_maker(
         cfg.ws.origins.clone(),
         cfg.file_cache.clone(),
     );
+    let (headers, types) = (cfg.headers.clone(), cfg.types.clone());
     Arc::new(move || {
         let site = Site {
-            files: StaticFiles::new(&root, file_cache.clone())?,
+            files: StaticFiles::new(&root, file_cache.clone())?.with_types(&types),
             ws_routes: routes.clone(),
             origins: origins.clone(),
+            headers: headers.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());

@@ -1,6 +1,7 @@
 //! The service `serve` runs: its routes (WebSocket paths handed off to the
 //! workers, everything else a file).
 
+use super::rules::HeaderRule;
 use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
 use crate::ws::handshake;
@@ -14,6 +15,8 @@ pub(super) struct Site {
     pub(super) files: StaticFiles,
     pub(super) ws_routes: Vec<Route>,
     pub(super) origins: OriginPolicy,
+    /// `--header` rules with a path prefix.
+    pub(super) headers: Vec<HeaderRule>,
 }
 
 impl Handler for Site {
@@ -26,7 +29,15 @@ impl Handler for Site {
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
-            return self.files.handle(req, res);
+            self.files.handle(req, res);
+            if (200..400).contains(&res.status) {
+                for h in &self.headers {
+                    if req.path().starts_with(&h.prefix) {
+                        res.header(&h.name, &h.value);
+                    }
+                }
+            }
+            return;
         };
         match handshake::check(req) {
             Ok(()) => match self.origins.check(&route.mode, req) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
-    self, AccessFormat, CertFiles, FileCache, Listen, ListenSpec, LogConfig, OriginPolicy, Route,
-    ServeConfig, WorkerConfig, WsConfig,
+    self, AccessFormat, CertFiles, FileCache, HeaderRule, Listen, ListenSpec, LogConfig,
+    OriginPolicy, Route, ServeConfig, WorkerConfig, WsConfig, parse_mime,
 };
 use crate::{Limits, Options, Timeouts};
 
@@ -265,6 +265,18 @@ pub(super) struct ServeArgs {
     /// (style.css.br, .zst, .gz) are served whenever present.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub(super) compress: bool,
+    /// A header field added to responses. Repeatable. Without a prefix, to
+    /// every response (Strict-Transport-Security:max-age=63072000); with a
+    /// path prefix, to the 2xx and 3xx answers under it
+    /// (/assets/Cache-Control:max-age=31536000, immutable). Framing and
+    /// connection fields (Content-Length, Connection, ...) are refused.
+    #[arg(long = "header", value_name = "[PATH_PREFIX]NAME:VALUE", value_parser = HeaderRule::parse)]
+    pub(super) headers: Vec<HeaderRule>,
+    /// The Content-Type of files ending .EXT, before the built-in table
+    /// (md=text/markdown). Repeatable. Text types get "; charset=utf-8"
+    /// unless TYPE has parameters of its own.
+    #[arg(long, value_name = "EXT=TYPE", value_parser = parse_mime)]
+    pub(super) mime: Vec<(String, String)>,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
@@ -400,6 +412,12 @@ impl ServeArgs {
                 ..Timeouts::default()
             },
             http2: self.http2,
+            static_headers: self
+                .headers
+                .iter()
+                .filter(|h| h.prefix.is_empty())
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
             ..Options::default()
         };
         Ok(ServeConfig {
@@ -416,6 +434,12 @@ impl ServeArgs {
                 compress: self.compress,
                 ..FileCache::default()
             },
+            headers: self
+                .headers
+                .into_iter()
+                .filter(|h| !h.prefix.is_empty())
+                .collect(),
+            types: self.mime,
             idle_exit: self.idle_exit,
             control: self.control,
             control_allow_uids: self.control_allow_uid,

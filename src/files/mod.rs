@@ -29,6 +29,8 @@ pub(crate) struct StaticFiles {
     root: OwnedFd,
     root_path: PathBuf,
     cache: OpenFiles,
+    /// Content types by lowercase extension, before mime_guess's table.
+    types: Vec<(String, String)>,
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -55,7 +57,15 @@ impl StaticFiles {
             root: OwnedFd::from(dir),
             root_path,
             cache: OpenFiles::new(cache),
+            types: Vec::new(),
         })
+    }
+
+    /// Content types by extension (`md`, `text/markdown`) that come before
+    /// the built-in table.
+    pub(crate) fn with_types(mut self, types: &[(String, String)]) -> StaticFiles {
+        self.types = types.to_vec();
+        self
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -229,10 +239,19 @@ fn parse_range(v: &[u8], size: u64) -> RangeReq {
     }
 }
 
-fn content_type(path: &Path) -> String {
-    let mime = mime_guess::from_path(path)
-        .first_raw()
+fn content_type(path: &Path, types: &[(String, String)]) -> String {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let ours = types
+        .iter()
+        .find(|(e, _)| e.eq_ignore_ascii_case(ext))
+        .map(|(_, t)| t.as_str());
+    let mime = ours
+        .or_else(|| mime_guess::from_path(path).first_raw())
         .unwrap_or("application/octet-stream");
+    if mime.contains(';') {
+        // Parameters of the operator's own: as given.
+        return mime.to_string();
+    }
     if mime.starts_with("text/")
         || mime == "application/javascript"
         || mime == "application/json"
@@ -277,13 +296,14 @@ impl Handler for StaticFiles {
                 Opened::File(file, meta, rel, index) => {
                     // A folder's index.html is typed as HTML, not by the URL.
                     let type_from = Path::new(if index { "index.html" } else { path });
+                    let types = &self.types;
                     let found = Found {
                         file,
                         meta: *meta,
                         siblings: self.siblings(&rel),
                     };
                     self.cache
-                        .opened(path, found, || content_type(type_from), now)
+                        .opened(path, found, || content_type(type_from, types), now)
                 }
                 other => {
                     self.cache.forget(path);

@@ -1,0 +1,131 @@
+//! What an operator adds to responses without writing Rust: header fields
+//! (`--header`, with or without a path prefix) and content types
+//! (`--mime`).
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::Command;
+
+const HSTS: &str = "Strict-Transport-Security:max-age=63072000; includeSubDomains";
+const CACHE: &str = "/sub/Cache-Control:max-age=31536000, immutable";
+
+fn get(h: &Handoff, path: &str, extra: &str) -> Response {
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_response(&mut s).unwrap()
+}
+
+#[test]
+fn a_header_without_a_prefix_is_on_every_response_errors_too() {
+    let site = site();
+    let h = Handoff::start(&["--root", &root_arg(site.path()), "--header", HSTS]);
+    for (path, status) in [("/a.txt", 200), ("/missing", 404), ("/sub", 301)] {
+        let r = get(&h, path, "");
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=63072000; includeSubDomains"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_header_with_a_prefix_is_on_the_2xx_and_3xx_answers_under_it_only() {
+    let site = site();
+    std::fs::write(site.path().join("sub/app.js"), "let x = 1;\n").unwrap();
+    let h = Handoff::start(&["--root", &root_arg(site.path()), "--header", CACHE]);
+    let cached = Some("max-age=31536000, immutable");
+    let r = get(&h, "/sub/app.js", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), cached);
+    let tag = r.header("etag").unwrap().to_string();
+    let r = get(&h, "/sub/app.js", &format!("If-None-Match: {tag}\r\n"));
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("cache-control"), cached, "a 304 too");
+    // A missing asset is not to be cached for a year; other paths not at all.
+    assert_eq!(get(&h, "/sub/missing.js", "").header("cache-control"), None);
+    assert_eq!(get(&h, "/a.txt", "").header("cache-control"), None);
+    // `/sub` is not under `/sub/` (its 301 points there).
+    assert_eq!(get(&h, "/sub", "").header("cache-control"), None);
+}
+
+#[test]
+fn a_header_rule_that_would_break_responses_stops_the_start_and_says_why() {
+    let site = site();
+    for (rule, says) in [
+        ("Content-Length:5", "Content-Length is the server's to send"),
+        ("Bad Name:x", "is not a field name"),
+        ("assets/X-A:y", "a path prefix begins with /"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["--root", &root_arg(site.path()), "--header", rule])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{rule}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{rule}: {err}");
+    }
+}
+
+#[test]
+fn mime_types_come_before_the_built_in_table() {
+    let site = site();
+    std::fs::write(site.path().join("notes.md"), "# notes\n").unwrap();
+    std::fs::write(site.path().join("data.blob"), "x").unwrap();
+    std::fs::write(site.path().join("page.HTML"), "<p>\n").unwrap();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--mime",
+        "md=text/markdown",
+        "--mime",
+        ".blob=application/x-blob; v=2",
+        "--mime",
+        "html=application/xhtml+xml",
+    ]);
+    let ty = |p: &str| get(&h, p, "").header("content-type").map(String::from);
+    assert_eq!(
+        ty("/notes.md").as_deref(),
+        Some("text/markdown; charset=utf-8")
+    );
+    assert_eq!(ty("/data.blob").as_deref(), Some("application/x-blob; v=2"));
+    assert_eq!(ty("/page.HTML").as_deref(), Some("application/xhtml+xml"));
+    // Others keep the table's.
+    assert_eq!(ty("/a.txt").as_deref(), Some("text/plain; charset=utf-8"));
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
+fn curl_sees_the_added_fields_over_http2_as_over_http11() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--header",
+        HSTS,
+        "--header",
+        CACHE,
+    ]);
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-D", "-", version])
+            .arg(format!("http://{}/sub/", h.addr))
+            .output()
+            .expect("curl must be installed (scripts/test.sh installs it)");
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            head.contains("strict-transport-security: max-age=63072000; includesubdomains\r\n"),
+            "{version}: {head}"
+        );
+        assert!(
+            head.contains("cache-control: max-age=31536000, immutable\r\n"),
+            "{version}: {head}"
+        );
+    }
+}
