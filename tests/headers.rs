@@ -1,6 +1,6 @@
 //! What an operator adds to responses without writing Rust: header fields
-//! (`--header`, with or without a path prefix) and content types
-//! (`--mime`).
+//! (`--header`, with or without a path prefix), content types (`--mime`)
+//! and error pages (`--error-page`).
 
 mod common;
 use common::*;
@@ -98,6 +98,80 @@ fn mime_types_come_before_the_built_in_table() {
     assert_eq!(ty("/page.HTML").as_deref(), Some("application/xhtml+xml"));
     // Others keep the table's.
     assert_eq!(ty("/a.txt").as_deref(), Some("text/plain; charset=utf-8"));
+}
+
+#[test]
+fn an_error_page_of_the_sites_own_answers_with_the_status_kept() {
+    let site = site();
+    std::fs::create_dir(site.path().join("errors")).unwrap();
+    let page = "<h1>Not here</h1>\n";
+    std::fs::write(site.path().join("errors/404.html"), page).unwrap();
+    std::fs::write(site.path().join("errors/405.txt"), "no such method\n").unwrap();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--error-page",
+        "404=errors/404.html",
+        "--error-page",
+        "405=/errors/405.txt",
+    ]);
+    let r = get(&h, "/missing", "");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.text(), page);
+    assert_eq!(
+        r.header("etag"),
+        None,
+        "the page's validators are not the error's"
+    );
+    let mut s = h.connect();
+    write!(
+        s,
+        "HEAD /missing/too HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_to_close(&mut s);
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", page.len())),
+        "{head}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+    let mut s = h.connect();
+    write!(
+        s,
+        "DELETE /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.text(), "no such method\n");
+    // Statuses without a page keep the plain answer.
+    assert_eq!(get(&h, "/a.txt", "Range: bytes=99-\r\n").status, 416);
+    // The page itself is served as a file, as any other.
+    assert_eq!(get(&h, "/errors/404.html", "").status, 200);
+}
+
+#[test]
+fn an_error_page_that_does_not_open_stops_the_start_naming_it() {
+    let site = site();
+    for (arg, says) in [
+        (
+            "404=errors/none.html",
+            "error page 404=errors/none.html: no such file beneath the root",
+        ),
+        ("200=a.txt", "an error status is 400 to 599"),
+        ("404=../outside.html", "no such file beneath the root"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["--root", &root_arg(site.path()), "--error-page", arg])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{arg}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{arg}: {err}");
+    }
 }
 
 #[test]

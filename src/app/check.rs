@@ -69,6 +69,10 @@ pub(crate) fn root(cfg: &ServeConfig) -> io::Result<(std::path::PathBuf, &'stati
             io::Error::new(e.kind(), format!("root {}: {e}", root.display())),
         )
     })?;
+    // The error pages open beneath it, or the start stops naming the one.
+    let files = files
+        .with_error_pages(&cfg.error_pages)
+        .map_err(|e| staged(Stage::Config, e))?;
     Ok((files.root().to_path_buf(), whence))
 }
 

@@ -48,6 +48,9 @@ pub struct ServeConfig {
     pub headers: Vec<HeaderRule>,
     /// Content types by file extension, before the built-in table (`--mime`).
     pub types: Vec<(String, String)>,
+    /// Pages of the site's own for error statuses, files beneath the root
+    /// (`--error-page 404=errors/404.html`).
+    pub error_pages: Vec<(u16, String)>,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

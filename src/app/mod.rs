@@ -35,7 +35,7 @@ pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
 pub use check::{Stage, check, stage_of, staged_config};
-pub use rules::{HeaderRule, parse_mime};
+pub use rules::{HeaderRule, parse_error_page, parse_mime};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -307,10 +307,16 @@ fn server_maker(
         cfg.ws.origins.clone(),
         cfg.file_cache.clone(),
     );
-    let (headers, types) = (cfg.headers.clone(), cfg.types.clone());
+    let (headers, types, pages) = (
+        cfg.headers.clone(),
+        cfg.types.clone(),
+        cfg.error_pages.clone(),
+    );
     Arc::new(move || {
         let site = Site {
-            files: StaticFiles::new(&root, file_cache.clone())?.with_types(&types),
+            files: StaticFiles::new(&root, file_cache.clone())?
+                .with_types(&types)
+                .with_error_pages(&pages)?,
             ws_routes: routes.clone(),
             origins: origins.clone(),
             headers: headers.clone(),

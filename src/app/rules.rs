@@ -91,6 +91,26 @@ pub fn parse_mime(s: &str) -> Result<(String, String), String> {
     Ok((ext, ty.into()))
 }
 
+/// `--error-page STATUS=FILE`: a status of 400 to 599 and a path beneath
+/// the root.
+pub fn parse_error_page(s: &str) -> Result<(u16, String), String> {
+    let Some((status, file)) = s.split_once('=') else {
+        return Err(format!("{s:?}: STATUS=FILE, as 404=errors/404.html"));
+    };
+    let status: u16 = status
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {status:?} is not a status"))?;
+    if !(400..600).contains(&status) {
+        return Err(format!("{s:?}: an error status is 400 to 599"));
+    }
+    let file = file.trim();
+    if file.is_empty() {
+        return Err(format!("{s:?}: STATUS=FILE, as 404=errors/404.html"));
+    }
+    Ok((status, file.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

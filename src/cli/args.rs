@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
     self, AccessFormat, CertFiles, FileCache, HeaderRule, Listen, ListenSpec, LogConfig,
-    OriginPolicy, Route, ServeConfig, WorkerConfig, WsConfig, parse_mime,
+    OriginPolicy, Route, ServeConfig, WorkerConfig, WsConfig, parse_error_page, parse_mime,
 };
 use crate::{Limits, Options, Timeouts};
 
@@ -277,6 +277,12 @@ pub(super) struct ServeArgs {
     /// unless TYPE has parameters of its own.
     #[arg(long, value_name = "EXT=TYPE", value_parser = parse_mime)]
     pub(super) mime: Vec<(String, String)>,
+    /// A page of the site's own for an error status (400 to 599), a file
+    /// beneath the root, sent with the status kept (404=errors/404.html).
+    /// Repeatable. The files handler's answers use it (404, 403, 405, 412,
+    /// 416, 500, 503); a page that does not open at start stops the start.
+    #[arg(long, value_name = "STATUS=FILE", value_parser = parse_error_page)]
+    pub(super) error_page: Vec<(u16, String)>,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
@@ -440,6 +446,7 @@ impl ServeArgs {
                 .filter(|h| !h.prefix.is_empty())
                 .collect(),
             types: self.mime,
+            error_pages: self.error_page,
             idle_exit: self.idle_exit,
             control: self.control,
             control_allow_uids: self.control_allow_uid,

@@ -103,6 +103,16 @@ impl Drop for Held {
 }
 
 impl Cached {
+    /// Its `Content-Type` line alone (the first of its representation's).
+    pub(crate) fn type_line(&self) -> &[u8] {
+        let r = &self.representation;
+        let end = r
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(r.len(), |e| e + 2);
+        &r[..end]
+    }
+
     /// Has it a coding other than identity (and so `Vary`)?
     pub(crate) fn may_code(&self, c: Coding) -> bool {
         match self.coded[c.index()].get() {

@@ -31,6 +31,9 @@ pub(crate) struct StaticFiles {
     cache: OpenFiles,
     /// Content types by lowercase extension, before mime_guess's table.
     types: Vec<(String, String)>,
+    /// Pages of the site's own for error statuses (`--error-page`): the
+    /// status and the page's URL path.
+    error_pages: Vec<(u16, String)>,
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -58,7 +61,83 @@ impl StaticFiles {
             root_path,
             cache: OpenFiles::new(cache),
             types: Vec::new(),
+            error_pages: Vec::new(),
         })
+    }
+
+    /// Pages of the site's own answering these statuses (400 to 599),
+    /// each a file beneath the root (`errors/404.html`). A page that does
+    /// not open now is refused, naming it; one that goes away later gives
+    /// the plain answer back.
+    pub(crate) fn with_error_pages(mut self, pages: &[(u16, String)]) -> io::Result<StaticFiles> {
+        for (status, file) in pages {
+            let path = format!("/{}", file.trim_start_matches('/'));
+            if !(400..600).contains(status) {
+                return Err(io::Error::other(format!(
+                    "error page {status}={file}: the status is not 400 to 599"
+                )));
+            }
+            if !matches!(self.open(&path), Opened::File(..)) {
+                return Err(io::Error::other(format!(
+                    "error page {status}={file}: no such file beneath the root"
+                )));
+            }
+            self.error_pages.push((*status, path));
+        }
+        Ok(self)
+    }
+
+    /// What `path` resolves to: the cached entry, or the answer when it
+    /// is not a file.
+    fn lookup(&self, path: &str, now: std::time::Instant) -> Result<Arc<Cached>, Opened> {
+        if let Some(f) = self.cache.fresh(path, now) {
+            return Ok(f);
+        }
+        match self.open(path) {
+            Opened::File(file, meta, rel, index) => {
+                // A folder's index.html is typed as HTML, not by the URL.
+                let type_from = Path::new(if index { "index.html" } else { path });
+                let types = &self.types;
+                let found = Found {
+                    file,
+                    meta: *meta,
+                    siblings: self.siblings(&rel),
+                };
+                Ok(self
+                    .cache
+                    .opened(path, found, || content_type(type_from, types), now))
+            }
+            other => {
+                self.cache.forget(path);
+                Err(other)
+            }
+        }
+    }
+
+    /// An error answer: the site's page for `status` (`--error-page`),
+    /// status kept, else `text`.
+    fn fail(&self, req: &Request<'_>, res: &mut Response<'_>, status: u16, text: &'static str) {
+        let page = self
+            .error_pages
+            .iter()
+            .find(|(s, _)| *s == status)
+            .and_then(|(_, path)| self.lookup(path, req.now()).ok());
+        let Some(page) = page else {
+            return plain(res, status, text);
+        };
+        res.status(status).checked_headers(page.type_line());
+        res.body(match &page.source {
+            Source::Memory(bytes) => Body::Shared {
+                bytes: bytes.clone(),
+                start: 0,
+                len: bytes.len(),
+            },
+            Source::File(f) => Body::File {
+                file: f.clone(),
+                offset: 0,
+                len: page.len,
+            },
+        });
     }
 
     /// Content types by extension (`md`, `text/markdown`) that come before
@@ -285,31 +364,12 @@ impl Handler for StaticFiles {
             }
             _ => {
                 res.header("Allow", ALLOW);
-                return plain(res, 405, "405 Method Not Allowed\n");
+                return self.fail(req, res, 405, "405 Method Not Allowed\n");
             }
         }
-        let path = req.path();
-        let now = req.now();
-        let file = match self.cache.fresh(path, now) {
-            Some(f) => f,
-            None => match self.open(path) {
-                Opened::File(file, meta, rel, index) => {
-                    // A folder's index.html is typed as HTML, not by the URL.
-                    let type_from = Path::new(if index { "index.html" } else { path });
-                    let types = &self.types;
-                    let found = Found {
-                        file,
-                        meta: *meta,
-                        siblings: self.siblings(&rel),
-                    };
-                    self.cache
-                        .opened(path, found, || content_type(type_from, types), now)
-                }
-                other => {
-                    self.cache.forget(path);
-                    return refuse(other, req, res);
-                }
-            },
+        let file = match self.lookup(req.path(), req.now()) {
+            Ok(f) => f,
+            Err(other) => return self.refuse(other, req, res),
         };
         // The fields the coding, the preconditions and ranges read, in one
         // pass.
@@ -343,12 +403,12 @@ impl Handler for StaticFiles {
         // Preconditions in the order of RFC 9110 §13.2.2.
         if let Some(im) = if_match {
             if !etag_matches(im, etag, false) {
-                return plain(res, 412, "412 Precondition Failed\n");
+                return self.fail(req, res, 412, "412 Precondition Failed\n");
             }
         } else if let Some(t) = since(if_unmodified)
             && modified > t
         {
-            return plain(res, 412, "412 Precondition Failed\n");
+            return self.fail(req, res, 412, "412 Precondition Failed\n");
         }
         let not_modified = match if_none_match {
             Some(inm) => etag_matches(inm, etag, true),
@@ -390,7 +450,7 @@ impl Handler for StaticFiles {
                 // Content-Type would name it twice (and wrongly).
                 res.header("Content-Range", format!("bytes */{size}"))
                     .header("Accept-Ranges", "bytes");
-                return plain(res, 416, "416 Range Not Satisfiable\n");
+                return self.fail(req, res, 416, "416 Range Not Satisfiable\n");
             }
         };
         // Only an answer that carries the file (or a part of it) describes
@@ -411,26 +471,28 @@ impl Handler for StaticFiles {
     }
 }
 
-/// The answer when a path does not open to a file.
-fn refuse(o: Opened, req: &Request<'_>, res: &mut Response<'_>) {
-    match o {
-        Opened::Redirect => {
-            let mut loc = format!("{}/", req.path());
-            if let Some(q) = req.query() {
-                loc.push('?');
-                loc.push_str(q);
+impl StaticFiles {
+    /// The answer when a path does not open to a file.
+    fn refuse(&self, o: Opened, req: &Request<'_>, res: &mut Response<'_>) {
+        match o {
+            Opened::Redirect => {
+                let mut loc = format!("{}/", req.path());
+                if let Some(q) = req.query() {
+                    loc.push('?');
+                    loc.push_str(q);
+                }
+                res.header("Location", loc);
+                plain(res, 301, "301 Moved Permanently\n")
             }
-            res.header("Location", loc);
-            plain(res, 301, "301 Moved Permanently\n")
+            Opened::Status(400) => self.fail(req, res, 400, "400 Bad Request\n"),
+            Opened::Status(403) => self.fail(req, res, 403, "403 Forbidden\n"),
+            Opened::Status(500) => self.fail(req, res, 500, "500 Internal Server Error\n"),
+            Opened::Status(503) => {
+                res.header("Retry-After", "1");
+                self.fail(req, res, 503, "503 Service Unavailable\n")
+            }
+            Opened::Status(_) | Opened::File(..) => self.fail(req, res, 404, "404 Not Found\n"),
         }
-        Opened::Status(400) => plain(res, 400, "400 Bad Request\n"),
-        Opened::Status(403) => plain(res, 403, "403 Forbidden\n"),
-        Opened::Status(500) => plain(res, 500, "500 Internal Server Error\n"),
-        Opened::Status(503) => {
-            res.header("Retry-After", "1");
-            plain(res, 503, "503 Service Unavailable\n")
-        }
-        Opened::Status(_) | Opened::File(..) => plain(res, 404, "404 Not Found\n"),
     }
 }
 
