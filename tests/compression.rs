@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::Command;
 
 /// A stylesheet worth compressing (20 KiB of repeated rules), and a
@@ -19,16 +19,6 @@ fn compress_site() -> (tempfile::TempDir, String) {
     std::fs::write(site.path().join("app.js.gz"), b"GZIP-SIBLING").unwrap();
     std::fs::write(site.path().join("photo.png"), vec![0x89u8; 4096]).unwrap();
     (site, css)
-}
-
-fn get(h: &Handoff, path: &str, extra: &str) -> Response {
-    let mut s = h.connect();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    read_response(&mut s).unwrap()
 }
 
 fn unbrotli(b: &[u8]) -> Vec<u8> {
@@ -51,7 +41,7 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
 fn a_text_file_goes_out_in_brotli_to_a_client_that_takes_it_and_as_it_is_to_one_that_does_not() {
     let (site, css) = compress_site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);
-    let br = get(&h, "/style.css", "Accept-Encoding: gzip, deflate, br\r\n");
+    let br = h.get_with("/style.css", "Accept-Encoding: gzip, deflate, br\r\n");
     assert_eq!(br.status, 200);
     assert_eq!(br.header("content-encoding"), Some("br"));
     assert_eq!(br.header("vary"), Some("Accept-Encoding"));
@@ -59,7 +49,7 @@ fn a_text_file_goes_out_in_brotli_to_a_client_that_takes_it_and_as_it_is_to_one_
     assert!(br.body.len() < css.len() / 10, "{} bytes", br.body.len());
     assert_eq!(unbrotli(&br.body), css.as_bytes());
 
-    let plain = get(&h, "/style.css", "");
+    let plain = h.get_with("/style.css", "");
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
     assert_eq!(plain.body, css.as_bytes());
@@ -70,11 +60,11 @@ fn a_text_file_goes_out_in_brotli_to_a_client_that_takes_it_and_as_it_is_to_one_
     );
 
     // The client's weights decide; gzip when it prefers it.
-    let gz = get(&h, "/style.css", "Accept-Encoding: br;q=0.5, gzip\r\n");
+    let gz = h.get_with("/style.css", "Accept-Encoding: br;q=0.5, gzip\r\n");
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gunzip(&gz.body), css.as_bytes());
     // br;q=0 refuses it.
-    let none = get(&h, "/style.css", "Accept-Encoding: br;q=0\r\n");
+    let none = h.get_with("/style.css", "Accept-Encoding: br;q=0\r\n");
     assert_eq!(none.header("content-encoding"), None);
 }
 
@@ -83,7 +73,7 @@ fn small_files_and_images_go_out_as_they_are_without_vary() {
     let (site, _) = compress_site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);
     for path in ["/a.txt", "/photo.png"] {
-        let r = get(&h, path, "Accept-Encoding: br, gzip\r\n");
+        let r = h.get_with(path, "Accept-Encoding: br, gzip\r\n");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-encoding"), None, "{path}");
         assert_eq!(r.header("vary"), None, "{path}");
@@ -99,7 +89,7 @@ fn a_precompressed_sibling_is_served_for_its_coding_zstd_included() {
         ("zstd, gzip", "zstd", b"ZSTD-SIBLING"),
         ("gzip", "gzip", b"GZIP-SIBLING"),
     ] {
-        let r = get(&h, "/app.js", &format!("Accept-Encoding: {accept}\r\n"));
+        let r = h.get_with("/app.js", &format!("Accept-Encoding: {accept}\r\n"));
         assert_eq!(r.header("content-encoding"), Some(coding), "{accept}");
         assert_eq!(r.body, body, "{accept}");
         assert_eq!(
@@ -114,11 +104,7 @@ fn a_precompressed_sibling_is_served_for_its_coding_zstd_included() {
 fn a_range_request_gets_the_file_as_it_is() {
     let (site, css) = compress_site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);
-    let r = get(
-        &h,
-        "/style.css",
-        "Accept-Encoding: br\r\nRange: bytes=5-9\r\n",
-    );
+    let r = h.get_with("/style.css", "Accept-Encoding: br\r\nRange: bytes=5-9\r\n");
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.body, css.as_bytes()[5..10].to_vec());
@@ -128,10 +114,9 @@ fn a_range_request_gets_the_file_as_it_is() {
 fn a_coded_response_is_revalidated_by_its_own_tag_and_its_304_says_vary() {
     let (site, _) = compress_site();
     let h = Handoff::start(&["--root", &root_arg(site.path())]);
-    let br = get(&h, "/style.css", "Accept-Encoding: br\r\n");
+    let br = h.get_with("/style.css", "Accept-Encoding: br\r\n");
     let tag = br.header("etag").unwrap().to_string();
-    let again = get(
-        &h,
+    let again = h.get_with(
         "/style.css",
         &format!("Accept-Encoding: br\r\nIf-None-Match: {tag}\r\n"),
     );
@@ -139,7 +124,7 @@ fn a_coded_response_is_revalidated_by_its_own_tag_and_its_304_says_vary() {
     assert_eq!(again.header("vary"), Some("Accept-Encoding"));
     assert_eq!(again.header("etag"), Some(&tag[..]));
     // The brotli tag does not validate the plain file.
-    let plain = get(&h, "/style.css", &format!("If-None-Match: {tag}\r\n"));
+    let plain = h.get_with("/style.css", &format!("If-None-Match: {tag}\r\n"));
     assert_eq!(plain.status, 200);
 }
 
@@ -147,11 +132,11 @@ fn a_coded_response_is_revalidated_by_its_own_tag_and_its_304_says_vary() {
 fn compress_off_leaves_text_as_it_is_but_still_serves_siblings() {
     let (site, css) = compress_site();
     let h = Handoff::start(&["--root", &root_arg(site.path()), "--compress", "off"]);
-    let r = get(&h, "/style.css", "Accept-Encoding: br, gzip\r\n");
+    let r = h.get_with("/style.css", "Accept-Encoding: br, gzip\r\n");
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.header("vary"), None);
     assert_eq!(r.body, css.as_bytes());
-    let s = get(&h, "/app.js", "Accept-Encoding: br\r\n");
+    let s = h.get_with("/app.js", "Accept-Encoding: br\r\n");
     assert_eq!(s.body, b"BROTLI-SIBLING");
 }
 
@@ -168,11 +153,12 @@ fn a_sibling_put_beside_a_file_is_served_when_the_file_is_opened_again() {
         "0",
     ]);
     assert_eq!(
-        get(&h, "/style.css", "Accept-Encoding: gzip\r\n").header("content-encoding"),
+        h.get_with("/style.css", "Accept-Encoding: gzip\r\n")
+            .header("content-encoding"),
         None
     );
     std::fs::write(site.path().join("style.css.gz"), b"NEW-GZIP").unwrap();
-    let r = get(&h, "/style.css", "Accept-Encoding: gzip\r\n");
+    let r = h.get_with("/style.css", "Accept-Encoding: gzip\r\n");
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert_eq!(r.body, b"NEW-GZIP");
 }

@@ -10,14 +10,14 @@ use std::process::Command;
 const HSTS: &str = "Strict-Transport-Security:max-age=63072000; includeSubDomains";
 const CACHE: &str = "/sub/Cache-Control:max-age=31536000, immutable";
 
-fn get(h: &Handoff, path: &str, extra: &str) -> Response {
-    let mut s = h.connect();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    read_response(&mut s).unwrap()
+/// What `handoff ARGS` said on stderr when it would not start.
+fn refused_start(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -25,7 +25,7 @@ fn a_header_without_a_prefix_is_on_every_response_errors_too() {
     let site = site();
     let h = Handoff::start(&["--root", &root_arg(site.path()), "--header", HSTS]);
     for (path, status) in [("/a.txt", 200), ("/missing", 404), ("/sub", 301)] {
-        let r = get(&h, path, "");
+        let r = h.get_with(path, "");
         assert_eq!(r.status, status, "{path}");
         assert_eq!(
             r.header("strict-transport-security"),
@@ -41,18 +41,21 @@ fn a_header_with_a_prefix_is_on_the_2xx_and_3xx_answers_under_it_only() {
     std::fs::write(site.path().join("sub/app.js"), "let x = 1;\n").unwrap();
     let h = Handoff::start(&["--root", &root_arg(site.path()), "--header", CACHE]);
     let cached = Some("max-age=31536000, immutable");
-    let r = get(&h, "/sub/app.js", "");
+    let r = h.get_with("/sub/app.js", "");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cache-control"), cached);
     let tag = r.header("etag").unwrap().to_string();
-    let r = get(&h, "/sub/app.js", &format!("If-None-Match: {tag}\r\n"));
+    let r = h.get_with("/sub/app.js", &format!("If-None-Match: {tag}\r\n"));
     assert_eq!(r.status, 304);
     assert_eq!(r.header("cache-control"), cached, "a 304 too");
     // A missing asset is not to be cached for a year; other paths not at all.
-    assert_eq!(get(&h, "/sub/missing.js", "").header("cache-control"), None);
-    assert_eq!(get(&h, "/a.txt", "").header("cache-control"), None);
+    assert_eq!(
+        h.get_with("/sub/missing.js", "").header("cache-control"),
+        None
+    );
+    assert_eq!(h.get_with("/a.txt", "").header("cache-control"), None);
     // `/sub` is not under `/sub/` (its 301 points there).
-    assert_eq!(get(&h, "/sub", "").header("cache-control"), None);
+    assert_eq!(h.get_with("/sub", "").header("cache-control"), None);
 }
 
 #[test]
@@ -63,12 +66,7 @@ fn a_header_rule_that_would_break_responses_stops_the_start_and_says_why() {
         ("Bad Name:x", "is not a field name"),
         ("assets/X-A:y", "a path prefix begins with /"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .args(["--root", &root_arg(site.path()), "--header", rule])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{rule}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_start(&["--root", &root_arg(site.path()), "--header", rule]);
         assert!(err.contains(says), "{rule}: {err}");
     }
 }
@@ -89,7 +87,7 @@ fn mime_types_come_before_the_built_in_table() {
         "--mime",
         "html=application/xhtml+xml",
     ]);
-    let ty = |p: &str| get(&h, p, "").header("content-type").map(String::from);
+    let ty = |p: &str| h.get_with(p, "").header("content-type").map(String::from);
     assert_eq!(
         ty("/notes.md").as_deref(),
         Some("text/markdown; charset=utf-8")
@@ -115,7 +113,7 @@ fn an_error_page_of_the_sites_own_answers_with_the_status_kept() {
         "--error-page",
         "405=/errors/405.txt",
     ]);
-    let r = get(&h, "/missing", "");
+    let r = h.get_with("/missing", "");
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert_eq!(r.text(), page);
@@ -148,9 +146,9 @@ fn an_error_page_of_the_sites_own_answers_with_the_status_kept() {
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(r.text(), "no such method\n");
     // Statuses without a page keep the plain answer.
-    assert_eq!(get(&h, "/a.txt", "Range: bytes=99-\r\n").status, 416);
+    assert_eq!(h.get_with("/a.txt", "Range: bytes=99-\r\n").status, 416);
     // The page itself is served as a file, as any other.
-    assert_eq!(get(&h, "/errors/404.html", "").status, 200);
+    assert_eq!(h.get_with("/errors/404.html", "").status, 200);
 }
 
 #[test]
@@ -164,12 +162,7 @@ fn an_error_page_that_does_not_open_stops_the_start_naming_it() {
         ("200=a.txt", "an error status is 400 to 599"),
         ("404=../outside.html", "no such file beneath the root"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .args(["--root", &root_arg(site.path()), "--error-page", arg])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{arg}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused_start(&["--root", &root_arg(site.path()), "--error-page", arg]);
         assert!(err.contains(says), "{arg}: {err}");
     }
 }

@@ -646,19 +646,16 @@ fn headers_first_finds_the_first_value_of_each_name_in_any_case() {
     assert!(available(&mut client).ends_with("1 2 -"));
 }
 
-/// A large file goes out a share at a time: with room in the socket and
-/// more to send, the connection yields, and the loop asks to be stepped
-/// again at once (its other connections' turn comes between); the whole
-/// file arrives, in order.
-#[test]
-fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once() {
+/// A server answering every request with a file of `len` bytes of a
+/// pattern, and the bytes.
+fn serving_a_file(len: u32) -> (tempfile::TempDir, Vec<u8>, Server) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.bin");
-    let content: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &content).unwrap();
     let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
     let len = content.len() as u64;
-    let mut s = Server::new(
+    let s = Server::new(
         Options::default(),
         move |_: &Request<'_>, res: &mut Response<'_>| {
             res.body(handoff::Body::File {
@@ -669,6 +666,16 @@ fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once
         },
     )
     .unwrap();
+    (dir, content, s)
+}
+
+/// A large file goes out a share at a time: with room in the socket and
+/// more to send, the connection yields, and the loop asks to be stepped
+/// again at once (its other connections' turn comes between); the whole
+/// file arrives, in order.
+#[test]
+fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once() {
+    let (_dir, content, mut s) = serving_a_file(4 << 20);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (ours, _) = l.accept().unwrap();
@@ -729,23 +736,7 @@ fn a_large_file_goes_out_in_shares_and_the_loop_asks_to_be_stepped_again_at_once
 /// share after share.
 #[test]
 fn a_large_file_goes_out_whole_over_a_unix_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.bin");
-    let content: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&path, &content).unwrap();
-    let file = std::sync::Arc::new(std::fs::File::open(&path).unwrap());
-    let len = content.len() as u64;
-    let mut s = Server::new(
-        Options::default(),
-        move |_: &Request<'_>, res: &mut Response<'_>| {
-            res.body(handoff::Body::File {
-                file: file.clone(),
-                offset: 0,
-                len,
-            });
-        },
-    )
-    .unwrap();
+    let (_dir, content, mut s) = serving_a_file(3 << 20);
     let (mut client, ours) = UnixStream::pair().unwrap();
     s.add_socket(OwnedFd::from(ours)).unwrap();
     let reader = std::thread::spawn(move || {

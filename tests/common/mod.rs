@@ -205,10 +205,15 @@ impl Handoff {
     }
 
     pub fn get(&self, path: &str) -> Response {
+        self.get_with(path, "")
+    }
+
+    /// A GET with more header lines (`Name: value\r\n` each).
+    pub fn get_with(&self, path: &str, extra: &str) -> Response {
         let mut s = self.connect();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
         )
         .unwrap();
         read_response(&mut s).unwrap()
