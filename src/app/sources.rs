@@ -162,6 +162,7 @@ pub(super) fn bind_listeners(
             tls: TlsMode::Off,
             proxy: None,
             http2: true,
+            bind: Default::default(),
         });
     }
     let have: Vec<_> = activated

@@ -225,7 +225,9 @@ pub(super) struct ServeArgs {
     /// Where to listen: host:port, [v6]:port or a Unix socket path, optionally with
     /// ,tls=auto|on|off (default off), ,proxy=v1|v2|any (each connection starts
     /// with a PROXY protocol header, from a front such as HAProxy) and ,http2=on|off
-    /// (default on: HTTP/2 by ALPN or its preface there too). Repeatable.
+    /// (default on: HTTP/2 by ALPN or its preface there too); on TCP ,reuseport
+    /// (SO_REUSEPORT) and ,v6only[=on|off] (IPV6_V6ONLY); on a Unix socket
+    /// ,mode=0660,owner=USER,group=GROUP. Repeatable.
     /// Default 127.0.0.1:8080 when no other source (systemd, inetd, control) gives
     /// a socket.
     #[arg(long, value_parser = Listen::parse)]

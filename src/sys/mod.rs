@@ -353,16 +353,30 @@ pub(crate) fn would_block(e: &io::Error) -> bool {
 /// A TCP listener on `addr`: non-blocking, close-on-exec, `SO_REUSEADDR`,
 /// with the largest backlog the kernel allows (std's 128 is small for a
 /// burst).
-pub(crate) fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
+pub(crate) fn listen_tcp(
+    addr: std::net::SocketAddr,
+    reuseport: bool,
+    v6only: Option<bool>,
+) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         socket::AddressFamily::Inet
     } else {
         socket::AddressFamily::Inet6
     };
+    let set_up = |fd: &OwnedFd| -> io::Result<()> {
+        if reuseport {
+            socket::setsockopt(fd, sockopt::ReusePort, &true).map_err(errno)?;
+        }
+        if let (Some(only), false) = (v6only, addr.is_ipv4()) {
+            socket::setsockopt(fd, sockopt::Ipv6V6Only, &only).map_err(errno)?;
+        }
+        Ok(())
+    };
     listen_on(
         family,
         &socket::SockaddrStorage::from(addr),
         &addr.to_string(),
+        set_up,
     )
 }
 
@@ -393,13 +407,16 @@ pub(crate) fn listen_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
         socket::AddressFamily::Unix,
         &addr,
         &path.display().to_string(),
+        |_| Ok(()),
     )
 }
 
+/// `set_up` runs between `socket` and `bind` (options that must come first).
 fn listen_on(
     family: socket::AddressFamily,
     addr: &dyn socket::SockaddrLike,
     name: &str,
+    set_up: impl FnOnce(&OwnedFd) -> io::Result<()>,
 ) -> io::Result<OwnedFd> {
     use socket::{Backlog, SockFlag, SockType};
     let fd = socket::socket(
@@ -412,6 +429,7 @@ fn listen_on(
     if family != socket::AddressFamily::Unix {
         socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true).map_err(errno)?;
     }
+    set_up(&fd)?;
     socket::bind(fd.as_raw_fd(), addr)
         .map_err(|e| io::Error::new(errno(e).kind(), format!("bind {name}: {e}")))?;
     socket::listen(&fd, Backlog::MAXCONN).map_err(errno)?;
