@@ -913,6 +913,33 @@ fn run(cmd: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// curl ends an h2 session over TLS with close_notify and its FIN at
+/// once: the server must see the end in the same readiness (no new edge
+/// comes for a FIN that came with data) and close, not sit in CLOSE-WAIT
+/// until the idle deadline (a metrics test caught one in three runs).
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
+fn connections_curl_closes_over_tls_are_closed_at_once_not_left_in_close_wait() {
+    let (h, _site, tls) = h2c_and_tls();
+    let before = h.settled_fds();
+    for version in ["--http2", "--http1.1"] {
+        for _ in 0..25 {
+            run(std::process::Command::new("curl").args([
+                "-sSk",
+                version,
+                "-o",
+                "/dev/null",
+                &format!("https://{tls}/a.txt"),
+            ]));
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(2), || h.fds() == before),
+        "{} fds, {before} before: connections left open",
+        h.fds()
+    );
+}
+
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs curl"]
 fn curl_gets_h2_with_prior_knowledge_and_over_tls_by_alpn_and_http11_still_works() {

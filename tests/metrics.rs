@@ -130,7 +130,8 @@ fn metrics_count_connections_requests_handoffs_tls_and_deadline_cuts() {
                 && value(&m, "handoff_websocket_handoffs_total{}") >= 1.0
                 && value(&m, "handoff_connections_open{}") == 0.0
         }),
-        "{m:#?}"
+        "{m:#?}\nlog:\n{}",
+        h.log()
     );
     assert_eq!(
         value(&m, "handoff_requests_total{class=\"2xx\"}"),

@@ -379,7 +379,13 @@ fn read(
                     Records::Read => moved = true,
                     Records::Drained => {
                         moved = true;
-                        ready.readable = false;
+                        // Drained, unless the peer's FIN came with these
+                        // records: no new edge will say so, so read once
+                        // more to see the end (as `after_read` for plain
+                        // reads). Without this, a client's close_notify and
+                        // FIN in one event left the connection in CLOSE-WAIT
+                        // until its idle deadline.
+                        ready.readable = ready.fin_queued;
                     }
                     Records::WouldBlock => ready.readable = false,
                     // Take the plaintext below, then read again.
