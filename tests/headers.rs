@@ -1,6 +1,6 @@
 //! What an operator adds to responses without writing Rust: header fields
-//! (`--header`, with or without a path prefix), content types (`--mime`)
-//! and error pages (`--error-page`).
+//! (`--header`, with or without a path prefix), content types (`--mime`),
+//! error pages (`--error-page`) and redirects (`--redirect`).
 
 mod common;
 use common::*;
@@ -165,6 +165,54 @@ fn an_error_page_that_does_not_open_stops_the_start_naming_it() {
         let err = refused_start(&["--root", &root_arg(site.path()), "--error-page", arg]);
         assert!(err.contains(says), "{arg}: {err}");
     }
+}
+
+#[test]
+fn a_redirect_sends_one_path_elsewhere_with_its_query() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--redirect",
+        "/old=/a.txt",
+        "--redirect",
+        "/blog=https://blog.example.org/?from=us",
+        "--header",
+        HSTS,
+    ]);
+    let r = h.get("/old");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/a.txt"));
+    assert!(
+        r.header("strict-transport-security").is_some(),
+        "headers for every response too"
+    );
+    assert_eq!(
+        h.get("/old?x=1&y=2").header("location"),
+        Some("/a.txt?x=1&y=2")
+    );
+    // The target's own query wins.
+    assert_eq!(
+        h.get("/blog?x=1").header("location"),
+        Some("https://blog.example.org/?from=us")
+    );
+    // Exact paths: what is beneath is served as before.
+    assert_eq!(h.get("/old/more").status, 404);
+    // A body sent to a redirected path is read and dropped, not a 405.
+    let mut s = h.connect();
+    write!(
+        s,
+        "POST /old HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 301);
+    let err = refused_start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--redirect",
+        "/a=ftp://x/",
+    ]);
+    assert!(err.contains("TO is a path or an http(s):// URL"), "{err}");
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     /// Pages of the site's own for error statuses, files beneath the root
     /// (`--error-page 404=errors/404.html`).
     pub error_pages: Vec<(u16, String)>,
+    /// Paths answered with a 301 to another path or URL (`--redirect`).
+    pub redirects: Vec<(String, String)>,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

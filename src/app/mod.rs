@@ -35,7 +35,7 @@ pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
 pub use check::{Stage, check, stage_of, staged_config};
-pub use rules::{HeaderRule, parse_error_page, parse_mime};
+pub use rules::{HeaderRule, parse_error_page, parse_mime, parse_redirect};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -307,10 +307,11 @@ fn server_maker(
         cfg.ws.origins.clone(),
         cfg.file_cache.clone(),
     );
-    let (headers, types, pages) = (
+    let (headers, types, pages, redirects) = (
         cfg.headers.clone(),
         cfg.types.clone(),
         cfg.error_pages.clone(),
+        cfg.redirects.clone(),
     );
     Arc::new(move || {
         let site = Site {
@@ -320,6 +321,7 @@ fn server_maker(
             ws_routes: routes.clone(),
             origins: origins.clone(),
             headers: headers.clone(),
+            redirects: redirects.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());

@@ -91,6 +91,23 @@ pub fn parse_mime(s: &str) -> Result<(String, String), String> {
     Ok((ext, ty.into()))
 }
 
+/// `--redirect FROM=TO`: a 301 from one path (exact) to another path or an
+/// absolute `http(s)://` URL.
+pub fn parse_redirect(s: &str) -> Result<(String, String), String> {
+    let Some((from, to)) = s.split_once('=') else {
+        return Err(format!("{s:?}: FROM=TO, as /old=/new"));
+    };
+    let visible = |v: &str| !v.is_empty() && v.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    if !from.starts_with('/') || !visible(from) {
+        return Err(format!("{s:?}: FROM is a path, as /old"));
+    }
+    let absolute = to.starts_with("https://") || to.starts_with("http://");
+    if !(to.starts_with('/') || absolute) || !visible(to) {
+        return Err(format!("{s:?}: TO is a path or an http(s):// URL"));
+    }
+    Ok((from.into(), to.into()))
+}
+
 /// `--error-page STATUS=FILE`: a status of 400 to 599 and a path beneath
 /// the root.
 pub fn parse_error_page(s: &str) -> Result<(u16, String), String> {
@@ -147,6 +164,25 @@ mod tests {
             "X-A:nul\0",
         ] {
             assert!(HeaderRule::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_a_redirect_and_refuses_what_is_not_a_path_or_url() {
+        assert_eq!(
+            parse_redirect("/old=/new").unwrap(),
+            ("/old".into(), "/new".into())
+        );
+        assert!(parse_redirect("/blog=https://blog.example.org/").is_ok());
+        for bad in [
+            "/old",
+            "old=/new",
+            "/old=new",
+            "/old=/n ew",
+            "/a=ftp://x/",
+            "/a=/b\r\nX: y",
+        ] {
+            assert!(parse_redirect(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -17,6 +17,20 @@ pub(super) struct Site {
     pub(super) origins: OriginPolicy,
     /// `--header` rules with a path prefix.
     pub(super) headers: Vec<HeaderRule>,
+    /// `--redirect` paths and where they go.
+    pub(super) redirects: Vec<(String, String)>,
+}
+
+impl Site {
+    /// Where a `--redirect` sends this request's path, its query kept
+    /// unless the target has one.
+    fn redirect(&self, req: &Request<'_>) -> Option<String> {
+        let (_, to) = self.redirects.iter().find(|(from, _)| from == req.path())?;
+        Some(match req.query() {
+            Some(q) if !to.contains('?') => format!("{to}?{q}"),
+            _ => to.clone(),
+        })
+    }
 }
 
 impl Handler for Site {
@@ -24,10 +38,20 @@ impl Handler for Site {
         if self.ws_routes.iter().any(|r| r.path == req.path()) {
             return BodyPlan::Buffer;
         }
+        if self.redirect(req).is_some() {
+            return BodyPlan::Discard;
+        }
         self.files.on_head(req)
     }
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        if let Some(to) = self.redirect(req) {
+            res.status(301)
+                .header("Location", to)
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .body("301 Moved Permanently\n");
+            return;
+        }
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             self.files.handle(req, res);
             if (200..400).contains(&res.status) {

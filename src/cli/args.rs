@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{
     self, AccessFormat, CertFiles, FileCache, HeaderRule, Listen, ListenSpec, LogConfig,
     OriginPolicy, Route, ServeConfig, WorkerConfig, WsConfig, parse_error_page, parse_mime,
+    parse_redirect,
 };
 use crate::{Limits, Options, Timeouts};
 
@@ -285,6 +286,11 @@ pub(super) struct ServeArgs {
     /// 416, 500, 503); a page that does not open at start stops the start.
     #[arg(long, value_name = "STATUS=FILE", value_parser = parse_error_page)]
     pub(super) error_page: Vec<(u16, String)>,
+    /// A path answered with a 301 to another path or an http(s):// URL, the
+    /// request's query kept unless TO has one (/old=/new). Repeatable; the
+    /// path matches exactly and comes before files and WebSocket routes.
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_redirect)]
+    pub(super) redirect: Vec<(String, String)>,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
@@ -449,6 +455,7 @@ impl ServeArgs {
                 .collect(),
             types: self.mime,
             error_pages: self.error_page,
+            redirects: self.redirect,
             idle_exit: self.idle_exit,
             control: self.control,
             control_allow_uids: self.control_allow_uid,
