@@ -1,6 +1,7 @@
 //! What an operator adds to responses without writing Rust: header fields
 //! (`--header`, with or without a path prefix), content types (`--mime`),
-//! error pages (`--error-page`) and redirects (`--redirect`).
+//! error pages (`--error-page`), redirects (`--redirect`) and virtual
+//! hosts (`--vhost`).
 
 mod common;
 use common::*;
@@ -215,6 +216,82 @@ fn a_redirect_sends_one_path_elsewhere_with_its_query() {
     assert!(err.contains("TO is a path or an http(s):// URL"), "{err}");
 }
 
+/// A GET for `path` naming `host`.
+fn get_host(h: &Handoff, host: &str, path: &str) -> Response {
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_response(&mut s).unwrap()
+}
+
+/// Two sites beside the default root, each with its own `a.txt`.
+fn vhost_sites() -> (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir) {
+    let (main, one, all) = (
+        site(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    std::fs::write(one.path().join("a.txt"), "one\n").unwrap();
+    std::fs::write(all.path().join("a.txt"), "all\n").unwrap();
+    (main, one, all)
+}
+
+#[test]
+fn the_host_picks_the_folder_exact_names_and_wildcards_others_get_the_root() {
+    let (main, one, all) = vhost_sites();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(main.path()),
+        "--vhost",
+        &format!("one.example={}", root_arg(one.path())),
+        "--vhost",
+        &format!("*.example={}", root_arg(all.path())),
+    ]);
+    for (host, body) in [
+        ("one.example", "one\n"),
+        ("ONE.Example:8080", "one\n"),
+        ("two.example", "all\n"),
+        ("a.b.example", "all\n"),
+        ("example", "alpha\n"),
+        ("elsewhere.org", "alpha\n"),
+    ] {
+        let r = get_host(&h, host, "/a.txt");
+        assert_eq!((r.status, r.text()), (200, body.to_string()), "{host}");
+    }
+    // An absolute-form target's authority names the host, as RFC 9112 says.
+    let mut s = h.connect();
+    write!(
+        s,
+        "GET http://one.example/a.txt HTTP/1.1\r\nHost: elsewhere.org\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().text(), "one\n");
+}
+
+#[test]
+fn an_unknown_host_gets_421_under_vhost_strict_and_a_missing_root_stops_the_start() {
+    let (main, one, _all) = vhost_sites();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(main.path()),
+        "--vhost",
+        &format!("one.example={}", root_arg(one.path())),
+        "--vhost-strict",
+    ]);
+    assert_eq!(get_host(&h, "one.example", "/a.txt").text(), "one\n");
+    assert_eq!(get_host(&h, "other.example", "/a.txt").status, 421);
+    let err = refused_start(&[
+        "--root",
+        &root_arg(main.path()),
+        "--vhost",
+        "one.example=/no/such/folder",
+    ]);
+    assert!(err.contains("vhost one.example=/no/such/folder"), "{err}");
+}
+
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs curl"]
 fn curl_sees_the_added_fields_over_http2_as_over_http11() {
@@ -242,5 +319,27 @@ fn curl_sees_the_added_fields_over_http2_as_over_http11() {
             head.contains("cache-control: max-age=31536000, immutable\r\n"),
             "{version}: {head}"
         );
+    }
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
+fn curl_over_http2_reaches_the_virtual_host_its_authority_names() {
+    let (main, one, _all) = vhost_sites();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(main.path()),
+        "--vhost",
+        &format!("one.example={}", root_arg(one.path())),
+    ]);
+    let port = h.addr.port();
+    for (host, body) in [("one.example", "one\n"), ("two.example", "alpha\n")] {
+        let out = Command::new("curl")
+            .args(["-sS", "--http2-prior-knowledge", "--connect-to"])
+            .arg(format!("{host}:{port}:127.0.0.1:{port}"))
+            .arg(format!("http://{host}:{port}/a.txt"))
+            .output()
+            .expect("curl must be installed (scripts/test.sh installs it)");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), body, "{host}");
     }
 }

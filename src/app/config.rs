@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::rules::HeaderRule;
+use super::rules::{HeaderRule, VirtualHost};
 use crate::files::FileCache;
 use crate::handoff::upgrade;
 use crate::intake::listen::Listen;
@@ -53,6 +53,11 @@ pub struct ServeConfig {
     pub error_pages: Vec<(u16, String)>,
     /// Paths answered with a 301 to another path or URL (`--redirect`).
     pub redirects: Vec<(String, String)>,
+    /// Folders served for host names other than the default root's
+    /// (`--vhost`).
+    pub vhosts: Vec<VirtualHost>,
+    /// A host no `--vhost` names gets 421, not the default root.
+    pub vhost_strict: bool,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

@@ -35,7 +35,7 @@ pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
 pub use check::{Stage, check, stage_of, staged_config};
-pub use rules::{HeaderRule, parse_error_page, parse_mime, parse_redirect};
+pub use rules::{HeaderRule, VirtualHost, parse_error_page, parse_mime, parse_redirect};
 use sources::add_sources;
 
 use crate::files::StaticFiles;
@@ -313,11 +313,24 @@ fn server_maker(
         cfg.error_pages.clone(),
         cfg.redirects.clone(),
     );
+    let (vhosts, vhost_strict) = (cfg.vhosts.clone(), cfg.vhost_strict);
     Arc::new(move || {
+        let mut hosts = Vec::new();
+        for v in &vhosts {
+            let files = StaticFiles::new(&v.root, file_cache.clone()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("vhost {}={}: {e}", v.host, v.root.display()),
+                )
+            })?;
+            hosts.push((v.clone(), files.with_types(&types)));
+        }
         let site = Site {
             files: StaticFiles::new(&root, file_cache.clone())?
                 .with_types(&types)
                 .with_error_pages(&pages)?,
+            hosts,
+            strict: vhost_strict,
             ws_routes: routes.clone(),
             origins: origins.clone(),
             headers: headers.clone(),

@@ -108,6 +108,64 @@ pub fn parse_redirect(s: &str) -> Result<(String, String), String> {
     Ok((from.into(), to.into()))
 }
 
+/// `--vhost HOST=ROOT`: the folder served for a host name, exact
+/// (`example.org`) or every name under a domain (`*.example.org`, not the
+/// domain itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualHost {
+    /// Lowercase; a leading `*.` for a wildcard.
+    pub host: String,
+    /// The folder served.
+    pub root: std::path::PathBuf,
+}
+
+impl VirtualHost {
+    /// Reads `HOST=ROOT`.
+    pub fn parse(s: &str) -> Result<VirtualHost, String> {
+        let Some((host, root)) = s.split_once('=') else {
+            return Err(format!("{s:?}: HOST=ROOT, as example.org=/srv/example"));
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if name.is_empty() || !name.split('.').all(label_ok) || root.trim().is_empty() {
+            return Err(format!(
+                "{s:?}: HOST=ROOT, as example.org=/srv/example or *.example.org=/srv/all"
+            ));
+        }
+        Ok(VirtualHost {
+            host,
+            root: root.trim().into(),
+        })
+    }
+
+    /// Does a request's host (any case, a port after it) name this one?
+    pub fn matches(&self, host: &str) -> bool {
+        let host = strip_port(host);
+        match self.host.strip_prefix("*.") {
+            Some(domain) => {
+                host.len() > domain.len() + 1
+                    && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+            }
+            None => host.eq_ignore_ascii_case(&self.host),
+        }
+    }
+}
+
+/// `example.org:8080` → `example.org`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
 /// `--error-page STATUS=FILE`: a status of 400 to 599 and a path beneath
 /// the root.
 pub fn parse_error_page(s: &str) -> Result<(u16, String), String> {
@@ -183,6 +241,30 @@ mod tests {
             "/a=/b\r\nX: y",
         ] {
             assert!(parse_redirect(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_virtual_host_matches_its_name_or_the_names_under_its_domain() {
+        let exact = VirtualHost::parse("Example.ORG=/srv/a").unwrap();
+        assert_eq!(exact.host, "example.org");
+        assert!(exact.matches("example.org"));
+        assert!(exact.matches("EXAMPLE.org:8080"));
+        assert!(!exact.matches("www.example.org"));
+        let wild = VirtualHost::parse("*.example.org=/srv/b").unwrap();
+        assert!(wild.matches("www.example.org"));
+        assert!(wild.matches("a.b.example.org:443"));
+        assert!(!wild.matches("example.org"));
+        assert!(!wild.matches("badexample.org"));
+        for bad in [
+            "example.org",
+            "=/srv",
+            "exa mple.org=/srv",
+            "*.=/srv",
+            "a..b=/srv",
+            "a.org=",
+        ] {
+            assert!(VirtualHost::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! The service `serve` runs: its routes (WebSocket paths handed off to the
 //! workers, everything else a file).
 
-use super::rules::HeaderRule;
+use super::rules::{HeaderRule, VirtualHost};
 use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
 use crate::ws::handshake;
@@ -12,7 +12,12 @@ use crate::ws::route::{Mode, Route};
 /// bad upgrade gets 400, a wrong version or a plain request 426), anything
 /// else is a file.
 pub(super) struct Site {
+    /// The default root's files.
     pub(super) files: StaticFiles,
+    /// Other roots, by host name (`--vhost`), first match wins.
+    pub(super) hosts: Vec<(VirtualHost, StaticFiles)>,
+    /// A host none names gets 421 (`--vhost-strict`).
+    pub(super) strict: bool,
     pub(super) ws_routes: Vec<Route>,
     pub(super) origins: OriginPolicy,
     /// `--header` rules with a path prefix.
@@ -22,6 +27,17 @@ pub(super) struct Site {
 }
 
 impl Site {
+    /// The files for the request's host: a `--vhost`'s, else the default
+    /// root's; `None` for an unknown host under `--vhost-strict`.
+    fn files_for(&self, req: &Request<'_>) -> Option<&StaticFiles> {
+        let host = req.host().unwrap_or("");
+        match self.hosts.iter().find(|(v, _)| v.matches(host)) {
+            Some((_, files)) => Some(files),
+            None if self.strict => None,
+            None => Some(&self.files),
+        }
+    }
+
     /// Where a `--redirect` sends this request's path, its query kept
     /// unless the target has one.
     fn redirect(&self, req: &Request<'_>) -> Option<String> {
@@ -41,7 +57,10 @@ impl Handler for Site {
         if self.redirect(req).is_some() {
             return BodyPlan::Discard;
         }
-        self.files.on_head(req)
+        match self.files_for(req) {
+            Some(files) => files.on_head(req),
+            None => BodyPlan::Discard,
+        }
     }
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
@@ -53,7 +72,13 @@ impl Handler for Site {
             return;
         }
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
-            self.files.handle(req, res);
+            let Some(files) = self.files_for(req) else {
+                res.status(421)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .body("421 Misdirected Request: no site by that name here\n");
+                return;
+            };
+            files.handle(req, res);
             if (200..400).contains(&res.status) {
                 for h in &self.headers {
                     if req.path().starts_with(&h.prefix) {

@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
     self, AccessFormat, CertFiles, FileCache, HeaderRule, Listen, ListenSpec, LogConfig,
-    OriginPolicy, Route, ServeConfig, WorkerConfig, WsConfig, parse_error_page, parse_mime,
-    parse_redirect,
+    OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig, WsConfig, parse_error_page,
+    parse_mime, parse_redirect,
 };
 use crate::{Limits, Options, Timeouts};
 
@@ -291,6 +291,16 @@ pub(super) struct ServeArgs {
     /// path matches exactly and comes before files and WebSocket routes.
     #[arg(long, value_name = "FROM=TO", value_parser = parse_redirect)]
     pub(super) redirect: Vec<(String, String)>,
+    /// The folder served for a host name (the Host field, or :authority on
+    /// HTTP/2): exact (example.org=/srv/example) or every name under a
+    /// domain (*.example.org=/srv/all). Repeatable; the first that matches
+    /// wins; other hosts get --root (or 421 with --vhost-strict).
+    #[arg(long, value_name = "HOST=ROOT", value_parser = VirtualHost::parse)]
+    pub(super) vhost: Vec<VirtualHost>,
+    /// A request for a host no --vhost names gets 421 Misdirected Request
+    /// instead of --root's files.
+    #[arg(long)]
+    pub(super) vhost_strict: bool,
     /// Create a control socket (SOCK_SEQPACKET) at this path, on which a front proxy passes sockets.
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
@@ -456,6 +466,8 @@ impl ServeArgs {
             types: self.mime,
             error_pages: self.error_page,
             redirects: self.redirect,
+            vhosts: self.vhost,
+            vhost_strict: self.vhost_strict,
             idle_exit: self.idle_exit,
             control: self.control,
             control_allow_uids: self.control_allow_uid,
