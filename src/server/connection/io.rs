@@ -195,7 +195,19 @@ impl Readiness {
     /// socket (the next arrival raises a new edge), unless a FIN came with
     /// the data, which raises none: then read once more to see the end.
     fn after_read(&mut self, n: usize, room: usize) {
-        self.readable = n == room || self.fin_queued;
+        if n < room {
+            self.drained();
+        }
+    }
+
+    /// A read came back short: the socket is drained (edge-triggered, the
+    /// next arrival raises a new edge), unless the peer's FIN came with
+    /// the data, which raises none: then it stays readable, to see the
+    /// end. For plain reads and TLS records alike (a client's close_notify
+    /// and FIN in one event had left a TLS connection in CLOSE-WAIT until
+    /// its idle deadline).
+    pub(crate) fn drained(&mut self) {
+        self.readable = self.fin_queued;
     }
 }
 
@@ -379,13 +391,7 @@ fn read(
                     Records::Read => moved = true,
                     Records::Drained => {
                         moved = true;
-                        // Drained, unless the peer's FIN came with these
-                        // records: no new edge will say so, so read once
-                        // more to see the end (as `after_read` for plain
-                        // reads). Without this, a client's close_notify and
-                        // FIN in one event left the connection in CLOSE-WAIT
-                        // until its idle deadline.
-                        ready.readable = ready.fin_queued;
+                        ready.drained();
                     }
                     Records::WouldBlock => ready.readable = false,
                     // Take the plaintext below, then read again.

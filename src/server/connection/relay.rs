@@ -130,7 +130,7 @@ impl Relay {
                     Records::Read => moved = true,
                     Records::Drained => {
                         moved = true;
-                        self.client.ready.readable = false;
+                        self.client.ready.drained();
                     }
                     Records::WouldBlock => self.client.ready.readable = false,
                     // rustls' plaintext buffer is full: drain it first.
