@@ -11,16 +11,6 @@ use std::process::Command;
 const HSTS: &str = "Strict-Transport-Security:max-age=63072000; includeSubDomains";
 const CACHE: &str = "/sub/Cache-Control:max-age=31536000, immutable";
 
-/// What `handoff ARGS` said on stderr when it would not start.
-fn refused_start(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{args:?} started");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_header_without_a_prefix_is_on_every_response_errors_too() {
     let site = site();

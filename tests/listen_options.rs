@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::Duration;
 
 fn answers(mut s: impl Read + Write) -> bool {
@@ -18,15 +17,6 @@ fn answers(mut s: impl Read + Write) -> bool {
             let _ = s.read_to_string(&mut got);
             got.starts_with("HTTP/1.1 200 ") && got.ends_with("alpha\n")
         }
-}
-
-fn refused_start(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{args:?} started");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

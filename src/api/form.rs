@@ -402,9 +402,7 @@ impl BodySink for StreamForm {
             KindState::Multipart(p) => p.finish(),
         };
         if let Err(e) = done {
-            res.status(400)
-                .header("Content-Type", "text/plain; charset=utf-8")
-                .body(format!("400 Bad Request: {e}\n"));
+            res.plain(400, format!("400 Bad Request: {e}\n"));
             res.close();
             return;
         }

@@ -78,9 +78,7 @@ where
     F: Fn(&Request<'_>, &PathParams<'_>) -> BodyPlan,
 {
     fn handle(&self, _: &Request<'_>, res: &mut Response<'_>, _: &PathParams<'_>) {
-        res.status(400)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body("400 Bad Request: a body was expected\n");
+        res.plain(400, "400 Bad Request: a body was expected\n");
     }
 
     fn on_head(&self, req: &Request<'_>, params: &PathParams<'_>) -> BodyPlan {

@@ -38,24 +38,21 @@ impl Site {
         }
     }
 
-    /// Where a `--redirect` sends this request's path, its query kept
-    /// unless the target has one.
-    fn redirect(&self, req: &Request<'_>) -> Option<String> {
+    /// Where a `--redirect` sends this request's path.
+    fn redirect(&self, req: &Request<'_>) -> Option<&str> {
         let (_, to) = self.redirects.iter().find(|(from, _)| from == req.path())?;
-        Some(match req.query() {
-            Some(q) if !to.contains('?') => format!("{to}?{q}"),
-            _ => to.clone(),
-        })
+        Some(to)
     }
 }
 
 impl Handler for Site {
     fn on_head(&self, req: &Request<'_>) -> BodyPlan {
-        if self.ws_routes.iter().any(|r| r.path == req.path()) {
-            return BodyPlan::Buffer;
-        }
+        // In `handle`'s order: a redirect before a WebSocket route.
         if self.redirect(req).is_some() {
             return BodyPlan::Discard;
+        }
+        if self.ws_routes.iter().any(|r| r.path == req.path()) {
+            return BodyPlan::Buffer;
         }
         match self.files_for(req) {
             Some(files) => files.on_head(req),
@@ -65,17 +62,18 @@ impl Handler for Site {
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
         if let Some(to) = self.redirect(req) {
-            res.status(301)
-                .header("Location", to)
-                .header("Content-Type", "text/plain; charset=utf-8")
-                .body("301 Moved Permanently\n");
+            // The request's query goes along, unless the target has one.
+            let to = match req.query() {
+                Some(q) if !to.contains('?') => format!("{to}?{q}"),
+                _ => to.to_string(),
+            };
+            res.header("Location", to)
+                .plain(301, "301 Moved Permanently\n");
             return;
         }
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
             let Some(files) = self.files_for(req) else {
-                res.status(421)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body("421 Misdirected Request: no site by that name here\n");
+                res.plain(421, "421 Misdirected Request: no site by that name here\n");
                 return;
             };
             files.handle(req, res);
@@ -112,9 +110,7 @@ impl Handler for Site {
                 }
                 Err(why) => {
                     tracing::warn!(peer = %req.peer_addr(), origin = req.header("origin").unwrap_or("-"), path = req.path(), "{why}");
-                    res.status(403)
-                        .header("Content-Type", "text/plain; charset=utf-8")
-                        .body(format!("403 Forbidden: {why}\n"));
+                    res.plain(403, format!("403 Forbidden: {why}\n"));
                 }
             },
             Err(r) => {
@@ -122,9 +118,7 @@ impl Handler for Site {
                     res.header("Upgrade", "websocket")
                         .header("Sec-WebSocket-Version", "13");
                 }
-                res.status(r.status)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(format!("{} {}\n", r.status, r.reason));
+                res.plain(r.status, format!("{} {}\n", r.status, r.reason));
             }
         }
     }

@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::coding::{self, Coding};
+use crate::http::Body;
 
 /// How the open-file cache is sized.
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub(crate) struct Cached {
     /// lines, built and checked once per file.
     pub(crate) validators: Vec<u8>,
     pub(crate) representation: Vec<u8>,
+    /// The `Content-Type` value, which `representation` begins with.
+    content_type: Box<str>,
     /// Its codings (`Coding::index`): a precompressed sibling found beside
     /// it, or made on the fly when a client first takes that coding.
     coded: [OnceLock<Option<Arc<Cached>>>; 3],
@@ -105,12 +108,23 @@ impl Drop for Held {
 impl Cached {
     /// Its `Content-Type` line alone (the first of its representation's).
     pub(crate) fn type_line(&self) -> &[u8] {
-        let r = &self.representation;
-        let end = r
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(r.len(), |e| e + 2);
-        &r[..end]
+        &self.representation[..TYPE_FIELD.len() + self.content_type.len() + 2]
+    }
+
+    /// A response body of `len` bytes of it from `offset`.
+    pub(crate) fn body(&self, offset: u64, len: u64) -> Body {
+        match &self.source {
+            Source::Memory(bytes) => Body::Shared {
+                bytes: bytes.clone(),
+                start: offset as usize,
+                len: len as usize,
+            },
+            Source::File(f) => Body::File {
+                file: f.clone(),
+                offset,
+                len,
+            },
+        }
     }
 
     /// Has it a coding other than identity (and so `Vary`)?
@@ -147,27 +161,31 @@ impl Cached {
             bytes: n,
         };
         let etag = format!("{}-{}\"", self.etag.trim_end_matches('"'), c.token());
-        let content_type = content_type_of(&self.representation);
         Some(coded_entry(
             Source::Memory(bytes.into()),
             n as u64,
             etag,
             self.modified,
-            content_type,
+            &self.content_type,
             c,
             Some(held),
         ))
     }
 }
 
-/// The `Content-Type` value in a representation's lines (ours: the
-/// first line).
-fn content_type_of(representation: &[u8]) -> &str {
-    std::str::from_utf8(representation)
-        .ok()
-        .and_then(|r| r.strip_prefix("Content-Type: "))
-        .and_then(|r| r.split("\r\n").next())
-        .unwrap_or("application/octet-stream")
+const TYPE_FIELD: &str = "Content-Type: ";
+
+/// The `ETag` and `Last-Modified` lines, and `Vary` for a file with
+/// codings. Every part is ours (hex digits, an IMF-fixdate): no CR, LF or
+/// NUL can be in them.
+fn validators(etag: &str, modified: SystemTime, vary: bool) -> Vec<u8> {
+    let vary = if vary {
+        "Vary: Accept-Encoding\r\n"
+    } else {
+        ""
+    };
+    let last_modified = httpdate::fmt_http_date(modified);
+    format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n{vary}").into_bytes()
 }
 
 /// A coded representation's entry: its own tag and bytes, the file's
@@ -181,19 +199,16 @@ fn coded_entry(
     c: Coding,
     held: Option<Held>,
 ) -> Cached {
-    let last_modified = httpdate::fmt_http_date(modified);
     Cached {
         source,
         len,
-        validators: format!(
-            "ETag: {etag}\r\nLast-Modified: {last_modified}\r\nVary: Accept-Encoding\r\n"
-        )
-        .into_bytes(),
+        validators: validators(&etag, modified, true),
         representation: format!(
-            "Content-Type: {content_type}\r\nContent-Encoding: {}\r\n",
+            "{TYPE_FIELD}{content_type}\r\nContent-Encoding: {}\r\n",
             c.token()
         )
         .into_bytes(),
+        content_type: content_type.into(),
         etag,
         modified,
         coded: Default::default(),
@@ -339,7 +354,7 @@ impl OpenFiles {
             meta,
             siblings,
         } = found;
-        let (len, modified, tag) = self.stamp(&meta);
+        let (len, modified, tag) = stamp(&meta);
         let source = self.source(file, len);
         let compressible = self.cfg.compress
             && coding::compressible_type(&content_type)
@@ -347,7 +362,7 @@ impl OpenFiles {
         let coded: [OnceLock<Option<Arc<Cached>>>; 3] = Default::default();
         for (c, sibling) in Coding::ALL.into_iter().zip(siblings) {
             if let Some((f, m)) = sibling {
-                let (len, modified, tag) = self.stamp(&m);
+                let (len, modified, tag) = stamp(&m);
                 let etag = format!("\"{tag}-{}\"", c.token());
                 let entry = coded_entry(
                     self.source(f, len),
@@ -361,43 +376,24 @@ impl OpenFiles {
                 let _ = coded[c.index()].set(Some(Arc::new(entry)));
             }
         }
-        let vary = if compressible || coded.iter().any(|c| c.get().is_some()) {
-            "Vary: Accept-Encoding\r\n"
-        } else {
-            ""
-        };
+        let vary = compressible || coded.iter().any(|c| c.get().is_some());
         let etag = format!("\"{tag}\"");
-        let last_modified = httpdate::fmt_http_date(modified);
-        // Every part is ours (hex digits, an IMF-fixdate, a MIME type from
-        // mime_guess's table): no CR, LF or NUL can be in them.
-        let validators =
-            format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n{vary}").into_bytes();
+        // A MIME type from mime_guess's table or a checked `--mime`: no CR,
+        // LF or NUL in it.
         let representation =
-            format!("Content-Type: {content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
+            format!("{TYPE_FIELD}{content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
         Cached {
             source,
             len,
+            validators: validators(&etag, modified, vary),
             etag,
             modified,
-            validators,
             representation,
+            content_type: content_type.into(),
             coded,
             compressible,
             _held: None,
         }
-    }
-
-    /// A file's length, `Last-Modified` time and the inside of its tag.
-    fn stamp(&self, meta: &Metadata) -> (u64, SystemTime, String) {
-        let len = meta.len();
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .unwrap_or_default();
-        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime.as_secs());
-        let tag = format!("{:x}-{:x}-{len:x}", mtime.as_secs(), mtime.subsec_nanos());
-        (len, modified, tag)
     }
 
     /// In memory when small (and read whole), else the fd.
@@ -410,6 +406,19 @@ impl OpenFiles {
             None => Source::File(Arc::new(file)),
         }
     }
+}
+
+/// A file's length, `Last-Modified` time and the inside of its tag.
+fn stamp(meta: &Metadata) -> (u64, SystemTime, String) {
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime.as_secs());
+    let tag = format!("{:x}-{:x}-{len:x}", mtime.as_secs(), mtime.subsec_nanos());
+    (len, modified, tag)
 }
 
 /// The file's `len` bytes, or `None` if it did not give exactly that many

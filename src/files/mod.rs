@@ -20,9 +20,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::http::{Body, BodyPlan, Handler, Request, Response};
+use crate::http::{BodyPlan, Handler, Request, Response};
 pub use cache::FileCache;
-use cache::{Cached, Found, OpenFiles, Source};
+use cache::{Cached, Found, OpenFiles};
 use coding::Coding;
 
 pub(crate) struct StaticFiles {
@@ -65,18 +65,13 @@ impl StaticFiles {
         })
     }
 
-    /// Pages of the site's own answering these statuses (400 to 599),
-    /// each a file beneath the root (`errors/404.html`). A page that does
-    /// not open now is refused, naming it; one that goes away later gives
-    /// the plain answer back.
+    /// Pages of the site's own answering these statuses (400 to 599, as
+    /// `app::parse_error_page` checks), each a file beneath the root
+    /// (`errors/404.html`). A page that does not open now is refused,
+    /// naming it; one that goes away later gives the plain answer back.
     pub(crate) fn with_error_pages(mut self, pages: &[(u16, String)]) -> io::Result<StaticFiles> {
         for (status, file) in pages {
             let path = format!("/{}", file.trim_start_matches('/'));
-            if !(400..600).contains(status) {
-                return Err(io::Error::other(format!(
-                    "error page {status}={file}: the status is not 400 to 599"
-                )));
-            }
             if !matches!(self.open(&path), Opened::File(..)) {
                 return Err(io::Error::other(format!(
                     "error page {status}={file}: no such file beneath the root"
@@ -123,21 +118,12 @@ impl StaticFiles {
             .find(|(s, _)| *s == status)
             .and_then(|(_, path)| self.lookup(path, req.now()).ok());
         let Some(page) = page else {
-            return plain(res, status, text);
+            res.plain(status, text);
+            return;
         };
-        res.status(status).checked_headers(page.type_line());
-        res.body(match &page.source {
-            Source::Memory(bytes) => Body::Shared {
-                bytes: bytes.clone(),
-                start: 0,
-                len: bytes.len(),
-            },
-            Source::File(f) => Body::File {
-                file: f.clone(),
-                offset: 0,
-                len: page.len,
-            },
-        });
+        res.status(status)
+            .checked_headers(page.type_line())
+            .body(page.body(0, page.len));
     }
 
     /// Content types by extension (`md`, `text/markdown`) that come before
@@ -342,12 +328,6 @@ fn content_type(path: &Path, types: &[(String, String)]) -> String {
     }
 }
 
-fn plain(res: &mut Response<'_>, status: u16, body: &'static str) {
-    res.status(status)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .body(body);
-}
-
 impl Handler for StaticFiles {
     /// Files take no body: a request with one is answered at once (405, or
     /// what the path gives) and its body dropped as it arrives.
@@ -456,18 +436,7 @@ impl Handler for StaticFiles {
         // Only an answer that carries the file (or a part of it) describes
         // it with the file's Content-Type and Accept-Ranges.
         res.checked_headers(&file.representation);
-        res.body(match &file.source {
-            Source::Memory(bytes) => Body::Shared {
-                bytes: bytes.clone(),
-                start: offset as usize,
-                len: len as usize,
-            },
-            Source::File(f) => Body::File {
-                file: f.clone(),
-                offset,
-                len,
-            },
-        });
+        res.body(file.body(offset, len));
     }
 }
 
@@ -482,7 +451,7 @@ impl StaticFiles {
                     loc.push_str(q);
                 }
                 res.header("Location", loc);
-                plain(res, 301, "301 Moved Permanently\n")
+                res.plain(301, "301 Moved Permanently\n");
             }
             Opened::Status(400) => self.fail(req, res, 400, "400 Bad Request\n"),
             Opened::Status(403) => self.fail(req, res, 403, "403 Forbidden\n"),

@@ -110,6 +110,14 @@ impl<'a> Response<'a> {
         self
     }
 
+    /// A plain-text answer: `status`, its `Content-Type` and `body` (the
+    /// server's own refusals and redirects).
+    pub(crate) fn plain(&mut self, status: u16, body: impl Into<Body>) -> &mut Self {
+        self.status(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body)
+    }
+
     /// Closes the connection after this response.
     pub fn close(&mut self) -> &mut Self {
         self.close = true;

@@ -210,35 +210,45 @@ fn set_up_file(path: &Path, opts: &BindOptions) -> io::Result<()> {
     if let Some(mode) = opts.mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
-    let uid = match &opts.owner {
-        Some(u) => Some(match u.parse::<u32>() {
-            Ok(n) => nix::unistd::Uid::from_raw(n),
-            Err(_) => {
-                nix::unistd::User::from_name(u)
-                    .map_err(io::Error::from)?
-                    .ok_or_else(|| io::Error::other(format!("owner={u}: no such user")))?
-                    .uid
-            }
-        }),
-        None => None,
-    };
-    let gid = match &opts.group {
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(n) => nix::unistd::Gid::from_raw(n),
-            Err(_) => {
-                nix::unistd::Group::from_name(g)
-                    .map_err(io::Error::from)?
-                    .ok_or_else(|| io::Error::other(format!("group={g}: no such group")))?
-                    .gid
-            }
-        }),
-        None => None,
-    };
+    let uid = opts
+        .owner
+        .as_deref()
+        .map(|u| {
+            id_of(u, ("owner", "user"), nix::unistd::Uid::from_raw, |n| {
+                nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid))
+            })
+        })
+        .transpose()?;
+    let gid = opts
+        .group
+        .as_deref()
+        .map(|g| {
+            id_of(g, ("group", "group"), nix::unistd::Gid::from_raw, |n| {
+                nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid))
+            })
+        })
+        .transpose()?;
     if uid.is_some() || gid.is_some() {
         nix::unistd::chown(path, uid, gid)
             .map_err(|e| io::Error::other(format!("owner/group: {e}")))?;
     }
     Ok(())
+}
+
+/// A user or group id from a number, or from a name looked up with
+/// `by_name`; `what` and `noun` name the option and the thing in the error.
+fn id_of<T>(
+    v: &str,
+    (what, noun): (&str, &str),
+    raw: fn(u32) -> T,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> io::Result<T> {
+    match v.parse::<u32>() {
+        Ok(n) => Ok(raw(n)),
+        Err(_) => by_name(v)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::other(format!("{what}={v}: no such {noun}"))),
+    }
 }
 
 /// Removes a socket file left by a process that is gone; never one that

@@ -494,6 +494,17 @@ impl NotifySocket {
     }
 }
 
+/// What `handoff ARGS` said on stderr when it would not start (it must
+/// not).
+pub fn refused_start(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
