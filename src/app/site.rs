@@ -30,6 +30,10 @@ impl Site {
     /// The files for the request's host: a `--vhost`'s, else the default
     /// root's; `None` for an unknown host under `--vhost-strict`.
     fn files_for(&self, req: &Request<'_>) -> Option<&StaticFiles> {
+        if self.hosts.is_empty() {
+            // No `--vhost`: no host to look at on every request.
+            return Some(&self.files);
+        }
         let host = req.host().unwrap_or("");
         match self.hosts.iter().find(|(v, _)| v.matches(host)) {
             Some((_, files)) => Some(files),
