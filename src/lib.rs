@@ -153,8 +153,8 @@ pub(crate) mod ws;
 pub use handoff::{fdpass, wire};
 pub use http::{
     Answer, Body, BodyPlan, BodySink, BodyStream, Gone, Handler, Limits, Misuse, ReadState,
-    Refusal, Rendered, Reply, Request, Response, SinkError, StreamWaker, Timeouts, Version,
-    WriteState,
+    Refusal, Rendered, Reply, Request, Response, SinkError, StreamWaker, Timeouts, TlsInfo,
+    Version, WriteState,
 };
 pub use server::{
     AccessLine, Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,

@@ -333,3 +333,115 @@ fn curl_over_http2_reaches_the_virtual_host_its_authority_names() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), body, "{host}");
     }
 }
+
+/// A request on `h`'s plain listener, as raw HTTP/1.x.
+fn plain_request(h: &Handoff, head: &str) -> Response {
+    let mut s = h.connect();
+    s.write_all(head.as_bytes()).unwrap();
+    read_response(&mut s).unwrap()
+}
+
+#[test]
+fn redirect_https_sends_plain_requests_to_the_tls_listener_with_path_and_query() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--redirect-https",
+        "--header",
+        HSTS,
+    ]);
+    let tls = h.addr_of("https").port();
+    let r = plain_request(
+        &h,
+        "GET /a.txt?x=1 HTTP/1.1\r\nHost: site.test:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 301);
+    let want = format!("https://site.test:{tls}/a.txt?x=1");
+    assert_eq!(r.header("location"), Some(&want[..]));
+    assert!(r.header("strict-transport-security").is_some());
+    // A POST stays a POST (308), its body read and dropped.
+    let r = plain_request(
+        &h,
+        "POST /form HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(r.status, 308);
+    let want = format!("https://[::1]:{tls}/form");
+    assert_eq!(r.header("location"), Some(&want[..]));
+    // HTTP/1.0 without Host: the address it came to.
+    let r = plain_request(&h, "GET /a.txt HTTP/1.0\r\n\r\n");
+    let want = format!("https://127.0.0.1:{tls}/a.txt");
+    assert_eq!(r.header("location"), Some(&want[..]));
+    // A Host that is not a name or an address is not echoed into Location.
+    let r = plain_request(
+        &h,
+        "GET / HTTP/1.1\r\nHost: evil.org/x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("location"), None);
+}
+
+#[test]
+fn redirect_https_uses_https_port_and_leaves_443_out_of_the_url() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--redirect-https",
+        "--https-port",
+        "443",
+    ]);
+    let r = plain_request(
+        &h,
+        "GET /sub/ HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://example.org/sub/"));
+    // Nowhere to send them: the start stops, saying so.
+    let err = refused_start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0",
+        "--redirect-https",
+    ]);
+    assert!(err.contains("no TCP listener serves TLS"), "{err}");
+    let err = refused_start(&["--root", &root_arg(site.path()), "--https-port", "8443"]);
+    assert!(err.contains("--redirect-https"), "{err}");
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl"]
+fn curl_follows_redirect_https_to_the_file_over_tls() {
+    let site = site();
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--redirect-https",
+    ]);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "-L",
+            "-m",
+            "5",
+            "-w",
+            "\n%{url_effective} %{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:{}/a.txt", h.addr.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tls = h.addr_of("https").port();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.ends_with(&format!("https://127.0.0.1:{tls}/a.txt 200")),
+        "{text}"
+    );
+    assert!(text.starts_with(&std::fs::read_to_string(site.path().join("a.txt")).unwrap()));
+}

@@ -821,3 +821,106 @@ fn a_wss_session_goes_on_across_an_upgrade_its_relay_kept_by_the_old_process_unt
         nix::sys::signal::Signal::SIGTERM,
     );
 }
+
+/// A library handler that writes back what it knows of the connection.
+fn connection_facts(req: &handoff::Request<'_>, res: &mut handoff::Response<'_>) {
+    let tls = match req.tls() {
+        Some(t) => format!(
+            "tls={} sni={} alpn={} cipher={}",
+            t.version,
+            t.server_name.unwrap_or("-"),
+            t.alpn
+                .map_or("-".into(), |a| String::from_utf8_lossy(a).into_owned()),
+            t.cipher
+        ),
+        None => "tls=none".into(),
+    };
+    res.body(format!(
+        "{tls} local={} {:?}\n",
+        req.local_addr(),
+        req.version()
+    ));
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
+fn a_handler_sees_the_tls_session_its_sni_name_alpn_and_the_local_address() {
+    use rustls::pki_types::pem::PemObject;
+    let pki = Pki::new();
+    let (crt, key) = pki.leaf("site.test", "site");
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(&crt)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A server is not Send (its handler need not be): it is made where it
+    // runs.
+    let t = std::thread::spawn(move || {
+        let opts = handoff::Options {
+            http2: true,
+            ..Default::default()
+        };
+        let mut server = handoff::Server::new(opts, connection_facts).unwrap();
+        server.set_tls(std::sync::Arc::new(cfg));
+        let mut ports = Vec::new();
+        for spec in ["127.0.0.1:0,tls=on", "127.0.0.1:0"] {
+            let socket = handoff::app::Listen::parse(spec).unwrap().bind().unwrap();
+            match server.add_socket(socket).unwrap() {
+                handoff::Added::Listener(handoff::Addr::Inet(a)) => ports.push(a.port()),
+                other => panic!("{other:?}"),
+            }
+        }
+        tx.send((ports, server.inbox())).unwrap();
+        server.run()
+    });
+    let (ports, inbox) = rx.recv().unwrap();
+    let (tls_port, plain_port) = (ports[0], ports[1]);
+    let resolve = format!("site.test:{tls_port}:127.0.0.1");
+    let url = format!("https://site.test:{tls_port}/");
+    let get = |extra: &[&str]| {
+        let ca = pki.ca();
+        let mut args = vec!["--cacert", s(&ca), "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (ok, body) = curl(&args);
+        assert!(ok, "curl {args:?}");
+        body
+    };
+    let local = format!("local=127.0.0.1:{tls_port}");
+    let h2 = get(&["--http2"]);
+    assert!(
+        h2.starts_with("tls=TLSv1_3 sni=site.test alpn=h2 cipher=TLS13_"),
+        "{h2}"
+    );
+    assert!(h2.contains(&local) && h2.contains("Http2"), "{h2}");
+    let h1 = get(&["--http1.1", "--tls-max", "1.2"]);
+    assert!(
+        h1.starts_with("tls=TLSv1_2 sni=site.test alpn=http/1.1 cipher=TLS_ECDHE_"),
+        "{h1}"
+    );
+    assert!(h1.contains(&local) && h1.contains("Http11"), "{h1}");
+    // By address: no SNI name to see.
+    let (ok, by_ip) = curl(&[
+        "--cacert",
+        s(&pki.ca()),
+        &format!("https://127.0.0.1:{tls_port}/"),
+    ]);
+    assert!(ok && by_ip.contains("sni=-"), "{by_ip}");
+    let (ok, plain) = curl(&[&format!("http://127.0.0.1:{plain_port}/")]);
+    assert!(ok, "plain");
+    assert_eq!(
+        plain,
+        format!("tls=none local=127.0.0.1:{plain_port} Http11\n")
+    );
+    inbox.close().unwrap();
+    t.join().unwrap().unwrap();
+}

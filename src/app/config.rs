@@ -53,6 +53,10 @@ pub struct ServeConfig {
     pub error_pages: Vec<(u16, String)>,
     /// Paths answered with a 301 to another path or URL (`--redirect`).
     pub redirects: Vec<(String, String)>,
+    /// Plain requests are redirected to HTTPS (`--redirect-https`): to this
+    /// port (`--https-port`), or with `Some(None)` the first TLS
+    /// listener's.
+    pub redirect_https: Option<Option<u16>>,
     /// Folders served for host names other than the default root's
     /// (`--vhost`).
     pub vhosts: Vec<VirtualHost>,

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU16, AtomicUsize};
 use std::time::{Duration, Instant};
 
 mod check;
@@ -159,7 +159,8 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     let ws_pool = start_ws_pool(&cfg, passed.as_mut())?;
     let (control_cfg, upgrade_requests) = control_config(&cfg);
     let answering = control_cfg.answering.clone();
-    let make = server_maker(&cfg, root, tls_cfg, ws_pool.clone());
+    let to_https = cfg.redirect_https.map(|_| Arc::new(AtomicU16::new(0)));
+    let make = server_maker(&cfg, root, tls_cfg, ws_pool.clone(), to_https.clone());
     let mut server = make()?;
     let inbox = server.inbox();
     let others = threads::Others::spawn(cfg.threads.max(1) - 1, make, inbox.clone())?;
@@ -183,6 +184,13 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         &mut lines,
     )
     .map_err(|e| check::staged(Stage::Bind, e))?;
+    if let (Some(port), Some(set)) = (cfg.redirect_https, &to_https) {
+        let port = https_port(port, &server).map_err(|e| check::staged(Stage::Config, e))?;
+        set.store(port, std::sync::atomic::Ordering::Relaxed);
+        lines.push(format!(
+            "redirecting plain requests to HTTPS on port {port}"
+        ));
+    }
     let single_connection = listeners == 0 && controls.is_empty();
     // Everything this thread needs opened before the other loops may
     // accept: a burst of connections could take the last fds.
@@ -299,6 +307,7 @@ fn server_maker(
     root: std::path::PathBuf,
     tls_cfg: Option<Arc<rustls::ServerConfig>>,
     ws_pool: Option<Pool>,
+    to_https: Option<Arc<AtomicU16>>,
 ) -> threads::MakeServer {
     let budget = Arc::new(AtomicUsize::new(0));
     let (opts, routes, origins, file_cache) = (
@@ -335,6 +344,7 @@ fn server_maker(
             origins: origins.clone(),
             headers: headers.clone(),
             redirects: redirects.clone(),
+            to_https: to_https.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());
@@ -346,6 +356,26 @@ fn server_maker(
         }
         Ok(server)
     })
+}
+
+/// Where `--redirect-https` sends plain requests: `--https-port`, else the
+/// port of the first listener serving TLS.
+fn https_port(given: Option<u16>, server: &Server) -> io::Result<u16> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    for socket in server.listener_sockets()? {
+        let tls = socket.tls_mode() != TlsMode::Off;
+        let (fd, _) = socket.into_parts();
+        if let (true, Addr::Inet(a)) = (tls, crate::sys::local_addr(std::os::fd::AsFd::as_fd(&fd)))
+        {
+            return Ok(a.port());
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "--redirect-https: no TCP listener serves TLS here; add one (--listen ADDR,tls=on) or say where with --https-port",
+    ))
 }
 
 /// Prints where it serves on stdout. A courtesy: a closed stdout must not

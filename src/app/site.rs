@@ -1,6 +1,9 @@
 //! The service `serve` runs: its routes (WebSocket paths handed off to the
 //! workers, everything else a file).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use super::rules::{HeaderRule, VirtualHost};
 use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
@@ -24,6 +27,9 @@ pub(super) struct Site {
     pub(super) headers: Vec<HeaderRule>,
     /// `--redirect` paths and where they go.
     pub(super) redirects: Vec<(String, String)>,
+    /// `--redirect-https`: the port plain requests are sent to, set once
+    /// the listeners are known (0 before).
+    pub(super) to_https: Option<Arc<AtomicU16>>,
 }
 
 impl Site {
@@ -42,6 +48,12 @@ impl Site {
         }
     }
 
+    /// The HTTPS port a plain request is redirected to (`--redirect-https`).
+    fn https_port(&self, req: &Request<'_>) -> Option<u16> {
+        let port = self.to_https.as_ref()?.load(Ordering::Relaxed);
+        (port != 0 && !req.is_tls()).then_some(port)
+    }
+
     /// Where a `--redirect` sends this request's path.
     fn redirect(&self, req: &Request<'_>) -> Option<&str> {
         let (_, to) = self.redirects.iter().find(|(from, _)| from == req.path())?;
@@ -52,7 +64,7 @@ impl Site {
 impl Handler for Site {
     fn on_head(&self, req: &Request<'_>) -> BodyPlan {
         // In `handle`'s order: a redirect before a WebSocket route.
-        if self.redirect(req).is_some() {
+        if self.https_port(req).is_some() || self.redirect(req).is_some() {
             return BodyPlan::Discard;
         }
         if self.ws_routes.iter().any(|r| r.path == req.path()) {
@@ -65,6 +77,9 @@ impl Handler for Site {
     }
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
+        if let Some(port) = self.https_port(req) {
+            return to_https(req, port, res);
+        }
         if let Some(to) = self.redirect(req) {
             // The request's query goes along, unless the target has one.
             let to = match req.query() {
@@ -124,6 +139,88 @@ impl Handler for Site {
                 }
                 res.plain(r.status, format!("{} {}\n", r.status, r.reason));
             }
+        }
+    }
+}
+
+/// `--redirect-https`: the same URL with `https://`, on `port`. The host is
+/// the request's (its port dropped), or the address it came to when it
+/// names none (HTTP/1.0). GET and HEAD get 301; other methods 308, so that
+/// a form's POST is sent again as a POST, not turned into a GET.
+fn to_https(req: &Request<'_>, port: u16, res: &mut Response<'_>) {
+    let host = match req.host() {
+        Some(h) => host_part(h).map(str::to_string),
+        None => match req.local_addr() {
+            crate::sys::Addr::Inet(a) if a.is_ipv6() => Some(format!("[{}]", a.ip())),
+            crate::sys::Addr::Inet(a) => Some(a.ip().to_string()),
+            _ => None,
+        },
+    };
+    let Some(host) = host else {
+        res.plain(400, "400 Bad Request: no host to redirect to\n");
+        return;
+    };
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let path = match req.path() {
+        "" => "/",
+        p => p,
+    };
+    let query = req.query().map_or(String::new(), |q| format!("?{q}"));
+    let (status, text) = match req.method() {
+        "GET" | "HEAD" => (301, "301 Moved Permanently\n"),
+        _ => (308, "308 Permanent Redirect\n"),
+    };
+    res.header("Location", format!("https://{host}{port}{path}{query}"))
+        .plain(status, text);
+}
+
+/// A Host field's name without its port, if it is a name or an address
+/// (letters, digits, `-`, `.`, or an IPv6 address in brackets): nothing
+/// else may reach a `Location`.
+fn host_part(authority: &str) -> Option<&str> {
+    let host = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        let ok = h[1..end]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        (ok && (rest.is_empty() || rest.starts_with(':'))).then_some(h)?
+    } else {
+        let h = authority.split_once(':').map_or(authority, |(h, _)| h);
+        let ok = h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        ok.then_some(h)?
+    };
+    (!host.is_empty() && host != "[]").then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_part;
+
+    #[test]
+    fn the_host_of_a_redirect_to_https_is_a_name_or_an_address_without_its_port() {
+        for (authority, host) in [
+            ("example.org", Some("example.org")),
+            ("Example.org:8080", Some("Example.org")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            ("[::1]:8080", Some("[::1]")),
+            ("[2001:db8::1]", Some("[2001:db8::1]")),
+            ("", None),
+            (":80", None),
+            ("[]", None),
+            ("[::1", None),
+            ("[::1]x", None),
+            ("evil.org/path", None),
+            ("user@evil.org", None),
+            ("a b", None),
+        ] {
+            assert_eq!(host_part(authority), host, "{authority:?}");
         }
     }
 }

@@ -291,6 +291,16 @@ pub(super) struct ServeArgs {
     /// path matches exactly and comes before files and WebSocket routes.
     #[arg(long, value_name = "FROM=TO", value_parser = parse_redirect)]
     pub(super) redirect: Vec<(String, String)>,
+    /// Requests on plain connections get a redirect to the same URL over
+    /// HTTPS (301; 308 for methods other than GET and HEAD, which must not
+    /// become a GET), to the first TLS listener's port or --https-port.
+    #[arg(long)]
+    pub(super) redirect_https: bool,
+    /// The port --redirect-https sends clients to (443 is left out of the
+    /// URL), when it is not the first TLS listener's: a front's, or a
+    /// listener another process holds.
+    #[arg(long, value_name = "PORT", requires = "redirect_https", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(super) https_port: Option<u16>,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -466,6 +476,7 @@ impl ServeArgs {
             types: self.mime,
             error_pages: self.error_page,
             redirects: self.redirect,
+            redirect_https: self.redirect_https.then_some(self.https_port),
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,
             idle_exit: self.idle_exit,

@@ -80,6 +80,7 @@ impl Env {
             spare: &mut self.spare,
             observer: &mut self.deaf,
             heads: &mut self.heads,
+            via: Default::default(),
         }
     }
 }

@@ -33,6 +33,6 @@ pub use limits::{Limits, Timeouts};
 pub(crate) use pool::BufPool;
 pub use refusal::{Refusal, Rendered};
 pub use reply::{Answer, Gone, GoneFuture, Reply, StreamWaker};
-pub use request::{Request, Version};
+pub use request::{Request, TlsInfo, Version};
 pub use response::{Body, BodyStream, HandOffContext, Response};
 pub use sink::{BodyPlan, BodySink, SinkError};

@@ -1,8 +1,42 @@
 //! What a handler sees of a request: borrowed views into the connection's
 //! read buffer, so building one allocates nothing.
 
+use std::os::fd::BorrowedFd;
+
 use super::head::Head;
 use crate::sys::Addr;
+
+/// What a TLS session can say about itself: the engine knows sessions
+/// through this alone (the `tls` room implements it for rustls').
+pub(crate) trait Session {
+    fn server_name(&self) -> Option<&str>;
+    fn alpn(&self) -> Option<&[u8]>;
+    fn version(&self) -> &'static str;
+    fn cipher(&self) -> &'static str;
+}
+
+/// What the connection under a request knows beyond its bytes: its socket
+/// (for the local address, asked only when a handler wants it) and its
+/// TLS session. The server lends one per turn; tests and fuzzing have
+/// none.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Via<'a> {
+    pub(crate) fd: Option<BorrowedFd<'a>>,
+    pub(crate) tls: Option<&'a dyn Session>,
+}
+
+/// The TLS session a request came over (lua-http's `checktls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsInfo<'a> {
+    /// The name the client asked for (SNI), if it sent one.
+    pub server_name: Option<&'a str>,
+    /// The protocol agreed by ALPN (`h2`, `http/1.1`), if any.
+    pub alpn: Option<&'a [u8]>,
+    /// `TLSv1_3` or `TLSv1_2`.
+    pub version: &'static str,
+    /// The cipher suite, by its IANA name.
+    pub cipher: &'static str,
+}
 
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +56,7 @@ pub struct Request<'a> {
     pub(crate) body: &'a [u8],
     pub(crate) trailers: &'a [u8],
     pub(crate) peer: &'a Addr,
+    via: Via<'a>,
     pub(crate) state: super::deferred::ReadState,
     /// Came as an HTTP/2 stream (its head was rebuilt as HTTP/1.1's for
     /// the one parser and the one set of rules).
@@ -58,7 +93,7 @@ impl<'a> Request<'a> {
         head: &'a Head,
         body: &'a [u8],
         trailers: &'a [u8],
-        peer: &'a Addr,
+        (peer, via): (&'a Addr, Via<'a>),
         state: super::deferred::ReadState,
         http2: bool,
         now: std::time::Instant,
@@ -69,6 +104,7 @@ impl<'a> Request<'a> {
             body,
             trailers,
             peer,
+            via,
             state,
             http2,
             now,
@@ -246,5 +282,30 @@ impl<'a> Request<'a> {
     #[inline]
     pub fn peer_addr(&self) -> &'a Addr {
         self.peer
+    }
+
+    /// The TLS session the request came over; `None` on a plain
+    /// connection (behind a front that ended TLS, too: its PROXY header
+    /// names the client, not the cipher).
+    pub fn tls(&self) -> Option<TlsInfo<'a>> {
+        self.via.tls.map(|s| TlsInfo {
+            server_name: s.server_name(),
+            alpn: s.alpn(),
+            version: s.version(),
+            cipher: s.cipher(),
+        })
+    }
+
+    /// True when the request came over TLS here.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        self.via.tls.is_some()
+    }
+
+    /// The address the connection was accepted on (lua-http's
+    /// `localname`): a system call, made when asked. `Addr::Unknown`
+    /// where there is no socket (the engine driven by hand).
+    pub fn local_addr(&self) -> Addr {
+        self.via.fd.map_or(Addr::Unknown, crate::sys::local_addr)
     }
 }

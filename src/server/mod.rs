@@ -139,6 +139,7 @@ impl Shared {
             spare: &mut self.spare,
             observer: &mut self.observer,
             heads: &mut self.heads,
+            via: Default::default(),
         }
     }
 }

@@ -59,7 +59,7 @@ impl Conn {
             &self.head,
             &buf[body],
             &buf[trailers],
-            &self.peer,
+            (&self.peer, ctx.via),
             ReadState::Finished,
             false,
             now,

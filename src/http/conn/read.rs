@@ -64,7 +64,7 @@ impl Conn {
                         &self.head,
                         &[],
                         &[],
-                        &self.peer,
+                        (&self.peer, ctx.via),
                         ReadState::MessageReady,
                         false,
                         now,

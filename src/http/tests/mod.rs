@@ -65,6 +65,7 @@ impl Env {
             spare: &mut self.spare,
             observer: &mut self.events,
             heads: &mut self.heads,
+            via: Default::default(),
         }
     }
 }

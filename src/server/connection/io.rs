@@ -256,6 +256,20 @@ impl Io {
     /// Over TLS, ALPN said so in the handshake (the preface comes next and
     /// is the HTTP/2 engine's to check); otherwise its first bytes are the preface
     /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
+    /// What a request's handler may ask of this connection: its socket
+    /// and, once the handshake is done, its TLS session.
+    #[inline]
+    pub(crate) fn via(&self) -> crate::http::request::Via<'_> {
+        use std::os::fd::AsFd;
+        crate::http::request::Via {
+            fd: Some(self.fd.as_fd()),
+            tls: match &self.transport {
+                Transport::Tls(t) if !t.is_handshaking() => Some(&**t),
+                _ => None,
+            },
+        }
+    }
+
     pub(crate) fn offers_h2(&self, first: &[u8]) -> Option<bool> {
         match &self.transport {
             Transport::Tls(t) if t.alpn_protocol() == Some(b"h2") => Some(true),

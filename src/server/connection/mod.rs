@@ -146,7 +146,7 @@ impl Connection {
                     Some(false) => {}
                 }
             }
-            conn.advance(now, ctx);
+            conn.advance(now, &mut ctx.via(self.io.via()));
             if self.io.wants_write(conn) {
                 match self.io.write(conn, now) {
                     Ok(w) if w.yielded => return Outcome::Yield,
@@ -204,7 +204,7 @@ impl Connection {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
             }
-            h2.advance(now, ctx);
+            h2.advance(now, &mut ctx.via(self.io.via()));
             if self.io.wants_write(&mut **h2) {
                 // HTTP/2 frames its files in memory: no share to yield.
                 match self.io.write(&mut **h2, now) {

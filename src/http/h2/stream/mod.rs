@@ -21,7 +21,7 @@ use crate::http::events::{Event, Kept, Seen, Severity};
 use crate::http::head::{self, Head};
 use crate::http::output::Output;
 use crate::http::reply::ReplyKey;
-use crate::http::request::Request;
+use crate::http::request::{Request, Via};
 use crate::http::response::{Body, Response};
 use crate::http::sink::{BodyPlan, BodySink};
 use crate::http::status::{Reject, has_no_body};
@@ -137,7 +137,7 @@ impl Stream {
             return s;
         }
         let plan = {
-            let req = s.request(&[], peer, ReadState::MessageReady, now);
+            let req = s.request(&[], (peer, ctx.via), ReadState::MessageReady, now);
             catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
         };
         // A client waiting for `100 Continue` before it sends the body
@@ -186,7 +186,7 @@ impl Stream {
     fn request<'a>(
         &'a self,
         body: &'a [u8],
-        peer: &'a Addr,
+        at: (&'a Addr, Via<'a>),
         state: ReadState,
         now: Instant,
     ) -> Request<'a> {
@@ -195,7 +195,7 @@ impl Stream {
             &self.head,
             body,
             &self.trailers,
-            peer,
+            at,
             state,
             true,
             now,
@@ -422,7 +422,7 @@ impl Stream {
             )
         });
         let outcome = {
-            let req = self.request(body, peer, ReadState::Finished, now);
+            let req = self.request(body, (peer, ctx.via), ReadState::Finished, now);
             catch_unwind(AssertUnwindSafe(|| match sink {
                 Some(s) => s.finish(&req, &mut res),
                 None => ctx.handler.handle(&req, &mut res),
@@ -443,7 +443,7 @@ impl Stream {
                 ),
                 Ok(()) if res.deferred.is_some() && res.misuse.is_none() => {
                     let kept = {
-                        let req = self.request(&[], peer, ReadState::Finished, now);
+                        let req = self.request(&[], (peer, ctx.via), ReadState::Finished, now);
                         let line = Line(&req);
                         Seen::of(&req, &line, ctx.observer.wants())
                             .map_or_else(Kept::default, |s| Kept::of(s, self.began))
@@ -490,7 +490,7 @@ impl Stream {
         let mut headers = headers;
         headers.clear();
         *ctx.scratch = headers;
-        let req = self.request(&[], peer, ReadState::Finished, now);
+        let req = self.request(&[], (peer, ctx.via), ReadState::Finished, now);
         let line = Line(&req);
         let seen = Seen::of(&req, &line, ctx.observer.wants());
         ctx.observer.event(Event::Answered {
