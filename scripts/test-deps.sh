@@ -24,6 +24,8 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v pgrep >/dev/null || missing+=(procps)
 command -v xinetd >/dev/null || missing+=(xinetd)
 command -v openssl >/dev/null || missing+=(openssl)
+# htpasswd writes the password files basic auth reads (tests/access.rs).
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 # A real load balancer in front, speaking the PROXY protocol
 # (tests/proxy.rs), and TLS to us for Autobahn over wss (tests/autobahn.rs).
 command -v haproxy >/dev/null || missing+=(haproxy)

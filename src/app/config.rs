@@ -57,6 +57,12 @@ pub struct ServeConfig {
     /// port (`--https-port`), or with `Some(None)` the first TLS
     /// listener's.
     pub redirect_https: Option<Option<u16>>,
+    /// Address rules (`--allow`, `--deny`).
+    pub access: Vec<super::access::AccessRule>,
+    /// Paths behind basic authentication (`--basic-auth`).
+    pub basic_auth: Vec<super::auth::AuthRule>,
+    /// Basic auth over plain HTTP too (`--basic-auth-insecure`).
+    pub basic_auth_insecure: bool,
     /// Folders served for host names other than the default root's
     /// (`--vhost`).
     pub vhosts: Vec<VirtualHost>,

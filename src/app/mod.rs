@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize};
 use std::time::{Duration, Instant};
 
+mod access;
+mod auth;
 mod check;
 mod config;
 mod lifecycle;
@@ -34,6 +36,8 @@ pub use crate::tls::CertFiles;
 pub use crate::ws::origin::OriginPolicy;
 pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
+pub use access::{AccessRule, Cidr};
+pub use auth::AuthRule;
 pub use check::{Stage, check, stage_of, staged_config};
 pub use rules::{HeaderRule, VirtualHost, parse_error_page, parse_mime, parse_redirect};
 use sources::add_sources;
@@ -323,6 +327,8 @@ fn server_maker(
         cfg.redirects.clone(),
     );
     let (vhosts, vhost_strict) = (cfg.vhosts.clone(), cfg.vhost_strict);
+    let access = access::AccessRules::new(&cfg.access);
+    let (auth_rules, auth_insecure) = (cfg.basic_auth.clone(), cfg.basic_auth_insecure);
     Arc::new(move || {
         let mut hosts = Vec::new();
         for v in &vhosts {
@@ -345,6 +351,8 @@ fn server_maker(
             headers: headers.clone(),
             redirects: redirects.clone(),
             to_https: to_https.clone(),
+            access: access.clone(),
+            auth: auth::BasicAuth::new(&auth_rules, auth_insecure)?,
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());

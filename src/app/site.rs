@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use super::access::AccessRules;
+use super::auth::{BasicAuth, Verdict};
 use super::rules::{HeaderRule, VirtualHost};
 use crate::files::StaticFiles;
 use crate::http::{BodyPlan, Handler, Request, Response};
@@ -30,6 +32,22 @@ pub(super) struct Site {
     /// `--redirect-https`: the port plain requests are sent to, set once
     /// the listeners are known (0 before).
     pub(super) to_https: Option<Arc<AtomicU16>>,
+    /// `--allow`, `--deny`.
+    pub(super) access: AccessRules,
+    /// `--basic-auth`.
+    pub(super) auth: BasicAuth,
+}
+
+/// Why a request is answered before routes and files see it.
+enum Stop<'a> {
+    /// `--allow`/`--deny` refuse its address: 403.
+    Address,
+    /// `--redirect-https`, to this port.
+    Https(u16),
+    /// Basic auth over plain HTTP: 403.
+    NeedsTls,
+    /// No or wrong credentials: 401 for this realm.
+    Challenge(&'a str),
 }
 
 impl Site {
@@ -54,6 +72,38 @@ impl Site {
         (port != 0 && !req.is_tls()).then_some(port)
     }
 
+    /// What stops a request before routes and files, in this order: its
+    /// address, plain HTTP where HTTPS is wanted, credentials.
+    fn stop(&self, req: &Request<'_>) -> Option<Stop<'_>> {
+        let guarded = !self.access.is_empty() || !self.auth.is_empty();
+        // The rules' prefixes are compared with the path as the files
+        // handler reads it (decoded, `.` and empty segments gone), so that
+        // `/%61dmin` or `//admin` is under `/admin` too.
+        let decoded = guarded.then(|| crate::files::relative_path(req.path()).flatten());
+        let segments: Option<Vec<&str>> = decoded
+            .as_ref()
+            .and_then(|d| d.as_deref())
+            .map(|p| p.split('/').filter(|s| !s.is_empty()).collect());
+        if guarded && !self.access.allows(segments.as_deref(), req.peer_addr()) {
+            return Some(Stop::Address);
+        }
+        if let Some(port) = self.https_port(req) {
+            return Some(Stop::Https(port));
+        }
+        if self.auth.is_empty() {
+            return None;
+        }
+        let authorization = req.header_bytes("authorization");
+        match self
+            .auth
+            .check(segments.as_deref(), authorization, req.is_tls(), req.now())
+        {
+            Verdict::Pass => None,
+            Verdict::NeedsTls => Some(Stop::NeedsTls),
+            Verdict::Challenge(realm) => Some(Stop::Challenge(realm)),
+        }
+    }
+
     /// Where a `--redirect` sends this request's path.
     fn redirect(&self, req: &Request<'_>) -> Option<&str> {
         let (_, to) = self.redirects.iter().find(|(from, _)| from == req.path())?;
@@ -64,7 +114,7 @@ impl Site {
 impl Handler for Site {
     fn on_head(&self, req: &Request<'_>) -> BodyPlan {
         // In `handle`'s order: a redirect before a WebSocket route.
-        if self.https_port(req).is_some() || self.redirect(req).is_some() {
+        if self.stop(req).is_some() || self.redirect(req).is_some() {
             return BodyPlan::Discard;
         }
         if self.ws_routes.iter().any(|r| r.path == req.path()) {
@@ -77,8 +127,23 @@ impl Handler for Site {
     }
 
     fn handle(&self, req: &Request<'_>, res: &mut Response<'_>) {
-        if let Some(port) = self.https_port(req) {
-            return to_https(req, port, res);
+        match self.stop(req) {
+            None => {}
+            Some(Stop::Address) => {
+                res.plain(403, "403 Forbidden\n");
+                return;
+            }
+            Some(Stop::Https(port)) => return to_https(req, port, res),
+            Some(Stop::NeedsTls) => {
+                res.plain(403, "403 Forbidden: this path needs HTTPS\n");
+                return;
+            }
+            Some(Stop::Challenge(realm)) => {
+                let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+                res.header("WWW-Authenticate", challenge)
+                    .plain(401, "401 Unauthorized\n");
+                return;
+            }
         }
         if let Some(to) = self.redirect(req) {
             // The request's query goes along, unless the target has one.

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
-    self, AccessFormat, CertFiles, FileCache, HeaderRule, Listen, ListenSpec, LogConfig,
-    OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig, WsConfig, parse_error_page,
-    parse_mime, parse_redirect,
+    self, AccessFormat, AccessRule, AuthRule, CertFiles, FileCache, HeaderRule, Listen, ListenSpec,
+    LogConfig, OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig, WsConfig,
+    parse_error_page, parse_mime, parse_redirect,
 };
 use crate::{Limits, Options, Timeouts};
 
@@ -301,6 +301,27 @@ pub(super) struct ServeArgs {
     /// listener another process holds.
     #[arg(long, value_name = "PORT", requires = "redirect_https", value_parser = clap::value_parser!(u16).range(1..))]
     pub(super) https_port: Option<u16>,
+    /// Clients allowed, by network ([PATH_PREFIX=]CIDR: 10.0.0.0/8,
+    /// /admin=2001:db8::/32, an address, or all). Repeatable. Within one
+    /// prefix the narrowest network holding the client's address decides
+    /// (a --deny wins a tie), and an address none holds is refused if the
+    /// prefix has any --allow; a request must pass every prefix its path
+    /// lies under. The PROXY header's address counts when there is one.
+    #[arg(long, value_name = "[PATH_PREFIX=]CIDR", value_parser = AccessRule::allow)]
+    pub(super) allow: Vec<AccessRule>,
+    /// Clients refused with 403, by network ([PATH_PREFIX=]CIDR); see --allow.
+    #[arg(long, value_name = "[PATH_PREFIX=]CIDR", value_parser = AccessRule::deny)]
+    pub(super) deny: Vec<AccessRule>,
+    /// Paths under PATH_PREFIX need a user of an htpasswd file with bcrypt
+    /// (htpasswd -B), SHA-512-crypt (-5) or SHA-256-crypt (-2) passwords
+    /// (MD5, crypt, SHA-1 and plain text are refused at start). Repeatable;
+    /// the longest prefix wins. Over TLS only, unless --basic-auth-insecure.
+    #[arg(long, value_name = "PATH_PREFIX=HTPASSWD_FILE", value_parser = AuthRule::parse)]
+    pub(super) basic_auth: Vec<AuthRule>,
+    /// Let --basic-auth paths take credentials over plain HTTP (a TLS front
+    /// on the same host, a private network); without it they get 403 there.
+    #[arg(long)]
+    pub(super) basic_auth_insecure: bool,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -477,6 +498,9 @@ impl ServeArgs {
             error_pages: self.error_page,
             redirects: self.redirect,
             redirect_https: self.redirect_https.then_some(self.https_port),
+            access: self.allow.into_iter().chain(self.deny).collect(),
+            basic_auth: self.basic_auth,
+            basic_auth_insecure: self.basic_auth_insecure,
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,
             idle_exit: self.idle_exit,

@@ -221,7 +221,7 @@ fn status_of(e: &io::Error) -> u16 {
 /// Percent-decodes a URL path and turns it into a path relative to the
 /// root. `None`: malformed (400). `Some(None)`: it tries to climb out with
 /// `..` (refused as 404, which tells a prober nothing).
-fn relative_path(url_path: &str) -> Option<Option<String>> {
+pub(crate) fn relative_path(url_path: &str) -> Option<Option<String>> {
     let decoded = crate::http::percent::decode(url_path.as_bytes(), false)?;
     if decoded.contains(&0) {
         return None;

@@ -205,6 +205,26 @@ pub(crate) fn kernel_tls_available() -> bool {
         || Path::new("/sys/module/tls").exists()
 }
 
+/// What a request's handler may learn of the session it came over.
+impl crate::http::request::Session for rustls::ServerConnection {
+    fn server_name(&self) -> Option<&str> {
+        rustls::ServerConnection::server_name(self)
+    }
+    fn alpn(&self) -> Option<&[u8]> {
+        self.alpn_protocol()
+    }
+    fn version(&self) -> &'static str {
+        self.protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    }
+    fn cipher(&self) -> &'static str {
+        self.negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or("")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,25 +335,5 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("k.pem"), "{e}");
-    }
-}
-
-/// What a request's handler may learn of the session it came over.
-impl crate::http::request::Session for rustls::ServerConnection {
-    fn server_name(&self) -> Option<&str> {
-        rustls::ServerConnection::server_name(self)
-    }
-    fn alpn(&self) -> Option<&[u8]> {
-        self.alpn_protocol()
-    }
-    fn version(&self) -> &'static str {
-        self.protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-    }
-    fn cipher(&self) -> &'static str {
-        self.negotiated_cipher_suite()
-            .and_then(|c| c.suite().as_str())
-            .unwrap_or("")
     }
 }
