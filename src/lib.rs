@@ -157,7 +157,8 @@ pub use http::{
     Version, WriteState,
 };
 pub use server::{
-    AccessLine, Added, HandedOff, Inbox, Loops, Mover, Options, Server, Socket, Submission, Ticket,
+    AccessLine, Added, HandedOff, Inbox, Loops, Mover, Options, PerClient, Rate, Server, Socket,
+    Submission, Ticket,
 };
 pub use sys::Addr;
 pub use tls::TlsMode;

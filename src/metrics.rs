@@ -30,6 +30,7 @@ pub(crate) enum M {
     AcceptedHanded,
     RefusedListener,
     RefusedHanded,
+    RefusedPerClient,
     Opened,
     Closed,
     Status1xx,
@@ -86,6 +87,12 @@ const SERIES: [(&str, &str, &str, &str); COUNT] = [
     (
         "handoff_connections_refused_total",
         "source=\"handed\"",
+        "",
+        "",
+    ),
+    (
+        "handoff_connections_refused_total",
+        "source=\"per-client\"",
         "",
         "",
     ),

@@ -13,7 +13,7 @@ use crate::app::{
     LogConfig, OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig, WsConfig,
     parse_error_page, parse_mime, parse_redirect,
 };
-use crate::{Limits, Options, Timeouts};
+use crate::{Limits, Options, PerClient, Rate, Timeouts};
 
 #[derive(Parser)]
 #[command(
@@ -399,6 +399,16 @@ pub(super) struct ServeArgs {
     /// wait for a slot; past it they are refused.
     #[arg(long, default_value_t = Options::default().max_queued)]
     pub(super) max_queued: usize,
+    /// Most connections open at once from one client (an IPv4 address, an
+    /// IPv6 /64; the PROXY header's when there is one). Past it a new
+    /// connection is closed at once, before any request is read.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) max_conns_per_ip: Option<u32>,
+    /// Requests per second (N/s) or minute (N/m) one client may make on
+    /// average, with a burst (10/s,burst=20; without: one second's
+    /// worth). Past it: 429 Too Many Requests with Retry-After.
+    #[arg(long, value_name = "N/s[,burst=B]", value_parser = Rate::parse)]
+    pub(super) rate_per_ip: Option<Rate>,
     /// Seconds from accept to the end of the first request head (and from
     /// first byte to end of head for later requests).
     #[arg(long, default_value_t = Seconds(Timeouts::default().connection_setup))]
@@ -467,6 +477,7 @@ impl ServeArgs {
                 ..Timeouts::default()
             },
             http2: self.http2,
+            per_client: PerClient::new(self.max_conns_per_ip, self.rate_per_ip),
             static_headers: self
                 .headers
                 .iter()

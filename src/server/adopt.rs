@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::{self, Queued};
 use super::connection::Wrapping;
+use super::per_client::Admit;
 use super::{Added, Server, Socket};
+use crate::metrics::{M, inc};
 use crate::sys::{self, Addr, SockKind};
 use crate::tls::TlsMode;
 
@@ -114,8 +116,28 @@ impl Server {
         resume_h2: Option<&[u8]>,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
+        // Behind a PROXY header the client is not known yet: counted
+        // once it is (`Connection::ready`).
+        let counted = wrapping.proxy.is_none() && self.conns.clients.limits_conns();
+        if counted && self.conns.clients.open(&peer) == Admit::Refused {
+            // No engine, no handler: its slot goes back, the socket is
+            // closed.
+            inc(M::RefusedPerClient);
+            tracing::debug!(%peer, "refused: the client has its most connections open");
+            self.conns.budget.unreserve();
+            return Ok(());
+        }
+        let key = counted.then(|| peer.clone());
         let conn = (fd, peer, pre_read, wrapping, resume_h2);
-        let token = self.conns.insert(registry, conn, now, &mut self.shared)?;
+        let token = match self.conns.insert(registry, conn, now, &mut self.shared) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(peer) = key {
+                    self.conns.clients.close(&peer);
+                }
+                return Err(e);
+            }
+        };
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
         Ok(())

@@ -47,6 +47,8 @@ pub(super) struct Connections {
     /// Connections that yielded with more to write (token, generation):
     /// driven again after this turn's events.
     again: Vec<(usize, u64)>,
+    /// Connections open per client (`Options::per_client`).
+    pub(super) clients: super::PerClient,
 }
 
 /// Gives an idle plain connection (its fd, who is at the other end, and,
@@ -59,7 +61,7 @@ pub type Mover = Arc<
 >;
 
 impl Connections {
-    pub(super) fn new(load: Arc<AtomicUsize>) -> Connections {
+    pub(super) fn new(load: Arc<AtomicUsize>, clients: super::PerClient) -> Connections {
         Connections {
             entries: Slab::new(),
             timers: Timers::default(),
@@ -68,6 +70,7 @@ impl Connections {
             handed: VecDeque::new(),
             budget: Budget::new(load),
             mover: None,
+            clients,
         }
     }
 
@@ -265,6 +268,21 @@ impl Connections {
     ) -> Option<Connection> {
         let c = self.entries.try_remove(token)?;
         crate::metrics::inc(crate::metrics::M::Closed);
+        // Counted once its client was known (`Connection::ready`, `serve`);
+        // no flag of its own: the connection has no byte to spare for it.
+        if self.clients.limits_conns() && c.io.past_proxy() {
+            self.clients.close(c.engine.peer());
+        }
+        // Amortised: a sweep follows at least 1,024 closes more than there
+        // are connections.
+        if self.timers.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.timers.sweep(|token, generation, at| {
+                entries
+                    .get(token)
+                    .is_some_and(|c| c.generation == generation && c.timer_at == Some(at))
+            });
+        }
         self.budget.publish(self.entries.len());
         self.budget.unreserve();
         let _ = registry.deregister(&mut SourceFd(&c.io.fd.as_raw_fd()));
@@ -303,7 +321,7 @@ impl Connections {
             return;
         };
         let mut ctx = shared.ctx(Some((token, c.generation)));
-        let outcome = c.ready(now, &mut ctx);
+        let outcome = c.ready(now, &mut ctx, &self.clients);
         let yielded = matches!(outcome, Outcome::Yield);
         match outcome {
             Outcome::Wait | Outcome::Yield => {

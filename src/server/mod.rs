@@ -51,6 +51,7 @@ mod hand_off;
 mod inbox;
 mod observe;
 mod options;
+mod per_client;
 mod timers;
 
 use std::io;
@@ -74,6 +75,7 @@ pub(crate) use connection::Wrapping;
 pub use connections::Mover;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{AccessLine, Added, HandedOff, Options, Socket};
+pub use per_client::{PerClient, Rate};
 
 /// What every connection borrows while it advances; kept apart from the
 /// connection table so both can be borrowed at once.
@@ -166,11 +168,20 @@ impl Server {
     pub fn new(opts: Options, handler: impl Handler + 'static) -> io::Result<Server> {
         let poll = Poll::new()?;
         let inbox = Inbox::new(event_loop::waker(&poll)?);
-        let shared = Shared::new(opts, Box::new(handler), Arc::new(inbox.clone()));
+        let clients = opts.per_client.clone();
+        let handler: Box<dyn Handler> = if clients.limits_rate() {
+            Box::new(per_client::RateLimited {
+                inner: Box::new(handler),
+                clients: clients.clone(),
+            })
+        } else {
+            Box::new(handler)
+        };
+        let shared = Shared::new(opts, handler, Arc::new(inbox.clone()));
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
-            conns: Connections::new(inbox.load.clone()),
+            conns: Connections::new(inbox.load.clone(), clients),
             shared,
             admission: Admission::default(),
             relays: Relays::default(),

@@ -37,6 +37,10 @@ pub struct Options {
     /// configuration must offer it, `tls::server_config` does), and to
     /// plain-text clients that start with its preface (prior knowledge).
     pub http2: bool,
+    /// Limits per client address: connections open and a request rate
+    /// (off by default). Clones share their counts, so the servers made
+    /// from one `Options` (one per loop) hold them together.
+    pub per_client: super::PerClient,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
             accept_batch: 64,
             static_headers: Vec::new(),
             http2: true,
+            per_client: Default::default(),
         }
     }
 }

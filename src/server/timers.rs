@@ -1,7 +1,10 @@
-//! Connection deadlines in one heap. Entries are never removed: a stale one
-//! is recognised when it comes due (the slot's generation changed, or the
-//! connection's deadline moved later), which keeps rescheduling at one push
-//! and no search.
+//! Connection deadlines in one heap. Entries are not removed one by one: a
+//! stale one is recognised when it comes due (the slot's generation
+//! changed, or the connection's deadline moved later), which keeps
+//! rescheduling at one push and no search. Closed connections' entries
+//! would stay until due, up to the longest timeout: under a flood of short
+//! connections that is every connection of the last minute, so the heap
+//! is swept when the stale entries outnumber the live ones (`sweep`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -38,6 +41,22 @@ impl Timers {
         Some((token, generation))
     }
 
+    /// Entries, stale ones included.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Keeps the entries `live` says a connection still waits on, and gives
+    /// back the room the others took.
+    pub(super) fn sweep(&mut self, mut live: impl FnMut(usize, u64, Instant) -> bool) {
+        self.0
+            .retain(|Reverse((at, token, generation))| live(*token, *generation, *at));
+        let keep = (self.0.len() * 2).max(1024);
+        if self.0.capacity() > 2 * keep {
+            self.0.shrink_to(keep);
+        }
+    }
+
     /// When the earliest entry comes due.
     pub(super) fn next(&self) -> Option<Instant> {
         self.0.peek().map(|Reverse((at, _, _))| *at)
@@ -49,5 +68,32 @@ pub(super) fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_sweep_keeps_the_live_entries_in_order_and_gives_back_the_room() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        for token in 0..100_000usize {
+            let mut at = None;
+            let due = now + Duration::from_millis(token as u64 % 997);
+            t.schedule(Some(due), token, 1, &mut at);
+        }
+        let live = |token: usize| token.is_multiple_of(1000);
+        t.sweep(|token, generation, _| generation == 1 && live(token));
+        assert_eq!(t.len(), 100);
+        assert!(t.0.capacity() <= 2048, "{}", t.0.capacity());
+        let mut seen = 0;
+        while let Some((token, _)) = t.pop_due(now + Duration::from_secs(1)) {
+            assert!(live(token));
+            seen += 1;
+        }
+        assert_eq!(seen, 100);
     }
 }

@@ -58,9 +58,12 @@ impl Handoff {
     fn start_cmd(mut cmd: Command, args: &[&str]) -> Handoff {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
+        // Debug lines unless the test chose its own level.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "debug");
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());

@@ -126,6 +126,9 @@ pub(crate) enum Broken {
     Tls(String),
     /// No good PROXY header where one was required.
     Proxy(String),
+    /// The client the PROXY header names has its connections open already
+    /// (`Options::per_client`).
+    PerClient,
 }
 
 impl From<Failed> for Broken {
@@ -143,6 +146,7 @@ impl std::fmt::Display for Broken {
             Broken::Io(what, e) => write!(f, "{what}: {e}"),
             Broken::Tls(why) => write!(f, "TLS: {why}"),
             Broken::Proxy(why) => write!(f, "PROXY protocol: {why}"),
+            Broken::PerClient => f.write_str("refused: the client has its most connections open"),
         }
     }
 }
@@ -268,6 +272,12 @@ impl Io {
                 _ => None,
             },
         }
+    }
+
+    /// Its client is known: no PROXY header is awaited.
+    #[inline]
+    pub(crate) fn past_proxy(&self) -> bool {
+        !matches!(self.transport, Transport::Proxy { .. })
     }
 
     pub(crate) fn offers_h2(&self, first: &[u8]) -> Option<bool> {

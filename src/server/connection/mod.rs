@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::http::h2::H2Conn;
 use crate::http::{Conn, Ctx, Expired, Next, Parked, Spare, Timeouts};
+use crate::server::per_client::Admit;
 use crate::sys::Addr;
 pub(crate) use io::{Broken, Io, NO_CERTIFICATE, Readiness, Transport, Wrapping};
 pub(super) use relays::{RELAY_TOKENS, Relays};
@@ -122,7 +123,12 @@ pub(super) struct Connection {
 impl Connection {
     /// Reads, parses, answers and writes until nothing more can be done
     /// without waiting.
-    pub(super) fn ready(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Outcome {
+    pub(super) fn ready(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        clients: &crate::server::PerClient,
+    ) -> Outcome {
         // A parked connection owes nothing: only input (or its end) wakes it.
         if matches!(self.engine, Engine::Parked(_)) && !self.io.ready.readable {
             return Outcome::Wait;
@@ -132,9 +138,21 @@ impl Connection {
         };
         loop {
             let mut progress = false;
+            let awaited_proxy = !self.io.past_proxy();
             match self.io.read(conn, ctx.pool, ctx.limits, now) {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
+            }
+            if awaited_proxy && self.io.past_proxy() && clients.limits_conns() {
+                // Its client is known only now: counted, or refused before
+                // any request of it is parsed.
+                if clients.open(conn.peer()) == Admit::Refused {
+                    crate::metrics::inc(crate::metrics::M::RefusedPerClient);
+                    tracing::debug!(peer = %conn.peer(), "closing: {}", Broken::PerClient);
+                    // Not counted: nothing to take back when it is removed.
+                    conn.set_peer(Addr::Unknown);
+                    return Outcome::Close(None);
+                }
             }
             if conn.is_fresh() && self.io.http2 {
                 match self.io.offers_h2(conn.unparsed()) {
@@ -230,7 +248,9 @@ impl Connection {
             }
             // The front should have sent one: worth a warning.
             Broken::Proxy(_) => tracing::warn!(peer = %self.engine.peer(), "closing: {why}"),
-            Broken::Io(..) => tracing::debug!(peer = %self.engine.peer(), "closing: {why}"),
+            Broken::Io(..) | Broken::PerClient => {
+                tracing::debug!(peer = %self.engine.peer(), "closing: {why}")
+            }
         }
     }
 }
