@@ -108,6 +108,19 @@ pub fn check(cfg: &ServeConfig) -> io::Result<Vec<String>> {
     for r in &cfg.ws.routes {
         said.push(format!("WebSocket route {}", r.path));
     }
+    if let Some(u) = &cfg.user {
+        let r = crate::sys::privileges::RunAs::resolve(u).map_err(|e| staged(Stage::Config, e))?;
+        said.push(format!("runs as uid {} gid {} once bound", r.uid, r.gid));
+    }
+    for rule in &cfg.basic_auth {
+        super::auth::BasicAuth::new(std::slice::from_ref(rule), true)
+            .map_err(|e| staged(Stage::Config, e))?;
+        said.push(format!(
+            "basic auth for {} from {}",
+            rule.realm,
+            rule.file.display()
+        ));
+    }
     Ok(said)
 }
 

@@ -68,6 +68,9 @@ pub struct ServeConfig {
     pub vhosts: Vec<VirtualHost>,
     /// A host no `--vhost` names gets 421, not the default root.
     pub vhost_strict: bool,
+    /// Become this user (`USER[:GROUP]`) once every socket is bound and
+    /// every key read (`--user`); WebSocket workers start as it.
+    pub user: Option<String>,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

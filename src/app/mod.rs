@@ -49,6 +49,7 @@ use crate::intake::listen;
 use crate::intake::systemd::{self, Role};
 use crate::notify::Notifier;
 use crate::server::{Loops, Server};
+use crate::sys::privileges::RunAs;
 use crate::sys::{Addr, fdpass};
 use crate::tls::{self, TlsMode};
 use crate::ws::pool::{self, Pool, PoolConfig};
@@ -124,6 +125,12 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
     // serves: a wrong root, certificate or busy port is one message, and
     // the process has started nothing to take down.
     let (root, whence) = check::root(&cfg)?;
+    let run_as = cfg
+        .user
+        .as_deref()
+        .map(RunAs::resolve)
+        .transpose()
+        .map_err(|e| check::staged(Stage::Config, e))?;
     let mut lines = Vec::new();
     let mut passed = match &upgrade_chan {
         Some(c) => Some(upgrade::receive_listeners(c)?),
@@ -160,7 +167,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             }
         );
     }
-    let ws_pool = start_ws_pool(&cfg, passed.as_mut())?;
+    let ws_pool = start_ws_pool(&cfg, passed.as_mut(), run_as.as_ref())?;
     let (control_cfg, upgrade_requests) = control_config(&cfg);
     let answering = control_cfg.answering.clone();
     let to_https = cfg.redirect_https.map(|_| Arc::new(AtomicU16::new(0)));
@@ -194,6 +201,14 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         lines.push(format!(
             "redirecting plain requests to HTTPS on port {port}"
         ));
+    }
+    // Every socket is bound and every key read: root is no longer needed.
+    if let Some(r) = &run_as {
+        let was_root = !r.is_current();
+        r.become_it().map_err(|e| check::staged(Stage::Config, e))?;
+        if was_root {
+            tracing::info!(uid = %r.uid, gid = %r.gid, "dropped root");
+        }
     }
     let single_connection = listeners == 0 && controls.is_empty();
     // Everything this thread needs opened before the other loops may
@@ -270,6 +285,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
 fn start_ws_pool(
     cfg: &ServeConfig,
     passed: Option<&mut upgrade::Passed>,
+    run_as: Option<&RunAs>,
 ) -> io::Result<Option<Pool>> {
     if cfg.ws.routes.is_empty() {
         return Ok(None);
@@ -280,6 +296,7 @@ fn start_ws_pool(
         log_args: cfg.log.args(),
         external: cfg.ws.external.clone(),
         ack_timeout: cfg.ws.ack_timeout,
+        run_as: run_as.map(|r| (r.uid.as_raw(), r.gid.as_raw())),
     })?;
     if let Some(line) = passed.and_then(|p| p.pool_line.take()) {
         pool.link_to_old(line);

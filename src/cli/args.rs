@@ -322,6 +322,12 @@ pub(super) struct ServeArgs {
     /// on the same host, a private network); without it they get 403 there.
     #[arg(long)]
     pub(super) basic_auth_insecure: bool,
+    /// Become USER (and GROUP, else the user's own) once every socket is
+    /// bound and every key and file of the configuration read: for hosts
+    /// without systemd's User=. The WebSocket workers and their exec:
+    /// children run as it too. Any step that fails stops the start.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub(super) user: Option<String>,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -512,6 +518,7 @@ impl ServeArgs {
             access: self.allow.into_iter().chain(self.deny).collect(),
             basic_auth: self.basic_auth,
             basic_auth_insecure: self.basic_auth_insecure,
+            user: self.user,
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,
             idle_exit: self.idle_exit,

@@ -17,6 +17,7 @@ use nix::sys::socket::{self, AddressFamily, SockType, SockaddrLike, SockaddrStor
 
 pub(crate) mod fdpass;
 pub(crate) mod fs;
+pub(crate) mod privileges;
 pub(crate) mod process;
 pub(crate) mod text;
 

@@ -53,6 +53,10 @@ pub(crate) struct PoolConfig {
     pub external: Vec<PathBuf>,
     /// How long a worker has to take a connection.
     pub ack_timeout: Duration,
+    /// The uid and gid its workers run as (`serve --user`): set by
+    /// `Command` as each starts (no supplementary groups, as std does when
+    /// root starts a process as another user).
+    pub run_as: Option<(u32, u32)>,
 }
 
 enum Msg {

@@ -34,6 +34,10 @@ impl PoolLoop {
                 cmd.args(["ws-worker", "--ctl-fd", "3"])
                     .args(&self.cfg.log_args)
                     .stdin(Stdio::null());
+                if let Some((uid, gid)) = self.cfg.run_as {
+                    use std::os::unix::process::CommandExt;
+                    cmd.uid(uid).gid(gid);
+                }
                 w.child = Some(sys::process::spawn_worker(&mut cmd, theirs)?);
                 Ok(ours)
             })(),
