@@ -72,3 +72,41 @@ fn chromium_loads_the_demo_page_over_h2_and_its_websocket_over_http11() {
     assert!(log.contains("\"GET /ws.html HTTP/2.0\" 200"), "{log}");
     assert!(log.contains("\"GET /echo HTTP/1.1\" 101 -"), "{log}");
 }
+
+/// Chromium aborts a WebSocket whose server does not answer one of the
+/// subprotocols the page offered; a route with `protocols=` answers the
+/// first of the page's offers it speaks.
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
+fn chromium_gets_the_subprotocol_a_route_speaks_and_fails_where_none_is_answered() {
+    let h = demo(&["--ws", "/chat=echo,protocols=chat|superchat"]);
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(venv_tool("BROWSER_PYTHON", "python"))
+        .arg(format!("{manifest}/tests/browser/subprotocol.py"))
+        .arg(format!("http://{}", h.addr))
+        .args([
+            "/chat:mqtt,superchat,chat",
+            "/chat:chat",
+            "/echo:mqtt",
+            "/chat:mqtt",
+        ])
+        .output()
+        .expect("run the browser driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "/chat open superchat",
+            "/chat open chat",
+            "/echo failed",
+            "/chat failed"
+        ],
+        "{stdout}"
+    );
+}

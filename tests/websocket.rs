@@ -1079,3 +1079,50 @@ fn a_worker_serves_the_routes_a_configure_message_gives_and_refuses_a_bad_one() 
     // The configuration it had still holds.
     assert_eq!(upgrade(3).0, wire::Kind::Ack);
 }
+
+/// An upgrade offering `offers` in Sec-WebSocket-Protocol: the protocol
+/// answered, and the socket.
+fn connect_offering(h: &Handoff, path: &str, offers: &str) -> (Option<String>, Ws) {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", h.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", offers.parse().unwrap());
+    let (ws, resp) = tungstenite::client(req, h.connect()).expect("handshake");
+    let answered = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string());
+    (answered, ws)
+}
+
+#[test]
+fn a_route_answers_the_first_offered_subprotocol_it_speaks_and_exec_sees_it() {
+    let (h, _site) = serve_site(&[
+        "--ws",
+        "/chat=echo,protocols=chat|superchat",
+        "--ws",
+        "/who=exec:echo proto=$WEBSOCKET_PROTOCOL,protocols=v1.example|v2.example",
+        "--ws-workers",
+        "1",
+    ]);
+    let (p, mut ws) = connect_offering(&h, "/chat", "mqtt, superchat, chat");
+    assert_eq!(p.as_deref(), Some("superchat"));
+    ws.send(Message::text("hi")).unwrap();
+    assert_eq!(next_text(&mut ws), "hi");
+    // None of ours: no header, and the client, as Chromium does, gives up.
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/chat", h.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    let err = tungstenite::client(req, h.connect()).unwrap_err();
+    assert!(format!("{err:?}").contains("NoSubProtocol"), "{err:?}");
+    let (p, mut ws) = connect_offering(&h, "/who", "v2.example");
+    assert_eq!(p.as_deref(), Some("v2.example"));
+    assert_eq!(next_text(&mut ws), "proto=v2.example");
+    let err = refused_start(&["--ws", "/x=echo,protocols=a b"]);
+    assert!(err.contains("is not a subprotocol name"), "{err}");
+}

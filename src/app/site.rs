@@ -177,7 +177,7 @@ impl Handler for Site {
                     let key = req.header_bytes("sec-websocket-key").unwrap_or_default();
                     // Only an `exec:` command reads the request's variables;
                     // the others' worker needs the target alone (its log line).
-                    let env = match route.mode {
+                    let mut env = match route.mode {
                         Mode::Exec { .. } => crate::ws::exec::request_environment(
                             req.method(),
                             req.target(),
@@ -186,6 +186,12 @@ impl Handler for Site {
                         ),
                         _ => vec![("REQUEST_URI".into(), req.target().into())],
                     };
+                    // The worker answers it in its 101; an exec command
+                    // sees it.
+                    let offers = req.header_all("sec-websocket-protocol");
+                    if let Some(p) = route.choose_protocol(offers) {
+                        env.push((crate::ws::PROTOCOL_VAR.into(), p.into()));
+                    }
                     res.hand_off_with(handshake::Accepted {
                         route: route.path.clone(),
                         accept: tungstenite::handshake::derive_accept_key(key.trim_ascii()),

@@ -9,3 +9,8 @@ pub(crate) mod origin;
 pub(crate) mod pool;
 pub(crate) mod route;
 pub(crate) mod worker;
+
+/// The subprotocol agreed for a connection, as the HTTP process hands it
+/// to the worker (an `ENV` pair, no wire field of its own) and as an
+/// `exec:` command sees it.
+pub(crate) const PROTOCOL_VAR: &str = "WEBSOCKET_PROTOCOL";

@@ -245,7 +245,13 @@ impl Worker {
         // The 101 goes out ahead of every frame, through the session's own
         // output (a full socket waits for writable; nothing sleeps).
         let mut stream = FdStream::new(fd, msg.data.clone());
-        stream.owe(&crate::http::encode::switching_to_websocket(&accept));
+        let protocol = env
+            .iter()
+            .find(|(k, _)| k == crate::ws::PROTOCOL_VAR)
+            .map(|(_, v)| v.as_str());
+        stream.owe(&crate::http::encode::switching_to_websocket(
+            &accept, protocol,
+        ));
         let token = self.insert_session(stream, route, peer.clone(), exec, &[])?;
         // The request's access line is the HTTP process's, written when we
         // answer ACK (one line a request); this is the worker's own log.
