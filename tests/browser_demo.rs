@@ -60,7 +60,9 @@ fn the_demo_page_shows_the_echo_in_headless_chromium() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
 fn chromium_loads_the_demo_page_over_h2_and_its_websocket_over_http11() {
-    let h = demo(&["--listen", "127.0.0.1:0,tls=on"]);
+    // With permessage-deflate: Chromium offers it, so the echo goes
+    // compressed both ways.
+    let h = demo(&["--listen", "127.0.0.1:0,tls=on", "--ws-deflate"]);
     let dir = tempfile::tempdir().unwrap();
     let https = h.addr_of("https");
     let stdout = chromium(
@@ -79,7 +81,11 @@ fn chromium_loads_the_demo_page_over_h2_and_its_websocket_over_http11() {
 #[test]
 #[ignore = "full tier (scripts/test.sh): needs python3, .venv-py"]
 fn chromium_gets_the_subprotocol_a_route_speaks_and_fails_where_none_is_answered() {
-    let h = demo(&["--ws", "/chat=echo,protocols=chat|superchat"]);
+    let h = demo(&[
+        "--ws",
+        "/chat=echo,protocols=chat|superchat",
+        "--ws-deflate",
+    ]);
     let manifest = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(venv_tool("BROWSER_PYTHON", "python"))
         .arg(format!("{manifest}/tests/browser/subprotocol.py"))
@@ -102,8 +108,8 @@ fn chromium_gets_the_subprotocol_a_route_speaks_and_fails_where_none_is_answered
     assert_eq!(
         lines,
         [
-            "/chat open superchat",
-            "/chat open chat",
+            "/chat open superchat [permessage-deflate; server_no_context_takeover; client_no_context_takeover]",
+            "/chat open chat [permessage-deflate; server_no_context_takeover; client_no_context_takeover]",
             "/echo failed",
             "/chat failed"
         ],

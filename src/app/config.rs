@@ -141,6 +141,8 @@ pub struct WsConfig {
     pub ack_timeout: Duration,
     /// Which web pages may open WebSockets.
     pub origins: OriginPolicy,
+    /// Agree permessage-deflate with clients that offer it.
+    pub deflate: bool,
     /// Limits each worker applies.
     pub worker: WorkerConfig,
 }

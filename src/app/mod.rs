@@ -344,6 +344,7 @@ fn server_maker(
         cfg.redirects.clone(),
     );
     let (vhosts, vhost_strict) = (cfg.vhosts.clone(), cfg.vhost_strict);
+    let ws_deflate = cfg.ws.deflate;
     let access = access::AccessRules::new(&cfg.access);
     let (auth_rules, auth_insecure) = (cfg.basic_auth.clone(), cfg.basic_auth_insecure);
     Arc::new(move || {
@@ -365,6 +366,7 @@ fn server_maker(
             strict: vhost_strict,
             ws_routes: routes.clone(),
             origins: origins.clone(),
+            ws_deflate,
             headers: headers.clone(),
             redirects: redirects.clone(),
             to_https: to_https.clone(),

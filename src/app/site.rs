@@ -25,6 +25,8 @@ pub(super) struct Site {
     pub(super) strict: bool,
     pub(super) ws_routes: Vec<Route>,
     pub(super) origins: OriginPolicy,
+    /// permessage-deflate is offered (`--ws-deflate`).
+    pub(super) ws_deflate: bool,
     /// `--header` rules with a path prefix.
     pub(super) headers: Vec<HeaderRule>,
     /// `--redirect` paths and where they go.
@@ -191,6 +193,14 @@ impl Handler for Site {
                     let offers = req.header_all("sec-websocket-protocol");
                     if let Some(p) = route.choose_protocol(offers) {
                         env.push((crate::ws::PROTOCOL_VAR.into(), p.into()));
+                    }
+                    let offers = req.header_all("sec-websocket-extensions");
+                    if let Some(e) = self
+                        .ws_deflate
+                        .then(|| crate::ws::deflate::negotiate(offers))
+                        .flatten()
+                    {
+                        env.push((crate::ws::deflate::EXTENSIONS_VAR.into(), e));
                     }
                     res.hand_off_with(handshake::Accepted {
                         route: route.path.clone(),

@@ -372,6 +372,13 @@ pub(super) struct ServeArgs {
     /// same-origin pages and echo/broadcast paths any page.
     #[arg(long)]
     pub(super) ws_origin: Vec<String>,
+    /// Agree permessage-deflate (RFC 7692) with WebSocket clients that
+    /// offer it (browsers do): each message compressed on its own, no
+    /// context kept between messages, so an idle connection holds no
+    /// compression state. Such a session stays with its worker in a live
+    /// upgrade.
+    #[arg(long)]
+    pub(super) ws_deflate: bool,
     /// Only same-origin pages (and --ws-origin ones) may open WebSockets, on every path.
     #[arg(long)]
     pub(super) ws_same_origin: bool,
@@ -533,6 +540,7 @@ impl ServeArgs {
                     allow: self.ws_origin,
                     same_origin: self.ws_same_origin,
                 },
+                deflate: self.ws_deflate,
                 worker: self.ws_limits.config(self.ws.clone()),
                 routes: self.ws,
             },

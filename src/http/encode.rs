@@ -106,12 +106,19 @@ pub(crate) fn canned(status: u16, why: &str, extra: &str) -> Vec<u8> {
 
 /// The 101 that completes a WebSocket opening handshake, with the
 /// subprotocol agreed if there is one (a token, checked by its route).
-pub(crate) fn switching_to_websocket(accept_key: &str, protocol: Option<&str>) -> Vec<u8> {
+pub(crate) fn switching_to_websocket(
+    accept_key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let protocol = protocol.map_or(String::new(), |p| {
         format!("Sec-WebSocket-Protocol: {p}\r\n")
     });
+    let extensions = extensions.map_or(String::new(), |e| {
+        format!("Sec-WebSocket-Extensions: {e}\r\n")
+    });
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n{protocol}\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n{protocol}{extensions}\r\n"
     )
     .into_bytes()
 }

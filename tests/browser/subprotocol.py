@@ -1,6 +1,6 @@
 """Opens WebSockets from a page in Debian's Chromium (headless) offering
 subprotocols, as `new WebSocket(url, ["mqtt", "superchat"])` does, and
-prints what each became: `open PROTOCOL` or `failed`.
+prints what each became: `open PROTOCOL [EXTENSIONS]` or `failed`.
 
 Usage: python subprotocol.py BASE_URL PATH:P1,P2 [PATH:P1,P2 ...]
 """
@@ -14,7 +14,10 @@ args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 OPEN = """([url, offers]) => new Promise(resolve => {
     const ws = new WebSocket(url, offers);
-    ws.onopen = () => { resolve("open " + ws.protocol); ws.close(); };
+    ws.onopen = () => {
+        resolve("open " + ws.protocol + (ws.extensions ? " [" + ws.extensions + "]" : ""));
+        ws.close();
+    };
     ws.onerror = () => resolve("failed");
 })"""
 with sync_playwright() as p:

@@ -244,13 +244,21 @@ impl Worker {
 
         // The 101 goes out ahead of every frame, through the session's own
         // output (a full socket waits for writable; nothing sleeps).
+        let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let extensions = var(crate::ws::deflate::EXTENSIONS_VAR);
         let mut stream = FdStream::new(fd, msg.data.clone());
-        let protocol = env
-            .iter()
-            .find(|(k, _)| k == crate::ws::PROTOCOL_VAR)
-            .map(|(_, v)| v.as_str());
+        if let Some(agreed) = extensions {
+            let d = super::deflate::Deflate::new(
+                crate::ws::deflate::window_bits(agreed),
+                self.cfg.max_frame,
+                self.cfg.max_message,
+            );
+            stream = stream.with_deflate(d).map_err(|e| e.to_string())?;
+        }
         stream.owe(&crate::http::encode::switching_to_websocket(
-            &accept, protocol,
+            &accept,
+            var(crate::ws::PROTOCOL_VAR),
+            extensions,
         ));
         let token = self.insert_session(stream, route, peer.clone(), exec, &[])?;
         // The request's access line is the HTTP process's, written when we

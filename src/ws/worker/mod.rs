@@ -18,6 +18,7 @@ use tungstenite::{Message, WebSocket};
 
 mod config;
 mod ctl;
+mod deflate;
 mod moving;
 mod session;
 mod stream;

@@ -70,6 +70,12 @@ impl Worker {
         let Some(Entry::Ws(c)) = self.entries.get_mut(token) else {
             return;
         };
+        if c.ws.get_ref().deflates() {
+            // Its frames on the wire are not those tungstenite holds.
+            tracing::info!("a permessage-deflate WebSocket session stays with its worker");
+            c.retry_at = Some(Instant::now() + RETRY_AFTER * 10);
+            return;
+        }
         let flushed = matches!(c.ws.flush(), Ok(()));
         if !flushed || !c.ws.can_read() || !c.ws.can_write() || !c.ws.get_ref().between_messages() {
             return;

@@ -34,6 +34,9 @@ pub(crate) struct FdStream {
     /// waits for it to be writable like any other output, so the event
     /// loop never waits on a full socket.
     owed: Vec<u8>,
+    /// permessage-deflate, when the handshake agreed it: what is read is
+    /// inflated and what is written compressed (`deflate.rs`).
+    deflate: Option<Box<super::deflate::Deflate>>,
 }
 
 /// A frame header's length and its payload's, once the header is whole.
@@ -68,6 +71,48 @@ impl FdStream {
             fragmented: false,
             eof: false,
             owed: Vec::new(),
+            deflate: None,
+        }
+    }
+
+    /// Speaks permessage-deflate from the first byte on (what came with
+    /// the connection included).
+    pub(crate) fn with_deflate(mut self, d: super::deflate::Deflate) -> io::Result<FdStream> {
+        let mut d = Box::new(d);
+        let early = std::mem::take(&mut self.pending);
+        d.inbound(&early, &mut self.pending)?;
+        self.deflate = Some(d);
+        Ok(self)
+    }
+
+    /// Compresses and inflates (such a session does not move: its frames
+    /// on the wire are not the ones tungstenite holds).
+    pub(crate) fn deflates(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// `read` with permessage-deflate: inflated frames go to tungstenite
+    /// as they become whole.
+    fn read_inflated(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(out.len());
+                out[..n].copy_from_slice(&self.pending[..n]);
+                self.pending.drain(..n);
+                return Ok(n);
+            }
+            if self.eof {
+                return Ok(0);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            match sys::read(self.fd.as_fd(), &mut buf)? {
+                0 => self.eof = true,
+                n => {
+                    if let Some(d) = &mut self.deflate {
+                        d.inbound(&buf[..n], &mut self.pending)?;
+                    }
+                }
+            }
         }
     }
 
@@ -92,7 +137,11 @@ impl FdStream {
     /// Between messages: tungstenite holds no part of a frame nor of a
     /// fragmented message (true once its `read()` has said `WouldBlock`).
     pub(crate) fn between_messages(&self) -> bool {
-        self.left == 0 && !self.fragmented && !self.eof && self.owed.is_empty()
+        self.left == 0
+            && !self.fragmented
+            && !self.eof
+            && self.owed.is_empty()
+            && self.deflate.is_none()
     }
 
     /// The bytes read and not given to tungstenite.
@@ -130,6 +179,9 @@ impl Read for FdStream {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
+        }
+        if self.deflate.is_some() {
+            return self.read_inflated(out);
         }
         loop {
             let mut n = self.pending.len().min(out.len());
@@ -171,6 +223,16 @@ impl Read for FdStream {
 impl Write for FdStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.pay()?;
+        if let Some(d) = &mut self.deflate {
+            // Taken whole (a frame is compressed once it is whole); what
+            // the socket does not take now is owed, and the next write
+            // waits for it, so no more than one write's worth waits here.
+            d.outbound(buf, &mut self.owed);
+            match self.pay() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => return Ok(buf.len()),
+            }
+        }
         sys::write(self.fd.as_fd(), buf)
     }
     fn flush(&mut self) -> io::Result<()> {
