@@ -76,7 +76,18 @@ impl Site {
 
     /// What stops a request before routes and files, in this order: its
     /// address, plain HTTP where HTTPS is wanted, credentials.
+    #[inline]
     fn stop(&self, req: &Request<'_>) -> Option<Stop<'_>> {
+        if self.access.is_empty() && self.auth.is_empty() && self.to_https.is_none() {
+            // None of the three is set: nothing to look at.
+            return None;
+        }
+        self.stop_guarded(req)
+    }
+
+    /// `stop` with a rule to apply: out of line, off the common path.
+    #[inline(never)]
+    fn stop_guarded(&self, req: &Request<'_>) -> Option<Stop<'_>> {
         let guarded = !self.access.is_empty() || !self.auth.is_empty();
         // The rules' prefixes are compared with the path as the files
         // handler reads it (decoded, `.` and empty segments gone), so that

@@ -414,7 +414,7 @@ pub fn engine(data: &[u8]) {
         let c = ctl.get(i).copied().unwrap_or(0);
         if c & 0x80 != 0 {
             out.extend(drain(&mut conn).expect("no files are served here"));
-            conn.advance(now, &mut ctx!());
+            conn.advance(now, &mut ctx!(), Default::default());
         }
         if c & 0x40 != 0 {
             out.extend(drain(&mut conn).expect("no files are served here"));
@@ -432,7 +432,7 @@ pub fn engine(data: &[u8]) {
             let Some(buf) = conn.read_buf(&mut env.pool, &limits) else {
                 // Not reading: output may be what holds it up.
                 out.extend(drain(&mut conn).expect("no files are served here"));
-                conn.advance(now, &mut ctx!());
+                conn.advance(now, &mut ctx!(), Default::default());
                 match conn.next(now, &timeouts, false) {
                     Next::HandOff => {
                         handed_off = true;
@@ -452,17 +452,17 @@ pub fn engine(data: &[u8]) {
             given.borrow_mut().extend_from_slice(&piece[..n]);
             conn.filled(n, now);
             piece = &piece[n..];
-            conn.advance(now, &mut ctx!());
+            conn.advance(now, &mut ctx!(), Default::default());
         }
     }
     if !handed_off {
         conn.on_eof();
-        conn.advance(now, &mut ctx!());
+        conn.advance(now, &mut ctx!(), Default::default());
         for _ in 0..8 {
             // Drained before any deadline passes: a write deadline would
             // rightly drop what the peer never read.
             out.extend(drain(&mut conn).expect("no files are served here"));
-            conn.advance(now, &mut ctx!());
+            conn.advance(now, &mut ctx!(), Default::default());
             out.extend(drain(&mut conn).expect("no files are served here"));
             match conn.next(now, &timeouts, false) {
                 Next::Close | Next::HandOff => break,

@@ -1,8 +1,6 @@
 //! What a handler sees of a request: borrowed views into the connection's
 //! read buffer, so building one allocates nothing.
 
-use std::os::fd::BorrowedFd;
-
 use super::head::Head;
 use crate::sys::Addr;
 
@@ -15,15 +13,18 @@ pub(crate) trait Session {
     fn cipher(&self) -> &'static str;
 }
 
-/// What the connection under a request knows beyond its bytes: its socket
-/// (for the local address, asked only when a handler wants it) and its
-/// TLS session. The server lends one per turn; tests and fuzzing have
-/// none.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Via<'a> {
-    pub(crate) fd: Option<BorrowedFd<'a>>,
-    pub(crate) tls: Option<&'a dyn Session>,
+/// What the connection under a request knows beyond its bytes, asked only
+/// when a handler wants it: the address it was accepted on and its TLS
+/// session.
+pub(crate) trait Endpoint {
+    fn local_addr(&self) -> Addr;
+    fn tls(&self) -> Option<&dyn Session>;
 }
+
+/// The connection's `Endpoint`, lent by the server for a turn (a pointer:
+/// nothing is built per request); tests and fuzzing have none.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Via<'a>(pub(crate) Option<&'a dyn Endpoint>);
 
 /// The TLS session a request came over (lua-http's `checktls`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,7 +289,7 @@ impl<'a> Request<'a> {
     /// connection (behind a front that ended TLS, too: its PROXY header
     /// names the client, not the cipher).
     pub fn tls(&self) -> Option<TlsInfo<'a>> {
-        self.via.tls.map(|s| TlsInfo {
+        self.via.0?.tls().map(|s| TlsInfo {
             server_name: s.server_name(),
             alpn: s.alpn(),
             version: s.version(),
@@ -299,13 +300,13 @@ impl<'a> Request<'a> {
     /// True when the request came over TLS here.
     #[inline]
     pub fn is_tls(&self) -> bool {
-        self.via.tls.is_some()
+        self.via.0.is_some_and(|e| e.tls().is_some())
     }
 
     /// The address the connection was accepted on (lua-http's
     /// `localname`): a system call, made when asked. `Addr::Unknown`
     /// where there is no socket (the engine driven by hand).
     pub fn local_addr(&self) -> Addr {
-        self.via.fd.map_or(Addr::Unknown, crate::sys::local_addr)
+        self.via.0.map_or(Addr::Unknown, |e| e.local_addr())
     }
 }

@@ -44,10 +44,15 @@ fn kept(seen: Option<Seen<'_>>, began: std::time::Instant) -> Kept {
 
 impl Conn {
     /// Runs the handler on one complete request and queues its response.
+    // Each is one call's fact (the clock, the context, the transport, where
+    // body and trailers lie): a struct to bundle them would be built per
+    // request for this one call.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn dispatch(
         &mut self,
         now: Instant,
         ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
         body: std::ops::Range<usize>,
         trailers: std::ops::Range<usize>,
         consumed: usize,
@@ -59,7 +64,7 @@ impl Conn {
             &self.head,
             &buf[body],
             &buf[trailers],
-            (&self.peer, ctx.via),
+            (&self.peer, via),
             ReadState::Finished,
             false,
             now,

@@ -413,12 +413,17 @@ impl Conn {
 
     /// Parses and answers every complete request in the buffer, in order,
     /// until it needs more bytes or the output queue is full.
-    pub(crate) fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn advance(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
+    ) {
         loop {
             let flow = match &self.state.reading {
                 _ if !self.state.dispatching() => Flow::Wait,
-                Reading::Idle | Reading::Head => self.read_head(now, ctx),
-                Reading::Body(..) => self.read_body(now, ctx),
+                Reading::Idle | Reading::Head => self.read_head(now, ctx, via),
+                Reading::Body(..) => self.read_body(now, ctx, via),
                 Reading::Discard(_) => self.read_discard(now, ctx),
                 Reading::KeepAlive | Reading::Closed => Flow::Wait,
             };

@@ -17,7 +17,12 @@ use crate::http::status::Reject;
 impl Conn {
     /// Between requests or inside a head: parse it if it is complete, and
     /// dispatch it (no body) or get ready for its body.
-    pub(super) fn read_head(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+    pub(super) fn read_head(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
+    ) -> Flow {
         if self.backpressured(ctx.limits) {
             return Flow::Wait;
         }
@@ -50,7 +55,7 @@ impl Conn {
                 let decoder = match framing {
                     Framing::None => {
                         let n = self.head.len;
-                        self.dispatch(now, ctx, n..n, n..n, n, None);
+                        self.dispatch(now, ctx, via, n..n, n..n, n, None);
                         return Flow::Again;
                     }
                     Framing::Length(n) => Some(n),
@@ -64,7 +69,7 @@ impl Conn {
                         &self.head,
                         &[],
                         &[],
-                        (&self.peer, ctx.via),
+                        (&self.peer, via),
                         ReadState::MessageReady,
                         false,
                         now,
@@ -87,11 +92,13 @@ impl Conn {
                         // a hand-off).
                         self.state.disable_keep_alive();
                         let n = self.head.len;
-                        self.dispatch(now, ctx, n..n, n..n, n, None);
+                        self.dispatch(now, ctx, via, n..n, n..n, n, None);
                         self.start = self.end;
                         return Flow::Wait;
                     }
-                    Ok(BodyPlan::Discard) => return self.answer_then_discard(decoder, now, ctx),
+                    Ok(BodyPlan::Discard) => {
+                        return self.answer_then_discard(decoder, now, ctx, via);
+                    }
                     Ok(BodyPlan::Buffer) => (ctx.limits.max_body, None),
                     Ok(BodyPlan::Stream(sink)) => (ctx.limits.max_streamed_body, Some(sink)),
                 };
@@ -132,6 +139,7 @@ impl Conn {
         length: Option<u64>,
         now: Instant,
         ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
     ) -> Flow {
         let n = self.head.len;
         let arrived = self.end - self.start - n;
@@ -140,7 +148,7 @@ impl Conn {
         if waiting || !small {
             self.state.disable_keep_alive();
         }
-        self.dispatch(now, ctx, n..n, n..n, n, None);
+        self.dispatch(now, ctx, via, n..n, n..n, n, None);
         let d = match length {
             Some(l) => Decoder::Length(l),
             None => Decoder::Chunked(Chunked::new(ctx.limits.max_discarded_body)),
@@ -206,13 +214,18 @@ impl Conn {
     }
 
     /// Inside a body: take what arrived, and dispatch once it is whole.
-    pub(super) fn read_body(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Flow {
+    pub(super) fn read_body(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
+    ) -> Flow {
         match &mut self.state.reading {
             Reading::Body(Decoder::Length(n), None) => {
                 let n = *n as usize;
                 let h = self.head.len;
                 if self.end - self.start >= h + n {
-                    self.dispatch(now, ctx, h..h + n, h + n..h + n, h + n, None);
+                    self.dispatch(now, ctx, via, h..h + n, h + n..h + n, h + n, None);
                     return Flow::Again;
                 }
                 if self.state.eof {
@@ -230,7 +243,15 @@ impl Conn {
                         if step.done {
                             let b = c.body_len();
                             let t = c.trailer_len();
-                            self.dispatch(now, ctx, h..h + b, h + b..h + b + t, h + b + t, None);
+                            self.dispatch(
+                                now,
+                                ctx,
+                                via,
+                                h..h + b,
+                                h + b..h + b + t,
+                                h + b + t,
+                                None,
+                            );
                             return Flow::Again;
                         }
                         if self.state.eof {
@@ -290,6 +311,7 @@ impl Conn {
                     self.dispatch(
                         now,
                         ctx,
+                        via,
                         n..n,
                         n..n + trailers,
                         n + trailers,

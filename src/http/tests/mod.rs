@@ -117,7 +117,8 @@ impl Harness {
     fn feed(&mut self, bytes: &[u8]) {
         let now = self.now();
         self.conn.feed(bytes, &mut self.env.pool, now);
-        self.conn.advance(now, &mut self.env.ctx());
+        self.conn
+            .advance(now, &mut self.env.ctx(), Default::default());
     }
 
     fn timeout(&mut self, at: Instant) -> Option<Expired> {
@@ -133,7 +134,8 @@ impl Harness {
         let all = crate::fuzzing::drain(&mut self.conn).unwrap();
         // Draining output may unblock pipelined requests.
         let now = self.now();
-        self.conn.advance(now, &mut self.env.ctx());
+        self.conn
+            .advance(now, &mut self.env.ctx(), Default::default());
         String::from_utf8_lossy(&all).into_owned()
     }
 

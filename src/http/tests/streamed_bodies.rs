@@ -139,7 +139,7 @@ fn gives_the_sink_no_piece_larger_than_the_input_chunk_limit() {
         buf[..n].copy_from_slice(&req[fed..fed + n]);
         h.conn.filled(n, now);
         fed += n;
-        h.conn.advance(now, &mut h.env.ctx());
+        h.conn.advance(now, &mut h.env.ctx(), Default::default());
     }
     assert!(h.take().contains("streamed 50000 bytes"));
     assert!(

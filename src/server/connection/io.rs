@@ -163,6 +163,19 @@ pub(crate) struct Io {
     pub(crate) http2: bool,
 }
 
+impl crate::http::request::Endpoint for Io {
+    fn local_addr(&self) -> sys::Addr {
+        sys::local_addr(self.fd.as_fd())
+    }
+
+    fn tls(&self) -> Option<&dyn crate::http::request::Session> {
+        match &self.transport {
+            Transport::Tls(t) if !t.is_handshaking() => Some(&**t),
+            _ => None,
+        }
+    }
+}
+
 /// Readiness reported by edge-triggered events, remembered until acted on.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Readiness {
@@ -218,6 +231,7 @@ impl Readiness {
 impl Io {
     /// Reads what the socket has into the engine. `Ok(true)` if anything
     /// moved.
+    #[inline(always)]
     pub(crate) fn read(
         &mut self,
         conn: &mut impl EngineIo,
@@ -260,18 +274,10 @@ impl Io {
     /// Over TLS, ALPN said so in the handshake (the preface comes next and
     /// is the HTTP/2 engine's to check); otherwise its first bytes are the preface
     /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
-    /// What a request's handler may ask of this connection: its socket
-    /// and, once the handshake is done, its TLS session.
+    /// What a request's handler may ask of this connection (`Endpoint`).
     #[inline]
     pub(crate) fn via(&self) -> crate::http::request::Via<'_> {
-        use std::os::fd::AsFd;
-        crate::http::request::Via {
-            fd: Some(self.fd.as_fd()),
-            tls: match &self.transport {
-                Transport::Tls(t) if !t.is_handshaking() => Some(&**t),
-                _ => None,
-            },
-        }
+        crate::http::request::Via(Some(self))
     }
 
     /// Its client is known: no PROXY header is awaited.
@@ -310,6 +316,9 @@ impl Io {
     }
 }
 
+/// Reads into the engine: plain bytes here (inlined: the request path),
+/// the PROXY header and TLS records in `read_wrapped`.
+#[inline(always)]
 fn read(
     fd: BorrowedFd<'_>,
     transport: &mut Transport,
@@ -348,6 +357,24 @@ fn read(
             sniff(fd, transport, conn, pool, limits, now)?;
             Ok(moved)
         }
+        _ => read_wrapped(fd, transport, ready, conn, pool, limits, now),
+    }
+}
+
+/// `read` for a PROXY header still to come, or TLS.
+#[inline(never)]
+fn read_wrapped(
+    fd: BorrowedFd<'_>,
+    transport: &mut Transport,
+    ready: &mut Readiness,
+    conn: &mut impl EngineIo,
+    pool: &mut BufPool,
+    limits: &Limits,
+    now: Instant,
+) -> Result<bool, Broken> {
+    match transport {
+        // `read` takes these.
+        Transport::Plain(_) | Transport::Sniff(_) => Ok(false),
         Transport::Proxy {
             mode,
             buf,

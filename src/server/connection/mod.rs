@@ -138,21 +138,13 @@ impl Connection {
         };
         loop {
             let mut progress = false;
-            let awaited_proxy = !self.io.past_proxy();
+            let awaited_proxy = clients.limits_conns() && !self.io.past_proxy();
             match self.io.read(conn, ctx.pool, ctx.limits, now) {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
             }
-            if awaited_proxy && self.io.past_proxy() && clients.limits_conns() {
-                // Its client is known only now: counted, or refused before
-                // any request of it is parsed.
-                if clients.open(conn.peer()) == Admit::Refused {
-                    crate::metrics::inc(crate::metrics::M::RefusedPerClient);
-                    tracing::debug!(peer = %conn.peer(), "closing: {}", Broken::PerClient);
-                    // Not counted: nothing to take back when it is removed.
-                    conn.set_peer(Addr::Unknown);
-                    return Outcome::Close(None);
-                }
+            if awaited_proxy && self.io.past_proxy() && !admit_proxied(conn, clients) {
+                return Outcome::Close(None);
             }
             if conn.is_fresh() && self.io.http2 {
                 match self.io.offers_h2(conn.unparsed()) {
@@ -164,7 +156,7 @@ impl Connection {
                     Some(false) => {}
                 }
             }
-            conn.advance(now, &mut ctx.via(self.io.via()));
+            conn.advance(now, ctx, self.io.via());
             if self.io.wants_write(conn) {
                 match self.io.write(conn, now) {
                     Ok(w) if w.yielded => return Outcome::Yield,
@@ -253,6 +245,22 @@ impl Connection {
             }
         }
     }
+}
+
+/// A connection whose PROXY header has just named its client: counted, or
+/// refused (false) before any request of it is parsed. Out of line: once
+/// a connection, on PROXY listeners with `--max-conns-per-ip` alone.
+#[cold]
+#[inline(never)]
+fn admit_proxied(conn: &mut Conn, clients: &crate::server::PerClient) -> bool {
+    if clients.open(conn.peer()) != Admit::Refused {
+        return true;
+    }
+    crate::metrics::inc(crate::metrics::M::RefusedPerClient);
+    tracing::debug!(peer = %conn.peer(), "closing: {}", Broken::PerClient);
+    // Not counted: nothing to take back when it is removed.
+    conn.set_peer(Addr::Unknown);
+    false
 }
 
 #[cfg(test)]
