@@ -45,15 +45,8 @@ fn allow_and_deny_decide_by_the_narrowest_network_and_by_path_prefix() {
         "--deny",
         "/admin/=10.66.0.0/16",
     ]);
-    // The second "listening on http://" is the PROXY listener.
-    let proxied: std::net::SocketAddr = h
-        .lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("listening on http://"))
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // The second listener announced is the PROXY one.
+    let proxied = h.nth_addr(1);
     for (client, path, status) in [
         ("198.51.100.1", "/a.txt", 200),
         ("203.0.113.9", "/a.txt", 403),

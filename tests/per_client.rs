@@ -10,17 +10,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// The nth "listening on http://" address (the first is the plain one).
-fn listener(h: &Handoff, n: usize) -> SocketAddr {
-    h.lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("listening on http://"))
-        .nth(n)
-        .unwrap_or_else(|| panic!("{:?}", h.lines))
-        .parse()
-        .unwrap()
-}
-
 /// A keep-alive GET on `s`, its status and Retry-After.
 fn get(s: &mut TcpStream) -> (u16, Option<String>) {
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -76,7 +65,7 @@ fn max_conns_per_ip_closes_a_clients_next_connection_before_reading_it() {
             && read_response(&mut c).is_ok_and(|r| r.status == 200)
     }));
     // Behind PROXY, the named client counts, IPv6 by its /64.
-    let proxied = listener(&h, 1);
+    let proxied = h.nth_addr(1);
     let mut held = Vec::new();
     for client in ["2001:db8:0:1::1", "2001:db8:0:1::2"] {
         let mut s = via_proxy(proxied, client);
@@ -107,7 +96,7 @@ fn rate_per_ip_answers_429_with_retry_after_past_the_burst() {
         "--rate-per-ip",
         "1/s,burst=3",
     ]);
-    let proxied = listener(&h, 1);
+    let proxied = h.nth_addr(1);
     let mut s = via_proxy(proxied, "203.0.113.5");
     for _ in 0..3 {
         assert_eq!(get(&mut s).0, 200);
@@ -175,7 +164,7 @@ fn a_flood_of_100000_proxy_addresses_keeps_memory_bounded_and_a_probe_answered()
             "off",
         ],
     );
-    let proxied = listener(&h, 1);
+    let proxied = h.nth_addr(1);
     // Warm: the file cache, the tables, the buffers.
     let mut probe = h.connect();
     assert_eq!(get(&mut probe).0, 200);

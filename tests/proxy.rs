@@ -13,17 +13,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-/// The address of the `n`th listener announced (ours is first).
-fn nth_addr(h: &Handoff, n: usize) -> SocketAddr {
-    h.lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("listening on http://"))
-        .nth(n)
-        .unwrap_or_else(|| panic!("{:?}", h.lines))
-        .parse()
-        .unwrap()
-}
-
 fn ask(addr: SocketAddr, parts: &[&[u8]]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -57,7 +46,7 @@ fn a_proxy_listener_takes_the_client_address_from_v1_and_v2_headers_and_closes_w
         "--setup-timeout",
         "1",
     ]);
-    let (plain, proxied) = (nth_addr(&h, 0), nth_addr(&h, 1));
+    let (plain, proxied) = (h.nth_addr(0), h.nth_addr(1));
     let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 51258 8080\r\n";
     let got = ask(proxied, &[v1, GET]);
     assert!(
@@ -123,7 +112,7 @@ fn curl_haproxy_protocol_reaches_a_proxy_listener() {
     ]);
     let out = Command::new("curl")
         .args(["-sS", "--haproxy-protocol"])
-        .arg(format!("http://{}/a.txt", nth_addr(&h, 1)))
+        .arg(format!("http://{}/a.txt", h.nth_addr(1)))
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n", "{out:?}");
@@ -163,7 +152,7 @@ fn behind_haproxy_send_proxy_v1_and_v2_to_tcp_and_unix_listeners_show_the_client
         "--ws",
         "/env=exec:sh -c 'echo REMOTE_ADDR=$REMOTE_ADDR'",
     ]);
-    let tcp = nth_addr(&h, 1);
+    let tcp = h.nth_addr(1);
     let (front_v2, front_v1) = (free_port(), free_port());
     let ha = haproxy(&format!(
         "global

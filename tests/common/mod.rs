@@ -121,6 +121,18 @@ impl Handoff {
             .to_string()
     }
 
+    /// The address of the `n`th `http://` listener announced (the one
+    /// `start` adds is first).
+    pub fn nth_addr(&self, n: usize) -> SocketAddr {
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("listening on http://"))
+            .nth(n)
+            .unwrap_or_else(|| panic!("{:?}", self.lines))
+            .parse()
+            .unwrap()
+    }
+
     pub fn addr_of(&self, scheme: &str) -> SocketAddr {
         let prefix = format!("listening on {scheme}://");
         let l = self
