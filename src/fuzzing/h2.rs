@@ -38,7 +38,7 @@ pub fn h2(data: &[u8]) {
             env.ctx(&handler)
         };
     }
-    conn.advance(now, &mut ctx!());
+    conn.advance(now, &mut ctx!(), Default::default());
     for (i, piece) in pieces(ctl, input).into_iter().enumerate() {
         let c = ctl.get(i).copied().unwrap_or(0);
         if c & 0x40 != 0
@@ -51,7 +51,7 @@ pub fn h2(data: &[u8]) {
             if let Some(crate::http::Expired::Write) = conn.on_timeout(now, &mut ctx!()) {
                 break;
             }
-            conn.advance(now, &mut ctx!());
+            conn.advance(now, &mut ctx!(), Default::default());
         }
         let Some(buf) = conn.read_buf(&mut env.pool, &limits) else {
             break;
@@ -59,14 +59,14 @@ pub fn h2(data: &[u8]) {
         let n = buf.len().min(piece.len());
         buf[..n].copy_from_slice(&piece[..n]);
         conn.filled(n, now);
-        conn.advance(now, &mut ctx!());
+        conn.advance(now, &mut ctx!(), Default::default());
         out.extend(drain(&mut conn).expect("no files are served here"));
         if let Next::Close = conn.next() {
             break;
         }
     }
     conn.on_eof();
-    conn.advance(now, &mut ctx!());
+    conn.advance(now, &mut ctx!(), Default::default());
     out.extend(drain(&mut conn).expect("no files are served here"));
     // Whole frames, the server's SETTINGS first.
     let mut i = 0;

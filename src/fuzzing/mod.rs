@@ -80,7 +80,6 @@ impl Env {
             spare: &mut self.spare,
             observer: &mut self.deaf,
             heads: &mut self.heads,
-            via: Default::default(),
         }
     }
 }

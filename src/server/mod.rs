@@ -141,7 +141,6 @@ impl Shared {
             spare: &mut self.spare,
             observer: &mut self.observer,
             heads: &mut self.heads,
-            via: Default::default(),
         }
     }
 }

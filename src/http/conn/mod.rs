@@ -86,31 +86,6 @@ pub(crate) struct Ctx<'a> {
     /// HTTP/2 response header blocks encoded before, shared by the
     /// loop's connections.
     pub heads: &'a mut crate::http::blocks::Blocks,
-    /// The connection's socket and TLS session, for `Request::tls` and
-    /// `Request::local_addr` (lent for a turn by `Ctx::via`).
-    pub via: crate::http::request::Via<'a>,
-}
-
-impl Ctx<'_> {
-    /// This context for one connection's turn, with its transport lent.
-    #[inline]
-    pub(crate) fn via<'s>(&'s mut self, via: crate::http::request::Via<'s>) -> Ctx<'s> {
-        Ctx {
-            handler: self.handler,
-            limits: self.limits,
-            timeouts: self.timeouts,
-            date: self.date,
-            pool: self.pool,
-            scratch: self.scratch,
-            draining: self.draining,
-            static_headers: self.static_headers,
-            replies: self.replies,
-            spare: self.spare,
-            observer: self.observer,
-            heads: self.heads,
-            via,
-        }
-    }
 }
 
 /// What a connection a handler handed off carries away from the engine.

@@ -150,7 +150,12 @@ impl H2Conn {
 
     /// Runs handlers on requests that came, and sends what the windows
     /// let go, until nothing more moves.
-    pub(crate) fn advance(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn advance(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        via: crate::http::request::Via<'_>,
+    ) {
         if ctx.draining {
             self.go_away();
         }
@@ -158,7 +163,7 @@ impl H2Conn {
         loop {
             let mut progress = false;
             for o in std::mem::take(&mut self.opened) {
-                let s = Stream::open(o, &mut self.sess, &self.peer, now, ctx);
+                let s = Stream::open(o, &mut self.sess, (&self.peer, via), now, ctx);
                 self.streams.push(s);
                 progress = true;
             }
@@ -168,7 +173,7 @@ impl H2Conn {
             self.sess.set_budget(bound.saturating_sub(queued));
             let mut room = self.room(ctx.limits);
             for s in &mut self.streams {
-                progress |= s.drive(&mut self.sess, &self.peer, now, ctx, &mut room);
+                progress |= s.drive(&mut self.sess, (&self.peer, via), now, ctx, &mut room);
             }
             let before = self.streams.len();
             self.streams.retain(|s| !s.is_done());

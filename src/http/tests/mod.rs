@@ -65,7 +65,6 @@ impl Env {
             spare: &mut self.spare,
             observer: &mut self.events,
             heads: &mut self.heads,
-            via: Default::default(),
         }
     }
 }

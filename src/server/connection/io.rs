@@ -270,10 +270,6 @@ impl Io {
         }
     }
 
-    /// Does the client speak HTTP/2? `first`: what it has sent so far.
-    /// Over TLS, ALPN said so in the handshake (the preface comes next and
-    /// is the HTTP/2 engine's to check); otherwise its first bytes are the preface
-    /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
     /// What a request's handler may ask of this connection (`Endpoint`).
     #[inline]
     pub(crate) fn via(&self) -> crate::http::request::Via<'_> {
@@ -286,6 +282,10 @@ impl Io {
         !matches!(self.transport, Transport::Proxy { .. })
     }
 
+    /// Does the client speak HTTP/2? `first`: what it has sent so far.
+    /// Over TLS, ALPN said so in the handshake (the preface comes next and
+    /// is the HTTP/2 engine's to check); otherwise its first bytes are the preface
+    /// (prior knowledge, RFC 9113 §3.3). `None`: too few bytes to tell.
     pub(crate) fn offers_h2(&self, first: &[u8]) -> Option<bool> {
         match &self.transport {
             Transport::Tls(t) if t.alpn_protocol() == Some(b"h2") => Some(true),

@@ -214,7 +214,7 @@ impl Connection {
                 Ok(moved) => progress |= moved,
                 Err(e) => return Outcome::Close(Some(e)),
             }
-            h2.advance(now, &mut ctx.via(self.io.via()));
+            h2.advance(now, ctx, self.io.via());
             if self.io.wants_write(&mut **h2) {
                 // HTTP/2 frames its files in memory: no share to yield.
                 match self.io.write(&mut **h2, now) {

@@ -99,7 +99,7 @@ impl Stream {
     pub(super) fn open(
         o: Opened,
         sess: &mut Session,
-        peer: &Addr,
+        (peer, via): (&Addr, Via<'_>),
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) -> Stream {
@@ -133,11 +133,11 @@ impl Stream {
             }
         }
         if o.end {
-            s.answer(&[], None, sess, peer, now, ctx);
+            s.answer(&[], None, sess, (peer, via), now, ctx);
             return s;
         }
         let plan = {
-            let req = s.request(&[], (peer, ctx.via), ReadState::MessageReady, now);
+            let req = s.request(&[], (peer, via), ReadState::MessageReady, now);
             catch_unwind(AssertUnwindSafe(|| ctx.handler.on_head(&req)))
         };
         // A client waiting for `100 Continue` before it sends the body
@@ -149,7 +149,9 @@ impl Stream {
         match plan {
             Ok(BodyPlan::Buffer) => s.phase = Phase::Receiving(Plan::Buffer(Vec::new())),
             Ok(BodyPlan::Stream(sink)) => s.phase = Phase::Receiving(Plan::Sink(sink, 0)),
-            Ok(BodyPlan::Skip | BodyPlan::Discard) => s.answer(&[], None, sess, peer, now, ctx),
+            Ok(BodyPlan::Skip | BodyPlan::Discard) => {
+                s.answer(&[], None, sess, (peer, via), now, ctx)
+            }
             Err(_) => {
                 let what = "on_head panicked; answered 500";
                 trouble(ctx, peer, Severity::Error, &what);
@@ -216,7 +218,7 @@ impl Stream {
     pub(super) fn drive(
         &mut self,
         sess: &mut Session,
-        peer: &Addr,
+        (peer, via): (&Addr, Via<'_>),
         now: Instant,
         ctx: &mut Ctx<'_>,
         room: &mut Room,
@@ -225,7 +227,7 @@ impl Stream {
         self.release_held(sess, room);
         loop {
             let moved = match &mut self.phase {
-                Phase::Receiving(..) => self.receive(sess, peer, now, ctx, room),
+                Phase::Receiving(..) => self.receive(sess, (peer, via), now, ctx, room),
                 Phase::Sending(..) => self.send(sess, peer, ctx),
                 Phase::Deferred(..) => self.send_deferred(sess),
                 Phase::Done => false,
@@ -263,7 +265,7 @@ impl Stream {
     fn receive(
         &mut self,
         sess: &mut Session,
-        peer: &Addr,
+        (peer, via): (&Addr, Via<'_>),
         now: Instant,
         ctx: &mut Ctx<'_>,
         room: &mut Room,
@@ -293,8 +295,10 @@ impl Stream {
                 return true;
             };
             match plan {
-                Plan::Buffer(body) => self.answer(&body, None, sess, peer, now, ctx),
-                Plan::Sink(mut sink, _) => self.answer(&[], Some(&mut *sink), sess, peer, now, ctx),
+                Plan::Buffer(body) => self.answer(&body, None, sess, (peer, via), now, ctx),
+                Plan::Sink(mut sink, _) => {
+                    self.answer(&[], Some(&mut *sink), sess, (peer, via), now, ctx)
+                }
             }
             return true;
         }
@@ -403,7 +407,7 @@ impl Stream {
         body: &[u8],
         sink: Option<&mut dyn BodySink>,
         sess: &mut Session,
-        peer: &Addr,
+        (peer, via): (&Addr, Via<'_>),
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) {
@@ -422,7 +426,7 @@ impl Stream {
             )
         });
         let outcome = {
-            let req = self.request(body, (peer, ctx.via), ReadState::Finished, now);
+            let req = self.request(body, (peer, via), ReadState::Finished, now);
             catch_unwind(AssertUnwindSafe(|| match sink {
                 Some(s) => s.finish(&req, &mut res),
                 None => ctx.handler.handle(&req, &mut res),
@@ -443,7 +447,7 @@ impl Stream {
                 ),
                 Ok(()) if res.deferred.is_some() && res.misuse.is_none() => {
                     let kept = {
-                        let req = self.request(&[], (peer, ctx.via), ReadState::Finished, now);
+                        let req = self.request(&[], (peer, via), ReadState::Finished, now);
                         let line = Line(&req);
                         Seen::of(&req, &line, ctx.observer.wants())
                             .map_or_else(Kept::default, |s| Kept::of(s, self.began))
@@ -490,7 +494,7 @@ impl Stream {
         let mut headers = headers;
         headers.clear();
         *ctx.scratch = headers;
-        let req = self.request(&[], (peer, ctx.via), ReadState::Finished, now);
+        let req = self.request(&[], (peer, via), ReadState::Finished, now);
         let line = Line(&req);
         let seen = Seen::of(&req, &line, ctx.observer.wants());
         ctx.observer.event(Event::Answered {
