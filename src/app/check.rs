@@ -112,9 +112,8 @@ pub fn check(cfg: &ServeConfig) -> io::Result<Vec<String>> {
         let r = crate::sys::privileges::RunAs::resolve(u).map_err(|e| staged(Stage::Config, e))?;
         said.push(format!("runs as uid {} gid {} once bound", r.uid, r.gid));
     }
+    super::auth::BasicAuth::new(&cfg.basic_auth, true).map_err(|e| staged(Stage::Config, e))?;
     for rule in &cfg.basic_auth {
-        super::auth::BasicAuth::new(std::slice::from_ref(rule), true)
-            .map_err(|e| staged(Stage::Config, e))?;
         said.push(format!(
             "basic auth for {} from {}",
             rule.realm,

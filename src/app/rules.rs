@@ -155,7 +155,7 @@ impl VirtualHost {
 }
 
 /// `example.org:8080` → `example.org`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
+pub(super) fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
         Some(i)
             if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>

@@ -274,21 +274,22 @@ fn to_https(req: &Request<'_>, port: u16, res: &mut Response<'_>) {
 /// (letters, digits, `-`, `.`, or an IPv6 address in brackets): nothing
 /// else may reach a `Location`.
 fn host_part(authority: &str) -> Option<&str> {
-    let host = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (h, rest) = authority.split_at(end + 1);
-        let ok = h[1..end]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-        (ok && (rest.is_empty() || rest.starts_with(':'))).then_some(h)?
-    } else {
-        let h = authority.split_once(':').map_or(authority, |(h, _)| h);
-        let ok = h
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        ok.then_some(h)?
+    let host = super::rules::strip_port(authority);
+    let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
     };
-    (!host.is_empty() && host != "[]").then_some(host)
+    ok.then_some(host)
 }
 
 #[cfg(test)]
