@@ -27,6 +27,8 @@ use std::io;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use super::stream::{Header, header};
+
 /// Inflated bytes per frame given to tungstenite, at most.
 const FRAME: usize = 1 << 20;
 /// The empty stored block a sync flush ends with (RFC 7692 §7.2.1).
@@ -61,45 +63,6 @@ pub(crate) struct Deflate {
     out_raw: Vec<u8>,
     /// Inside an outgoing fragmented message (sent as it is).
     out_fragmented: bool,
-}
-
-/// A frame's header fields and lengths, once its header is whole.
-struct Header {
-    fin: bool,
-    rsv1: bool,
-    rsv23: bool,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    header: usize,
-    payload: u64,
-}
-
-fn header(b: &[u8]) -> Option<Header> {
-    let (first, second) = (*b.first()?, *b.get(1)?);
-    let ext = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let masked = second & 0x80 != 0;
-    let len = 2 + ext + if masked { 4 } else { 0 };
-    if b.len() < len {
-        return None;
-    }
-    let payload = match ext {
-        2 => u64::from(u16::from_be_bytes([b[2], b[3]])),
-        8 => u64::from_be_bytes(b[2..10].try_into().ok()?),
-        _ => u64::from(second & 0x7f),
-    };
-    Some(Header {
-        fin: first & 0x80 != 0,
-        rsv1: first & 0x40 != 0,
-        rsv23: first & 0x30 != 0,
-        opcode: first & 0x0f,
-        mask: masked.then(|| [b[len - 4], b[len - 3], b[len - 2], b[len - 1]]),
-        header: len,
-        payload,
-    })
 }
 
 /// Appends a frame: FIN, RSV1, the opcode, the length, and a zero mask

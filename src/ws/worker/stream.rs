@@ -39,17 +39,29 @@ pub(crate) struct FdStream {
     deflate: Option<Box<super::deflate::Deflate>>,
 }
 
-/// A frame header's length and its payload's, once the header is whole.
-fn frame_lengths(b: &[u8]) -> Option<(u64, u64)> {
-    let second = *b.get(1)?;
+/// A frame's header fields and lengths, once its header is whole.
+pub(super) struct Header {
+    pub(super) fin: bool,
+    pub(super) rsv1: bool,
+    pub(super) rsv23: bool,
+    pub(super) opcode: u8,
+    pub(super) mask: Option<[u8; 4]>,
+    pub(super) header: usize,
+    pub(super) payload: u64,
+}
+
+/// A frame's header, once it is whole (the walk below and
+/// permessage-deflate read frames with it).
+pub(super) fn header(b: &[u8]) -> Option<Header> {
+    let (first, second) = (*b.first()?, *b.get(1)?);
     let ext = match second & 0x7f {
         126 => 2,
         127 => 8,
         _ => 0,
     };
-    let mask = if second & 0x80 != 0 { 4 } else { 0 };
-    let header = 2 + ext + mask;
-    if b.len() < header {
+    let masked = second & 0x80 != 0;
+    let len = 2 + ext + if masked { 4 } else { 0 };
+    if b.len() < len {
         return None;
     }
     let payload = match ext {
@@ -57,7 +69,15 @@ fn frame_lengths(b: &[u8]) -> Option<(u64, u64)> {
         8 => u64::from_be_bytes(b[2..10].try_into().ok()?),
         _ => u64::from(second & 0x7f),
     };
-    Some((header as u64, payload.saturating_add(header as u64)))
+    Some(Header {
+        fin: first & 0x80 != 0,
+        rsv1: first & 0x40 != 0,
+        rsv23: first & 0x30 != 0,
+        opcode: first & 0x0f,
+        mask: masked.then(|| [b[len - 4], b[len - 3], b[len - 2], b[len - 1]]),
+        header: len,
+        payload,
+    })
 }
 
 impl FdStream {
@@ -160,16 +180,15 @@ impl FdStream {
                 self.left -= k as u64;
                 continue;
             }
-            let Some((_, whole)) = frame_lengths(&given[i..]) else {
+            let Some(h) = header(&given[i..]) else {
                 return i; // part of a header: it waits for the rest
             };
-            let (fin, opcode) = (given[i] & 0x80 != 0, given[i] & 0x0f);
-            match opcode {
-                1 | 2 => self.fragmented = !fin,
-                0 if fin => self.fragmented = false,
+            match h.opcode {
+                1 | 2 => self.fragmented = !h.fin,
+                0 if h.fin => self.fragmented = false,
                 _ => {} // control frames may come between fragments
             }
-            self.left = whole;
+            self.left = h.payload.saturating_add(h.header as u64);
         }
         i
     }
