@@ -214,7 +214,7 @@ fn set_up_file(path: &Path, opts: &BindOptions) -> io::Result<()> {
         .owner
         .as_deref()
         .map(|u| {
-            id_of(u, ("owner", "user"), nix::unistd::Uid::from_raw, |n| {
+            crate::sys::privileges::id_of(u, ("owner", "user"), nix::unistd::Uid::from_raw, |n| {
                 nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid))
             })
         })
@@ -223,7 +223,7 @@ fn set_up_file(path: &Path, opts: &BindOptions) -> io::Result<()> {
         .group
         .as_deref()
         .map(|g| {
-            id_of(g, ("group", "group"), nix::unistd::Gid::from_raw, |n| {
+            crate::sys::privileges::id_of(g, ("group", "group"), nix::unistd::Gid::from_raw, |n| {
                 nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid))
             })
         })
@@ -233,22 +233,6 @@ fn set_up_file(path: &Path, opts: &BindOptions) -> io::Result<()> {
             .map_err(|e| io::Error::other(format!("owner/group: {e}")))?;
     }
     Ok(())
-}
-
-/// A user or group id from a number, or from a name looked up with
-/// `by_name`; `what` and `noun` name the option and the thing in the error.
-fn id_of<T>(
-    v: &str,
-    (what, noun): (&str, &str),
-    raw: fn(u32) -> T,
-    by_name: impl FnOnce(&str) -> nix::Result<Option<T>>,
-) -> io::Result<T> {
-    match v.parse::<u32>() {
-        Ok(n) => Ok(raw(n)),
-        Err(_) => by_name(v)
-            .map_err(io::Error::from)?
-            .ok_or_else(|| io::Error::other(format!("{what}={v}: no such {noun}"))),
-    }
 }
 
 /// Removes a socket file left by a process that is gone; never one that

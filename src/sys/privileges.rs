@@ -21,6 +21,22 @@ pub(crate) struct RunAs {
     pub(crate) gid: Gid,
 }
 
+/// A user or group id from a number, or from a name looked up with
+/// `by_name`; `what` and `noun` name the option and the thing in the error.
+pub(crate) fn id_of<T>(
+    v: &str,
+    (what, noun): (&str, &str),
+    raw: fn(u32) -> T,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<T>>,
+) -> io::Result<T> {
+    match v.parse::<u32>() {
+        Ok(n) => Ok(raw(n)),
+        Err(_) => by_name(v)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::other(format!("{what}={v}: no such {noun}"))),
+    }
+}
+
 fn looked_up<T>(r: nix::Result<Option<T>>, what: &str) -> io::Result<T> {
     r.map_err(io::Error::from)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("--user: no such {what}")))
@@ -45,10 +61,9 @@ impl RunAs {
             }
         };
         let gid = match group {
-            Some(g) => match g.parse::<u32>() {
-                Ok(n) => Gid::from_raw(n),
-                Err(_) => looked_up(Group::from_name(g), &format!("group {g:?}"))?.gid,
-            },
+            Some(g) => id_of(g, ("--user group", "group"), Gid::from_raw, |n| {
+                Group::from_name(n).map(|g| g.map(|g| g.gid))
+            })?,
             None => match &entry {
                 Some(e) => e.gid,
                 None => {
