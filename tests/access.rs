@@ -10,17 +10,10 @@ use std::process::Command;
 
 /// A GET for `path` through a PROXY v1 header naming `client`.
 fn get_as(addr: std::net::SocketAddr, client: &str, path: &str) -> u16 {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let family = if client.contains(':') { "TCP6" } else { "TCP4" };
-    let to = if client.contains(':') {
-        "::1"
-    } else {
-        "127.0.0.1"
-    };
+    let mut s = via_proxy(addr, client);
     write!(
         s,
-        "PROXY {family} {client} {to} 40000 {}\r\nGET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        addr.port()
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     read_response(&mut s).unwrap().status

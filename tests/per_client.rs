@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// A keep-alive GET on `s`, its status and Retry-After.
@@ -24,18 +24,6 @@ fn closed_unanswered(s: &mut TcpStream) -> bool {
     let _ = s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut buf = [0u8; 64];
     matches!(s.read(&mut buf), Ok(0) | Err(_))
-}
-
-/// A connection through a PROXY v1 header naming `client`.
-fn via_proxy(addr: SocketAddr, client: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let (family, to) = if client.contains(':') {
-        ("TCP6", "::1")
-    } else {
-        ("TCP4", "127.0.0.1")
-    };
-    write!(s, "PROXY {family} {client} {to} 40000 {}\r\n", addr.port()).unwrap();
-    s
 }
 
 #[test]
@@ -125,17 +113,6 @@ fn rate_per_ip_answers_429_with_retry_after_past_the_burst() {
     }
 }
 
-/// A PROXY v2 header naming `src` (TCP over IPv4).
-fn v2_header(src: [u8; 4]) -> Vec<u8> {
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&[127, 0, 0, 1]);
-    h.extend_from_slice(&40000u16.to_be_bytes());
-    h.extend_from_slice(&8080u16.to_be_bytes());
-    h
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -183,7 +160,7 @@ fn a_flood_of_100000_proxy_addresses_keeps_memory_bounded_and_a_probe_answered()
                     let src = (0x0a00_0000u32 + i).to_be_bytes();
                     let mut s = TcpStream::connect(proxied).unwrap();
                     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    let mut req = v2_header(src);
+                    let mut req = v2_header(src, 40000);
                     req.extend_from_slice(
                         b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                     );

@@ -25,16 +25,6 @@ fn ask(addr: SocketAddr, parts: &[&[u8]]) -> String {
 
 const GET: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
-fn v2_header(src: [u8; 4], sport: u16) -> Vec<u8> {
-    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&[127, 0, 0, 1]);
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&8080u16.to_be_bytes());
-    h
-}
-
 #[test]
 fn a_proxy_listener_takes_the_client_address_from_v1_and_v2_headers_and_closes_without_one() {
     let site = site();

@@ -749,3 +749,27 @@ pub fn wait_for_port(port: u16) {
         "nothing listens on {port}"
     );
 }
+
+/// A PROXY v2 header (TCP over IPv4) naming `src:sport` as the client.
+pub fn v2_header(src: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&8080u16.to_be_bytes());
+    h
+}
+
+/// A connection to `addr` that begins with a PROXY v1 header naming
+/// `client` (IPv4 or IPv6).
+pub fn via_proxy(addr: SocketAddr, client: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let (family, to) = if client.contains(':') {
+        ("TCP6", "::1")
+    } else {
+        ("TCP4", "127.0.0.1")
+    };
+    write!(s, "PROXY {family} {client} {to} 40000 {}\r\n", addr.port()).unwrap();
+    s
+}
