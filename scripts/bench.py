@@ -16,6 +16,7 @@ BENCH_THREADS (handoff's --threads, default 1), HANDOFF, FLOOR (binaries).
 import os
 import selectors
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -529,6 +530,12 @@ def fmt(v, figure):
 
 
 def main():
+    # Started in the background by a shell without job control, this
+    # process and every server it starts inherit SIGINT ignored: the floor
+    # (no handler of its own) would then never end on the SIGINT that
+    # stops it under callgrind, and is killed without writing its counts.
+    # A handler here is reset to the default in each server it execs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cases = os.environ.get("BENCH_CASES")
     want = cases.split(",") if cases else list(THROUGHPUT) + ["css100k-br-gzip"] + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
     rows = []
