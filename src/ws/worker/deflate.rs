@@ -27,7 +27,7 @@ use std::io;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::stream::{Header, header};
+use super::frame::{Header, header};
 
 /// Inflated bytes per frame given to tungstenite, at most.
 const FRAME: usize = 1 << 20;

@@ -19,6 +19,7 @@ use tungstenite::{Message, WebSocket};
 mod config;
 mod ctl;
 mod deflate;
+mod frame;
 mod moving;
 mod session;
 mod stream;
