@@ -239,6 +239,81 @@ fn a_streamed_body_on_an_http2_stream_is_asked_again_when_woken() {
     );
 }
 
+/// A deferred response whose head is known later (on a thread), ending
+/// with a `Ticks` stream the connection pulls as it is woken.
+fn deferred_then_streamed(res: &mut handoff::Response<'_>) {
+    let reply = res.defer();
+    let waker = res.stream_waker();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        let count = Arc::new(AtomicUsize::new(0));
+        let ticks = Ticks(count.clone(), 0);
+        let sent = reply.send(move |w| {
+            w.status(203).unwrap();
+            w.header("X-Made", "later").unwrap();
+            w.write(b"head\n").unwrap();
+            w.stream(Box::new(ticks)).unwrap();
+            assert_eq!(
+                w.finish().unwrap_err().0,
+                "the response is already finished"
+            );
+        });
+        assert!(sent.is_ok());
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(50));
+            count.fetch_add(1, Ordering::AcqRel);
+            waker.wake();
+        }
+    });
+}
+
+#[test]
+fn a_deferred_response_ends_with_a_stream_and_the_connection_serves_the_next_request() {
+    let addr = serve(Options::default(), |req, res| {
+        if req.path() == "/next" {
+            res.body("next\n");
+        } else {
+            deferred_then_streamed(res);
+        }
+    });
+    let mut c = get(addr, "/late");
+    let r = common::read_response(&mut c).unwrap();
+    assert_eq!(r.status, 203);
+    assert_eq!(r.header("x-made"), Some("later"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "head\ntick 1\ntick 2\ntick 3\n"
+    );
+    write!(c, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = common::read_response(&mut c).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"next\n"[..]));
+}
+
+#[test]
+fn a_deferred_response_ends_with_a_stream_on_an_http2_stream() {
+    use common::h2raw::*;
+    let addr = serve(Options::default(), |_req, res| deferred_then_streamed(res));
+    let mut c = H2::connect(addr);
+    c.get(1, "/late");
+    let head = c.until(HEADERS, Some(1)).expect("the response's head");
+    assert_eq!(head.flags & END_STREAM, 0, "a body follows");
+    let mut body = Vec::new();
+    loop {
+        let f = c.next().expect("more of the body");
+        if f.ty == DATA && f.stream == 1 {
+            body.extend_from_slice(&f.payload);
+            if f.flags & END_STREAM != 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "head\ntick 1\ntick 2\ntick 3\n"
+    );
+}
+
 #[test]
 fn the_gone_future_wakes_its_waiter_when_the_response_is_cut_at_its_deadline() {
     let (heard_tx, heard) = mpsc::channel();

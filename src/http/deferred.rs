@@ -66,6 +66,9 @@ pub(crate) struct Stepwise {
     /// What the `Reply` shares with us (dropped with us: the response is
     /// over), and the response's own deadline.
     deferral: Option<super::link::Deferral>,
+    /// HTTP/2: the body `Writer::stream` ended the response with, for the
+    /// stream to send once what was written before it went.
+    pub(crate) stream: Option<Box<dyn super::body::BodyStream>>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -91,6 +94,7 @@ impl Stepwise {
             h2: false,
             trailers: Vec::new(),
             deferral: None,
+            stream: None,
         }
     }
 
@@ -323,6 +327,28 @@ impl Stepwise {
         self.state = WriteState::Finished;
         Ok(())
     }
+
+    /// Ends the message with a body of unknown length still to come (a
+    /// `BodyStream`): what is held back is emitted, and the answer says
+    /// whether the stream is sent and, on HTTP/1.1, chunked (else it is
+    /// close-delimited: the framing chose to close). `None`: nothing of it
+    /// is sent (a HEAD request).
+    pub(crate) fn end_streamed(&mut self, out: &mut Vec<u8>) -> Result<Option<bool>, Misuse> {
+        match self.state {
+            WriteState::MetadataIssued => {}
+            WriteState::Empty => return Err(Misuse("a stream before the header section")),
+            WriteState::Finished => return Err(Misuse("the response is already finished")),
+        }
+        if self.length.is_some() {
+            return Err(Misuse("a streamed body with a Content-Length"));
+        }
+        if super::status::has_no_body(self.status) {
+            return Err(Misuse("this status has no body"));
+        }
+        self.flush(out);
+        self.state = WriteState::Finished;
+        Ok((!self.is_head).then_some(self.chunked))
+    }
 }
 
 // ---- the writer a reply's jobs are given ----
@@ -384,6 +410,31 @@ impl Writer<'_> {
     pub fn flush(&mut self) {
         let st = &mut *self.st;
         self.out.with_mem(self.pool, |b| st.flush(b));
+    }
+
+    /// Ends the response with a body of unknown length pulled as the peer
+    /// takes it (chunked on HTTP/1.1, close-delimited to HTTP/1.0, DATA
+    /// frames on HTTP/2), after what was written before: a producer on
+    /// another thread feeds the stream and wakes it (`StreamWaker`), and is
+    /// held back by the client's pace instead of queueing without bound.
+    /// The response counts as finished when this returns; the stream's end
+    /// (or its error, which cuts the connection or resets the stream)
+    /// ends the body. Not with a declared `Content-Length`.
+    pub fn stream(&mut self, body: Box<dyn super::body::BodyStream>) -> Result<(), Misuse> {
+        if self.st.state == WriteState::Empty {
+            self.finish_headers()?;
+        }
+        let st = &mut *self.st;
+        let send = self.out.with_mem(self.pool, |b| st.end_streamed(b))?;
+        match send {
+            Some(_) if st.h2 => st.stream = Some(body),
+            Some(chunked) => {
+                self.out
+                    .push_body(self.pool, super::body::Body::Stream(body), chunked)
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Ends the response.
@@ -531,5 +582,30 @@ mod tests {
         s.end(&[], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_stream_ends_the_message_but_not_with_a_content_length_or_on_a_head_request() {
+        let (r, out) = run(|s, o| {
+            s.status(200)?;
+            s.finish_headers(o, b"d", b"")?;
+            s.data(b"early", o, 1 << 20)?;
+            assert_eq!(s.end_streamed(o)?, Some(true));
+            s.end(&[], o)
+        });
+        assert_eq!(r.unwrap_err().0, "the response is already finished");
+        assert!(out.ends_with("5\r\nearly\r\n"), "{out}");
+        let (r, _) = run(|s, o| {
+            s.status(200)?;
+            s.header("Content-Length", b"5")?;
+            s.finish_headers(o, b"d", b"")?;
+            s.end_streamed(o).map(|_| ())
+        });
+        assert_eq!(r.unwrap_err().0, "a streamed body with a Content-Length");
+        let mut head = Stepwise::new(true, 1, true);
+        let mut o = Vec::new();
+        head.status(200).unwrap();
+        head.finish_headers(&mut o, b"d", b"").unwrap();
+        assert_eq!(head.end_streamed(&mut o).unwrap(), None, "HEAD: no body");
     }
 }

@@ -29,6 +29,9 @@ pub(super) struct Deferred {
     pub(super) pos: usize,
     /// What the access line repeats, kept from the request.
     pub(super) kept: Kept,
+    /// The body `Writer::stream` ended the response with: sent once the
+    /// bytes before it went.
+    pub(super) stream: Option<Box<dyn crate::http::response::BodyStream>>,
 }
 
 impl Stream {
@@ -59,11 +62,15 @@ impl Stream {
             d.pos = 0;
         }
         d.queued.extend_from_slice(&bytes);
+        if let Some(s) = d.st.stream.take() {
+            d.stream = Some(s);
+        }
         if !self.answered && d.st.state != WriteState::Empty {
             let status = d.st.status_code();
             let ended = d.st.state == WriteState::Finished
                 && d.queued.is_empty()
-                && d.st.trailers.is_empty();
+                && d.st.trailers.is_empty()
+                && d.stream.is_none();
             let no_body = self.head.is_head || has_no_body(status);
             let length = if no_body { None } else { d.st.length() };
             let end = ended || (no_body && d.st.state == WriteState::Finished);
@@ -184,7 +191,7 @@ impl Stream {
                 return moved;
             }
             let (pos, queued) = (&mut d.pos, &d.queued);
-            let last_bytes = finished && d.st.trailers.is_empty();
+            let last_bytes = finished && d.st.trailers.is_empty() && d.stream.is_none();
             let sent = sess.send_data_with(id, cap, |out, max| {
                 let n = (queued.len() - *pos).min(max);
                 out.extend_from_slice(&queued[*pos..*pos + n]);
@@ -209,6 +216,12 @@ impl Stream {
         if sess.capacity(id).is_none() {
             // Ended with the HEADERS, or gone.
             self.phase = Phase::Done;
+            return true;
+        }
+        // What was written before a stream went: the stream follows, as
+        // any streamed body does.
+        if let Some(s) = d.stream.take() {
+            self.phase = Phase::Sending(super::body::Source::Stream(s));
             return true;
         }
         // Everything went: the end, with the trailers if any.

@@ -458,6 +458,7 @@ impl Stream {
                         queued: Vec::new(),
                         pos: 0,
                         kept,
+                        stream: None,
                     }));
                     return;
                 }
