@@ -120,6 +120,14 @@ pub fn check(cfg: &ServeConfig) -> io::Result<Vec<String>> {
             rule.file.display()
         ));
     }
+    super::cgi::Cgi::new(&cfg.cgi).map_err(|e| staged(Stage::Config, e))?;
+    for rule in &cfg.cgi.rules {
+        said.push(format!(
+            "CGI scripts for {} in {}",
+            rule.prefix,
+            rule.dir.display()
+        ));
+    }
     Ok(said)
 }
 

@@ -71,6 +71,8 @@ pub struct ServeConfig {
     /// Become this user (`USER[:GROUP]`) once every socket is bound and
     /// every key read (`--user`); WebSocket workers start as it.
     pub user: Option<String>,
+    /// CGI routes and their limits (`--cgi`, `--cgi-max`, ...).
+    pub cgi: super::cgi::CgiConfig,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

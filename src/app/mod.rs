@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod access;
 mod auth;
+mod cgi;
 mod check;
 mod config;
 mod lifecycle;
@@ -38,6 +39,7 @@ pub use crate::ws::route::Route;
 pub use crate::ws::worker::WorkerConfig;
 pub use access::{AccessRule, Cidr};
 pub use auth::AuthRule;
+pub use cgi::{CgiConfig, CgiRule};
 pub use check::{Stage, check, stage_of, staged_config};
 pub use rules::{HeaderRule, VirtualHost, parse_error_page, parse_mime, parse_redirect};
 use sources::add_sources;
@@ -347,7 +349,18 @@ fn server_maker(
     let ws_deflate = cfg.ws.deflate;
     let access = access::AccessRules::new(&cfg.access);
     let (auth_rules, auth_insecure) = (cfg.basic_auth.clone(), cfg.basic_auth_insecure);
+    let cgi = cfg.cgi.clone();
+    // One set of CGI routes (one count of running scripts) for every loop,
+    // made by the first.
+    let shared_cgi: Arc<std::sync::OnceLock<Arc<cgi::Cgi>>> = Arc::default();
     Arc::new(move || {
+        let cgi = match shared_cgi.get() {
+            Some(c) => c.clone(),
+            None => {
+                let made = Arc::new(cgi::Cgi::new(&cgi)?);
+                shared_cgi.get_or_init(|| made).clone()
+            }
+        };
         let mut hosts = Vec::new();
         for v in &vhosts {
             let files = StaticFiles::new(&v.root, file_cache.clone()).map_err(|e| {
@@ -372,6 +385,7 @@ fn server_maker(
             to_https: to_https.clone(),
             access: access.clone(),
             auth: auth::BasicAuth::new(&auth_rules, auth_insecure)?,
+            cgi,
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());

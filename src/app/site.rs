@@ -38,6 +38,8 @@ pub(super) struct Site {
     pub(super) access: AccessRules,
     /// `--basic-auth`.
     pub(super) auth: BasicAuth,
+    /// `--cgi` routes, shared by every loop.
+    pub(super) cgi: Arc<super::cgi::Cgi>,
 }
 
 /// Why a request is answered before routes and files see it.
@@ -133,6 +135,11 @@ impl Handler for Site {
         if self.ws_routes.iter().any(|r| r.path == req.path()) {
             return BodyPlan::Buffer;
         }
+        if !self.cgi.is_empty()
+            && let Some(plan) = self.cgi.on_head(req)
+        {
+            return plan;
+        }
         match self.files_for(req) {
             Some(files) => files.on_head(req),
             None => BodyPlan::Discard,
@@ -169,6 +176,9 @@ impl Handler for Site {
             return;
         }
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
+            if !self.cgi.is_empty() && self.cgi.handle(req, res) {
+                return;
+            }
             let Some(files) = self.files_for(req) else {
                 res.plain(421, "421 Misdirected Request: no site by that name here\n");
                 return;

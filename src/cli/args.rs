@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
-    self, AccessFormat, AccessRule, AuthRule, CertFiles, FileCache, HeaderRule, Listen, ListenSpec,
-    LogConfig, OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig, WsConfig,
-    parse_error_page, parse_mime, parse_redirect,
+    self, AccessFormat, AccessRule, AuthRule, CertFiles, CgiConfig, CgiRule, FileCache, HeaderRule,
+    Listen, ListenSpec, LogConfig, OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig,
+    WsConfig, parse_error_page, parse_mime, parse_redirect,
 };
 use crate::{Limits, Options, PerClient, Rate, Timeouts};
 
@@ -328,6 +328,23 @@ pub(super) struct ServeArgs {
     /// children run as it too. Any step that fails stops the start.
     #[arg(long, value_name = "USER[:GROUP]")]
     pub(super) user: Option<String>,
+    /// Paths under PATH_PREFIX run the executable they name in DIR (CGI,
+    /// RFC 3875): /cgi-bin/app/x?q runs DIR/app with PATH_INFO=/x. The
+    /// request body goes to its stdin, its output to the client. Repeatable.
+    #[arg(long, value_name = "PATH_PREFIX=DIR", value_parser = CgiRule::parse)]
+    pub(super) cgi: Vec<CgiRule>,
+    /// CGI scripts running at once; past it, 503.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) cgi_max: u32,
+    /// Seconds a CGI script may take from its start to its last byte;
+    /// past it its process group is killed (504 if nothing was sent yet).
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Duration::from_secs(60)))]
+    pub(super) cgi_timeout: Seconds,
+    /// Pass this variable of the server's environment on to CGI scripts
+    /// (repeatable). They get no other: only the CGI variables and
+    /// PATH=/usr/local/bin:/usr/bin:/bin (unless PATH is named here).
+    #[arg(long = "cgi-passenv", value_name = "NAME", value_parser = app::env_name)]
+    pub(super) cgi_passenv: Vec<String>,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -526,6 +543,13 @@ impl ServeArgs {
             basic_auth: self.basic_auth,
             basic_auth_insecure: self.basic_auth_insecure,
             user: self.user,
+            cgi: CgiConfig {
+                rules: self.cgi,
+                max: self.cgi_max as usize,
+                timeout: self.cgi_timeout.0,
+                passenv: self.cgi_passenv,
+                max_body: self.max_body,
+            },
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,
             idle_exit: self.idle_exit,

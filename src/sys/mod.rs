@@ -444,6 +444,14 @@ pub(crate) fn signal_child(child: &std::process::Child, sig: nix::sys::signal::S
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
 }
 
+/// Sends a signal to a child's process group (a CGI script made its own
+/// with `process_group(0)`: its background jobs go with it). Called only
+/// before the child is reaped, so that the group id cannot name another
+/// group yet. A group already empty is not an error worth reporting.
+pub(crate) fn signal_group(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
 /// Is an accept error about one connection (it died in the backlog, or a
 /// transient network error), so that the next accept may well succeed?
 pub(crate) fn belongs_to_one_connection(e: &std::io::Error) -> bool {

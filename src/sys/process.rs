@@ -306,6 +306,30 @@ pub(crate) fn name_after_argv0() {
     }
 }
 
+/// Makes the child `cmd` starts receive `SIGKILL` when the thread that
+/// started it ends (`PR_SET_PDEATHSIG`): a CGI script's thread lives until
+/// it has reaped the script, so the script outlives it only when the whole
+/// server went (killed, or crashed), and then it goes too instead of
+/// running on under init.
+pub(crate) fn kill_with_starting_thread(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: prctl, getppid and _exit
+    // are; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent may have gone before the prctl: then no signal
+            // would come.
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
