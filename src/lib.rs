@@ -127,6 +127,8 @@ pub(crate) mod tls;
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod app;
+#[cfg(feature = "cli")]
+pub(crate) mod apps;
 pub mod blocking;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -150,7 +152,7 @@ pub mod service;
 #[cfg(feature = "cli")]
 pub(crate) mod ws;
 
-pub use handoff::{fdpass, wire};
+pub use handoff::{fdpass, wire, worker};
 pub use http::{
     Answer, Body, BodyPlan, BodySink, BodyStream, Gone, Handler, Limits, Misuse, ReadState,
     Refusal, Rendered, Reply, Request, Response, SinkError, StreamWaker, Timeouts, TlsInfo,

@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub user: Option<String>,
     /// CGI routes and their limits (`--cgi`, `--cgi-max`, ...).
     pub cgi: super::cgi::CgiConfig,
+    /// App processes connections are lent to (`--app`, ...).
+    pub apps: crate::apps::AppsConfig,
     /// Exit after this long with no connection (inetd `wait` mode).
     pub idle_exit: Option<Duration>,
     /// Create a control socket at this path.

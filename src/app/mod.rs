@@ -26,6 +26,7 @@ pub use config::{
 use lifecycle::{Go, Lifecycle, Upgrades};
 use site::Site;
 
+pub use crate::apps::{AppRule, AppTarget, AppsConfig};
 pub use crate::files::FileCache;
 use crate::handoff::upgrade;
 pub use crate::intake::listen::{Listen, ListenSpec};
@@ -170,10 +171,24 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         );
     }
     let ws_pool = start_ws_pool(&cfg, passed.as_mut(), run_as.as_ref())?;
+    let apps = if cfg.apps.rules.is_empty() {
+        None
+    } else {
+        Some(crate::apps::start(crate::apps::AppsConfig {
+            run_as: run_as.as_ref().map(|r| (r.uid.as_raw(), r.gid.as_raw())),
+            ..cfg.apps.clone()
+        })?)
+    };
     let (control_cfg, upgrade_requests) = control_config(&cfg);
     let answering = control_cfg.answering.clone();
     let to_https = cfg.redirect_https.map(|_| Arc::new(AtomicU16::new(0)));
-    let make = server_maker(&cfg, root, tls_cfg, ws_pool.clone(), to_https.clone());
+    let make = server_maker(
+        &cfg,
+        root,
+        tls_cfg,
+        (ws_pool.clone(), apps.clone()),
+        to_https.clone(),
+    );
     let mut server = make()?;
     let inbox = server.inbox();
     let others = threads::Others::spawn(cfg.threads.max(1) - 1, make, inbox.clone())?;
@@ -182,6 +197,9 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
             .chain(others.inboxes.iter().cloned())
             .collect(),
     );
+    if let Some(apps) = &apps {
+        apps.set_loops(loops.clone());
+    }
     let given = sources::Given {
         activated,
         inetd: inetd_fd,
@@ -329,9 +347,15 @@ fn server_maker(
     cfg: &ServeConfig,
     root: std::path::PathBuf,
     tls_cfg: Option<Arc<rustls::ServerConfig>>,
-    ws_pool: Option<Pool>,
+    (ws_pool, apps): (Option<Pool>, Option<crate::apps::Apps>),
     to_https: Option<Arc<AtomicU16>>,
 ) -> threads::MakeServer {
+    let app_prefixes: Vec<Vec<String>> = cfg
+        .apps
+        .rules
+        .iter()
+        .map(|r| access::segments(&r.prefix))
+        .collect();
     let budget = Arc::new(AtomicUsize::new(0));
     let (opts, routes, origins, file_cache) = (
         cfg.options.clone(),
@@ -386,14 +410,29 @@ fn server_maker(
             access: access.clone(),
             auth: auth::BasicAuth::new(&auth_rules, auth_insecure)?,
             cgi,
+            apps: app_prefixes.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());
         if let Some(c) = &tls_cfg {
             server.set_tls(c.clone());
         }
-        if let Some(pool) = ws_pool.clone() {
-            server.on_hand_off(move |h| pool.hand_off(h));
+        let (ws, apps) = (ws_pool.clone(), apps.clone());
+        if ws.is_some() || apps.is_some() {
+            // The handler says whose a connection is by what it hands off
+            // with it: an app's route, else a WebSocket upgrade.
+            server.on_hand_off(move |h| {
+                let for_app = h
+                    .context
+                    .as_ref()
+                    .is_some_and(|c| c.is::<crate::apps::ForApp>());
+                match (&apps, &ws) {
+                    (Some(apps), _) if for_app => apps.hand_off(h),
+                    (_, Some(ws)) => ws.hand_off(h),
+                    (Some(apps), None) => apps.hand_off(h),
+                    (None, None) => {}
+                }
+            });
         }
         Ok(server)
     })

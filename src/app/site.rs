@@ -40,6 +40,8 @@ pub(super) struct Site {
     pub(super) auth: BasicAuth,
     /// `--cgi` routes, shared by every loop.
     pub(super) cgi: Arc<super::cgi::Cgi>,
+    /// `--app` prefixes as segments, in the order of the routes.
+    pub(super) apps: Vec<Vec<String>>,
 }
 
 /// Why a request is answered before routes and files see it.
@@ -119,6 +121,21 @@ impl Site {
         }
     }
 
+    /// The `--app` route the request's path lies under, the longest
+    /// prefix winning (whole segments of the decoded path).
+    fn app_route(&self, req: &Request<'_>) -> Option<usize> {
+        let decoded = crate::files::relative_path(req.path()).flatten()?;
+        let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+        self.apps
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.len() <= segments.len() && p.iter().zip(&segments).all(|(a, b)| a == b)
+            })
+            .max_by_key(|(_, p)| p.len())
+            .map(|(i, _)| i)
+    }
+
     /// Where a `--redirect` sends this request's path.
     fn redirect(&self, req: &Request<'_>) -> Option<&str> {
         let (_, to) = self.redirects.iter().find(|(from, _)| from == req.path())?;
@@ -134,6 +151,10 @@ impl Handler for Site {
         }
         if self.ws_routes.iter().any(|r| r.path == req.path()) {
             return BodyPlan::Buffer;
+        }
+        if !self.apps.is_empty() && self.app_route(req).is_some() {
+            // Not read here: the app reads the body from the socket.
+            return BodyPlan::Skip;
         }
         if !self.cgi.is_empty()
             && let Some(plan) = self.cgi.on_head(req)
@@ -176,6 +197,11 @@ impl Handler for Site {
             return;
         }
         let Some(route) = self.ws_routes.iter().find(|r| r.path == req.path()) else {
+            if !self.apps.is_empty()
+                && let Some(route) = self.app_route(req)
+            {
+                return to_app(req, route, res);
+            }
             if !self.cgi.is_empty() && self.cgi.handle(req, res) {
                 return;
             }
@@ -243,6 +269,20 @@ impl Handler for Site {
             }
         }
     }
+}
+
+/// A request for an app: a plain HTTP/1.1 connection is lent to it whole
+/// (it answers on the socket and gives it back when idle). An HTTP/2
+/// stream or a TLS session cannot go with an fd; those are not served yet.
+fn to_app(req: &Request<'_>, route: usize, res: &mut Response<'_>) {
+    if req.is_tls() || req.version() == crate::http::Version::Http2 {
+        res.plain(
+            502,
+            "502 Bad Gateway: this app takes plain HTTP/1.1 connections only\n",
+        );
+        return;
+    }
+    res.hand_off_with(crate::apps::ForApp { route });
 }
 
 /// `--redirect-https`: the same URL with `https://`, on `port`. The host is

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{
-    self, AccessFormat, AccessRule, AuthRule, CertFiles, CgiConfig, CgiRule, FileCache, HeaderRule,
-    Listen, ListenSpec, LogConfig, OriginPolicy, Route, ServeConfig, VirtualHost, WorkerConfig,
-    WsConfig, parse_error_page, parse_mime, parse_redirect,
+    self, AccessFormat, AccessRule, AppRule, AppsConfig, AuthRule, CertFiles, CgiConfig, CgiRule,
+    FileCache, HeaderRule, Listen, ListenSpec, LogConfig, OriginPolicy, Route, ServeConfig,
+    VirtualHost, WorkerConfig, WsConfig, parse_error_page, parse_mime, parse_redirect,
 };
 use crate::{Limits, Options, PerClient, Rate, Timeouts};
 
@@ -345,6 +345,20 @@ pub(super) struct ServeArgs {
     /// PATH=/usr/local/bin:/usr/bin:/bin (unless PATH is named here).
     #[arg(long = "cgi-passenv", value_name = "NAME", value_parser = app::env_name)]
     pub(super) cgi_passenv: Vec<String>,
+    /// Requests under PATH_PREFIX go to an app process, which answers on
+    /// the client's own socket and gives the connection back when idle:
+    /// unix:PATH, processes listening there (SOCK_SEQPACKET, the library's
+    /// handoff::worker), or exec:COMMAND, started by us (/bin/sh -c) and
+    /// started again if it dies. Repeatable; the longest prefix wins.
+    #[arg(long, value_name = "PATH_PREFIX=unix:PATH|exec:COMMAND", value_parser = AppRule::parse)]
+    pub(super) app: Vec<AppRule>,
+    /// Processes started for each exec: app.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(super) app_workers: u32,
+    /// Seconds an app has to take a connection; past it one we started is
+    /// killed and restarted (the request gets 502).
+    #[arg(long, value_parser = seconds, default_value = "2")]
+    pub(super) app_ack_timeout: Duration,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -549,6 +563,12 @@ impl ServeArgs {
                 timeout: self.cgi_timeout.0,
                 passenv: self.cgi_passenv,
                 max_body: self.max_body,
+            },
+            apps: AppsConfig {
+                rules: self.app,
+                workers: self.app_workers as usize,
+                ack_timeout: self.app_ack_timeout,
+                run_as: None,
             },
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,

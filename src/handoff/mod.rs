@@ -4,6 +4,7 @@
 
 pub(crate) mod upgrade;
 pub mod wire;
+pub mod worker;
 
 /// The sending side, for a program that hands sockets to `handoff`'s
 /// control socket: `SOCK_SEQPACKET` messages carrying fds (`SCM_RIGHTS`).

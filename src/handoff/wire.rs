@@ -160,6 +160,10 @@ pub mod flags {
     /// `PASS_CONNECTION` to a worker: the client came over TLS, ended by
     /// the sender (the fd carries the plaintext: not `TLS`).
     pub const SECURE: u32 = 256;
+    /// `PASS_CONNECTION` from an app process: a connection the HTTP process
+    /// lent it, given back idle (HTTP/1.1 between requests). Not answered:
+    /// the sender closed its copy once the message was sent.
+    pub const RETURNED: u32 = 512;
 }
 
 /// One message, without its fd.

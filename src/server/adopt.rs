@@ -67,6 +67,7 @@ impl Server {
             peer,
             wrapping,
             resume_h2,
+            back,
             ..
         } = sock;
         if let SockKind::Listener { unix } = kind {
@@ -95,13 +96,14 @@ impl Server {
                 pre_read,
                 wrapping,
                 resume_h2,
+                back,
             };
             self.admission
                 .queued
                 .offer(q, self.shared.opts.max_queued)?;
             return Ok(Added::Queued);
         }
-        self.serve(fd, peer, pre_read, wrapping, resume_h2.as_deref())?;
+        self.serve(fd, peer, pre_read, wrapping, resume_h2.as_deref(), back)?;
         Ok(Added::Connection)
     }
 
@@ -114,6 +116,7 @@ impl Server {
         pre_read: &[u8],
         wrapping: Wrapping,
         resume_h2: Option<&[u8]>,
+        back: Option<super::Mover>,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
         // Behind a PROXY header the client is not known yet: counted
@@ -138,6 +141,9 @@ impl Server {
                 return Err(e);
             }
         };
+        if let Some(back) = back {
+            self.conns.back.insert(token, back);
+        }
         self.conns.drive(token, now, &mut self.shared, registry);
         self.give_handed();
         Ok(())
@@ -199,7 +205,7 @@ impl Server {
                 break;
             };
             let resume = q.resume_h2.as_deref();
-            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping, resume) {
+            if let Err(e) = self.serve(q.fd, q.peer, &q.pre_read, q.wrapping, resume, q.back) {
                 tracing::warn!("queued connection dropped: {e}");
             }
         }

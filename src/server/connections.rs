@@ -49,6 +49,9 @@ pub(super) struct Connections {
     again: Vec<(usize, u64)>,
     /// Connections open per client (`Options::per_client`).
     pub(super) clients: super::PerClient,
+    /// Lent connections, by token, and where each goes back when idle
+    /// (`Socket::returning`). Empty unless this process is an app worker.
+    pub(super) back: std::collections::HashMap<usize, Mover>,
 }
 
 /// Gives an idle plain connection (its fd, who is at the other end, and,
@@ -71,6 +74,7 @@ impl Connections {
             budget: Budget::new(load),
             mover: None,
             clients,
+            back: std::collections::HashMap::new(),
         }
     }
 
@@ -81,6 +85,27 @@ impl Connections {
         let tokens: Vec<usize> = self.entries.iter().map(|(t, _)| t).collect();
         for t in tokens {
             self.move_if_idle(t, shared, registry);
+        }
+    }
+
+    /// Gives a lent connection back once it is idle (`Socket::returning`):
+    /// HTTP/1.1 between requests, nothing read ahead, no TLS session here.
+    fn return_if_idle(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
+        let Some(back) = self.back.get(&token) else {
+            return;
+        };
+        let Some(c) = self.entries.get(token) else {
+            return;
+        };
+        let (Engine::Parked(p), Transport::Plain(_)) = (&c.engine, &c.io.transport) else {
+            return;
+        };
+        match back(c.io.fd.as_fd(), p.peer(), &[]) {
+            Ok(()) => drop(self.remove(registry, token, shared)),
+            Err(e) => {
+                tracing::debug!(peer = %p.peer(), "a lent connection stays: {e}");
+                self.back.remove(&token);
+            }
         }
     }
 
@@ -267,6 +292,9 @@ impl Connections {
         shared: &mut Shared,
     ) -> Option<Connection> {
         let c = self.entries.try_remove(token)?;
+        if !self.back.is_empty() {
+            self.back.remove(&token);
+        }
         crate::metrics::inc(crate::metrics::M::Closed);
         // Counted once its client was known (`Connection::ready`, `serve`);
         // no flag of its own: the connection has no byte to spare for it.
@@ -332,6 +360,9 @@ impl Connections {
                     self.again.push((token, c.generation));
                 } else {
                     self.move_if_idle(token, shared, registry);
+                    if !self.back.is_empty() {
+                        self.return_if_idle(token, shared, registry);
+                    }
                 }
             }
             Outcome::Close(why) => {

@@ -68,6 +68,8 @@ pub struct Socket {
     /// An HTTP/2 connection another process parked, going on here
     /// (`H2Conn::park`, the wire format's `H2_STATE`).
     pub(super) resume_h2: Option<Box<[u8]>>,
+    /// Where the connection goes when it is idle again (`returning`).
+    pub(super) back: Option<super::Mover>,
 }
 
 impl Socket {
@@ -79,6 +81,7 @@ impl Socket {
             peer: None,
             wrapping: TlsMode::Off.into(),
             resume_h2: None,
+            back: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl Socket {
             peer: Some(peer),
             wrapping: TlsMode::Off.into(),
             resume_h2: None,
+            back: None,
         }
     }
     /// What the socket is: as told, or asked of the kernel, in which case
@@ -130,6 +134,18 @@ impl Socket {
         }
         self.kind = Some(k);
         Ok(k)
+    }
+
+    /// A connection lent by another process: as soon as it is idle again
+    /// (a response ended, nothing read ahead, HTTP/1.1 without TLS), it is
+    /// given to `back`, and closed here once taken, as `Server::hand_over`
+    /// gives every connection. An application process gives connections
+    /// back this way to the HTTP process that handed them off
+    /// (`handoff::worker`), so that the client's next request is routed
+    /// afresh. If `back` fails, the connection is served here from then on.
+    pub fn returning(mut self, back: super::Mover) -> Self {
+        self.back = Some(back);
+        self
     }
 
     /// An HTTP/2 connection another process parked (`H2Conn::park`),
@@ -156,6 +172,7 @@ impl Socket {
             peer: None,
             wrapping,
             resume_h2: None,
+            back: None,
         }
     }
 
@@ -166,6 +183,7 @@ impl Socket {
             peer: Some(peer),
             wrapping,
             resume_h2: None,
+            back: None,
         }
     }
 }

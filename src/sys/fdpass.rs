@@ -174,6 +174,25 @@ pub fn send_with_fds(
     retry(|| socket::sendmsg::<()>(sock.as_raw_fd(), data, &cmsgs, MsgFlags::MSG_NOSIGNAL, None))
 }
 
+/// Sends one message with `fds` attached without waiting for room
+/// (`MSG_DONTWAIT`): a full queue is `WouldBlock`, whatever the socket's
+/// own mode (another thread may be blocked reading it).
+pub(crate) fn send_with_fds_now(
+    sock: BorrowedFd<'_>,
+    data: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs = [ControlMessage::ScmRights(&raw)];
+    let cmsgs = if raw.is_empty() {
+        &cmsgs[..0]
+    } else {
+        &cmsgs[..]
+    };
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    retry(|| socket::sendmsg::<()>(sock.as_raw_fd(), data, cmsgs, flags, None))
+}
+
 /// The uid and pid of the process at the other end of a Unix socket.
 pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, i32)> {
     let c = socket::getsockopt(&sock, sockopt::PeerCredentials).map_err(errno)?;

@@ -93,7 +93,12 @@ impl Conn {
                         self.state.disable_keep_alive();
                         let n = self.head.len;
                         self.dispatch(now, ctx, via, n..n, n..n, n, None);
-                        self.start = self.end;
+                        // A hand-off takes the body's bytes read so far
+                        // along (the next owner reads the rest); else
+                        // they are never parsed.
+                        if !self.state.is_handing_off() {
+                            self.start = self.end;
+                        }
                         return Flow::Wait;
                     }
                     Ok(BodyPlan::Discard) => {

@@ -281,6 +281,11 @@ impl State {
         }
     }
 
+    /// A handler took the connection over and it has not gone yet.
+    pub(super) fn is_handing_off(&self) -> bool {
+        matches!(self.writing, Writing::HandOff(_))
+    }
+
     /// After `Next::HandOff`: what the hand-off carries (`Writing::HandOff`);
     /// the connection is done.
     pub(super) fn take_hand_off(&mut self) -> Option<Box<HandingOff>> {

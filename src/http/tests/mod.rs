@@ -522,3 +522,25 @@ fn an_idle_connection_parks_small_and_resumes_where_it_was() {
     h.feed(GET);
     assert_eq!(statuses(&h.take()), ["200"]);
 }
+
+/// Hands off every request, its body unread (`BodyPlan::Skip`).
+struct HandsOffUnread;
+
+impl Handler for HandsOffUnread {
+    fn on_head(&self, _: &Request<'_>) -> BodyPlan {
+        BodyPlan::Skip
+    }
+    fn handle(&self, _: &Request<'_>, res: &mut Response<'_>) {
+        res.hand_off();
+    }
+}
+
+#[test]
+fn a_hand_off_before_the_body_is_read_takes_the_body_bytes_read_so_far() {
+    let mut h = Harness::new(HandsOffUnread);
+    h.feed(b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+    assert_eq!(h.take(), "", "no answer: the connection is handed off");
+    let taken = h.conn.take_hand_off().expect("handed off");
+    assert!(taken.head.starts_with(b"POST /api HTTP/1.1\r\n"));
+    assert_eq!(taken.rest, b"hello", "the next owner reads the other 5");
+}

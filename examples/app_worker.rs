@@ -1,0 +1,35 @@
+//! An app process for `handoff serve --app`: it answers on the client's own
+//! socket (no proxy hop) and gives each connection back once idle, so the
+//! client's next request is routed afresh. Its PID is in `X-App-Pid`.
+//!
+//!     handoff serve --app '/api=exec:target/debug/examples/app_worker'
+//!     app_worker /run/app.sock &   # then: --app /api=unix:/run/app.sock
+//!
+//! Started by `exec:`, its line is `HANDOFF_APP_FD`; under systemd, its
+//! `ListenSequentialPacket=` socket; else it listens where it is told.
+
+use handoff::worker::Lines;
+use handoff::{Options, Request, Response, Server};
+
+fn main() -> std::io::Result<()> {
+    // Before any thread: the line is taken from the environment.
+    let lines = match std::env::args_os().nth(1) {
+        Some(path) => Lines::listen(path.as_ref())?,
+        None => Lines::from_env()?,
+    };
+    let pid = std::process::id().to_string();
+    let handler = move |req: &Request<'_>, res: &mut Response<'_>| {
+        let body = format!(
+            "{} {} answered by app {pid} ({} bytes of body)\n",
+            req.method(),
+            req.target(),
+            req.body().len()
+        );
+        res.header("X-App-Pid", &pid)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body);
+    };
+    let mut server = Server::new(Options::default(), handler)?;
+    // Until the HTTP process that started us goes (or for ever, listening).
+    lines.run(&mut server)
+}

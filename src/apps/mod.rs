@@ -1,0 +1,376 @@
+//! App processes (`--app PATH_PREFIX=unix:PATH|exec:CMD`): the HTTP process
+//! lends a plain HTTP/1.1 connection whose request is under an app's prefix
+//! to one of its processes, which answers on the client's socket itself and
+//! gives the connection back once it is idle (`handoff::worker` is their
+//! side). A thread of its own, with its own mio loop, as the WebSocket pool:
+//! the HTTP loops hand connections over through a channel and never wait
+//! for an app. `docs/apps.md` says who owns the fd at each step.
+//!
+//! One owner at a time: our copy of a lent socket is kept until the app's
+//! `ACK`; on a `REFUSE`, a line that fails or an app that does not answer in
+//! time, the client gets a 503 from here (502 if the app died with it).
+//! A connection given back arrives as a `PASS_CONNECTION` flagged
+//! `RETURNED`, is not answered, and goes to the least-loaded HTTP loop.
+
+mod backend;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Waker};
+
+use crate::event_loop::{self, WAKER};
+use crate::handoff::wire::{self, Kind, Message};
+use crate::server::{AccessLine, HandedOff, Loops, Socket, Submission};
+use crate::sys::{self, Addr, fdpass};
+use backend::Backend;
+
+/// `--app PATH_PREFIX=unix:PATH` or `--app PATH_PREFIX=exec:CMD`.
+#[derive(Clone, Debug)]
+pub struct AppRule {
+    /// The URL path prefix, matched by whole segments.
+    pub prefix: String,
+    /// Where its connections go.
+    pub target: AppTarget,
+}
+
+/// An app: processes that take connections on a socket of their own, or a
+/// command the HTTP process starts (and starts again) itself.
+#[derive(Clone, Debug)]
+pub enum AppTarget {
+    /// A `SOCK_SEQPACKET` socket the app listens on.
+    Unix(PathBuf),
+    /// A command run by `/bin/sh -c`, with its line as `HANDOFF_APP_FD`.
+    Exec(String),
+}
+
+impl AppRule {
+    /// `PATH_PREFIX=unix:PATH` or `PATH_PREFIX=exec:CMD`.
+    pub fn parse(s: &str) -> Result<AppRule, String> {
+        let usage = || format!("{s:?}: PATH_PREFIX=unix:PATH or PATH_PREFIX=exec:COMMAND");
+        let (prefix, target) = s.split_once('=').ok_or_else(usage)?;
+        if !prefix.starts_with('/') {
+            return Err(usage());
+        }
+        let target = match target.split_once(':') {
+            Some(("unix", p)) if p.starts_with('/') => AppTarget::Unix(PathBuf::from(p)),
+            Some(("exec", c)) if !c.trim().is_empty() => AppTarget::Exec(c.to_string()),
+            _ => return Err(usage()),
+        };
+        Ok(AppRule {
+            prefix: prefix.to_string(),
+            target,
+        })
+    }
+}
+
+/// The app settings of `serve`.
+#[derive(Clone, Debug, Default)]
+pub struct AppsConfig {
+    /// `--app` routes.
+    pub rules: Vec<AppRule>,
+    /// Processes started for each `exec:` app (`--app-workers`).
+    pub workers: usize,
+    /// How long an app has to take a connection (`--app-ack-timeout`).
+    pub ack_timeout: Duration,
+    /// The uid and gid `exec:` apps run as (`serve --user`).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// What the handler hands off with a connection for an app: which route.
+pub(crate) struct ForApp {
+    pub route: usize,
+}
+
+enum Msg {
+    HandOff(Box<HandedOff>),
+    /// Where returned connections go.
+    Loops(Loops),
+}
+
+/// Hands connections to the pool's thread. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Apps {
+    tx: mpsc::Sender<Msg>,
+    waker: Arc<Waker>,
+}
+
+impl Apps {
+    pub(crate) fn hand_off(&self, h: HandedOff) {
+        match self.tx.send(Msg::HandOff(Box::new(h))) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+            }
+            Err(mpsc::SendError(Msg::HandOff(h))) => Held::of(*h, Instant::now())
+                .1
+                .refuse(503, "the app pool is gone"),
+            Err(_) => {}
+        }
+    }
+
+    /// The HTTP loops, for the connections apps give back.
+    pub(crate) fn set_loops(&self, loops: Loops) {
+        if self.tx.send(Msg::Loops(loops)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Starts the pool's thread and every app's processes or lines.
+pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(event_loop::waker(&poll)?);
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("app-pool".into())
+        .spawn(move || {
+            let mut p = PoolLoop {
+                poll,
+                rx,
+                backends: Vec::new(),
+                cfg,
+                held: HashMap::new(),
+                next_id: 1,
+                loops: None,
+                turn: 0,
+            };
+            p.run();
+        })?;
+    Ok(Apps { tx, waker })
+}
+
+/// A connection lent to an app until its answer: our copy, for a 503, and
+/// the request's access line, written once with the outcome.
+struct Held {
+    fd: OwnedFd,
+    access: AccessLine,
+    backend: usize,
+    deadline: Instant,
+}
+
+impl Held {
+    /// The `PASS_CONNECTION` for `h` and what we hold meanwhile.
+    fn of(h: HandedOff, deadline: Instant) -> (Message, Held, usize) {
+        let route = h
+            .context
+            .and_then(|c| c.downcast::<ForApp>().ok())
+            .map_or(0, |f| f.route);
+        let mut m = Message::new(Kind::PassConnection, 0);
+        m.peer = Some(h.peer.to_string());
+        m.local = Some(h.local.to_string());
+        if h.tls {
+            m.flags |= wire::flags::SECURE;
+        }
+        // The head and what was read after it, served as if read from
+        // the socket: the app parses the request as any server would.
+        m.data = h.head;
+        m.data.extend_from_slice(&h.rest);
+        let held = Held {
+            fd: h.socket,
+            access: h.access,
+            backend: usize::MAX,
+            deadline,
+        };
+        (m, held, route)
+    }
+
+    /// The app did not take it: the client hears from us.
+    fn refuse(self, status: u16, why: &str) {
+        tracing::warn!(peer = %sys::peer_addr(self.fd.as_fd()), "app request answered {status}: {why}");
+        let resp = crate::http::encode::canned(status, why, "Retry-After: 1\r\n");
+        // A lent socket's buffer takes this whole; if it does not, the
+        // client sees a closed connection, which is also an answer.
+        let _ = sys::write(self.fd.as_fd(), &resp);
+        let _ = sys::shutdown_write(self.fd.as_fd());
+        self.access.write(Some(status), why);
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// An app process that lived this long is healthy: its next death starts
+/// the back-off over.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+struct PoolLoop {
+    poll: Poll,
+    rx: mpsc::Receiver<Msg>,
+    cfg: AppsConfig,
+    backends: Vec<Backend>,
+    held: HashMap<u64, Held>,
+    next_id: u64,
+    loops: Option<Loops>,
+    /// Round robin among a route's live processes.
+    turn: usize,
+}
+
+impl PoolLoop {
+    fn run(&mut self) {
+        for (route, rule) in self.cfg.rules.clone().iter().enumerate() {
+            let n = match rule.target {
+                AppTarget::Exec(_) => self.cfg.workers.max(1),
+                AppTarget::Unix(_) => 1,
+            };
+            for _ in 0..n {
+                let i = self.backends.len();
+                self.backends.push(Backend::new(route, rule.target.clone()));
+                self.start(i);
+            }
+        }
+        let mut events = Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            let next = self
+                .held
+                .values()
+                .map(|h| h.deadline)
+                .chain(self.backends.iter().filter_map(|b| b.restart_at))
+                .min();
+            let timeout = next.map(|n| n.saturating_duration_since(now));
+            if let Err(e) = event_loop::wait(&mut self.poll, &mut events, timeout) {
+                return tracing::error!("app pool: {e}");
+            }
+            for ev in events.iter() {
+                match ev.token().0 {
+                    WAKER => {
+                        while let Ok(m) = self.rx.try_recv() {
+                            match m {
+                                Msg::HandOff(h) => self.lend(*h),
+                                Msg::Loops(l) => self.loops = Some(l),
+                            }
+                        }
+                    }
+                    i => self.read(i - 1),
+                }
+            }
+            let now = Instant::now();
+            self.expire(now);
+            self.restart_due(now);
+        }
+    }
+
+    /// Lends a connection to a live process of its route.
+    fn lend(&mut self, h: HandedOff) {
+        let now = Instant::now();
+        let (mut m, mut held, route) = Held::of(h, now + self.cfg.ack_timeout);
+        let live: Vec<usize> = (0..self.backends.len())
+            .filter(|&i| self.backends[i].route == route && self.backends[i].line.is_some())
+            .collect();
+        if live.is_empty() {
+            let prefix = self.cfg.rules.get(route).map_or("-", |r| r.prefix.as_str());
+            return held.refuse(503, &format!("no app process for {prefix} is running"));
+        }
+        self.turn = self.turn.wrapping_add(1);
+        let i = live[self.turn % live.len()];
+        m.id = self.next_id;
+        self.next_id += 1;
+        m.name = self.cfg.rules.get(route).map(|r| r.prefix.clone());
+        let sent = match &self.backends[i].line {
+            Some(line) => fdpass::send_with_fds_now(
+                line.as_fd(),
+                &[io::IoSlice::new(&m.encode())],
+                &[held.fd.as_fd()],
+            ),
+            None => Err(io::Error::other("no line")),
+        };
+        match sent {
+            Ok(_) => {
+                held.backend = i;
+                self.held.insert(m.id, held);
+            }
+            Err(e) => {
+                held.refuse(503, &format!("the app's line took nothing: {e}"));
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    self.died(i, "its line failed");
+                }
+            }
+        }
+    }
+
+    /// Reads what a process's line says: answers to what we lent, and
+    /// connections given back.
+    fn read(&mut self, i: usize) {
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        loop {
+            let Some(line) = self.backends.get(i).and_then(|b| b.line.as_ref()) else {
+                return;
+            };
+            let rec = match fdpass::recv_with_fds(line.as_fd(), &mut buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return self.died(i, "its line closed"),
+                Err(e) if sys::would_block(&e) => return,
+                Err(e) => return self.died(i, &format!("its line failed: {e}")),
+            };
+            let Ok(m) = Message::decode(&buf[..rec.len]) else {
+                tracing::warn!("app line: a malformed message, dropped");
+                continue;
+            };
+            match m.kind() {
+                Kind::Ack => {
+                    if let Some(h) = self.held.remove(&m.id) {
+                        let pid = self.backends[i].pid();
+                        let note = format!("lent to app pid {}", pid.unwrap_or(0));
+                        h.access.write(None, &note);
+                    }
+                }
+                Kind::Refuse => {
+                    if let Some(h) = self.held.remove(&m.id) {
+                        let why = m.reason.unwrap_or_else(|| "refused".into());
+                        h.refuse(503, &format!("the app refused it: {why}"));
+                    }
+                }
+                Kind::PassConnection if m.flags & wire::flags::RETURNED != 0 => {
+                    self.take_back(m, rec.fds)
+                }
+                k => tracing::warn!("app line: {k:?} is not expected here; dropped"),
+            }
+        }
+    }
+
+    /// A connection an app gave back: served by the least-loaded loop.
+    fn take_back(&mut self, m: Message, mut fds: Vec<OwnedFd>) {
+        if fds.len() != 1 {
+            return tracing::warn!(
+                "app line: a connection given back with {} fds; closed",
+                fds.len()
+            );
+        }
+        let fd = fds.remove(0);
+        let Some(loops) = &self.loops else {
+            return tracing::warn!(
+                "app line: a connection given back before the loops run; closed"
+            );
+        };
+        let socket = match m.peer.as_deref().and_then(|p| p.parse().ok()) {
+            Some(a) => Socket::with_peer(fd, Addr::Inet(a)),
+            None => Socket::new(fd),
+        };
+        let s = Submission {
+            socket,
+            pre_read: m.data,
+            reply: None,
+        };
+        if let Err(e) = loops.least_loaded().submit(s) {
+            tracing::warn!("app line: a connection given back was dropped: {e}");
+        }
+    }
+
+    /// Lent connections past their deadline: the app is hung. One we
+    /// started is killed first, so that it can touch none of them; then
+    /// they get their 503.
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<usize> = self
+            .held
+            .values()
+            .filter(|h| h.deadline <= now)
+            .map(|h| h.backend)
+            .collect();
+        for i in late {
+            self.died(i, "it did not answer in time");
+        }
+    }
+}
