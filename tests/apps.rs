@@ -1,0 +1,250 @@
+//! App processes (`--app`): `examples/app_worker.rs` behind `exec:` and
+//! `unix:` routes answers on the client's own socket and gives the
+//! connection back between requests, so one keep-alive connection
+//! alternates between the app and the files; an app killed under load is
+//! replaced, and only what it held fails.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The example app, built beside the binary by `cargo test`.
+fn app_worker() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_handoff"));
+    let p = bin.parent().unwrap().join("examples/app_worker");
+    assert!(p.exists(), "{} is built by cargo test", p.display());
+    p
+}
+
+fn start_exec(site: &std::path::Path, extra: &[&str]) -> Handoff {
+    let app = format!("/api=exec:{}", app_worker().display());
+    let mut args = vec!["--root", site.to_str().unwrap(), "--app", &app];
+    args.extend_from_slice(extra);
+    let h = Handoff::start(&args);
+    // Its processes say they are ready in the log.
+    assert!(
+        wait_until(Duration::from_secs(10), || h
+            .log()
+            .matches("app process ready")
+            .count()
+            >= 2),
+        "{}",
+        h.log()
+    );
+    h
+}
+
+fn get(s: &mut std::net::TcpStream, path: &str) -> Response {
+    // One write: `write!` makes several, and Nagle holds the rest of the
+    // request for the server's delayed ACK.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(s).unwrap()
+}
+
+#[test]
+fn one_keep_alive_connection_alternates_between_the_app_and_the_files_a_thousand_times() {
+    let site = site();
+    let h = start_exec(site.path(), &[]);
+    let kids: BTreeSet<String> = children_of(h.pid() as i32)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(kids.len(), 2, "two app processes by default");
+    let mut s = h.connect();
+    let mut pids = BTreeSet::new();
+    for i in 0..500 {
+        let r = get(&mut s, &format!("/api/item/{i}?q={i}"));
+        assert_eq!(r.status, 200, "request {i}");
+        let pid = r
+            .header("x-app-pid")
+            .expect("answered by the app")
+            .to_string();
+        assert!(kids.contains(&pid), "{pid} is one of ours: {kids:?}");
+        assert_eq!(
+            r.text(),
+            format!("GET /api/item/{i}?q={i} answered by app {pid} (0 bytes of body)\n")
+        );
+        pids.insert(pid);
+        let r = get(&mut s, "/a.txt");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "alpha\n"),
+            "request {i}"
+        );
+        assert_eq!(
+            r.header("x-app-pid"),
+            None,
+            "the file is ours, not the app's"
+        );
+    }
+    assert_eq!(
+        pids.len(),
+        2,
+        "given back each time, lent afresh: both apps served"
+    );
+    // A body goes with the request: what came with the head, and the rest
+    // read by the app from the socket.
+    write!(
+        s,
+        "POST /api/form HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"world").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert!(r.text().ends_with("(10 bytes of body)\n"), "{}", r.text());
+    assert_eq!(get(&mut s, "/b.txt").text(), "bravo\n");
+    // Not under the prefix by whole segments: a file (404 here).
+    assert_eq!(get(&mut s, "/apix").status, 404);
+    drop(s);
+    let log = h.log();
+    assert_eq!(
+        log.matches("\"GET /api/item/").count(),
+        500,
+        "one access line per request lent"
+    );
+}
+
+#[test]
+fn an_app_killed_under_load_is_replaced_and_only_what_it_held_fails() {
+    let site = site();
+    let h = start_exec(site.path(), &[]);
+    let addr = h.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    for _ in 0..20 {
+                        match s
+                            .write_all(b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n")
+                            .map_err(drop)
+                            .and_then(|()| read_response(&mut s).map_err(drop))
+                        {
+                            Ok(r) if r.status == 200 => ok += 1,
+                            Ok(r) => {
+                                assert!(matches!(r.status, 502 | 503), "{}", r.status);
+                                failed += 1;
+                                break;
+                            }
+                            // The app had it when it died: the connection
+                            // went with it.
+                            Err(()) => {
+                                failed += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = children_of(h.pid() as i32)[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for t in load {
+        let (o, f) = t.join().unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 200, "{ok} answered");
+    assert!(
+        failed <= 8,
+        "{failed} failed: more than the killed app could hold"
+    );
+    // Replaced: two apps again, the victim not among them, and both serve.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let kids = children_of(h.pid() as i32);
+        kids.len() == 2 && !kids.contains(&victim)
+    }));
+    let began = Instant::now();
+    let mut pids = BTreeSet::new();
+    let mut s = h.connect();
+    while pids.len() < 2 && began.elapsed() < Duration::from_secs(5) {
+        let r = get(&mut s, "/api/after");
+        assert_eq!(r.status, 200);
+        pids.insert(r.header("x-app-pid").unwrap().to_string());
+    }
+    assert!(!pids.contains(&victim.to_string()));
+    assert_eq!(pids.len(), 2);
+}
+
+#[test]
+fn an_app_on_its_own_socket_serves_and_when_it_is_gone_the_client_gets_503() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("app.sock");
+    let mut app = std::process::Command::new(app_worker())
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let route = format!("/api=unix:{}", sock.display());
+    let h = Handoff::start(&["--root", site.path().to_str().unwrap(), "--app", &route]);
+    assert!(wait_until(Duration::from_secs(5), || h
+        .log()
+        .contains("app process ready")));
+    let mut s = h.connect();
+    for _ in 0..50 {
+        let r = get(&mut s, "/api/own");
+        assert_eq!(r.header("x-app-pid"), Some(app.id().to_string().as_str()));
+        assert_eq!(get(&mut s, "/c.txt").text(), "charlie\n");
+    }
+    let _ = app.kill();
+    let _ = app.wait();
+    assert!(wait_until(Duration::from_secs(5), || h
+        .log()
+        .contains("app process lost")));
+    let r = get(&mut s, "/api/own");
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("no app process for /api"), "{}", r.text());
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs systemd-socket-activate"]
+fn an_app_started_by_socket_activation_takes_connections_on_its_own_socket() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("app.sock");
+    let mut app = std::process::Command::new("systemd-socket-activate")
+        .arg("--seqpacket")
+        .arg("-l")
+        .arg(&sock)
+        .arg(app_worker())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate");
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let route = format!("/api=unix:{}", sock.display());
+    let h = Handoff::start(&["--root", site.path().to_str().unwrap(), "--app", &route]);
+    assert!(wait_until(Duration::from_secs(5), || h
+        .log()
+        .contains("app process ready")));
+    let mut s = h.connect();
+    for i in 0..100 {
+        let r = get(&mut s, &format!("/api/activated/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        // systemd-socket-activate execs the app: the same PID.
+        assert_eq!(r.header("x-app-pid"), Some(app.id().to_string().as_str()));
+        assert_eq!(get(&mut s, "/a.txt").text(), "alpha\n");
+    }
+    let _ = app.kill();
+    let _ = app.wait();
+}
