@@ -248,3 +248,106 @@ fn an_app_started_by_socket_activation_takes_connections_on_its_own_socket() {
     let _ = app.kill();
     let _ = app.wait();
 }
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs curl, openssl"]
+fn http2_streams_and_tls_requests_are_relayed_to_the_app_over_a_socketpair() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_cert(dir.path());
+    let app = format!("/api=exec:{}", app_worker().display());
+    let h = Handoff::start(&[
+        "--root",
+        site.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0,tls=on",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--app",
+        &app,
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || h
+        .log()
+        .matches("app process ready")
+        .count()
+        >= 2));
+    let tls = h.addr_of("https");
+    let plain = h.addr;
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-i",
+                "--max-time",
+                "10",
+                "--cacert",
+                cert.to_str().unwrap(),
+            ])
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", tls.port())])
+            .args(args)
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let https = |p: &str| format!("https://localhost:{}{p}", tls.port());
+    // HTTP/2 without TLS, HTTP/1.1 and HTTP/2 over TLS: each relayed.
+    for (args, proto) in [
+        (
+            vec![
+                "--http2-prior-knowledge".to_string(),
+                format!("http://{plain}/api/one?x=1"),
+            ],
+            "HTTP/2 200",
+        ),
+        (
+            vec!["--http1.1".to_string(), https("/api/one?x=1")],
+            "HTTP/1.1 200",
+        ),
+        (
+            vec!["--http2".to_string(), https("/api/one?x=1")],
+            "HTTP/2 200",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let said = curl(&args);
+        assert!(said.starts_with(proto), "{said}");
+        assert!(said.to_ascii_lowercase().contains("x-app-pid: "), "{said}");
+        assert!(said.contains("GET /api/one?x=1 answered by app "), "{said}");
+    }
+    // A body goes along; a HEAD gets the head only.
+    let said = curl(&[
+        "--http2",
+        "--data-binary",
+        "0123456789",
+        &https("/api/post"),
+    ]);
+    assert!(
+        said.contains("POST /api/post answered by app") && said.contains("(10 bytes of body)"),
+        "{said}"
+    );
+    let said = curl(&["--http2", "-I", &https("/api/head")]);
+    assert!(
+        said.starts_with("HTTP/2 200") && said.to_ascii_lowercase().contains("x-app-pid"),
+        "{said}"
+    );
+    // The same TLS connection goes on with the files between app requests.
+    let said = curl(&[
+        "--http1.1",
+        &https("/api/a"),
+        &https("/a.txt"),
+        &https("/api/b"),
+    ]);
+    assert!(
+        said.contains("GET /api/a answered")
+            && said.contains("alpha\n")
+            && said.contains("GET /api/b answered"),
+        "{said}"
+    );
+}

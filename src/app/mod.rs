@@ -411,6 +411,7 @@ fn server_maker(
             auth: auth::BasicAuth::new(&auth_rules, auth_insecure)?,
             cgi,
             apps: app_prefixes.clone(),
+            app_pool: apps.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;
         server.share_limit(budget.clone());

@@ -42,6 +42,8 @@ pub(super) struct Site {
     pub(super) cgi: Arc<super::cgi::Cgi>,
     /// `--app` prefixes as segments, in the order of the routes.
     pub(super) apps: Vec<Vec<String>>,
+    /// Their pool, for the requests relayed rather than lent.
+    pub(super) app_pool: Option<crate::apps::Apps>,
 }
 
 /// Why a request is answered before routes and files see it.
@@ -153,8 +155,13 @@ impl Handler for Site {
             return BodyPlan::Buffer;
         }
         if !self.apps.is_empty() && self.app_route(req).is_some() {
-            // Not read here: the app reads the body from the socket.
-            return BodyPlan::Skip;
+            return if lendable(req) {
+                // Not read here: the app reads the body from the socket.
+                BodyPlan::Skip
+            } else {
+                // Relayed: read here, written to the app's socketpair.
+                BodyPlan::Buffer
+            };
         }
         if !self.cgi.is_empty()
             && let Some(plan) = self.cgi.on_head(req)
@@ -200,7 +207,15 @@ impl Handler for Site {
             if !self.apps.is_empty()
                 && let Some(route) = self.app_route(req)
             {
-                return to_app(req, route, res);
+                return match &self.app_pool {
+                    Some(_) if lendable(req) => {
+                        res.hand_off_with(crate::apps::ForApp { route });
+                    }
+                    Some(pool) => crate::apps::relay(pool, route, req, res),
+                    None => {
+                        res.plain(503, "503 Service Unavailable\n");
+                    }
+                };
             }
             if !self.cgi.is_empty() && self.cgi.handle(req, res) {
                 return;
@@ -271,18 +286,11 @@ impl Handler for Site {
     }
 }
 
-/// A request for an app: a plain HTTP/1.1 connection is lent to it whole
-/// (it answers on the socket and gives it back when idle). An HTTP/2
-/// stream or a TLS session cannot go with an fd; those are not served yet.
-fn to_app(req: &Request<'_>, route: usize, res: &mut Response<'_>) {
-    if req.is_tls() || req.version() == crate::http::Version::Http2 {
-        res.plain(
-            502,
-            "502 Bad Gateway: this app takes plain HTTP/1.1 connections only\n",
-        );
-        return;
-    }
-    res.hand_off_with(crate::apps::ForApp { route });
+/// Can a request for an app go with its connection? A plain HTTP/1.x one
+/// can (the app answers on the socket and gives it back when idle); an
+/// HTTP/2 stream or a TLS session cannot go with an fd, and is relayed.
+fn lendable(req: &Request<'_>) -> bool {
+    !req.is_tls() && req.version() != crate::http::Version::Http2
 }
 
 /// `--redirect-https`: the same URL with `https://`, on `port`. The host is

@@ -129,7 +129,7 @@ impl PoolLoop {
             if ours {
                 h.refuse(502, "the app process was lost before it took the request");
             } else {
-                h.access.write(None, "the app did not answer; left to it");
+                h.taken("the app did not answer; left to it");
             }
         }
         self.schedule(i);

@@ -13,6 +13,8 @@
 //! `RETURNED`, is not answered, and goes to the least-loaded HTTP loop.
 
 mod backend;
+mod relay;
+pub(crate) use relay::relay;
 
 use std::collections::HashMap;
 use std::io;
@@ -86,8 +88,22 @@ pub(crate) struct ForApp {
     pub route: usize,
 }
 
+/// A socket lent to an app without a connection's hand-off: one end of a
+/// relay's socketpair (`relay`), with the request to serve on it.
+pub(crate) struct Lent {
+    pub socket: OwnedFd,
+    /// The request's head, as HTTP/1.1.
+    pub data: Vec<u8>,
+    pub peer: Addr,
+    pub local: Addr,
+    /// The client came over TLS, ended here.
+    pub secure: bool,
+    pub route: usize,
+}
+
 enum Msg {
     HandOff(Box<HandedOff>),
+    Lend(Box<Lent>),
     /// Where returned connections go.
     Loops(Loops),
 }
@@ -106,6 +122,19 @@ impl Apps {
                 let _ = self.waker.wake();
             }
             Err(mpsc::SendError(Msg::HandOff(h))) => Held::of(*h, Instant::now())
+                .1
+                .refuse(503, "the app pool is gone"),
+            Err(_) => {}
+        }
+    }
+
+    /// Lends a relay's socket (`relay`).
+    pub(crate) fn lend(&self, l: Lent) {
+        match self.tx.send(Msg::Lend(Box::new(l))) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+            }
+            Err(mpsc::SendError(Msg::Lend(l))) => Held::of_lent(*l, Instant::now())
                 .1
                 .refuse(503, "the app pool is gone"),
             Err(_) => {}
@@ -147,7 +176,9 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
 /// the request's access line, written once with the outcome.
 struct Held {
     fd: OwnedFd,
-    access: AccessLine,
+    /// A connection's access line; none for a relay's socket (the reply
+    /// writes the request's).
+    access: Option<AccessLine>,
     backend: usize,
     deadline: Instant,
 }
@@ -171,11 +202,36 @@ impl Held {
         m.data.extend_from_slice(&h.rest);
         let held = Held {
             fd: h.socket,
-            access: h.access,
+            access: Some(h.access),
             backend: usize::MAX,
             deadline,
         };
         (m, held, route)
+    }
+
+    /// The `PASS_CONNECTION` for a relay's socket.
+    fn of_lent(l: Lent, deadline: Instant) -> (Message, Held, usize) {
+        let mut m = Message::new(Kind::PassConnection, 0);
+        m.peer = Some(l.peer.to_string());
+        m.local = Some(l.local.to_string());
+        if l.secure {
+            m.flags |= wire::flags::SECURE;
+        }
+        m.data = l.data;
+        let held = Held {
+            fd: l.socket,
+            access: None,
+            backend: usize::MAX,
+            deadline,
+        };
+        (m, held, l.route)
+    }
+
+    /// The app took it.
+    fn taken(self, note: &str) {
+        if let Some(a) = self.access {
+            a.write(None, note);
+        }
     }
 
     /// The app did not take it: the client hears from us.
@@ -186,7 +242,9 @@ impl Held {
         // client sees a closed connection, which is also an answer.
         let _ = sys::write(self.fd.as_fd(), &resp);
         let _ = sys::shutdown_write(self.fd.as_fd());
-        self.access.write(Some(status), why);
+        if let Some(a) = self.access {
+            a.write(Some(status), why);
+        }
     }
 }
 
@@ -239,7 +297,16 @@ impl PoolLoop {
                     WAKER => {
                         while let Ok(m) = self.rx.try_recv() {
                             match m {
-                                Msg::HandOff(h) => self.lend(*h),
+                                Msg::HandOff(h) => {
+                                    let (m, held, route) =
+                                        Held::of(*h, Instant::now() + self.cfg.ack_timeout);
+                                    self.lend(m, held, route)
+                                }
+                                Msg::Lend(l) => {
+                                    let (m, held, route) =
+                                        Held::of_lent(*l, Instant::now() + self.cfg.ack_timeout);
+                                    self.lend(m, held, route)
+                                }
                                 Msg::Loops(l) => self.loops = Some(l),
                             }
                         }
@@ -254,9 +321,7 @@ impl PoolLoop {
     }
 
     /// Lends a connection to a live process of its route.
-    fn lend(&mut self, h: HandedOff) {
-        let now = Instant::now();
-        let (mut m, mut held, route) = Held::of(h, now + self.cfg.ack_timeout);
+    fn lend(&mut self, mut m: Message, mut held: Held, route: usize) {
         let live: Vec<usize> = (0..self.backends.len())
             .filter(|&i| self.backends[i].route == route && self.backends[i].line.is_some())
             .collect();
@@ -313,8 +378,7 @@ impl PoolLoop {
                 Kind::Ack => {
                     if let Some(h) = self.held.remove(&m.id) {
                         let pid = self.backends[i].pid();
-                        let note = format!("lent to app pid {}", pid.unwrap_or(0));
-                        h.access.write(None, &note);
+                        h.taken(&format!("lent to app pid {}", pid.unwrap_or(0)));
                     }
                 }
                 Kind::Refuse => {

@@ -335,6 +335,12 @@ pub fn set_recv_timeout(fd: BorrowedFd<'_>, d: std::time::Duration) -> io::Resul
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(errno)
 }
 
+/// Sets `SO_SNDTIMEO`: a blocking send gives up after `d`.
+pub(crate) fn set_send_timeout(fd: BorrowedFd<'_>, d: std::time::Duration) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(d.as_secs() as i64, d.subsec_micros() as i64);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &tv).map_err(errno)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
