@@ -351,3 +351,54 @@ fn http2_streams_and_tls_requests_are_relayed_to_the_app_over_a_socketpair() {
         "{said}"
     );
 }
+
+#[test]
+fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let site = site();
+    let mut h = start_exec(site.path(), &[]);
+    let first_apps = children_of(h.pid() as i32);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (h.addr, stop.clone());
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let (mut ok, mut pids) = (0, BTreeSet::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let r = get(&mut s, "/api/during");
+                    assert_eq!(r.status, 200, "after {ok}: {}", r.text());
+                    pids.insert(r.header("x-app-pid").unwrap().to_string());
+                    let r = get(&mut s, "/a.txt");
+                    assert_eq!(
+                        (r.status, r.text().as_str()),
+                        (200, "alpha\n"),
+                        "after {ok}"
+                    );
+                    ok += 1;
+                }
+                (ok, pids)
+            })
+        })
+        .collect();
+    let serving = upgrade_in_a_row(&mut h, 3, Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = BTreeSet::new();
+    for c in clients {
+        let (ok, pids) = c
+            .join()
+            .unwrap_or_else(|_| panic!("a client saw a failure\n{}", h.log()));
+        assert!(ok > 20, "{ok}");
+        all.extend(pids);
+    }
+    // Each process had its own apps; those of the old ones are gone.
+    assert!(all.len() >= 4, "{all:?}");
+    assert!(first_apps.iter().all(|&p| !alive(p)), "{first_apps:?}");
+    assert_eq!(children_of(serving).len(), 2);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serving),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}

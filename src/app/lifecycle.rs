@@ -37,6 +37,8 @@ pub(super) struct Lifecycle<'a> {
     pub(super) notifier: Notifier,
     pub(super) signals: mpsc::Receiver<i32>,
     pub(super) ws_pool: Option<Pool>,
+    /// The app processes' pool (`--app`).
+    pub(super) apps: Option<crate::apps::Apps>,
     pub(super) inbox: Inbox,
     /// The other event loops (`--threads`).
     pub(super) others: Others,
@@ -47,6 +49,10 @@ pub(super) struct Lifecycle<'a> {
     pub(super) deadline: Option<Instant>,
     /// Draining: hears when the WebSocket workers have said goodbye.
     pub(super) workers_done: Option<mpsc::Receiver<()>>,
+    /// Draining or handing over: every app had given back what it held of
+    /// ours at the last turn (their connections come back to the loops,
+    /// which close them or hand them over).
+    pub(super) apps_quiet: bool,
     pub(super) idle_since: Instant,
     /// Replacing the binary: requests, the one under way, its outcome.
     pub(super) upgrades: Upgrades,
@@ -146,7 +152,18 @@ impl Lifecycle<'_> {
         server.drain();
         self.others.drain();
         self.say_goodbye_to_workers();
+        self.finish_apps();
         self.deadline = Some(now + self.cfg.shutdown_timeout);
+    }
+
+    /// Every app gives back what it holds of ours.
+    fn finish_apps(&mut self) {
+        if let Some(a) = &self.apps {
+            let inbox = self.inbox.clone();
+            a.finish(move || {
+                let _ = inbox.wake();
+            });
+        }
     }
 
     /// The WebSocket workers close their connections (1001) and exit.
@@ -259,6 +276,7 @@ impl Lifecycle<'_> {
                         }
                         _ => self.say_goodbye_to_workers(),
                     }
+                    self.finish_apps();
                     self.deadline = Some(now + self.cfg.shutdown_timeout);
                 }
                 Ok(Err(why)) if self.upgrades.stop_after => {
@@ -291,12 +309,20 @@ impl Lifecycle<'_> {
             if workers_gone {
                 self.workers_done = None;
             }
+            // Quiet at two turns in a row: a connection given back just
+            // before may still be in the inbox, which a turn takes first.
+            let quiet = self.apps.as_ref().is_none_or(|a| a.is_quiet());
+            let apps_gone = quiet && self.apps_quiet;
+            if quiet && !self.apps_quiet {
+                let _ = self.inbox.wake();
+            }
+            self.apps_quiet = quiet;
             let answered = self
                 .upgrades
                 .answering
                 .load(std::sync::atomic::Ordering::Acquire)
                 == 0;
-            if server.is_empty() && workers_gone && self.others.done() && answered {
+            if server.is_empty() && workers_gone && apps_gone && self.others.done() && answered {
                 tracing::info!("drained; exiting");
                 return Go::Exit;
             }

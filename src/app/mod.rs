@@ -270,11 +270,13 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         notifier,
         signals: sig_rx,
         ws_pool,
+        apps,
         inbox,
         others,
         single_connection,
         deadline: None,
         workers_done: None,
+        apps_quiet: false,
         idle_since: Instant::now(),
         upgrades: Upgrades {
             successor,

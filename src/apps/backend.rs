@@ -20,6 +20,10 @@ pub(super) struct Backend {
     started: Instant,
     backoff: Duration,
     pub(super) restart_at: Option<Instant>,
+    /// The `FINISH` it was sent, whose `ACK`s say it holds nothing.
+    pub(super) finish_id: Option<u64>,
+    /// It said so last, and nothing was lent to it since.
+    pub(super) quiet: bool,
 }
 
 impl Backend {
@@ -32,6 +36,8 @@ impl Backend {
             started: Instant::now(),
             backoff: FIRST_BACKOFF,
             restart_at: None,
+            finish_id: None,
+            quiet: false,
         }
     }
 
@@ -132,11 +138,13 @@ impl PoolLoop {
                 h.taken("the app did not answer; left to it");
             }
         }
-        self.schedule(i);
+        if !self.finishing {
+            self.schedule(i);
+        }
     }
 
     /// Closes the line; kills and reaps the child.
-    fn stop(&mut self, i: usize) {
+    pub(super) fn stop(&mut self, i: usize) {
         let b = &mut self.backends[i];
         if let Some(l) = b.line.take() {
             let _ = self

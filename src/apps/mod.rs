@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,9 @@ pub(crate) struct Lent {
 enum Msg {
     HandOff(Box<HandedOff>),
     Lend(Box<Lent>),
+    /// This process is going: every app gives back what it holds; this
+    /// runs each time all have (to wake the HTTP loop).
+    Finish(Box<dyn Fn() + Send>),
     /// Where returned connections go.
     Loops(Loops),
 }
@@ -113,6 +117,8 @@ enum Msg {
 pub(crate) struct Apps {
     tx: mpsc::Sender<Msg>,
     waker: Arc<Waker>,
+    /// Finishing, and no app holds a connection of ours (`finish`).
+    quiet: Arc<AtomicBool>,
 }
 
 impl Apps {
@@ -141,6 +147,23 @@ impl Apps {
         }
     }
 
+    /// A drain, or an upgrade's old process: each app is asked to give
+    /// back every connection of ours as it becomes idle (`FINISH`), and
+    /// says when it holds none (`ACK`); `is_quiet` tells when all have.
+    /// Lending goes on meanwhile (a request already read here still
+    /// goes to its app); the processes we started die with us.
+    pub(crate) fn finish(&self, on_quiet: impl Fn() + Send + 'static) {
+        if self.tx.send(Msg::Finish(Box::new(on_quiet))).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Finishing, no app holds a connection of ours: once this process's
+    /// own connections are done, nothing of it is left anywhere.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Acquire)
+    }
+
     /// The HTTP loops, for the connections apps give back.
     pub(crate) fn set_loops(&self, loops: Loops) {
         if self.tx.send(Msg::Loops(loops)).is_ok() {
@@ -154,6 +177,8 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
     let poll = Poll::new()?;
     let waker = Arc::new(event_loop::waker(&poll)?);
     let (tx, rx) = mpsc::channel();
+    let quiet = Arc::new(AtomicBool::new(false));
+    let published = quiet.clone();
     std::thread::Builder::new()
         .name("app-pool".into())
         .spawn(move || {
@@ -166,10 +191,13 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
                 next_id: 1,
                 loops: None,
                 turn: 0,
+                finishing: false,
+                quiet: published,
+                on_quiet: None,
             };
             p.run();
         })?;
-    Ok(Apps { tx, waker })
+    Ok(Apps { tx, waker, quiet })
 }
 
 /// A connection lent to an app until its answer: our copy, for a 503, and
@@ -264,6 +292,11 @@ struct PoolLoop {
     loops: Option<Loops>,
     /// Round robin among a route's live processes.
     turn: usize,
+    /// Finishing (`Apps::finish`): no restarts; `quiet` is kept true while
+    /// no app holds anything of ours, and `on_quiet` runs when it becomes so.
+    finishing: bool,
+    quiet: Arc<AtomicBool>,
+    on_quiet: Option<Box<dyn Fn() + Send>>,
 }
 
 impl PoolLoop {
@@ -308,6 +341,7 @@ impl PoolLoop {
                                     self.lend(m, held, route)
                                 }
                                 Msg::Loops(l) => self.loops = Some(l),
+                                Msg::Finish(on_quiet) => self.finish(on_quiet),
                             }
                         }
                     }
@@ -316,7 +350,46 @@ impl PoolLoop {
             }
             let now = Instant::now();
             self.expire(now);
-            self.restart_due(now);
+            if !self.finishing {
+                self.restart_due(now);
+            }
+            self.publish_quiet();
+        }
+    }
+
+    /// Asks every app to finish with us (`FINISH`).
+    fn finish(&mut self, on_quiet: Box<dyn Fn() + Send>) {
+        self.finishing = true;
+        self.on_quiet = Some(on_quiet);
+        for i in 0..self.backends.len() {
+            self.backends[i].restart_at = None;
+            let id = self.next_id;
+            self.next_id += 1;
+            let Some(line) = &self.backends[i].line else {
+                continue;
+            };
+            let m = Message::new(Kind::Finish, id).encode();
+            match fdpass::send_with_fds_now(line.as_fd(), &[io::IoSlice::new(&m)], &[]) {
+                Ok(_) => self.backends[i].finish_id = Some(id),
+                Err(e) => self.died(i, &format!("its line failed: {e}")),
+            }
+        }
+        self.publish_quiet();
+    }
+
+    /// Finishing: is every app quiet (it said it holds nothing of ours,
+    /// and nothing was lent to it since)?
+    fn publish_quiet(&mut self) {
+        let quiet = self.finishing
+            && self.backends.iter().enumerate().all(|(i, b)| {
+                b.line.is_none() || (b.quiet && !self.held.values().any(|h| h.backend == i))
+            });
+        let was = self.quiet.swap(quiet, Ordering::AcqRel);
+        if quiet && !was {
+            tracing::info!("every app process has given back what it held");
+            if let Some(f) = &self.on_quiet {
+                f();
+            }
         }
     }
 
@@ -345,6 +418,7 @@ impl PoolLoop {
         match sent {
             Ok(_) => {
                 held.backend = i;
+                self.backends[i].quiet = false;
                 self.held.insert(m.id, held);
             }
             Err(e) => {
@@ -375,6 +449,13 @@ impl PoolLoop {
                 continue;
             };
             match m.kind() {
+                Kind::Ack if self.backends[i].finish_id == Some(m.id) => {
+                    // It held nothing of ours as it said so; if a
+                    // connection lent meanwhile is still unanswered (it
+                    // crossed this answer), it says so again once that
+                    // one is back.
+                    self.backends[i].quiet = !self.held.values().any(|h| h.backend == i);
+                }
                 Kind::Ack => {
                     if let Some(h) = self.held.remove(&m.id) {
                         let pid = self.backends[i].pid();
@@ -418,7 +499,13 @@ impl PoolLoop {
             pre_read: m.data,
             reply: None,
         };
-        if let Err(e) = loops.least_loaded().submit(s) {
+        // Finishing, the other loops end as soon as they are empty; the
+        // first one waits for the apps (`is_quiet`), so it takes them.
+        let inbox = match self.finishing {
+            true => &loops.all()[0],
+            false => loops.least_loaded(),
+        };
+        if let Err(e) = inbox.submit(s) {
             tracing::warn!("app line: a connection given back was dropped: {e}");
         }
     }

@@ -56,6 +56,12 @@ pub enum Kind {
     /// TOML table with the settings file's keys, `ws`, `ws-max-message`,
     /// …). Answered with `ACK` or `REFUSE` (REASON), ID 0.
     Configure = 12,
+    /// An HTTP process → an app process, on their line, no fd: this
+    /// process is going (a drain, or an upgrade's old process). Give back
+    /// each of this line's connections as it becomes idle (as always), and
+    /// answer with `ACK` (same ID) once none is left with you: each given
+    /// back or closed. Connections may still come meanwhile.
+    Finish = 13,
 }
 
 impl Kind {
@@ -73,6 +79,7 @@ impl Kind {
             10 => Kind::PassChannel,
             11 => Kind::PassCertificate,
             12 => Kind::Configure,
+            13 => Kind::Finish,
             _ => return None,
         })
     }

@@ -119,21 +119,49 @@ fn spawn_reader(line: OwnedFd, inbox: Inbox, open: Arc<AtomicUsize>) -> io::Resu
     r.map(drop)
 }
 
-/// Takes what comes on one line until the HTTP process closes it.
+/// Takes what comes on one line until the HTTP process closes it. Asked
+/// to finish, it says so (`ACK` to the `FINISH`) each time none of the
+/// line's connections is left here: a connection lent as it said so, the
+/// HTTP process waits for the next.
 fn read_line(line: Arc<OwnedFd>, inbox: &Inbox) {
     let back = back_on(line.clone());
     let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    let (mut finishing, mut said) = (None, false);
     loop {
+        // Each connection of this line holds a clone of its way back
+        // (`Socket::returning`) until it is given back or closed.
+        let none_here = Arc::strong_count(&back) == 1;
+        if let Some(id) = finishing
+            && none_here
+            && !said
+        {
+            let done = Message::new(Kind::Ack, id).encode();
+            let _ = fdpass::send_with_fds(line.as_fd(), &[IoSlice::new(&done)], &[]);
+        }
+        said = finishing.is_some() && none_here;
         let rec = match fdpass::recv_with_fds(line.as_fd(), &mut buf) {
             Ok(Some(r)) => r,
             Ok(None) => return,
+            Err(e) if finishing.is_some() && sys::would_block(&e) => continue,
             Err(e) => {
                 tracing::debug!("app line: {e}");
                 return;
             }
         };
+        if let Ok(m) = Message::decode(&buf[..rec.len])
+            && m.kind() == Kind::Finish
+        {
+            // Looked at again every 20 ms while connections come back.
+            (finishing, said) = (Some(m.id), false);
+            let _ = fdpass::set_recv_timeout(line.as_fd(), Duration::from_millis(20));
+            continue;
+        }
         let answer = match take(&buf[..rec.len], rec, inbox, &back) {
-            Ok(id) => Message::new(Kind::Ack, id),
+            Ok(id) => {
+                // Said again once this one is back too.
+                said = false;
+                Message::new(Kind::Ack, id)
+            }
             Err((id, why)) => {
                 tracing::warn!("app line: refused a connection: {why}");
                 let mut m = Message::new(Kind::Refuse, id);
