@@ -4,6 +4,7 @@
 //!
 //!     handoff serve --app '/api=exec:target/debug/examples/app_worker'
 //!     app_worker /run/app.sock &   # then: --app /api=unix:/run/app.sock
+//!     app_worker tcp:127.0.0.1:9000   # the same app behind a proxy
 //!
 //! Started by `exec:`, its line is `HANDOFF_APP_FD`; under systemd, its
 //! `ListenSequentialPacket=` socket; else it listens where it is told.
@@ -12,10 +13,12 @@ use handoff::worker::Lines;
 use handoff::{Options, Request, Response, Server};
 
 fn main() -> std::io::Result<()> {
+    let arg = std::env::args().nth(1);
     // Before any thread: the line is taken from the environment.
-    let lines = match std::env::args_os().nth(1) {
-        Some(path) => Lines::listen(path.as_ref())?,
-        None => Lines::from_env()?,
+    let lines = match arg.as_deref() {
+        Some(a) if a.starts_with("tcp:") => None,
+        Some(path) => Some(Lines::listen(path.as_ref())?),
+        None => Some(Lines::from_env()?),
     };
     let pid = std::process::id().to_string();
     let handler = move |req: &Request<'_>, res: &mut Response<'_>| {
@@ -30,6 +33,13 @@ fn main() -> std::io::Result<()> {
             .body(body);
     };
     let mut server = Server::new(Options::default(), handler)?;
-    // Until the HTTP process that started us goes (or for ever, listening).
-    lines.run(&mut server)
+    match (lines, arg) {
+        // Until the HTTP process that started us goes (or for ever).
+        (Some(lines), _) => lines.run(&mut server),
+        (None, Some(tcp)) => {
+            server.add_socket(std::net::TcpListener::bind(&tcp["tcp:".len()..])?)?;
+            server.run()
+        }
+        (None, None) => unreachable!("no line only with tcp:"),
+    }
 }

@@ -10,7 +10,7 @@ what count, since this machine's figures drift from run to run.
 
 Environment: BENCH_SECONDS (per wrk run, default 5), BENCH_ROUNDS (default
 3), BENCH_CASES (comma-separated subset of the case names below),
-BENCH_THREADS (handoff's --threads, default 1), HANDOFF, FLOOR (binaries).
+BENCH_THREADS (handoff's --threads, default 1), HANDOFF, FLOOR, APP_WORKER (binaries).
 """
 
 import os
@@ -26,6 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDOFF = os.environ.get("HANDOFF", f"{ROOT}/target/release/handoff")
+APP_WORKER = os.environ.get("APP_WORKER", f"{ROOT}/target/release/examples/app_worker")
 FLOOR = os.environ.get("FLOOR", f"{ROOT}/benches/floor/target/release/floor")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -94,6 +95,7 @@ PORT, TLS_PORT = 18400, 18401
 # which then speaks nothing else: the h2c cases reach nginx here, the
 # others on PORT, where HTTP/1.1 and h2c share the listener.
 H2C_PORT = 18402
+APP_PORT = 18403
 
 
 def config(name, compress=False):
@@ -328,6 +330,86 @@ THROUGHPUT = {
 }
 
 
+def app_config(name):
+    """`name` in front of the same app (examples/app_worker.rs, one
+    process, one loop), small answers on /api: nginx proxies to it on TCP
+    with keep-alive upstream connections; handoff lends it each client
+    connection and takes it back (`--app /api=exec:`)."""
+    if name == "handoff":
+        return [HANDOFF, "serve", "--listen", f"127.0.0.1:{PORT}", "--root", www,
+                "--app", f"/api=exec:{APP_WORKER}", "--app-workers", "1",
+                "--max-concurrent", "20000", "--threads", THREADS]
+    conf = f"{work}/nginx-app.conf"
+    with open(conf, "w") as f:
+        f.write(f"""
+daemon off;
+user root;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err warn;
+events {{ worker_connections 18000; }}
+http {{
+    access_log off;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    upstream app {{ server 127.0.0.1:{APP_PORT}; keepalive 64; keepalive_requests 100000000; }}
+    server {{
+        listen 127.0.0.1:{PORT};
+        root {www};
+        location /api/ {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }}
+    }}
+}}
+""")
+    return ["nginx", "-p", work, "-c", conf]
+
+
+def app_throughput():
+    """Small answers from the app through each front: req/s, and the CPU
+    per request of the front and the app together."""
+    got = {s: [] for s in ("nginx", "handoff")}
+    cpu = {s: [] for s in ("nginx", "handoff")}
+    env = dict(os.environ, RUST_LOG="warn")
+    for _ in range(ROUNDS):
+        for s in ("nginx", "handoff"):
+            app = None
+            if s == "nginx":
+                app = subprocess.Popen([APP_WORKER, f"tcp:127.0.0.1:{APP_PORT}"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                wait_port(APP_PORT, app)
+            front = subprocess.Popen(app_config(s), env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            try:
+                wait_port(PORT, front)
+                time.sleep(0.3)  # an exec: app says it is ready
+                pids = [front.pid] + ([app.pid] if app else [])
+                before = sum(cpu_seconds(p) for p in pids)
+                rps, _, errors, _ = wrk(f"http://127.0.0.1:{PORT}/api/x", 32)
+                used = sum(cpu_seconds(p) for p in pids) - before
+                if errors:
+                    print(f"  app-small {s}: {errors}", file=sys.stderr)
+                got[s].append(rps)
+                cpu[s].append(used * 1e6 / max(rps * SECONDS, 1))
+            finally:
+                for p in (front, app):
+                    if p and p.poll() is None:
+                        p.terminate()
+                        p.wait(timeout=30)
+    median = lambda d: {s: statistics.median(v) for s, v in d.items()}
+    return median(got), "req/s", median(cpu)
+
+
 def throughput(case):
     servers, path, conns, script, tls, figure = THROUGHPUT[case]
     got = {s: [] for s in servers}
@@ -537,7 +619,7 @@ def main():
     # A handler here is reset to the default in each server it execs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cases = os.environ.get("BENCH_CASES")
-    want = cases.split(",") if cases else list(THROUGHPUT) + ["css100k-br-gzip"] + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
+    want = cases.split(",") if cases else list(THROUGHPUT) + ["css100k-br-gzip", "app-small"] + list(H2) + ["memory", "h2-memory", "syscalls", "instructions"]
     rows = []
     for case in want:
         t0 = time.time()
@@ -549,6 +631,10 @@ def main():
             res, figure, cpu = h2_throughput(case)
             rows.append((case, res, figure))
             res, figure, case = cpu, "us", f"{case} server CPU/req"
+        elif case == "app-small":
+            res, figure, cpu = app_throughput()
+            rows.append((case, res, figure))
+            res, figure, case = cpu, "us", f"{case} front+app CPU/req"
         elif case == "css100k-br-gzip":
             r, size, cpu = compressed()
             rows.append((case, r, "req/s"))

@@ -22,6 +22,7 @@ if ((${#missing[@]})); then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --quiet --features cli
+cargo build --release --quiet --example app_worker
 cargo build --release --quiet --manifest-path benches/floor/Cargo.toml
 # 10,000 idle connections, client and server on this machine.
 ulimit -n "$(ulimit -Hn)"

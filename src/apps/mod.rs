@@ -490,9 +490,14 @@ impl PoolLoop {
                 "app line: a connection given back before the loops run; closed"
             );
         };
-        let socket = match m.peer.as_deref().and_then(|p| p.parse().ok()) {
-            Some(a) => Socket::with_peer(fd, Addr::Inet(a)),
-            None => Socket::new(fd),
+        let peer = match m.peer.as_deref().and_then(|p| p.parse().ok()) {
+            Some(a) => Addr::Inet(a),
+            None => sys::peer_addr(fd.as_fd()),
+        };
+        // Adopted once already, here: only what it is is asked again.
+        let socket = match sys::classify(fd.as_fd()) {
+            Ok(sys::SockKind::Stream { unix }) => Socket::prepared(fd, peer, unix),
+            _ => return tracing::warn!("app line: given back something not a connection; closed"),
         };
         let s = Submission {
             socket,

@@ -49,6 +49,7 @@ mod connections;
 mod date;
 mod hand_off;
 mod inbox;
+mod lines;
 mod observe;
 mod options;
 mod per_client;
@@ -157,6 +158,8 @@ pub struct Server {
     admission: Admission,
     /// TLS WebSockets relayed to workers, in a token space of their own.
     relays: Relays,
+    /// Lines an HTTP process lends connections on (an app process's).
+    lines: lines::Lines,
     now: Instant,
     inbox: Inbox,
     hand_off: Option<hand_off::Hook>,
@@ -184,6 +187,7 @@ impl Server {
             shared,
             admission: Admission::default(),
             relays: Relays::default(),
+            lines: lines::Lines::default(),
             now: Instant::now(),
             inbox,
             hand_off: None,
@@ -328,6 +332,10 @@ impl Server {
                     self.accept_from(t);
                 }
                 t if t >= RELAY_TOKENS => self.relays.ready(self.poll.registry(), t, ev),
+                t if t >= lines::LINE_TOKENS => {
+                    self.line_ready(t);
+                    self.give_handed();
+                }
                 t => {
                     let registry = self.poll.registry();
                     self.conns
@@ -342,6 +350,9 @@ impl Server {
         self.conns.fire_timers(self.now, &mut self.shared, registry);
         self.give_handed();
         self.admit();
+        if !self.lines.is_empty() {
+            self.lines_finishing();
+        }
         turn.map(drop)
     }
 
@@ -357,7 +368,10 @@ impl Server {
 
     /// True when there is nothing left to serve.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty() && self.admission.is_empty() && self.relays.len() == 0
+        self.conns.is_empty()
+            && self.admission.is_empty()
+            && self.relays.len() == 0
+            && self.lines.is_empty()
     }
 
     /// TLS WebSocket connections being relayed to workers.

@@ -176,6 +176,13 @@ impl Socket {
         }
     }
 
+    /// A connected socket another process adopted already (non-blocking,
+    /// `TCP_NODELAY`: every copy of a socket shares them; received
+    /// close-on-exec): nothing is asked of the kernel again.
+    pub(crate) fn prepared(fd: OwnedFd, peer: Addr, unix: bool) -> Self {
+        Socket::accepted(fd, peer, unix, TlsMode::Off.into())
+    }
+
     pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, wrapping: Wrapping) -> Self {
         Socket {
             fd,
