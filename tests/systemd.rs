@@ -865,3 +865,78 @@ echo "users: $(ps -o user= -C handoff | sort -u | tr '\n' ' ')"
         assert!(said.lines().any(|l| l == line), "{line:?} not in:\n{said}");
     }
 }
+
+/// An app process of our example's, started by its own socket unit.
+const APP_SOCKET: &[u8] = b"[Unit]
+Description=an app behind handoff --app
+
+[Socket]
+ListenSequentialPacket=/run/app.sock
+SocketMode=0666
+
+[Install]
+WantedBy=sockets.target
+";
+const APP_SERVICE: &[u8] = b"[Unit]
+Description=an app behind handoff --app
+Requires=app.socket
+
+[Service]
+ExecStart=/usr/local/bin/app_worker
+DynamicUser=yes
+";
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, sh, systemd-nspawn"]
+fn an_app_started_by_its_own_socket_unit_answers_on_the_clients_socket() {
+    let app = std::path::Path::new(env!("CARGO_BIN_EXE_handoff"))
+        .parent()
+        .unwrap()
+        .join("examples/app_worker");
+    let app = std::fs::read(&app).expect("examples/app_worker, built by cargo test");
+    let c = Container::boot_installed(&[
+        ("app.socket", APP_SOCKET),
+        ("app.service", APP_SERVICE),
+        ("app_worker", &app),
+    ]);
+    c.ok("install -m 0755 /opt/pkg/app_worker /usr/local/bin/app_worker");
+    c.ok("echo 'app = [\"/api=unix:/run/app.sock\"]' >> /etc/handoff/handoff.toml");
+    c.ok("handoff check --config /etc/handoff/handoff.toml");
+    c.ok("systemctl enable --now app.socket handoff.socket");
+    // One keep-alive connection (curl's), alternating the app and a file.
+    let urls: String = (0..20)
+        .map(|i| format!(" http://127.0.0.1:8080/api/{i} http://127.0.0.1:8080/a.txt"))
+        .collect();
+    let mut said = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            said = text(&c.sh(&format!("curl -sfi{urls}")));
+            said.matches("answered by app").count() == 20
+        }),
+        "{said}\n{}",
+        c.journal()
+    );
+    assert_eq!(said.matches("alpha\n").count(), 20, "{said}");
+    // The app that answered is the one its socket started, as its own user.
+    let app_pid = c.main_pid("app.service");
+    assert!(app_pid != 0 && app_pid != c.main_pid("handoff.service"));
+    assert_eq!(
+        said.matches(&format!("X-App-Pid: {app_pid}\r\n")).count(),
+        20,
+        "{said}"
+    );
+    assert!(!c.ok(&format!("ps -o user= -p {app_pid}")).trim().is_empty());
+    // Restarted, the app is reached again by the same HTTP process.
+    let service = c.main_pid("handoff.service");
+    c.ok("systemctl restart app.service");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let again = text(&c.sh("curl -sfi http://127.0.0.1:8080/api/again"));
+            again.contains("answered by app")
+                && !again.contains(&format!("X-App-Pid: {app_pid}\r\n"))
+        }),
+        "{}",
+        c.journal()
+    );
+    assert_eq!(c.main_pid("handoff.service"), service);
+}
