@@ -396,9 +396,19 @@ fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
     // Each process had its own apps; those of the old ones are gone.
     assert!(all.len() >= 4, "{all:?}");
     assert!(first_apps.iter().all(|&p| !alive(p)), "{first_apps:?}");
-    assert_eq!(children_of(serving).len(), 2);
+    let apps = children_of(serving);
+    assert_eq!(apps.len(), 2);
+    // A drain: the apps hold nothing, the process exits, its apps with it.
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(serving),
         nix::sys::signal::Signal::SIGTERM,
     );
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(serving)),
+        "{}",
+        h.log()
+    );
+    assert!(wait_until(Duration::from_secs(5), || apps
+        .iter()
+        .all(|&p| !alive(p))));
 }

@@ -4,26 +4,28 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::{AppTarget, FIRST_BACKOFF, HEALTHY_AFTER, MAX_BACKOFF, PoolLoop};
+use super::{AppTarget, FIRST_BACKOFF, HEALTHY_AFTER, MAX_BACKOFF, PoolLoop, locked};
 use crate::sys::{self, fdpass};
 
 pub(super) struct Backend {
     pub(super) route: usize,
     target: AppTarget,
-    pub(super) line: Option<OwnedFd>,
+    pub(super) line: Option<Arc<OwnedFd>>,
     child: Option<Child>,
     started: Instant,
     backoff: Duration,
     pub(super) restart_at: Option<Instant>,
     /// The `FINISH` it was sent, whose `ACK`s say it holds nothing.
     pub(super) finish_id: Option<u64>,
-    /// It said so last, and nothing was lent to it since.
-    pub(super) quiet: bool,
+    /// Finishing: the count of lends it had been sent when it last said
+    /// it held nothing (`Lending::lent`); quiet while that still holds.
+    pub(super) quiet_at: Option<u64>,
 }
 
 impl Backend {
@@ -37,7 +39,7 @@ impl Backend {
             backoff: FIRST_BACKOFF,
             restart_at: None,
             finish_id: None,
-            quiet: false,
+            quiet_at: None,
         }
     }
 
@@ -91,6 +93,8 @@ impl PoolLoop {
         match registered {
             Ok(l) => {
                 tracing::info!(app = %b.name(), pid = b.pid(), "app process ready");
+                let l = Arc::new(l);
+                locked(&self.lending.lines)[i].1 = Some(l.clone());
                 b.line = Some(l);
             }
             Err(e) => {
@@ -122,16 +126,16 @@ impl PoolLoop {
         let ours = self.backends[i].child.is_some();
         tracing::warn!(app = %self.backends[i].name(), pid = self.backends[i].pid(), "app process lost: {why}");
         self.stop(i);
-        let ids: Vec<u64> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.backend == i)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let Some(h) = self.held.remove(&id) else {
-                continue;
-            };
+        let mine: Vec<super::Held> = {
+            let mut held = locked(&self.lending.held);
+            let ids: Vec<u64> = held
+                .iter()
+                .filter(|(_, h)| h.backend == i)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| held.remove(id)).collect()
+        };
+        for h in mine {
             if ours {
                 h.refuse(502, "the app process was lost before it took the request");
             } else {
@@ -145,6 +149,7 @@ impl PoolLoop {
 
     /// Closes the line; kills and reaps the child.
     pub(super) fn stop(&mut self, i: usize) {
+        locked(&self.lending.lines)[i].1 = None;
         let b = &mut self.backends[i];
         if let Some(l) = b.line.take() {
             let _ = self

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Waker};
@@ -103,47 +103,114 @@ pub(crate) struct Lent {
 }
 
 enum Msg {
-    HandOff(Box<HandedOff>),
-    Lend(Box<Lent>),
     /// This process is going: every app gives back what it holds; this
     /// runs each time all have (to wake the HTTP loop).
     Finish(Box<dyn Fn() + Send>),
     /// Where returned connections go.
     Loops(Loops),
+    /// A loop found this process's line broken.
+    Failed(usize),
 }
 
-/// Hands connections to the pool's thread. Cheap to clone.
+/// What the HTTP loops and the pool's thread share: the lines up now, the
+/// connections lent and not yet answered, and how many each process was
+/// lent. A loop lends on the line itself (no hop through the pool's
+/// thread); the pool reads the answers.
+struct Lending {
+    /// Each process's route and, while it is up, its line; by index.
+    lines: Mutex<Vec<(usize, Option<Arc<OwnedFd>>)>>,
+    held: Mutex<HashMap<u64, Held>>,
+    /// Lends each process was sent, counted under `held`'s lock with the
+    /// send (`finish`: a "none left" is believed only if no lend came
+    /// after it).
+    lent: Vec<AtomicU64>,
+    next_id: AtomicU64,
+    turn: AtomicUsize,
+    prefixes: Vec<String>,
+    ack_timeout: Duration,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Lending {
+    /// Lends a connection to a live process of its route; `Some(i)`: the
+    /// line of process `i` failed (the pool takes it for dead).
+    fn lend(&self, mut m: Message, mut held: Held, route: usize) -> Option<usize> {
+        let picked = {
+            let lines = locked(&self.lines);
+            let live: Vec<(usize, &Arc<OwnedFd>)> = lines
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (r, l))| (*r == route).then_some((i, l.as_ref()?)))
+                .collect();
+            (!live.is_empty()).then(|| {
+                let t = self.turn.fetch_add(1, Ordering::Relaxed);
+                let (i, line) = live[t % live.len()];
+                (i, line.clone())
+            })
+        };
+        let prefix = self.prefixes.get(route).map_or("-", String::as_str);
+        let Some((i, line)) = picked else {
+            held.refuse(503, &format!("no app process for {prefix} is running"));
+            return None;
+        };
+        m.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        m.name = Some(prefix.to_string());
+        held.backend = i;
+        let bytes = m.encode();
+        // Held before it is sent, so that the answer finds it; counted
+        // with the send, under the same lock as the pool's "none left".
+        let mut all = locked(&self.held);
+        let sent = fdpass::send_with_fds_now(
+            line.as_fd(),
+            &[io::IoSlice::new(&bytes)],
+            &[held.fd.as_fd()],
+        );
+        match sent {
+            Ok(_) => {
+                self.lent[i].fetch_add(1, Ordering::AcqRel);
+                all.insert(m.id, held);
+                None
+            }
+            Err(e) => {
+                drop(all);
+                held.refuse(503, &format!("the app's line took nothing: {e}"));
+                (e.kind() != io::ErrorKind::WouldBlock).then_some(i)
+            }
+        }
+    }
+}
+
+/// Hands connections to app processes. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Apps {
     tx: mpsc::Sender<Msg>,
     waker: Arc<Waker>,
+    lending: Arc<Lending>,
     /// Finishing, and no app holds a connection of ours (`finish`).
     quiet: Arc<AtomicBool>,
 }
 
 impl Apps {
+    /// Lends a connection a handler handed off (on the calling loop).
     pub(crate) fn hand_off(&self, h: HandedOff) {
-        match self.tx.send(Msg::HandOff(Box::new(h))) {
-            Ok(()) => {
-                let _ = self.waker.wake();
-            }
-            Err(mpsc::SendError(Msg::HandOff(h))) => Held::of(*h, Instant::now())
-                .1
-                .refuse(503, "the app pool is gone"),
-            Err(_) => {}
-        }
+        let (m, held, route) = Held::of(h, Instant::now() + self.lending.ack_timeout);
+        self.lend(m, held, route);
     }
 
     /// Lends a relay's socket (`relay`).
-    pub(crate) fn lend(&self, l: Lent) {
-        match self.tx.send(Msg::Lend(Box::new(l))) {
-            Ok(()) => {
-                let _ = self.waker.wake();
-            }
-            Err(mpsc::SendError(Msg::Lend(l))) => Held::of_lent(*l, Instant::now())
-                .1
-                .refuse(503, "the app pool is gone"),
-            Err(_) => {}
+    pub(crate) fn lend_relay(&self, l: Lent) {
+        let (m, held, route) = Held::of_lent(l, Instant::now() + self.lending.ack_timeout);
+        self.lend(m, held, route);
+    }
+
+    fn lend(&self, m: Message, held: Held, route: usize) {
+        if let Some(failed) = self.lending.lend(m, held, route)
+            && self.tx.send(Msg::Failed(failed)).is_ok()
+        {
+            let _ = self.waker.wake();
         }
     }
 
@@ -178,26 +245,49 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
     let waker = Arc::new(event_loop::waker(&poll)?);
     let (tx, rx) = mpsc::channel();
     let quiet = Arc::new(AtomicBool::new(false));
-    let published = quiet.clone();
+    let mut backends = Vec::new();
+    for (route, rule) in cfg.rules.iter().enumerate() {
+        let n = match rule.target {
+            AppTarget::Exec(_) => cfg.workers.max(1),
+            AppTarget::Unix(_) => 1,
+        };
+        for _ in 0..n {
+            backends.push(Backend::new(route, rule.target.clone()));
+        }
+    }
+    let lending = Arc::new(Lending {
+        lines: Mutex::new(backends.iter().map(|b| (b.route, None)).collect()),
+        held: Mutex::new(HashMap::new()),
+        lent: backends.iter().map(|_| AtomicU64::new(0)).collect(),
+        next_id: AtomicU64::new(1),
+        turn: AtomicUsize::new(0),
+        prefixes: cfg.rules.iter().map(|r| r.prefix.clone()).collect(),
+        ack_timeout: cfg.ack_timeout,
+    });
+    let (published, shared) = (quiet.clone(), lending.clone());
     std::thread::Builder::new()
         .name("app-pool".into())
         .spawn(move || {
             let mut p = PoolLoop {
                 poll,
                 rx,
-                backends: Vec::new(),
+                backends,
                 cfg,
-                held: HashMap::new(),
-                next_id: 1,
+                lending: shared,
+                next_id: 0,
                 loops: None,
-                turn: 0,
                 finishing: false,
                 quiet: published,
                 on_quiet: None,
             };
             p.run();
         })?;
-    Ok(Apps { tx, waker, quiet })
+    Ok(Apps {
+        tx,
+        waker,
+        lending,
+        quiet,
+    })
 }
 
 /// A connection lent to an app until its answer: our copy, for a 503, and
@@ -282,16 +372,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// the back-off over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
+/// How often the pool looks for lent connections past their deadline
+/// (lends do not wake it).
+const EXPIRY_CHECK: Duration = Duration::from_millis(250);
+
 struct PoolLoop {
     poll: Poll,
     rx: mpsc::Receiver<Msg>,
     cfg: AppsConfig,
     backends: Vec<Backend>,
-    held: HashMap<u64, Held>,
+    lending: Arc<Lending>,
+    /// IDs of our own messages (`FINISH`), counting down from the top so
+    /// as never to meet a lend's.
     next_id: u64,
     loops: Option<Loops>,
-    /// Round robin among a route's live processes.
-    turn: usize,
     /// Finishing (`Apps::finish`): no restarts; `quiet` is kept true while
     /// no app holds anything of ours, and `on_quiet` runs when it becomes so.
     finishing: bool,
@@ -301,25 +395,18 @@ struct PoolLoop {
 
 impl PoolLoop {
     fn run(&mut self) {
-        for (route, rule) in self.cfg.rules.clone().iter().enumerate() {
-            let n = match rule.target {
-                AppTarget::Exec(_) => self.cfg.workers.max(1),
-                AppTarget::Unix(_) => 1,
-            };
-            for _ in 0..n {
-                let i = self.backends.len();
-                self.backends.push(Backend::new(route, rule.target.clone()));
-                self.start(i);
-            }
+        for i in 0..self.backends.len() {
+            self.start(i);
         }
         let mut events = Events::with_capacity(64);
         loop {
             let now = Instant::now();
+            let lent = !locked(&self.lending.held).is_empty();
             let next = self
-                .held
-                .values()
-                .map(|h| h.deadline)
-                .chain(self.backends.iter().filter_map(|b| b.restart_at))
+                .backends
+                .iter()
+                .filter_map(|b| b.restart_at)
+                .chain(lent.then_some(now + EXPIRY_CHECK))
                 .min();
             let timeout = next.map(|n| n.saturating_duration_since(now));
             if let Err(e) = event_loop::wait(&mut self.poll, &mut events, timeout) {
@@ -330,16 +417,7 @@ impl PoolLoop {
                     WAKER => {
                         while let Ok(m) = self.rx.try_recv() {
                             match m {
-                                Msg::HandOff(h) => {
-                                    let (m, held, route) =
-                                        Held::of(*h, Instant::now() + self.cfg.ack_timeout);
-                                    self.lend(m, held, route)
-                                }
-                                Msg::Lend(l) => {
-                                    let (m, held, route) =
-                                        Held::of_lent(*l, Instant::now() + self.cfg.ack_timeout);
-                                    self.lend(m, held, route)
-                                }
+                                Msg::Failed(i) => self.died(i, "its line failed"),
                                 Msg::Loops(l) => self.loops = Some(l),
                                 Msg::Finish(on_quiet) => self.finish(on_quiet),
                             }
@@ -363,8 +441,8 @@ impl PoolLoop {
         self.on_quiet = Some(on_quiet);
         for i in 0..self.backends.len() {
             self.backends[i].restart_at = None;
-            let id = self.next_id;
             self.next_id += 1;
+            let id = u64::MAX - self.next_id;
             let Some(line) = &self.backends[i].line else {
                 continue;
             };
@@ -380,52 +458,19 @@ impl PoolLoop {
     /// Finishing: is every app quiet (it said it holds nothing of ours,
     /// and nothing was lent to it since)?
     fn publish_quiet(&mut self) {
-        let quiet = self.finishing
-            && self.backends.iter().enumerate().all(|(i, b)| {
-                b.line.is_none() || (b.quiet && !self.held.values().any(|h| h.backend == i))
-            });
+        let quiet = self.finishing && {
+            let held = locked(&self.lending.held);
+            self.backends.iter().enumerate().all(|(i, b)| {
+                b.line.is_none()
+                    || (b.quiet_at == Some(self.lending.lent[i].load(Ordering::Acquire))
+                        && !held.values().any(|h| h.backend == i))
+            })
+        };
         let was = self.quiet.swap(quiet, Ordering::AcqRel);
         if quiet && !was {
             tracing::info!("every app process has given back what it held");
             if let Some(f) = &self.on_quiet {
                 f();
-            }
-        }
-    }
-
-    /// Lends a connection to a live process of its route.
-    fn lend(&mut self, mut m: Message, mut held: Held, route: usize) {
-        let live: Vec<usize> = (0..self.backends.len())
-            .filter(|&i| self.backends[i].route == route && self.backends[i].line.is_some())
-            .collect();
-        if live.is_empty() {
-            let prefix = self.cfg.rules.get(route).map_or("-", |r| r.prefix.as_str());
-            return held.refuse(503, &format!("no app process for {prefix} is running"));
-        }
-        self.turn = self.turn.wrapping_add(1);
-        let i = live[self.turn % live.len()];
-        m.id = self.next_id;
-        self.next_id += 1;
-        m.name = self.cfg.rules.get(route).map(|r| r.prefix.clone());
-        let sent = match &self.backends[i].line {
-            Some(line) => fdpass::send_with_fds_now(
-                line.as_fd(),
-                &[io::IoSlice::new(&m.encode())],
-                &[held.fd.as_fd()],
-            ),
-            None => Err(io::Error::other("no line")),
-        };
-        match sent {
-            Ok(_) => {
-                held.backend = i;
-                self.backends[i].quiet = false;
-                self.held.insert(m.id, held);
-            }
-            Err(e) => {
-                held.refuse(503, &format!("the app's line took nothing: {e}"));
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    self.died(i, "its line failed");
-                }
             }
         }
     }
@@ -450,20 +495,24 @@ impl PoolLoop {
             };
             match m.kind() {
                 Kind::Ack if self.backends[i].finish_id == Some(m.id) => {
-                    // It held nothing of ours as it said so; if a
-                    // connection lent meanwhile is still unanswered (it
-                    // crossed this answer), it says so again once that
-                    // one is back.
-                    self.backends[i].quiet = !self.held.values().any(|h| h.backend == i);
+                    // It held nothing of ours as it said so. A lend that
+                    // crossed this answer is unanswered still, or counted
+                    // after it (under the same lock): then it says so
+                    // again once that connection is back.
+                    let held = locked(&self.lending.held);
+                    self.backends[i].quiet_at = (!held.values().any(|h| h.backend == i))
+                        .then(|| self.lending.lent[i].load(Ordering::Acquire));
                 }
                 Kind::Ack => {
-                    if let Some(h) = self.held.remove(&m.id) {
+                    let h = locked(&self.lending.held).remove(&m.id);
+                    if let Some(h) = h {
                         let pid = self.backends[i].pid();
                         h.taken(&format!("lent to app pid {}", pid.unwrap_or(0)));
                     }
                 }
                 Kind::Refuse => {
-                    if let Some(h) = self.held.remove(&m.id) {
+                    let h = locked(&self.lending.held).remove(&m.id);
+                    if let Some(h) = h {
                         let why = m.reason.unwrap_or_else(|| "refused".into());
                         h.refuse(503, &format!("the app refused it: {why}"));
                     }
@@ -519,8 +568,7 @@ impl PoolLoop {
     /// started is killed first, so that it can touch none of them; then
     /// they get their 503.
     fn expire(&mut self, now: Instant) {
-        let late: Vec<usize> = self
-            .held
+        let late: Vec<usize> = locked(&self.lending.held)
             .values()
             .filter(|h| h.deadline <= now)
             .map(|h| h.backend)

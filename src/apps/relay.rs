@@ -70,7 +70,7 @@ pub(crate) fn relay(apps: &Apps, route: usize, req: &Request<'_>, res: &mut Resp
             return;
         }
     };
-    apps.lend(Lent {
+    apps.lend_relay(Lent {
         socket: theirs,
         data: request_head(req),
         peer: req.peer_addr().clone(),
