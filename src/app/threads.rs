@@ -119,7 +119,9 @@ fn run(make: &MakeServer, tx: &mpsc::Sender<io::Result<Inbox>>) -> io::Result<()
     loop {
         server.step(None)?;
         let ending = server.is_draining() || server.is_closed() || server.is_handing_over();
-        if ending && server.is_empty() {
+        // A socket queued for it meanwhile (an app's connection given
+        // back) is taken first; once ended, other loops get them.
+        if ending && server.is_empty() && server.inbox().close_if_idle() {
             return Ok(());
         }
     }

@@ -128,6 +128,9 @@ struct Lending {
     turn: AtomicUsize,
     prefixes: Vec<String>,
     ack_timeout: Duration,
+    /// Finishing, and no app holds a connection of ours (`Apps::finish`):
+    /// set by the pool, cleared by each lend, both under `held`'s lock.
+    quiet: AtomicBool,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,6 +175,8 @@ impl Lending {
             Ok(_) => {
                 self.lent[i].fetch_add(1, Ordering::AcqRel);
                 all.insert(m.id, held);
+                // An app holds something of ours again.
+                self.quiet.store(false, Ordering::Release);
                 None
             }
             Err(e) => {
@@ -189,8 +194,6 @@ pub(crate) struct Apps {
     tx: mpsc::Sender<Msg>,
     waker: Arc<Waker>,
     lending: Arc<Lending>,
-    /// Finishing, and no app holds a connection of ours (`finish`).
-    quiet: Arc<AtomicBool>,
 }
 
 impl Apps {
@@ -228,7 +231,7 @@ impl Apps {
     /// Finishing, no app holds a connection of ours: once this process's
     /// own connections are done, nothing of it is left anywhere.
     pub(crate) fn is_quiet(&self) -> bool {
-        self.quiet.load(Ordering::Acquire)
+        self.lending.quiet.load(Ordering::Acquire)
     }
 
     /// The HTTP loops, for the connections apps give back.
@@ -244,7 +247,6 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
     let poll = Poll::new()?;
     let waker = Arc::new(event_loop::waker(&poll)?);
     let (tx, rx) = mpsc::channel();
-    let quiet = Arc::new(AtomicBool::new(false));
     let mut backends = Vec::new();
     for (route, rule) in cfg.rules.iter().enumerate() {
         let n = match rule.target {
@@ -263,31 +265,28 @@ pub(crate) fn start(cfg: AppsConfig) -> io::Result<Apps> {
         turn: AtomicUsize::new(0),
         prefixes: cfg.rules.iter().map(|r| r.prefix.clone()).collect(),
         ack_timeout: cfg.ack_timeout,
+        quiet: AtomicBool::new(false),
     });
-    let (published, shared) = (quiet.clone(), lending.clone());
+    let mut p = PoolLoop {
+        poll,
+        rx,
+        backends,
+        cfg,
+        lending: lending.clone(),
+        next_id: 0,
+        loops: None,
+        finishing: false,
+        on_quiet: None,
+    };
+    // Before the loops serve (a new process of an upgrade is handed
+    // connections at once): each process started, or reached, now.
+    for i in 0..p.backends.len() {
+        p.start(i);
+    }
     std::thread::Builder::new()
         .name("app-pool".into())
-        .spawn(move || {
-            let mut p = PoolLoop {
-                poll,
-                rx,
-                backends,
-                cfg,
-                lending: shared,
-                next_id: 0,
-                loops: None,
-                finishing: false,
-                quiet: published,
-                on_quiet: None,
-            };
-            p.run();
-        })?;
-    Ok(Apps {
-        tx,
-        waker,
-        lending,
-        quiet,
-    })
+        .spawn(move || p.run())?;
+    Ok(Apps { tx, waker, lending })
 }
 
 /// A connection lent to an app until its answer: our copy, for a 503, and
@@ -386,18 +385,15 @@ struct PoolLoop {
     /// as never to meet a lend's.
     next_id: u64,
     loops: Option<Loops>,
-    /// Finishing (`Apps::finish`): no restarts; `quiet` is kept true while
-    /// no app holds anything of ours, and `on_quiet` runs when it becomes so.
+    /// Finishing (`Apps::finish`): no restarts; `Lending::quiet` is kept
+    /// true while no app holds anything of ours, and `on_quiet` runs when
+    /// it becomes so.
     finishing: bool,
-    quiet: Arc<AtomicBool>,
     on_quiet: Option<Box<dyn Fn() + Send>>,
 }
 
 impl PoolLoop {
     fn run(&mut self) {
-        for i in 0..self.backends.len() {
-            self.start(i);
-        }
         let mut events = Events::with_capacity(64);
         loop {
             let now = Instant::now();
@@ -458,15 +454,18 @@ impl PoolLoop {
     /// Finishing: is every app quiet (it said it holds nothing of ours,
     /// and nothing was lent to it since)?
     fn publish_quiet(&mut self) {
-        let quiet = self.finishing && {
-            let held = locked(&self.lending.held);
-            self.backends.iter().enumerate().all(|(i, b)| {
-                b.line.is_none()
-                    || (b.quiet_at == Some(self.lending.lent[i].load(Ordering::Acquire))
-                        && !held.values().any(|h| h.backend == i))
-            })
-        };
-        let was = self.quiet.swap(quiet, Ordering::AcqRel);
+        if !self.finishing {
+            return;
+        }
+        // Judged and stored under the lock a lend takes to clear it.
+        let held = locked(&self.lending.held);
+        let quiet = self.backends.iter().enumerate().all(|(i, b)| {
+            b.line.is_none()
+                || (b.quiet_at == Some(self.lending.lent[i].load(Ordering::Acquire))
+                    && !held.values().any(|h| h.backend == i))
+        });
+        let was = self.lending.quiet.swap(quiet, Ordering::AcqRel);
+        drop(held);
         if quiet && !was {
             tracing::info!("every app process has given back what it held");
             if let Some(f) = &self.on_quiet {
@@ -554,14 +553,20 @@ impl PoolLoop {
             reply: None,
         };
         // Finishing, the other loops end as soon as they are empty; the
-        // first one waits for the apps (`is_quiet`), so it takes them.
-        let inbox = match self.finishing {
+        // first one waits for the apps (`is_quiet`), so it takes them. A
+        // loop that has ended hands the socket back for another.
+        let first = match self.finishing {
             true => &loops.all()[0],
             false => loops.least_loaded(),
         };
-        if let Err(e) = inbox.submit(s) {
-            tracing::warn!("app line: a connection given back was dropped: {e}");
+        let mut s = s;
+        for inbox in std::iter::once(first).chain(loops.all()) {
+            match inbox.try_submit(s) {
+                Ok(_) => return,
+                Err(back) => s = *back,
+            }
         }
+        tracing::warn!("app line: a connection given back, and every loop has ended; closed");
     }
 
     /// Lent connections past their deadline: the app is hung. One we

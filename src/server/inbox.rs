@@ -52,6 +52,9 @@ pub(super) enum Command {
 #[derive(Clone)]
 pub struct Inbox {
     queue: Arc<Mutex<Vec<(Ticket, Submission)>>>,
+    /// The loop has ended (`close_if_idle`): nothing more is queued.
+    /// Read and written under `queue`'s lock.
+    ended: Arc<std::sync::atomic::AtomicBool>,
     tickets: Arc<AtomicU64>,
     replies: Arc<Mutex<Vec<Mail>>>,
     commands: Arc<Mutex<Vec<Command>>>,
@@ -68,6 +71,7 @@ impl Inbox {
     pub(super) fn new(waker: Waker) -> Inbox {
         Inbox {
             queue: Arc::default(),
+            ended: Arc::default(),
             tickets: Arc::default(),
             replies: Arc::default(),
             commands: Arc::default(),
@@ -87,6 +91,31 @@ impl Inbox {
             .push((t, s));
         self.waker.wake()?;
         Ok(t)
+    }
+
+    /// `submit`, unless the loop has ended (`close_if_idle`): then the
+    /// submission comes back, for another loop.
+    pub(crate) fn try_submit(&self, s: Submission) -> Result<Ticket, Box<Submission>> {
+        let t = Ticket(self.tickets.fetch_add(1, Ordering::Relaxed));
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if self.ended.load(Ordering::Relaxed) {
+            return Err(Box::new(s));
+        }
+        q.push((t, s));
+        drop(q);
+        let _ = self.waker.wake();
+        Ok(t)
+    }
+
+    /// A loop about to end: ends its inbox if nothing is queued in it
+    /// (`try_submit` refuses from then on), and says whether it did. With
+    /// something queued, the loop takes it first.
+    pub(crate) fn close_if_idle(&self) -> bool {
+        let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        q.is_empty()
     }
 
     /// Takes a submission back if the loop has not taken it yet: `true`
