@@ -62,7 +62,7 @@ fn cgi_site() -> (tempfile::TempDir, tempfile::TempDir) {
     script(
         b,
         "half.sh",
-        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nstarted\\n'\necho $$ > \"$PIDS\"\nsleep 300\n",
+        "#!/bin/sh\necho $$ > \"$PIDS\"\nprintf 'Content-Type: text/plain\\n\\nstarted\\n'\nsleep 300\n",
     );
     script(
         b,
@@ -184,9 +184,16 @@ fn a_body_over_max_body_gets_413_and_no_script_runs() {
     let h = start(site.path(), bin.path(), &["--max-body", "1000"]);
     let r = post(&h, "/cgi-bin/env.sh", &[b'x'; 1001]);
     assert_eq!(r.status, 413);
+    // No script was started for it (it would print its environment).
+    assert!(children_of(h.pid() as i32).is_empty());
+    assert!(!h.log().contains("CGI"), "{}", h.log());
     let r = post(&h, "/cgi-bin/env.sh", &[b'x'; 1000]);
     assert_eq!(r.status, 200);
-    assert!(children_of(h.pid() as i32).is_empty());
+    // Reaped once it has exited, a moment after its answer.
+    assert!(wait_until(Duration::from_secs(5), || children_of(
+        h.pid() as i32
+    )
+    .is_empty()));
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub struct HeaderRule {
 
 /// Fields the server itself frames or that belong to one connection: a
 /// rule may not set them (HTTP/2 forbids the connection-specific ones).
-const REFUSED: [&str; 9] = [
+pub(super) const REFUSED: [&str; 9] = [
     "content-length",
     "transfer-encoding",
     "connection",

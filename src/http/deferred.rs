@@ -71,12 +71,6 @@ pub(crate) struct Stepwise {
     pub(crate) stream: Option<Box<dyn super::body::BodyStream>>,
 }
 
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl Stepwise {
     pub(crate) fn new(is_head: bool, minor: u8, keep_alive: bool) -> Stepwise {
         Stepwise {
@@ -161,7 +155,9 @@ impl Stepwise {
         if self.status == 0 {
             return Err(Misuse("a header before the status"));
         }
-        if !valid_name(name) || value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if !super::token::is_token(name)
+            || value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        {
             return Err(Misuse("an invalid header name or value"));
         }
         let lower = name.to_ascii_lowercase();
@@ -297,7 +293,7 @@ impl Stepwise {
             ));
         }
         for (n, v) in trailers {
-            if !valid_name(n) || v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            if !super::token::is_token(n) || v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(Misuse("an invalid trailer name or value"));
             }
         }

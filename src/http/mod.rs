@@ -21,6 +21,7 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod sink;
 pub(crate) mod status;
+pub(crate) mod token;
 
 #[cfg(test)]
 mod tests;

@@ -26,11 +26,7 @@ pub struct Response<'a> {
     pub(crate) deferred: Option<Deferral>,
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+use super::token::is_token;
 
 impl<'a> Response<'a> {
     pub(crate) fn new(headers: &'a mut Vec<u8>) -> Self {

@@ -34,26 +34,11 @@ pub(super) fn find_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Framing and connection fields are the server's (the engine frames the
-/// body; a script's wrong `Content-Length` must not desynchronise a
-/// keep-alive connection).
-const DROPPED: [&str; 8] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "date",
-];
-
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+/// Framing and connection fields are the server's, as for `--header`
+/// rules (the engine frames the body; a script's wrong `Content-Length`
+/// must not desynchronise a keep-alive connection).
+use super::super::rules::REFUSED as DROPPED;
+use crate::http::token::is_token;
 
 /// Parses the head (the bytes before `find_end`'s offset). `Err`: why it
 /// is not a head, for the log and the 502.
