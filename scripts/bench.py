@@ -527,11 +527,15 @@ def rss_kib(pid):
 
 
 def children(pid):
+    """Every descendant of `pid`: each thread's children (a process started
+    by a thread other than the main one is that thread's child)."""
+    kids = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = [int(x) for x in f.read().split()]
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
     except OSError:
-        return []
+        return kids
     return kids + [g for k in kids for g in children(k)]
 
 

@@ -27,6 +27,9 @@ pub(super) const LINE_TOKENS: usize = usize::MAX / 8;
 pub(super) struct Lines {
     listener: Option<OwnedFd>,
     lines: Slab<Line>,
+    /// Where a message is read into: one for every line, made once (a
+    /// record may be 64 KiB, not to be zeroed for each read).
+    buf: Vec<u8>,
 }
 
 struct Line {
@@ -34,8 +37,10 @@ struct Line {
     /// Where this line's connections go when idle; each holds a clone, so
     /// the count says how many are here.
     back: Mover,
-    /// Answers the line could not take yet.
+    /// Answers the line could not take yet, and whether the loop waits
+    /// for room for them (registered writable too).
     unsent: VecDeque<Vec<u8>>,
+    waiting: bool,
     /// Asked to finish (`FINISH`, its ID), and whether "none left" was
     /// said since the last connection came.
     finishing: Option<u64>,
@@ -55,17 +60,20 @@ impl Server {
     pub(crate) fn add_line(&mut self, line: OwnedFd) -> io::Result<()> {
         sys::prepare_adopted(line.as_fd())?;
         let key = self.lines.lines.vacant_key();
-        let both = Interest::READABLE | Interest::WRITABLE;
+        // Readable only: a line asked for writable too would wake this
+        // loop each time the other side read a message. Writable is asked
+        // for only while an answer waits for room (`flush_line`).
         self.poll.registry().register(
             &mut SourceFd(&line.as_raw_fd()),
             Token(LINE_TOKENS + 1 + key),
-            both,
+            Interest::READABLE,
         )?;
         let fd = Arc::new(line);
         self.lines.lines.insert(Line {
             back: back_on(fd.clone()),
             fd,
             unsent: VecDeque::new(),
+            waiting: false,
             finishing: None,
             said: false,
         });
@@ -113,13 +121,19 @@ impl Server {
     }
 
     fn read_line(&mut self, key: usize) {
-        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        let mut buf = std::mem::take(&mut self.lines.buf);
+        buf.resize(wire::MAX_MESSAGE, 0);
+        self.read_line_into(key, &mut buf);
+        self.lines.buf = buf;
+    }
+
+    fn read_line_into(&mut self, key: usize, buf: &mut [u8]) {
         loop {
             let Some(line) = self.lines.lines.get(key) else {
                 return;
             };
             let fd = line.fd.clone();
-            let rec = match fdpass::recv_with_fds(fd.as_fd(), &mut buf) {
+            let rec = match fdpass::recv_with_fds(fd.as_fd(), buf) {
                 Ok(Some(r)) => r,
                 Err(e) if sys::would_block(&e) => return,
                 // Closed, or failed: the HTTP process is gone. Its
@@ -207,14 +221,33 @@ impl Server {
         let Some(l) = self.lines.lines.get_mut(key) else {
             return;
         };
+        let was_waiting = l.waiting;
         while let Some(b) = l.unsent.front() {
             match fdpass::send_with_fds_now(l.fd.as_fd(), &[IoSlice::new(b)], &[]) {
                 Ok(_) => {
                     l.unsent.pop_front();
                 }
-                Err(e) if sys::would_block(&e) => return,
+                Err(e) if sys::would_block(&e) => {
+                    l.waiting = true;
+                    break;
+                }
                 Err(_) => return self.drop_line(key),
             }
+        }
+        if l.unsent.is_empty() {
+            l.waiting = false;
+        }
+        if l.waiting != was_waiting {
+            let interest = match l.waiting {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            let fd = l.fd.as_raw_fd();
+            let token = Token(LINE_TOKENS + 1 + key);
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut SourceFd(&fd), token, interest);
         }
     }
 
