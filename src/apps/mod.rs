@@ -354,11 +354,7 @@ impl Held {
     /// The app did not take it: the client hears from us.
     fn refuse(self, status: u16, why: &str) {
         tracing::warn!(peer = %sys::peer_addr(self.fd.as_fd()), "app request answered {status}: {why}");
-        let resp = crate::http::encode::canned(status, why, "Retry-After: 1\r\n");
-        // A lent socket's buffer takes this whole; if it does not, the
-        // client sees a closed connection, which is also an answer.
-        let _ = sys::write(self.fd.as_fd(), &resp);
-        let _ = sys::shutdown_write(self.fd.as_fd());
+        crate::server::answer_untaken(self.fd.as_fd(), status, why);
         if let Some(a) = self.access {
             a.write(Some(status), why);
         }
@@ -538,14 +534,8 @@ impl PoolLoop {
                 "app line: a connection given back before the loops run; closed"
             );
         };
-        let peer = match m.peer.as_deref().and_then(|p| p.parse().ok()) {
-            Some(a) => Addr::Inet(a),
-            None => sys::peer_addr(fd.as_fd()),
-        };
-        // Adopted once already, here: only what it is is asked again.
-        let socket = match sys::classify(fd.as_fd()) {
-            Ok(sys::SockKind::Stream { unix }) => Socket::prepared(fd, peer, unix),
-            _ => return tracing::warn!("app line: given back something not a connection; closed"),
+        let Some(socket) = Socket::from_line(fd, m.peer.as_deref()) else {
+            return tracing::warn!("app line: given back something not a connection; closed");
         };
         let s = Submission {
             socket,

@@ -19,7 +19,7 @@ use slab::Slab;
 
 use super::{Mover, Server, Socket};
 use crate::handoff::wire::{self, Kind, Message};
-use crate::sys::{self, Addr, SockKind, fdpass};
+use crate::sys::{self, Addr, fdpass};
 
 pub(super) const LINE_TOKENS: usize = usize::MAX / 8;
 
@@ -187,15 +187,8 @@ impl Server {
             return Err((id, format!("{} fds, not one", fds.len())));
         }
         let fd = fds.remove(0);
-        // The sender adopted it already (non-blocking, TCP_NODELAY: a
-        // socket's copies share them); only what it is is asked.
-        let unix = match sys::classify(fd.as_fd()) {
-            Ok(SockKind::Stream { unix }) => unix,
-            _ => return Err((id, "not a connected stream socket".into())),
-        };
-        let peer = match msg.peer.as_deref().and_then(|p| p.parse().ok()) {
-            Some(a) => Addr::Inet(a),
-            None => Addr::Unknown,
+        let Some(socket) = Socket::from_line(fd, msg.peer.as_deref()) else {
+            return Err((id, "not a connected stream socket".into()));
         };
         let back = match self.lines.lines.get(key) {
             Some(l) => l.back.clone(),
@@ -203,8 +196,7 @@ impl Server {
         };
         let mut pre_read = msg.head;
         pre_read.extend_from_slice(&msg.data);
-        let socket = Socket::prepared(fd, peer, unix).returning(back);
-        self.adopt(socket, &pre_read, true)
+        self.adopt(socket.returning(back), &pre_read, true)
             .map(|_| id)
             .map_err(|e| (id, e.to_string()))
     }

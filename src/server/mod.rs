@@ -74,6 +74,7 @@ use inbox::Command;
 
 pub(crate) use connection::Wrapping;
 pub use connections::Mover;
+pub(crate) use hand_off::answer_untaken;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{AccessLine, Added, HandedOff, Options, Socket};
 pub use per_client::{PerClient, Rate};

@@ -176,11 +176,20 @@ impl Socket {
         }
     }
 
-    /// A connected socket another process adopted already (non-blocking,
-    /// `TCP_NODELAY`: every copy of a socket shares them; received
-    /// close-on-exec): nothing is asked of the kernel again.
-    pub(crate) fn prepared(fd: OwnedFd, peer: Addr, unix: bool) -> Self {
-        Socket::accepted(fd, peer, unix, TlsMode::Off.into())
+    /// A connected socket that came over an app's line, lent or given
+    /// back, with the client's address as the line said it (`PEER`). The
+    /// other process adopted it already (non-blocking, `TCP_NODELAY`:
+    /// every copy of a socket shares them; received close-on-exec): only
+    /// what it is is asked of the kernel. `None`: not a connection.
+    pub(crate) fn from_line(fd: OwnedFd, peer: Option<&str>) -> Option<Self> {
+        let SockKind::Stream { unix } = sys::classify(fd.as_fd()).ok()? else {
+            return None;
+        };
+        let peer = match peer.and_then(|p| p.parse().ok()) {
+            Some(a) => Addr::Inet(a),
+            None => sys::peer_addr(fd.as_fd()),
+        };
+        Some(Socket::accepted(fd, peer, unix, TlsMode::Off.into()))
     }
 
     pub(super) fn accepted(fd: OwnedFd, peer: Addr, unix: bool, wrapping: Wrapping) -> Self {

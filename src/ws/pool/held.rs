@@ -41,11 +41,7 @@ impl Held {
 /// Writes a 503 on a connection the pool could not place, and closes it.
 fn answer_503(fd: OwnedFd, why: &str) {
     tracing::warn!(peer = %sys::peer_addr(fd.as_fd()), "WebSocket upgrade answered 503: {why}");
-    let resp = crate::http::encode::canned(503, why, "Retry-After: 1\r\n");
-    // A fresh socket's buffer takes this whole; if it does not, the client
-    // sees a closed connection, which is also an answer.
-    let _ = sys::write(fd.as_fd(), &resp);
-    let _ = sys::shutdown_write(fd.as_fd());
+    crate::server::answer_untaken(fd.as_fd(), 503, why);
 }
 
 /// The `PASS_CONNECTION` that gives a worker an upgrade (`docs/handoff-protocol.md`):
