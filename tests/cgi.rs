@@ -92,6 +92,21 @@ fn start(site: &Path, bin: &Path, extra: &[&str]) -> Handoff {
     Handoff::start(&args)
 }
 
+/// Like `start`, the scripts told where to write their PIDs (`$PIDS`).
+fn start_telling_pids(site: &Path, bin: &Path, pids: &Path, extra: &[&str]) -> Handoff {
+    let cgi = format!("/cgi-bin={}", bin.display());
+    let mut args = vec![
+        "--root",
+        site.to_str().unwrap(),
+        "--cgi",
+        &cgi,
+        "--cgi-passenv",
+        "PIDS",
+    ];
+    args.extend_from_slice(extra);
+    Handoff::start_env(&[("PIDS", pids.to_str().unwrap())], &args)
+}
+
 fn post(h: &Handoff, path: &str, body: &[u8]) -> Response {
     let mut s = h.connect();
     write!(
@@ -276,18 +291,11 @@ fn a_script_without_a_head_or_that_fails_gets_502_and_its_stderr_is_logged() {
 fn a_script_that_hangs_is_killed_at_the_deadline_with_its_group_and_gets_504() {
     let (site, bin) = cgi_site();
     let pids = tempfile::NamedTempFile::new().unwrap();
-    let h = Handoff::start_env(
-        &[("PIDS", pids.path().to_str().unwrap())],
-        &[
-            "--root",
-            site.path().to_str().unwrap(),
-            "--cgi",
-            &format!("/cgi-bin={}", bin.path().display()),
-            "--cgi-timeout",
-            "1",
-            "--cgi-passenv",
-            "PIDS",
-        ],
+    let h = start_telling_pids(
+        site.path(),
+        bin.path(),
+        pids.path(),
+        &["--cgi-timeout", "1"],
     );
     let began = Instant::now();
     let r = h.get("/cgi-bin/hang.sh");
@@ -336,17 +344,7 @@ fn a_script_that_hangs_is_killed_at_the_deadline_with_its_group_and_gets_504() {
 fn a_client_that_leaves_mid_body_stops_the_script() {
     let (site, bin) = cgi_site();
     let pids = tempfile::NamedTempFile::new().unwrap();
-    let h = Handoff::start_env(
-        &[("PIDS", pids.path().to_str().unwrap())],
-        &[
-            "--root",
-            site.path().to_str().unwrap(),
-            "--cgi",
-            &format!("/cgi-bin={}", bin.path().display()),
-            "--cgi-passenv",
-            "PIDS",
-        ],
-    );
+    let h = start_telling_pids(site.path(), bin.path(), pids.path(), &[]);
     let before = h.settled_fds();
     let mut s = h.connect();
     s.write_all(b"GET /cgi-bin/endless.sh HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -579,17 +577,7 @@ sys.stdout.write(f"hello {name} via {os.environ['REQUEST_METHOD']} {os.environ['
 fn a_running_script_goes_with_a_server_that_is_killed() {
     let (site, bin) = cgi_site();
     let pids = tempfile::NamedTempFile::new().unwrap();
-    let mut h = Handoff::start_env(
-        &[("PIDS", pids.path().to_str().unwrap())],
-        &[
-            "--root",
-            site.path().to_str().unwrap(),
-            "--cgi",
-            &format!("/cgi-bin={}", bin.path().display()),
-            "--cgi-passenv",
-            "PIDS",
-        ],
-    );
+    let mut h = start_telling_pids(site.path(), bin.path(), pids.path(), &[]);
     let mut s = h.connect();
     s.write_all(b"GET /cgi-bin/half.sh HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
