@@ -29,6 +29,9 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils)
 # A real load balancer in front, speaking the PROXY protocol
 # (tests/proxy.rs), and TLS to us for Autobahn over wss (tests/autobahn.rs).
 command -v haproxy >/dev/null || missing+=(haproxy)
+# A real Redis for broadcast routes across instances (tests/bus.rs); the
+# tests start their own redis-server, not the package's service.
+{ command -v redis-server && command -v redis-cli; } >/dev/null || missing+=(redis-server redis-tools)
 # HTTP/2 clients we did not write: nghttp and h2load (tests/http2.rs,
 # scripts/bench.sh); curl's --http2 comes with Debian's curl.
 { command -v nghttp && command -v h2load; } >/dev/null || missing+=(nghttp2-client)

@@ -60,9 +60,19 @@ pub(crate) enum M {
     H2Requests,
     H2GoAway,
     H2Calmed,
+    BusPublished,
+    BusRead,
+    BusRefused,
+    BusConnects,
+    BusLosses,
+    BusGaps,
 }
 
-const COUNT: usize = M::H2Calmed as usize + 1;
+const COUNT: usize = M::BusGaps as usize + 1;
+
+/// Broadcast-bus threads without Redis now (`ws/bus`): the gauge
+/// `handoff_bus_down`, and a word in `STATUS=`.
+pub(crate) static BUS_DOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Each series: metric name, labels, help (given once per name), type.
 const SERIES: [(&str, &str, &str, &str); COUNT] = [
@@ -209,6 +219,27 @@ const SERIES: [(&str, &str, &str, &str); COUNT] = [
         "counter",
     ),
     ("handoff_http2_goaways_total", "reason=\"calm\"", "", ""),
+    (
+        "handoff_bus_messages_total",
+        "way=\"published\"",
+        "Broadcast-bus messages (Redis Streams), by way: published (XADD), read (entries read, each relayed to every worker), refused (Redis away past bus-queue: the sender closed with 1013).",
+        "counter",
+    ),
+    ("handoff_bus_messages_total", "way=\"read\"", "", ""),
+    ("handoff_bus_messages_total", "way=\"refused\"", "", ""),
+    (
+        "handoff_bus_connections_total",
+        "event=\"connected\"",
+        "Broadcast-bus connections to Redis (a reader and a publisher per route), by event: connected, lost.",
+        "counter",
+    ),
+    ("handoff_bus_connections_total", "event=\"lost\"", "", ""),
+    (
+        "handoff_bus_gaps_total",
+        "",
+        "Times a bus reader came back to find entries after its last one gone (trimmed by MAXLEN, or Redis restarted without its data).",
+        "counter",
+    ),
 ];
 
 struct Block([AtomicU64; COUNT]);
@@ -290,6 +321,13 @@ pub(crate) fn render() -> String {
             let _ = writeln!(
                 out,
                 "# HELP handoff_connections_open Connections being served now.\n# TYPE handoff_connections_open gauge\nhandoff_connections_open {open}"
+            );
+        }
+        if i == M::BusGaps as usize {
+            let down = BUS_DOWN.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP handoff_bus_down Broadcast-bus threads (a reader and a publisher per route) without Redis now.\n# TYPE handoff_bus_down gauge\nhandoff_bus_down {down}"
             );
         }
     }

@@ -15,6 +15,8 @@ pub struct Notifier {
     next_ping: Option<Instant>,
     /// Connections and queued sockets last reported.
     last_status: (usize, usize),
+    /// Whether the last report said a broadcast bus had no Redis.
+    last_bus_down: bool,
     next_status: Instant,
     /// A changed STATUS held back by the rate limit.
     pending: bool,
@@ -24,7 +26,11 @@ pub struct Notifier {
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 fn status_line((connections, queued): (usize, usize)) -> String {
-    format!("{connections} connections, {queued} queued")
+    let bus = match crate::metrics::BUS_DOWN.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => "",
+        _ => "; broadcast bus: no Redis (retrying)",
+    };
+    format!("{connections} connections, {queued} queued{bus}")
 }
 
 impl Notifier {
@@ -41,6 +47,7 @@ impl Notifier {
             watchdog,
             next_ping: None,
             last_status: (0, 0),
+            last_bus_down: false,
             next_status: Instant::now(),
             pending: false,
         }
@@ -100,11 +107,17 @@ impl Notifier {
     // instructions a turn for the call).
     #[inline]
     pub fn status(&mut self, now: Instant, counts: (usize, usize)) {
-        if !self.enabled || counts == self.last_status {
+        if !self.enabled {
+            self.pending = false;
+            return;
+        }
+        let bus_down = crate::metrics::BUS_DOWN.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if counts == self.last_status && bus_down == self.last_bus_down {
             self.pending = false;
         } else if now >= self.next_status {
             self.send(&[NotifyState::Status(&status_line(counts))]);
             self.last_status = counts;
+            self.last_bus_down = bus_down;
             self.next_status = now + STATUS_EVERY;
             self.pending = false;
         } else {

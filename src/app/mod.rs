@@ -312,7 +312,9 @@ fn start_ws_pool(
     if cfg.ws.routes.is_empty() {
         return Ok(None);
     }
+    let upgrading = passed.as_ref().is_some_and(|p| p.pool_line.is_some());
     let pool = pool::start(PoolConfig {
+        upgrading,
         workers: cfg.ws.workers,
         worker: cfg.ws.worker.clone(),
         log_args: cfg.log.args(),

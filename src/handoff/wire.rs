@@ -133,6 +133,12 @@ pub mod tag {
     /// a NUL (`encode_env`). With `ROUTE` and `ACCEPT`, the worker need not
     /// parse `HEAD` (sent still, for workers older than these fields).
     pub const ENV: u16 = 16;
+    /// `BROADCAST`, `PASS_CONNECTION` and `PASS_WEBSOCKET` on a route with
+    /// a bus (Redis): a Redis stream ID, two u64s (milliseconds, sequence).
+    /// On a broadcast its place in the stream; on a pass the last entry the
+    /// session was given (or, to a worker, the pool's last), so that it is
+    /// given only what comes after (`ws/bus.rs`).
+    pub const BUS_ID: u16 = 17;
     /// `PASS_CONNECTION`: the socket is an HTTP/2 connection between
     /// requests, and this is its state (settings, windows, the last stream,
     /// the HPACK table: `docs/upgrade.md`), which the receiver goes on
@@ -171,6 +177,28 @@ pub mod flags {
     /// lent it, given back idle (HTTP/1.1 between requests). Not answered:
     /// the sender closed its copy once the message was sent.
     pub const RETURNED: u32 = 512;
+    /// `BROADCAST` from a pool to a worker: the message its session (whose
+    /// serial is the ID) sent was not taken by the bus (Redis away past
+    /// the route's queue): close that session with 1013.
+    pub const REFUSED: u32 = 1024;
+}
+
+/// A Redis stream entry's ID (`ms-seq`), ordered as Redis orders them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BusId(pub u64, pub u64);
+
+impl BusId {
+    /// Parses Redis's text form, `1700000000000-3`.
+    pub fn parse(s: &str) -> Option<BusId> {
+        let (ms, n) = s.split_once('-')?;
+        Some(BusId(ms.parse().ok()?, n.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for BusId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
 }
 
 /// One message, without its fd.
@@ -196,6 +224,8 @@ pub struct Message {
     pub name: Option<String>,
     /// A broadcast's sequence number.
     pub seq: Option<u64>,
+    /// A broadcast's place in its bus's stream (`BUS_ID`).
+    pub bus_id: Option<BusId>,
     /// Bytes queued for an `exec:` child's stdin.
     pub input: Vec<u8>,
     /// An `exec:` child's output line read in part.
@@ -269,6 +299,12 @@ impl Message {
         }
         if let Some(s) = self.seq {
             field(&mut body, tag::SEQ, &s.to_be_bytes());
+        }
+        if let Some(BusId(ms, n)) = self.bus_id {
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&ms.to_be_bytes());
+            v[8..].copy_from_slice(&n.to_be_bytes());
+            field(&mut body, tag::BUS_ID, &v);
         }
         if !self.input.is_empty() {
             field(&mut body, tag::INPUT, &self.input);
@@ -394,6 +430,14 @@ impl Message {
                             .map_err(|_| (m.id, "SEQ is not 8 bytes".to_string()))?,
                     ))
                 }
+                tag::BUS_ID => {
+                    let (ms, n) = v
+                        .split_at_checked(8)
+                        .filter(|(_, n)| n.len() == 8)
+                        .ok_or_else(|| (m.id, "BUS_ID is not 16 bytes".to_string()))?;
+                    let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+                    m.bus_id = Some(BusId(word(ms), word(n)));
+                }
                 tag::INPUT => m.input = v.to_vec(),
                 tag::OUTPUT => m.output = v.to_vec(),
                 tag::PID => {
@@ -505,6 +549,7 @@ mod tests {
             kind: Some(Kind::PassWebsocket),
             id: 3,
             seq: Some(17),
+            bus_id: Some(BusId(1_700_000_000_000, 3)),
             input: b"queued\n".to_vec(),
             output: b"half a li".to_vec(),
             pid: Some(4242),

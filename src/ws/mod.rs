@@ -3,6 +3,7 @@
 //! run the protocol with tungstenite (`worker/`), per path as an echo, a
 //! broadcast channel or a websocketd-style command (`exec.rs`).
 
+pub(crate) mod bus;
 pub(crate) mod deflate;
 pub(crate) mod exec;
 pub(crate) mod handshake;

@@ -25,7 +25,15 @@ pub struct Route {
     /// client offers in `Sec-WebSocket-Protocol`, the first it offers that
     /// is here is answered.
     pub protocols: Vec<String>,
+    /// A broadcast route's bus (`,bus=redis://…`): its messages go through
+    /// a Redis stream shared by every instance (`ws/bus`).
+    pub bus: Option<crate::ws::bus::BusSpec>,
 }
+
+/// Options a route may end with, taken from the end (a command may hold
+/// commas).
+const OPTIONS: [&str; 5] = ["protocols", "bus", "bus-prefix", "bus-maxlen", "bus-queue"];
+const BUS_CA: &str = "bus-ca";
 
 /// A `Sec-WebSocket-Protocol` value is a token (RFC 6455 §4.1, RFC 9110 §5.6.2).
 fn is_token(s: &str) -> bool {
@@ -43,18 +51,39 @@ impl Route {
         let (path, mode) = s
             .split_once('=')
             .ok_or_else(|| format!("{s:?}: expected PATH=MODE"))?;
-        let (mode, protocols) = match mode.rsplit_once(",protocols=") {
-            Some((m, p)) => {
-                let list: Vec<String> = p.split('|').map(str::to_string).collect();
-                if let Some(bad) = list.iter().find(|p| !is_token(p)) {
-                    return Err(format!(
-                        "{s:?}: {bad:?} is not a subprotocol name (a token: letters, digits, !#$%&'*+-.^_`~)"
-                    ));
+        let mut mode = mode;
+        let mut options = Vec::new();
+        while let Some((rest, last)) = mode.rsplit_once(',') {
+            match last.split_once('=') {
+                Some((k, v)) if OPTIONS.contains(&k) || k == BUS_CA => {
+                    options.push((k, v));
+                    mode = rest;
                 }
-                (m, list)
+                _ => break,
             }
-            None => (mode, Vec::new()),
-        };
+        }
+        options.reverse();
+        let mut protocols = Vec::new();
+        let mut bus: Option<crate::ws::bus::BusSpec> = None;
+        for (k, v) in options {
+            match k {
+                "protocols" => {
+                    protocols = v.split('|').map(str::to_string).collect();
+                    if let Some(bad) = protocols.iter().find(|p| !is_token(p)) {
+                        return Err(format!(
+                            "{s:?}: {bad:?} is not a subprotocol name (a token: letters, digits, !#$%&'*+-.^_`~)"
+                        ));
+                    }
+                }
+                "bus" => {
+                    bus = Some(crate::ws::bus::BusSpec::new(v).map_err(|e| format!("{s:?}: {e}"))?)
+                }
+                k => match bus.as_mut() {
+                    Some(b) => b.set(k, v).map_err(|e| format!("{s:?}: {e}"))?,
+                    None => return Err(format!("{s:?}: {k}= needs bus= before it")),
+                },
+            }
+        }
         if !path.starts_with('/') {
             return Err(format!("{s:?}: the path must start with /"));
         }
@@ -77,10 +106,14 @@ impl Route {
                 }
             },
         };
+        if bus.is_some() && mode != Mode::Broadcast {
+            return Err(format!("{s:?}: only a broadcast route has a bus"));
+        }
         Ok(Route {
             path: path.into(),
             mode,
             protocols,
+            bus,
         })
     }
 
@@ -104,6 +137,9 @@ impl Route {
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_mode(f)?;
+        if let Some(b) = &self.bus {
+            write!(f, "{b}")?;
+        }
         if !self.protocols.is_empty() {
             write!(f, ",protocols={}", self.protocols.join("|"))?;
         }
@@ -141,6 +177,8 @@ mod tests {
             "/raw=exec-binary:cat -u",
             "/chat=echo,protocols=chat|superchat",
             "/mq=exec:relay a,b,protocols=mqtt",
+            "/chat=broadcast,bus=redis://127.0.0.1:6379/",
+            "/chat=broadcast,bus=rediss://db.example:6380/,bus-prefix=site:,bus-maxlen=500,bus-queue=20,protocols=chat",
         ] {
             assert_eq!(Route::parse(s).unwrap().to_string(), s);
         }
@@ -150,6 +188,18 @@ mod tests {
         assert!(Route::parse("/x=echo,protocols=").is_err());
         assert!(Route::parse("/x=echo,protocols=a b").is_err());
         assert!(Route::parse("/x=echo,protocols=a|").is_err());
+        assert!(
+            Route::parse("/x=echo,bus=redis://h/").is_err(),
+            "echo has no bus"
+        );
+        assert!(Route::parse("/x=broadcast,bus-queue=3").is_err(), "no bus");
+        assert!(Route::parse("/x=broadcast,bus=http://h/").is_err());
+        let r = Route::parse("/x=broadcast,bus=redis://:pw@h:1/,bus-queue=3").unwrap();
+        assert_eq!(r.bus.as_ref().map(|b| b.queue), Some(3));
+        assert_eq!(
+            r.to_string(),
+            "/x=broadcast,bus=redis://:***@h:1/,bus-queue=3"
+        );
         let r = Route::parse("/mq=exec:relay a,b,protocols=mqtt").unwrap();
         assert_eq!(
             r.mode,

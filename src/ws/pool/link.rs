@@ -178,6 +178,10 @@ impl PoolLoop {
     /// A broadcast from one of our workers (`origin`) or from the old
     /// process's pool (`None`).
     pub(super) fn broadcast_from(&mut self, mut m: Message, origin: Option<usize>) {
+        if let Some(r) = m.name.as_deref().and_then(|p| self.bus_of(p)) {
+            // Both processes read the bus: nothing goes up the line.
+            return self.publish(r, m, origin);
+        }
         if self.moving() {
             // The new pool numbers it and sends it back down to us.
             if let Some(l) = &self.link
@@ -203,21 +207,16 @@ impl PoolLoop {
 
     /// Answers a worker about a session it gave back (a worker that is
     /// gone needs no answer).
-    fn tell(&self, worker: usize, m: &Message) {
-        if let Some(c) = &self.workers[worker].ctl {
-            let _ = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&m.encode())], &[]);
-        }
+    fn tell(&mut self, worker: usize, m: &Message) {
+        self.send_worker(worker, &m.encode());
     }
 
     /// Sends a numbered broadcast to every worker but `except`.
-    fn relay(&self, m: &Message, except: Option<usize>) {
+    pub(super) fn relay(&mut self, m: &Message, except: Option<usize>) {
         let rec = m.encode();
-        for (j, w) in self.workers.iter().enumerate() {
-            if Some(j) != except
-                && let Some(c) = &w.ctl
-                && let Err(e) = fdpass::send_with_fds(c.as_fd(), &[IoSlice::new(&rec)], &[])
-            {
-                tracing::warn!(worker = j, "broadcast not relayed: {e}");
+        for j in 0..self.workers.len() {
+            if Some(j) != except {
+                self.send_worker(j, &rec);
             }
         }
     }
@@ -226,7 +225,7 @@ impl PoolLoop {
     /// and the worker hears the new side's answer.
     pub(super) fn forward_session(&mut self, worker: usize, mut m: Message, fds: Vec<OwnedFd>) {
         let worker_id = m.id;
-        let refuse = |p: &PoolLoop, why: &str| p.tell(worker, &Message::refuse(worker_id, why));
+        let refuse = |p: &mut PoolLoop, why: &str| p.tell(worker, &Message::refuse(worker_id, why));
         let Some(l) = self.link.as_mut().filter(|l| l.to_new) else {
             return refuse(self, "no upgrade under way");
         };
@@ -321,6 +320,15 @@ impl PoolLoop {
     fn take_session(&mut self, mut m: Message, fds: Vec<OwnedFd>) {
         let id = m.id;
         let path = m.name.clone().unwrap_or_default();
+        if let Some(r) = self.bus_of(&path) {
+            if let Err(why) = self.bus_owed(r, &mut m) {
+                return self.answer_link(Some(id), Message::refuse(0, why));
+            }
+            if let Err((why, _, _)) = self.give(m, fds, None, Some(id)) {
+                self.answer_link(Some(id), Message::refuse(0, why));
+            }
+            return;
+        }
         let owed = self
             .link
             .as_ref()
@@ -347,6 +355,7 @@ impl PoolLoop {
     /// The line closed: the old process is gone (its part done, or dead).
     fn drop_link(&mut self) {
         let Some(l) = self.link.take() else { return };
+        self.forget_bus_logs();
         let _ = self
             .poll
             .registry()

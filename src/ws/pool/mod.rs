@@ -33,6 +33,7 @@ use crate::handoff::wire::{self, Kind, Message};
 use crate::server::HandedOff;
 use crate::sys::{self, fdpass};
 
+mod bus;
 mod held;
 mod link;
 mod workers;
@@ -57,6 +58,9 @@ pub(crate) struct PoolConfig {
     /// `Command` as each starts (no supplementary groups, as std does when
     /// root starts a process as another user).
     pub run_as: Option<(u32, u32)>,
+    /// The new process of an upgrade: sessions will move in, so what the
+    /// buses read is kept for them from the start (`bus.rs`).
+    pub upgrading: bool,
 }
 
 enum Msg {
@@ -71,6 +75,8 @@ enum Msg {
     LinkToOld(OwnedFd),
     /// Pass this signal on to every worker this pool started.
     Signal(nix::sys::signal::Signal),
+    /// From a route's bus threads.
+    Bus(crate::ws::bus::Event),
 }
 
 /// Hands connections to the pool's thread. Cheap to clone.
@@ -148,6 +154,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 struct Worker {
     ctl: Option<OwnedFd>,
+    /// What waits for room on `ctl` (`handoff/outbox.rs`).
+    out: crate::handoff::outbox::Outbox,
     child: Option<Child>,
     external: Option<PathBuf>,
     load: usize,
@@ -182,10 +190,12 @@ pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
     let poll = Poll::new()?;
     let waker = Arc::new(event_loop::waker(&poll)?);
     let (tx, rx) = mpsc::channel();
+    let buses = start_buses(&cfg, &tx, &waker)?;
     std::thread::Builder::new()
         .name("ws-pool".into())
         .spawn(move || {
             let mut p = PoolLoop {
+                buses,
                 poll,
                 rx,
                 cfg,
@@ -202,8 +212,37 @@ pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
     Ok(Pool { tx, waker })
 }
 
+/// Each route with a bus: its threads, started now (a bad `bus-ca` stops
+/// the start), telling the pool through its channel and waker.
+fn start_buses(
+    cfg: &PoolConfig,
+    tx: &mpsc::Sender<Msg>,
+    waker: &Arc<Waker>,
+) -> io::Result<Vec<Option<bus::RouteBus>>> {
+    let mut buses = Vec::new();
+    for (i, r) in cfg.worker.routes.iter().enumerate() {
+        let Some(spec) = &r.bus else {
+            buses.push(None);
+            continue;
+        };
+        let (tx, waker) = (tx.clone(), waker.clone());
+        let tell: crate::ws::bus::Tell = Arc::new(move |e| {
+            let sent = tx.send(Msg::Bus(e)).is_ok();
+            if sent {
+                let _ = waker.wake();
+            }
+            sent
+        });
+        let publish = crate::ws::bus::start(i, &r.path, spec, tell)?;
+        buses.push(Some(bus::RouteBus::new(&r.path, publish, cfg.upgrading)));
+    }
+    Ok(buses)
+}
+
 struct PoolLoop {
     poll: Poll,
+    /// By route (`cfg.worker.routes`): its bus, if it has one.
+    buses: Vec<Option<bus::RouteBus>>,
     rx: mpsc::Receiver<Msg>,
     /// Shutting down: workers are not restarted; tell this when all are gone.
     stopping: Option<mpsc::Sender<()>>,
@@ -228,6 +267,7 @@ impl PoolLoop {
                 .map(|j| self.cfg.external[j].clone());
             self.workers.push(Worker {
                 ctl: None,
+                out: Default::default(),
                 child: None,
                 external,
                 load: 0,
@@ -266,11 +306,17 @@ impl PoolLoop {
                                 Msg::MoveTo(link, done, then) => self.move_to(link, done, then),
                                 Msg::LinkToOld(link) => self.link_to_old(link),
                                 Msg::Signal(sig) => self.signal_started(sig),
+                                Msg::Bus(e) => self.bus_event(e),
                             }
                         }
                     }
                     LINK => self.read_link(),
-                    i => self.read_worker(i),
+                    i => {
+                        if ev.is_writable() {
+                            self.flush_worker(i);
+                        }
+                        self.read_worker(i);
+                    }
                 }
             }
             self.expire(Instant::now());
@@ -321,7 +367,10 @@ impl PoolLoop {
 
     /// Gives a connection to the least-loaded live worker.
     fn place(&mut self, h: HandedOff) {
-        let (held, msg) = Held::of(h);
+        let (held, mut msg) = Held::of(h);
+        if let Some(r) = msg.route.as_deref().and_then(|p| self.bus_of(p)) {
+            msg.bus_id = self.bus_place(r);
+        }
         if let Err((why, _, Some(held))) = self.give(msg, Vec::new(), Some(held), None) {
             crate::metrics::inc(crate::metrics::M::WsRefusedBusy);
             held.refuse(why);
@@ -356,6 +405,14 @@ impl PoolLoop {
         }
         let mut held = held;
         for i in order {
+            // Not ahead of what waits for it (broadcasts): the worker must
+            // have those first.
+            if !self.workers[i].out.is_empty() {
+                self.flush_worker(i);
+                if !self.workers[i].out.is_empty() {
+                    continue;
+                }
+            }
             let Some(ctl) = &self.workers[i].ctl else {
                 continue;
             };

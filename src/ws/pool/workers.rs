@@ -97,11 +97,67 @@ impl PoolLoop {
         }
     }
 
+    /// Sends a record without fds to worker `i`, after what waits for it;
+    /// a worker that has read nothing for 64 MiB is taken for hung.
+    pub(super) fn send_worker(&mut self, i: usize, rec: &[u8]) {
+        let w = &mut self.workers[i];
+        let Some(ctl) = &w.ctl else { return };
+        let was_waiting = !w.out.is_empty();
+        match w.out.send(ctl.as_fd(), rec) {
+            Ok(true) if !was_waiting => self.watch_writable(i, true),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(worker = i, "WebSocket worker's control line: {e}");
+                // Full for too long: hung; any other error: gone.
+                let death = match e.kind() {
+                    std::io::ErrorKind::Other => Death::Hung,
+                    _ => Death::Gone,
+                };
+                self.died(i, death);
+            }
+        }
+    }
+
+    /// The line to worker `i` has room again: what waits goes.
+    pub(super) fn flush_worker(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let (Some(ctl), false) = (&w.ctl, w.out.is_empty()) else {
+            return;
+        };
+        match w.out.flush(ctl.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => self.watch_writable(i, false),
+            Err(e) => {
+                tracing::warn!(worker = i, "WebSocket worker's control line: {e}");
+                self.died(i, Death::Gone);
+            }
+        }
+    }
+
+    fn watch_writable(&self, i: usize, on: bool) {
+        let Some(ctl) = &self.workers[i].ctl else {
+            return;
+        };
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(e) =
+            self.poll
+                .registry()
+                .reregister(&mut SourceFd(&ctl.as_raw_fd()), Token(i), interest)
+        {
+            tracing::warn!(worker = i, "WebSocket worker's control line: {e}");
+        }
+    }
+
     /// A worker is gone (or hung): answer what it had not taken, and start
     /// another.
     pub(super) fn died(&mut self, i: usize, death: Death) {
         let now = Instant::now();
         let w = &mut self.workers[i];
+        w.out = Default::default();
         if let Some(c) = w.ctl.take() {
             let _ = self
                 .poll

@@ -38,22 +38,72 @@ impl Worker {
         false
     }
 
-    pub(super) fn send_ctl(&self, token: usize, m: &wire::Message) {
-        if let Some(Entry::Ctl(fd)) = self.entries.get(token)
-            && let Err(e) = fdpass::send_with_fds(fd.as_fd(), &[IoSlice::new(&m.encode())], &[])
+    /// Sends to the pool on `token`, after what waits for room there.
+    pub(super) fn send_ctl(&mut self, token: usize, m: &wire::Message) {
+        let Some(Entry::Ctl(fd, out)) = self.entries.get_mut(token) else {
+            return;
+        };
+        let was_waiting = !out.is_empty();
+        match out.send(fd.as_fd(), &m.encode()) {
+            Ok(true) if !was_waiting => self.watch_ctl(token, true),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("worker control send: {e}");
+                self.drop_ctl(token);
+            }
+        }
+    }
+
+    /// The line on `token` has room again: what waits goes.
+    pub(super) fn flush_ctl(&mut self, token: usize) {
+        let Some(Entry::Ctl(fd, out)) = self.entries.get_mut(token) else {
+            return;
+        };
+        if out.is_empty() {
+            return;
+        }
+        match out.flush(fd.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => self.watch_ctl(token, false),
+            Err(e) => {
+                tracing::warn!("worker control send: {e}");
+                self.drop_ctl(token);
+            }
+        }
+    }
+
+    /// Nothing may overtake what waits on a line (a moving session after
+    /// its broadcasts).
+    pub(super) fn ctl_clear(&self, token: usize) -> bool {
+        matches!(self.entries.get(token), Some(Entry::Ctl(_, out)) if out.is_empty())
+    }
+
+    fn watch_ctl(&self, token: usize, on: bool) {
+        let Some(Entry::Ctl(fd, _)) = self.entries.get(token) else {
+            return;
+        };
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(e) =
+            self.poll
+                .registry()
+                .reregister(&mut SourceFd(&fd.as_raw_fd()), Token(token), interest)
         {
-            tracing::debug!("worker control send: {e}");
+            tracing::warn!("worker control line: {e}");
         }
     }
 
     pub(super) fn ctl_tokens(&self) -> Vec<usize> {
         self.entries
             .iter()
-            .filter_map(|(t, e)| matches!(e, Entry::Ctl(_)).then_some(t))
+            .filter_map(|(t, e)| matches!(e, Entry::Ctl(..)).then_some(t))
             .collect()
     }
 
-    pub(super) fn report_load(&self) {
+    pub(super) fn report_load(&mut self) {
         let m = wire::Message::new(Kind::Load, self.live as u64);
         for t in self.ctl_tokens() {
             self.send_ctl(t, &m);
@@ -63,7 +113,7 @@ impl Worker {
     pub(super) fn read_ctl(&mut self, token: usize) {
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
         loop {
-            let Some(Entry::Ctl(fd)) = self.entries.get(token) else {
+            let Some(Entry::Ctl(fd, _)) = self.entries.get(token) else {
                 return;
             };
             let rec = match fdpass::recv_with_fds(fd.as_fd(), &mut buf) {
@@ -105,11 +155,16 @@ impl Worker {
                         &wire::Message::refuse(msg.id, "expected exactly one fd"),
                     );
                 }
+                Kind::Broadcast if msg.flags & wire::flags::REFUSED != 0 => {
+                    self.refused_by_bus(msg.id);
+                }
                 Kind::Broadcast => {
-                    self.seq = msg.seq.unwrap_or(self.seq);
+                    if msg.bus_id.is_none() {
+                        self.seq = msg.seq.unwrap_or(self.seq);
+                    }
                     let binary = msg.flags & wire::flags::BINARY != 0;
                     let path = msg.name.clone().unwrap_or_default();
-                    self.deliver(&path, &msg.data, binary, None);
+                    self.deliver(&path, &msg.data, binary, msg.bus_id);
                 }
                 Kind::PassWebsocket if fds.is_empty() && msg.id == 0 => {
                     self.start_moving(token, msg.seq.unwrap_or(0));
@@ -152,7 +207,7 @@ impl Worker {
     }
 
     pub(super) fn drop_ctl(&mut self, token: usize) {
-        if let Some(Entry::Ctl(fd)) = self.entries.try_remove(token) {
+        if let Some(Entry::Ctl(fd, _)) = self.entries.try_remove(token) {
             let _ = self
                 .poll
                 .registry()
@@ -260,7 +315,7 @@ impl Worker {
             var(crate::ws::PROTOCOL_VAR),
             extensions,
         ));
-        let token = self.insert_session(stream, route, peer.clone(), exec, &[])?;
+        let token = self.insert_session(stream, route, peer.clone(), exec, &[], msg.bus_id)?;
         // The request's access line is the HTTP process's, written when we
         // answer ACK (one line a request); this is the worker's own log.
         tracing::info!(
@@ -305,6 +360,7 @@ impl Worker {
         peer: String,
         exec: Option<crate::ws::exec::Exec>,
         backlog: &[(bool, Vec<u8>)],
+        bus_last: Option<wire::BusId>,
     ) -> Result<usize, String> {
         let raw = stream.fd().as_raw_fd();
         // What arrived before goes through the stream (not tungstenite's
@@ -341,7 +397,10 @@ impl Worker {
             peer,
             frozen: None,
             retry_at: None,
+            serial: self.next_serial,
+            bus_last,
         })));
+        self.next_serial += 1;
         self.live += 1;
         if let Some(exec) = exec {
             self.attach_exec(token, exec);

@@ -42,7 +42,8 @@ fn tungstenite_config(cfg: &WorkerConfig) -> WebSocketConfig {
 }
 
 enum Entry {
-    Ctl(OwnedFd),
+    /// A line to an HTTP process's pool, and what waits for room on it.
+    Ctl(OwnedFd, crate::handoff::outbox::Outbox),
     CtlListener(OwnedFd),
     Ws(Box<WsConn>),
     /// A child's stdout or stdin, standing for the connection it serves.
@@ -65,6 +66,8 @@ pub(crate) struct Worker {
     /// old process of an upgrade).
     moving: Option<usize>,
     next_move: u64,
+    /// The next session's serial (`WsConn::serial`).
+    next_serial: u64,
 }
 
 impl Worker {
@@ -84,6 +87,7 @@ impl Worker {
             seq: 0,
             moving: None,
             next_move: 0,
+            next_serial: 1,
         })
     }
 
@@ -102,7 +106,7 @@ impl Worker {
 
     /// A socket to an HTTP process (one end of a socketpair).
     pub(crate) fn add_ctl(&mut self, fd: OwnedFd) -> io::Result<()> {
-        self.register(fd, Entry::Ctl)
+        self.register(fd, |fd| Entry::Ctl(fd, Default::default()))
     }
 
     /// A listening `SOCK_SEQPACKET` socket HTTP processes connect to
@@ -126,7 +130,7 @@ impl Worker {
     fn has_ctl(&self) -> bool {
         self.entries
             .iter()
-            .any(|(_, e)| matches!(e, Entry::Ctl(_) | Entry::CtlListener(_)))
+            .any(|(_, e)| matches!(e, Entry::Ctl(..) | Entry::CtlListener(_)))
     }
 
     /// Runs until every HTTP process is gone.
@@ -177,7 +181,10 @@ impl Worker {
 
     fn on_event(&mut self, token: usize) {
         match self.entries.get(token) {
-            Some(Entry::Ctl(_)) => self.read_ctl(token),
+            Some(Entry::Ctl(..)) => {
+                self.flush_ctl(token);
+                self.read_ctl(token);
+            }
             Some(Entry::CtlListener(l)) => {
                 let mut accepted = Vec::new();
                 while let Ok((fd, _)) = sys::accept(l.as_fd()) {

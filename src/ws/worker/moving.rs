@@ -20,7 +20,7 @@ pub(super) struct Frozen {
     /// Broadcasts that arrived meanwhile: sent to the client if the move
     /// is refused (the new side sends them if it is taken: they are in the
     /// backlog its pool adds).
-    pub(super) skipped: Vec<(Vec<u8>, bool)>,
+    pub(super) skipped: Vec<(Vec<u8>, bool, Option<wire::BusId>)>,
 }
 
 /// How long after a refused move to try again.
@@ -60,7 +60,13 @@ impl Worker {
     /// messages with its output flushed and not closing.
     fn try_move(&mut self, token: usize) {
         let Some(ctl) = self.moving else { return };
-        let Some(Entry::Ctl(ctl_fd)) = self.entries.get(ctl) else {
+        if !self.ctl_clear(ctl) {
+            self.flush_ctl(ctl);
+            if !self.ctl_clear(ctl) {
+                return; // once what waits has gone
+            }
+        }
+        let Some(Entry::Ctl(ctl_fd, _)) = self.entries.get(ctl) else {
             return;
         };
         let Ok(ctl_fd) = ctl_fd.try_clone() else {
@@ -93,6 +99,7 @@ impl Worker {
         m.name = Some(self.cfg.routes[c.route].path.clone());
         m.data = c.ws.get_ref().pending().to_vec();
         m.seq = Some(self.seq);
+        m.bus_id = c.bus_last;
         let mut fds: Vec<BorrowedFd<'_>> = vec![c.ws.get_ref().fd()];
         if let (Some(x), Some(pidfd)) = (&c.exec, &pidfd) {
             let e = &x.exec;
@@ -175,7 +182,13 @@ impl Worker {
         let skipped = c.frozen.take().map(|f| f.skipped).unwrap_or_default();
         c.retry_at = Some(Instant::now() + RETRY_AFTER);
         let mut failed = false;
-        for (data, binary) in skipped {
+        for (data, binary, bus) in skipped {
+            if bus.is_some() {
+                if c.bus_last >= bus {
+                    continue;
+                }
+                c.bus_last = bus;
+            }
             let m = if binary {
                 Message::binary(data)
             } else {
@@ -273,6 +286,7 @@ impl Worker {
             peer.clone(),
             exec,
             &backlog,
+            msg.bus_id,
         )?;
         tracing::debug!(%peer, route = %self.cfg.routes[route], "WebSocket session moved in");
         self.drive(token);

@@ -19,6 +19,12 @@ pub(super) struct WsConn {
     pub(super) frozen: Option<super::moving::Frozen>,
     /// A move was refused or could not be sent: not before this.
     pub(super) retry_at: Option<Instant>,
+    /// This worker's number for the session, named in its broadcasts (a
+    /// bus that refuses one says whose it was).
+    pub(super) serial: u64,
+    /// On a route with a bus: the last entry it was given (it is given only
+    /// later ones).
+    pub(super) bus_last: Option<wire::BusId>,
 }
 
 pub(super) struct ExecSlot {
@@ -156,9 +162,10 @@ impl Worker {
         })();
         let peer = c.peer.clone();
         let route = c.route;
+        let serial = c.serial;
         for (data, binary) in broadcasts {
             let path = self.cfg.routes[route].path.clone();
-            self.broadcast(path, data, binary);
+            self.broadcast(path, data, binary, serial);
         }
         if let Err(e) = outcome {
             // Say why before dropping the connection (RFC 6455 §7.4.1).
@@ -190,12 +197,12 @@ impl Worker {
     /// the same messages in the same order, which is what lets a session
     /// move between processes without a message lost or doubled. With no
     /// pool, it is delivered here.
-    fn broadcast(&mut self, path: String, data: Vec<u8>, binary: bool) {
+    fn broadcast(&mut self, path: String, data: Vec<u8>, binary: bool, serial: u64) {
         let ctls = self.ctl_tokens();
         if ctls.is_empty() {
             return self.deliver(&path, &data, binary, None);
         }
-        let mut m = wire::Message::new(Kind::Broadcast, 0);
+        let mut m = wire::Message::new(Kind::Broadcast, serial);
         m.name = Some(path);
         m.data = data;
         let kind = if binary { wire::flags::BINARY } else { 0 };
@@ -205,8 +212,15 @@ impl Worker {
         }
     }
 
-    /// Sends a message to every connection on `path` in this worker.
-    pub(super) fn deliver(&mut self, path: &str, data: &[u8], binary: bool, except: Option<usize>) {
+    /// Sends a message to every connection on `path` in this worker; one
+    /// from a bus (`bus`, its stream ID) only to those not given it yet.
+    pub(super) fn deliver(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        binary: bool,
+        bus: Option<wire::BusId>,
+    ) {
         let Some(route) = self.cfg.routes.iter().position(|r| r.path == path) else {
             return;
         };
@@ -214,7 +228,7 @@ impl Worker {
             .entries
             .iter()
             .filter_map(|(t, e)| match e {
-                Entry::Ws(c) if c.route == route && Some(t) != except => Some(t),
+                Entry::Ws(c) if c.route == route && (bus.is_none() || c.bus_last < bus) => Some(t),
                 _ => None,
             })
             .collect();
@@ -223,8 +237,11 @@ impl Worker {
                 continue;
             };
             if let Some(f) = c.frozen.as_mut() {
-                f.skipped.push((data.to_vec(), binary));
+                f.skipped.push((data.to_vec(), binary, bus));
                 continue;
+            }
+            if bus.is_some() {
+                c.bus_last = bus;
             }
             let m = if binary {
                 Message::binary(data.to_vec())
@@ -238,6 +255,27 @@ impl Worker {
                 Err(_) => self.close(t),
             }
         }
+    }
+
+    /// The bus did not take a message this session sent (Redis away past
+    /// the route's queue): the session is closed with 1013, try again
+    /// later, rather than its message dropped without a word.
+    pub(super) fn refused_by_bus(&mut self, serial: u64) {
+        let Some(token) = self.entries.iter().find_map(|(t, e)| match e {
+            Entry::Ws(c) if c.serial == serial => Some(t),
+            _ => None,
+        }) else {
+            return;
+        };
+        if let Some(Entry::Ws(c)) = self.entries.get_mut(token) {
+            tracing::warn!(peer = %c.peer, "a broadcast was refused by the bus (Redis away, queue full): closing its sender with 1013");
+            let _ = c.ws.close(Some(CloseFrame {
+                code: CloseCode::Again,
+                reason: "the broadcast bus is unavailable".into(),
+            }));
+            let _ = c.ws.flush();
+        }
+        self.close(token);
     }
 
     pub(super) fn close(&mut self, token: usize) {

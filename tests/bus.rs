@@ -1,0 +1,395 @@
+//! Broadcast routes across instances through Redis Streams
+//! (`--ws PATH=broadcast,bus=redis://…`, docs/bus.md), with a real
+//! redis-server and a real HAProxy: every client on every instance gets
+//! every message once, all in one order, through a `kill -9` of Redis and
+//! an upgrade of one instance; and a message Redis cannot take in time is
+//! refused to its sender (1013), never dropped without a word.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+/// A redis-server of the test's own on a free port, its data in `dir`
+/// (append-only file, fsync'd on every write: a `kill -9` loses nothing
+/// it answered), killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = free_port();
+        let child = Self::spawn(dir, port);
+        let r = Redis {
+            child,
+            port,
+            dir: dir.into(),
+        };
+        r.wait_ready();
+        r
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("redis.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's package; scripts/test.sh installs it)")
+    }
+
+    fn wait_ready(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.ping()),
+            "redis-server did not answer:\n{}",
+            std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+        );
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 64];
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read(&mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Started again on the same port, from its append-only file.
+    fn restart(&mut self) {
+        self.child = Self::spawn(&self.dir, self.port);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn connect(addr: SocketAddr, path: &str) -> Ws {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), s).expect("handshake");
+    ws
+}
+
+/// A client that records every text it receives until it has `want`
+/// (set by the test once the senders are done) and nothing more comes for
+/// a while, or nothing at all comes for 15 s.
+fn listener(
+    mut ws: Ws,
+    want: Arc<Mutex<Option<usize>>>,
+) -> std::thread::JoinHandle<(Vec<String>, Option<String>)> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut quiet_since = Instant::now();
+        loop {
+            let wanted = *want.lock().unwrap();
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    got.push(t.to_string());
+                    quiet_since = Instant::now();
+                }
+                Ok(Message::Close(c)) => return (got, Some(format!("closed: {c:?}"))),
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if let Some(w) = wanted
+                        && (got.len() >= w && quiet_since.elapsed() > Duration::from_millis(500)
+                            || quiet_since.elapsed() > Duration::from_secs(15))
+                    {
+                        return (got, None);
+                    }
+                }
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+    })
+}
+
+/// Three instances on one Redis, each with a plain listener (the senders)
+/// and a PROXY v2 one (HAProxy), and `--metrics` for HAProxy's checks.
+fn instances(redis: &Redis, site: &Path) -> Vec<Handoff> {
+    (0..3)
+        .map(|_| {
+            Handoff::start(&[
+                "--root",
+                &root_arg(site),
+                "--listen",
+                "127.0.0.1:0,proxy=v2",
+                "--metrics",
+                "127.0.0.1:0",
+                "--ws",
+                &format!("/chat=broadcast,bus={}", redis.url()),
+                "--ws-workers",
+                "2",
+            ])
+        })
+        .collect()
+}
+
+fn metrics_port(h: &Handoff) -> u16 {
+    h.lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|a| a.trim_end_matches("/metrics").parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no metrics line: {:?}", h.lines))
+        .port()
+}
+
+fn metric(h: &Handoff, name: &str) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", metrics_port(h))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The numbers of each sender's messages not in `got`, as ranges.
+fn missing(got: &[String], sent: &[usize]) -> String {
+    let mut out = String::new();
+    for (i, &n) in sent.iter().enumerate() {
+        let have: std::collections::HashSet<&str> = got.iter().map(String::as_str).collect();
+        let mut run: Option<(usize, usize)> = None;
+        for m in 0..n {
+            if have.contains(format!("s{i}-{m}").as_str()) {
+                if let Some((a, b)) = run.take() {
+                    out += &format!("s{i}:{a}-{b} ");
+                }
+            } else {
+                run = Some(run.map_or((m, m), |(a, _)| (a, m)));
+            }
+        }
+        if let Some((a, b)) = run {
+            out += &format!("s{i}:{a}-{b} ");
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server and haproxy"]
+fn thirty_clients_on_three_instances_get_every_message_once_in_one_order_through_a_redis_kill_and_an_upgrade()
+ {
+    let site = site();
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(data.path());
+    let hs = instances(&redis, site.path());
+    for h in &hs {
+        assert!(
+            wait_until(Duration::from_secs(10), || metric(h, "handoff_bus_down")
+                == Some(0)),
+            "the bus did not connect\n{}",
+            h.log()
+        );
+    }
+    let front = free_port();
+    let servers: String = hs
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            format!(
+                "    server h{i} {} send-proxy-v2 check port {} inter 200ms\n",
+                h.nth_addr(1),
+                metrics_port(h)
+            )
+        })
+        .collect();
+    let ha = haproxy(&format!(
+        "global
+    log stderr format raw local0
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 60s
+frontend chat
+    bind 127.0.0.1:{front}
+    default_backend instances
+backend instances
+    balance roundrobin
+    option httpchk GET /metrics
+{servers}"
+    ));
+    let via: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    // All three up in HAProxy's eyes before the clients come.
+    std::thread::sleep(Duration::from_millis(1500));
+    let want = Arc::new(Mutex::new(None));
+    let listeners: Vec<_> = (0..30)
+        .map(|_| listener(connect(via, "/chat"), want.clone()))
+        .collect();
+    // HAProxy spread them: each instance took some.
+    for (i, h) in hs.iter().enumerate() {
+        let taken = h.log().matches("\"GET /chat HTTP/1.1\" 101").count();
+        assert!(
+            (5..=15).contains(&taken),
+            "instance {i} took {taken} of 30\n{}",
+            ha.said()
+        );
+    }
+
+    // One sender on each instance: numbered messages every 2 ms for 10 s.
+    // It hears every message too; what has come is read between sends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = hs
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut ws = connect(h.addr, "/chat");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                let mut heard = Vec::new();
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = ws.send(Message::text(format!("s{i}-{n}"))) {
+                        return (n, Some(format!("send: {e}")), heard, ws);
+                    }
+                    n += 1;
+                    ws.get_ref().set_nonblocking(true).unwrap();
+                    while let Ok(m) = ws.read() {
+                        if let Message::Text(t) = m {
+                            heard.push(t.to_string());
+                        }
+                    }
+                    ws.get_ref().set_nonblocking(false).unwrap();
+                    let next = start + Duration::from_millis(2 * n as u64);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                (n, None, heard, ws)
+            })
+        })
+        .collect();
+
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    // Redis killed for 2 s, then started again from its append-only file.
+    redis.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    redis.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    // An upgrade of the second instance while the messages flow.
+    let old = hs[1].pid() as i32;
+    hs[1].signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(20), || !alive(old)),
+        "the old process did not hand everything over\n{}",
+        hs[1].log()
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    let mut heard = Vec::new();
+    for (i, s) in senders.into_iter().enumerate() {
+        let (n, error, so_far, ws) = s.join().unwrap();
+        assert_eq!(error, None, "sender {i}");
+        sent.push(n);
+        heard.push((so_far, ws));
+    }
+    let total: usize = sent.iter().sum();
+    *want.lock().unwrap() = Some(total);
+    // The senders hear the rest.
+    let mut clients: Vec<(String, Vec<String>)> = Vec::new();
+    for (i, (mut got, mut ws)) in heard.into_iter().enumerate() {
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        while got.len() < total {
+            match ws.read() {
+                Ok(Message::Text(t)) => got.push(t.to_string()),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("sender {i} after {} of {total}: {e}", got.len());
+                    break;
+                }
+            }
+        }
+        clients.push((format!("sender {i}"), got));
+    }
+    for (k, l) in listeners.into_iter().enumerate() {
+        let (got, error) = l.join().unwrap();
+        assert_eq!(error, None, "listener {k} after {} messages", got.len());
+        clients.push((format!("listener {k}"), got));
+    }
+
+    let mut first: Option<Vec<String>> = None;
+    for (k, got) in clients {
+        let mut seen = std::collections::HashSet::new();
+        for m in &got {
+            assert!(seen.insert(m.clone()), "listener {k} got {m} twice");
+        }
+        assert_eq!(
+            got.len(),
+            total,
+            "{k}: {} of {total}; missing {}",
+            got.len(),
+            missing(&got, &sent)
+        );
+        // Each sender's messages in the order it sent them.
+        for (i, &n) in sent.iter().enumerate() {
+            let prefix = format!("s{i}-");
+            let mine: Vec<usize> = got
+                .iter()
+                .filter_map(|m| m.strip_prefix(&prefix)?.parse().ok())
+                .collect();
+            assert_eq!(mine, (0..n).collect::<Vec<_>>(), "listener {k}, sender {i}");
+        }
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert!(f == &got, "listener {k} saw another order"),
+        }
+    }
+    assert!(total > 3 * 2000, "sent {sent:?}");
+    for h in &hs {
+        let log = h.log();
+        assert!(log.contains("Redis lost"), "{log}");
+        assert!(!log.contains("lost: the stream"), "{log}");
+    }
+    drop(ha);
+}
