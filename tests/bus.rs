@@ -30,7 +30,10 @@ struct Redis {
 
 impl Redis {
     fn start(dir: &Path) -> Redis {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    fn start_on(dir: &Path, port: u16) -> Redis {
         let child = Self::spawn(dir, port);
         let r = Redis {
             child,
@@ -392,4 +395,100 @@ backend instances
         assert!(!log.contains("lost: the stream"), "{log}");
     }
     drop(ha);
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server"]
+fn without_redis_messages_wait_up_to_the_queue_and_past_it_the_sender_is_closed_with_1013() {
+    let site = site();
+    let data = tempfile::tempdir().unwrap();
+    // Nothing listens there yet.
+    let port = free_port();
+    let mut n = NotifySocket::new();
+    let h = Handoff::start_env(
+        &[n.env(), ("WATCHDOG_USEC", "300000")],
+        &[
+            "--root",
+            &root_arg(site.path()),
+            "--metrics",
+            "127.0.0.1:0",
+            "--ws",
+            &format!("/chat=broadcast,bus=redis://127.0.0.1:{port}/,bus-queue=5"),
+        ],
+    );
+    // Said in the log, the metrics and STATUS=.
+    assert!(
+        wait_until(Duration::from_secs(5), || h.log().contains("no Redis")),
+        "{}",
+        h.log()
+    );
+    assert_eq!(metric(&h, "handoff_bus_down"), Some(2));
+    assert!(
+        n.wait_for("broadcast bus: no Redis", Duration::from_secs(5))
+            .is_some(),
+        "{:?}",
+        n.got
+    );
+    let mut listener = connect(h.addr, "/chat");
+    let mut sender = connect(h.addr, "/chat");
+    for i in 0..8 {
+        if sender.send(Message::text(format!("m{i}"))).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sixth did not fit: its sender is closed with 1013, try again later.
+    sender
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let close = loop {
+        match sender.read() {
+            Ok(Message::Close(c)) => break c,
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}\n{}", h.log()),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(u16::from(close.code), 1013, "{close:?}");
+    assert!(metric(&h, "handoff_bus_messages_total{way=\"refused\"}").unwrap_or(0) >= 1);
+
+    // Redis comes: the five that waited go out, in order, and the other
+    // client (never closed) hears exactly those.
+    let redis = Redis::start_on(data.path(), port);
+    listener
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        match listener.read() {
+            Ok(Message::Text(t)) => got.push(t.to_string()),
+            Ok(_) => {}
+            Err(e) => panic!("after {got:?}: {e}\n{}", h.log()),
+        }
+    }
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(wait_until(Duration::from_secs(5), || metric(
+        &h,
+        "handoff_bus_down"
+    ) == Some(0)));
+    // A later STATUS= no longer says so.
+    let cleared = |m: &[String]| {
+        m.iter()
+            .rposition(|x| x.contains("broadcast bus"))
+            .is_some_and(|last| {
+                m[last..]
+                    .iter()
+                    .any(|x| x.contains("STATUS=") && !x.contains("broadcast bus"))
+            })
+    };
+    assert!(n.until(Duration::from_secs(5), cleared), "{:?}", n.got);
+    // Nothing more, and nothing refused twice.
+    listener
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(matches!(listener.read(), Err(_)), "a sixth message");
+    drop(redis);
 }

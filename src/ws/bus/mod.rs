@@ -19,7 +19,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::handoff::wire::BusId;
@@ -191,14 +191,18 @@ pub(crate) fn start(
         .client()
         .map_err(|e| std::io::Error::other(format!("{}: {e}", masked(&spec.url))))?;
     let key = spec.key(path);
+    // Nothing is published before the reader knows where it starts: our
+    // clients hear their own first messages too.
+    let placed = Arc::new(AtomicBool::new(false));
     read::start(
         route,
         key.clone(),
         client.clone(),
         spec.url.clone(),
         tell.clone(),
+        placed.clone(),
     )?;
-    publish::start(key, client, spec.clone(), tell)
+    publish::start(key, client, spec.clone(), tell, placed)
 }
 
 /// How long to wait for Redis before calling it away.

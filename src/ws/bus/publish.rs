@@ -12,7 +12,8 @@
 //! sends only what is not there.
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -24,6 +25,8 @@ const BATCH: usize = 256;
 /// How many of the stream's last entries are looked through for ours
 /// after a lost answer (at least the batch that was lost).
 const LOOK_BACK: usize = 4 * BATCH;
+/// How often the publisher looks whether the reader has started.
+const WAIT_FOR_READER: Duration = Duration::from_millis(20);
 /// With nothing to send, Redis is asked whether it is there this often.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
@@ -59,6 +62,7 @@ pub(super) fn start(
     client: redis::Client,
     spec: BusSpec,
     tell: Tell,
+    placed: Arc<AtomicBool>,
 ) -> std::io::Result<Publish> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
@@ -74,6 +78,7 @@ pub(super) fn start(
                 next: 0,
                 queue: VecDeque::new(),
                 unsure: false,
+                placed,
             }
             .run(&client)
         })?;
@@ -108,12 +113,20 @@ struct Publisher {
     /// A batch was sent and its answer lost: some of the queue's front may
     /// be in the stream already.
     unsure: bool,
+    /// The reader knows where it starts: messages may go.
+    placed: Arc<AtomicBool>,
 }
 
 impl Publisher {
     fn run(&mut self, client: &redis::Client) {
         let mut conn: Option<redis::Connection> = None;
         loop {
+            if !self.placed.load(Ordering::Acquire) {
+                if !self.take_for(WAIT_FOR_READER) {
+                    return;
+                }
+                continue;
+            }
             if conn.is_none() {
                 match connect(client).and_then(|mut c| {
                     self.skip_published(&mut c)?;

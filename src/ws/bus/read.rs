@@ -3,6 +3,9 @@
 //! is opened again and reading goes on from that ID: what was added
 //! meanwhile (and the stream still holds) comes first.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use redis::Value;
 
 use super::{Entry, Event, Health, Tell, connect};
@@ -19,10 +22,11 @@ pub(super) fn start(
     client: redis::Client,
     url: String,
     tell: Tell,
+    placed: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ws-bus-read".into())
-        .spawn(move || Reader::new(route, key, &url, tell).run(&client))?;
+        .spawn(move || Reader::new(route, key, &url, tell, placed).run(&client))?;
     Ok(())
 }
 
@@ -33,11 +37,14 @@ struct Reader {
     tell: Tell,
     /// The last entry given to the pool.
     last: Option<BusId>,
+    /// Set once `last` is first known (the publisher waits for it).
+    placed: Arc<AtomicBool>,
 }
 
 impl Reader {
-    fn new(route: usize, key: String, url: &str, tell: Tell) -> Reader {
+    fn new(route: usize, key: String, url: &str, tell: Tell, placed: Arc<AtomicBool>) -> Reader {
         Reader {
+            placed,
             route,
             key,
             health: Health::new("reader", url),
@@ -79,6 +86,7 @@ impl Reader {
                 .query(c)?;
             let id = entries(v).first().map_or(BusId(0, 0), |e| e.id);
             self.last = Some(id);
+            self.placed.store(true, Ordering::Release);
             return if (self.tell)(Event::From {
                 route: self.route,
                 id,
