@@ -320,6 +320,7 @@ backend instances
     // An upgrade of the second instance while the messages flow.
     let old = hs[1].pid() as i32;
     hs[1].signal(nix::sys::signal::Signal::SIGUSR2);
+    let new = wait_for_new(&hs[1]);
     assert!(
         wait_until(Duration::from_secs(20), || !alive(old)),
         "the old process did not hand everything over\n{}",
@@ -395,6 +396,7 @@ backend instances
         assert!(!log.contains("lost: the stream"), "{log}");
     }
     drop(ha);
+    drop(new);
 }
 
 #[test]
@@ -491,4 +493,200 @@ fn without_redis_messages_wait_up_to_the_queue_and_past_it_the_sender_is_closed_
         .unwrap();
     assert!(matches!(listener.read(), Err(_)), "a sixth message");
     drop(redis);
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server, redis-cli, openssl"]
+fn a_bus_over_tls_with_a_password_and_a_key_prefix_never_logs_the_password() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_localhost_cert(dir.path());
+    let port = free_port();
+    let _redis = Killed(
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--requirepass",
+                "s3cret",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(&ca)
+            .args(["-p", &port.to_string(), "-a", "s3cret", "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(wait_until(Duration::from_secs(10), || cli(&["PING"]) == "PONG"));
+    let route = |password: &str| {
+        format!(
+            "/chat=broadcast,bus=rediss://:{password}@localhost:{port}/,bus-prefix=site1:,bus-ca={}",
+            ca.display()
+        )
+    };
+    let h = Handoff::start(&["--root", &root_arg(site.path()), "--ws", &route("s3cret")]);
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .log()
+            .matches("connected to Redis")
+            .count()
+            == 2),
+        "{}",
+        h.log()
+    );
+    let mut a = connect(h.addr, "/chat");
+    let mut b = connect(h.addr, "/chat");
+    a.send(Message::text("over tls")).unwrap();
+    for ws in [&mut a, &mut b] {
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        match ws.read().unwrap() {
+            Message::Text(t) => assert_eq!(t.as_str(), "over tls"),
+            m => panic!("{m:?}"),
+        }
+    }
+    // The stream is under the prefix; the message is its `d` field.
+    assert_eq!(cli(&["XLEN", "site1:/chat"]), "1");
+    assert!(cli(&["XRANGE", "site1:/chat", "-", "+"]).contains("over tls"));
+    let log = h.log();
+    assert!(log.contains("rediss://:***@localhost"), "{log}");
+    assert!(!log.contains("s3cret"), "the password was logged:\n{log}");
+
+    // A wrong password: no Redis, said (without the password), retried.
+    let wrong = Handoff::start(&["--root", &root_arg(site.path()), "--ws", &route("wrong")]);
+    assert!(
+        wait_until(Duration::from_secs(5), || wrong.log().contains("no Redis")),
+        "{}",
+        wrong.log()
+    );
+    assert!(!wrong.log().contains("wrong@"), "{}", wrong.log());
+}
+
+/// The process that took over from `h` in an upgrade, ended (SIGTERM)
+/// when dropped.
+fn wait_for_new(h: &Handoff) -> Term {
+    let mut pid = 0;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            pid = new_pids(&h.log()).last().copied().unwrap_or(0);
+            pid != 0
+        }),
+        "no new process\n{}",
+        h.log()
+    );
+    Term(pid)
+}
+
+struct Term(i32);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A CA and a certificate for localhost it signed, made by openssl in
+/// `dir`: (ca.pem, cert.pem, key.pem). (webpki takes no self-signed CA
+/// certificate as a server's own.)
+fn ca_and_localhost_cert(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(p("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
