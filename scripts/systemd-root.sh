@@ -43,9 +43,10 @@ build() {
 # logrotate: it runs the packaged rotation; xinetd: it runs the packaged
 # xinetd examples; libbsd0 and libevent: what openbsd-inetd needs, which
 # conflicts with xinetd, so it is unpacked into /opt/openbsd-inetd rather
-# than installed, for the packaged inetd.conf.
+# than installed, for the packaged inetd.conf; redis-server and haproxy:
+# the several-instances layout (docs/bus.md, packaging/haproxy-instances.cfg).
 build .cache/systemd-root \
-    systemd,systemd-sysv,dbus,procps,curl,python3,man-db,xinetd,libbsd0,libevent-2.1-7,logrotate \
+    systemd,systemd-sysv,dbus,procps,curl,python3,man-db,xinetd,libbsd0,libevent-2.1-7,logrotate,redis-server,haproxy \
     openbsd-inetd
 # Nothing of systemd (no systemd-sysusers, no systemd-tmpfiles): what the
 # .deb must install on.

@@ -940,3 +940,93 @@ fn an_app_started_by_its_own_socket_unit_answers_on_the_clients_socket() {
     );
     assert_eq!(c.main_pid("handoff.service"), service);
 }
+
+/// The several-instances layout (docs/bus.md): the template units, the
+/// HAProxy configuration and a broadcast client.
+const INSTANCES: [(&str, &[u8]); 5] = [
+    (
+        "handoff@.service",
+        include_bytes!("../systemd/handoff@.service"),
+    ),
+    (
+        "handoff@.socket",
+        include_bytes!("../systemd/handoff@.socket"),
+    ),
+    (
+        "handoff-control@.socket",
+        include_bytes!("../systemd/handoff-control@.socket"),
+    ),
+    (
+        "haproxy-instances.cfg",
+        include_bytes!("../packaging/haproxy-instances.cfg"),
+    ),
+    ("chat.py", include_bytes!("systemd/chat.py")),
+];
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs nsenter, sh, systemd-nspawn"]
+fn three_instances_of_the_template_units_behind_haproxy_share_a_broadcast_through_redis_while_one_reloads()
+ {
+    let c = Container::boot_installed(&INSTANCES);
+    // Debian's redis-server, as its package starts it.
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .sh("redis-cli ping")
+            .stdout
+            .starts_with(b"PONG")),
+        "{}",
+        c.journal()
+    );
+    c.ok("echo 'ws = [\"/chat=broadcast,bus=redis://127.0.0.1:6379/\"]' >> /etc/handoff/handoff.toml");
+    for p in 8081..=8083 {
+        c.ok(&format!(
+            "echo HANDOFF_METRICS=127.0.0.1:1{p} > /etc/default/handoff@{p}"
+        ));
+    }
+    c.ok("handoff check --config /etc/handoff/handoff.toml");
+    c.ok("systemctl enable --now handoff@8081.service handoff@8082.service handoff@8083.service");
+    c.ok("cp /opt/pkg/haproxy-instances.cfg /etc/haproxy/haproxy.cfg && systemctl restart haproxy");
+    // All three up in HAProxy's eyes: nine requests, three to each.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            c.sh("for i in 1 2 3 4 5 6 7 8 9; do curl -sf http://127.0.0.1:8080/a.txt || exit 1; done")
+                .status
+                .success()
+                && (8081..=8083).all(|p| {
+                    c.sh(&format!(
+                        "journalctl -q --no-pager -o cat -u handoff@{p}.service | grep -q '^127.0.0.1 .*GET /a.txt'"
+                    ))
+                    .status
+                    .success()
+                })
+        }),
+        "{}",
+        c.journal()
+    );
+    // Six clients spread over the three: every message to every client once,
+    // in one order.
+    let said = c.ok("python3 /opt/pkg/chat.py 127.0.0.1 8080 /chat 6 20 0.01");
+    assert_eq!(said.trim(), "ok 120", "{}", c.journal());
+
+    // The same while one instance replaces its binary (systemctl reload).
+    let before = c.main_pid("handoff@8082.service");
+    let chat = c
+        .command("python3 /opt/pkg/chat.py 127.0.0.1 8080 /chat 6 150 0.02")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    c.ok("systemctl reload handoff@8082.service");
+    let said = text(&chat.wait_with_output().unwrap());
+    assert!(said.contains("ok 900"), "{said}\n{}", c.journal());
+    let after = c.main_pid("handoff@8082.service");
+    assert!(after != 0 && after != before, "{}", c.journal());
+    assert_eq!(
+        c.ok("systemctl is-active handoff@8081 handoff@8082 handoff@8083")
+            .lines()
+            .filter(|l| *l == "active")
+            .count(),
+        3
+    );
+}
