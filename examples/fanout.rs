@@ -93,6 +93,10 @@ fn main() -> io::Result<()> {
     }
     let first = Arc::new(AtomicU64::new(0));
     let mut sender = handshake(targets[0], path)?;
+    // The sender hears every message too: drained, or the server would
+    // stop reading it (back-pressure) once its socket is full.
+    let mut drain = sender.try_clone()?;
+    std::thread::spawn(move || io::copy(&mut drain, &mut io::sink()));
     let start = Instant::now();
     let sending = {
         let first = first.clone();
