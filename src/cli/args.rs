@@ -385,7 +385,10 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub(super) metrics: Option<std::net::SocketAddr>,
     /// A WebSocket path and what it does: PATH=echo, PATH=broadcast, PATH=exec:COMMAND,
-    /// PATH=exec-binary:COMMAND. Repeatable. Upgrades there go to the WebSocket workers.
+    /// PATH=exec-binary:COMMAND, then ,protocols=P1|P2; a broadcast across instances
+    /// through Redis with ,bus=redis://HOST:PORT/ (or rediss://) and ,bus-prefix=,
+    /// ,bus-maxlen=, ,bus-queue=, ,bus-ca= (docs/bus.md). Repeatable. Upgrades there
+    /// go to the WebSocket workers.
     #[arg(long = "ws", value_parser = Route::parse)]
     pub(super) ws: Vec<Route>,
     /// WebSocket worker processes to start (when there are --ws paths).
