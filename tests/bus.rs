@@ -690,3 +690,101 @@ fn ca_and_localhost_cert(
     ]);
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
+
+/// A TCP proxy to Redis that, once `cut` is set, swallows the next answer
+/// Redis sends on a connection that has sent an `XADD` (the publisher's)
+/// and closes that connection: the entries went in, their answer is lost.
+fn cutting_proxy(redis_port: u16, cut: Arc<AtomicBool>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                continue;
+            };
+            let publisher = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let seen = publisher.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"XADD") {
+                        seen.store(true, Ordering::SeqCst);
+                    }
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Both);
+            });
+            let cut = cut.clone();
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if publisher.load(Ordering::SeqCst) && cut.swap(false, Ordering::SeqCst) {
+                        break; // swallowed
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Both);
+                let _ = s_in.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server"]
+fn a_publish_whose_answer_is_lost_is_not_sent_twice() {
+    let site = site();
+    let data = tempfile::tempdir().unwrap();
+    let redis = Redis::start(data.path());
+    let cut = Arc::new(AtomicBool::new(false));
+    let via = cutting_proxy(redis.port, cut.clone());
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--ws",
+        &format!("/chat=broadcast,bus=redis://127.0.0.1:{via}/"),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .log()
+            .matches("connected to Redis")
+            .count()
+            == 2),
+        "{}",
+        h.log()
+    );
+    let want = Arc::new(Mutex::new(Some(300)));
+    let l = listener(connect(h.addr, "/chat"), want);
+    let mut sender = connect(h.addr, "/chat");
+    let drain = sender.get_ref().try_clone().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut &drain, &mut std::io::sink()));
+    for i in 0..300 {
+        if i % 100 == 50 {
+            cut.store(true, Ordering::SeqCst);
+        }
+        sender.send(Message::text(format!("m{i}"))).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let (got, error) = l.join().unwrap();
+    assert_eq!(error, None);
+    let expected: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "{}", h.log());
+    let log = h.log();
+    assert!(
+        log.matches("whose answer was lost were in the stream already")
+            .count()
+            >= 2,
+        "{log}"
+    );
+}
