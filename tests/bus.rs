@@ -788,3 +788,139 @@ fn a_publish_whose_answer_is_lost_is_not_sent_twice() {
         "{log}"
     );
 }
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server"]
+fn an_upgrade_while_redis_is_away_publishes_what_waited_before_the_old_process_ends() {
+    let site = site();
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(data.path());
+    let h = Handoff::start(&[
+        "--root",
+        &root_arg(site.path()),
+        "--ws",
+        &format!("/chat=broadcast,bus={}", redis.url()),
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .log()
+            .matches("connected to Redis")
+            .count()
+            == 2),
+        "{}",
+        h.log()
+    );
+    let want = Arc::new(Mutex::new(Some(40)));
+    let l = listener(connect(h.addr, "/chat"), want);
+    let mut sender = connect(h.addr, "/chat");
+    let drain = sender.get_ref().try_clone().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut &drain, &mut std::io::sink()));
+    let mut send = |from: usize, to: usize| {
+        for i in from..to {
+            sender.send(Message::text(format!("m{i}"))).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    send(0, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill9();
+    // These wait in the old process's publisher.
+    send(10, 30);
+    let old = h.pid() as i32;
+    h.signal(nix::sys::signal::Signal::SIGUSR2);
+    let new = wait_for_new(&h);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        alive(old),
+        "the old process ended with messages unpublished"
+    );
+    redis.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || !alive(old)),
+        "the old process did not end\n{}",
+        h.log()
+    );
+    send(30, 40);
+    let (got, error) = l.join().unwrap();
+    assert_eq!(error, None, "{}", h.log());
+    let expected: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "{}", h.log());
+    // Its sessions stayed (the new reader had no place to give them)
+    // until Redis came back and the waiting messages had gone.
+    let log = h.log();
+    assert!(
+        log.contains("the broadcast bus has not started reading yet"),
+        "{log}"
+    );
+    assert!(!log.contains("they are lost"), "{log}");
+    drop(new);
+}
+
+#[test]
+#[ignore = "full tier (scripts/test.sh): needs redis-server"]
+fn a_stopping_instance_waits_for_redis_to_take_what_waited_and_after_ten_seconds_says_what_it_did_not()
+ {
+    let site = site();
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(data.path());
+    let start = |url: &str| {
+        Handoff::start(&[
+            "--root",
+            &root_arg(site.path()),
+            "--ws",
+            &format!("/chat=broadcast,bus={url}"),
+        ])
+    };
+    let mut a = start(&redis.url());
+    let b = start(&redis.url());
+    // C's Redis never comes.
+    let mut c = start(&format!("redis://127.0.0.1:{}/", free_port()));
+    for h in [&a, &b] {
+        assert!(
+            wait_until(Duration::from_secs(5), || h
+                .log()
+                .matches("connected to Redis")
+                .count()
+                == 2),
+            "{}",
+            h.log()
+        );
+    }
+    let l = listener(connect(b.addr, "/chat"), Arc::new(Mutex::new(Some(5))));
+    redis.kill9();
+    for h in [&a, &c] {
+        let mut s = connect(h.addr, "/chat");
+        for i in 0..5 {
+            s.send(Message::text(format!("m{i}"))).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        h.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for h in [&mut a, &mut c] {
+        assert!(h.child.try_wait().unwrap().is_none(), "{}", h.log());
+        assert!(
+            h.log().contains("waiting for Redis to take these"),
+            "{}",
+            h.log()
+        );
+    }
+    redis.restart();
+    // A publishes its five and ends; B's client hears them.
+    assert!(
+        a.wait_exit(Duration::from_secs(10)).is_some(),
+        "{}",
+        a.log()
+    );
+    let (got, error) = l.join().unwrap();
+    assert_eq!(error, None);
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(!a.log().contains("they are lost"), "{}", a.log());
+    // C gives up after ten seconds, saying how many it could not publish.
+    assert!(
+        c.wait_exit(Duration::from_secs(15)).is_some(),
+        "{}",
+        c.log()
+    );
+    assert!(c.log().contains("they are lost messages=5"), "{}", c.log());
+}

@@ -167,6 +167,8 @@ pub(crate) enum Event {
     /// A message the publisher could not take (Redis away, queue full):
     /// close the session that sent it.
     Refused { worker: usize, serial: u64 },
+    /// The pool is stopping and a publisher has nothing left to publish.
+    Drained,
 }
 
 pub(crate) struct Entry {

@@ -12,7 +12,7 @@
 //! sends only what is not there.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -43,17 +43,40 @@ pub(crate) struct Pub {
 /// The pool's end: hands messages to the publisher's thread.
 pub(crate) struct Publish {
     tx: mpsc::Sender<Pub>,
+    /// Messages given and not yet in the stream (nor refused).
+    waiting: Arc<AtomicUsize>,
+    /// The pool is stopping: say when nothing waits (`Event::Drained`).
+    watched: Arc<AtomicBool>,
 }
 
 impl Publish {
     #[cfg(test)]
     pub(crate) fn from_sender(tx: mpsc::Sender<Pub>) -> Publish {
-        Publish { tx }
+        Publish {
+            tx,
+            waiting: Default::default(),
+            watched: Default::default(),
+        }
     }
 
     /// Queues `p`; false if the thread is gone.
     pub(crate) fn send(&self, p: Pub) -> bool {
-        self.tx.send(p).is_ok()
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.send(p).is_ok();
+        if !sent {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    /// Messages not yet in the stream.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// From now on the pool hears when nothing waits.
+    pub(crate) fn watch(&self) {
+        self.watched.store(true, Ordering::Release);
     }
 }
 
@@ -65,6 +88,9 @@ pub(super) fn start(
     placed: Arc<AtomicBool>,
 ) -> std::io::Result<Publish> {
     let (tx, rx) = mpsc::channel();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let watched = Arc::new(AtomicBool::new(false));
+    let (w, watching) = (waiting.clone(), watched.clone());
     std::thread::Builder::new()
         .name("ws-bus-publish".into())
         .spawn(move || {
@@ -79,10 +105,16 @@ pub(super) fn start(
                 queue: VecDeque::new(),
                 unsure: false,
                 placed,
+                waiting: w,
+                watched: watching,
             }
             .run(&client)
         })?;
-    Ok(Publish { tx })
+    Ok(Publish {
+        tx,
+        waiting,
+        watched,
+    })
 }
 
 /// A name no other publisher has (64 random bits, as hex).
@@ -115,6 +147,9 @@ struct Publisher {
     unsure: bool,
     /// The reader knows where it starts: messages may go.
     placed: Arc<AtomicBool>,
+    /// Shared with `Publish`.
+    waiting: Arc<AtomicUsize>,
+    watched: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -182,10 +217,20 @@ impl Publisher {
                 worker: p.worker,
                 serial: p.serial,
             });
+            self.done(1);
             return;
         }
         self.next += 1;
         self.queue.push_back((self.next, p));
+    }
+
+    /// `n` messages are in the stream or refused; the pool hears when
+    /// nothing waits any more, once it stops.
+    fn done(&self, n: usize) {
+        if self.waiting.fetch_sub(n, Ordering::AcqRel) == n && self.watched.load(Ordering::Acquire)
+        {
+            (self.tell)(Event::Drained);
+        }
     }
 
     /// Takes what arrives for `wait`; false once the pool is gone.
@@ -226,6 +271,7 @@ impl Publisher {
         let _: Vec<Value> = pipe.query(c)?;
         self.queue.drain(..n);
         self.unsure = false;
+        self.done(n);
         crate::metrics::add(crate::metrics::M::BusPublished, n as u64);
         Ok(())
     }
@@ -246,10 +292,11 @@ impl Publisher {
             .query(c)?;
         let ours = format!("{}:", self.origin);
         let highest = ours_in(v, &ours).max();
-        if let Some(h) = highest {
+        if let Some(h) = highest.filter(|h| self.queue.front().is_some_and(|(n, _)| n <= h)) {
             let before = self.queue.len();
             while self.queue.front().is_some_and(|(n, _)| *n <= h) {
                 self.queue.pop_front();
+                self.done(1);
             }
             tracing::info!(
                 stream = %self.key,

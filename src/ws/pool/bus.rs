@@ -10,6 +10,7 @@
 //! (`BUS_ID`), so it does not matter which process read an entry first.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::PoolLoop;
 use crate::handoff::wire::{self, BusId, Kind, Message};
@@ -19,6 +20,10 @@ use crate::ws::bus::{self, Event, Pub, Publish};
 const LOG_ENTRIES: usize = 4096;
 /// ... and this many bytes, per route.
 const LOG_BYTES: usize = 8 << 20;
+/// Stopping (or moving to a new process), the pool waits this long for
+/// its publishers to put what they hold in the stream (Redis away); then
+/// it says what was not, and goes.
+const PUBLISH_BEFORE_EXIT: Duration = Duration::from_secs(10);
 
 pub(super) struct RouteBus {
     path: String,
@@ -140,6 +145,7 @@ impl PoolLoop {
                 self.send_worker(worker, &m.encode());
             }
             Event::Refused { .. } => {}
+            Event::Drained => self.check_stopped(),
         }
     }
 
@@ -186,6 +192,55 @@ impl PoolLoop {
         m.backlog = backlog;
         m.bus_id = place;
         Ok(())
+    }
+
+    /// Stopping: publishers say when they are done, and are waited for
+    /// up to `PUBLISH_BEFORE_EXIT`.
+    pub(super) fn watch_buses(&mut self) {
+        if self.buses.iter().flatten().next().is_none() {
+            return;
+        }
+        for b in self.buses.iter().flatten() {
+            b.publish.watch();
+        }
+        self.bus_until = Some(Instant::now() + PUBLISH_BEFORE_EXIT);
+    }
+
+    /// While messages wait to be published and the wait is not over.
+    pub(super) fn bus_deadline(&self) -> Option<Instant> {
+        self.bus_until
+            .filter(|_| self.buses.iter().flatten().any(|b| b.publish.waiting() > 0))
+    }
+
+    /// Nothing waits to be published, or the wait is over (what waits is
+    /// then said in the log: never dropped without a word).
+    pub(super) fn buses_published(&mut self, now: Instant) -> bool {
+        let waiting: usize = self
+            .buses
+            .iter()
+            .flatten()
+            .map(|b| b.publish.waiting())
+            .sum();
+        if waiting == 0 {
+            return true;
+        }
+        if self.bus_until.is_some_and(|t| t <= now) {
+            tracing::error!(
+                messages = waiting,
+                "broadcast bus: Redis did not take these before this process ended; they are lost"
+            );
+            crate::metrics::add(crate::metrics::M::BusRefused, waiting as u64);
+            self.bus_until = None;
+            return true;
+        }
+        if self.bus_until.is_none() {
+            return true; // the wait was over once already
+        }
+        tracing::info!(
+            messages = waiting,
+            "broadcast bus: waiting for Redis to take these before ending"
+        );
+        false
     }
 
     /// The line to the old process closed: no session will move in.

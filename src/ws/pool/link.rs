@@ -139,6 +139,7 @@ impl PoolLoop {
     ) {
         self.register_link(link, true);
         self.on_stopped = Some(then);
+        self.watch_buses();
         self.stopping = Some(done);
         // Broadcasts count from here in the new pool's numbers.
         let mut order = Message::new(Kind::PassWebsocket, 0);

@@ -206,6 +206,7 @@ pub(crate) fn start(cfg: PoolConfig) -> io::Result<Pool> {
                 on_stopped: None,
                 link: None,
                 seq: 0,
+                bus_until: None,
             };
             p.run();
         })?;
@@ -256,6 +257,8 @@ struct PoolLoop {
     link: Option<Link>,
     /// The last broadcast put in order (`link.rs`).
     seq: u64,
+    /// Stopping: how long to wait for the buses' publishers (`bus.rs`).
+    bus_until: Option<Instant>,
 }
 
 impl PoolLoop {
@@ -286,6 +289,7 @@ impl PoolLoop {
                 .values()
                 .map(|p| p.deadline)
                 .chain(self.workers.iter().filter_map(|w| w.restart_at))
+                .chain(self.bus_deadline())
                 .min();
             let timeout = next.map(|n| n.saturating_duration_since(now));
             let _turn = match event_loop::wait(&mut self.poll, &mut events, timeout) {
@@ -325,6 +329,7 @@ impl PoolLoop {
 
     fn shut_down(&mut self, done: mpsc::Sender<()>, then: Box<dyn FnOnce() + Send>) {
         self.on_stopped = Some(then);
+        self.watch_buses();
         for w in &mut self.workers {
             w.restart_at = None;
         }
@@ -354,6 +359,7 @@ impl PoolLoop {
         }
         if self.workers.iter().all(|w| w.child.is_none())
             && self.link.as_ref().is_none_or(|l| l.settled())
+            && self.buses_published(Instant::now())
             && let Some(done) = self.stopping.take()
         {
             let _ = done.send(());
@@ -511,6 +517,9 @@ impl PoolLoop {
     }
 
     fn expire(&mut self, now: Instant) {
+        if self.bus_until.is_some_and(|t| t <= now) {
+            self.check_stopped();
+        }
         let mut hung: Vec<usize> = self
             .pending
             .values()
