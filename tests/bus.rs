@@ -112,47 +112,6 @@ fn connect(addr: SocketAddr, path: &str) -> Ws {
     ws
 }
 
-/// A client that records every text it receives until it has `want`
-/// (set by the test once the senders are done) and nothing more comes for
-/// a while, or nothing at all comes for 15 s.
-fn listener(
-    mut ws: Ws,
-    want: Arc<Mutex<Option<usize>>>,
-) -> std::thread::JoinHandle<(Vec<String>, Option<String>)> {
-    std::thread::spawn(move || {
-        let mut got = Vec::new();
-        ws.get_ref()
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut quiet_since = Instant::now();
-        loop {
-            let wanted = *want.lock().unwrap();
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    got.push(t.to_string());
-                    quiet_since = Instant::now();
-                }
-                Ok(Message::Close(c)) => return (got, Some(format!("closed: {c:?}"))),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if let Some(w) = wanted
-                        && (got.len() >= w && quiet_since.elapsed() > Duration::from_millis(500)
-                            || quiet_since.elapsed() > Duration::from_secs(15))
-                    {
-                        return (got, None);
-                    }
-                }
-                Err(e) => return (got, Some(e.to_string())),
-            }
-        }
-    })
-}
-
 /// Three instances on one Redis, each with a plain listener (the senders)
 /// and a PROXY v2 one (HAProxy), and `--metrics` for HAProxy's checks.
 fn instances(redis: &Redis, site: &Path) -> Vec<Handoff> {
@@ -172,6 +131,19 @@ fn instances(redis: &Redis, site: &Path) -> Vec<Handoff> {
             ])
         })
         .collect()
+}
+
+/// Both of the bus's threads (reader, publisher) reach Redis within 5 s.
+fn assert_connected(h: &Handoff) {
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .log()
+            .matches("connected to Redis")
+            .count()
+            == 2),
+        "{}",
+        h.log()
+    );
 }
 
 fn metrics_port(h: &Handoff) -> u16 {
@@ -357,7 +329,7 @@ backend instances
         clients.push((format!("sender {i}"), got));
     }
     for (k, l) in listeners.into_iter().enumerate() {
-        let (got, error) = l.join().unwrap();
+        let (got, error, _) = l.join().unwrap();
         assert_eq!(error, None, "listener {k} after {} messages", got.len());
         clients.push((format!("listener {k}"), got));
     }
@@ -542,15 +514,7 @@ fn a_bus_over_tls_with_a_password_and_a_key_prefix_never_logs_the_password() {
         )
     };
     let h = Handoff::start(&["--root", &root_arg(site.path()), "--ws", &route("s3cret")]);
-    assert!(
-        wait_until(Duration::from_secs(5), || h
-            .log()
-            .matches("connected to Redis")
-            .count()
-            == 2),
-        "{}",
-        h.log()
-    );
+    assert_connected(&h);
     let mut a = connect(h.addr, "/chat");
     let mut b = connect(h.addr, "/chat");
     a.send(Message::text("over tls")).unwrap();
@@ -755,15 +719,7 @@ fn a_publish_whose_answer_is_lost_is_not_sent_twice() {
         "--ws",
         &format!("/chat=broadcast,bus=redis://127.0.0.1:{via}/"),
     ]);
-    assert!(
-        wait_until(Duration::from_secs(5), || h
-            .log()
-            .matches("connected to Redis")
-            .count()
-            == 2),
-        "{}",
-        h.log()
-    );
+    assert_connected(&h);
     let want = Arc::new(Mutex::new(Some(300)));
     let l = listener(connect(h.addr, "/chat"), want);
     let mut sender = connect(h.addr, "/chat");
@@ -776,7 +732,7 @@ fn a_publish_whose_answer_is_lost_is_not_sent_twice() {
         sender.send(Message::text(format!("m{i}"))).unwrap();
         std::thread::sleep(Duration::from_millis(3));
     }
-    let (got, error) = l.join().unwrap();
+    let (got, error, _) = l.join().unwrap();
     assert_eq!(error, None);
     let expected: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
     assert_eq!(got, expected, "{}", h.log());
@@ -801,15 +757,7 @@ fn an_upgrade_while_redis_is_away_publishes_what_waited_before_the_old_process_e
         "--ws",
         &format!("/chat=broadcast,bus={}", redis.url()),
     ]);
-    assert!(
-        wait_until(Duration::from_secs(5), || h
-            .log()
-            .matches("connected to Redis")
-            .count()
-            == 2),
-        "{}",
-        h.log()
-    );
+    assert_connected(&h);
     let want = Arc::new(Mutex::new(Some(40)));
     let l = listener(connect(h.addr, "/chat"), want);
     let mut sender = connect(h.addr, "/chat");
@@ -841,7 +789,7 @@ fn an_upgrade_while_redis_is_away_publishes_what_waited_before_the_old_process_e
         h.log()
     );
     send(30, 40);
-    let (got, error) = l.join().unwrap();
+    let (got, error, _) = l.join().unwrap();
     assert_eq!(error, None, "{}", h.log());
     let expected: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
     assert_eq!(got, expected, "{}", h.log());
@@ -876,15 +824,7 @@ fn a_stopping_instance_waits_for_redis_to_take_what_waited_and_after_ten_seconds
     // C's Redis never comes.
     let mut c = start(&format!("redis://127.0.0.1:{}/", free_port()));
     for h in [&a, &b] {
-        assert!(
-            wait_until(Duration::from_secs(5), || h
-                .log()
-                .matches("connected to Redis")
-                .count()
-                == 2),
-            "{}",
-            h.log()
-        );
+        assert_connected(h);
     }
     let l = listener(connect(b.addr, "/chat"), Arc::new(Mutex::new(Some(5))));
     redis.kill9();
@@ -912,7 +852,7 @@ fn a_stopping_instance_waits_for_redis_to_take_what_waited_and_after_ten_seconds
         "{}",
         a.log()
     );
-    let (got, error) = l.join().unwrap();
+    let (got, error, _) = l.join().unwrap();
     assert_eq!(error, None);
     assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
     assert!(!a.log().contains("they are lost"), "{}", a.log());

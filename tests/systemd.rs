@@ -943,7 +943,7 @@ fn an_app_started_by_its_own_socket_unit_answers_on_the_clients_socket() {
 
 /// The several-instances layout (docs/bus.md): the template units, the
 /// HAProxy configuration and a broadcast client.
-const INSTANCES: [(&str, &[u8]); 5] = [
+const INSTANCES: [(&str, &[u8]); 6] = [
     (
         "handoff@.service",
         include_bytes!("../systemd/handoff@.service"),
@@ -961,6 +961,7 @@ const INSTANCES: [(&str, &[u8]); 5] = [
         include_bytes!("../packaging/haproxy-instances.cfg"),
     ),
     ("chat.py", include_bytes!("systemd/chat.py")),
+    ("ws.py", WS_CLIENT),
 ];
 
 #[test]

@@ -86,50 +86,6 @@ fn echo_client(
     })
 }
 
-/// A broadcast listener: every text it receives, until `stop` and then
-/// `want` (set by the test once the sender is done) are reached.
-fn listener(
-    mut ws: Ws,
-    want: Arc<Mutex<Option<usize>>>,
-) -> std::thread::JoinHandle<(Vec<String>, Option<String>, Ws)> {
-    std::thread::spawn(move || {
-        let mut got = Vec::new();
-        // Short reads, to look at `want` between them (tungstenite keeps a
-        // frame read in part across a timeout).
-        ws.get_ref()
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut quiet_since = std::time::Instant::now();
-        loop {
-            let wanted = *want.lock().unwrap();
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    got.push(t.to_string());
-                    quiet_since = std::time::Instant::now();
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    // Done once all have come and nothing more (a message
-                    // twice) arrives for a while; a failure if the rest does
-                    // not come.
-                    if let Some(w) = wanted
-                        && (got.len() >= w && quiet_since.elapsed() > Duration::from_millis(300)
-                            || quiet_since.elapsed() > Duration::from_secs(10))
-                    {
-                        return (got, None, ws);
-                    }
-                }
-                Err(e) => return (got, Some(e.to_string()), ws),
-            }
-        }
-    })
-}
-
 #[test]
 fn websocket_sessions_move_across_three_upgrades_without_a_close_or_a_lost_message() {
     let site = site();

@@ -15,6 +15,24 @@ use crate::sys::fdpass;
 /// At most this many bytes wait on one line.
 pub(crate) const MAX_WAITING: usize = 64 << 20;
 
+/// Watches `fd` (registered under `token`) for writable too while
+/// something waits on it, readable only once nothing does: an idle line
+/// would otherwise wake its loop each time the other side reads.
+pub(crate) fn watch(
+    registry: &mio::Registry,
+    fd: BorrowedFd<'_>,
+    token: mio::Token,
+    waiting: bool,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let interest = if waiting {
+        mio::Interest::READABLE | mio::Interest::WRITABLE
+    } else {
+        mio::Interest::READABLE
+    };
+    registry.reregister(&mut mio::unix::SourceFd(&fd.as_raw_fd()), token, interest)
+}
+
 #[derive(Default)]
 pub(crate) struct Outbox {
     waiting: VecDeque<Vec<u8>>,

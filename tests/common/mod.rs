@@ -773,3 +773,53 @@ pub fn via_proxy(addr: SocketAddr, client: &str) -> TcpStream {
     write!(s, "PROXY {family} {client} {to} 40000 {}\r\n", addr.port()).unwrap();
     s
 }
+
+/// A broadcast client on its own thread: every text it receives, until it
+/// has `want` (set by the test once the senders are done) and nothing more
+/// (a message twice) comes for 500 ms, or nothing at all comes for 15 s;
+/// then the texts, the first failure (a close, an error) and the socket.
+pub fn listener(
+    mut ws: tungstenite::WebSocket<TcpStream>,
+    want: std::sync::Arc<std::sync::Mutex<Option<usize>>>,
+) -> std::thread::JoinHandle<(
+    Vec<String>,
+    Option<String>,
+    tungstenite::WebSocket<TcpStream>,
+)> {
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        // Short reads, to look at `want` between them (tungstenite keeps a
+        // frame read in part across a timeout).
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut quiet_since = Instant::now();
+        loop {
+            let wanted = *want.lock().unwrap();
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    got.push(t.to_string());
+                    quiet_since = Instant::now();
+                }
+                Ok(tungstenite::Message::Close(c)) => {
+                    return (got, Some(format!("closed: {c:?}")), ws);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if let Some(w) = wanted
+                        && (got.len() >= w && quiet_since.elapsed() > Duration::from_millis(500)
+                            || quiet_since.elapsed() > Duration::from_secs(15))
+                    {
+                        return (got, None, ws);
+                    }
+                }
+                Err(e) => return (got, Some(e.to_string()), ws),
+            }
+        }
+    })
+}

@@ -16,22 +16,8 @@ import sys
 import threading
 import time
 
-
-def recv_exactly(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed after %r" % buf)
-        buf += chunk
-    return buf
-
-
-def frame(opcode, payload):
-    """A masked client frame (payloads under 126 bytes)."""
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + body
+# Beside it in the container (tests/systemd.rs puts both in /opt/pkg).
+from ws import frame, recv_exactly
 
 
 def connect(host, port, path):

@@ -64,4 +64,5 @@ def main():
         sys.exit("no close frame back: %02x" % b0)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -138,15 +138,8 @@ impl PoolLoop {
         let Some(ctl) = &self.workers[i].ctl else {
             return;
         };
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
         if let Err(e) =
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&ctl.as_raw_fd()), Token(i), interest)
+            crate::handoff::outbox::watch(self.poll.registry(), ctl.as_fd(), Token(i), on)
         {
             tracing::warn!(worker = i, "WebSocket worker's control line: {e}");
         }

@@ -82,15 +82,8 @@ impl Worker {
         let Some(Entry::Ctl(fd, _)) = self.entries.get(token) else {
             return;
         };
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
         if let Err(e) =
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&fd.as_raw_fd()), Token(token), interest)
+            crate::handoff::outbox::watch(self.poll.registry(), fd.as_fd(), Token(token), on)
         {
             tracing::warn!("worker control line: {e}");
         }
