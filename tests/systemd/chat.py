@@ -8,32 +8,13 @@ went wrong.
 
   chat.py HOST PORT PATH CLIENTS MESSAGES INTERVAL
 """
-import base64
-import os
-import socket
 import struct
 import sys
 import threading
 import time
 
 # Beside it in the container (tests/systemd.rs puts both in /opt/pkg).
-from ws import frame, recv_exactly
-
-
-def connect(host, port, path):
-    s = socket.create_connection((host, port), timeout=30)
-    key = base64.b64encode(os.urandom(16))
-    s.sendall(
-        b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), host.encode(), key)
-    )
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += recv_exactly(s, 1)
-    if not head.startswith(b"HTTP/1.1 101 "):
-        sys.exit("answer: %r" % head)
-    return s
+from ws import frame, handshake, recv_exactly
 
 
 def read_texts(s, want, got, errors):
@@ -57,7 +38,7 @@ def read_texts(s, want, got, errors):
 def main():
     host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     clients, messages, interval = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-    socks = [connect(host, port, path) for _ in range(clients)]
+    socks = [handshake(host, port, path, timeout=30) for _ in range(clients)]
     total = clients * messages
     got = [[] for _ in socks]
     errors = []

@@ -33,9 +33,9 @@ def frame(opcode, payload):
     return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + body
 
 
-def main():
-    host, port, path, text = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    s = socket.create_connection((host, port), timeout=5)
+def handshake(host, port, path, timeout=5):
+    """A connected socket past a checked 101 (nothing after it read)."""
+    s = socket.create_connection((host, port), timeout=timeout)
     key = base64.b64encode(os.urandom(16))
     s.sendall(
         b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -53,6 +53,12 @@ def main():
     fields = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
     if fields.get("sec-websocket-accept") != want:
         sys.exit("Sec-WebSocket-Accept %r, not %r" % (fields.get("sec-websocket-accept"), want))
+    return s
+
+
+def main():
+    host, port, path, text = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    s = handshake(host, port, path)
     s.sendall(frame(0x1, text.encode()))
     b0, b1 = recv_exactly(s, 2)
     if b0 != 0x81 or b1 & 0x80 or (b1 & 0x7F) > 125:
