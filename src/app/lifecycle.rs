@@ -190,6 +190,19 @@ impl Lifecycle<'_> {
 
     /// After a turn of the loop: act on signals and deadlines.
     pub(super) fn after_step(&mut self, server: &mut Server, now: Instant) -> Go {
+        // Signals and upgrade requests are sent, then the loop is woken
+        // (`service::signals::forward`, `intake::control`): only a woken
+        // turn can have them (two channel reads a turn saved).
+        if server.woken()
+            && let Some(go) = self.signalled_or_asked(server, now)
+        {
+            return go;
+        }
+        self.after_step_rest(server, now)
+    }
+
+    /// Signals and upgrade requests.
+    fn signalled_or_asked(&mut self, server: &mut Server, now: Instant) -> Option<Go> {
         while let Ok(sig) = self.signals.try_recv() {
             if sig == signal_hook::consts::SIGHUP {
                 self.notifier.reloading("certificates");
@@ -217,7 +230,7 @@ impl Lifecycle<'_> {
                 server.close();
                 self.others.close();
                 self.notifier.stopping();
-                return Go::Exit;
+                return Some(Go::Exit);
             }
             if self.upgrades.upgrading.is_some() {
                 // Leaving now would leave the new process running, with
@@ -244,6 +257,10 @@ impl Lifecycle<'_> {
                 self.start_upgrade(server);
             }
         }
+        None
+    }
+
+    fn after_step_rest(&mut self, server: &mut Server, now: Instant) -> Go {
         if let Some(rx) = &self.upgrades.upgrading {
             match rx.try_recv() {
                 Ok(Ok(Ready {
@@ -351,7 +368,9 @@ impl Lifecycle<'_> {
             return Go::Exit;
         }
         self.notifier.tick(now);
-        self.notifier.status(now, status(server));
+        if self.notifier.enabled() {
+            self.notifier.status(now, status(server));
+        }
         Go::On
     }
 }

@@ -164,6 +164,8 @@ pub struct Server {
     now: Instant,
     inbox: Inbox,
     hand_off: Option<hand_off::Hook>,
+    /// The last turn's events included the inbox's wake-up.
+    woken: bool,
 }
 
 impl Server {
@@ -192,6 +194,7 @@ impl Server {
             now: Instant::now(),
             inbox,
             hand_off: None,
+            woken: false,
         })
     }
 
@@ -317,6 +320,13 @@ impl Server {
         timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
     }
 
+    /// Whether the last turn was woken through the inbox (`Inbox::wake`):
+    /// whoever sends the loop something on a channel of its own and then
+    /// wakes it need look at that channel only after such a turn.
+    pub(crate) fn woken(&self) -> bool {
+        self.woken
+    }
+
     /// Waits up to `timeout` (or the next deadline) for events, and handles
     /// them: accepts, reads, answers, writes, and fires expired deadlines.
     pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -325,9 +335,13 @@ impl Server {
         let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
         self.shared.date.refresh(self.now);
+        self.woken = false;
         for ev in events.iter() {
             match ev.token().0 {
-                WAKER => self.deliver(),
+                WAKER => {
+                    self.woken = true;
+                    self.deliver();
+                }
                 t if t >= LISTENER_TOKENS => {
                     self.admission.listeners.set_ready(t);
                     self.accept_from(t);
