@@ -20,7 +20,14 @@ struct Container {
     nspawn: Child,
     init: i32,
     _pkg: tempfile::TempDir,
+    /// One container at a time: two booted side by side share the test's
+    /// cgroup, and a unit's start in one has failed, now and then, with
+    /// `status=219/CGROUP` (its cgroup gone) while another ran. Held until
+    /// the container is gone (fields drop after `Drop::drop`).
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/systemd-root");
@@ -59,6 +66,7 @@ impl Container {
     /// Boots systemd with `files` under /opt/pkg, and our binary and a
     /// site bound in place if `bind` (else a clean root, for a package).
     fn boot_with(files: &[(&str, &[u8])], bind: bool) -> Container {
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let pkg = tempfile::tempdir().unwrap();
         let site = pkg.path().join("site");
         std::fs::create_dir(&site).unwrap();
@@ -112,6 +120,7 @@ impl Container {
             nspawn,
             init,
             _pkg: pkg,
+            _alone: alone,
         };
         let up = c.sh("systemctl is-system-running --wait");
         assert!(
