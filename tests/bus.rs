@@ -252,11 +252,13 @@ backend instances
     // One sender on each instance: numbered messages every 2 ms for 10 s.
     // It hears every message too; what has come is read between sends.
     let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = hs
-        .iter()
+    // All connected before any sends: one that joins later does not hear
+    // what was sent before it came.
+    let sockets: Vec<Ws> = hs.iter().map(|h| connect(h.addr, "/chat")).collect();
+    let senders: Vec<_> = sockets
+        .into_iter()
         .enumerate()
-        .map(|(i, h)| {
-            let mut ws = connect(h.addr, "/chat");
+        .map(|(i, mut ws)| {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut n = 0usize;

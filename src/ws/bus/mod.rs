@@ -173,7 +173,8 @@ pub(crate) enum Event {
 
 pub(crate) struct Entry {
     pub id: BusId,
-    pub data: Vec<u8>,
+    /// The message; none in an entry someone else wrote (no `d` field).
+    pub data: Option<Vec<u8>>,
     pub binary: bool,
 }
 

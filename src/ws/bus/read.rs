@@ -134,11 +134,13 @@ impl Reader {
                 .arg(&self.key)
                 .arg(&from)
                 .query(c)?;
-            let read = streams(v);
+            let mut read = streams(v);
             let Some(last) = read.last() else {
                 continue; // nothing within BLOCK_MS
             };
             self.last = Some(last.id);
+            // An entry without a message (`d`) is someone else's: read past.
+            read.retain(|e| e.data.is_some());
             crate::metrics::add(crate::metrics::M::BusRead, read.len() as u64);
             if !(self.tell)(Event::Read {
                 route: self.route,
@@ -167,8 +169,8 @@ fn streams(v: Value) -> Vec<Entry> {
     }
 }
 
-/// `XRANGE`-shaped entries: `[[id, [field, value, …]], …]`. An entry
-/// without our fields (written by someone else) is skipped.
+/// `XRANGE`-shaped entries: `[[id, [field, value, …]], …]`; one without
+/// our `d` field (someone else's) has no data.
 fn entries(v: Value) -> Vec<Entry> {
     let Value::Array(list) = v else {
         return Vec::new();
@@ -195,11 +197,7 @@ fn entry(v: Value) -> Option<Entry> {
             }
         }
     }
-    Some(Entry {
-        id,
-        data: data.unwrap_or_default(),
-        binary,
-    })
+    Some(Entry { id, data, binary })
 }
 
 /// A field of `XINFO STREAM`'s reply (RESP2: a flat list; RESP3: a map).
@@ -253,19 +251,28 @@ mod tests {
                 ]),
             ])
         };
+        let foreign = Value::Array(vec![
+            bulk(b"5-2"),
+            Value::Array(vec![bulk(b"x"), bulk(b"y")]),
+        ]);
         let reply = Value::Array(vec![Value::Array(vec![
             bulk(b"handoff:/chat"),
-            Value::Array(vec![e("5-0", b"hi", b"0"), e("5-1", &[0, 255], b"1")]),
+            Value::Array(vec![
+                e("5-0", b"hi", b"0"),
+                e("5-1", &[0, 255], b"1"),
+                foreign,
+            ]),
         ])]);
         let got = streams(reply);
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[2].id, got[2].data.as_deref()), (BusId(5, 2), None));
         assert_eq!(
-            (got[0].id, got[0].data.as_slice(), got[0].binary),
-            (BusId(5, 0), &b"hi"[..], false)
+            (got[0].id, got[0].data.as_deref(), got[0].binary),
+            (BusId(5, 0), Some(&b"hi"[..]), false)
         );
         assert_eq!(
-            (got[1].id, got[1].data.as_slice(), got[1].binary),
-            (BusId(5, 1), &[0, 255][..], true)
+            (got[1].id, got[1].data.as_deref(), got[1].binary),
+            (BusId(5, 1), Some(&[0u8, 255][..]), true)
         );
         assert!(streams(Value::Nil).is_empty());
         assert!(BusId(5, 1) > BusId(5, 0) && BusId(6, 0) > BusId(5, 9));

@@ -157,15 +157,16 @@ impl PoolLoop {
         if b.last.is_some_and(|l| e.id <= l) {
             return; // read again after a reconnection
         }
+        let Some(data) = e.data else { return };
         b.last = Some(e.id);
-        b.remember(e.id, &e.data, e.binary);
+        b.remember(e.id, &data, e.binary);
         let mut m = Message::new(Kind::Broadcast, 0);
         m.name = Some(b.path.clone());
         m.bus_id = Some(e.id);
         if e.binary {
             m.flags = wire::flags::BINARY;
         }
-        m.data = e.data;
+        m.data = data;
         self.relay(&m, None);
     }
 

@@ -362,6 +362,9 @@ impl PoolLoop {
             && self.buses_published(Instant::now())
             && let Some(done) = self.stopping.take()
         {
+            // The turn's lines first: once told, the process may end
+            // before this turn does.
+            crate::log::flush();
             let _ = done.send(());
             if let Some(then) = self.on_stopped.take() {
                 then();
