@@ -2,7 +2,6 @@
 //! control socket (a front proxy passing us sockets), the WebSocket
 //! worker handoff (`crate::ws::pool`) and the upgrade. See `docs/handoff-protocol.md`.
 
-#[cfg(feature = "cli")]
 pub(crate) mod outbox;
 pub(crate) mod upgrade;
 pub mod wire;

@@ -1,5 +1,5 @@
-//! Records waiting for room on a non-blocking `SOCK_SEQPACKET` line (a
-//! WebSocket pool and its worker, either way). A burst (a bus catching up
+//! Records waiting for room on a `SOCK_SEQPACKET` line (a WebSocket pool
+//! and its worker, either way; an app process's answers on its lines). A burst (a bus catching up
 //! after Redis came back, many clients speaking at once) can fill the
 //! socket's queue in a few hundred records: what does not fit waits here,
 //! in order, and goes when the line is writable again, rather than being
@@ -45,11 +45,12 @@ impl Outbox {
         self.waiting.is_empty()
     }
 
-    /// Sends `rec` now if nothing waits before it, else after what does.
+    /// Sends `rec` now if nothing waits before it, else after what does;
+    /// never waits for room, whatever the socket's own mode.
     /// `Ok(true)`: something waits (watch the line for writable).
     pub(crate) fn send(&mut self, fd: BorrowedFd<'_>, rec: &[u8]) -> io::Result<bool> {
         if self.waiting.is_empty() {
-            match fdpass::send_with_fds(fd, &[IoSlice::new(rec)], &[]) {
+            match fdpass::send_with_fds_now(fd, &[IoSlice::new(rec)], &[]) {
                 Ok(_) => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -69,7 +70,7 @@ impl Outbox {
     /// `Ok(true)`: something still waits.
     pub(crate) fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         while let Some(rec) = self.waiting.front() {
-            match fdpass::send_with_fds(fd, &[IoSlice::new(rec)], &[]) {
+            match fdpass::send_with_fds_now(fd, &[IoSlice::new(rec)], &[]) {
                 Ok(_) => {
                     self.bytes -= rec.len();
                     self.waiting.pop_front();

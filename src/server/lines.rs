@@ -7,7 +7,6 @@
 //! listening socket (if any) is `LINE_TOKENS`, line `k` is
 //! `LINE_TOKENS + 1 + k`.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::{Mover, Server, Socket};
+use crate::handoff::outbox::{self, Outbox};
 use crate::handoff::wire::{self, Kind, Message};
 use crate::sys::{self, Addr, fdpass};
 
@@ -37,10 +37,9 @@ struct Line {
     /// Where this line's connections go when idle; each holds a clone, so
     /// the count says how many are here.
     back: Mover,
-    /// Answers the line could not take yet, and whether the loop waits
-    /// for room for them (registered writable too).
-    unsent: VecDeque<Vec<u8>>,
-    waiting: bool,
+    /// Answers the line could not take yet (registered writable too
+    /// while there are any).
+    unsent: Outbox,
     /// Asked to finish (`FINISH`, its ID), and whether "none left" was
     /// said since the last connection came.
     finishing: Option<u64>,
@@ -72,8 +71,7 @@ impl Server {
         self.lines.lines.insert(Line {
             back: back_on(fd.clone()),
             fd,
-            unsent: VecDeque::new(),
-            waiting: false,
+            unsent: Outbox::default(),
             finishing: None,
             said: false,
         });
@@ -203,43 +201,35 @@ impl Server {
 
     /// Sends an answer, or keeps it until the line takes it.
     fn answer_line(&mut self, key: usize, bytes: Vec<u8>) {
-        if let Some(l) = self.lines.lines.get_mut(key) {
-            l.unsent.push_back(bytes);
+        let Some(l) = self.lines.lines.get_mut(key) else {
+            return;
+        };
+        let was_waiting = !l.unsent.is_empty();
+        match l.unsent.send(l.fd.as_fd(), &bytes) {
+            Ok(waiting) if waiting != was_waiting => self.watch_line(key, waiting),
+            Ok(_) => {}
+            Err(_) => self.drop_line(key),
         }
-        self.flush_line(key);
     }
 
     fn flush_line(&mut self, key: usize) {
         let Some(l) = self.lines.lines.get_mut(key) else {
             return;
         };
-        let was_waiting = l.waiting;
-        while let Some(b) = l.unsent.front() {
-            match fdpass::send_with_fds_now(l.fd.as_fd(), &[IoSlice::new(b)], &[]) {
-                Ok(_) => {
-                    l.unsent.pop_front();
-                }
-                Err(e) if sys::would_block(&e) => {
-                    l.waiting = true;
-                    break;
-                }
-                Err(_) => return self.drop_line(key),
-            }
-        }
         if l.unsent.is_empty() {
-            l.waiting = false;
+            return;
         }
-        if l.waiting != was_waiting {
-            let interest = match l.waiting {
-                true => Interest::READABLE | Interest::WRITABLE,
-                false => Interest::READABLE,
-            };
-            let fd = l.fd.as_raw_fd();
+        match l.unsent.flush(l.fd.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => self.watch_line(key, false),
+            Err(_) => self.drop_line(key),
+        }
+    }
+
+    fn watch_line(&self, key: usize, waiting: bool) {
+        if let Some(l) = self.lines.lines.get(key) {
             let token = Token(LINE_TOKENS + 1 + key);
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut SourceFd(&fd), token, interest);
+            let _ = outbox::watch(self.poll.registry(), l.fd.as_fd(), token, waiting);
         }
     }
 

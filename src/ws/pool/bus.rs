@@ -16,10 +16,9 @@ use super::PoolLoop;
 use crate::handoff::wire::{self, BusId, Kind, Message};
 use crate::ws::bus::{self, Event, Pub, Publish};
 
-/// Entries kept for sessions still to move in: at most this many ...
-const LOG_ENTRIES: usize = 4096;
-/// ... and this many bytes, per route.
-const LOG_BYTES: usize = 8 << 20;
+/// Entries kept for sessions still to move in: as many, and as many
+/// bytes, per route as the line's own log keeps (`link.rs`).
+use super::link::{LOG_BYTES, LOG_MESSAGES as LOG_ENTRIES};
 /// Stopping (or moving to a new process), the pool waits this long for
 /// its publishers to put what they hold in the stream (Redis away); then
 /// it says what was not, and goes.

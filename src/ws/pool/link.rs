@@ -29,10 +29,10 @@ use crate::server::HandedOff;
 use crate::sys::fdpass;
 
 /// Broadcasts kept for sessions still to arrive: at most this many ...
-const LOG_MESSAGES: usize = 4096;
+pub(super) const LOG_MESSAGES: usize = 4096;
 /// ... and this many bytes. A session further behind is refused; its old
 /// worker serves it on (catching up) and tries again.
-const LOG_BYTES: usize = 8 << 20;
+pub(super) const LOG_BYTES: usize = 8 << 20;
 
 pub(super) struct Link {
     fd: OwnedFd,
