@@ -1,6 +1,7 @@
 //! An app process for `handoff serve --app`: it answers on the client's own
-//! socket (no proxy hop) and gives each connection back once idle, so the
-//! client's next request is routed afresh. Its PID is in `X-App-Pid`.
+//! socket (no proxy hop), keeps it for the client's next requests under its
+//! prefix and gives it back for any other, or once idle. Its PID is in
+//! `X-App-Pid`.
 //!
 //!     handoff serve --app '/api=exec:target/debug/examples/app_worker'
 //!     app_worker /run/app.sock &   # then: --app /api=unix:/run/app.sock
@@ -32,7 +33,15 @@ fn main() -> std::io::Result<()> {
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(body);
     };
-    let mut server = Server::new(Options::default(), handler)?;
+    let mut opts = Options::default();
+    // How long a connection kept here waits, idle, before it goes back.
+    if let Some(s) = std::env::var("APP_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts.timeouts.intra_stream = std::time::Duration::from_secs(s);
+    }
+    let mut server = Server::new(opts, handler)?;
     match (lines, arg) {
         // Until the HTTP process that started us goes (or for ever).
         (Some(lines), _) => lines.run(&mut server),

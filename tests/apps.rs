@@ -1,8 +1,9 @@
 //! App processes (`--app`): `examples/app_worker.rs` behind `exec:` and
-//! `unix:` routes answers on the client's own socket and gives the
-//! connection back between requests, so one keep-alive connection
-//! alternates between the app and the files; an app killed under load is
-//! replaced, and only what it held fails.
+//! `unix:` routes answers on the client's own socket, keeps it for the
+//! client's next requests under its prefix and gives it back for any
+//! other, so one keep-alive connection alternates between the app and the
+//! files; an app killed under load is replaced, and only what it held
+//! fails.
 
 mod common;
 use common::*;
@@ -21,8 +22,16 @@ fn app_worker() -> PathBuf {
 }
 
 fn start_exec(site: &std::path::Path, extra: &[&str]) -> Handoff {
-    let app = format!("/api=exec:{}", app_worker().display());
-    let mut args = vec!["--root", site.to_str().unwrap(), "--app", &app];
+    start_app(
+        site,
+        &format!("/api=exec:{}", app_worker().display()),
+        extra,
+    )
+}
+
+/// `--app APP` (two processes) and `extra`, once both are ready.
+fn start_app(site: &std::path::Path, app: &str, extra: &[&str]) -> Handoff {
+    let mut args = vec!["--root", site.to_str().unwrap(), "--app", app];
     args.extend_from_slice(extra);
     let h = Handoff::start(&args);
     // Its processes say they are ready in the log.
@@ -176,9 +185,9 @@ fn an_app_killed_under_load_is_replaced_and_only_what_it_held_fails() {
     }));
     let began = Instant::now();
     let mut pids = BTreeSet::new();
-    let mut s = h.connect();
     while pids.len() < 2 && began.elapsed() < Duration::from_secs(5) {
-        let r = get(&mut s, "/api/after");
+        // A new connection each time: an app keeps the one it answers.
+        let r = get(&mut h.connect(), "/api/after");
         assert_eq!(r.status, 200);
         pids.insert(r.header("x-app-pid").unwrap().to_string());
     }
@@ -361,7 +370,7 @@ fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
     let first_apps = children_of(h.pid() as i32);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|i| {
             let (addr, stop) = (h.addr, stop.clone());
             std::thread::spawn(move || {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -371,6 +380,14 @@ fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
                     let r = get(&mut s, "/api/during");
                     assert_eq!(r.status, 200, "after {ok}: {}", r.text());
                     pids.insert(r.header("x-app-pid").unwrap().to_string());
+                    if i % 2 == 1 {
+                        // Only the app's: its connection is kept there,
+                        // idle between requests when the old process
+                        // asks for everything back.
+                        std::thread::sleep(Duration::from_millis(5));
+                        ok += 1;
+                        continue;
+                    }
                     let r = get(&mut s, "/a.txt");
                     assert_eq!(
                         (r.status, r.text().as_str()),
@@ -411,4 +428,150 @@ fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
     assert!(wait_until(Duration::from_secs(5), || apps
         .iter()
         .all(|&p| !alive(p))));
+}
+
+/// Waits for the HTTP process's access log to show `n` requests lent.
+fn assert_lent(h: &Handoff, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(2), || lent(h) == n),
+        "{n} lent, not {}:\n{}",
+        lent(h),
+        h.log()
+    );
+}
+
+/// How many requests under `/api/` the HTTP process's access log shows:
+/// those it lent, not those an app answered on a connection it kept.
+fn lent(h: &Handoff) -> usize {
+    // A lent request's line has no status of ours: `"GET … HTTP/1.1" - -`.
+    h.log()
+        .lines()
+        .filter(|l| l.contains("\"GET /api/") && l.contains("HTTP/1.1\" - -"))
+        .count()
+}
+
+#[test]
+fn an_app_keeps_a_connection_for_its_own_requests_and_gives_back_the_others() {
+    let site = site();
+    let h = start_exec(site.path(), &[]);
+    let mut s = h.connect();
+    let mut pids = BTreeSet::new();
+    for i in 0..1000 {
+        let r = get(&mut s, &format!("/api/kept/{i}"));
+        assert_eq!(r.status, 200);
+        pids.insert(r.header("x-app-pid").unwrap().to_string());
+    }
+    // One app answered all of them, lent once: no hop through us after.
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_lent(&h, 1);
+    // A request that is not the app's goes back unread and is ours.
+    let r = get(&mut s, "/b.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "bravo\n"));
+    assert!(r.header("x-app-pid").is_none());
+    // Not under the prefix by whole segments, nor once decoded.
+    assert_eq!(get(&mut s, "/api/x").status, 200);
+    assert_eq!(get(&mut s, "/apix").status, 404);
+    let r = get(&mut s, "/api/x");
+    let pid = r.header("x-app-pid").unwrap().to_string();
+    // The app's path written otherwise is still the app's, kept; one that
+    // leaves the prefix once decoded is not.
+    let r = get(&mut s, "/%61pi//./y");
+    assert_eq!(r.header("x-app-pid"), Some(pid.as_str()));
+    let r = get(&mut s, "/api/../b.txt");
+    assert!(r.header("x-app-pid").is_none());
+    let ours = get(&mut h.connect(), "/api/../b.txt");
+    assert_eq!((r.status, r.text()), (ours.status, ours.text()));
+    assert_lent(&h, 3);
+}
+
+#[test]
+fn with_app_keep_off_every_request_of_an_app_is_lent_and_logged_here() {
+    let site = site();
+    let h = start_exec(site.path(), &["--app-keep", "off"]);
+    let mut s = h.connect();
+    for i in 0..50 {
+        assert_eq!(get(&mut s, &format!("/api/each/{i}")).status, 200);
+    }
+    assert_lent(&h, 50);
+}
+
+#[test]
+fn a_route_under_basic_auth_is_not_kept_so_every_request_is_checked_here() {
+    let site = site();
+    let file = site.path().join("htpasswd");
+    let out = std::process::Command::new("htpasswd")
+        .args(["-cbB", file.to_str().unwrap(), "alice", "wonderland"])
+        .output()
+        .expect("htpasswd (apache2-utils) must be installed");
+    assert!(out.status.success());
+    let rule = format!("/api={}", file.display());
+    let h = start_exec(
+        site.path(),
+        &["--basic-auth", &rule, "--basic-auth-insecure"],
+    );
+    let mut s = h.connect();
+    let with =
+        "GET /api/x HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n\r\n";
+    s.write_all(with.as_bytes()).unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-app-pid").is_some());
+    // Had the app kept it, it would have answered this one unchecked.
+    let r = get(&mut s, "/api/x");
+    assert_eq!(r.status, 401);
+    assert!(r.header("x-app-pid").is_none());
+    // Nor does a request pipelined behind a lent one reach the app
+    // unchecked: it comes back with its bytes.
+    let mut s = h.connect();
+    s.write_all(format!("{with}GET /api/y HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let first = read_response(&mut s).unwrap();
+    assert_eq!(first.status, 200);
+    assert!(first.header("x-app-pid").is_some());
+    let second = read_response(&mut s).unwrap();
+    assert_eq!(second.status, 401, "{}", second.text());
+}
+
+#[test]
+fn a_request_pipelined_behind_an_apps_one_is_routed_here_with_its_body() {
+    let site = site();
+    let h = start_exec(site.path(), &[]);
+    let mut s = h.connect();
+    s.write_all(
+        b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /api/form HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert!(r.header("x-app-pid").is_some());
+    let r = read_response(&mut s).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "bravo\n"));
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().ends_with("(5 bytes of body)\n"), "{}", r.text());
+    let r = read_response(&mut s).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "alpha\n"));
+}
+
+#[test]
+fn a_kept_connection_idle_past_the_apps_timeout_goes_back_and_is_served_here() {
+    let site = site();
+    let app = format!(
+        "/api=exec:env APP_IDLE_SECONDS=1 {}",
+        app_worker().display()
+    );
+    let h = start_app(site.path(), &app, &[]);
+    let mut s = h.connect();
+    assert_eq!(get(&mut s, "/api/one").status, 200);
+    assert_eq!(get(&mut s, "/api/two").status, 200);
+    assert_lent(&h, 1);
+    // Past the app's idle timeout it is ours again, open: the next
+    // request of the app's is lent anew, and a file is served here.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&mut s, "/api/three").status, 200);
+    assert_lent(&h, 2);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&mut s, "/b.txt").text(), "bravo\n");
 }

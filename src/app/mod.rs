@@ -360,6 +360,7 @@ fn server_maker(
         .iter()
         .map(|r| access::segments(&r.prefix))
         .collect();
+    let app_keep = site::app_keep(cfg, &app_prefixes);
     let budget = Arc::new(AtomicUsize::new(0));
     let (opts, routes, origins, file_cache) = (
         cfg.options.clone(),
@@ -415,6 +416,7 @@ fn server_maker(
             auth: auth::BasicAuth::new(&auth_rules, auth_insecure)?,
             cgi,
             apps: app_prefixes.clone(),
+            app_keep: app_keep.clone(),
             app_pool: apps.clone(),
         };
         let mut server = Server::new(opts.clone(), site)?;

@@ -42,6 +42,9 @@ pub(super) struct Site {
     pub(super) cgi: Arc<super::cgi::Cgi>,
     /// `--app` prefixes as segments, in the order of the routes.
     pub(super) apps: Vec<Vec<String>>,
+    /// Whether each may keep a connection for the next requests under its
+    /// prefix (`app_keep`).
+    pub(super) app_keep: Vec<bool>,
     /// Their pool, for the requests relayed rather than lent.
     pub(super) app_pool: Option<crate::apps::Apps>,
 }
@@ -209,7 +212,8 @@ impl Handler for Site {
             {
                 return match &self.app_pool {
                     Some(_) if lendable(req) => {
-                        res.hand_off_with(crate::apps::ForApp { route });
+                        let keep = self.app_keep.get(route).copied().unwrap_or(false);
+                        res.hand_off_with(crate::apps::ForApp { route, keep });
                     }
                     Some(pool) => crate::apps::relay(pool, route, req, res),
                     None => {
@@ -286,6 +290,46 @@ impl Handler for Site {
     }
 }
 
+/// Which `--app` routes may keep a connection for the client's next
+/// requests under their prefix (`--app-keep`): those under which nothing
+/// of ours could apply to a request, since the app reads and answers it
+/// without us. Anything that could (an address or credentials rule, the
+/// HTTPS redirect, a `--redirect` or WebSocket path, a longer `--app`
+/// prefix, whose requests are another app's) keeps the route's requests
+/// coming here, one by one.
+pub(super) fn app_keep(cfg: &super::config::ServeConfig, prefixes: &[Vec<String>]) -> Vec<bool> {
+    if !cfg.apps.keep || cfg.redirect_https.is_some() {
+        return vec![false; prefixes.len()];
+    }
+    let guarded: Vec<&[String]> = (cfg.access.iter().map(|r| &r.prefix[..]))
+        .chain(cfg.basic_auth.iter().map(|r| &r.prefix[..]))
+        .collect();
+    let paths: Vec<&str> = (cfg.redirects.iter().map(|(from, _)| from.as_str()))
+        .chain(cfg.ws.routes.iter().map(|r| r.path.as_str()))
+        .collect();
+    keepable(prefixes, &guarded, &paths)
+}
+
+/// `app_keep` of the app prefixes, given the prefixes a rule guards and
+/// the paths that are routed elsewhere.
+fn keepable(prefixes: &[Vec<String>], guarded: &[&[String]], paths: &[&str]) -> Vec<bool> {
+    // Some request path lies under both: one prefix is the other's start.
+    let overlap = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let under = |p: &[String], path: &str| super::access::segments(path).starts_with(p);
+    prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            !guarded.iter().any(|g| overlap(g, p))
+                && !paths.iter().any(|path| under(p, path))
+                && !prefixes
+                    .iter()
+                    .enumerate()
+                    .any(|(j, q)| j != i && q.len() > p.len() && q.starts_with(p))
+        })
+        .collect()
+}
+
 /// Can a request for an app go with its connection? A plain HTTP/1.x one
 /// can (the app answers on the socket and gives it back when idle); an
 /// HTTP/2 stream or a TLS session cannot go with an fd, and is relayed.
@@ -352,6 +396,36 @@ fn host_part(authority: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::access::segments;
+    use super::keepable;
+
+    #[test]
+    fn an_app_route_is_kept_only_where_nothing_of_ours_applies_under_it() {
+        let apps = [segments("/api"), segments("/api/admin"), segments("/shop")];
+        let (admin, files) = (segments("/admin"), segments("/files"));
+        let root = segments("/");
+        type Case<'a> = (&'a [&'a [String]], &'a [&'a str], [bool; 3]);
+        let cases: [Case<'_>; 6] = [
+            // Only a longer app prefix inside /api.
+            (&[], &[], [false, true, true]),
+            // A rule elsewhere changes nothing; one above or inside does.
+            (&[&admin, &files], &[], [false, true, true]),
+            (&[&root], &[], [false, false, false]),
+            (&[&apps[1]], &[], [false, false, true]),
+            // A redirect or WebSocket path under a prefix; one above it
+            // is not under it.
+            (&[], &["/shop/old", "/"], [false, true, false]),
+            (&[], &["/chat"], [false, true, true]),
+        ];
+        for (guarded, paths, want) in cases {
+            assert_eq!(
+                keepable(&apps, guarded, paths),
+                want,
+                "{guarded:?} {paths:?}"
+            );
+        }
+    }
+
     use super::host_part;
 
     #[test]

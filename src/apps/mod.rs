@@ -82,11 +82,17 @@ pub struct AppsConfig {
     pub ack_timeout: Duration,
     /// The uid and gid `exec:` apps run as (`serve --user`).
     pub run_as: Option<(u32, u32)>,
+    /// An app may keep a connection for the client's next requests under
+    /// its prefix (`--app-keep`, on by default; `wire::flags::KEEP`).
+    pub keep: bool,
 }
 
 /// What the handler hands off with a connection for an app: which route.
 pub(crate) struct ForApp {
     pub route: usize,
+    /// The app may keep the connection for the next requests under the
+    /// route's prefix: nothing of ours applies to them (`Site::app_keep`).
+    pub keep: bool,
 }
 
 /// A socket lent to an app without a connection's hand-off: one end of a
@@ -303,11 +309,14 @@ struct Held {
 impl Held {
     /// The `PASS_CONNECTION` for `h` and what we hold meanwhile.
     fn of(h: HandedOff, deadline: Instant) -> (Message, Held, usize) {
-        let route = h
+        let (route, keep) = h
             .context
             .and_then(|c| c.downcast::<ForApp>().ok())
-            .map_or(0, |f| f.route);
+            .map_or((0, false), |f| (f.route, f.keep));
         let mut m = Message::new(Kind::PassConnection, 0);
+        if keep {
+            m.flags |= wire::flags::KEEP;
+        }
         m.peer = Some(h.peer.to_string());
         m.local = Some(h.local.to_string());
         if h.tls {

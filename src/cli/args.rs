@@ -359,6 +359,16 @@ pub(super) struct ServeArgs {
     /// killed and restarted (the request gets 502).
     #[arg(long, value_parser = seconds, default_value = "2")]
     pub(super) app_ack_timeout: Duration,
+    /// Whether an app keeps a connection for the client's next requests
+    /// under its prefix (read and answered there, not routed here: not in
+    /// our access log or metrics), giving it back when one is not or when
+    /// it has been idle for the app's keep-alive timeout. Never where one
+    /// of our own settings (--allow/--deny, --basic-auth,
+    /// --redirect-https, a --redirect, a WebSocket route, a longer --app
+    /// prefix) could apply under the prefix. off: back after each
+    /// response, every request routed here.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub(super) app_keep: bool,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
     /// domain (*.example.org=/srv/all). Repeatable; the first that matches
@@ -572,6 +582,7 @@ impl ServeArgs {
                 workers: self.app_workers as usize,
                 ack_timeout: self.app_ack_timeout,
                 run_as: None,
+                keep: self.app_keep,
             },
             vhosts: self.vhost,
             vhost_strict: self.vhost_strict,

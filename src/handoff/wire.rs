@@ -181,6 +181,12 @@ pub mod flags {
     /// serial is the ID) sent was not taken by the bus (Redis away past
     /// the route's queue): close that session with 1013.
     pub const REFUSED: u32 = 1024;
+    /// `PASS_CONNECTION` to an app: it may keep the connection for the
+    /// client's next requests under `NAME` (the route's prefix, whole
+    /// segments of the decoded path), nothing of the HTTP process's own
+    /// applying to them; one that is not, or a connection idle past the
+    /// app's keep-alive timeout, is given back (`RETURNED`) unread.
+    pub const KEEP: u32 = 2048;
 }
 
 /// A Redis stream entry's ID (`ms-seq`), ordered as Redis orders them.

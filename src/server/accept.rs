@@ -313,7 +313,7 @@ pub(super) struct Queued {
     pub(super) pre_read: Vec<u8>,
     pub(super) wrapping: Wrapping,
     pub(super) resume_h2: Option<Box<[u8]>>,
-    pub(super) back: Option<super::Mover>,
+    pub(super) back: Option<super::returning::Back>,
 }
 
 /// Connected sockets waiting for a slot under `max_concurrent`.

@@ -116,7 +116,7 @@ impl Server {
         pre_read: &[u8],
         wrapping: Wrapping,
         resume_h2: Option<&[u8]>,
-        back: Option<super::Mover>,
+        back: Option<super::returning::Back>,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
         // Behind a PROXY header the client is not known yet: counted

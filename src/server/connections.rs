@@ -18,6 +18,7 @@ use slab::Slab;
 use super::Shared;
 use super::budget::Budget;
 use super::connection::{Connection, Engine, Io, Outcome, Readiness, Transport, Wrapping};
+use super::returning::{Back, Claimed, GoingBack};
 use super::timers::Timers;
 use crate::http::reply::{Letter, ReplyKey};
 use crate::http::{Conn, Expired};
@@ -51,7 +52,7 @@ pub(super) struct Connections {
     pub(super) clients: super::PerClient,
     /// Lent connections, by token, and where each goes back when idle
     /// (`Socket::returning`). Empty unless this process is an app worker.
-    pub(super) back: std::collections::HashMap<usize, Mover>,
+    pub(super) back: std::collections::HashMap<usize, Back>,
 }
 
 /// Gives an idle plain connection (its fd, who is at the other end, and,
@@ -90,7 +91,17 @@ impl Connections {
 
     /// Gives a lent connection back once it is idle (`Socket::returning`):
     /// HTTP/1.1 between requests, nothing read ahead, no TLS session here.
+    /// One we may keep stays, idle, until its next request is not ours
+    /// (`keep_or_return`) or its idle deadline passes (`fire_timers`).
     fn return_if_idle(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
+        if self.back.get(&token).is_some_and(Back::kept) {
+            return;
+        }
+        self.give_back(token, shared, registry);
+    }
+
+    /// Gives a lent connection back now if it is idle.
+    fn give_back(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
         let Some(back) = self.back.get(&token) else {
             return;
         };
@@ -100,12 +111,25 @@ impl Connections {
         let (Engine::Parked(p), Transport::Plain(_)) = (&c.engine, &c.io.transport) else {
             return;
         };
-        match back(c.io.fd.as_fd(), p.peer(), &[]) {
+        match (back.mover)(c.io.fd.as_fd(), p.peer(), &[]) {
             Ok(()) => drop(self.remove(registry, token, shared)),
             Err(e) => {
                 tracing::debug!(peer = %p.peer(), "a lent connection stays: {e}");
                 self.back.remove(&token);
             }
+        }
+    }
+
+    /// The lines told to finish: kept connections idle now go back.
+    pub(super) fn return_kept(&mut self, shared: &mut Shared, registry: &Registry) {
+        let tokens: Vec<usize> = self
+            .back
+            .iter()
+            .filter(|(_, b)| b.keep.is_some() && !b.kept())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tokens {
+            self.give_back(t, shared, registry);
         }
     }
 
@@ -348,8 +372,25 @@ impl Connections {
         let Some(c) = self.entries.get_mut(token) else {
             return;
         };
+        // Declared before the context that borrows it.
+        let claimed;
         let mut ctx = shared.ctx(Some((token, c.generation)));
-        let outcome = c.ready(now, &mut ctx, &self.clients);
+        // Empty unless this process is lent connections: asked first.
+        let back = match self.back.is_empty() {
+            true => None,
+            false => self.back.get(&token),
+        };
+        let outcome = match back {
+            Some(back) => {
+                claimed = Claimed {
+                    inner: ctx.handler,
+                    back,
+                };
+                ctx.handler = &claimed;
+                c.ready(now, &mut ctx, &self.clients)
+            }
+            None => c.ready(now, &mut ctx, &self.clients),
+        };
         let yielded = matches!(outcome, Outcome::Yield);
         match outcome {
             Outcome::Wait | Outcome::Yield => {
@@ -372,8 +413,16 @@ impl Connections {
                 drop(self.remove(registry, token, shared));
             }
             Outcome::HandOff(taken) => {
+                let back = self.back.get(&token).map(|b| b.mover.clone());
                 if let Some(c) = self.remove(registry, token, shared) {
-                    self.handed.push_back((c, taken));
+                    match (back, taken) {
+                        (Some(mover), Some(t))
+                            if t.context.as_ref().is_some_and(|c| c.is::<GoingBack>()) =>
+                        {
+                            go_back(&c, &mover, t);
+                        }
+                        (_, taken) => self.handed.push_back((c, taken)),
+                    }
                 }
             }
         }
@@ -453,7 +502,19 @@ impl Connections {
                         .schedule(Some(due), token, generation, &mut c.timer_at);
                     continue;
                 }
+                // A kept connection idle too long goes back rather than
+                // being closed: the lender's own idle policy applies.
+                if self.back.get(&token).is_some_and(|b| b.keep.is_some()) {
+                    // Not taken: it closes here as any idle one.
+                    self.give_back(token, shared, registry);
+                    if !self.entries.contains(token) {
+                        continue;
+                    }
+                }
             }
+            let Some(c) = self.entries.get_mut(token) else {
+                continue;
+            };
             let mut ctx = shared.ctx(None);
             let expired = c.engine.on_timeout(now, &mut ctx);
             if let Some(e) = &expired {
@@ -500,5 +561,21 @@ impl Connections {
         for t in tokens {
             drop(self.remove(registry, t, shared));
         }
+    }
+}
+
+/// A request on a lent connection that is not ours goes back to the
+/// lender with what was read of it; if the lender does not take it, the
+/// client is told, since nobody here may answer it.
+fn go_back(c: &Connection, mover: &Mover, t: crate::http::Taken) {
+    let mut read = t.head;
+    read.extend_from_slice(&t.rest);
+    if let Err(e) = mover(c.io.fd.as_fd(), c.engine.peer(), &read) {
+        tracing::warn!(peer = %c.engine.peer(), "a request for the lender could not go back: {e}; 503");
+        super::connection::answer_untaken(
+            c.io.fd.as_fd(),
+            503,
+            "the server could not route this request",
+        );
     }
 }

@@ -68,13 +68,3 @@ pub(super) fn give(hook: Option<&mut Hook>, relays: &mut Relays, registry: &Regi
         }),
     }
 }
-
-/// Answers a handed-off connection that nobody took (no worker or app
-/// process, or one that refused it) with `status` and why, then ends our
-/// writing. A fresh socket's buffer takes the whole answer; if it does
-/// not, the client sees a closed connection, which is also an answer.
-pub(crate) fn answer_untaken(fd: std::os::fd::BorrowedFd<'_>, status: u16, why: &str) {
-    let resp = crate::http::encode::canned(status, why, "Retry-After: 1\r\n");
-    let _ = sys::write(fd, &resp);
-    let _ = sys::shutdown_write(fd);
-}

@@ -10,12 +10,13 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use slab::Slab;
 
+use super::returning::Keep;
 use super::{Mover, Server, Socket};
 use crate::handoff::outbox::{self, Outbox};
 use crate::handoff::wire::{self, Kind, Message};
@@ -44,6 +45,8 @@ struct Line {
     /// said since the last connection came.
     finishing: Option<u64>,
     said: bool,
+    /// Set with `finishing`: what the lender let us keep goes back now.
+    keep_ends: Arc<AtomicBool>,
 }
 
 impl Lines {
@@ -74,6 +77,7 @@ impl Server {
             unsent: Outbox::default(),
             finishing: None,
             said: false,
+            keep_ends: Arc::default(),
         });
         Ok(())
     }
@@ -144,7 +148,10 @@ impl Server {
             {
                 if let Some(l) = self.lines.lines.get_mut(key) {
                     (l.finishing, l.said) = (Some(m.id), false);
+                    l.keep_ends.store(true, Ordering::Relaxed);
                 }
+                self.conns
+                    .return_kept(&mut self.shared, self.poll.registry());
                 continue;
             }
             let answer = match self.take_lent(msg, rec, key) {
@@ -188,13 +195,19 @@ impl Server {
         let Some(socket) = Socket::from_line(fd, msg.peer.as_deref()) else {
             return Err((id, "not a connected stream socket".into()));
         };
-        let back = match self.lines.lines.get(key) {
-            Some(l) => l.back.clone(),
+        let (back, keep_ends) = match self.lines.lines.get(key) {
+            Some(l) => (l.back.clone(), l.keep_ends.clone()),
             None => return Err((id, "the line is gone".into())),
         };
+        let mut socket = socket.returning(back);
+        if msg.flags & wire::flags::KEEP != 0
+            && let Some(prefix) = &msg.name
+        {
+            socket = socket.keeping(Arc::new(Keep::new(prefix, keep_ends)));
+        }
         let mut pre_read = msg.head;
         pre_read.extend_from_slice(&msg.data);
-        self.adopt(socket.returning(back), &pre_read, true)
+        self.adopt(socket, &pre_read, true)
             .map(|_| id)
             .map_err(|e| (id, e.to_string()))
     }
@@ -263,17 +276,16 @@ impl Server {
     }
 }
 
-/// Where a line's connections go when idle: back on the line, one message
-/// each, not answered (`RETURNED`). Sent without waiting: a line too full
-/// to take it now leaves the connection here.
+/// Where a line's connections go when idle, or with a request that is not
+/// ours (`read`: what was read of it): back on the line, one message each,
+/// not answered (`RETURNED`). Sent without waiting: a line too full to
+/// take it now leaves an idle connection here.
 fn back_on(line: Arc<OwnedFd>) -> Mover {
     let next = AtomicU64::new(1);
-    Arc::new(move |fd: BorrowedFd<'_>, peer: &Addr, state: &[u8]| {
-        if !state.is_empty() {
-            return Err(io::Error::other("an HTTP/2 connection is not given back"));
-        }
+    Arc::new(move |fd: BorrowedFd<'_>, peer: &Addr, read: &[u8]| {
         let mut m = Message::new(Kind::PassConnection, next.fetch_add(1, Ordering::Relaxed));
         m.flags = wire::flags::RETURNED;
+        m.data = read.to_vec();
         if let Addr::Inet(a) = peer {
             m.peer = Some(a.to_string());
         }

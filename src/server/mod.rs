@@ -53,6 +53,7 @@ mod lines;
 mod observe;
 mod options;
 mod per_client;
+mod returning;
 mod timers;
 
 use std::io;
@@ -73,8 +74,8 @@ use date::DateCache;
 use inbox::Command;
 
 pub(crate) use connection::Wrapping;
+pub(crate) use connection::answer_untaken;
 pub use connections::Mover;
-pub(crate) use hand_off::answer_untaken;
 pub use inbox::{Inbox, Loops, Submission, Ticket};
 pub use options::{AccessLine, Added, HandedOff, Options, Socket};
 pub use per_client::{PerClient, Rate};

@@ -69,7 +69,7 @@ pub struct Socket {
     /// (`H2Conn::park`, the wire format's `H2_STATE`).
     pub(super) resume_h2: Option<Box<[u8]>>,
     /// Where the connection goes when it is idle again (`returning`).
-    pub(super) back: Option<super::Mover>,
+    pub(super) back: Option<super::returning::Back>,
 }
 
 impl Socket {
@@ -143,8 +143,20 @@ impl Socket {
     /// back this way to the HTTP process that handed them off
     /// (`handoff::worker`), so that the client's next request is routed
     /// afresh. If `back` fails, the connection is served here from then on.
+    /// A request after the first (pipelined behind it) is not answered
+    /// here: it goes to `back` with the bytes read of it, its third
+    /// argument (empty for an idle connection).
     pub fn returning(mut self, back: super::Mover) -> Self {
-        self.back = Some(back);
+        self.back = Some(super::returning::Back::new(back));
+        self
+    }
+
+    /// `returning`, but the lender lets us keep the connection for the
+    /// client's next requests that `keep` claims (`returning::Keep`).
+    pub(crate) fn keeping(mut self, keep: std::sync::Arc<super::returning::Keep>) -> Self {
+        if let Some(b) = &mut self.back {
+            b.keep = Some(keep);
+        }
         self
     }
 
