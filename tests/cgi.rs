@@ -119,6 +119,22 @@ fn post(h: &Handoff, path: &str, body: &[u8]) -> Response {
     read_response(&mut s).unwrap()
 }
 
+/// Every script the server started has been reaped, within 5 s.
+fn all_reaped(h: &Handoff) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        children_of(h.pid() as i32).is_empty()
+    })
+}
+
+/// The server's log says `what` within 5 s.
+fn assert_logged(h: &Handoff, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(5), || h.log().contains(what)),
+        "{what:?} not logged:\n{}",
+        h.log()
+    );
+}
+
 fn var<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
@@ -205,10 +221,7 @@ fn a_body_over_max_body_gets_413_and_no_script_runs() {
     let r = post(&h, "/cgi-bin/env.sh", &[b'x'; 1000]);
     assert_eq!(r.status, 200);
     // Reaped once it has exited, a moment after its answer.
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert!(all_reaped(&h));
 }
 
 #[test]
@@ -239,6 +252,65 @@ fn the_scripts_status_location_and_fields_reach_the_client_but_not_its_framing()
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn a_local_redirect_is_answered_as_the_server_answers_that_path() {
+    let (site, bin) = cgi_site();
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(site.path().join("big.bin"), &big).unwrap();
+    // RFC 3875 §6.2.2: a Location that is a path, and no Status. What it
+    // printed after the head is not the answer.
+    for (name, to) in [
+        ("local.sh", "/a.txt?x=1"),
+        ("big.sh", "/big.bin"),
+        ("gone.sh", "/no-such-file"),
+        ("again.sh", "/cgi-bin/env.sh"),
+    ] {
+        script(
+            bin.path(),
+            name,
+            &format!("#!/bin/sh\nprintf 'Location: {to}\\n\\n'\necho not this\n"),
+        );
+    }
+    let h = start(site.path(), bin.path(), &[]);
+    let r = h.get("/cgi-bin/local.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "alpha\n"));
+    assert_eq!(r.header("location"), None);
+    assert_eq!(r.header("content-length"), Some("6"));
+    // Asked again as a GET, the body having been the script's; the
+    // request's fields go along (a range here).
+    let r = post(&h, "/cgi-bin/local.sh", b"some=form");
+    assert_eq!((r.status, r.text().as_str()), (200, "alpha\n"));
+    let mut s = h.connect();
+    s.write_all(b"GET /cgi-bin/local.sh HTTP/1.1\r\nHost: t\r\nRange: bytes=1-3\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (206, "lph"));
+    // The connection goes on, and so does a HEAD, as a HEAD.
+    s.write_all(b"HEAD /cgi-bin/local.sh HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(
+        rest.to_ascii_lowercase().contains("content-length: 6\r\n"),
+        "{rest}"
+    );
+    assert!(rest.ends_with("\r\n\r\n"), "{rest}");
+    // A large file, streamed, byte for byte.
+    let r = h.get("/cgi-bin/big.sh");
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "{} bytes", r.body.len());
+    // Whatever the path gets from the server, the client gets.
+    assert_eq!(h.get("/cgi-bin/gone.sh").status, 404);
+    // A path answered later (another script) is not followed.
+    let r = h.get("/cgi-bin/again.sh");
+    assert_eq!(r.status, 502);
+    assert_logged(&h, "local redirect not followed");
+    // Every script was reaped.
+    assert!(all_reaped(&h));
 }
 
 #[test]
@@ -274,17 +346,8 @@ fn a_script_without_a_head_or_that_fails_gets_502_and_its_stderr_is_logged() {
     ] {
         assert_eq!(h.get(path).status, 502, "{path}");
     }
-    assert!(
-        wait_until(Duration::from_secs(5), || h
-            .log()
-            .contains("something broke")),
-        "{}",
-        h.log()
-    );
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert_logged(&h, "something broke");
+    assert!(all_reaped(&h));
 }
 
 #[test]
@@ -316,10 +379,7 @@ fn a_script_that_hangs_is_killed_at_the_deadline_with_its_group_and_gets_504() {
     assert!(wait_until(Duration::from_secs(5), || ids
         .iter()
         .all(|&p| !alive(p))));
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert!(all_reaped(&h));
     assert!(h.log().contains("ran past --cgi-timeout"), "{}", h.log());
 
     // Once the body has begun, the deadline cuts the connection instead:
@@ -334,10 +394,7 @@ fn a_script_that_hangs_is_killed_at_the_deadline_with_its_group_and_gets_504() {
         rest.contains("started\n") && !rest.ends_with("0\r\n\r\n"),
         "{rest:?}"
     );
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert!(all_reaped(&h));
 }
 
 #[test]
@@ -379,10 +436,7 @@ fn a_client_that_leaves_mid_body_stops_the_script() {
         wait_until(Duration::from_secs(5), || !alive(pid)),
         "the script goes with its client"
     );
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert!(all_reaped(&h));
     assert_eq!(h.settled_fds(), before, "no fd left behind");
 }
 
@@ -481,10 +535,7 @@ fn two_hundred_requests_at_once_with_cgi_max_20_are_each_answered_or_refused_wit
         busy > 0,
         "more than 20 at once were never refused: {ok} answered"
     );
-    assert!(wait_until(Duration::from_secs(5), || children_of(
-        h.pid() as i32
-    )
-    .is_empty()));
+    assert!(all_reaped(&h));
     assert_eq!(h.settled_fds(), before, "no fd left behind");
     // Every place was given back.
     assert_eq!(h.get("/cgi-bin/slow.sh").status, 200);
@@ -559,6 +610,17 @@ sys.stdout.write(f"hello {name} via {os.environ['REQUEST_METHOD']} {os.environ['
         curl(&["--http2-prior-knowledge", &url("/cgi-bin/form.py?name=lin")]),
         "hello lin via GET HTTP/2\n"
     );
+    // A local redirect (no Status) is answered here, over HTTP/2 too.
+    script(
+        bin.path(),
+        "local.py",
+        "#!/usr/bin/env python3\nprint('Location: /b.txt', end='\\r\\n\\r\\n')\n",
+    );
+    assert_eq!(
+        curl(&["--http2-prior-knowledge", &url("/cgi-bin/local.py")]),
+        "bravo\n"
+    );
+    assert_eq!(curl(&[&url("/cgi-bin/local.py")]), "bravo\n");
     // A large body from curl over HTTP/2 (no content-length framing
     // needed: curl sends one, the script reads it).
     let big = "name=".to_string() + &"z".repeat(300_000);

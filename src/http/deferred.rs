@@ -108,6 +108,11 @@ impl Stepwise {
     }
 
     /// The steps of a response on an HTTP/2 stream (see `http::h2`).
+    /// On an HTTP/2 stream.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2
+    }
+
     pub(crate) fn for_h2(is_head: bool) -> Stepwise {
         Stepwise {
             h2: true,
@@ -360,9 +365,35 @@ pub struct Writer<'a> {
     pub(crate) date: &'a [u8],
     pub(crate) static_headers: &'a [u8],
     pub(crate) min_chunk: usize,
+    /// The loop's handler and the request's connection, to answer this
+    /// response as another request would be (`Writer::reprocess`).
+    pub(crate) again: Option<&'a mut dyn Again>,
+}
+
+/// Answers a made-up request as the loop's handler does, into a writer
+/// (`http::again::Lent`, lent for a job's run).
+pub(crate) trait Again {
+    fn reprocess(&mut self, head: &[u8], w: &mut Writer<'_>) -> Result<(), Misuse>;
 }
 
 impl Writer<'_> {
+    /// Answers this response as the server answers the request whose head
+    /// is `head` (`METHOD TARGET HTTP/1.x`, fields, the empty line): a CGI
+    /// script's local redirect. An error, with nothing written: the head
+    /// does not parse, a response was begun already, or the handler would
+    /// answer later or hand the connection off.
+    pub(crate) fn reprocess(&mut self, head: &[u8]) -> Result<(), Misuse> {
+        if self.st.state != WriteState::Empty {
+            return Err(Misuse("a response already begun is not answered again"));
+        }
+        let Some(again) = self.again.take() else {
+            return Err(Misuse("no handler to answer again with"));
+        };
+        let r = again.reprocess(head, self);
+        self.again = Some(again);
+        r
+    }
+
     /// How far the response has been written.
     pub fn write_state(&self) -> WriteState {
         self.st.state

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 engine, sans-I/O: bytes in, bytes out. See `conn/`.
 
+pub(crate) mod again;
 pub(crate) mod blocks;
 pub(crate) mod body;
 pub(crate) mod chunked;

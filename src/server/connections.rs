@@ -467,16 +467,17 @@ impl Connections {
             return; // that connection is gone and its slot reused
         }
         let mut ctx = shared.ctx(None);
+        let via = c.io.via();
         match (&mut c.engine, letter) {
             // A streamed body has more: driving the connection pulls it.
             (_, Letter::Wake) => {}
             (Engine::Busy(conn), Letter::Job(job)) => {
-                conn.write_deferred(key.id, job, now, &mut ctx)
+                conn.write_deferred(key.id, job, (now, via), &mut ctx)
             }
             (Engine::Busy(conn), Letter::Dropped) => conn.abandon(key.id, now, &mut ctx),
             // On HTTP/2 the reply names its stream.
-            (Engine::H2(h), Letter::Job(job)) => h.reply(key.id, Some(job), now, &mut ctx),
-            (Engine::H2(h), Letter::Dropped) => h.reply(key.id, None, now, &mut ctx),
+            (Engine::H2(h), Letter::Job(job)) => h.reply(key.id, Some(job), (now, via), &mut ctx),
+            (Engine::H2(h), Letter::Dropped) => h.reply(key.id, None, (now, via), &mut ctx),
             // A parked connection has no deferred response: nothing to run.
             (Engine::Parked(_), _) => return,
         }

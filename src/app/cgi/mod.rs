@@ -272,6 +272,33 @@ impl Cgi {
         streamed: bool,
     ) -> run::Job {
         let env = environment(req, &script, length, &self.cfg.passenv);
+        let mut fields = Vec::new();
+        for (name, value) in req.headers() {
+            // The body's fields went with the body; the connection's are
+            // not the made-up request's.
+            const NOT_AGAIN: [&str; 9] = [
+                "content-length",
+                "content-type",
+                "transfer-encoding",
+                "expect",
+                "connection",
+                "keep-alive",
+                "te",
+                "upgrade",
+                "trailer",
+            ];
+            if !NOT_AGAIN.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+                fields.extend_from_slice(name.as_bytes());
+                fields.extend_from_slice(b": ");
+                fields.extend_from_slice(value);
+                fields.extend_from_slice(b"\r\n");
+            }
+        }
+        let redo = run::Redo {
+            head_only: req.method() == "HEAD",
+            minor: u8::from(req.version() != crate::http::Version::Http10),
+            fields,
+        };
         run::Job {
             script: script.path,
             dir: script.dir,
@@ -280,6 +307,7 @@ impl Cgi {
             body: body.filter(|b| !b.is_empty()),
             streamed,
             deadline: Instant::now() + self.cfg.timeout,
+            redo,
             _slot: slot,
         }
     }

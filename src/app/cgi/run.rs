@@ -69,8 +69,53 @@ pub(super) struct Job {
     pub body: Option<Vec<u8>>,
     pub streamed: bool,
     pub deadline: Instant,
+    /// The request again, for a local redirect.
+    pub redo: Redo,
     /// Held for as long as the thread runs.
     pub _slot: Slot,
+}
+
+/// What a local redirect (RFC 3875 §6.2.2) asks the server again: the
+/// request's fields for another target, as a GET (a HEAD stays a HEAD),
+/// as Apache does; its body was the script's.
+pub(super) struct Redo {
+    pub head_only: bool,
+    pub minor: u8,
+    /// The request's fields as `Name: value` lines, without those of its
+    /// body and its connection.
+    pub fields: Vec<u8>,
+}
+
+impl Redo {
+    fn head(&self, target: &str) -> Vec<u8> {
+        let method = if self.head_only { "HEAD" } else { "GET" };
+        let mut h = format!("{method} {target} HTTP/1.{}\r\n", self.minor).into_bytes();
+        h.extend_from_slice(&self.fields);
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+}
+
+/// Runs on the loop: the response the server gives `head`, or a 502 if it
+/// would come later or from elsewhere (another script, an app).
+fn follow(w: &mut crate::http::Writer<'_>, head: &[u8], script: &str, target: &str) {
+    let Err(why) = w.reprocess(head) else {
+        return;
+    };
+    tracing::warn!(
+        script,
+        location = target,
+        "CGI local redirect not followed: {why}; 502"
+    );
+    if w.write_state() == crate::http::WriteState::Empty {
+        let _ = w
+            .status(502)
+            .and_then(|()| w.header("Content-Type", "text/plain; charset=utf-8"))
+            .and_then(|()| {
+                w.write(b"502 Bad Gateway: the script's local redirect was not followed\n")
+            })
+            .and_then(|()| w.finish());
+    }
 }
 
 /// Starts a request's thread; the event loop keeps the returned side.
@@ -106,6 +151,9 @@ struct Run {
     error: Option<(u16, String)>,
     timed_out: bool,
     abandoned: bool,
+    /// A local redirect was followed: stdout is read to its end and
+    /// dropped (the script may still be working).
+    discard: bool,
     err_line: Vec<u8>,
 }
 
@@ -135,6 +183,7 @@ impl Run {
             error: None,
             timed_out: false,
             abandoned: false,
+            discard: false,
             err_line: Vec::new(),
         }
     }
@@ -311,8 +360,10 @@ impl Run {
                 return;
             }
             if head_done {
-                self.shared.lock().out.extend(&buf[..n]);
-                self.wake_stream();
+                if !self.discard {
+                    self.shared.lock().out.extend(&buf[..n]);
+                    self.wake_stream();
+                }
                 continue;
             }
             self.head.extend_from_slice(&buf[..n]);
@@ -412,6 +463,14 @@ impl Run {
                     .header("Content-Type", "text/plain; charset=utf-8")
                     .body(body),
             )
+        } else if let Some(target) = self.parsed.as_ref().and_then(|h| h.local_redirect.clone()) {
+            self.parsed = None;
+            self.answered = true;
+            self.discard = true;
+            self.shared.lock().out.clear();
+            let head = self.job.redo.head(&target);
+            let script = self.job.name.clone();
+            reply.send(move |w| follow(w, &head, &script, &target))
         } else if let Some(h) = self.parsed.take() {
             self.answered = true;
             let out = Outbox(self.shared.clone());

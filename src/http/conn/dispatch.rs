@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::state::{Deferred, KeepAlive};
 use super::{Conn, Ctx};
+use crate::http::again::Lent;
 use crate::http::deferred::{ReadState, Stepwise, WriteState, Writer};
 use crate::http::encode::{self, ResponseFraming};
 use crate::http::events::{Event, Kept, Seen, Severity, Wants};
@@ -14,7 +15,7 @@ use crate::http::output::Output;
 use crate::http::pool::BufPool;
 use crate::http::refusal;
 use crate::http::reply::{Job, ReplyKey};
-use crate::http::request::Request;
+use crate::http::request::{Request, Via};
 use crate::http::response::{Body, Response};
 use crate::http::sink::BodySink;
 use crate::http::status::Reject;
@@ -220,14 +221,20 @@ impl Conn {
 
     /// Runs a deferred response's job with its writer. A job for another
     /// request (or a connection that moved on) is dropped.
-    pub(crate) fn write_deferred(&mut self, id: u64, job: Job, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn write_deferred(
+        &mut self,
+        id: u64,
+        job: Job,
+        (now, via): (Instant, Via<'_>),
+        ctx: &mut Ctx<'_>,
+    ) {
         let Some(d) = self.state.deferred_mut(id) else {
             return;
         };
         if self.out.is_empty() {
             self.write_progress = now;
         }
-        if !run_job(job, &mut d.st, &mut self.out, &self.peer, ctx) {
+        if !run_job(job, &mut d.st, &mut self.out, (&self.peer, via, now), ctx) {
             return self.abandon(id, now, ctx);
         }
         if d.st.state == WriteState::Finished {
@@ -280,9 +287,19 @@ pub(crate) fn run_job(
     job: Job,
     st: &mut Stepwise,
     out: &mut Output,
-    peer: &crate::sys::Addr,
+    (peer, via, now): (&crate::sys::Addr, Via<'_>, Instant),
     ctx: &mut Ctx<'_>,
 ) -> bool {
+    let handler = ctx.handler;
+    let handle = |req: &Request<'_>, res: &mut Response<'_>| handler.handle(req, res);
+    let mut lent = Lent {
+        handle: &handle,
+        peer,
+        via,
+        now,
+        limits: ctx.limits,
+        scratch: ctx.scratch,
+    };
     let mut w = Writer {
         st,
         out,
@@ -290,6 +307,7 @@ pub(crate) fn run_job(
         date: ctx.date,
         static_headers: ctx.static_headers,
         min_chunk: ctx.limits.min_output_chunk,
+        again: Some(&mut lent),
     };
     if catch_unwind(AssertUnwindSafe(|| job(&mut w))).is_err() {
         let what = "a deferred response's job panicked";

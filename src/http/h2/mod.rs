@@ -275,9 +275,15 @@ impl H2Conn {
 
     /// Runs a deferred response's job on the stream it was meant for, if
     /// it is still there (`None`: every `Reply` was dropped).
-    pub(crate) fn reply(&mut self, id: u64, job: Option<Job>, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(crate) fn reply(
+        &mut self,
+        id: u64,
+        job: Option<Job>,
+        (now, via): (Instant, crate::http::request::Via<'_>),
+        ctx: &mut Ctx<'_>,
+    ) {
         if let Some(s) = self.streams.iter_mut().find(|s| s.id == id) {
-            s.deferred_job(job, &mut self.sess, &self.peer, now, ctx);
+            s.deferred_job(job, &mut self.sess, (&self.peer, via), now, ctx);
         }
         self.streams.retain(|s| !s.is_done());
         self.take_output();

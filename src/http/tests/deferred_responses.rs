@@ -34,7 +34,7 @@ fn writes_a_deferred_response_in_steps_and_keeps_pipelined_requests_waiting() {
                 "a header after the header section was sent"
             );
         }),
-        now,
+        (now, Default::default()),
         &mut h.env.ctx(),
     );
     let first = h.take();
@@ -49,7 +49,7 @@ fn writes_a_deferred_response_in_steps_and_keeps_pipelined_requests_waiting() {
             w.finish_with_trailers(&[("X-Done", b"yes")]).unwrap();
             assert_eq!(w.write_state(), WriteState::Finished);
         }),
-        now,
+        (now, Default::default()),
         &mut h.env.ctx(),
     );
     let rest = h.take();
@@ -64,7 +64,7 @@ fn writes_a_deferred_response_in_steps_and_keeps_pipelined_requests_waiting() {
             w.status(204).unwrap();
             w.finish().unwrap();
         }),
-        now,
+        (now, Default::default()),
         &mut h.env.ctx(),
     );
     assert!(h.take().starts_with("HTTP/1.1 204 No Content\r\n"));
@@ -87,7 +87,7 @@ fn answers_500_when_a_deferred_response_is_dropped_and_cuts_a_half_written_one()
             w.status(200).unwrap();
             w.write(b"half").unwrap();
         }),
-        now,
+        (now, Default::default()),
         &mut h.env.ctx(),
     );
     h.conn.abandon(1, now, &mut h.env.ctx());
@@ -157,11 +157,70 @@ fn a_deferred_answer_to_a_request_whose_body_is_skipped_is_written_and_then_the_
             w.write(b"too big").unwrap();
             w.finish().unwrap();
         }),
-        now,
+        (now, Default::default()),
         &mut h.env.ctx(),
     );
     let out = h.take();
     assert_eq!(statuses(&out), ["413"], "{out}");
     assert!(out.contains("Connection: close"), "{out}");
     assert_eq!(h.next(), Next::ShutdownWrite);
+}
+
+/// Defers `/later`; answers anything else at once with its path.
+fn defers_later(req: &Request<'_>, res: &mut Response<'_>) {
+    if req.path() == "/later" {
+        let _reply = res.defer();
+    } else {
+        res.header("X-Method", req.method()).body(format!(
+            "{} {}\n",
+            req.path(),
+            req.query().unwrap_or("-")
+        ));
+    }
+}
+
+#[test]
+fn a_deferred_response_is_answered_as_the_handler_answers_another_request() {
+    let mut h = Harness::new(defers_later);
+    h.feed(b"POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(h.take(), "");
+    let now = h.now();
+    h.conn.write_deferred(
+        1,
+        job(|w| {
+            w.reprocess(b"GET /other?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(w.write_state(), WriteState::Finished);
+        }),
+        (now, Default::default()),
+        &mut h.env.ctx(),
+    );
+    let out = h.take();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("X-Method: GET\r\n"), "{out}");
+    assert!(out.contains("Content-Length: 11\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n/other q=1\n"), "{out}");
+}
+
+#[test]
+fn a_request_answered_later_or_that_does_not_parse_is_not_answered_again() {
+    let mut h = Harness::new(defers_later);
+    h.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    let now = h.now();
+    h.conn.write_deferred(
+        1,
+        job(|w| {
+            assert!(
+                w.reprocess(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .is_err()
+            );
+            assert!(w.reprocess(b"GET /a b c HTTP/1.1\r\n\r\n").is_err());
+            assert_eq!(w.write_state(), WriteState::Empty);
+            w.status(502).unwrap();
+            w.finish().unwrap();
+        }),
+        (now, Default::default()),
+        &mut h.env.ctx(),
+    );
+    assert!(h.take().starts_with("HTTP/1.1 502"));
 }

@@ -40,7 +40,7 @@ impl Stream {
         &mut self,
         job: Option<Job>,
         sess: &mut Session,
-        peer: &Addr,
+        (peer, via): (&Addr, crate::http::request::Via<'_>),
         now: Instant,
         ctx: &mut Ctx<'_>,
     ) {
@@ -51,7 +51,7 @@ impl Stream {
         let Some(job) = job else {
             return self.abandon(sess, peer, ctx);
         };
-        if !run_job(job, &mut d.st, &mut d.out, peer, ctx) {
+        if !run_job(job, &mut d.st, &mut d.out, (peer, via, now), ctx) {
             return self.abandon(sess, peer, ctx);
         }
         let Ok(bytes) = d.out.take_all() else {
