@@ -130,7 +130,7 @@ impl Connections {
         shared: &mut Shared,
         registry: &Registry,
     ) -> bool {
-        if !self.back.get(&token).is_some_and(|b| b.keep.is_some()) {
+        if self.back.get(&token).is_none_or(|b| b.keep.is_none()) {
             return false;
         }
         // Not taken: it closes here as any idle one.
