@@ -119,6 +119,8 @@ impl Server {
         back: Option<super::returning::Back>,
     ) -> io::Result<()> {
         let (registry, now) = (self.poll.registry(), self.now);
+        // Served before the next turn asks (`add_stream`): asked now.
+        self.shared.observer.look();
         // Behind a PROXY header the client is not known yet: counted
         // once it is (`Connection::ready`).
         let counted = wrapping.proxy.is_none() && self.conns.clients.limits_conns();

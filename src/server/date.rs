@@ -15,11 +15,11 @@ impl DateCache {
     /// its second may have changed: a turn that reads it costs 150
     /// instructions a request (callgrind), the comparison none. A step of
     /// the wall clock (NTP) shows at the next second.
-    pub(super) fn refresh(&mut self, now: Instant) {
+    pub(super) fn refresh(&mut self, now: Instant, access: bool) {
         if let Some((wall, at, next)) = self.read
             && now < next
         {
-            if crate::log::access_on() {
+            if access {
                 crate::log::set_turn_time(wall + now.saturating_duration_since(at));
             }
             return;
@@ -48,7 +48,7 @@ mod tests {
     fn the_date_is_formatted_again_only_when_its_second_may_have_changed() {
         let mut d = DateCache::default();
         let t0 = Instant::now();
-        d.refresh(t0);
+        d.refresh(t0, true);
         let first = d.text().to_vec();
         assert_eq!(
             first,
@@ -58,9 +58,9 @@ mod tests {
         assert!(next > t0 && next <= t0 + Duration::from_secs(1));
         // Before the next second, the text stands without a clock read.
         d.text.clear();
-        d.refresh(next - Duration::from_nanos(1));
+        d.refresh(next - Duration::from_nanos(1), true);
         assert!(d.text().is_empty(), "no new reading before the second ends");
-        d.refresh(next + Duration::from_millis(1));
+        d.refresh(next + Duration::from_millis(1), true);
         assert!(!d.text().is_empty(), "read again once the second is over");
     }
 }

@@ -123,7 +123,7 @@ impl Shared {
             static_headers,
             mailer,
             spare: Vec::new(),
-            observer: observe::Record,
+            observer: observe::Record::new(),
             heads: Default::default(),
         }
     }
@@ -335,7 +335,8 @@ impl Server {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
-        self.shared.date.refresh(self.now);
+        let access = self.shared.observer.look();
+        self.shared.date.refresh(self.now, access);
         self.woken = false;
         for ev in events.iter() {
             match ev.token().0 {

@@ -6,11 +6,30 @@ use crate::http::events::{Event, Observer, Severity, Wants};
 use crate::log::{self, Access};
 
 /// What a server's connections report to.
-pub(super) struct Record;
+pub(super) struct Record {
+    /// Access lines are written (`log::access_on`): asked once a turn
+    /// (`Record::look`), not for each request and event (34 instructions
+    /// a small request, callgrind).
+    access: bool,
+}
+
+impl Record {
+    pub(super) fn new() -> Record {
+        Record {
+            access: log::access_on(),
+        }
+    }
+
+    /// Asks again whether access lines are written; what it says.
+    pub(super) fn look(&mut self) -> bool {
+        self.access = log::access_on();
+        self.access
+    }
+}
 
 impl Observer for Record {
     fn wants(&self) -> Wants {
-        if !log::access_on() {
+        if !self.access {
             Wants::Nothing
         } else if log::access::wants_client_fields() {
             Wants::LineAndClient
@@ -34,7 +53,7 @@ impl Observer for Record {
                 if http2 {
                     crate::metrics::inc(crate::metrics::M::H2Requests);
                 }
-                if log::access_on() {
+                if self.access {
                     Access {
                         peer,
                         line: request.map(|r| r.line),
@@ -64,7 +83,7 @@ impl Observer for Record {
                 // access line's formats have no field for it but JSON's),
                 // as nginx's error log says why it answered 400.
                 tracing::info!(%peer, status, "refused: {reason}");
-                if log::access_on() {
+                if self.access {
                     Access::bare(peer, None)
                         .status(Some(status), 0)
                         .note(reason)

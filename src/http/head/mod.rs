@@ -245,8 +245,15 @@ fn check(buf: &[u8], head: &mut Head, limits: &Limits) -> Result<(), Reject> {
     let method = head.method.get(buf);
     head.is_head = method == b"HEAD";
     let target = head.target.get(buf);
-    if !target.is_ascii() {
-        return Err(Reject::new(400, "non-ASCII request target"));
+    // One pass over the target: its bytes, its fragment, its query.
+    let mut query_at = None;
+    for (i, &b) in target.iter().enumerate() {
+        match b {
+            0x80.. => return Err(Reject::new(400, "non-ASCII request target")),
+            b'#' => return Err(Reject::new(400, "fragment in request target")),
+            b'?' if query_at.is_none() => query_at = Some(i),
+            _ => {}
+        }
     }
     head.asterisk = false;
     head.query = None;
@@ -283,13 +290,13 @@ fn check(buf: &[u8], head: &mut Head, limits: &Limits) -> Result<(), Reject> {
     } else {
         return Err(Reject::new(400, "invalid request target"));
     };
-    if path_and_query.contains(&b'#') {
-        return Err(Reject::new(400, "fragment in request target"));
-    }
     if target.len() > limits.max_request_line {
         return Err(Reject::new(414, "request target too long"));
     }
-    match path_and_query.iter().position(|&b| b == b'?') {
+    // Where `path_and_query` begins in the target: the `?` found above is
+    // its query's, unless it came before (in an authority: refused there).
+    let base = target.len() - path_and_query.len();
+    match query_at.and_then(|q| q.checked_sub(base)) {
         Some(q) => {
             head.path = Span::of(buf, &path_and_query[..q]);
             head.query = Some(Span::of(buf, &path_and_query[q + 1..]));
