@@ -118,6 +118,9 @@ impl Handler for Claimed<'_> {
     }
 
     fn refusal(&self, refusal: &Refusal<'_>) -> Option<Rendered> {
+        // A request the engine answered itself (a body too large for us,
+        // say) is answered: the lent one too, and what follows is judged.
+        self.back.lent.set(false);
         self.inner.refusal(refusal)
     }
 }
