@@ -357,15 +357,14 @@ impl Lifecycle<'_> {
             // An Accept=yes or inetd nowait connection has ended.
             return Go::Exit;
         }
-        if server.connections_in_budget() > 0 || server.queued() > 0 {
-            self.idle_since = now;
-        } else if self
-            .cfg
-            .idle_exit
-            .is_some_and(|d| now >= self.idle_since + d)
-        {
-            tracing::info!("idle; exiting so that inetd takes the port back");
-            return Go::Exit;
+        // Idle time matters only to `--idle-exit`: not looked at otherwise.
+        if let Some(d) = self.cfg.idle_exit {
+            if server.connections_in_budget() > 0 || server.queued() > 0 {
+                self.idle_since = now;
+            } else if now >= self.idle_since + d {
+                tracing::info!("idle; exiting so that inetd takes the port back");
+                return Go::Exit;
+            }
         }
         self.notifier.tick(now);
         if self.notifier.enabled() {

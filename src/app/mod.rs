@@ -293,7 +293,7 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         // The clock as the loop last read it: the lifecycle's deadlines
         // are coarse (seconds), and a read per turn is what a request costs.
         let now = server.now();
-        server.step(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
+        server.turn(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
         let now = server.now();
         if life.after_step(&mut server, now) == Go::Exit {
             return Ok(());

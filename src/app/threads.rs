@@ -117,7 +117,7 @@ fn run(make: &MakeServer, tx: &mpsc::Sender<io::Result<Inbox>>) -> io::Result<()
     };
     let _ = tx.send(Ok(server.inbox()));
     loop {
-        server.step(None)?;
+        server.turn(None)?;
         let ending = server.is_draining() || server.is_closed() || server.is_handing_over();
         // A socket queued for it meanwhile (an app's connection given
         // back) is taken first; once ended, other loops get them.

@@ -204,7 +204,7 @@ impl Service {
         }
         loop {
             let now = Instant::now();
-            server.step(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
+            server.turn(life.next_wake().map(|w| w.saturating_duration_since(now)))?;
             if life.after_step(&mut server, Instant::now()) {
                 return Ok(());
             }
