@@ -80,6 +80,15 @@ impl Listeners {
         self.list.iter().flatten().any(|l| l.ready)
     }
 
+    /// Is any listener ready, or resting (`is_due` may wake it)?
+    #[inline]
+    pub(super) fn any_ready_or_resting(&self) -> bool {
+        self.list
+            .iter()
+            .flatten()
+            .any(|l| l.ready || l.backoff_until.is_some())
+    }
+
     /// The kernel says this listener is readable.
     pub(super) fn set_ready(&mut self, token: usize) {
         if let Some(l) = self.get(token) {

@@ -193,7 +193,17 @@ impl Server {
     /// slots, then accept from every listener still ready (a batch or
     /// `max_concurrent` stopped it) or done resting. Accepting never
     /// re-enters from inside closing.
+    #[inline]
     pub(super) fn admit(&mut self) {
+        // After every turn; most have nothing to admit.
+        if self.admission.queued.is_empty() && !self.admission.listeners.any_ready_or_resting() {
+            return;
+        }
+        self.admit_now();
+    }
+
+    #[inline(never)]
+    fn admit_now(&mut self) {
         while !self.admission.closed && !self.admission.queued.is_empty() {
             if !self
                 .conns

@@ -227,6 +227,12 @@ impl Connections {
         self.entries.is_empty()
     }
 
+    /// Whether a handler handed a connection off since it was last asked.
+    #[inline]
+    pub(super) fn has_handed(&self) -> bool {
+        !self.handed.is_empty()
+    }
+
     /// A connection a handler handed off, out of the table.
     pub(super) fn next_handed(&mut self) -> Option<Leaving> {
         self.handed.pop_front()

@@ -249,8 +249,17 @@ impl Server {
         &self.shared.opts
     }
 
-    /// Connections handed off by handlers go to the hook.
+    /// Connections handed off by handlers go to the hook. Asked after every
+    /// event: the common answer, none, is inlined.
+    #[inline]
     fn give_handed(&mut self) {
+        if self.conns.has_handed() {
+            self.give_handed_now();
+        }
+    }
+
+    #[inline(never)]
+    fn give_handed_now(&mut self) {
         while let Some(h) = self.conns.next_handed() {
             let registry = self.poll.registry();
             hand_off::give(self.hand_off.as_mut(), &mut self.relays, registry, h);
