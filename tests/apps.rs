@@ -575,3 +575,24 @@ fn a_kept_connection_idle_past_the_apps_timeout_goes_back_and_is_served_here() {
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(get(&mut s, "/b.txt").text(), "bravo\n");
 }
+
+#[test]
+fn an_address_rule_at_or_above_the_prefix_lets_the_app_keep_one_inside_does_not() {
+    let site = site();
+    // The same verdict for every path under /api, for the connection's
+    // one client: kept.
+    let h = start_exec(site.path(), &["--deny", "10.0.0.0/8"]);
+    let mut s = h.connect();
+    for i in 0..20 {
+        assert_eq!(get(&mut s, &format!("/api/kept/{i}")).status, 200);
+    }
+    assert_lent(&h, 1);
+    // A rule inside /api judges some of its paths only: not kept, and
+    // the rule is applied to each request.
+    let h = start_exec(site.path(), &["--deny", "/api/private=127.0.0.0/8"]);
+    let mut s = h.connect();
+    assert_eq!(get(&mut s, "/api/open").status, 200);
+    assert_eq!(get(&mut s, "/api/private/x").status, 403);
+    assert_eq!(get(&mut s, "/api/open").status, 200);
+    assert_lent(&h, 2);
+}

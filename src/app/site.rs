@@ -292,40 +292,47 @@ impl Handler for Site {
 
 /// Which `--app` routes may keep a connection for the client's next
 /// requests under their prefix (`--app-keep`): those under which nothing
-/// of ours could apply to a request, since the app reads and answers it
-/// without us. Anything that could (an address or credentials rule, the
-/// HTTPS redirect, a `--redirect` or WebSocket path, a longer `--app`
-/// prefix, whose requests are another app's) keeps the route's requests
-/// coming here, one by one.
+/// of ours could judge a later request otherwise than the first, since the
+/// app reads and answers it without us. What could: credentials
+/// (`--basic-auth`, each request's own) above or under the prefix, an
+/// address rule under it (one at or above it says the same of every path
+/// below for the same client, the connection's), the HTTPS redirect, a
+/// `--redirect` or WebSocket path under it, a longer `--app` prefix
+/// (another app's requests). There every request comes here, one by one.
 pub(super) fn app_keep(cfg: &super::config::ServeConfig, prefixes: &[Vec<String>]) -> Vec<bool> {
     if !cfg.apps.keep || cfg.redirect_https.is_some() {
         return vec![false; prefixes.len()];
     }
-    let guarded: Vec<&[String]> = (cfg.access.iter().map(|r| &r.prefix[..]))
-        .chain(cfg.basic_auth.iter().map(|r| &r.prefix[..]))
-        .collect();
+    let credentials: Vec<&[String]> = cfg.basic_auth.iter().map(|r| &r.prefix[..]).collect();
+    let addresses: Vec<&[String]> = cfg.access.iter().map(|r| &r.prefix[..]).collect();
     let paths: Vec<&str> = (cfg.redirects.iter().map(|(from, _)| from.as_str()))
         .chain(cfg.ws.routes.iter().map(|r| r.path.as_str()))
         .collect();
-    keepable(prefixes, &guarded, &paths)
+    keepable(prefixes, (&credentials, &addresses), &paths)
 }
 
-/// `app_keep` of the app prefixes, given the prefixes a rule guards and
-/// the paths that are routed elsewhere.
-fn keepable(prefixes: &[Vec<String>], guarded: &[&[String]], paths: &[&str]) -> Vec<bool> {
+/// `app_keep` of the app prefixes, given the prefixes credentials and
+/// address rules guard and the paths that are routed elsewhere.
+fn keepable(
+    prefixes: &[Vec<String>],
+    (credentials, addresses): (&[&[String]], &[&[String]]),
+    paths: &[&str],
+) -> Vec<bool> {
     // Some request path lies under both: one prefix is the other's start.
     let overlap = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let inside = |a: &[String], p: &[String]| a.len() > p.len() && a.starts_with(p);
     let under = |p: &[String], path: &str| super::access::segments(path).starts_with(p);
     prefixes
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            !guarded.iter().any(|g| overlap(g, p))
+            !credentials.iter().any(|g| overlap(g, p))
+                && !addresses.iter().any(|g| inside(g, p))
                 && !paths.iter().any(|path| under(p, path))
                 && !prefixes
                     .iter()
                     .enumerate()
-                    .any(|(j, q)| j != i && q.len() > p.len() && q.starts_with(p))
+                    .any(|(j, q)| j != i && inside(q, p))
         })
         .collect()
 }
@@ -404,24 +411,35 @@ mod tests {
         let apps = [segments("/api"), segments("/api/admin"), segments("/shop")];
         let (admin, files) = (segments("/admin"), segments("/files"));
         let root = segments("/");
-        type Case<'a> = (&'a [&'a [String]], &'a [&'a str], [bool; 3]);
-        let cases: [Case<'_>; 6] = [
+        let (deep, shop) = (segments("/shop/private"), segments("/shop"));
+        type Case<'a> = (
+            &'a [&'a [String]],
+            &'a [&'a [String]],
+            &'a [&'a str],
+            [bool; 3],
+        );
+        let cases: [Case<'_>; 9] = [
             // Only a longer app prefix inside /api.
-            (&[], &[], [false, true, true]),
-            // A rule elsewhere changes nothing; one above or inside does.
-            (&[&admin, &files], &[], [false, true, true]),
-            (&[&root], &[], [false, false, false]),
-            (&[&apps[1]], &[], [false, false, true]),
+            (&[], &[], &[], [false, true, true]),
+            // Credentials elsewhere change nothing; above or inside, they do.
+            (&[&admin, &files], &[], &[], [false, true, true]),
+            (&[&root], &[], &[], [false, false, false]),
+            (&[&apps[1]], &[], &[], [false, false, true]),
+            // An address rule above or at a prefix judges every path below
+            // alike; one inside it does not.
+            (&[], &[&root, &shop], &[], [false, true, true]),
+            (&[], &[&deep], &[], [false, true, false]),
+            (&[], &[&admin], &[], [false, true, true]),
             // A redirect or WebSocket path under a prefix; one above it
             // is not under it.
-            (&[], &["/shop/old", "/"], [false, true, false]),
-            (&[], &["/chat"], [false, true, true]),
+            (&[], &[], &["/shop/old", "/"], [false, true, false]),
+            (&[], &[], &["/chat"], [false, true, true]),
         ];
-        for (guarded, paths, want) in cases {
+        for (credentials, addresses, paths, want) in cases {
             assert_eq!(
-                keepable(&apps, guarded, paths),
+                keepable(&apps, (credentials, addresses), paths),
                 want,
-                "{guarded:?} {paths:?}"
+                "{credentials:?} {addresses:?} {paths:?}"
             );
         }
     }

@@ -363,10 +363,11 @@ pub(super) struct ServeArgs {
     /// under its prefix (read and answered there, not routed here: not in
     /// our access log or metrics), giving it back when one is not or when
     /// it has been idle for the app's keep-alive timeout. Never where one
-    /// of our own settings (--allow/--deny, --basic-auth,
-    /// --redirect-https, a --redirect, a WebSocket route, a longer --app
-    /// prefix) could apply under the prefix. off: back after each
-    /// response, every request routed here.
+    /// of our own settings could judge a later request otherwise than the
+    /// first (--basic-auth above or under the prefix, --allow/--deny
+    /// under it, --redirect-https, a --redirect or WebSocket path under
+    /// it, a longer --app prefix). off: back after each response, every
+    /// request routed here.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub(super) app_keep: bool,
     /// The folder served for a host name (the Host field, or :authority on

@@ -91,8 +91,9 @@ impl Connections {
 
     /// Gives a lent connection back once it is idle (`Socket::returning`):
     /// HTTP/1.1 between requests, nothing read ahead, no TLS session here.
-    /// One we may keep stays, idle, until its next request is not ours
-    /// (`keep_or_return`) or its idle deadline passes (`fire_timers`).
+    /// One we may keep stays, idle, until a request that is not ours goes
+    /// back with its bytes (`returning::Claimed`), its idle deadline passes
+    /// (`back_when_idle_too_long`) or its line finishes (`return_kept`).
     fn return_if_idle(&mut self, token: usize, shared: &mut Shared, registry: &Registry) {
         if self.back.get(&token).is_some_and(Back::kept) {
             return;
