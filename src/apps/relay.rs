@@ -28,22 +28,13 @@ const FEED_CAP: usize = 64 * 1024;
 
 static RELAYS: AtomicUsize = AtomicUsize::new(0);
 
-/// Fields that belong to one hop, not passed on either way.
+/// Fields not passed on either way: one hop's, and those the relay sets
+/// itself (the length, the host, the date).
 fn hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "content-length",
-        "host",
-        "date",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
+    crate::http::token::hop_by_hop(name)
+        || ["content-length", "host", "date"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Relays `req` (read whole) to route `route`'s app.

@@ -276,18 +276,10 @@ impl Cgi {
         for (name, value) in req.headers() {
             // The body's fields went with the body; the connection's are
             // not the made-up request's.
-            const NOT_AGAIN: [&str; 9] = [
-                "content-length",
-                "content-type",
-                "transfer-encoding",
-                "expect",
-                "connection",
-                "keep-alive",
-                "te",
-                "upgrade",
-                "trailer",
-            ];
-            if !NOT_AGAIN.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            const BODY: [&str; 3] = ["content-length", "content-type", "expect"];
+            if !crate::http::token::hop_by_hop(name)
+                && !BODY.iter().any(|n| name.eq_ignore_ascii_case(n))
+            {
                 fields.extend_from_slice(name.as_bytes());
                 fields.extend_from_slice(b": ");
                 fields.extend_from_slice(value);
