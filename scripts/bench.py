@@ -192,12 +192,6 @@ def has_threads():
     return _threads
 
 
-def has_app_keep():
-    """Builds before 2026-12-06 have no --app-keep."""
-    out = subprocess.run([HANDOFF, "serve", "--help"], capture_output=True, text=True).stdout
-    return "--app-keep" in out
-
-
 def wait_port(port, proc, timeout=60):
     end = time.time() + timeout
     while time.time() < end:
@@ -342,12 +336,9 @@ def app_config(name):
     with keep-alive upstream connections; handoff lends it each client
     connection and takes it back (`--app /api=exec:`)."""
     if name == "handoff":
-        # Apps keep their connections (off by default while an upgrade
-        # can reset one, docs/apps.md step 4a); older builds lack the flag.
-        keep = ["--app-keep", "on"] if has_app_keep() else []
         return [HANDOFF, "serve", "--listen", f"127.0.0.1:{PORT}", "--root", www,
                 "--app", f"/api=exec:{APP_WORKER}", "--app-workers", "1",
-                "--max-concurrent", "20000", "--threads", THREADS] + keep
+                "--max-concurrent", "20000", "--threads", THREADS]
     conf = f"{work}/nginx-app.conf"
     with open(conf, "w") as f:
         f.write(f"""

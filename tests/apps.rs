@@ -1,9 +1,9 @@
 //! App processes (`--app`): `examples/app_worker.rs` behind `exec:` and
-//! `unix:` routes answers on the client's own socket (with `--app-keep on`
-//! keeps it for the client's next requests under its prefix) and gives it
-//! back for any other, so one keep-alive connection alternates between the
-//! app and the files; an app killed under load is replaced, and only what
-//! it held fails.
+//! `unix:` routes answers on the client's own socket, keeps it for the
+//! client's next requests under its prefix and gives it back for any
+//! other, so one keep-alive connection alternates between the app and the
+//! files; an app killed under load is replaced, and only what it held
+//! fails.
 
 mod common;
 use common::*;
@@ -381,9 +381,9 @@ fn upgrades_under_load_lose_no_request_while_apps_hold_connections() {
                     assert_eq!(r.status, 200, "after {ok}: {}", r.text());
                     pids.insert(r.header("x-app-pid").unwrap().to_string());
                     if i % 2 == 1 {
-                        // Only the app's, each lent anew (with
-                        // `--app-keep on` the connection would stay with
-                        // the app: docs/apps.md 4a's known defect).
+                        // Only the app's: its connection is kept there,
+                        // idle between requests when the old process
+                        // asks for everything back.
                         std::thread::sleep(Duration::from_millis(5));
                         ok += 1;
                         continue;
@@ -453,7 +453,7 @@ fn lent(h: &Handoff) -> usize {
 #[test]
 fn an_app_keeps_a_connection_for_its_own_requests_and_gives_back_the_others() {
     let site = site();
-    let h = start_exec(site.path(), &["--app-keep", "on"]);
+    let h = start_exec(site.path(), &[]);
     let mut s = h.connect();
     let mut pids = BTreeSet::new();
     for i in 0..1000 {
@@ -485,9 +485,9 @@ fn an_app_keeps_a_connection_for_its_own_requests_and_gives_back_the_others() {
 }
 
 #[test]
-fn with_app_keep_off_the_default_every_request_of_an_app_is_lent_and_logged_here() {
+fn with_app_keep_off_every_request_of_an_app_is_lent_and_logged_here() {
     let site = site();
-    let h = start_exec(site.path(), &[]);
+    let h = start_exec(site.path(), &["--app-keep", "off"]);
     let mut s = h.connect();
     for i in 0..50 {
         assert_eq!(get(&mut s, &format!("/api/each/{i}")).status, 200);
@@ -507,13 +507,7 @@ fn a_route_under_basic_auth_is_not_kept_so_every_request_is_checked_here() {
     let rule = format!("/api={}", file.display());
     let h = start_exec(
         site.path(),
-        &[
-            "--app-keep",
-            "on",
-            "--basic-auth",
-            &rule,
-            "--basic-auth-insecure",
-        ],
+        &["--basic-auth", &rule, "--basic-auth-insecure"],
     );
     let mut s = h.connect();
     let with =
@@ -541,7 +535,7 @@ fn a_route_under_basic_auth_is_not_kept_so_every_request_is_checked_here() {
 #[test]
 fn a_request_pipelined_behind_an_apps_one_is_routed_here_with_its_body() {
     let site = site();
-    let h = start_exec(site.path(), &["--app-keep", "on"]);
+    let h = start_exec(site.path(), &[]);
     let mut s = h.connect();
     s.write_all(
         b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -568,7 +562,7 @@ fn a_kept_connection_idle_past_the_apps_timeout_goes_back_and_is_served_here() {
         "/api=exec:env APP_IDLE_SECONDS=1 {}",
         app_worker().display()
     );
-    let h = start_app(site.path(), &app, &["--app-keep", "on"]);
+    let h = start_app(site.path(), &app, &[]);
     let mut s = h.connect();
     assert_eq!(get(&mut s, "/api/one").status, 200);
     assert_eq!(get(&mut s, "/api/two").status, 200);
@@ -587,7 +581,7 @@ fn an_address_rule_at_or_above_the_prefix_lets_the_app_keep_one_inside_does_not(
     let site = site();
     // The same verdict for every path under /api, for the connection's
     // one client: kept.
-    let h = start_exec(site.path(), &["--app-keep", "on", "--deny", "10.0.0.0/8"]);
+    let h = start_exec(site.path(), &["--deny", "10.0.0.0/8"]);
     let mut s = h.connect();
     for i in 0..20 {
         assert_eq!(get(&mut s, &format!("/api/kept/{i}")).status, 200);
@@ -595,10 +589,7 @@ fn an_address_rule_at_or_above_the_prefix_lets_the_app_keep_one_inside_does_not(
     assert_lent(&h, 1);
     // A rule inside /api judges some of its paths only: not kept, and
     // the rule is applied to each request.
-    let h = start_exec(
-        site.path(),
-        &["--app-keep", "on", "--deny", "/api/private=127.0.0.0/8"],
-    );
+    let h = start_exec(site.path(), &["--deny", "/api/private=127.0.0.0/8"]);
     let mut s = h.connect();
     assert_eq!(get(&mut s, "/api/open").status, 200);
     assert_eq!(get(&mut s, "/api/private/x").status, 403);

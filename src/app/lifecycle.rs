@@ -49,10 +49,6 @@ pub(super) struct Lifecycle<'a> {
     pub(super) deadline: Option<Instant>,
     /// Draining: hears when the WebSocket workers have said goodbye.
     pub(super) workers_done: Option<mpsc::Receiver<()>>,
-    /// Draining or handing over: every app had given back what it held of
-    /// ours at the last turn (their connections come back to the loops,
-    /// which close them or hand them over).
-    pub(super) apps_quiet: bool,
     pub(super) idle_since: Instant,
     /// Replacing the binary: requests, the one under way, its outcome.
     pub(super) upgrades: Upgrades,
@@ -326,20 +322,26 @@ impl Lifecycle<'_> {
             if workers_gone {
                 self.workers_done = None;
             }
-            // Quiet at two turns in a row: a connection given back just
-            // before may still be in the inbox, which a turn takes first.
-            let quiet = self.apps.as_ref().is_none_or(|a| a.is_quiet());
-            let apps_gone = quiet && self.apps_quiet;
-            if quiet && !self.apps_quiet {
-                let _ = self.inbox.wake();
-            }
-            self.apps_quiet = quiet;
+            // Read before our inbox: the pool queues a connection given
+            // back before it says quiet, so once quiet is seen, whatever
+            // came back is in an inbox already. Ours is closed only if
+            // empty (a loop that ended refuses more); a connection queued
+            // there is taken next turn. (Quiet seen at two turns in a row
+            // was not enough: a lend and its return between them went
+            // unseen, and the connection was closed with its request.)
+            let apps_gone = self.apps.as_ref().is_none_or(|a| a.is_quiet());
             let answered = self
                 .upgrades
                 .answering
                 .load(std::sync::atomic::Ordering::Acquire)
                 == 0;
-            if server.is_empty() && workers_gone && apps_gone && self.others.done() && answered {
+            if server.is_empty()
+                && workers_gone
+                && apps_gone
+                && self.others.done()
+                && answered
+                && server.inbox().close_if_idle()
+            {
                 tracing::info!("drained; exiting");
                 return Go::Exit;
             }

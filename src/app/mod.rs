@@ -276,7 +276,6 @@ pub fn serve(cfg: ServeConfig) -> io::Result<()> {
         single_connection,
         deadline: None,
         workers_done: None,
-        apps_quiet: false,
         idle_since: Instant::now(),
         upgrades: Upgrades {
             successor,

@@ -366,10 +366,9 @@ pub(super) struct ServeArgs {
     /// of our own settings could judge a later request otherwise than the
     /// first (--basic-auth above or under the prefix, --allow/--deny
     /// under it, --redirect-https, a --redirect or WebSocket path under
-    /// it, a longer --app prefix). off (the default for now: an upgrade
-    /// under load can reset a kept connection, docs/apps.md): back after
-    /// each response, every request routed here.
-    #[arg(long, value_name = "on|off", default_value = "off", value_parser = on_off, action = clap::ArgAction::Set)]
+    /// it, a longer --app prefix). off: back after each response, every
+    /// request routed here.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub(super) app_keep: bool,
     /// The folder served for a host name (the Host field, or :authority on
     /// HTTP/2): exact (example.org=/srv/example) or every name under a
