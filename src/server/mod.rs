@@ -324,7 +324,12 @@ impl Server {
         let budget =
             self.conns.budget.is_shared() && !self.admission.paused && !self.shared.draining;
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
-        timers::earliest(self.conns.next_deadline(), wake).map(|n| n.saturating_duration_since(now))
+        let wait = timers::earliest(self.conns.next_deadline(), wake)
+            .map(|n| n.saturating_duration_since(now));
+        match self.conns.has_resting() {
+            true => timers::earliest(wait, Some(connections::IDLE_REST)),
+            false => wait,
+        }
     }
 
     /// Whether the last turn was woken through the inbox (`Inbox::wake`):
@@ -386,6 +391,7 @@ impl Server {
         let registry = self.poll.registry();
         self.conns.run_again(self.now, &mut self.shared, registry);
         self.conns.fire_timers(self.now, &mut self.shared, registry);
+        self.conns.rest_idle(&mut self.shared);
         self.give_handed();
         self.admit();
         if !self.lines.is_empty() {

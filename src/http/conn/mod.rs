@@ -456,6 +456,12 @@ impl Conn {
         self.state.is_between_requests() && self.start == self.end && self.out.is_empty()
     }
 
+    /// Requests served on this connection so far.
+    #[inline]
+    pub(crate) fn served(&self) -> u64 {
+        self.served
+    }
+
     pub(crate) fn release_buffers(&mut self, pool: &mut BufPool) {
         if self.start == self.end && !self.rbuf.is_empty() {
             self.start = 0;
@@ -545,6 +551,12 @@ impl Conn {
 
     /// When this connection next needs attention if nothing happens.
     pub(crate) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+        // The common case first, what the rest gives for it: between
+        // requests, nothing owed (no linger, nothing to write, nothing
+        // deferred).
+        if self.state.is_between_requests() && self.out.is_empty() {
+            return Some(idle_deadline(self.served, self.accepted, self.phase_at, t));
+        }
         if let Some(l) = self.state.linger_until() {
             return Some(l);
         }

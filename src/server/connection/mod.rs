@@ -121,6 +121,27 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// Between requests, with nothing buffered, and not parked yet: how
+    /// many requests it has served.
+    #[inline]
+    pub(super) fn idle_awake(&self) -> Option<u64> {
+        match &self.engine {
+            Engine::Busy(c) if c.is_idle() => Some(c.served()),
+            _ => None,
+        }
+    }
+
+    /// Parks the connection if it is idle: its buffers go back to `pool`,
+    /// its engine's state to `spare`, and it keeps a few bytes.
+    pub(super) fn rest(&mut self, pool: &mut crate::http::BufPool, spare: &mut Spare) {
+        if let Engine::Busy(conn) = &mut self.engine
+            && conn.is_idle()
+        {
+            conn.release_buffers(pool);
+            self.engine.park(spare);
+        }
+    }
+
     /// Reads, parses, answers and writes until nothing more can be done
     /// without waiting.
     pub(super) fn ready(
@@ -176,10 +197,8 @@ impl Connection {
                 Next::Continue => {}
             }
             if !progress {
-                if conn.is_idle() {
-                    conn.release_buffers(ctx.pool);
-                    self.engine.park(ctx.spare);
-                }
+                // An idle one is parked by the table, a turn later
+                // (`Connections::rest_idle`) or now (`rest`).
                 return Outcome::Wait;
             }
         }
