@@ -63,11 +63,9 @@ pub(crate) struct Head {
 /// only on CRLF sees `A: x\nB: y` as one field where a lenient parser sees
 /// two, which is how requests are smuggled past it.
 fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, Reject> {
-    let from = *scanned;
-    for i in from..buf.len() {
-        if buf[i] != b'\n' {
-            continue;
-        }
+    let mut from = *scanned;
+    while let Some(i) = next_lf(buf, from) {
+        from = i + 1;
         if i == 0 || buf[i - 1] != b'\r' {
             return Err(Reject::new(
                 400,
@@ -83,9 +81,34 @@ fn find_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, Reject> {
     Ok(None)
 }
 
+/// The first LF in `buf` at or after `from`, eight bytes at a time: a
+/// byte loop over a small request's head cost ~120 instructions, and the
+/// `memchr` crate's setup for each call on a few dozen bytes ate most of
+/// what its SIMD saves (callgrind, both).
+fn next_lf(buf: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    while let Some(word) = buf.get(from..from + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        // A zero byte where an LF was; the lowest flagged byte is exact
+        // (a borrow only ever flags bytes above a true zero).
+        let w = u64::from_le_bytes(word) ^ LFS;
+        let zero = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zero != 0 {
+            return Some(from + (zero.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    let tail = buf.get(from..)?;
+    tail.iter().position(|&b| b == b'\n').map(|p| from + p)
+}
+
 fn line_too_long(buf: &[u8], limits: &Limits) -> bool {
     let window = &buf[..buf.len().min(limits.max_request_line + 1)];
-    match window.iter().position(|&b| b == b'\n') {
+    match next_lf(window, 0) {
         Some(p) => p > limits.max_request_line,
         None => window.len() > limits.max_request_line,
     }

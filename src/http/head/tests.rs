@@ -212,3 +212,36 @@ fn answers_an_unknown_expectation_with_417() {
         417
     );
 }
+
+#[test]
+fn next_lf_finds_the_first_line_feed_as_a_byte_loop_would() {
+    // Bytes a word-at-a-time search could mistake for LF (0x0a): its
+    // neighbours, the same with the high bit set, and a 0x0b just after
+    // an LF (where a borrow flags a byte above a true match).
+    let others = [0x00, 0x09, 0x0b, 0x0d, 0x8a, 0x0a ^ 0xff, b'a', 0xff];
+    for len in 0..40 {
+        for lf in (0..len).map(Some).chain([None]) {
+            for (k, &other) in others.iter().enumerate() {
+                let mut buf: Vec<u8> = (0..len).map(|i| others[(i + k) % others.len()]).collect();
+                buf.iter_mut().for_each(|b| {
+                    if *b == b'\n' {
+                        *b = other;
+                    }
+                });
+                if let Some(at) = lf {
+                    buf[at] = b'\n';
+                    if at + 1 < len {
+                        buf[at + 1] = 0x0b;
+                    }
+                }
+                for from in 0..=len {
+                    let want = buf[from..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map(|p| p + from);
+                    assert_eq!(next_lf(&buf, from), want, "{buf:?} from {from}");
+                }
+            }
+        }
+    }
+}
