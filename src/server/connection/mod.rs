@@ -131,6 +131,16 @@ impl Connection {
         }
     }
 
+    /// Gives its buffers back to `pool` if it is idle (they are most of
+    /// what it holds; its engine stays, to be parked or to serve again).
+    pub(super) fn release(&mut self, pool: &mut crate::http::BufPool) {
+        if let Engine::Busy(conn) = &mut self.engine
+            && conn.is_idle()
+        {
+            conn.release_buffers(pool);
+        }
+    }
+
     /// Parks the connection if it is idle: its buffers go back to `pool`,
     /// its engine's state to `spare`, and it keeps a few bytes.
     pub(super) fn rest(&mut self, pool: &mut crate::http::BufPool, spare: &mut Spare) {
