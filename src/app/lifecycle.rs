@@ -340,7 +340,7 @@ impl Lifecycle<'_> {
                 && apps_gone
                 && self.others.done()
                 && answered
-                && server.inbox().close_if_idle()
+                && self.inbox.close_if_idle()
             {
                 tracing::info!("drained; exiting");
                 return Go::Exit;

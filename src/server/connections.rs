@@ -686,6 +686,21 @@ mod tests {
             .collect()
     }
 
+    /// A server answering "hi" on a loopback port, not stepped yet.
+    fn serving_hi() -> (Server, std::net::SocketAddr) {
+        let mut s = Server::new(
+            Options::default(),
+            |_: &crate::Request<'_>, res: &mut crate::Response<'_>| {
+                res.body("hi");
+            },
+        )
+        .unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        s.add_socket(std::os::fd::OwnedFd::from(l)).unwrap();
+        (s, addr)
+    }
+
     fn ask(s: &mut Server, client: &mut std::net::TcpStream) {
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -702,16 +717,7 @@ mod tests {
 
     #[test]
     fn an_idle_connection_gives_its_buffers_back_at_once_and_is_parked_a_turn_later() {
-        let mut s = Server::new(
-            Options::default(),
-            |_: &crate::Request<'_>, res: &mut crate::Response<'_>| {
-                res.body("hi");
-            },
-        )
-        .unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        s.add_socket(std::os::fd::OwnedFd::from(l)).unwrap();
+        let (mut s, addr) = serving_hi();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         client.set_nonblocking(true).unwrap();
         ask(&mut s, &mut client);
@@ -734,16 +740,7 @@ mod tests {
 
     #[test]
     fn no_more_than_max_resting_idle_connections_are_left_unparked() {
-        let mut s = Server::new(
-            Options::default(),
-            |_: &crate::Request<'_>, res: &mut crate::Response<'_>| {
-                res.body("hi");
-            },
-        )
-        .unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        s.add_socket(std::os::fd::OwnedFd::from(l)).unwrap();
+        let (mut s, addr) = serving_hi();
         let n = super::MAX_RESTING + 4;
         // Every request is in before the loop looks: accepted, read and
         // answered together.

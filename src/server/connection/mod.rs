@@ -144,12 +144,9 @@ impl Connection {
     /// Parks the connection if it is idle: its buffers go back to `pool`,
     /// its engine's state to `spare`, and it keeps a few bytes.
     pub(super) fn rest(&mut self, pool: &mut crate::http::BufPool, spare: &mut Spare) {
-        if let Engine::Busy(conn) = &mut self.engine
-            && conn.is_idle()
-        {
-            conn.release_buffers(pool);
-            self.engine.park(spare);
-        }
+        self.release(pool);
+        // Parks only an idle engine with its buffers given back.
+        self.engine.park(spare);
     }
 
     /// Reads, parses, answers and writes until nothing more can be done
