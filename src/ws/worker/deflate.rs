@@ -87,6 +87,25 @@ fn frame(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: u8, masked: bool, pay
     out.extend_from_slice(payload);
 }
 
+/// `bytes` with the client's mask taken off, eight bytes at a time: a
+/// byte loop was a third of an echo worker's time in the debug build the
+/// tests run (where nothing is vectorised).
+fn unmasked(bytes: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let [a, b, c, d] = key;
+    let wide = [a, b, c, d, a, b, c, d];
+    let word = u64::from_ne_bytes(wide);
+    let mut words = out.chunks_exact_mut(8);
+    for w in &mut words {
+        let x = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ word;
+        w.copy_from_slice(&x.to_ne_bytes());
+    }
+    for (b, k) in words.into_remainder().iter_mut().zip(wide) {
+        *b ^= k;
+    }
+    out
+}
+
 thread_local! {
     /// The worker's compressors, by window size (9 to 15 bits).
     static COMPRESSORS: RefCell<[Option<Compress>; 7]> = const { RefCell::new([None, None, None, None, None, None, None]) };
@@ -199,12 +218,7 @@ impl Deflate {
                 return Ok(());
             }
         }
-        let mask = h.mask.unwrap_or_default();
-        let mut payload: Vec<u8> = raw[h.header..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4])
-            .collect();
+        let mut payload = unmasked(&raw[h.header..], h.mask.unwrap_or_default());
         if h.fin {
             payload.extend_from_slice(&TAIL);
         }
@@ -340,6 +354,21 @@ mod tests {
             b = &b[end..];
         }
         v
+    }
+
+    #[test]
+    fn unmasking_by_words_gives_what_a_byte_loop_gives() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let data: Vec<u8> = (0..=255u8).cycle().take(1031).collect();
+        for len in [0, 1, 3, 4, 5, 7, 8, 1031] {
+            let bytes = &data[..len];
+            let by_byte: Vec<u8> = bytes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            assert_eq!(unmasked(bytes, key), by_byte, "{len} bytes");
+        }
     }
 
     #[test]
