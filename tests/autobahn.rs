@@ -85,25 +85,93 @@ fn echo_server(extra: &[&str]) -> Handoff {
 }
 
 fn run(addr: SocketAddr, sections: &[&str]) {
+    let includes: Vec<String> = sections.iter().map(|s| format!("{s}.*")).collect();
+    let first = kosoku(addr, &includes);
+    // 1-10: 301 cases; 12 and 13: 216.
+    let least = if sections.contains(&"12") { 216 } else { 300 };
+    assert!(
+        first.cases >= least,
+        "only {} cases ran: {}",
+        first.cases,
+        first.said
+    );
+    // A case kosoku failed for running out of time, when the whole run took
+    // less than that time by our clock, was failed by kosoku's timer, not by
+    // us: once, in CI, 13.3.17 and 13.3.18 "did not finish within 480
+    // seconds" in a run of 299. Those cases, and only those, run again;
+    // a case that really hangs still fails, as does any other verdict.
+    let misfired = misfired(&first);
+    let mut bad: Vec<&Bad> = first
+        .bad
+        .iter()
+        .filter(|b| !misfired.contains(&b.id))
+        .collect();
+    let again = (!misfired.is_empty()).then(|| {
+        eprintln!(
+            "kosoku's timer failed {misfired:?} within {:?}; running them again",
+            first.took
+        );
+        kosoku(addr, &misfired)
+    });
+    if let Some(again) = &again {
+        assert_eq!(again.cases, misfired.len(), "{}", again.said);
+        bad.extend(&again.bad);
+    }
+    assert!(
+        bad.is_empty(),
+        "cases that did not pass:\n{}\n{}",
+        bad.iter()
+            .map(|b| b.line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        first.said
+    );
+    // Its exit status says whether any case failed: with nothing failed in
+    // the report, it must be success (the rerun's, when there was one).
+    let status = again.as_ref().map_or(first.status, |a| a.status);
+    assert!(status, "kosoku failed: {}", first.said);
+}
+
+/// What one kosoku run reported.
+struct Report {
+    cases: usize,
+    bad: Vec<Bad>,
+    /// How long it ran, by our clock.
+    took: std::time::Duration,
+    status: bool,
+    said: String,
+}
+
+/// A case whose verdict was not OK, NON-STRICT or INFORMATIONAL.
+struct Bad {
+    id: String,
+    /// The time Autobahn gave it, when its verdict is that it ran out of it.
+    timeout_s: Option<u64>,
+    line: String,
+}
+
+fn kosoku(addr: SocketAddr, includes: &[String]) -> Report {
     let kosoku = venv_tool("KOSOKU", "kosoku");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(&kosoku);
     cmd.arg(format!("ws://{addr}/echo"));
-    for section in sections {
-        cmd.args(["-i", &format!("{section}.*")]);
+    for include in includes {
+        cmd.args(["-i", include]);
     }
+    let started = std::time::Instant::now();
     let out = cmd
         .args(["-p", "4", "-o"])
         .arg(dir.path().join("reports"))
         .output()
         .expect("run kosoku");
+    let took = started.elapsed();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Its exit status says whether any case failed; the verdicts below say
-    // which, from the report.
+    // The verdicts, from the report: a count, then one line a bad case
+    // (id, the two verdicts, its duration in ms, the result's text).
     let summary = Command::new("python3")
         .args([
             "-c",
@@ -112,30 +180,85 @@ import json, sys
 index = json.load(open(sys.argv[1]))
 (cases,) = index.values()
 good = ("OK", "NON-STRICT", "INFORMATIONAL")
-bad = sorted((k, v["behavior"], v["behaviorClose"]) for k, v in cases.items() if v["behavior"] not in good or v["behaviorClose"] not in good)
-print(len(cases), len(bad))
-for b in bad: print(*b)
+print(len(cases))
+for k, v in sorted(cases.items()):
+    if v["behavior"] not in good or v["behaviorClose"] not in good:
+        report = json.load(open(sys.argv[2] + "/" + v["reportfile"]))
+        print(k, v["behavior"], v["behaviorClose"], v.get("duration"), report.get("result", "").replace("\n", " "), sep="\t")
 "#,
             dir.path().join("reports/index.json").to_str().unwrap(),
+            dir.path().join("reports").to_str().unwrap(),
         ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&summary.stdout).into_owned();
     let mut lines = text.lines();
-    let counts: Vec<usize> = lines
+    let cases = lines
         .next()
-        .unwrap_or_else(|| panic!("no report: {said}"))
-        .split(' ')
-        .map(|n| n.parse().unwrap())
-        .collect();
-    // 1-10: 301 cases; 12 and 13: 216.
-    let least = if sections.contains(&"12") { 216 } else { 300 };
-    assert!(counts[0] >= least, "only {} cases ran: {said}", counts[0]);
+        .unwrap_or_else(|| {
+            panic!(
+                "no report: {said}{}",
+                String::from_utf8_lossy(&summary.stderr)
+            )
+        })
+        .parse()
+        .unwrap();
+    let bad = lines.map(bad_case).collect();
+    Report {
+        cases,
+        bad,
+        took,
+        status: out.status.success(),
+        said,
+    }
+}
+
+/// The cases kosoku's own timer failed: a timeout verdict longer than the
+/// whole run took.
+fn misfired(report: &Report) -> Vec<String> {
+    report
+        .bad
+        .iter()
+        .filter(|b| b.timeout_s.is_some_and(|t| report.took.as_secs() < t))
+        .map(|b| b.id.clone())
+        .collect()
+}
+
+fn bad_case(line: &str) -> Bad {
+    let fields: Vec<&str> = line.split('\t').collect();
+    let timeout_s = fields.get(4).and_then(|r| {
+        r.strip_prefix("Case did not finish within ")?
+            .strip_suffix(" seconds.")?
+            .parse()
+            .ok()
+    });
+    Bad {
+        id: fields[0].to_string(),
+        timeout_s,
+        line: line.replace('\t', " "),
+    }
+}
+
+#[test]
+fn only_a_timeout_longer_than_the_whole_run_is_run_again() {
+    let report = |took_s, lines: &[&str]| Report {
+        cases: 216,
+        bad: lines.iter().map(|l| bad_case(l)).collect(),
+        took: std::time::Duration::from_secs(took_s),
+        status: false,
+        said: String::new(),
+    };
+    let timed_out = "13.3.17\tFAILED\tOK\t480012\tCase did not finish within 480 seconds.";
+    let wrong = "13.3.18\tFAILED\tOK\t2000\tEcho'ed message length differs from what I sent (got length 1, expected length 2).";
+    let unclean = "12.1.1\tOK\tUNCLEAN\t20\tOk, received all echo'ed messages in time.";
     assert_eq!(
-        counts[1],
-        0,
-        "cases that did not pass:\n{}\n{said}",
-        lines.collect::<Vec<_>>().join("\n")
+        misfired(&report(299, &[timed_out, wrong, unclean])),
+        ["13.3.17"]
     );
-    assert!(out.status.success(), "kosoku failed: {said}");
+    assert!(
+        misfired(&report(481, &[timed_out])).is_empty(),
+        "the run lasted the timeout: a real one"
+    );
+    assert_eq!(bad_case(timed_out).timeout_s, Some(480));
+    assert_eq!(bad_case(wrong).timeout_s, None);
 }
