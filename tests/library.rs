@@ -393,6 +393,47 @@ fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
     assert!(s.is_empty());
 }
 
+/// A connection accepted before the drain whose request is a moment behind
+/// its accept gets its answer: closing it as idle would lose the request.
+#[test]
+fn drain_answers_a_connection_whose_first_request_comes_after_it() {
+    let mut s = server(16);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    s.add_socket(l).unwrap();
+    // A keep-alive connection that has been answered: idle, so it closes.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.write_all(REQ).unwrap();
+    idle.set_nonblocking(true).unwrap();
+    let mut first = String::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while !first.contains("path=/x") && Instant::now() < end {
+        s.step(Some(Duration::from_millis(5))).unwrap();
+        first += &available(&mut idle);
+    }
+    assert!(first.contains("path=/x"), "{first}");
+    // A new one, accepted and read, with nothing sent yet.
+    let mut fresh = TcpStream::connect(addr).unwrap();
+    pump(&mut s, 50);
+    s.drain();
+    pump(&mut s, 50);
+    assert_eq!(
+        read_until_closed(&mut idle),
+        "",
+        "an idle keep-alive connection closes at once"
+    );
+    fresh.write_all(REQ).unwrap();
+    let t = std::thread::spawn(move || read_until_closed(&mut fresh));
+    while !t.is_finished() {
+        s.step(Some(Duration::from_millis(5))).unwrap();
+    }
+    let got = t.join().unwrap();
+    assert_eq!(got.matches("path=/x").count(), 1, "{got}");
+    assert!(got.contains("Connection: close"), "{got}");
+    pump(&mut s, 50);
+    assert!(s.is_empty());
+}
+
 use common::serve_in_background;
 
 /// A deferred response (`Response::defer`) on an HTTP/2 stream, written

@@ -20,8 +20,10 @@
 //! us: connections waiting in a listener's backlog are accepted before it
 //! closes (closing it would reset them), and each connection is read once
 //! more before it is judged idle, since bytes may have arrived after its
-//! last readiness was handled. Sockets queued for a slot are served as
-//! slots free up. A TLS WebSocket relay is left alone: the worker's Close
+//! last readiness was handled; one that has not sent its first request
+//! yet is given the time any new connection has for it
+//! (`Timeouts::connection_setup`), since its bytes may be a moment behind
+//! its accept. Sockets queued for a slot are served as slots free up. A TLS WebSocket relay is left alone: the worker's Close
 //! (1001) still has to go through it; it ends when the worker closes its
 //! end, or at `close`.
 //!
@@ -435,7 +437,8 @@ impl Server {
     }
 
     /// Stops accepting for good (listeners are closed) and lets every
-    /// connection finish what it is answering; idle ones close at once.
+    /// connection finish what it is answering; idle keep-alive ones close
+    /// at once, one yet to send its first request waits for it.
     /// What is answered and what is not: the module's "Draining".
     pub fn drain(&mut self) {
         self.shared.draining = true;
