@@ -23,9 +23,10 @@
 //! last readiness was handled; one that has not sent its first request
 //! yet is given the time any new connection has for it
 //! (`Timeouts::connection_setup`), since its bytes may be a moment behind
-//! its accept. Sockets queued for a slot are served as slots free up. A TLS WebSocket relay is left alone: the worker's Close
-//! (1001) still has to go through it; it ends when the worker closes its
-//! end, or at `close`.
+//! its accept. Sockets queued for a slot are served as slots free up. A
+//! TLS WebSocket relay is left alone: the worker's Close (1001) still has
+//! to go through it; it ends when the worker closes its end, or at
+//! `close`.
 //!
 //! Handing over (`Server::hand_over`, an upgrade's step 5) stops accepting
 //! as a drain does and gives every idle plain connection to a `Mover`: one

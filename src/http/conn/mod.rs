@@ -479,8 +479,8 @@ impl Conn {
         // a request in flight answers it (with `Connection: close`) and
         // then closes. One that has not sent its first request was opened
         // for it, and its bytes may be a moment behind the accept: closing
-        // it would lose that request (once in CI, a client of a restart
-        // read nothing). It waits for the request as any new connection
+        // it would lose that request (once in a run of the test command,
+        // a client of a systemd restart read nothing). It waits for the request as any new connection
         // does, up to `connection_setup`, as nginx does on a graceful stop.
         let idle_and_draining = draining && self.is_idle() && self.served > 0;
         let next = self.state.next(
