@@ -353,26 +353,39 @@ fn read_until_closed(c: &mut TcpStream) -> String {
     got
 }
 
-#[test]
-fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_test_writer()
-        .try_init();
+/// A server on a listener of its own, and the listener's address.
+fn listening() -> (Server, std::net::SocketAddr) {
     let mut s = server(16);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     s.add_socket(l).unwrap();
+    (s, addr)
+}
+
+/// A keep-alive connection to `addr` that has had one request answered,
+/// left non-blocking.
+fn answered_once(s: &mut Server, addr: std::net::SocketAddr) -> TcpStream {
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(REQ).unwrap();
-    let mut first = String::new();
     c.set_nonblocking(true).unwrap();
+    let mut first = String::new();
     let end = Instant::now() + Duration::from_secs(5);
     while !first.contains("path=/x") && Instant::now() < end {
         s.step(Some(Duration::from_millis(5))).unwrap();
         first += &available(&mut c);
     }
     assert!(first.contains("path=/x"), "{first}");
+    c
+}
+
+#[test]
+fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_test_writer()
+        .try_init();
+    let (mut s, addr) = listening();
+    let mut c = answered_once(&mut s, addr);
     // The connection is idle; now a pipelined batch reaches the socket and
     // the loop has not looked at it when the drain comes.
     c.write_all(&REQ.repeat(3)).unwrap();
@@ -397,21 +410,9 @@ fn drain_answers_requests_that_arrived_after_their_readiness_was_handled() {
 /// its accept gets its answer: closing it as idle would lose the request.
 #[test]
 fn drain_answers_a_connection_whose_first_request_comes_after_it() {
-    let mut s = server(16);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    s.add_socket(l).unwrap();
+    let (mut s, addr) = listening();
     // A keep-alive connection that has been answered: idle, so it closes.
-    let mut idle = TcpStream::connect(addr).unwrap();
-    idle.write_all(REQ).unwrap();
-    idle.set_nonblocking(true).unwrap();
-    let mut first = String::new();
-    let end = Instant::now() + Duration::from_secs(5);
-    while !first.contains("path=/x") && Instant::now() < end {
-        s.step(Some(Duration::from_millis(5))).unwrap();
-        first += &available(&mut idle);
-    }
-    assert!(first.contains("path=/x"), "{first}");
+    let mut idle = answered_once(&mut s, addr);
     // A new one, accepted and read, with nothing sent yet.
     let mut fresh = TcpStream::connect(addr).unwrap();
     pump(&mut s, 50);
