@@ -329,9 +329,10 @@ impl Server {
         let wake = self.admission.next_wake(self.can_accept(), budget, now);
         let wait = timers::earliest(self.conns.next_deadline(), wake)
             .map(|n| n.saturating_duration_since(now));
-        match self.conns.has_resting() {
-            true => timers::earliest(wait, Some(connections::IDLE_REST)),
-            false => wait,
+        if self.conns.has_resting() {
+            timers::earliest(wait, Some(connections::IDLE_REST))
+        } else {
+            wait
         }
     }
 

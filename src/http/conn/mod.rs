@@ -477,12 +477,13 @@ impl Conn {
     pub(crate) fn next(&mut self, now: Instant, timeouts: &Timeouts, draining: bool) -> Next {
         // Draining, an idle keep-alive connection closes at once; one with
         // a request in flight answers it (with `Connection: close`) and
-        // then closes. One that has not sent its first request was opened
-        // for it, and its bytes may be a moment behind the accept: closing
-        // it would lose that request (once in a run of the test command,
-        // a client of a systemd restart read nothing). It waits for the request as any new connection
-        // does, up to `connection_setup`, as nginx does on a graceful stop.
-        let idle_and_draining = draining && self.is_idle() && self.served > 0;
+        // then closes. A fresh one has not sent its first request: it was
+        // opened for it, and its bytes may be a moment behind the accept,
+        // so closing it would lose that request (once in a run of the test
+        // command, a client of a systemd restart read nothing). It waits
+        // for the request as any new connection does, up to
+        // `connection_setup`, as nginx does on a graceful stop.
+        let idle_and_draining = draining && self.is_idle() && !self.is_fresh();
         let next = self.state.next(
             self.out.is_empty(),
             idle_and_draining,
