@@ -27,5 +27,5 @@ cargo build --release --quiet --manifest-path benches/floor/Cargo.toml
 # 10,000 idle connections, client and server on this machine.
 ulimit -n "$(ulimit -Hn)"
 echo "handoff bench: $(nproc) cores, $(date -u +%Y-%m-%d), $(uname -r)"
-echo "  lighttpd $(lighttpd -v 2>&1 | head -1 | awk '{print $1}'), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+echo "  lighttpd $(lighttpd -v 2>&1 | awk 'NR == 1 {print $1}'), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
 exec python3 scripts/bench.py

@@ -47,7 +47,7 @@ instructions() { # binary n
     requests "$2"
     kill -INT $pid
     wait $pid 2>/dev/null || true
-    grep -E '^(summary|totals):' "$dir/cg.out" | head -1 | awk '{print $2}'
+    awk '/^(summary|totals):/ { print $2; exit }' "$dir/cg.out"
 }
 
 for b in "$old" "$new"; do

@@ -21,7 +21,7 @@ t0=$(date +%s)
 
 step "debootstrap bookworm (minbase) into $root"
 mirror=$(grep -hoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-    | grep -v security | head -n 1 | awk '{print $2}' || true)
+    | awk '!/security/ && !found { print $2; found = 1 }' || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }

@@ -26,7 +26,7 @@ run() {
         -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"fuzz/logs/$t.log" 2>&1; then
         echo "fuzz: $t FAILED (fuzz/logs/$t.log):" >&2
-        grep -E "panicked|SUMMARY|artifact|ERROR" "fuzz/logs/$t.log" | head -20 >&2
+        grep -m 20 -E "panicked|SUMMARY|artifact|ERROR" "fuzz/logs/$t.log" >&2 || true
         return 1
     fi
     local runs

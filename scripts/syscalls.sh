@@ -37,7 +37,7 @@ s.close()
 PY
     kill -TERM "$(pgrep -P $pid)"; wait $pid 2>/dev/null || true
     echo "== $mode, $N requests (syscalls of the server process, per request)"
-    awk -v n="$N" '$1 ~ /^[0-9.]+$/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) calls=$4; printf "  %-14s %8d calls  %.3f per request\n", name, calls, calls/n }' "$out/$mode.strace" | sort -k2 -n -r | head -8
+    awk -v n="$N" '$1 ~ /^[0-9.]+$/ && NF>=5 { name=$NF; calls=$4; if ($5 ~ /^[0-9]+$/) calls=$4; printf "  %-14s %8d calls  %.3f per request\n", name, calls, calls/n }' "$out/$mode.strace" | sort -k2 -n -r | sed -n 1,8p
 }
 run sequential
 run pipelined

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # The mirror apt already uses on this machine.
 mirror=$(grep -hoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-    | grep -v security | head -n 1 | awk '{print $2}' || true)
+    | awk '!/security/ && !found { print $2; found = 1 }' || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 

@@ -70,4 +70,5 @@ if ! cmp -s "$reqs" .venv-py/requirements.txt 2>/dev/null; then
     cp "$reqs" .venv-py/requirements.txt
 fi
 
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+components=$(rustup component list --installed 2>/dev/null || true)
+grep -q '^clippy' <<<"$components" || rustup component add clippy rustfmt

@@ -25,7 +25,10 @@ python3 scripts/import-cycles.py
 echo "== packages (scripts/package.sh): .deb, .rpm, lintian"
 # Before the tests: tests/systemd.rs installs the .deb in a clean root.
 bash scripts/package.sh
-rpm -qlp target/generate-rpm/handoff-*.rpm | grep -qx /usr/bin/handoff
+# Captured first, not piped: grep -q stops reading at its match, and under
+# pipefail rpm's SIGPIPE would fail the run (CI: exit 141 here, once).
+rpm_files=$(rpm -qlp target/generate-rpm/handoff-*.rpm)
+grep -qx /usr/bin/handoff <<<"$rpm_files"
 echo "== cargo test"
 # Integration tests start servers: at most four at a time (TEST_THREADS),
 # so that on a 2-core machine deadline tests measure the server, not the load.

@@ -451,3 +451,80 @@ fn man_and_completions_into_a_pipe_closed_early_end_quietly() {
         assert!(o.stderr.is_empty(), "{cmd}: {}", text(&o));
     }
 }
+
+/// Under `set -o pipefail` a pipe into a reader that stops early (`head`,
+/// `grep -q`, `grep -m`, `grep -l`) fails the script with 141 whenever the
+/// writer is still writing when the reader exits: a race, which CI lost once
+/// on `rpm -qlp | grep -qx`. The scripts capture first or use a reader that
+/// reads to the end.
+#[test]
+fn no_script_pipes_into_a_reader_that_stops_early() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scripts: Vec<_> = std::fs::read_dir(repo.join("scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.push(repo.join(".ci/run"));
+    assert!(scripts.len() > 5, "{scripts:?}");
+    let mut found = Vec::new();
+    for path in &scripts {
+        let source = std::fs::read_to_string(path).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            if stops_early_after_a_pipe(line) {
+                found.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Whether some `|` (not `||`) in the line feeds `head` or a `grep` told to
+/// stop at a match.
+fn stops_early_after_a_pipe(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    (0..bytes.len())
+        .filter(|&i| {
+            bytes[i] == b'|' && bytes.get(i + 1) != Some(&b'|') && (i == 0 || bytes[i - 1] != b'|')
+        })
+        .any(|i| {
+            // This stage of the pipe: up to the next `|`, `;`, `&` or `>`.
+            let stage = line[i + 1..]
+                .split(['|', ';', '&', '>'])
+                .next()
+                .unwrap_or("");
+            let mut words = stage.split_whitespace();
+            match words.next() {
+                Some("head") => true,
+                Some("grep") => words.filter(|w| w.starts_with('-')).any(|w| {
+                    matches!(w, "--quiet" | "--silent" | "--files-with-matches")
+                        || w.starts_with("--max-count")
+                        || (!w.starts_with("--") && w[1..].contains(['q', 'm', 'l']))
+                }),
+                _ => false,
+            }
+        })
+}
+
+#[test]
+fn the_early_stop_check_knows_the_shapes_it_forbids_and_allows() {
+    for bad in [
+        "rpm -qlp x.rpm | grep -qx /usr/bin/handoff",
+        "a | grep -v s | head -n 1 | awk '{print $2}'",
+        "a |grep -m 1 x",
+        "a | grep -E x --quiet",
+        "a | grep -i -l x",
+    ] {
+        assert!(stops_early_after_a_pipe(bad), "{bad}");
+    }
+    for good in [
+        "grep -qx /usr/bin/handoff <<<\"$files\"",
+        "a || grep -q x",
+        "a | grep -v x | sed -n 1p",
+        "awk '/^(summary|totals):/ { print $2; exit }' f",
+        "grep -m 20 x file >&2",
+        "a | grep x | sort -m",
+    ] {
+        assert!(!stops_early_after_a_pipe(good), "{good}");
+    }
+}
