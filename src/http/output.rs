@@ -20,9 +20,21 @@ const STREAM_PULL: usize = 16 * 1024;
 /// How much of one file one `sendfile` call may send.
 pub(crate) const SENDFILE_MAX: usize = 1 << 20;
 
+/// What is queued, in order. Plain bytes and ends of responses are
+/// `Copy`, so a queue of only them (heads and small bodies, the usual
+/// queue) is cleared without a walk over its items; what owns something
+/// waits in `Output::held`, in the same order.
+#[derive(Clone, Copy)]
 enum Item {
     /// This many bytes of `Output::buf`, in order.
     Mem(usize),
+    /// The front of `Output::held`.
+    Held,
+    /// The end of one response.
+    End,
+}
+
+enum Held {
     Owned(Vec<u8>, usize),
     Static(&'static [u8], usize),
     /// The part of shared bytes still to send.
@@ -39,8 +51,6 @@ enum Item {
         chunked: bool,
         ended: bool,
     },
-    /// The end of one response.
-    End,
 }
 
 #[derive(Default)]
@@ -48,6 +58,7 @@ pub(crate) struct Output {
     buf: Vec<u8>,
     pos: usize,
     items: VecDeque<Item>,
+    held: VecDeque<Held>,
     responses: usize,
     bytes: usize,
 }
@@ -203,8 +214,18 @@ impl Output {
     pub(crate) fn push_owned(&mut self, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             self.bytes += bytes.len();
-            self.items.push_back(Item::Owned(bytes, 0));
+            self.hold(Held::Owned(bytes, 0));
         }
+    }
+
+    fn hold(&mut self, h: Held) {
+        self.items.push_back(Item::Held);
+        self.held.push_back(h);
+    }
+
+    fn pop_held(&mut self) {
+        self.items.pop_front();
+        self.held.pop_front();
     }
 
     pub(crate) fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
@@ -221,27 +242,26 @@ impl Output {
             }
             Body::Shared { bytes, start, len } => {
                 self.bytes += len;
-                self.items
-                    .push_back(Item::Shared(bytes, start..start + len));
+                self.hold(Held::Shared(bytes, start..start + len));
             }
             Body::Bytes(v) => {
                 self.bytes += v.len();
-                self.items.push_back(Item::Owned(v, 0));
+                self.hold(Held::Owned(v, 0));
             }
             Body::Static(v) => {
                 self.bytes += v.len();
-                self.items.push_back(Item::Static(v, 0));
+                self.hold(Held::Static(v, 0));
             }
             Body::File { file, offset, len } => {
                 if len > 0 {
-                    self.items.push_back(Item::File {
+                    self.hold(Held::File {
                         file,
                         offset,
                         left: len,
                     });
                 }
             }
-            Body::Stream(s) => self.items.push_back(Item::Stream {
+            Body::Stream(s) => self.hold(Held::Stream {
                 s,
                 chunk: Vec::new(),
                 pos: 0,
@@ -260,12 +280,17 @@ impl Output {
     /// more data. Errors come from the stream and abort the connection.
     pub(crate) fn prepare(&mut self) -> io::Result<()> {
         loop {
-            match self.items.front_mut() {
+            match self.items.front() {
                 Some(Item::End) => {
                     self.items.pop_front();
                     self.responses -= 1;
+                    continue;
                 }
-                Some(Item::Stream {
+                Some(Item::Held) => {}
+                _ => return Ok(()),
+            }
+            match self.held.front_mut() {
+                Some(Held::Stream {
                     s,
                     chunk,
                     pos,
@@ -273,7 +298,7 @@ impl Output {
                     ended,
                 }) if *pos == chunk.len() => {
                     if *ended {
-                        self.items.pop_front();
+                        self.pop_held();
                         continue;
                     }
                     chunk.clear();
@@ -321,6 +346,7 @@ impl Output {
         // Start of a run of in-memory items that are adjacent in `buf`
         // (only end markers between them): they go out as one slice.
         let mut run: Option<usize> = None;
+        let mut held = self.held.iter();
         for item in &self.items {
             let slice: &[u8] = match item {
                 Item::Mem(len) => {
@@ -339,26 +365,30 @@ impl Output {
                     continue;
                 }
                 Item::End => continue,
-                Item::Owned(v, p) => &v[*p..],
-                Item::Static(v, p) => &v[*p..],
-                Item::Shared(v, r) => &v[r.clone()],
-                Item::Stream {
-                    chunk, pos, ended, ..
-                } => {
-                    if *pos == chunk.len() {
-                        return (n, Then::More);
-                    }
-                    if !*ended {
-                        // What follows waits for the stream's next chunk.
-                        if n < iov.len() {
-                            iov[n] = IoSlice::new(&chunk[*pos..]);
-                            n += 1;
+                // In step with `items`: never `None`.
+                Item::Held => match held.next() {
+                    None => break,
+                    Some(Held::Owned(v, p)) => &v[*p..],
+                    Some(Held::Static(v, p)) => &v[*p..],
+                    Some(Held::Shared(v, r)) => &v[r.clone()],
+                    Some(Held::Stream {
+                        chunk, pos, ended, ..
+                    }) => {
+                        if *pos == chunk.len() {
+                            return (n, Then::More);
                         }
-                        return (n, Then::More);
+                        if !*ended {
+                            // What follows waits for the stream's next chunk.
+                            if n < iov.len() {
+                                iov[n] = IoSlice::new(&chunk[*pos..]);
+                                n += 1;
+                            }
+                            return (n, Then::More);
+                        }
+                        &chunk[*pos..]
                     }
-                    &chunk[*pos..]
-                }
-                Item::File { .. } => return (n, Then::File),
+                    Some(Held::File { .. }) => return (n, Then::File),
+                },
             };
             run = None;
             if n == iov.len() {
@@ -372,8 +402,11 @@ impl Output {
 
     /// The file range at the front, once no memory bytes are ahead of it.
     pub(crate) fn front_file(&mut self) -> Option<FileSlice<'_>> {
-        match self.items.front_mut() {
-            Some(Item::File { file, offset, left }) => Some(FileSlice {
+        if !matches!(self.items.front(), Some(Item::Held)) {
+            return None;
+        }
+        match self.held.front_mut() {
+            Some(Held::File { file, offset, left }) => Some(FileSlice {
                 file,
                 offset,
                 left: *left,
@@ -384,10 +417,13 @@ impl Output {
 
     /// Records that `sent` bytes of the front file went out.
     pub(crate) fn advance_file(&mut self, sent: u64) {
-        if let Some(Item::File { left, .. }) = self.items.front_mut() {
+        if !matches!(self.items.front(), Some(Item::Held)) {
+            return;
+        }
+        if let Some(Held::File { left, .. }) = self.held.front_mut() {
             *left -= sent.min(*left);
             if *left == 0 {
-                self.items.pop_front();
+                self.pop_held();
             }
         }
     }
@@ -395,11 +431,9 @@ impl Output {
     /// Records that `n` bytes from `gather` went out.
     pub(crate) fn advance(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(front) = self.items.front_mut() else {
-                break;
-            };
-            match front {
-                Item::Mem(len) => {
+            match self.items.front_mut() {
+                None => break,
+                Some(Item::Mem(len)) => {
                     let k = n.min(*len);
                     *len -= k;
                     self.pos += k;
@@ -409,50 +443,47 @@ impl Output {
                         self.items.pop_front();
                     }
                 }
-                Item::Owned(v, p) => {
-                    let k = n.min(v.len() - *p);
-                    *p += k;
-                    self.bytes -= k;
-                    n -= k;
-                    if *p == v.len() {
-                        self.items.pop_front();
-                    }
-                }
-                Item::Static(v, p) => {
-                    let k = n.min(v.len() - *p);
-                    *p += k;
-                    self.bytes -= k;
-                    n -= k;
-                    if *p == v.len() {
-                        self.items.pop_front();
-                    }
-                }
-                Item::Shared(_, r) => {
-                    let k = n.min(r.len());
-                    r.start += k;
-                    self.bytes -= k;
-                    n -= k;
-                    if r.start == r.end {
-                        self.items.pop_front();
-                    }
-                }
-                Item::Stream {
-                    chunk, pos, ended, ..
-                } => {
-                    let k = n.min(chunk.len() - *pos);
-                    *pos += k;
-                    n -= k;
-                    if *pos == chunk.len() && *ended {
-                        self.items.pop_front();
-                    } else if k == 0 {
-                        break;
-                    }
-                }
-                Item::End => {
+                Some(Item::End) => {
                     self.items.pop_front();
                     self.responses -= 1;
                 }
-                Item::File { .. } => break,
+                Some(Item::Held) => {
+                    let (took, done) = match self.held.front_mut() {
+                        None => break,
+                        Some(Held::Owned(v, p)) => {
+                            let k = n.min(v.len() - *p);
+                            *p += k;
+                            self.bytes -= k;
+                            (k, *p == v.len())
+                        }
+                        Some(Held::Static(v, p)) => {
+                            let k = n.min(v.len() - *p);
+                            *p += k;
+                            self.bytes -= k;
+                            (k, *p == v.len())
+                        }
+                        Some(Held::Shared(_, r)) => {
+                            let k = n.min(r.len());
+                            r.start += k;
+                            self.bytes -= k;
+                            (k, r.start == r.end)
+                        }
+                        Some(Held::Stream {
+                            chunk, pos, ended, ..
+                        }) => {
+                            let k = n.min(chunk.len() - *pos);
+                            *pos += k;
+                            (k, *pos == chunk.len() && *ended)
+                        }
+                        Some(Held::File { .. }) => break,
+                    };
+                    n -= took;
+                    if done {
+                        self.pop_held();
+                    } else if took == 0 {
+                        break;
+                    }
+                }
             }
         }
         // Drop end markers now at the front, so `responses` is exact.
@@ -478,6 +509,9 @@ impl Output {
     /// being aborted.
     pub(crate) fn clear(&mut self) {
         self.items.clear();
+        if !self.held.is_empty() {
+            self.held.clear();
+        }
         self.buf.clear();
         self.pos = 0;
         self.bytes = 0;
