@@ -232,6 +232,7 @@ impl H2Conn {
         }
         if self.out.is_empty() {
             self.out.release(pool);
+            self.out.shrink();
         }
     }
 
