@@ -228,6 +228,14 @@ impl Output {
         self.held.pop_front();
     }
 
+    /// The held item at the front of the queue, when the front is one.
+    fn front_held(&mut self) -> Option<&mut Held> {
+        match self.items.front() {
+            Some(Item::Held) => self.held.front_mut(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
         match body {
             Body::Empty => {}
@@ -280,16 +288,12 @@ impl Output {
     /// more data. Errors come from the stream and abort the connection.
     pub(crate) fn prepare(&mut self) -> io::Result<()> {
         loop {
-            match self.items.front() {
-                Some(Item::End) => {
-                    self.items.pop_front();
-                    self.responses -= 1;
-                    continue;
-                }
-                Some(Item::Held) => {}
-                _ => return Ok(()),
+            if let Some(Item::End) = self.items.front() {
+                self.items.pop_front();
+                self.responses -= 1;
+                continue;
             }
-            match self.held.front_mut() {
+            match self.front_held() {
                 Some(Held::Stream {
                     s,
                     chunk,
@@ -402,10 +406,7 @@ impl Output {
 
     /// The file range at the front, once no memory bytes are ahead of it.
     pub(crate) fn front_file(&mut self) -> Option<FileSlice<'_>> {
-        if !matches!(self.items.front(), Some(Item::Held)) {
-            return None;
-        }
-        match self.held.front_mut() {
+        match self.front_held() {
             Some(Held::File { file, offset, left }) => Some(FileSlice {
                 file,
                 offset,
@@ -417,10 +418,7 @@ impl Output {
 
     /// Records that `sent` bytes of the front file went out.
     pub(crate) fn advance_file(&mut self, sent: u64) {
-        if !matches!(self.items.front(), Some(Item::Held)) {
-            return;
-        }
-        if let Some(Held::File { left, .. }) = self.held.front_mut() {
+        if let Some(Held::File { left, .. }) = self.front_held() {
             *left -= sent.min(*left);
             if *left == 0 {
                 self.pop_held();
