@@ -30,7 +30,7 @@ impl Parameters {
 }
 
 fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+    u8::try_from(c).is_ok_and(crate::http::token::is_tchar)
 }
 
 /// Parses `item *( OWS ";" OWS name "=" ( token / quoted-string ) )`.

@@ -245,3 +245,147 @@ fn next_lf_finds_the_first_line_feed_as_a_byte_loop_would() {
         }
     }
 }
+
+/// httparse's reading of a request line, with the target rules `check`
+/// adds (ASCII, no fragment): what the request line took before it was
+/// parsed by hand. `None`: refused.
+fn httparse_line(head: &[u8]) -> Option<(String, String, u8)> {
+    let mut fields = [httparse::EMPTY_HEADER; 8];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let target = req.path?;
+    if !target.is_ascii() || target.contains('#') {
+        return None;
+    }
+    Some((req.method?.to_string(), target.to_string(), req.version?))
+}
+
+fn our_line(head: &[u8]) -> Option<(String, String, u8)> {
+    let line = request_line(head, None).ok()??;
+    let target = line.target.get(head);
+    scan_target(target).ok()?;
+    let text = |s: Span| String::from_utf8(s.get(head).to_vec()).unwrap();
+    Some((text(line.method), text(line.target), line.minor))
+}
+
+#[test]
+fn agrees_with_httparse_on_request_lines() {
+    let methods: [&[u8]; 8] = [
+        b"GET",
+        b"M-SEARCH",
+        b"get",
+        b"",
+        b"G T",
+        b"G\x00T",
+        b"G\xc3\xa9T",
+        b"PRI",
+    ];
+    let gaps: [&[u8]; 3] = [b" ", b"  ", b"\t"];
+    let targets: [&[u8]; 12] = [
+        b"/",
+        b"/a?b?c",
+        b"*",
+        b"http://a/b",
+        b"/a b",
+        b"/a\x7f",
+        b"/\x01",
+        b"",
+        b"/\xc3\xa9",
+        b"/a#f",
+        b"/long/enough/for/two/words?x=1",
+        b"/a\rb",
+    ];
+    let versions: [&[u8]; 8] = [
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"HTTP/2.0",
+        b"HTTP/1.2",
+        b"http/1.1",
+        b"HTTP/1.1 ",
+        b"HTTP/11",
+        b"",
+    ];
+    let mut cases = 0;
+    for lead in [&b""[..], b"\r\n", b"\r\n\r\n"] {
+        for m in methods {
+            for g in gaps {
+                for t in targets {
+                    for v in versions {
+                        let head = [lead, m, g, t, b" ", v, b"\r\nHost: a\r\n\r\n"].concat();
+                        assert_eq!(
+                            our_line(&head),
+                            httparse_line(&head),
+                            "{:?}",
+                            String::from_utf8_lossy(&head)
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Lines of bytes the request line is made of, at random.
+    let alphabet = b" \t\rGET/HPT1.0?#*\x7f\xc3\xa9a";
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 24) as usize;
+        let mut head: Vec<u8> = (0..len)
+            .map(|i| alphabet[((seed >> (i % 8 * 8)) as usize + i) % alphabet.len()])
+            .collect();
+        if seed & 1 == 0 {
+            head = [b"GET /".as_slice(), &head, b" HTTP/1.1"].concat();
+        }
+        head.extend_from_slice(b"\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            our_line(&head),
+            httparse_line(&head),
+            "{:?}",
+            String::from_utf8_lossy(&head)
+        );
+        cases += 1;
+    }
+    assert!(cases > 20_000);
+}
+
+#[test]
+fn reads_a_request_line_after_empty_lines_and_refuses_one_that_ends_badly() {
+    // The empty lines' CRLF CRLF looks like an end: not yet a head, and
+    // the next call, scanning on, finds the request's.
+    let buf = b"\r\n\r\nGET /x HTTP/1.0\r\n\r\n";
+    let (mut h, mut scanned) = (Head::default(), 0);
+    let limits = Limits::default();
+    assert_eq!(parse(buf, &mut scanned, &limits, &mut h), Ok(false));
+    assert_eq!(parse(buf, &mut scanned, &limits, &mut h), Ok(true));
+    assert_eq!(
+        (h.minor, h.target.get(buf), h.len),
+        (0, &b"/x"[..], buf.len())
+    );
+    assert_eq!(status(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+    assert_eq!(status(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+}
+
+#[test]
+fn takes_more_fields_than_the_usual_slots_hold_up_to_the_limit() {
+    let fields = |n: usize| -> Vec<u8> {
+        let mut b = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 1..n {
+            b.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        b.extend_from_slice(b"\r\n");
+        b
+    };
+    let limit = Limits::default().max_headers;
+    assert!(limit > FEW_FIELDS);
+    let h = parse_all(&fields(FEW_FIELDS + 1)).unwrap();
+    assert_eq!(h.headers.len(), FEW_FIELDS + 1);
+    assert_eq!(parse_all(&fields(limit)).unwrap().headers.len(), limit);
+    assert_eq!(status(&fields(limit + 1)), 431);
+}
