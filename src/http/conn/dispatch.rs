@@ -338,17 +338,15 @@ fn encode(
 ) -> (bool, u64) {
     let len = body.len();
     let f = ResponseFraming::decide(status, len, is_head, minor, keep_alive);
-    out.with_mem(pool, |b| {
-        encode::head(b, status, date, static_headers, headers, len, minor, f)
-    });
+    let head =
+        |b: &mut Vec<u8>| encode::head(b, status, date, static_headers, headers, len, minor, f);
     let sent = if is_head || f.no_body {
+        out.with_mem(pool, head);
         0
     } else {
+        out.push_response(pool, head, body, f.chunked);
         len.unwrap_or(0)
     };
-    if !is_head && !f.no_body {
-        out.push_body(pool, body, f.chunked);
-    }
     out.end_response();
     (f.keep_alive, sent)
 }

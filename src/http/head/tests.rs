@@ -393,7 +393,13 @@ fn takes_more_fields_than_the_usual_slots_hold_up_to_the_limit() {
 #[test]
 fn fields_as_short_as_a_field_can_be_all_find_a_slot() {
     // `a:` CRLF is the shortest field line: as many slots as the bound.
-    for n in [1, VERY_FEW_FIELDS, VERY_FEW_FIELDS + 1, FEW_FIELDS, FEW_FIELDS + 3] {
+    for n in [
+        1,
+        VERY_FEW_FIELDS,
+        VERY_FEW_FIELDS + 1,
+        FEW_FIELDS,
+        FEW_FIELDS + 3,
+    ] {
         let mut b = b"GET / HTTP/1.0\r\n".to_vec();
         for _ in 0..n {
             b.extend_from_slice(b"a:\r\n");
