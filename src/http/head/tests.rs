@@ -130,6 +130,14 @@ fn answers_other_versions_with_505_and_garbage_with_400() {
     assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
     assert_eq!(status(b"GET / HTTP/x\r\nHost: a\r\n\r\n"), 400);
     assert_eq!(status(b"GET /\r\n\r\n"), 400);
+    // A line that ends badly, a space in the target.
+    for line in [
+        &b"GET / HTTP/1.1 "[..],
+        b"GET / HTTP/1.1\rX",
+        b"GET /a b HTTP/1.1",
+    ] {
+        assert_eq!(status(&[line, b"\r\nHost: a\r\n\r\n"].concat()), 400);
+    }
 }
 
 #[test]
@@ -271,6 +279,11 @@ fn our_line(head: &[u8]) -> Option<(String, String, u8)> {
     Some((text(line.method), text(line.target), line.minor))
 }
 
+fn agree(head: &[u8]) {
+    let shown = String::from_utf8_lossy(head);
+    assert_eq!(our_line(head), httparse_line(head), "{shown:?}");
+}
+
 #[test]
 fn agrees_with_httparse_on_request_lines() {
     let methods: [&[u8]; 8] = [
@@ -315,12 +328,7 @@ fn agrees_with_httparse_on_request_lines() {
                 for t in targets {
                     for v in versions {
                         let head = [lead, m, g, t, b" ", v, b"\r\nHost: a\r\n\r\n"].concat();
-                        assert_eq!(
-                            our_line(&head),
-                            httparse_line(&head),
-                            "{:?}",
-                            String::from_utf8_lossy(&head)
-                        );
+                        agree(&head);
                         cases += 1;
                     }
                 }
@@ -342,19 +350,14 @@ fn agrees_with_httparse_on_request_lines() {
             head = [b"GET /".as_slice(), &head, b" HTTP/1.1"].concat();
         }
         head.extend_from_slice(b"\r\nHost: a\r\n\r\n");
-        assert_eq!(
-            our_line(&head),
-            httparse_line(&head),
-            "{:?}",
-            String::from_utf8_lossy(&head)
-        );
+        agree(&head);
         cases += 1;
     }
     assert!(cases > 20_000);
 }
 
 #[test]
-fn reads_a_request_line_after_empty_lines_and_refuses_one_that_ends_badly() {
+fn reads_a_request_line_after_empty_lines() {
     // The empty lines' CRLF CRLF looks like an end: not yet a head, and
     // the next call, scanning on, finds the request's.
     let buf = b"\r\n\r\nGET /x HTTP/1.0\r\n\r\n";
@@ -366,10 +369,6 @@ fn reads_a_request_line_after_empty_lines_and_refuses_one_that_ends_badly() {
         (h.minor, h.target.get(buf), h.len),
         (0, &b"/x"[..], buf.len())
     );
-    assert_eq!(status(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n"), 400);
-    assert_eq!(status(b"GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n"), 400);
-    assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
-    assert_eq!(status(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
 }
 
 #[test]
