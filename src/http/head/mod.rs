@@ -218,8 +218,8 @@ fn fields_into<'b>(
     Ok(Some(len))
 }
 
-/// `fields_into` with room for `n` fields, for a head with more than
-/// `FEW_FIELDS`: parsed again, out of the usual path.
+/// `fields_into` with room for `n` fields, for a head with more fields
+/// than the slots it was first given: parsed again, out of the usual path.
 #[cold]
 #[inline(never)]
 fn many_fields_into(
