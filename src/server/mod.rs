@@ -151,6 +151,9 @@ impl Shared {
     }
 }
 
+/// How many readiness events one wait takes in.
+const EVENTS: usize = 1024;
+
 /// An HTTP/1.1 server on a mio event loop.
 pub struct Server {
     poll: Poll,
@@ -189,7 +192,7 @@ impl Server {
         let shared = Shared::new(opts, handler, Arc::new(inbox.clone()));
         Ok(Server {
             poll,
-            events: Some(Events::with_capacity(1024)),
+            events: Some(Events::with_capacity(EVENTS)),
             conns: Connections::new(inbox.load.clone(), clients),
             shared,
             admission: Admission::default(),
@@ -367,7 +370,7 @@ impl Server {
         let mut events = self
             .events
             .take()
-            .unwrap_or_else(|| Events::with_capacity(1024));
+            .unwrap_or_else(|| Events::with_capacity(EVENTS));
         let turn = event_loop::wait(&mut self.poll, &mut events, wait);
         self.now = Instant::now();
         let access = self.shared.observer.look();

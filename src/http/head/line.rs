@@ -6,22 +6,10 @@ use super::{Span, next_lf, parse_error_reason};
 use crate::http::status::Reject;
 use crate::http::token::is_tchar;
 
-/// Is `line` of the form `token SP target SP HTTP/d.d`? Then a version we
-/// do not read is one we do not speak (505), not garbage (400).
-fn looks_like_other_version(buf: &[u8]) -> bool {
-    let line_end = buf
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[..line_end];
-    let Some(v) = line.rsplit(|&b| b == b' ').next() else {
-        return false;
-    };
-    v.len() == 8
-        && v.starts_with(b"HTTP/")
-        && v[5].is_ascii_digit()
-        && v[6] == b'.'
-        && v[7].is_ascii_digit()
+/// Is `v`, the line's last 8 bytes, `HTTP/d.d`? Then a version we do not
+/// read is one we do not speak (505), not garbage (400).
+fn other_version(v: &[u8; 8]) -> bool {
+    v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
 }
 
 /// The request line's parts, and where its field lines begin.
@@ -69,12 +57,13 @@ pub(super) fn request_line(head: &[u8], first_lf: Option<usize>) -> Result<Optio
     if m == 0 || line.get(m) != Some(&b' ') || !room || line[line.len() - 9] != b' ' {
         return Err(invalid());
     }
-    let version = u64::from_ne_bytes(line[line.len() - 8..].try_into().map_err(|_| invalid())?);
-    let minor = if version == u64::from_ne_bytes(*b"HTTP/1.1") {
+    let version: [u8; 8] = line[line.len() - 8..].try_into().map_err(|_| invalid())?;
+    let v = u64::from_ne_bytes(version);
+    let minor = if v == u64::from_ne_bytes(*b"HTTP/1.1") {
         1
-    } else if version == u64::from_ne_bytes(*b"HTTP/1.0") {
+    } else if v == u64::from_ne_bytes(*b"HTTP/1.0") {
         0
-    } else if !line.contains(&b'\r') && looks_like_other_version(line) {
+    } else if !line.contains(&b'\r') && other_version(&version) {
         return Err(Reject::new(505, "HTTP version not supported"));
     } else {
         return Err(Reject::new(
