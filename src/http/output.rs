@@ -551,6 +551,11 @@ impl Output {
     }
 
     /// Gives the buffer back to the pool when nothing is queued.
+    #[cfg(test)]
+    pub(crate) fn holds_buffer(&self) -> bool {
+        self.buf.capacity() > 0
+    }
+
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if self.items.is_empty() && self.buf.capacity() > 0 {
             self.pos = 0;

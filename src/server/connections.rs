@@ -53,9 +53,9 @@ pub(super) struct Connections {
     /// Lent connections, by token, and where each goes back when idle
     /// (`Socket::returning`). Empty unless this process is an app worker.
     pub(super) back: std::collections::HashMap<usize, Back>,
-    /// Connections gone idle this turn, their buffers given back already:
-    /// each is parked once a whole turn has passed without its serving a
-    /// request (`rest_idle`). A keep-alive client whose next request
+    /// Connections gone idle this turn, their buffers given back already
+    /// (but `keeping`'s): each is parked once a whole turn has passed
+    /// without its serving a request (`rest_idle`). A keep-alive client whose next request
     /// comes within a turn so costs no park and resume (about 200
     /// instructions a request, callgrind); one that does not keeps its
     /// engine for a turn, or 1 ms (`IDLE_REST`) when nothing else
@@ -64,6 +64,13 @@ pub(super) struct Connections {
     /// Those that went idle in the turn before: parked at the end of this
     /// one unless they served a request meanwhile.
     rested: Vec<Resting>,
+    /// The resting connection that went idle last (token, generation):
+    /// it keeps its buffers until it is parked or another goes idle. A
+    /// client asking again at once, one request after another, so takes
+    /// no buffers from the pool and gives none back (about 130
+    /// instructions a request, callgrind), for one pair of buffers more
+    /// a loop at most.
+    keeping: Option<(usize, u64)>,
 }
 
 /// A connection gone idle: its token, generation, and requests served
@@ -77,6 +84,25 @@ type Resting = (usize, u64, u64);
 /// 178 B), with 16, 5 B (183 B); 16 covers a loop's share of the bench's
 /// 32 keep-alive clients.
 const MAX_RESTING: usize = 16;
+
+/// `token` (gone idle, resting) keeps its buffers (`Connections::keeping`);
+/// the one that kept them before gives them back, if it is still idle.
+fn keep_buffers(
+    (keeping, entries): (&mut Option<(usize, u64)>, &mut Slab<Box<Connection>>),
+    token: usize,
+    generation: u64,
+    pool: &mut crate::http::BufPool,
+) {
+    let Some((t, g)) = keeping.replace((token, generation)) else {
+        return;
+    };
+    if t != token
+        && let Some(c) = entries.get_mut(t)
+        && c.generation == g
+    {
+        c.release(pool);
+    }
+}
 
 /// How long an idle connection keeps its engine if no turn comes sooner.
 pub(super) const IDLE_REST: std::time::Duration = std::time::Duration::from_millis(1);
@@ -104,6 +130,7 @@ impl Connections {
             back: std::collections::HashMap::new(),
             resting: Vec::new(),
             rested: Vec::new(),
+            keeping: None,
         }
     }
 
@@ -481,16 +508,18 @@ impl Connections {
                     if let Some(served) = c.idle_awake() {
                         // Handing over or lent, it goes as soon as it is
                         // parked; otherwise it may be asked again soon.
-                        // Its buffers go back at once (a burst of
-                        // connections going idle together would otherwise
-                        // hold one each); its engine stays, up to
-                        // `MAX_RESTING` of them.
+                        // Its engine stays, up to `MAX_RESTING` of them;
+                        // its buffers too, until another goes idle (a
+                        // burst of connections going idle together would
+                        // otherwise hold a pair each).
                         if self.mover.is_none()
                             && self.back.is_empty()
                             && self.resting.len() < MAX_RESTING
                         {
-                            c.release(ctx.pool);
-                            self.resting.push((token, c.generation, served));
+                            let generation = c.generation;
+                            self.resting.push((token, generation, served));
+                            let keeping = (&mut self.keeping, &mut self.entries);
+                            keep_buffers(keeping, token, generation, ctx.pool);
                         } else {
                             c.rest(ctx.pool, ctx.spare);
                         }
@@ -715,27 +744,78 @@ mod tests {
         }
     }
 
+    /// Whether each connection's engine holds buffers, in slot order.
+    fn holding(s: &Server) -> Vec<bool> {
+        s.conns
+            .entries
+            .iter()
+            .map(|(_, c)| match &c.engine {
+                Engine::Busy(b) => b.holds_buffers(),
+                _ => false,
+            })
+            .collect()
+    }
+
     #[test]
-    fn an_idle_connection_gives_its_buffers_back_at_once_and_is_parked_a_turn_later() {
+    fn the_last_connection_gone_idle_keeps_its_buffers_until_it_is_parked_a_turn_later() {
         let (mut s, addr) = serving_hi();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         client.set_nonblocking(true).unwrap();
         ask(&mut s, &mut client);
-        // Answered in the turn that read the request: its buffers are
-        // back in the pool, its engine is not parked yet, and the loop
-        // means to come back within `IDLE_REST`.
+        // Answered in the turn that read the request: idle, not parked
+        // yet, its buffers kept, and the loop means to come back within
+        // `IDLE_REST`.
         assert_eq!(parked(&s), [false]);
-        assert!(s.shared.pool.free_buffers() > 0);
+        assert_eq!(holding(&s), [true]);
+        assert_eq!(s.shared.pool.free_buffers(), 0);
         assert!(s.timeout().is_some_and(|t| t <= super::IDLE_REST));
-        // A turn with nothing for it parks it.
+        // A turn with nothing for it parks it, and its buffers go back.
         s.step(Some(Duration::ZERO)).unwrap();
         assert_eq!(parked(&s), [true]);
-        // Asked again, it is served, and parked a turn later again.
+        assert_eq!(s.shared.pool.free_buffers(), 2);
+        // Asked again, it is served with the same two, and parked a turn
+        // later again.
         ask(&mut s, &mut client);
         assert_eq!(parked(&s), [false]);
+        assert_eq!(s.shared.pool.free_buffers(), 0);
         s.step(Some(Duration::ZERO)).unwrap();
         assert_eq!(parked(&s), [true]);
+        assert_eq!(s.shared.pool.free_buffers(), 2);
         assert_eq!(s.timeout().map(|t| t > super::IDLE_REST), Some(true));
+    }
+
+    #[test]
+    fn no_more_than_one_idle_connection_keeps_its_buffers() {
+        let (mut s, addr) = serving_hi();
+        let n = 6;
+        // Every request is in before the loop looks: answered together,
+        // gone idle together.
+        let mut clients: Vec<_> = (0..n)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                c.set_nonblocking(true).unwrap();
+                c
+            })
+            .collect();
+        let mut answered = vec![false; n];
+        while answered.contains(&false) {
+            s.step(Some(Duration::from_millis(50))).unwrap();
+            for (c, done) in clients.iter_mut().zip(&mut answered) {
+                let mut buf = [0u8; 512];
+                if let Ok(k) = c.read(&mut buf) {
+                    *done |= buf[..k].ends_with(b"hi");
+                }
+            }
+            let held = holding(&s).iter().filter(|h| **h).count();
+            assert!(held <= 1, "{held} idle connections hold buffers");
+        }
+        // The last one still keeps its pair; parked, it gives them back.
+        assert_eq!(holding(&s).iter().filter(|h| **h).count(), 1);
+        s.step(Some(Duration::ZERO)).unwrap();
+        s.step(Some(Duration::ZERO)).unwrap();
+        assert!(parked(&s).iter().all(|p| *p));
+        assert!(!holding(&s).contains(&true));
     }
 
     #[test]

@@ -462,6 +462,12 @@ impl Conn {
         self.served
     }
 
+    /// Holds a read or an output buffer.
+    #[cfg(test)]
+    pub(crate) fn holds_buffers(&self) -> bool {
+        !self.rbuf.is_empty() || self.out.holds_buffer()
+    }
+
     pub(crate) fn release_buffers(&mut self, pool: &mut BufPool) {
         if self.start == self.end && !self.rbuf.is_empty() {
             self.start = 0;
