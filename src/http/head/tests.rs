@@ -413,3 +413,48 @@ fn fields_as_short_as_a_field_can_be_all_find_a_slot() {
             .is_empty()
     );
 }
+
+#[test]
+fn tells_the_fields_it_reads_from_every_other_token_as_ignoring_case_would() {
+    use crate::http::token::is_tchar;
+    let known = [
+        ("host", Field::Host),
+        ("expect", Field::Expect),
+        ("connection", Field::Connection),
+        ("content-length", Field::ContentLength),
+        ("transfer-encoding", Field::TransferEncoding),
+    ];
+    let tchars: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+    let expect = |name: &[u8]| {
+        known
+            .iter()
+            .find(|(k, _)| name.eq_ignore_ascii_case(k.as_bytes()))
+            .map_or(Field::Other, |&(_, f)| f)
+    };
+    let mut tried = 0;
+    for (k, _) in known {
+        let lower = k.as_bytes();
+        let upper = k.to_ascii_uppercase().into_bytes();
+        // Each byte in either case, and each byte replaced by every token
+        // byte in turn: one name differing from `k` at one place.
+        for at in 0..lower.len() {
+            for base in [lower, &upper[..]] {
+                for &b in &tchars {
+                    let mut name = base.to_vec();
+                    name[at] = b;
+                    assert!(Field::of(&name) == expect(&name), "{:?}", name);
+                    tried += 1;
+                }
+            }
+        }
+        // Longer and shorter by a byte.
+        for name in [
+            &lower[1..],
+            &lower[..lower.len() - 1],
+            &[lower, b"s"].concat(),
+        ] {
+            assert!(Field::of(name) == Field::Other, "{name:?}");
+        }
+    }
+    assert!(tried > 3000);
+}
