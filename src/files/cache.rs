@@ -69,12 +69,16 @@ pub(crate) struct Cached {
     pub(crate) etag: String,
     /// The time `Last-Modified` says (whole seconds).
     pub(crate) modified: SystemTime,
-    /// `ETag` and `Last-Modified` lines (and `Vary` where it has codings),
-    /// and the `Content-Type` and `Accept-Ranges` (or `Content-Encoding`)
-    /// lines, built and checked once per file.
-    pub(crate) validators: Vec<u8>,
-    pub(crate) representation: Vec<u8>,
-    /// The `Content-Type` value, which `representation` begins with.
+    /// Its header lines, built and checked once per file: the validators
+    /// (`ETag`, `Last-Modified`, and `Vary` where it has codings), then
+    /// the representation's (`Content-Type`, and `Accept-Ranges` or
+    /// `Content-Encoding`). One piece, so that a whole answer copies them
+    /// once.
+    fields: Box<[u8]>,
+    /// Where the representation's lines begin in `fields`.
+    validators_end: usize,
+    /// The `Content-Type` value, which the representation's lines begin
+    /// with.
     content_type: Box<str>,
     /// Its codings (`Coding::index`): a precompressed sibling found beside
     /// it, or made on the fly when a client first takes that coding.
@@ -105,10 +109,33 @@ impl Drop for Held {
     }
 }
 
+/// `fields` and `validators_end` for a `Cached`.
+fn fields(validators: Vec<u8>, representation: String) -> (Box<[u8]>, usize) {
+    let end = validators.len();
+    let mut all = validators;
+    all.extend_from_slice(representation.as_bytes());
+    (all.into_boxed_slice(), end)
+}
+
 impl Cached {
+    /// The validators' lines, for a 304 (or ahead of a `Content-Range`).
+    pub(crate) fn validators(&self) -> &[u8] {
+        &self.fields[..self.validators_end]
+    }
+
+    /// The representation's lines.
+    pub(crate) fn representation(&self) -> &[u8] {
+        &self.fields[self.validators_end..]
+    }
+
+    /// Both, for a whole answer.
+    pub(crate) fn fields(&self) -> &[u8] {
+        &self.fields
+    }
+
     /// Its `Content-Type` line alone (the first of its representation's).
     pub(crate) fn type_line(&self) -> &[u8] {
-        &self.representation[..TYPE_FIELD.len() + self.content_type.len() + 2]
+        &self.representation()[..TYPE_FIELD.len() + self.content_type.len() + 2]
     }
 
     /// A response body of `len` bytes of it from `offset`.
@@ -199,15 +226,18 @@ fn coded_entry(
     c: Coding,
     held: Option<Held>,
 ) -> Cached {
+    let (fields, validators_end) = fields(
+        validators(&etag, modified, true),
+        format!(
+            "{TYPE_FIELD}{content_type}\r\nContent-Encoding: {}\r\n",
+            c.token()
+        ),
+    );
     Cached {
         source,
         len,
-        validators: validators(&etag, modified, true),
-        representation: format!(
-            "{TYPE_FIELD}{content_type}\r\nContent-Encoding: {}\r\n",
-            c.token()
-        )
-        .into_bytes(),
+        fields,
+        validators_end,
         content_type: content_type.into(),
         etag,
         modified,
@@ -380,15 +410,17 @@ impl OpenFiles {
         let etag = format!("\"{tag}\"");
         // A MIME type from mime_guess's table or a checked `--mime`: no CR,
         // LF or NUL in it.
-        let representation =
-            format!("{TYPE_FIELD}{content_type}\r\nAccept-Ranges: bytes\r\n").into_bytes();
+        let (fields, validators_end) = fields(
+            validators(&etag, modified, vary),
+            format!("{TYPE_FIELD}{content_type}\r\nAccept-Ranges: bytes\r\n"),
+        );
         Cached {
             source,
             len,
-            validators: validators(&etag, modified, vary),
+            fields,
+            validators_end,
             etag,
             modified,
-            representation,
             content_type: content_type.into(),
             coded,
             compressible,
@@ -525,7 +557,7 @@ mod tests {
         let ty = || "text/css".to_string();
         let first = c.opened("/a.css", open(dir.path(), "a.css"), ty, now);
         assert!(!first.may_code(Coding::Gzip), "1 KiB is the least worth it");
-        assert!(!String::from_utf8_lossy(&first.validators).contains("Vary"));
+        assert!(!String::from_utf8_lossy(first.validators()).contains("Vary"));
         std::fs::write(dir.path().join("a.css.gz"), b"zipped").unwrap();
         let mut found = open(dir.path(), "a.css");
         found.siblings[Coding::Gzip.index()] = {
@@ -536,11 +568,11 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &with));
         assert!(with.may_code(Coding::Gzip));
         assert!(!with.may_code(Coding::Br));
-        assert!(String::from_utf8_lossy(&with.validators).contains("Vary: Accept-Encoding\r\n"));
+        assert!(String::from_utf8_lossy(with.validators()).contains("Vary: Accept-Encoding\r\n"));
         let gz = with.coded(Coding::Gzip, c.coded_budget()).unwrap();
         assert_eq!(mem(&gz), Some(&b"zipped"[..]));
         assert!(gz.etag.ends_with("-gzip\""));
-        let rep = String::from_utf8_lossy(&gz.representation).into_owned();
+        let rep = String::from_utf8_lossy(gz.representation()).into_owned();
         assert_eq!(rep, "Content-Type: text/css\r\nContent-Encoding: gzip\r\n");
     }
 

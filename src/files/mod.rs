@@ -394,9 +394,8 @@ impl Handler for StaticFiles {
             Some(inm) => etag_matches(inm, etag, true),
             None => since(if_modified).is_some_and(|t| modified <= t),
         };
-        res.checked_headers(&file.validators);
         if not_modified {
-            res.status(304);
+            res.checked_headers(file.validators()).status(304);
             return;
         }
 
@@ -418,24 +417,29 @@ impl Handler for StaticFiles {
                 range = RangeReq::None;
             }
         }
+        // Only an answer that carries the file (or a part of it) describes
+        // it with the file's Content-Type and Accept-Ranges.
         let (offset, len) = match range {
-            RangeReq::None => (0, size),
+            RangeReq::None => {
+                res.checked_headers(file.fields());
+                (0, size)
+            }
             RangeReq::One(a, b) => {
-                res.status(206)
-                    .header("Content-Range", format!("bytes {a}-{b}/{size}"));
+                res.checked_headers(file.validators())
+                    .status(206)
+                    .header("Content-Range", format!("bytes {a}-{b}/{size}"))
+                    .checked_headers(file.representation());
                 (a, b - a + 1)
             }
             RangeReq::Unsatisfiable => {
                 // The body is our text, not the file: the file's
                 // Content-Type would name it twice (and wrongly).
-                res.header("Content-Range", format!("bytes */{size}"))
+                res.checked_headers(file.validators())
+                    .header("Content-Range", format!("bytes */{size}"))
                     .header("Accept-Ranges", "bytes");
                 return self.fail(req, res, 416, "416 Range Not Satisfiable\n");
             }
         };
-        // Only an answer that carries the file (or a part of it) describes
-        // it with the file's Content-Type and Accept-Ranges.
-        res.checked_headers(&file.representation);
         res.body(file.body(offset, len));
     }
 }
