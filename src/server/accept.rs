@@ -297,6 +297,10 @@ impl Admission {
         waits_on_budget: bool,
         now: Instant,
     ) -> Option<Instant> {
+        // The usual turn: every listener waits for its next event.
+        if self.queued.is_empty() && !self.listeners.any_ready_or_resting() {
+            return None;
+        }
         let wake = self.listeners.next_wake(open, now);
         let waiting = !self.queued.is_empty() || self.listeners.any_ready();
         if waits_on_budget && waiting && !open {
