@@ -110,7 +110,7 @@ impl Drop for Held {
 }
 
 /// `fields` and `validators_end` for a `Cached`.
-fn fields(validators: Vec<u8>, representation: String) -> (Box<[u8]>, usize) {
+fn join_fields(validators: Vec<u8>, representation: String) -> (Box<[u8]>, usize) {
     let end = validators.len();
     let mut all = validators;
     all.extend_from_slice(representation.as_bytes());
@@ -226,7 +226,7 @@ fn coded_entry(
     c: Coding,
     held: Option<Held>,
 ) -> Cached {
-    let (fields, validators_end) = fields(
+    let (fields, validators_end) = join_fields(
         validators(&etag, modified, true),
         format!(
             "{TYPE_FIELD}{content_type}\r\nContent-Encoding: {}\r\n",
@@ -410,7 +410,7 @@ impl OpenFiles {
         let etag = format!("\"{tag}\"");
         // A MIME type from mime_guess's table or a checked `--mime`: no CR,
         // LF or NUL in it.
-        let (fields, validators_end) = fields(
+        let (fields, validators_end) = join_fields(
             validators(&etag, modified, vary),
             format!("{TYPE_FIELD}{content_type}\r\nAccept-Ranges: bytes\r\n"),
         );

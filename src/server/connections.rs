@@ -55,11 +55,12 @@ pub(super) struct Connections {
     pub(super) back: std::collections::HashMap<usize, Back>,
     /// Connections gone idle this turn, their buffers given back already
     /// (but `keeping`'s): each is parked once a whole turn has passed
-    /// without its serving a request (`rest_idle`). A keep-alive client whose next request
-    /// comes within a turn so costs no park and resume (about 200
-    /// instructions a request, callgrind); one that does not keeps its
-    /// engine for a turn, or 1 ms (`IDLE_REST`) when nothing else
-    /// happens. At most `MAX_RESTING` wait so; more are parked at once.
+    /// without its serving a request (`rest_idle`). A keep-alive client
+    /// whose next request comes within a turn so costs no park and resume
+    /// (about 200 instructions a request, callgrind); one that does not
+    /// keeps its engine for a turn, or 1 ms (`IDLE_REST`) when nothing
+    /// else happens. At most `MAX_RESTING` wait so; more are parked at
+    /// once.
     resting: Vec<Resting>,
     /// Those that went idle in the turn before: parked at the end of this
     /// one unless they served a request meanwhile.

@@ -48,12 +48,7 @@ impl Observer for Record {
                 sent,
                 http2,
                 ..
-            } if !self.access => {
-                crate::metrics::answered(Some(status), sent);
-                if http2 {
-                    crate::metrics::inc(crate::metrics::M::H2Requests);
-                }
-            }
+            } if !self.access => count_answer(status, sent, http2),
             e => self.logged(e),
         }
     }
@@ -72,10 +67,7 @@ impl Record {
                 note,
                 http2,
             } => {
-                crate::metrics::answered(Some(status), sent);
-                if http2 {
-                    crate::metrics::inc(crate::metrics::M::H2Requests);
-                }
+                count_answer(status, sent, http2);
                 if self.access {
                     Access {
                         peer,
@@ -133,5 +125,14 @@ impl Record {
                 Severity::Debug => tracing::debug!(%peer, "{what}"),
             },
         }
+    }
+}
+
+/// The metrics of one answer.
+#[inline(always)]
+fn count_answer(status: u16, sent: u64, http2: bool) {
+    crate::metrics::answered(Some(status), sent);
+    if http2 {
+        crate::metrics::inc(crate::metrics::M::H2Requests);
     }
 }
