@@ -785,12 +785,15 @@ mod tests {
         assert_eq!(s.timeout().map(|t| t > super::IDLE_REST), Some(true));
     }
 
-    #[test]
-    fn no_more_than_one_idle_connection_keeps_its_buffers() {
-        let (mut s, addr) = serving_hi();
-        let n = 6;
-        // Every request is in before the loop looks: answered together,
-        // gone idle together.
+    /// `n` clients' requests all in before the loop looks, so that they
+    /// are accepted, read, answered and go idle together; `each` looks at
+    /// the server after every turn until all are answered.
+    fn answer_together(
+        s: &mut Server,
+        addr: std::net::SocketAddr,
+        n: usize,
+        each: impl Fn(&Server),
+    ) {
         let mut clients: Vec<_> = (0..n)
             .map(|_| {
                 let mut c = std::net::TcpStream::connect(addr).unwrap();
@@ -808,9 +811,17 @@ mod tests {
                     *done |= buf[..k].ends_with(b"hi");
                 }
             }
-            let held = holding(&s).iter().filter(|h| **h).count();
-            assert!(held <= 1, "{held} idle connections hold buffers");
+            each(s);
         }
+    }
+
+    #[test]
+    fn no_more_than_one_idle_connection_keeps_its_buffers() {
+        let (mut s, addr) = serving_hi();
+        answer_together(&mut s, addr, 6, |s| {
+            let held = holding(s).iter().filter(|h| **h).count();
+            assert!(held <= 1, "{held} idle connections hold buffers");
+        });
         // The last one still keeps its pair; parked, it gives them back.
         assert_eq!(holding(&s).iter().filter(|h| **h).count(), 1);
         s.step(Some(Duration::ZERO)).unwrap();
@@ -822,29 +833,10 @@ mod tests {
     #[test]
     fn no_more_than_max_resting_idle_connections_are_left_unparked() {
         let (mut s, addr) = serving_hi();
-        let n = super::MAX_RESTING + 4;
-        // Every request is in before the loop looks: accepted, read and
-        // answered together.
-        let mut clients: Vec<_> = (0..n)
-            .map(|_| {
-                let mut c = std::net::TcpStream::connect(addr).unwrap();
-                c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                c.set_nonblocking(true).unwrap();
-                c
-            })
-            .collect();
-        let mut answered = vec![false; n];
-        while answered.contains(&false) {
-            s.step(Some(Duration::from_millis(50))).unwrap();
-            for (c, done) in clients.iter_mut().zip(&mut answered) {
-                let mut buf = [0u8; 512];
-                if let Ok(k) = c.read(&mut buf) {
-                    *done |= buf[..k].ends_with(b"hi");
-                }
-            }
-            let awake = parked(&s).iter().filter(|p| !**p).count();
+        answer_together(&mut s, addr, super::MAX_RESTING + 4, |s| {
+            let awake = parked(s).iter().filter(|p| !**p).count();
             assert!(awake <= super::MAX_RESTING, "{awake} idle and not parked");
-        }
+        });
         assert!(parked(&s).iter().filter(|p| **p).count() >= 4);
     }
 }
