@@ -83,10 +83,14 @@ impl Listeners {
     /// Is any listener ready, or resting (`is_due` may wake it)?
     #[inline]
     pub(super) fn any_ready_or_resting(&self) -> bool {
-        self.list
-            .iter()
-            .flatten()
-            .any(|l| l.ready || l.backoff_until.is_some())
+        // Asked twice a turn: a plain loop (the adapters of
+        // `flatten().any()` were most of what it cost, callgrind).
+        for l in self.list.iter().filter_map(Option::as_ref) {
+            if l.ready || l.backoff_until.is_some() {
+                return true;
+            }
+        }
+        false
     }
 
     /// The kernel says this listener is readable.

@@ -610,7 +610,17 @@ impl Connections {
     }
 
     /// Acts on every deadline that has passed.
+    #[inline]
     pub(super) fn fire_timers(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
+        // Most turns have none due: asked before the loop's setup (about
+        // 30 instructions a turn, callgrind).
+        if self.timers.next().is_some_and(|t| t <= now) {
+            self.fire_due(now, shared, registry);
+        }
+    }
+
+    #[inline(never)]
+    fn fire_due(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
         while let Some((token, generation)) = self.timers.pop_due(now) {
             let Some(c) = self.entries.get_mut(token) else {
                 continue;

@@ -46,10 +46,15 @@ pub(super) fn request_line(head: &[u8], first_lf: Option<usize>) -> Result<Optio
     };
     let line = &head[at..lf - 1];
     let invalid = || Reject::new(400, parse_error_reason(httparse::Error::Token));
-    let m = line
-        .iter()
-        .position(|&b| !is_tchar(b))
-        .unwrap_or(line.len());
+    // The method: `GET` read as one word (most requests' method; a byte
+    // loop over the table cost 25 instructions), any other by the table.
+    let m = if line.starts_with(b"GET ") {
+        3
+    } else {
+        line.iter()
+            .position(|&b| !is_tchar(b))
+            .unwrap_or(line.len())
+    };
     // `M T HTTP/1.1`: a method, a space, a target of a byte at least,
     // and the version after the last space. The target's bytes are
     // `check`'s to look at, in its one pass over them.
