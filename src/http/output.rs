@@ -292,15 +292,20 @@ impl Output {
             }),
             None => {
                 self.with_mem(pool, head);
-                self.push_body(pool, body, chunked);
+                self.hold_body(body, chunked);
             }
         }
     }
 
     pub(crate) fn push_body(&mut self, pool: &mut BufPool, body: Body, chunked: bool) {
-        if let Some(bytes) = small(&body) {
-            return self.with_mem(pool, |b| b.extend_from_slice(bytes));
+        match small(&body) {
+            Some(bytes) => self.with_mem(pool, |b| b.extend_from_slice(bytes)),
+            None => self.hold_body(body, chunked),
         }
+    }
+
+    /// Queues a body too large to copy (`small` said so) where it lies.
+    fn hold_body(&mut self, body: Body, chunked: bool) {
         match body {
             Body::Empty => {}
             Body::Shared { bytes, start, len } => {
@@ -550,12 +555,13 @@ impl Output {
         }
     }
 
-    /// Gives the buffer back to the pool when nothing is queued.
+    /// Holds a buffer (from the pool).
     #[cfg(test)]
     pub(crate) fn holds_buffer(&self) -> bool {
         self.buf.capacity() > 0
     }
 
+    /// Gives the buffer back to the pool when nothing is queued.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if self.items.is_empty() && self.buf.capacity() > 0 {
             self.pos = 0;

@@ -613,7 +613,7 @@ impl Connections {
     #[inline]
     pub(super) fn fire_timers(&mut self, now: Instant, shared: &mut Shared, registry: &Registry) {
         // Most turns have none due: asked before the loop's setup (about
-        // 30 instructions a turn, callgrind).
+        // 25 instructions a turn, callgrind).
         if self.timers.next().is_some_and(|t| t <= now) {
             self.fire_due(now, shared, registry);
         }

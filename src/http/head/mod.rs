@@ -374,55 +374,58 @@ fn check(buf: &[u8], head: &mut Head, limits: &Limits) -> Result<(), Reject> {
     for &(name, value) in &head.headers {
         let name = name.get(buf);
         let value = value.get(buf);
-        let field = Field::of(name);
-        if field == Field::Other {
-            continue;
-        }
-        if field == Field::Host {
-            host_count += 1;
-            if !valid_host(value) {
-                return Err(Reject::new(400, "invalid Host"));
+        match Field::of(name) {
+            Field::Other => {}
+            Field::Host => {
+                host_count += 1;
+                if !valid_host(value) {
+                    return Err(Reject::new(400, "invalid Host"));
+                }
+                if authority.is_none() {
+                    head.host = Some(Span::of(buf, value));
+                }
             }
-            if authority.is_none() {
-                head.host = Some(Span::of(buf, value));
+            Field::ContentLength => {
+                let n = parse_content_length(value)?;
+                if let Some(prev) = content_length
+                    && prev != n
+                {
+                    return Err(Reject::new(400, "differing Content-Length values"));
+                }
+                content_length = Some(n);
             }
-        } else if field == Field::ContentLength {
-            let n = parse_content_length(value)?;
-            if let Some(prev) = content_length
-                && prev != n
-            {
-                return Err(Reject::new(400, "differing Content-Length values"));
+            Field::TransferEncoding => {
+                te_seen = true;
+                let mut any = false;
+                for coding in csv(value) {
+                    any = true;
+                    chunked_last = false;
+                    if eq(coding, "chunked") {
+                        chunked_count += 1;
+                        chunked_last = true;
+                    } else {
+                        unknown_coding = true;
+                    }
+                }
+                if !any {
+                    return Err(Reject::new(400, "empty Transfer-Encoding"));
+                }
             }
-            content_length = Some(n);
-        } else if field == Field::TransferEncoding {
-            te_seen = true;
-            let mut any = false;
-            for coding in csv(value) {
-                any = true;
-                chunked_last = false;
-                if eq(coding, "chunked") {
-                    chunked_count += 1;
-                    chunked_last = true;
+            Field::Connection => {
+                for token in csv(value) {
+                    if eq(token, "close") {
+                        close = true;
+                    } else if eq(token, "keep-alive") {
+                        keep_alive_token = true;
+                    }
+                }
+            }
+            Field::Expect => {
+                if eq(value, "100-continue") {
+                    head.expect_continue = true;
                 } else {
-                    unknown_coding = true;
+                    return Err(Reject::new(417, "unsupported expectation"));
                 }
-            }
-            if !any {
-                return Err(Reject::new(400, "empty Transfer-Encoding"));
-            }
-        } else if field == Field::Connection {
-            for token in csv(value) {
-                if eq(token, "close") {
-                    close = true;
-                } else if eq(token, "keep-alive") {
-                    keep_alive_token = true;
-                }
-            }
-        } else if field == Field::Expect {
-            if eq(value, "100-continue") {
-                head.expect_continue = true;
-            } else {
-                return Err(Reject::new(417, "unsupported expectation"));
             }
         }
     }
