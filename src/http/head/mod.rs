@@ -5,8 +5,11 @@
 //! The parsed head is kept as offsets into the connection's read buffer, so
 //! a request costs no allocation: the `Vec` of spans is reused.
 
+mod fields;
 mod line;
 
+#[cfg(any(fuzzing, test))]
+pub(crate) use self::fields::agrees_with_httparse as fields_agree_with_httparse;
 use self::line::{request_line, scan_target};
 use super::limits::{HEADERS_CAP, Limits};
 use super::status::Reject;
@@ -161,22 +164,9 @@ pub(crate) fn parse(
     head.minor = line.minor;
     let fields = &buf[line.len..end];
     let n = limits.max_headers.min(HEADERS_CAP);
-    // A field line takes 4 bytes at least (`a:` CRLF), and the section
-    // ends in a CRLF of its own: a section that cannot hold more than a
-    // few fields gets a few slots (initialising 32 cost 68 instructions a
-    // one-field request).
-    let k = n.min(FEW_FIELDS).min(fields.len().saturating_sub(2) / 4);
-    let mut very_few = [httparse::EMPTY_HEADER; VERY_FEW_FIELDS];
-    let mut few;
-    let slots = if k <= VERY_FEW_FIELDS {
-        &mut very_few[..k]
-    } else {
-        few = [httparse::EMPTY_HEADER; FEW_FIELDS];
-        &mut few[..k]
-    };
-    let taken = match fields_into(buf, fields, slots, head) {
-        Err(httparse::Error::TooManyHeaders) if n > k => many_fields_into(buf, fields, n, head),
-        taken => taken,
+    let taken = match fields::plain(buf, fields, n, &mut head.headers) {
+        Some(len) => Ok(Some(len)),
+        None => httparse_fields(buf, fields, n, head),
     };
     head.len = match taken {
         Ok(Some(len)) => line.len + len,
@@ -190,13 +180,30 @@ pub(crate) fn parse(
     Ok(true)
 }
 
+/// The field lines with httparse, where `fields::plain` gave up on them:
+/// out of line, as few requests need it.
+#[inline(never)]
+fn httparse_fields(
+    buf: &[u8],
+    fields: &[u8],
+    n: usize,
+    head: &mut Head,
+) -> Result<Option<usize>, httparse::Error> {
+    // A field line takes 4 bytes at least (`a:` CRLF), and the section
+    // ends in a CRLF of its own: a section that cannot hold more than a
+    // few fields gets a few slots.
+    let k = n.min(FEW_FIELDS).min(fields.len().saturating_sub(2) / 4);
+    let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+    match fields_into(buf, fields, &mut few[..k], head) {
+        Err(httparse::Error::TooManyHeaders) if n > k => many_fields_into(buf, fields, n, head),
+        taken => taken,
+    }
+}
+
 /// Field-line slots on the stack for the usual request (a browser's has
 /// 10 to 20 fields). httparse wants them initialised, and filling all 256
 /// for every request (8 KiB) would cost more than parsing a small head.
 const FEW_FIELDS: usize = 32;
-
-/// Slots for a head as curl or a load generator sends (one to three fields).
-const VERY_FEW_FIELDS: usize = 4;
 
 /// Parses the field lines into `head.headers` with httparse, given its
 /// slots. `None`: not complete.
