@@ -38,6 +38,19 @@ impl Engine {
     /// was parked; `None` for HTTP/2.
     #[inline]
     pub(super) fn busy(&mut self, spare: &mut Spare, now: Instant) -> Option<&mut Conn> {
+        if let Engine::Parked(_) = self {
+            self.unpark(spare, now);
+        }
+        match self {
+            Engine::Busy(b) => Some(b),
+            Engine::Parked(_) | Engine::H2(_) => None,
+        }
+    }
+
+    /// Brings a parked state back: out of line, so that a busy one is
+    /// told so inline (the call cost 23 instructions a request, callgrind).
+    #[inline(never)]
+    fn unpark(&mut self, spare: &mut Spare, now: Instant) {
         if let Engine::Parked(p) = self {
             let p = std::mem::replace(p, Parked::empty(now));
             let mut b = spare
@@ -45,10 +58,6 @@ impl Engine {
                 .unwrap_or_else(|| Box::new(Conn::new(Addr::Unknown, now)));
             b.resume(p);
             *self = Engine::Busy(b);
-        }
-        match self {
-            Engine::Busy(b) => Some(b),
-            Engine::Parked(_) | Engine::H2(_) => None,
         }
     }
 
