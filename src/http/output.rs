@@ -582,6 +582,7 @@ impl Output {
 
     /// Drops everything queued: all of it went out, or the connection is
     /// being aborted.
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.items.clear();
         if !self.held.is_empty() {

@@ -518,8 +518,12 @@ impl Connections {
                         {
                             let generation = c.generation;
                             self.resting.push((token, generation, served));
-                            let keeping = (&mut self.keeping, &mut self.entries);
-                            keep_buffers(keeping, token, generation, ctx.pool);
+                            // Kept already, the usual case of one client
+                            // asking again and again: no call.
+                            if self.keeping != Some((token, generation)) {
+                                let keeping = (&mut self.keeping, &mut self.entries);
+                                keep_buffers(keeping, token, generation, ctx.pool);
+                            }
                         } else {
                             c.rest(ctx.pool, ctx.spare);
                         }

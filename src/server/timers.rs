@@ -16,6 +16,7 @@ pub(super) struct Timers(BinaryHeap<Reverse<(Instant, usize, u64)>>);
 impl Timers {
     /// Puts a connection's next deadline in the heap unless an entry at or
     /// before it is there already (`timer_at`, kept by the connection).
+    #[inline]
     pub(super) fn schedule(
         &mut self,
         deadline: Option<Instant>,
