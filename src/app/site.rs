@@ -64,6 +64,7 @@ enum Stop<'a> {
 impl Site {
     /// The files for the request's host: a `--vhost`'s, else the default
     /// root's; `None` for an unknown host under `--vhost-strict`.
+    #[inline(always)]
     fn files_for(&self, req: &Request<'_>) -> Option<&StaticFiles> {
         if self.hosts.is_empty() {
             // No `--vhost`: no host to look at on every request.
