@@ -96,6 +96,7 @@ impl Engine {
 
     /// When the connection next needs attention if nothing happens.
     #[inline]
+    #[inline]
     pub(super) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         match self {
             Engine::Busy(b) => b.deadline(t),
