@@ -77,6 +77,7 @@ fn format() -> AccessFormat {
 /// Whether an access line would be written (format not `off`, and
 /// `RUST_LOG` lets `handoff::access` through at info): callers skip the
 /// work of gathering its parts otherwise.
+#[inline]
 pub(crate) fn on() -> bool {
     format() != AccessFormat::Off
         && tracing::enabled!(target: "handoff::access", tracing::Level::INFO)

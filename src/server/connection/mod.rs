@@ -96,7 +96,7 @@ impl Engine {
 
     /// When the connection next needs attention if nothing happens.
     #[inline]
-    #[inline]
+    #[inline(always)]
     pub(super) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         match self {
             Engine::Busy(b) => b.deadline(t),
