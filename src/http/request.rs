@@ -78,6 +78,13 @@ fn text(b: &[u8]) -> &str {
         .unwrap_or("")
 }
 
+/// The method as text: `GET`, most requests' method, without a look at
+/// its bytes' encoding (20 instructions a request, callgrind).
+#[inline(always)]
+fn method(m: &[u8]) -> &str {
+    if m == b"GET" { "GET" } else { text(m) }
+}
+
 /// `part` of the target (the path, the query) as a slice of the target
 /// already checked, if it lies within it.
 #[inline]
@@ -112,7 +119,7 @@ impl<'a> Request<'a> {
             state,
             http2,
             now,
-            method: text(head.method.get(buf)),
+            method: method(head.method.get(buf)),
             target: text(head.target.get(buf)),
         }
     }
