@@ -95,7 +95,6 @@ impl Engine {
     }
 
     /// When the connection next needs attention if nothing happens.
-    #[inline]
     #[inline(always)]
     pub(super) fn deadline(&self, t: &Timeouts) -> Option<Instant> {
         match self {
