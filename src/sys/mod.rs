@@ -26,9 +26,10 @@ fn errno(e: Errno) -> io::Error {
 }
 
 /// Runs a system call again for as long as a signal interrupts it
-/// (`EINTR`) and maps any other failure to an `io::Error`: the one retry
-/// loop for every call here (mio's `syscall!` does the same). A raw libc
-/// call goes through `Errno::result`.
+/// (`EINTR`) and maps any other failure to an `io::Error`: the retry loop
+/// for every nix call here (mio's `syscall!` does the same), and for a
+/// raw libc call through `Errno::result`. Rustix's calls have theirs,
+/// `retry_raw`.
 pub(crate) fn retry<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     loop {
         match call() {
