@@ -3,21 +3,24 @@
 
 /// Bytes a token may have (`tchar`), by value: the request line's method
 /// is read a byte a lookup.
-static TCHAR: [bool; 256] = {
+static TCHAR: [bool; 256] = alnum_and(b"!#$%&'*+-.^_`|~");
+
+/// A table by byte value of letters, digits and `marks`: the sets of bytes
+/// the head parser looks up.
+pub(crate) const fn alnum_and(marks: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
         t[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
-    let marks = b"!#$%&'*+-.^_`|~";
     let mut i = 0;
     while i < marks.len() {
         t[marks[i] as usize] = true;
         i += 1;
     }
     t
-};
+}
 
 /// Is `b` a `tchar`?
 #[inline]
