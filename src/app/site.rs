@@ -63,7 +63,9 @@ enum Stop<'a> {
 
 impl Site {
     /// The files for the request's host: a `--vhost`'s, else the default
-    /// root's; `None` for an unknown host under `--vhost-strict`.
+    /// root's; `None` for an unknown host under `--vhost-strict`. Inlined:
+    /// without `--vhost` it is one test, and the call cost 22 instructions
+    /// a request (callgrind).
     #[inline(always)]
     fn files_for(&self, req: &Request<'_>) -> Option<&StaticFiles> {
         if self.hosts.is_empty() {

@@ -301,6 +301,7 @@ impl Conn {
     }
 
     /// Room to read into, or `None` when the connection should not read.
+    /// Inlined into `EngineIo::read_buf`, the I/O layer's one way in.
     #[inline(always)]
     pub(crate) fn read_buf(&mut self, pool: &mut BufPool, limits: &Limits) -> Option<&mut [u8]> {
         if !self.wants_read(limits) {
